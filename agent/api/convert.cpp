@@ -1,0 +1,69 @@
+#include "api/convert.h"
+
+namespace np::api {
+
+Result<lb::Service> serviceFromProto(const pb::Service& in) {
+  lb::Service s;
+  s.name = in.name();
+  const std::string ctx = "service " + (s.name.empty() ? std::string("(unnamed)") : s.name);
+  if (s.name.empty()) return error(ctx, "name is empty");
+  switch (in.protocol()) {
+    case pb::TCP:
+    case pb::PROTOCOL_UNSPECIFIED: s.protocol = Protocol::Tcp; break;
+    case pb::UDP: s.protocol = Protocol::Udp; break;
+    default: return error(ctx, "unknown protocol " + std::to_string(in.protocol()) + " (TCP or UDP)");
+  }
+  if (in.port() == 0 || in.port() > 65535) return error(ctx, "port " + std::to_string(in.port()) + " is not a port (1-65535)");
+  s.port = static_cast<uint16_t>(in.port());
+  if (!in.cluster_ip().empty()) {
+    s.clusterIp = Ipv4::parse(in.cluster_ip());
+    if (!s.clusterIp) return error(ctx, "cluster IP \"" + in.cluster_ip() + "\" is not an IPv4 address");
+  }
+  if (in.node_port() > 65535) return error(ctx, "NodePort " + std::to_string(in.node_port()) + " is not a port (1-65535)");
+  s.nodePort = static_cast<uint16_t>(in.node_port());
+  for (const std::string& ip : in.external_ips()) {
+    auto a = Ipv4::parse(ip);
+    if (!a) return error(ctx, "external IP \"" + ip + "\" is not an IPv4 address");
+    s.externalIps.push_back(*a);
+  }
+  for (const std::string& ip : in.load_balancer_ips()) {
+    auto a = Ipv4::parse(ip);
+    if (!a) return error(ctx, "LoadBalancer IP \"" + ip + "\" is not an IPv4 address");
+    s.loadBalancerIps.push_back(*a);
+  }
+  for (const pb::Backend& b : in.backends()) {
+    auto a = Ipv4::parse(b.address());
+    if (!a) return error(ctx, "backend address \"" + b.address() + "\" is not an IPv4 address");
+    if (b.port() == 0 || b.port() > 65535)
+      return error(ctx, "backend " + b.address() + ": port " + std::to_string(b.port()) + " is not a port (1-65535)");
+    lb::BackendState st;
+    switch (b.state()) {
+      case pb::ACTIVE: st = lb::BackendState::Active; break;
+      case pb::TERMINATING: st = lb::BackendState::Terminating; break;
+      default: return error(ctx, "backend " + b.address() + ": unknown state " + std::to_string(b.state()));
+    }
+    s.backends.push_back({Endpoint{*a, static_cast<uint16_t>(b.port())}, st});
+  }
+  return s;
+}
+
+pb::Service serviceToProto(const lb::Service& s) {
+  pb::Service out;
+  out.set_name(s.name);
+  out.set_protocol(s.protocol == Protocol::Tcp ? pb::TCP : pb::UDP);
+  out.set_port(s.port);
+  if (s.clusterIp) out.set_cluster_ip(s.clusterIp->str());
+  out.set_node_port(s.nodePort);
+  for (Ipv4 ip : s.externalIps) out.add_external_ips(ip.str());
+  for (Ipv4 ip : s.loadBalancerIps) out.add_load_balancer_ips(ip.str());
+  for (const lb::Backend& b : s.backends) {
+    pb::Backend* pbb = out.add_backends();
+    pbb->set_address(b.addr.ip.str());
+    pbb->set_port(b.addr.port);
+    pbb->set_state(b.state == lb::BackendState::Active ? pb::ACTIVE : pb::TERMINATING);
+  }
+  out.set_source(s.source);
+  return out;
+}
+
+}  // namespace np::api

@@ -1,0 +1,109 @@
+#include "api/server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include "agent.grpc.pb.h"
+#include "core/log.h"
+
+namespace np::api {
+
+grpc::Status toGrpc(const Error& e) {
+  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
+  switch (e.err) {
+    case 0: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case ENOENT: code = grpc::StatusCode::NOT_FOUND; break;
+    case EEXIST: code = grpc::StatusCode::ALREADY_EXISTS; break;
+    case E2BIG:
+    case ENOSPC:
+    case ENOMEM: code = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
+    default: break;
+  }
+  return grpc::Status(code, e.message());
+}
+
+class Server::Service final : public pb::Agent::Service {
+ public:
+  Service(Agent& agent, boost::asio::io_context& io) : agent_(agent), io_(io) {}
+
+  grpc::Status UpsertService(grpc::ServerContext*, const pb::UpsertServiceRequest* req,
+                             pb::UpsertServiceResponse* resp) override {
+    return reply(resp, [&] { return agent_.upsertService(*req); });
+  }
+  grpc::Status UpsertServices(grpc::ServerContext*, const pb::UpsertServicesRequest* req,
+                              pb::UpsertServicesResponse* resp) override {
+    return reply(resp, [&] { return agent_.upsertServices(*req); });
+  }
+  grpc::Status DeleteService(grpc::ServerContext*, const pb::DeleteServiceRequest* req,
+                             pb::DeleteServiceResponse*) override {
+    np::Status st = onLoop([&] { return agent_.deleteService(req->name()); });
+    return st ? grpc::Status::OK : toGrpc(st.error());
+  }
+  grpc::Status GetService(grpc::ServerContext*, const pb::GetServiceRequest* req, pb::GetServiceResponse* resp) override {
+    return reply(resp, [&] { return agent_.getService(req->name()); });
+  }
+  grpc::Status ListServices(grpc::ServerContext*, const pb::ListServicesRequest*, pb::ListServicesResponse* resp) override {
+    *resp = onLoop([&] { return agent_.listServices(); });
+    return grpc::Status::OK;
+  }
+  grpc::Status ListLb(grpc::ServerContext*, const pb::ListLbRequest*, pb::ListLbResponse* resp) override {
+    return reply(resp, [&] { return agent_.listLb(); });
+  }
+  grpc::Status ListNodes(grpc::ServerContext*, const pb::ListNodesRequest*, pb::ListNodesResponse* resp) override {
+    *resp = onLoop([&] { return agent_.listNodes(); });
+    return grpc::Status::OK;
+  }
+  grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse* resp) override {
+    *resp = onLoop([&] { return agent_.status(); });
+    return grpc::Status::OK;
+  }
+
+ private:
+  // Runs f on the agent's thread and waits for its result.
+  template <typename F>
+  auto onLoop(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    boost::asio::post(io_, [&task] { task(); });
+    return result.get();
+  }
+
+  template <typename Resp, typename F>
+  grpc::Status reply(Resp* resp, F f) {
+    auto r = onLoop(std::move(f));
+    if (!r) return toGrpc(r.error());
+    *resp = std::move(r.value());
+    return grpc::Status::OK;
+  }
+
+  Agent& agent_;
+  boost::asio::io_context& io_;
+};
+
+Result<std::unique_ptr<Server>> Server::start(Agent& agent, boost::asio::io_context& io, const std::string& socketPath) {
+  std::unique_ptr<Server> s(new Server());
+  s->service_ = std::make_unique<Service>(agent, io);
+  if (unlink(socketPath.c_str()) != 0 && errno != ENOENT) return sysError("remove stale socket " + socketPath);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socketPath, grpc::InsecureServerCredentials());
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(256 << 20);  // a 10,000-service batch is tens of MB
+  // The socket is created 0600 from the start: no window in which others could connect.
+  mode_t old = umask(0177);
+  s->server_ = builder.BuildAndStart();
+  umask(old);
+  if (!s->server_) return error("serve the agent API on " + socketPath, "gRPC could not listen (see its log above)");
+  chmod(socketPath.c_str(), 0600);
+  return s;
+}
+
+void Server::shutdown() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+Server::~Server() { shutdown(); }
+
+}  // namespace np::api

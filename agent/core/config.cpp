@@ -1,0 +1,265 @@
+#include "core/config.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace np {
+namespace {
+
+using Setter = std::function<Status(Config&, const std::string&)>;
+
+struct Key {
+  const char* name;
+  const char* help;
+  bool isBool;
+  Setter set;
+};
+
+Status bad(const std::string& key, const std::string& value, const std::string& why) {
+  return error("--" + key, "\"" + value + "\" " + why);
+}
+
+Result<bool> parseBool(const std::string& key, const std::string& v) {
+  if (v == "true" || v == "1" || v == "yes") return true;
+  if (v == "false" || v == "0" || v == "no") return false;
+  return bad(key, v, "is not a boolean (true/false)").error();
+}
+
+Result<uint32_t> parseUint(const std::string& key, const std::string& v, uint32_t min, uint32_t max) {
+  uint32_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || out < min || out > max)
+    return bad(key, v, "is not a number in " + std::to_string(min) + ".." + std::to_string(max)).error();
+  return out;
+}
+
+std::vector<std::string> splitList(const std::string& v) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(v);
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      {"node-name", "this node's name (default: hostname)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty()) return bad("node-name", v, "is empty");
+         c.nodeName = v;
+         return {};
+       }},
+      {"devices", "native devices, comma-separated (default: devices with a global IPv4 address)", false,
+       [](Config& c, const std::string& v) -> Status {
+         c.devices = splitList(v);
+         for (auto& d : c.devices)
+           if (d.size() > 15) return bad("devices", d, "is longer than an interface name can be");
+         return {};
+       }},
+      {"direct-routing-device", "device for node-to-node traffic (default: first device)", false,
+       [](Config& c, const std::string& v) -> Status {
+         c.directRoutingDevice = v;
+         return {};
+       }},
+      {"bpf-root", "bpffs directory; pins go to <bpf-root>/nodepath", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("bpf-root", v, "is not an absolute path");
+         c.bpfRoot = v;
+         return {};
+       }},
+      {"cgroup-root", "cgroup v2 directory the socket hooks attach to (default: the cgroup2 mount)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("cgroup-root", v, "is not an absolute path");
+         c.cgroupRoot = v;
+         return {};
+       }},
+      {"run-dir", "runtime directory: agent.sock, state/", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("run-dir", v, "is not an absolute path");
+         c.runDir = v;
+         return {};
+       }},
+      {"config-dir", "directory of one file per key (flags win)", false,
+       [](Config& c, const std::string& v) -> Status {
+         c.configDir = v;
+         return {};
+       }},
+      {"kube-proxy-replacement", "replace kube-proxy (true/false)", true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("kube-proxy-replacement", v);
+         if (!b) return b.error();
+         c.kubeProxyReplacement = *b;
+         return {};
+       }},
+      {"bpf-lb-mode", "snat, dsr or hybrid", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v == "snat") c.lbMode = LbMode::Snat;
+         else if (v == "dsr" || v == "hybrid")
+           return bad("bpf-lb-mode", v, "is not supported by this build yet (snat)");
+         else return bad("bpf-lb-mode", v, "is not a load-balancing mode (snat, dsr, hybrid)");
+         return {};
+       }},
+      {"bpf-lb-algorithm", "backend selection: random", false,
+       [](Config&, const std::string& v) -> Status {
+         if (v == "random") return {};
+         if (v == "maglev") return bad("bpf-lb-algorithm", v, "is not supported by this build yet (random)");
+         return bad("bpf-lb-algorithm", v, "is not an algorithm (random, maglev)");
+       }},
+      {"bpf-lb-acceleration", "XDP acceleration: disabled", false,
+       [](Config&, const std::string& v) -> Status {
+         if (v == "disabled") return {};
+         if (v == "native" || v == "best-effort")
+           return bad("bpf-lb-acceleration", v, "is not supported by this build yet (disabled)");
+         return bad("bpf-lb-acceleration", v, "is not an acceleration mode (disabled, native, best-effort)");
+       }},
+      {"node-port-range", "NodePort range MIN-MAX", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto dash = v.find('-');
+         if (dash == std::string::npos) return bad("node-port-range", v, "is not a range MIN-MAX");
+         auto lo = parseUint("node-port-range", v.substr(0, dash), 1, 65535);
+         auto hi = parseUint("node-port-range", v.substr(dash + 1), 1, 65535);
+         if (!lo || !hi || *lo > *hi) return bad("node-port-range", v, "is not a range MIN-MAX of ports with MIN <= MAX");
+         // SNAT source ports are taken above the range; leave room for them.
+         if (*hi > 64511) return bad("node-port-range", v, "leaves no room above it for SNAT ports (MAX <= 64511)");
+         c.nodePortMin = static_cast<uint16_t>(*lo);
+         c.nodePortMax = static_cast<uint16_t>(*hi);
+         return {};
+       }},
+      {"bpf-lb-map-max", "service and backend map entries", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-lb-map-max", v, 1024, 16u << 20);
+         if (!n) return n.error();
+         c.lbMapMax = *n;
+         return {};
+       }},
+      {"bpf-ct-global-max", "conntrack entries (both directions of a flow count)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-ct-global-max", v, 1024, 16u << 20);
+         if (!n) return n.error();
+         c.ctMapMax = *n;
+         return {};
+       }},
+      {"bpf-sock-rev-map-max", "socket reverse-NAT entries", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-sock-rev-map-max", v, 1024, 16u << 20);
+         if (!n) return n.error();
+         c.sockRevMapMax = *n;
+         return {};
+       }},
+      {"log-level", "debug, info, warn, error", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v != "debug" && v != "info" && v != "warn" && v != "error")
+           return bad("log-level", v, "is not a level (debug, info, warn, error)");
+         c.logLevel = v;
+         return {};
+       }},
+  };
+  return k;
+}
+
+const Key* findKey(const std::string& name) {
+  for (auto& k : keys())
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+std::string trim(std::string s) {
+  s.erase(0, s.find_first_not_of(" \t\r\n"));
+  s.erase(s.find_last_not_of(" \t\r\n") + 1);
+  return s;
+}
+
+}  // namespace
+
+const char* lbModeName(LbMode m) {
+  switch (m) {
+    case LbMode::Snat: return "SNAT";
+    case LbMode::Dsr: return "DSR";
+    case LbMode::Hybrid: return "Hybrid";
+  }
+  return "?";
+}
+
+std::string configUsage() {
+  std::string s = "usage: nodepath-agent [--key=value | --key value]...\n\nkeys:\n";
+  for (auto& k : keys()) {
+    std::string name = std::string("  --") + k.name;
+    name.resize(std::max<size_t>(name.size() + 2, 28), ' ');
+    s += name + k.help + "\n";
+  }
+  return s;
+}
+
+Result<Config> parseConfig(const std::vector<std::string>& args) {
+  std::map<std::string, std::string> flags;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") return error("help");
+    if (a.rfind("--", 0) != 0) return error(a, "unexpected argument (flags are --key=value)");
+    std::string name = a.substr(2), value;
+    auto eq = name.find('=');
+    const Key* key = findKey(eq == std::string::npos ? name : name.substr(0, eq));
+    if (!key) return error("--" + (eq == std::string::npos ? name : name.substr(0, eq)), "unknown flag (see --help)");
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (key->isBool && (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)) {
+      value = "true";
+    } else {
+      if (i + 1 >= args.size()) return error("--" + name, "needs a value");
+      value = args[++i];
+    }
+    flags[name] = value;
+  }
+
+  Config c;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  c.nodeName = host;
+
+  std::map<std::string, std::string> values;
+  std::string dir = flags.count("config-dir") ? flags["config-dir"] : "";
+  if (!dir.empty()) {
+    DIR* d = opendir(dir.c_str());
+    if (!d) return sysError("read --config-dir " + dir);
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      // ConfigMap volumes hold ..data and dot-dirs; only plain key files count.
+      if (name.empty() || name[0] == '.' || !findKey(name) || name == "config-dir") continue;
+      std::ifstream f(dir + "/" + name);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      values[name] = trim(ss.str());
+      c.origin[name] = "config-dir";
+    }
+    closedir(d);
+  }
+  for (auto& [k, v] : flags) {
+    values[k] = v;
+    c.origin[k] = "flag";
+  }
+  for (auto& [k, v] : values) {
+    Status s = findKey(k)->set(c, v);
+    if (!s) {
+      if (c.origin[k] == "config-dir") {
+        Error e = s.error();
+        e.context = "config-dir " + dir + "/" + k;
+        return e;
+      }
+      return s.error();
+    }
+  }
+  return c;
+}
+
+}  // namespace np

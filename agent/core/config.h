@@ -1,0 +1,47 @@
+// Agent configuration: Cilium's config keys where the meaning is the same, from command-line
+// flags (--key=value or --key value) and a config directory of one file per key (a mounted
+// ConfigMap). Flags win over the directory. Unknown flags are errors; unknown files in the
+// directory are ignored (a cilium-config ConfigMap carries many keys we do not use).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace np {
+
+enum class LbMode { Snat, Dsr, Hybrid };
+
+struct Config {
+  std::string nodeName;                 // node-name
+  std::vector<std::string> devices;     // devices (empty = auto)
+  std::string directRoutingDevice;      // direct-routing-device (empty = first device)
+  std::string bpfRoot = "/sys/fs/bpf";  // bpf-root
+  std::string cgroupRoot;               // cgroup-root (empty = the cgroup2 mount)
+  std::string runDir = "/var/run/nodepath";  // run-dir
+  std::string configDir;                // config-dir
+  bool kubeProxyReplacement = true;     // kube-proxy-replacement
+  LbMode lbMode = LbMode::Snat;         // bpf-lb-mode
+  uint16_t nodePortMin = 30000;         // node-port-range
+  uint16_t nodePortMax = 32767;
+  uint32_t lbMapMax = 262144;           // bpf-lb-map-max: service and backend entries
+  uint32_t ctMapMax = 262144;           // bpf-ct-global-max: conntrack entries (both directions)
+  uint32_t sockRevMapMax = 262144;      // bpf-sock-rev-map-max
+  std::string logLevel = "info";        // log-level
+
+  // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
+  std::map<std::string, std::string> origin;
+};
+
+const char* lbModeName(LbMode m);  // "SNAT", "DSR", "Hybrid"
+
+// Parses argv (without argv[0]). Returns an error naming the flag and what is wrong; help is
+// reported as an Error with context "help" so main can print usage and exit 0.
+Result<Config> parseConfig(const std::vector<std::string>& args);
+
+std::string configUsage();
+
+}  // namespace np

@@ -1,0 +1,242 @@
+#include "datapath/datapath.h"
+
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "bpf/attach.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "np_abi.h"
+
+namespace np::datapath {
+
+const char* dropReasonName(uint32_t reason) {
+  switch (reason) {
+    case NP_METRIC_FORWARDED: return "forwarded";
+    case NP_DROP_INVALID_PACKET: return "Invalid packet";
+    case NP_DROP_TRUNCATED_HEADER: return "CT: Truncated or invalid header";
+    case NP_DROP_CT_CREATE_FAILED: return "CT: Map insertion failed";
+    case NP_DROP_FRAGMENT: return "IP fragmentation not supported";
+    case NP_DROP_NO_SERVICE_BACKEND: return "Service backend not found";
+    case NP_DROP_NAT_NO_MAPPING: return "No mapping for NAT masquerade";
+    case NP_DROP_FIB_LOOKUP_FAILED: return "FIB lookup failed";
+    case NP_DROP_IS_CLUSTER_IP: return "Is a ClusterIP";
+    case NP_DROP_TTL_EXCEEDED: return "TTL exceeded";
+    case NP_DROP_WRITE_ERROR: return "Error writing to packet";
+    case NP_DROP_CSUM_L3: return "Error while correcting L3 checksum";
+    case NP_DROP_CSUM_L4: return "Error while correcting L4 checksum";
+  }
+  return "unknown";
+}
+
+const char* metricDirectionName(uint32_t dir) {
+  switch (dir) {
+    case NP_METRIC_INGRESS: return "ingress";
+    case NP_METRIC_EGRESS: return "egress";
+    case NP_METRIC_SOCK: return "socket";
+  }
+  return "?";
+}
+
+Result<DeviceInfo> deviceInfo(const std::string& name) {
+  DeviceInfo d;
+  d.name = name;
+  d.ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+  if (d.ifindex == 0) return sysError("find device " + name);
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return sysError("open socket");
+  ifreq ifr{};
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
+  int rc = ioctl(s, SIOCGIFHWADDR, &ifr);
+  close(s);
+  if (rc < 0) return sysError("read MAC of " + name);
+  std::copy_n(reinterpret_cast<uint8_t*>(ifr.ifr_hwaddr.sa_data), 6, d.mac.begin());
+  ifaddrs* ifa = nullptr;
+  if (getifaddrs(&ifa) == 0) {
+    for (ifaddrs* a = ifa; a; a = a->ifa_next) {
+      if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || name != a->ifa_name) continue;
+      d.ipv4 = Ipv4{reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr};
+      break;
+    }
+    freeifaddrs(ifa);
+  }
+  if (d.ipv4.isZero()) return error("device " + name, "has no IPv4 address");
+  return d;
+}
+
+std::vector<std::string> autoDevices() {
+  std::vector<std::string> out;
+  ifaddrs* ifa = nullptr;
+  if (getifaddrs(&ifa) != 0) return out;
+  for (ifaddrs* a = ifa; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || !(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK))
+      continue;
+    std::string n = a->ifa_name;
+    if (n.rfind("lxc", 0) == 0 || n.rfind("np_", 0) == 0) continue;
+    Ipv4 ip{reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr};
+    if (ip.isLoopback() || (ip.host() >> 16) == 0xa9fe) continue;  // link-local
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  }
+  freeifaddrs(ifa);
+  return out;
+}
+
+Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+
+  std::vector<std::string> names = c.devices.empty() ? autoDevices() : c.devices;
+  if (names.empty()) return error("find native devices", "none has a global IPv4 address; set --devices");
+  std::string direct = c.directRoutingDevice.empty() ? names.front() : c.directRoutingDevice;
+  if (std::find(names.begin(), names.end(), direct) == names.end())
+    return error("--direct-routing-device " + direct, "is not one of --devices");
+  for (const std::string& n : names) {
+    auto d = deviceInfo(n);
+    if (!d) return d.error();
+    d->directRouting = n == direct;
+    if (d->directRouting) dp->nodeIp_ = d->ipv4;
+    dp->devices_.push_back(*d);
+  }
+
+  NP_TRY(fs::ensureBpffs(c.bpfRoot));
+  dp->pinDir_ = c.bpfRoot + "/nodepath";
+  dp->adoptedPins_ = fs::exists(dp->pinDir_ + "/" NP_STR(NP_MAP_SERVICES));
+  NP_TRY(fs::makeDirs(dp->pinDir_ + "/links", 0700));
+
+  if (c.cgroupRoot.empty()) {
+    auto mount = fs::findCgroup2Mount();
+    if (!mount) {
+      // No cgroup2 anywhere: mount one of our own, as Cilium does.
+      const std::string own = "/run/nodepath/cgroupv2";
+      NP_TRY(fs::makeDirs(own));
+      if (!fs::isCgroup2(own) && ::mount("none", own.c_str(), "cgroup2", 0, nullptr) != 0)
+        return sysError("mount cgroup2 at " + own);
+      dp->cgroupPath_ = own;
+    } else {
+      dp->cgroupPath_ = *mount;
+    }
+  } else {
+    dp->cgroupPath_ = c.cgroupRoot;
+  }
+  if (!fs::isCgroup2(dp->cgroupPath_)) return error("--cgroup-root " + dp->cgroupPath_, "is not a cgroup v2 directory");
+  dp->cgroupFd_ = bpf::Fd(open(dp->cgroupPath_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dp->cgroupFd_) return sysError("open cgroup " + dp->cgroupPath_);
+
+  const MapSizes sizes = MapSizes::fromConfig(c);
+  auto sock = SockProgram::load(dp->pinDir_, sizes, {dp->nodeIp_, c.nodePortMin, c.nodePortMax});
+  if (!sock) return sock.error();
+  dp->sock_ = std::move(*sock);
+
+  for (const DeviceInfo& d : dp->devices_) {
+    HostParams hp;
+    hp.device = d.name;
+    hp.ifindex = d.ifindex;
+    hp.mac = d.mac;
+    hp.nodeIp = d.ipv4;
+    hp.nodePortMin = c.nodePortMin;
+    hp.nodePortMax = c.nodePortMax;
+    hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, 32768u));
+    hp.snatPortMax = 65535;
+    hp.mode = c.lbMode;
+    auto host = HostProgram::load(dp->pinDir_, sizes, hp);
+    if (!host) return host.error();
+    dp->hosts_.push_back(std::move(*host));
+  }
+
+  auto maps = BpfLbMaps::of(dp->sock_->mapFd(NP_STR(NP_MAP_SERVICES)), dp->sock_->mapFd(NP_STR(NP_MAP_BACKENDS)),
+                            dp->sock_->mapFd(NP_STR(NP_MAP_REVNAT)));
+  if (!maps) return maps.error();
+  dp->lbMaps_.emplace(std::move(*maps));
+
+  // Attach last: everything the programs read exists by now. Attaching replaces the programs of
+  // a previous agent atomically; the maps (and so every connection) carry over.
+  for (const auto& h : dp->hosts_) {
+    const HostParams& p = h->params();
+    NP_TRY(bpf::attachTc(p.ifindex, bpf::TcDirection::Ingress, h->fromNetdevFd(), p.device));
+    NP_TRY(bpf::attachTc(p.ifindex, bpf::TcDirection::Egress, h->toNetdevFd(), p.device));
+  }
+  for (const auto& hook : dp->sock_->hooks())
+    NP_TRY(bpf::attachCgroupPinned(hook.prog, dp->cgroupFd_.get(),
+                                   dp->pinDir_ + "/links/sock4_" + hook.name));
+  return dp;
+}
+
+Status Datapath::setNodes(const std::vector<NodeEntry>& nodes) {
+  auto map = bpf::Map<uint32_t, np_node_val>::of(sock_->mapFd(NP_STR(NP_MAP_NODES)));
+  if (!map) return map.error();
+  auto current = map->dump();
+  if (!current) return current.error();
+  std::set<uint32_t> want;
+  uint32_t id = 1;
+  for (const NodeEntry& n : nodes) {
+    np_node_val v{};
+    v.node_id = id++;
+    v.flags = n.local ? NP_NODE_F_LOCAL : 0;
+    NP_TRY(map->update(n.ip.be, v));
+    want.insert(n.ip.be);
+  }
+  for (const auto& [ip, v] : *current)
+    if (!want.count(ip)) NP_TRY(map->remove(ip));
+  return {};
+}
+
+std::vector<DeviceState> Datapath::deviceStates() const {
+  std::vector<DeviceState> out;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    DeviceState s{devices_[i]};
+    auto in = bpf::tcProgramId(devices_[i].ifindex, bpf::TcDirection::Ingress);
+    auto eg = bpf::tcProgramId(devices_[i].ifindex, bpf::TcDirection::Egress);
+    s.ingress = in.ok() && *in != 0 && *in == bpf::programId(hosts_[i]->fromNetdevFd());
+    s.egress = eg.ok() && *eg != 0 && *eg == bpf::programId(hosts_[i]->toNetdevFd());
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> Datapath::socketHooksAttached() const {
+  static const std::array<bpf_attach_type, 4> types = {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
+                                                       BPF_CGROUP_UDP4_RECVMSG, BPF_CGROUP_INET4_GETPEERNAME};
+  std::vector<std::string> out;
+  auto hooks = sock_->hooks();
+  for (size_t i = 0; i < hooks.size(); ++i) {
+    uint32_t ids[64];
+    uint32_t count = 64, flags = 0;
+    if (bpf_prog_query(cgroupFd_.get(), types[i], 0, &flags, ids, &count) != 0) continue;
+    uint32_t mine = bpf::programId(bpf_program__fd(hooks[i].prog));
+    if (std::find(ids, ids + count, mine) != ids + count) out.push_back(hooks[i].name);
+  }
+  return out;
+}
+
+std::vector<MapState> Datapath::mapStates() const {
+  std::vector<MapState> out;
+  for (const char* name : {NP_STR(NP_MAP_SERVICES), NP_STR(NP_MAP_BACKENDS), NP_STR(NP_MAP_REVNAT),
+                           NP_STR(NP_MAP_SOCK_REV), NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES)}) {
+    int fd = sock_->mapFd(name);
+    auto info = bpf::mapInfo(fd);
+    if (!info) continue;
+    auto n = bpf::detail::countEntries(fd, *info);
+    out.push_back({name, info->maxEntries, n.ok() ? *n : 0});
+  }
+  return out;
+}
+
+std::vector<CounterRow> Datapath::counters() const {
+  std::vector<CounterRow> out;
+  int fd = sock_->mapFd(NP_STR(NP_MAP_METRICS));
+  for (uint32_t idx = 0; idx < NP_METRICS_MAX; ++idx) {
+    auto m = bpf::sumPerCpu<np_metric>(fd, idx);
+    if (!m || m->packets == 0) continue;
+    out.push_back({idx >> 8, idx & 0xff, m->packets, m->bytes});
+  }
+  return out;
+}
+
+}  // namespace np::datapath

@@ -1,0 +1,93 @@
+// The node's datapath: loads the programs with this node's configuration, pins and adopts maps
+// under <bpf-root>/nodepath, attaches to the native devices and the cgroup, and reports what is
+// attached right now (read back from the kernel, never from configuration alone).
+//
+// Programs keep running when the agent exits: tc filters and pinned links outlive it. Dropping
+// this object releases only the agent's handles.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpf/map.h"
+#include "core/config.h"
+#include "core/nodes.h"
+#include "core/result.h"
+#include "datapath/lb_maps.h"
+#include "datapath/programs.h"
+#include "np_drop.h"
+
+namespace np::datapath {
+
+struct DeviceInfo {
+  std::string name;
+  int ifindex = 0;
+  std::array<uint8_t, 6> mac{};
+  Ipv4 ipv4;
+  bool directRouting = false;
+};
+
+// Reads a device's index, MAC and first IPv4 address (in the agent's network namespace).
+Result<DeviceInfo> deviceInfo(const std::string& name);
+// Devices with a global IPv4 address that are up, except loopback and our own pod devices.
+std::vector<std::string> autoDevices();
+
+struct DeviceState {
+  DeviceInfo info;
+  bool ingress = false;  // our program is the tc ingress filter now
+  bool egress = false;
+};
+
+struct MapState {
+  std::string name;
+  uint32_t maxEntries = 0;
+  uint32_t entries = 0;
+};
+
+struct CounterRow {
+  uint32_t direction = 0;  // enum np_metric_dir
+  uint32_t reason = 0;     // 0 = forwarded
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+const char* dropReasonName(uint32_t reason);
+const char* metricDirectionName(uint32_t dir);
+
+class Datapath {
+ public:
+  static Result<std::unique_ptr<Datapath>> start(const Config& config);
+
+  lb::LbMaps& lbMaps() { return *lbMaps_; }
+  Status setNodes(const std::vector<NodeEntry>& nodes);
+
+  std::vector<DeviceState> deviceStates() const;
+  // Hooks of ours attached to the cgroup now.
+  std::vector<std::string> socketHooksAttached() const;
+  std::vector<MapState> mapStates() const;
+  std::vector<CounterRow> counters() const;
+
+  const std::string& pinDir() const { return pinDir_; }
+  const std::string& cgroupPath() const { return cgroupPath_; }
+  bool adoptedPins() const { return adoptedPins_; }
+  Ipv4 nodeIp() const { return nodeIp_; }
+  const std::vector<DeviceInfo>& devices() const { return devices_; }
+
+ private:
+  Datapath() = default;
+
+  std::string pinDir_;
+  std::string cgroupPath_;
+  bpf::Fd cgroupFd_;
+  bool adoptedPins_ = false;
+  Ipv4 nodeIp_;
+  std::vector<DeviceInfo> devices_;
+  std::unique_ptr<SockProgram> sock_;
+  std::vector<std::unique_ptr<HostProgram>> hosts_;
+  std::optional<BpfLbMaps> lbMaps_;
+};
+
+}  // namespace np::datapath

@@ -1,0 +1,125 @@
+// The one translation unit that includes the BPF skeletons.
+#include "datapath/programs.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bpf/map.h"
+#include "core/log.h"
+#include "np_abi.h"
+#include "np_config.h"  // the skeletons' .rodata structs
+#include "host.skel.h"
+#include "sock.skel.h"
+
+namespace np::datapath {
+namespace {
+
+uint32_t configuredSize(const MapSizes& s, const std::string& name) {
+  if (name == NP_STR(NP_MAP_SERVICES)) return s.services;
+  if (name == NP_STR(NP_MAP_BACKENDS)) return s.backends;
+  if (name == NP_STR(NP_MAP_REVNAT)) return s.revNat;
+  if (name == NP_STR(NP_MAP_SOCK_REV)) return s.sockRev;
+  if (name == NP_STR(NP_MAP_CT)) return s.ct;
+  if (name == NP_STR(NP_MAP_NODES)) return s.nodes;
+  return 0;  // fixed-size map (metrics)
+}
+
+// Sets every map's size before load: the configured one, or the pinned map's if one exists.
+Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    std::string name = bpf_map__name(map);
+    if (name.rfind("np_", 0) != 0) continue;  // .rodata and friends
+    uint32_t want = configuredSize(sizes, name);
+    std::string pin = pinDir + "/" + name;
+    int fd = bpf_obj_get(pin.c_str());
+    if (fd >= 0) {
+      auto info = bpf::mapInfo(fd);
+      close(fd);
+      if (!info) return info.error();
+      if (info->keySize != bpf_map__key_size(map) || info->valueSize != bpf_map__value_size(map))
+        return error("adopt pinned map " + pin,
+                     "its layout differs from this agent's; a new layout needs a new map name (run agentctl cleanup)");
+      if (want != 0 && info->maxEntries != want)
+        NP_LOG_WARN("datapath", "pinned map %s keeps its %u entries (configured: %u); it cannot be resized without losing state",
+                    name.c_str(), info->maxEntries, want);
+      want = info->maxEntries;
+    }
+    if (want != 0 && bpf_map__set_max_entries(map, want) != 0) return sysError("size map " + name);
+  }
+  return {};
+}
+
+template <typename Skel>
+int findMapFd(bpf_object* obj, const std::string& name) {
+  bpf_map* m = bpf_object__find_map_by_name(obj, name.c_str());
+  return m ? bpf_map__fd(m) : -1;
+}
+
+}  // namespace
+
+MapSizes MapSizes::fromConfig(const Config& c) {
+  MapSizes s;
+  s.services = c.lbMapMax;
+  s.backends = c.lbMapMax;
+  s.revNat = std::min<uint32_t>(c.lbMapMax, 65535);
+  s.sockRev = c.sockRevMapMax;
+  s.ct = c.ctMapMax;
+  return s;
+}
+
+Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir, const MapSizes& sizes,
+                                                       const HostParams& p) {
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
+  host_bpf* skel = host_bpf__open_opts(&opts);
+  if (!skel) return sysError("open host.bpf.o");
+  std::unique_ptr<HostProgram> prog(new HostProgram(skel, p));
+  NP_TRY(sizeMaps(skel->obj, pinDir, sizes));
+  auto& cfg = skel->rodata->np_cfg;
+  cfg.node_ip = p.nodeIp.be;
+  cfg.ifindex = static_cast<uint32_t>(p.ifindex);
+  std::copy(p.mac.begin(), p.mac.end(), cfg.mac);
+  cfg.lb_mode = static_cast<uint8_t>(p.mode == LbMode::Snat ? NP_LB_MODE_SNAT
+                                     : p.mode == LbMode::Dsr ? NP_LB_MODE_DSR
+                                                             : NP_LB_MODE_HYBRID);
+  cfg.nodeport_min = p.nodePortMin;
+  cfg.nodeport_max = p.nodePortMax;
+  cfg.snat_port_min = p.snatPortMin;
+  cfg.snat_port_max = p.snatPortMax;
+  int rc = host_bpf__load(skel);
+  if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
+  return prog;
+}
+
+HostProgram::~HostProgram() { host_bpf__destroy(skel_); }
+int HostProgram::fromNetdevFd() const { return bpf_program__fd(skel_->progs.np_from_netdev); }
+int HostProgram::toNetdevFd() const { return bpf_program__fd(skel_->progs.np_to_netdev); }
+int HostProgram::mapFd(const std::string& name) const { return findMapFd<host_bpf>(skel_->obj, name); }
+
+Result<std::unique_ptr<SockProgram>> SockProgram::load(const std::string& pinDir, const MapSizes& sizes,
+                                                       const SockParams& p) {
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
+  sock_bpf* skel = sock_bpf__open_opts(&opts);
+  if (!skel) return sysError("open sock.bpf.o");
+  std::unique_ptr<SockProgram> prog(new SockProgram(skel));
+  NP_TRY(sizeMaps(skel->obj, pinDir, sizes));
+  skel->rodata->np_cfg.node_ip = p.nodeIp.be;
+  skel->rodata->np_cfg.nodeport_min = p.nodePortMin;
+  skel->rodata->np_cfg.nodeport_max = p.nodePortMax;
+  int rc = sock_bpf__load(skel);
+  if (rc != 0) return sysError("load sock.bpf.o", -rc);
+  return prog;
+}
+
+SockProgram::~SockProgram() { sock_bpf__destroy(skel_); }
+
+std::array<SockProgram::Hook, 4> SockProgram::hooks() const {
+  return {{{"connect4", skel_->progs.np_sock4_connect},
+           {"sendmsg4", skel_->progs.np_sock4_sendmsg},
+           {"recvmsg4", skel_->progs.np_sock4_recvmsg},
+           {"getpeername4", skel_->progs.np_sock4_getpeername}}};
+}
+
+int SockProgram::mapFd(const std::string& name) const { return findMapFd<sock_bpf>(skel_->obj, name); }
+
+}  // namespace np::datapath

@@ -1,0 +1,57 @@
+// LbImage: the contents of the service, backend and reverse-NAT maps as plain C++ containers
+// of the ABI structs (bpf/include/np_lb.h), so planning and restore work without a kernel.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <unordered_map>
+
+#include "np_lb.h"
+
+// Byte-wise equality of the ABI structs (explicit padding makes this exact). In the global
+// namespace, where the structs are, so lookup finds them.
+inline bool operator==(const np_svc_key& a, const np_svc_key& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+inline bool operator==(const np_svc_val& a, const np_svc_val& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+inline bool operator==(const np_backend& a, const np_backend& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+inline bool operator==(const np_revnat& a, const np_revnat& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+namespace np::lb {
+
+struct SvcKeyHash {
+  size_t operator()(const np_svc_key& k) const {
+    uint64_t a = (uint64_t{k.addr} << 32) | (uint64_t{k.dport} << 16) | k.slot;
+    uint64_t b = (uint64_t{k.proto} << 8) | k.scope;
+    return std::hash<uint64_t>{}(a * 0x9e3779b97f4a7c15ull ^ b);
+  }
+};
+struct SvcKeyEq {
+  bool operator()(const np_svc_key& a, const np_svc_key& b) const { return a == b; }
+};
+
+
+struct LbImage {
+  std::unordered_map<np_svc_key, np_svc_val, SvcKeyHash, SvcKeyEq> services;  // slot 0 and slots
+  std::unordered_map<uint32_t, np_backend> backends;                          // backend ID ->
+  std::unordered_map<uint16_t, np_revnat> revNat;                             // service ID ->
+
+  bool operator==(const LbImage&) const = default;
+};
+
+inline np_svc_key svcKey(uint32_t addrBe, uint16_t portBe, uint8_t proto, uint16_t slot,
+                         uint8_t scope = NP_LB_SCOPE_EXT) {
+  np_svc_key k{};
+  k.addr = addrBe;
+  k.dport = portBe;
+  k.proto = proto;
+  k.slot = slot;
+  k.scope = scope;
+  return k;
+}
+
+inline np_svc_key masterOf(np_svc_key k) {
+  k.slot = 0;
+  return k;
+}
+
+}  // namespace np::lb

@@ -1,0 +1,74 @@
+// The service model: one port of a service and every frontend it is reachable on, with its
+// backends. Both sources of desired state (the local API and, later, Kubernetes) produce these;
+// reconcilers do not know where a service came from.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/net.h"
+#include "core/result.h"
+
+namespace np::lb {
+
+enum class BackendState : uint8_t { Active = 0, Terminating = 1 };
+
+struct Backend {
+  Endpoint addr;
+  BackendState state = BackendState::Active;
+  bool operator==(const Backend&) const = default;
+};
+
+struct Service {
+  std::string name;  // unique, e.g. "default/web" or "default/web:http"
+  Protocol protocol = Protocol::Tcp;
+  uint16_t port = 0;  // ClusterIP, externalIPs and LoadBalancer IPs listen on this port
+  std::optional<Ipv4> clusterIp;
+  uint16_t nodePort = 0;  // 0 = none
+  std::vector<Ipv4> externalIps;
+  std::vector<Ipv4> loadBalancerIps;
+  std::vector<Backend> backends;
+  std::string source = "local";  // "local" or "kubernetes"
+  bool operator==(const Service&) const = default;
+};
+
+// What the node contributes to a service's frontends.
+struct NodeContext {
+  std::vector<Ipv4> nodeIps;  // addresses NodePorts answer on (besides the wildcard)
+  uint16_t nodePortMin = 30000;
+  uint16_t nodePortMax = 32767;
+};
+
+enum class FrontendType : uint8_t { ClusterIp, NodePort, NodePortWildcard, ExternalIp, LoadBalancer };
+const char* frontendTypeName(FrontendType t);
+
+struct Frontend {
+  Ipv4 addr;  // 0.0.0.0 for the NodePort wildcard
+  uint16_t port = 0;
+  Protocol protocol = Protocol::Tcp;
+  FrontendType type = FrontendType::ClusterIp;
+  std::string str() const;  // "10.43.0.20:80/TCP"
+};
+
+// Every frontend of s, in a stable order (ClusterIP, NodePort wildcard, NodePort per node IP,
+// external IPs, LoadBalancer IPs).
+std::vector<Frontend> frontendsOf(const Service& s, const NodeContext& node);
+
+// Checks one service on its own: name, port, addresses, NodePort range, backends.
+Status validate(const Service& s, const NodeContext& node);
+
+// Frontends are exclusive: (address, port, protocol) packed into one key -> owning service.
+uint64_t frontendKey(const Frontend& f);
+using FrontendOwners = std::unordered_map<uint64_t, std::string>;
+void addOwner(FrontendOwners& owners, const Service& s, const NodeContext& node);
+void removeOwner(FrontendOwners& owners, const Service& s, const NodeContext& node);
+
+// Checks that `s` claims no frontend another service owns (frontends owned by s.name itself
+// are the version s replaces).
+Status checkConflicts(const Service& s, const NodeContext& node, const FrontendOwners& owners);
+
+}  // namespace np::lb

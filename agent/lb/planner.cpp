@@ -1,0 +1,176 @@
+#include "lb/planner.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "core/net.h"
+
+namespace np::lb {
+namespace {
+
+bool keyLess(const np_svc_key& a, const np_svc_key& b) {
+  return std::tuple(ntohl(a.addr), ntohs(a.dport), a.proto, a.scope, a.slot) <
+         std::tuple(ntohl(b.addr), ntohs(b.dport), b.proto, b.scope, b.slot);
+}
+
+MapOp svcOp(MapOp::Kind kind, const np_svc_key& k, const np_svc_val& v = {}) {
+  MapOp op{kind};
+  op.svcKey = k;
+  op.svcVal = v;
+  return op;
+}
+
+// Deterministic output order inside each phase (hash-map iteration order is not), so plans are
+// reproducible in logs and tests.
+template <typename It>
+void sortPhase(It begin, It end) {
+  std::sort(begin, end, [](const MapOp& a, const MapOp& b) {
+    switch (a.kind) {
+      case MapOp::Kind::UpsertBackend:
+      case MapOp::Kind::DeleteBackend: return a.backendId < b.backendId;
+      case MapOp::Kind::UpsertRevNat:
+      case MapOp::Kind::DeleteRevNat: return a.revNatId < b.revNatId;
+      default: return keyLess(a.svcKey, b.svcKey);
+    }
+  });
+}
+
+}  // namespace
+
+const char* opKindName(MapOp::Kind k) {
+  switch (k) {
+    case MapOp::Kind::UpsertBackend: return "upsert-backend";
+    case MapOp::Kind::UpsertSlot: return "upsert-slot";
+    case MapOp::Kind::UpsertRevNat: return "upsert-revnat";
+    case MapOp::Kind::UpsertService: return "upsert-service";
+    case MapOp::Kind::DeleteSlot: return "delete-slot";
+    case MapOp::Kind::DeleteService: return "delete-service";
+    case MapOp::Kind::DeleteRevNat: return "delete-revnat";
+    case MapOp::Kind::DeleteBackend: return "delete-backend";
+  }
+  return "?";
+}
+
+std::string MapOp::str() const {
+  std::string s = opKindName(kind);
+  switch (kind) {
+    case Kind::UpsertBackend:
+    case Kind::DeleteBackend:
+      s += " " + std::to_string(backendId);
+      if (kind == Kind::UpsertBackend)
+        s += " " + Endpoint{Ipv4{backend.addr}, ntohs(backend.port)}.str() +
+             (backend.state == NP_BACKEND_TERMINATING ? " terminating" : "");
+      break;
+    case Kind::UpsertRevNat:
+    case Kind::DeleteRevNat:
+      s += " " + std::to_string(revNatId);
+      if (kind == Kind::UpsertRevNat) s += " " + Endpoint{Ipv4{revNat.addr}, ntohs(revNat.port)}.str();
+      break;
+    default:
+      s += " " + Endpoint{Ipv4{svcKey.addr}, ntohs(svcKey.dport)}.str() + "/" +
+           std::to_string(svcKey.proto) + " slot " + std::to_string(svcKey.slot);
+      if (kind == Kind::UpsertSlot) s += " -> backend " + std::to_string(svcVal.backend_id);
+      if (kind == Kind::UpsertService)
+        s += " count " + std::to_string(svcVal.count) + " total " + std::to_string(svcVal.total) +
+             " id " + std::to_string(svcVal.rev_nat_id);
+  }
+  return s;
+}
+
+std::vector<MapOp> diff(const LbImage& applied, const LbImage& desired) {
+  using K = MapOp::Kind;
+  std::vector<MapOp> ops;
+  auto phase = [&](auto fill) {
+    size_t start = ops.size();
+    fill();
+    sortPhase(ops.begin() + static_cast<std::ptrdiff_t>(start), ops.end());
+  };
+
+  phase([&] {
+    for (const auto& [id, be] : desired.backends) {
+      auto it = applied.backends.find(id);
+      if (it == applied.backends.end() || !(it->second == be)) {
+        MapOp op{K::UpsertBackend};
+        op.backendId = id;
+        op.backend = be;
+        ops.push_back(op);
+      }
+    }
+  });
+  auto changed = [&](const np_svc_key& k, const np_svc_val& v) {
+    auto it = applied.services.find(k);
+    return it == applied.services.end() || !(it->second == v);
+  };
+  phase([&] {
+    for (const auto& [k, v] : desired.services)
+      if (k.slot != 0 && changed(k, v)) ops.push_back(svcOp(K::UpsertSlot, k, v));
+  });
+  phase([&] {
+    for (const auto& [id, rn] : desired.revNat) {
+      auto it = applied.revNat.find(id);
+      if (it == applied.revNat.end() || !(it->second == rn)) {
+        MapOp op{K::UpsertRevNat};
+        op.revNatId = id;
+        op.revNat = rn;
+        ops.push_back(op);
+      }
+    }
+  });
+  phase([&] {
+    for (const auto& [k, v] : desired.services)
+      if (k.slot == 0 && changed(k, v)) ops.push_back(svcOp(K::UpsertService, k, v));
+  });
+  // Slots the desired image does not have: of a surviving service (its entry already shrank
+  // above), or of a removed one (after its entry is gone, below).
+  auto masterSurvives = [&](const np_svc_key& k) { return desired.services.count(masterOf(k)) != 0; };
+  phase([&] {
+    for (const auto& [k, v] : applied.services)
+      if (k.slot != 0 && !desired.services.count(k) && masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
+  });
+  phase([&] {
+    for (const auto& [k, v] : applied.services)
+      if (k.slot == 0 && !desired.services.count(k)) ops.push_back(svcOp(K::DeleteService, k));
+  });
+  phase([&] {
+    for (const auto& [k, v] : applied.services)
+      if (k.slot != 0 && !desired.services.count(k) && !masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
+  });
+  phase([&] {
+    for (const auto& [id, rn] : applied.revNat)
+      if (!desired.revNat.count(id)) {
+        MapOp op{K::DeleteRevNat};
+        op.revNatId = id;
+        ops.push_back(op);
+      }
+  });
+  phase([&] {
+    for (const auto& [id, be] : applied.backends)
+      if (!desired.backends.count(id)) {
+        MapOp op{K::DeleteBackend};
+        op.backendId = id;
+        ops.push_back(op);
+      }
+  });
+  return ops;
+}
+
+void applyOps(LbImage& image, const std::vector<MapOp>& ops, size_t count) {
+  using K = MapOp::Kind;
+  for (size_t i = 0; i < count && i < ops.size(); ++i) {
+    const MapOp& op = ops[i];
+    switch (op.kind) {
+      case K::UpsertBackend: image.backends[op.backendId] = op.backend; break;
+      case K::UpsertSlot:
+      case K::UpsertService: image.services[op.svcKey] = op.svcVal; break;
+      case K::UpsertRevNat: image.revNat[op.revNatId] = op.revNat; break;
+      case K::DeleteSlot:
+      case K::DeleteService: image.services.erase(op.svcKey); break;
+      case K::DeleteRevNat: image.revNat.erase(op.revNatId); break;
+      case K::DeleteBackend: image.backends.erase(op.backendId); break;
+    }
+  }
+}
+
+}  // namespace np::lb

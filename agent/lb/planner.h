@@ -1,0 +1,48 @@
+// The planner: turns (applied, desired) map images into the ordered map operations that take
+// the maps from one to the other without ever exposing half a service to the datapath:
+//   1. backends are written,          2. backend slots are written,
+//   3. reverse-NAT entries written,   4. service (slot 0) entries written with the new count,
+//   5. stale slots of surviving services deleted,
+//   6. removed services: service entry, then its slots, then its reverse-NAT entry,
+//   7. backends no longer referenced deleted.
+// At every step each service entry's slots 1..total exist and point at existing backends.
+// Pure: no kernel, no state; applying diff(a, b) to a gives b, and diff(a, a) is empty.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "lb/image.h"
+
+namespace np::lb {
+
+struct MapOp {
+  enum class Kind : uint8_t {
+    UpsertBackend,
+    UpsertSlot,
+    UpsertRevNat,
+    UpsertService,
+    DeleteSlot,
+    DeleteService,
+    DeleteRevNat,
+    DeleteBackend,
+  };
+  Kind kind;
+  np_svc_key svcKey{};    // Upsert/Delete Slot/Service
+  np_svc_val svcVal{};    // Upsert Slot/Service
+  uint32_t backendId = 0; // Upsert/Delete Backend
+  np_backend backend{};   // UpsertBackend
+  uint16_t revNatId = 0;  // Upsert/Delete RevNat
+  np_revnat revNat{};     // UpsertRevNat
+
+  std::string str() const;  // for logs and test failures
+};
+
+const char* opKindName(MapOp::Kind k);
+
+std::vector<MapOp> diff(const LbImage& applied, const LbImage& desired);
+
+// Applies ops to an image (what the maps hold after the ops succeeded).
+void applyOps(LbImage& image, const std::vector<MapOp>& ops, size_t count);
+
+}  // namespace np::lb

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared by BPF C and C++: fixed-width types and the layout assertion used by every ABI struct. */
+#ifndef NP_ABI_H
+#define NP_ABI_H
+
+#include <linux/types.h>
+
+#ifdef __cplusplus
+#define NP_ASSERT_SIZE(type, size) static_assert(sizeof(type) == (size), #type " size")
+#define NP_ASSERT_OFFSET(type, field, off) \
+	static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " offset")
+#else
+#define NP_ASSERT_SIZE(type, size) _Static_assert(sizeof(type) == (size), #type " size")
+#define NP_ASSERT_OFFSET(type, field, off) \
+	_Static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " offset")
+#endif
+
+/* Map names are "np_" + at most 12 characters (BPF_OBJ_NAME_LEN is 16 with the NUL). A layout
+ * change gets a new versioned name; a pinned map is never reinterpreted. */
+#define NP_MAP_SERVICES   np_svc4_v1
+#define NP_MAP_BACKENDS   np_backend4_v1
+#define NP_MAP_REVNAT     np_revnat4_v1
+#define NP_MAP_SOCK_REV   np_sockrev4_v1
+#define NP_MAP_CT         np_ct4_v1
+#define NP_MAP_NODES      np_nodes4_v1
+#define NP_MAP_METRICS    np_metrics_v1
+
+#define NP_STR_(x) #x
+#define NP_STR(x) NP_STR_(x)
+
+/* Default sizes (agent flags override them). They hold 10,000 services x 10 backends: 10,000 x
+ * (1 master + 10 slots) = 110,000 service entries plus NodePort and LB frontends. */
+#define NP_DEFAULT_SERVICES_MAX  262144
+#define NP_DEFAULT_BACKENDS_MAX  131072
+#define NP_DEFAULT_REVNAT_MAX    65536
+#define NP_DEFAULT_SOCK_REV_MAX  262144
+#define NP_DEFAULT_CT_MAX        262144
+#define NP_DEFAULT_NODES_MAX     1024
+
+#endif /* NP_ABI_H */

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Conntrack: lookups by the tuple a hook sees, lifetime and TCP state upkeep. */
+#ifndef NP_LIB_CT_H
+#define NP_LIB_CT_H
+
+#include "lib/parse.h"
+#include "lib/maps.h"
+#include "np_ct.h"
+
+static __always_inline void np_ct_key_from_pkt(struct np_ct_key *k, const struct np_pkt *p,
+					       __u8 dir)
+{
+	k->saddr = p->saddr;
+	k->daddr = p->daddr;
+	k->sport = p->sport;
+	k->dport = p->dport;
+	k->proto = p->proto;
+	k->dir = dir;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
+}
+
+static __always_inline bool np_ct_expired(const struct np_ct_entry *e, __u64 now)
+{
+	return e->expires < now;
+}
+
+static __always_inline __u64 np_ct_lifetime(__u8 proto, __u16 flags)
+{
+	if (proto != IPPROTO_TCP)
+		return NP_CT_LIFETIME_NONTCP * NP_NSEC_PER_SEC;
+	if (flags & NP_CT_F_CLOSING)
+		return NP_CT_LIFETIME_TCP_CLOSE * NP_NSEC_PER_SEC;
+	if (flags & NP_CT_F_SEEN_NON_SYN)
+		return NP_CT_LIFETIME_TCP * NP_NSEC_PER_SEC;
+	return NP_CT_LIFETIME_TCP_SYN * NP_NSEC_PER_SEC;
+}
+
+/* Flags an entry gets from the packet that created or refreshed it. */
+static __always_inline __u16 np_ct_flags_for(const struct np_pkt *p, __u16 flags)
+{
+	if (p->proto == IPPROTO_TCP) {
+		if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			flags |= NP_CT_F_CLOSING;
+		if (!(p->tcp_flags & TCP_FLAG_SYN))
+			flags |= NP_CT_F_SEEN_NON_SYN;
+	}
+	return flags;
+}
+
+/* A TCP SYN (without ACK) on an entry whose connection is closing starts a new connection. */
+static __always_inline bool np_ct_reopens(const struct np_ct_entry *e, const struct np_pkt *p)
+{
+	return p->proto == IPPROTO_TCP &&
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+	       (e->flags & NP_CT_F_CLOSING);
+}
+
+/* Keeps an entry alive for the packet that hit it. Writes only what changed (entries are shared
+ * between CPUs); the lifetime is refreshed at one-second granularity. */
+static __always_inline void np_ct_refresh(struct np_ct_entry *e, const struct np_pkt *p, __u64 now,
+					  __u32 bytes)
+{
+	__u16 flags = np_ct_flags_for(p, e->flags);
+	__u64 expires = now + np_ct_lifetime(p->proto, flags);
+
+	if (flags != e->flags)
+		e->flags = flags;
+	if ((e->tcp_flags | p->tcp_flags) != e->tcp_flags)
+		e->tcp_flags |= p->tcp_flags;
+	if (expires > e->expires + NP_NSEC_PER_SEC || (flags & NP_CT_F_CLOSING))
+		e->expires = expires;
+	__sync_fetch_and_add(&e->packets, 1);
+	__sync_fetch_and_add(&e->bytes, bytes);
+}
+
+static __always_inline void np_ct_init(struct np_ct_entry *e, const struct np_pkt *p, __u64 now,
+				       __u16 flags)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->flags = np_ct_flags_for(p, flags);
+	e->tcp_flags = p->tcp_flags;
+	e->expires = now + np_ct_lifetime(p->proto, e->flags);
+}
+
+#endif /* NP_LIB_CT_H */

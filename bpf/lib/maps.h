@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Every map, defined once for all programs. Each is pinned by name under <bpf-root>/nodepath/,
+ * so sock.bpf.o and host.bpf.o (one instance per device) share one copy, and a restarted agent
+ * adopts it. Sizes here are defaults; the agent sets the real max_entries before load. */
+#ifndef NP_LIB_MAPS_H
+#define NP_LIB_MAPS_H
+
+#include "lib/common.h"
+#include "np_lb.h"
+#include "np_ct.h"
+#include "np_drop.h"
+
+/* Service entries: agent writes, every program reads. (frontend, slot) -> service/backend slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct np_svc_key);
+	__type(value, struct np_svc_val);
+	__uint(max_entries, NP_DEFAULT_SERVICES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_svc4_v1 SEC(".maps");
+
+/* Backends: agent writes, every program reads. backend ID -> address, port, state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct np_backend);
+	__uint(max_entries, NP_DEFAULT_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_backend4_v1 SEC(".maps");
+
+/* Reverse NAT: agent writes, programs read. service ID -> frontend address and port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct np_revnat);
+	__uint(max_entries, NP_DEFAULT_REVNAT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_revnat4_v1 SEC(".maps");
+
+/* Socket reverse NAT: socket programs write and read. (cookie, backend) -> service address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_sock_rev_key);
+	__type(value, struct np_sock_rev_val);
+	__uint(max_entries, NP_DEFAULT_SOCK_REV_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_sockrev4_v1 SEC(".maps");
+
+/* Conntrack: tc programs write and read, agent lists and collects. tuple+hook -> translation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_ct_key);
+	__type(value, struct np_ct_entry);
+	__uint(max_entries, NP_DEFAULT_CT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_ct4_v1 SEC(".maps");
+
+/* Nodes: agent writes, socket programs read. node IP -> node ID and flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, struct np_node_val);
+	__uint(max_entries, NP_DEFAULT_NODES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_nodes4_v1 SEC(".maps");
+
+/* Metrics: programs count, agent sums per CPU. (dir << 8 | reason) -> packets, bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_metric);
+	__uint(max_entries, NP_METRICS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_metrics_v1 SEC(".maps");
+
+#endif /* NP_LIB_MAPS_H */

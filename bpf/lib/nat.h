@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Address/port rewriting with checksum fix-ups, and SNAT source-port allocation. */
+#ifndef NP_LIB_NAT_H
+#define NP_LIB_NAT_H
+
+#include "lib/parse.h"
+#include "lib/maps.h"
+#include "np_ct.h"
+
+#define NP_SNAT_RETRIES 32
+
+static __always_inline __u32 np_l4_csum_flags(const struct np_pkt *p)
+{
+	/* A UDP checksum of 0 means "none": leave it so, and never produce 0 from a real sum. */
+	return p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+}
+
+static __always_inline int np_rewrite_addr(np_ctx_t *ctx, struct np_pkt *p, __u32 off,
+					   __be32 from, __be32 to)
+{
+	if (np_ctx_l4_csum_replace(ctx, p->csum_off, from, to,
+				   np_l4_csum_flags(p) | BPF_F_PSEUDO_HDR | sizeof(to)) < 0)
+		return -NP_DROP_CSUM_L4;
+	if (np_ctx_l3_csum_replace(ctx, p->l3_off + __builtin_offsetof(struct iphdr, check), from,
+				   to, sizeof(to)) < 0)
+		return -NP_DROP_CSUM_L3;
+	if (np_ctx_store(ctx, off, &to, sizeof(to)) < 0)
+		return -NP_DROP_WRITE_ERROR;
+	return 0;
+}
+
+static __always_inline int np_rewrite_port(np_ctx_t *ctx, struct np_pkt *p, __u32 off,
+					   __be16 from, __be16 to)
+{
+	if (np_ctx_l4_csum_replace(ctx, p->csum_off, from, to, np_l4_csum_flags(p) | sizeof(to)) < 0)
+		return -NP_DROP_CSUM_L4;
+	if (np_ctx_store(ctx, off, &to, sizeof(to)) < 0)
+		return -NP_DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* Applies the translation of a conntrack entry to the packet and to p. Returns 0 or a negative
+ * drop reason. */
+static __always_inline int np_nat_apply(np_ctx_t *ctx, struct np_pkt *p,
+					const struct np_ct_entry *e)
+{
+	int ret;
+
+	if (e->nat_saddr && e->nat_saddr != p->saddr) {
+		ret = np_rewrite_addr(ctx, p, p->l3_off + __builtin_offsetof(struct iphdr, saddr),
+				      p->saddr, e->nat_saddr);
+		if (ret < 0)
+			return ret;
+		p->saddr = e->nat_saddr;
+	}
+	if (e->nat_daddr && e->nat_daddr != p->daddr) {
+		ret = np_rewrite_addr(ctx, p, p->l3_off + __builtin_offsetof(struct iphdr, daddr),
+				      p->daddr, e->nat_daddr);
+		if (ret < 0)
+			return ret;
+		p->daddr = e->nat_daddr;
+	}
+	/* TCP and UDP both keep source and destination ports in the first four bytes. */
+	if (e->nat_sport && e->nat_sport != p->sport) {
+		ret = np_rewrite_port(ctx, p, p->l4_off, p->sport, e->nat_sport);
+		if (ret < 0)
+			return ret;
+		p->sport = e->nat_sport;
+	}
+	if (e->nat_dport && e->nat_dport != p->dport) {
+		ret = np_rewrite_port(ctx, p, p->l4_off + 2, p->dport, e->nat_dport);
+		if (ret < 0)
+			return ret;
+		p->dport = e->nat_dport;
+	}
+	return 0;
+}
+
+/* Decrements the TTL of a packet this node forwards itself (redirect bypasses the stack). */
+static __always_inline int np_ttl_dec(np_ctx_t *ctx, struct np_pkt *p)
+{
+	__u32 off = p->l3_off + __builtin_offsetof(struct iphdr, ttl);
+	/* TTL and protocol form one 16-bit word of the header checksum. */
+	__be16 old_word = bpf_htons(((__u16)p->ttl << 8) | p->proto);
+	__be16 new_word;
+
+	if (p->ttl <= 1)
+		return -NP_DROP_TTL_EXCEEDED;
+	p->ttl--;
+	new_word = bpf_htons(((__u16)p->ttl << 8) | p->proto);
+	if (np_ctx_l3_csum_replace(ctx, p->l3_off + __builtin_offsetof(struct iphdr, check),
+				   old_word, new_word, sizeof(new_word)) < 0)
+		return -NP_DROP_CSUM_L3;
+	if (np_ctx_store(ctx, off, &p->ttl, 1) < 0)
+		return -NP_DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* True if a local socket already owns the 4-tuple a reply to port `port` would carry: the node's
+ * own connections must keep their replies. */
+static __always_inline bool np_snat_port_taken_by_host(np_ctx_t *ctx, const struct np_ct_key *rev)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+
+	t.ipv4.saddr = rev->saddr;
+	t.ipv4.daddr = rev->daddr;
+	t.ipv4.sport = rev->sport;
+	t.ipv4.dport = rev->dport;
+	if (rev->proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return false;
+	bpf_sk_release(sk);
+	return true;
+}
+
+/* Inserts the reply entry `rev` under `rev_key` with a free destination port from
+ * [min, max]: keeps `start` when it is in range and free, then tries a random port, then the
+ * following ones, at most NP_SNAT_RETRIES times. Returns the port (host order) or 0. */
+static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_key,
+					   const struct np_ct_entry *rev, __u16 start, __u16 min,
+					   __u16 max, __u64 now)
+{
+	__u32 range = (__u32)max - min + 1;
+	__u16 port = start;
+	int i;
+
+	if (port < min || port > max)
+		port = min + bpf_get_prandom_u32() % range;
+
+	for (i = 0; i < NP_SNAT_RETRIES; i++) {
+		struct np_ct_entry *old;
+
+		rev_key->dport = bpf_htons(port);
+		if (!np_snat_port_taken_by_host(ctx, rev_key)) {
+			if (!bpf_map_update_elem(&np_ct4_v1, rev_key, rev, BPF_NOEXIST))
+				return port;
+			old = bpf_map_lookup_elem(&np_ct4_v1, rev_key);
+			if (old && old->expires < now &&
+			    !bpf_map_update_elem(&np_ct4_v1, rev_key, rev, BPF_ANY))
+				return port;
+		}
+		if (i == 0)
+			port = min + bpf_get_prandom_u32() % range;
+		else
+			port = port >= max ? min : port + 1;
+	}
+	return 0;
+}
+
+#endif /* NP_LIB_NAT_H */

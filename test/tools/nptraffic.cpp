@@ -1,0 +1,866 @@
+// nptraffic: TCP/UDP traffic for end-to-end tests in network namespaces (IPv4 only).
+//
+//   serve    an echo server that says who answered and whom it saw: every reply is
+//            "<id> <client-ip>:<client-port> <request>", so a test can tell which backend took a
+//            connection and whether the client address survived (or was SNAT'd) on the way.
+//   connect  N independent attempts with a per-attempt timeout and a summary a script can grep.
+//   hold     one long-lived connection driven line by line from stdin (a bash coprocess or a
+//            fifo), for "established connections survive X" tests.
+//
+// Exit codes: 0 success, 1 a runtime failure (an attempt failed, a socket could not be opened),
+// 2 a usage error.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+// A peer that sends this much without a newline is not speaking our protocol; dropping it keeps
+// one bad client from growing the server without bound.
+constexpr std::size_t kMaxLine = 64 * 1024;
+constexpr int kDefaultConnectTimeoutMs = 2000;
+constexpr int kDefaultHoldTimeoutMs = 3000;
+constexpr std::string_view kUsage =
+    "usage:\n"
+    "  nptraffic serve --id NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]\n"
+    "  nptraffic connect ADDR:PORT [--udp] [--count N] [--timeout-ms T] [--payload STR]\n"
+    "                    [--verbose] [--connect-only]\n"
+    "  nptraffic hold ADDR:PORT [--timeout-ms T]\n";
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+struct HelpRequested {};
+
+// ---------------------------------------------------------------------------------------------
+// Small plumbing: fds, errors, deadlines, addresses.
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// What failed and why, printed as "connect: Connection refused". errnum 0 means `detail` explains.
+struct Error {
+  std::string context;
+  int errnum = 0;
+  std::string detail;
+
+  std::string text() const { return context + ": " + (errnum ? std::strerror(errnum) : detail); }
+};
+
+Error sysError(std::string context, int errnum = errno) {
+  return Error{std::move(context), errnum, ""};
+}
+
+// The server keeps going after a per-client failure; it only reports it.
+void logErrno(const std::string& what) {
+  std::cerr << "nptraffic: " << what << ": " << std::strerror(errno) << "\n";
+}
+
+using MaybeError = std::optional<Error>;
+
+template <typename T>
+class Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}
+  Result(Error error) : v_(std::move(error)) {}
+  bool ok() const { return v_.index() == 0; }
+  T& value() { return std::get<0>(v_); }
+  const Error& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+class Deadline {
+ public:
+  explicit Deadline(int timeoutMs)
+      : timeoutMs_(timeoutMs), end_(Clock::now() + std::chrono::milliseconds(timeoutMs)) {}
+  int remainingMs() const {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(end_ - Clock::now()).count();
+    return left > 0 ? static_cast<int>(left) : 0;
+  }
+  Error timeout(std::string context) const {
+    return Error{std::move(context), 0, "timed out after " + std::to_string(timeoutMs_) + " ms"};
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  int timeoutMs_;
+  Clock::time_point end_;
+};
+
+// Waits until `fd` has one of `events` (or an error/hangup, which the caller's next syscall will
+// then report with its errno).
+MaybeError waitFor(int fd, short events, const Deadline& deadline, const std::string& context) {
+  for (;;) {
+    int left = deadline.remainingMs();
+    if (left == 0) return deadline.timeout(context);
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, left);
+    if (n > 0) return std::nullopt;
+    if (n < 0 && errno != EINTR) return sysError("poll");
+  }
+}
+
+std::string formatIp(in_addr addr) {
+  char buf[INET_ADDRSTRLEN];
+  ::inet_ntop(AF_INET, &addr, buf, sizeof buf);
+  return buf;
+}
+
+std::string formatAddr(const sockaddr_in& addr) {
+  return formatIp(addr.sin_addr) + ":" + std::to_string(ntohs(addr.sin_port));
+}
+
+template <typename GetName>
+std::string socketName(int fd, GetName getName) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  if (getName(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  return formatAddr(addr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line. Exceptions here are turned into exit code 2 by main().
+
+uint64_t parseNumber(std::string_view text, uint64_t min, uint64_t max, std::string_view what) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max) {
+    throw UsageError(std::string(what) + " must be a number in " + std::to_string(min) + "-" +
+                     std::to_string(max) + ", got '" + std::string(text) + "'");
+  }
+  return v;
+}
+
+uint16_t parsePort(std::string_view text, std::string_view what) {
+  return static_cast<uint16_t>(parseNumber(text, 1, 65535, what));
+}
+
+in_addr parseIp(std::string_view text) {
+  in_addr addr{};
+  if (::inet_pton(AF_INET, std::string(text).c_str(), &addr) != 1) {
+    throw UsageError("not an IPv4 address: '" + std::string(text) + "'");
+  }
+  return addr;
+}
+
+sockaddr_in parseEndpoint(std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    throw UsageError("expected ADDR:PORT, got '" + std::string(text) + "'");
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr = parseIp(text.substr(0, colon));
+  addr.sin_port = htons(parsePort(text.substr(colon + 1), "port"));
+  return addr;
+}
+
+// Walks the arguments after the subcommand; accepts "--flag value" and "--flag=value".
+class ArgCursor {
+ public:
+  ArgCursor(int argc, char** argv, int first) : args_(argv + first, argv + argc) {}
+
+  bool done() const { return pos_ >= args_.size(); }
+
+  std::string_view next() {
+    std::string_view tok = args_[pos_++];
+    inline_.reset();
+    if (tok.starts_with("--")) {
+      if (auto eq = tok.find('='); eq != std::string_view::npos) {
+        inline_ = tok.substr(eq + 1);
+        tok = tok.substr(0, eq);
+      }
+    }
+    if (tok == "-h" || tok == "--help") throw HelpRequested{};
+    return tok;
+  }
+
+  std::string_view value(std::string_view flag) {
+    if (inline_) return *std::exchange(inline_, std::nullopt);
+    if (done()) throw UsageError(std::string(flag) + " needs a value");
+    return args_[pos_++];
+  }
+
+  void noValue(std::string_view flag) const {
+    if (inline_) throw UsageError(std::string(flag) + " takes no value");
+  }
+
+ private:
+  std::vector<std::string_view> args_;
+  std::size_t pos_ = 0;
+  std::optional<std::string_view> inline_;
+};
+
+[[noreturn]] void unexpected(std::string_view subcommand, std::string_view tok) {
+  if (tok.starts_with("-")) {
+    throw UsageError("unknown option '" + std::string(tok) + "' for " + std::string(subcommand));
+  }
+  throw UsageError("unexpected argument '" + std::string(tok) + "' for " + std::string(subcommand));
+}
+
+struct ServeOptions {
+  std::string id;
+  std::vector<uint16_t> tcpPorts;
+  std::vector<uint16_t> udpPorts;
+  in_addr bind{htonl(INADDR_ANY)};
+};
+
+struct ConnectOptions {
+  sockaddr_in target{};
+  bool udp = false;
+  uint64_t count = 1;
+  int timeoutMs = kDefaultConnectTimeoutMs;
+  std::string payload = "hello";
+  bool verbose = false;
+  bool connectOnly = false;
+};
+
+struct HoldOptions {
+  sockaddr_in target{};
+  int timeoutMs = kDefaultHoldTimeoutMs;
+};
+
+using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions>;
+
+void addPort(std::vector<uint16_t>& ports, std::string_view text, std::string_view flag) {
+  uint16_t port = parsePort(text, flag);
+  for (uint16_t p : ports) {
+    if (p == port) {
+      throw UsageError(std::string(flag) + " " + std::to_string(port) + " given twice");
+    }
+  }
+  ports.push_back(port);
+}
+
+int parseTimeout(std::string_view text) {
+  return static_cast<int>(parseNumber(text, 1, 3'600'000, "--timeout-ms"));
+}
+
+ServeOptions parseServe(ArgCursor& args) {
+  ServeOptions o;
+  while (!args.done()) {
+    std::string_view tok = args.next();
+    if (tok == "--id") {
+      o.id = args.value(tok);
+    } else if (tok == "--tcp") {
+      addPort(o.tcpPorts, args.value(tok), tok);
+    } else if (tok == "--udp") {
+      addPort(o.udpPorts, args.value(tok), tok);
+    } else if (tok == "--bind") {
+      o.bind = parseIp(args.value(tok));
+    } else {
+      unexpected("serve", tok);
+    }
+  }
+  // The id is the first word of every reply, so it must be exactly one word.
+  if (o.id.empty() || o.id.find_first_of(" \t\r\n") != std::string::npos) {
+    throw UsageError("serve needs --id NAME (one word)");
+  }
+  if (o.tcpPorts.empty() && o.udpPorts.empty()) {
+    throw UsageError("serve needs at least one --tcp PORT or --udp PORT");
+  }
+  return o;
+}
+
+ConnectOptions parseConnect(ArgCursor& args) {
+  ConnectOptions o;
+  std::optional<sockaddr_in> target;
+  while (!args.done()) {
+    std::string_view tok = args.next();
+    if (tok == "--udp") {
+      args.noValue(tok);
+      o.udp = true;
+    } else if (tok == "--count") {
+      o.count = parseNumber(args.value(tok), 1, 1'000'000, "--count");
+    } else if (tok == "--timeout-ms") {
+      o.timeoutMs = parseTimeout(args.value(tok));
+    } else if (tok == "--payload") {
+      o.payload = args.value(tok);
+    } else if (tok == "--verbose") {
+      args.noValue(tok);
+      o.verbose = true;
+    } else if (tok == "--connect-only") {
+      args.noValue(tok);
+      o.connectOnly = true;
+    } else if (!tok.starts_with("-") && !target) {
+      target = parseEndpoint(tok);
+    } else {
+      unexpected("connect", tok);
+    }
+  }
+  if (!target) throw UsageError("connect needs ADDR:PORT");
+  o.target = *target;
+  // One request is one line on TCP; a line break inside the payload would make it two.
+  if (o.payload.find_first_of("\r\n") != std::string::npos) {
+    throw UsageError("--payload must not contain CR or LF");
+  }
+  if (o.connectOnly && o.udp) throw UsageError("--connect-only is TCP only");
+  return o;
+}
+
+HoldOptions parseHold(ArgCursor& args) {
+  HoldOptions o;
+  std::optional<sockaddr_in> target;
+  while (!args.done()) {
+    std::string_view tok = args.next();
+    if (tok == "--timeout-ms") {
+      o.timeoutMs = parseTimeout(args.value(tok));
+    } else if (!tok.starts_with("-") && !target) {
+      target = parseEndpoint(tok);
+    } else {
+      unexpected("hold", tok);
+    }
+  }
+  if (!target) throw UsageError("hold needs ADDR:PORT");
+  o.target = *target;
+  return o;
+}
+
+Command parseCommandLine(int argc, char** argv) {
+  if (argc < 2) throw UsageError("missing subcommand");
+  std::string_view sub = argv[1];
+  if (sub == "-h" || sub == "--help" || sub == "help") throw HelpRequested{};
+  ArgCursor args(argc, argv, 2);
+  if (sub == "serve") return parseServe(args);
+  if (sub == "connect") return parseConnect(args);
+  if (sub == "hold") return parseHold(args);
+  throw UsageError("unknown subcommand '" + std::string(sub) + "'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side: connect with a deadline, send everything, read one line.
+
+Result<Fd> connectTcp(const sockaddr_in& target, const Deadline& deadline) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return sysError("socket");
+  auto* addr = reinterpret_cast<const sockaddr*>(&target);
+  if (::connect(fd.get(), addr, sizeof target) == 0) return fd;
+  if (errno != EINPROGRESS) return sysError("connect");
+  if (auto err = waitFor(fd.get(), POLLOUT, deadline, "connect")) return *err;
+  int soError = 0;
+  socklen_t len = sizeof soError;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0) {
+    return sysError("getsockopt");
+  }
+  if (soError != 0) return sysError("connect", soError);
+  return fd;
+}
+
+MaybeError sendAll(int fd, std::string_view data, const Deadline& deadline) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n >= 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (auto err = waitFor(fd, POLLOUT, deadline, "send")) return err;
+    } else if (errno != EINTR) {
+      return sysError("send");
+    }
+  }
+  return std::nullopt;
+}
+
+std::string_view stripLineEnd(std::string_view s) {
+  if (s.ends_with('\n')) s.remove_suffix(1);
+  if (s.ends_with('\r')) s.remove_suffix(1);
+  return s;
+}
+
+// Keeps bytes past the first newline for the next call, so `hold` never loses a reply that
+// arrived together with the previous one.
+class LineReader {
+ public:
+  Result<std::string> readLine(int fd, const Deadline& deadline) {
+    for (;;) {
+      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+        std::string line(stripLineEnd(std::string_view(buffer_).substr(0, nl + 1)));
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (buffer_.size() > kMaxLine) return Error{"recv", 0, "reply line longer than 64 KiB"};
+      char chunk[4096];
+      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n > 0) {
+        buffer_.append(chunk, static_cast<std::size_t>(n));
+      } else if (n == 0) {
+        return Error{"recv", 0, "connection closed by peer"};
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (auto err = waitFor(fd, POLLIN, deadline, "recv")) return *err;
+      } else if (errno != EINTR) {
+        return sysError("recv");
+      }
+    }
+  }
+
+ private:
+  std::string buffer_;
+};
+
+// One attempt of `connect`: the reply line, or "" for --connect-only.
+Result<std::string> tcpAttempt(const ConnectOptions& o) {
+  Deadline deadline(o.timeoutMs);
+  Result<Fd> conn = connectTcp(o.target, deadline);
+  if (!conn.ok()) return conn.error();
+  if (o.connectOnly) return std::string();
+  int fd = conn.value().get();
+  if (auto err = sendAll(fd, o.payload + "\n", deadline)) return *err;
+  LineReader reader;
+  return reader.readLine(fd, deadline);
+}
+
+// A connected UDP socket only accepts datagrams from the address it sent to, so a reply that
+// comes back from the backend address instead of the service address (missing reverse NAT)
+// counts as no reply, exactly as it would for a real client. It also turns an ICMP port
+// unreachable into ECONNREFUSED.
+Result<std::string> udpAttempt(const ConnectOptions& o) {
+  Deadline deadline(o.timeoutMs);
+  Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return sysError("socket");
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&o.target), sizeof o.target) != 0) {
+    return sysError("connect");
+  }
+  if (::send(fd.get(), o.payload.data(), o.payload.size(), MSG_NOSIGNAL) < 0) {
+    return sysError("send");
+  }
+  std::vector<char> buf(65536);
+  for (;;) {
+    if (auto err = waitFor(fd.get(), POLLIN, deadline, "recv")) return *err;
+    ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+    if (n >= 0) {
+      return std::string(stripLineEnd({buf.data(), static_cast<std::size_t>(n)}));
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return sysError("recv");
+  }
+}
+
+struct Reply {
+  std::string_view id;
+  std::string_view peer;  // ip:port as the server saw the client
+  std::string_view text;  // the echoed payload
+};
+
+std::optional<Reply> parseReply(std::string_view line) {
+  auto sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos) return std::nullopt;
+  auto sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return std::nullopt;
+  Reply r{line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1), line.substr(sp2 + 1)};
+  if (r.id.empty() || r.peer.find(':') == std::string_view::npos) return std::nullopt;
+  return r;
+}
+
+int runConnect(const ConnectOptions& o) {
+  uint64_t ok = 0;
+  uint64_t fail = 0;
+  std::map<std::string, uint64_t> byId;
+  std::map<std::string, uint64_t> byPeerIp;
+  for (uint64_t attempt = 1; attempt <= o.count; ++attempt) {
+    Result<std::string> result = o.udp ? udpAttempt(o) : tcpAttempt(o);
+    if (!result.ok()) {
+      ++fail;
+      std::cerr << "attempt " << attempt << ": " << result.error().text() << "\n";
+      continue;
+    }
+    if (o.connectOnly) {
+      ++ok;
+      continue;
+    }
+    const std::string& line = result.value();
+    if (o.verbose) std::cout << line << "\n";
+    // The echo must come back intact: a reply that does not carry our payload is not success.
+    std::optional<Reply> reply = parseReply(line);
+    if (!reply || reply->text != o.payload) {
+      ++fail;
+      std::cerr << "attempt " << attempt << ": unexpected reply: '" << line << "'\n";
+      continue;
+    }
+    ++ok;
+    ++byId[std::string(reply->id)];
+    ++byPeerIp[std::string(reply->peer.substr(0, reply->peer.rfind(':')))];
+  }
+  std::cout << "ok=" << ok << " fail=" << fail << "\n";
+  for (const auto& [id, count] : byId) std::cout << "id=" << id << " count=" << count << "\n";
+  for (const auto& [ip, count] : byPeerIp) std::cout << "peer=" << ip << " count=" << count << "\n";
+  std::cout.flush();
+  return fail == 0 ? kExitOk : kExitFailure;
+}
+
+int runHold(const HoldOptions& o) {
+  Result<Fd> conn = connectTcp(o.target, Deadline(o.timeoutMs));
+  if (!conn.ok()) {
+    std::cerr << "error: " << conn.error().text() << "\n";
+    return kExitFailure;
+  }
+  int fd = conn.value().get();
+  // getpeername is what a socket-LB hook rewrites: the test checks it shows the service address.
+  std::cout << "connected local=" << socketName(fd, ::getsockname)
+            << " peer=" << socketName(fd, ::getpeername) << std::endl;
+  LineReader reader;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    Deadline deadline(o.timeoutMs);
+    if (auto err = sendAll(fd, line + "\n", deadline)) {
+      std::cerr << "error: " << err->text() << "\n";
+      return kExitFailure;
+    }
+    Result<std::string> reply = reader.readLine(fd, deadline);
+    if (!reply.ok()) {
+      std::cerr << "error: " << reply.error().text() << "\n";
+      return kExitFailure;
+    }
+    std::cout << reply.value() << std::endl;
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server: one epoll loop over listeners, UDP sockets, connections and a signalfd.
+
+std::string joinPorts(const std::vector<uint16_t>& ports) {
+  if (ports.empty()) return "-";
+  std::string s;
+  for (uint16_t p : ports) s += (s.empty() ? "" : ",") + std::to_string(p);
+  return s;
+}
+
+class EchoServer {
+ public:
+  explicit EchoServer(ServeOptions opts) : opts_(std::move(opts)) {}
+
+  // Blocks SIGTERM/SIGINT into a signalfd (so a stop request is just another epoll event, and
+  // works even when the launching shell left SIGINT ignored), then binds every port.
+  MaybeError open() {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    if (::sigprocmask(SIG_BLOCK, &stop, nullptr) != 0) return sysError("sigprocmask");
+    signals_ = Fd(::signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!signals_) return sysError("signalfd");
+    epoll_ = Fd(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_) return sysError("epoll_create1");
+    if (auto err = watch(signals_.get(), EPOLLIN, Kind::kSignal, EPOLL_CTL_ADD)) return err;
+
+    for (uint16_t port : opts_.tcpPorts) {
+      Result<Fd> fd = bindSocket(SOCK_STREAM, port);
+      if (!fd.ok()) return fd.error();
+      int listener = fd.value().get();
+      if (::listen(listener, SOMAXCONN) != 0) {
+        return sysError("listen tcp port " + std::to_string(port));
+      }
+      if (auto err = watch(listener, EPOLLIN, Kind::kTcpListener, EPOLL_CTL_ADD)) return err;
+      sockets_.push_back(std::move(fd.value()));
+    }
+    for (uint16_t port : opts_.udpPorts) {
+      Result<Fd> fd = bindSocket(SOCK_DGRAM, port);
+      if (!fd.ok()) return fd.error();
+      // Lets the reply leave from the address the request was sent to, even when bound to
+      // 0.0.0.0 on a host with several addresses.
+      int on = 1;
+      if (::setsockopt(fd.value().get(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0) {
+        return sysError("setsockopt IP_PKTINFO");
+      }
+      if (auto err = watch(fd.value().get(), EPOLLIN, Kind::kUdp, EPOLL_CTL_ADD)) return err;
+      sockets_.push_back(std::move(fd.value()));
+    }
+    return std::nullopt;
+  }
+
+  // Serves until SIGTERM/SIGINT.
+  MaybeError run() {
+    std::cout << "serving " << opts_.id << " tcp=" << joinPorts(opts_.tcpPorts)
+              << " udp=" << joinPorts(opts_.udpPorts) << std::endl;
+    epoll_event events[64];
+    for (;;) {
+      int n = ::epoll_wait(epoll_.get(), events, 64, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return sysError("epoll_wait");
+      }
+      for (int i = 0; i < n; ++i) {
+        auto kind = static_cast<Kind>(events[i].data.u64 >> 32);
+        int fd = static_cast<int>(events[i].data.u64 & 0xffffffff);
+        switch (kind) {
+          case Kind::kSignal: {
+            signalfd_siginfo info{};
+            if (::read(fd, &info, sizeof info) == sizeof info) {
+              std::cerr << "nptraffic: " << opts_.id << " stopping on signal " << info.ssi_signo
+                        << "\n";
+              return std::nullopt;
+            }
+            break;
+          }
+          case Kind::kTcpListener:
+            acceptAll(fd);
+            break;
+          case Kind::kUdp:
+            serveUdp(fd);
+            break;
+          case Kind::kConnection:
+            onConnection(fd, events[i].events);
+            break;
+        }
+      }
+    }
+  }
+
+ private:
+  enum class Kind : uint32_t { kSignal, kTcpListener, kUdp, kConnection };
+
+  struct Connection {
+    Fd fd;
+    std::string peer;  // ip:port from getpeername
+    std::string in;
+    std::string out;
+    bool peerClosed = false;
+    uint32_t events = 0;  // what epoll currently watches for
+  };
+
+  MaybeError watch(int fd, uint32_t events, Kind kind, int op) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = (uint64_t{static_cast<uint32_t>(kind)} << 32) | static_cast<uint32_t>(fd);
+    if (::epoll_ctl(epoll_.get(), op, fd, &ev) != 0) return sysError("epoll_ctl");
+    return std::nullopt;
+  }
+
+  Result<Fd> bindSocket(int type, uint16_t port) {
+    const char* proto = type == SOCK_STREAM ? "tcp" : "udp";
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr = opts_.bind;
+    addr.sin_port = htons(port);
+    Fd fd(::socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return sysError("socket");
+    int on = 1;
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) {
+      return sysError("setsockopt SO_REUSEADDR");
+    }
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+      return sysError(std::string("bind ") + proto + " " + formatAddr(addr));
+    }
+    return fd;
+  }
+
+  std::string reply(std::string_view peer, std::string_view text) const {
+    std::string r;
+    r.reserve(opts_.id.size() + peer.size() + text.size() + 3);
+    r.append(opts_.id).append(" ").append(peer).append(" ").append(text);
+    return r;
+  }
+
+  void acceptAll(int listener) {
+    for (;;) {
+      Fd fd(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!fd) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) logErrno("accept");
+        return;
+      }
+      // Replies are small request/response lines; do not let Nagle hold one back.
+      int on = 1;
+      ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+      std::string peer = socketName(fd.get(), ::getpeername);
+      if (peer == "?") continue;  // already reset by the client
+      int raw = fd.get();
+      if (watch(raw, EPOLLIN, Kind::kConnection, EPOLL_CTL_ADD)) continue;
+      connections_[raw] = Connection{std::move(fd), std::move(peer), {}, {}, false, EPOLLIN};
+    }
+  }
+
+  void onConnection(int fd, uint32_t events) {
+    auto it = connections_.find(fd);
+    if (it == connections_.end()) return;
+    Connection& c = it->second;
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c.peerClosed) {
+      // One read per wakeup: epoll is level-triggered, so a chatty client cannot starve others.
+      char chunk[16384];
+      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n > 0) {
+        c.in.append(chunk, static_cast<std::size_t>(n));
+      } else if (n == 0) {
+        c.peerClosed = true;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        connections_.erase(it);  // closing the fd also removes it from epoll
+        return;
+      }
+      std::size_t start = 0;
+      for (auto nl = c.in.find('\n'); nl != std::string::npos; nl = c.in.find('\n', start)) {
+        std::string_view line = stripLineEnd(std::string_view(c.in).substr(start, nl + 1 - start));
+        c.out += reply(c.peer, line) + "\n";
+        start = nl + 1;
+      }
+      c.in.erase(0, start);
+      if (c.in.size() > kMaxLine) {
+        std::cerr << "nptraffic: " << c.peer << ": line longer than 64 KiB, closing\n";
+        connections_.erase(it);
+        return;
+      }
+    }
+    while (!c.out.empty()) {
+      ssize_t n = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+      if (n >= 0) {
+        c.out.erase(0, static_cast<std::size_t>(n));
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      } else if (errno != EINTR) {
+        connections_.erase(it);
+        return;
+      }
+    }
+    if (c.peerClosed && c.out.empty()) {
+      connections_.erase(it);
+      return;
+    }
+    uint32_t want = (c.peerClosed ? 0u : uint32_t{EPOLLIN}) |
+                    (c.out.empty() ? 0u : uint32_t{EPOLLOUT});
+    if (want != c.events) {
+      c.events = want;
+      if (watch(fd, want, Kind::kConnection, EPOLL_CTL_MOD)) connections_.erase(it);
+    }
+  }
+
+  void serveUdp(int fd) {
+    // Bounded per wakeup so one busy UDP port cannot starve TCP clients.
+    for (int i = 0; i < 64; ++i) {
+      sockaddr_in peer{};
+      iovec iov{udpBuffer_.data(), udpBuffer_.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in_pktinfo))];
+      msghdr msg{};
+      msg.msg_name = &peer;
+      msg.msg_namelen = sizeof peer;
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      ssize_t n = ::recvmsg(fd, &msg, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) logErrno("recvmsg");
+        return;
+      }
+      std::optional<in_pktinfo> local;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+          in_pktinfo info;
+          std::memcpy(&info, CMSG_DATA(c), sizeof info);
+          local = info;
+        }
+      }
+      std::string_view payload(udpBuffer_.data(), static_cast<std::size_t>(n));
+      std::string out = reply(formatAddr(peer), stripLineEnd(payload));
+      iovec outIov{out.data(), out.size()};
+      msghdr outMsg{};
+      outMsg.msg_name = &peer;
+      outMsg.msg_namelen = sizeof peer;
+      outMsg.msg_iov = &outIov;
+      outMsg.msg_iovlen = 1;
+      alignas(cmsghdr) char outControl[CMSG_SPACE(sizeof(in_pktinfo))] = {};
+      if (local) {
+        outMsg.msg_control = outControl;
+        outMsg.msg_controllen = sizeof outControl;
+        cmsghdr* c = CMSG_FIRSTHDR(&outMsg);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+        in_pktinfo info{};
+        info.ipi_spec_dst = local->ipi_spec_dst;
+        std::memcpy(CMSG_DATA(c), &info, sizeof info);
+      }
+      if (::sendmsg(fd, &outMsg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        logErrno("sendmsg to " + formatAddr(peer));
+      }
+    }
+  }
+
+  ServeOptions opts_;
+  Fd signals_;
+  Fd epoll_;
+  std::vector<Fd> sockets_;  // listeners and UDP sockets, closed on exit
+  std::unordered_map<int, Connection> connections_;
+  std::vector<char> udpBuffer_ = std::vector<char>(65536);
+};
+
+int runServe(const ServeOptions& o) {
+  EchoServer server(o);
+  MaybeError err = server.open();
+  if (!err) err = server.run();
+  if (err) {
+    std::cerr << "nptraffic: " << err->text() << "\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Writes to a reader that went away must be an error return, not a silent death.
+  ::signal(SIGPIPE, SIG_IGN);
+  Command command;
+  try {
+    command = parseCommandLine(argc, argv);
+  } catch (const HelpRequested&) {
+    std::cout << kUsage;
+    return kExitOk;
+  } catch (const UsageError& e) {
+    std::cerr << "nptraffic: " << e.what() << "\n" << kUsage;
+    return kExitUsage;
+  }
+  if (auto* o = std::get_if<ServeOptions>(&command)) return runServe(*o);
+  if (auto* o = std::get_if<ConnectOptions>(&command)) return runConnect(*o);
+  return runHold(std::get<HoldOptions>(command));
+}

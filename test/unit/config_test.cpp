@@ -1,0 +1,95 @@
+// Agent configuration: Cilium keys from flags and a config directory, clear errors.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/config.h"
+#include "core/nodes.h"
+
+namespace np {
+namespace {
+
+Result<Config> parse(std::vector<std::string> args) { return parseConfig(args); }
+
+TEST(Config, DefaultsFollowTheDesign) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->bpfRoot, "/sys/fs/bpf");
+  EXPECT_EQ(c->runDir, "/var/run/nodepath");
+  EXPECT_EQ(c->nodePortMin, 30000);
+  EXPECT_EQ(c->nodePortMax, 32767);
+  EXPECT_EQ(c->lbMode, LbMode::Snat);
+  EXPECT_TRUE(c->kubeProxyReplacement);
+}
+
+TEST(Config, FlagsInBothForms) {
+  auto c = parse({"--devices=ens192,eth1", "--node-name", "n1", "--node-port-range", "31000-31999",
+                  "--kube-proxy-replacement"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->devices, (std::vector<std::string>{"ens192", "eth1"}));
+  EXPECT_EQ(c->nodeName, "n1");
+  EXPECT_EQ(c->nodePortMin, 31000);
+  EXPECT_EQ(c->nodePortMax, 31999);
+}
+
+TEST(Config, BadFlagsSayWhatIsWrong) {
+  EXPECT_EQ(parse({"--no-such-flag=1"}).error().message(), "--no-such-flag: unknown flag (see --help)");
+  EXPECT_EQ(parse({"--node-port-range=32000-31000"}).error().message(),
+            "--node-port-range: \"32000-31000\" is not a range MIN-MAX of ports with MIN <= MAX");
+  EXPECT_EQ(parse({"--bpf-lb-mode=fast"}).error().message(),
+            "--bpf-lb-mode: \"fast\" is not a load-balancing mode (snat, dsr, hybrid)");
+  EXPECT_EQ(parse({"--bpf-root=relative"}).error().message(), "--bpf-root: \"relative\" is not an absolute path");
+  EXPECT_EQ(parse({"--node-name"}).error().message(), "--node-name: needs a value");
+  EXPECT_EQ(parse({"--bpf-lb-map-max=12"}).error().message(),
+            "--bpf-lb-map-max: \"12\" is not a number in 1024..16777216");
+}
+
+TEST(Config, ConfigDirectoryIsReadAndFlagsWin) {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("np-config-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "node-name") << "from-dir\n";
+  std::ofstream(dir / "bpf-lb-map-max") << "65536";
+  std::ofstream(dir / "enable-hubble") << "true";  // a cilium-config key we do not use: ignored
+  std::filesystem::create_directories(dir / "..data");
+  auto c = parse({"--config-dir", dir.string(), "--bpf-lb-map-max=131072"});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->nodeName, "from-dir");
+  EXPECT_EQ(c->lbMapMax, 131072u);
+  EXPECT_EQ(c->origin["node-name"], "config-dir");
+  EXPECT_EQ(c->origin["bpf-lb-map-max"], "flag");
+}
+
+TEST(Config, BadValueInConfigDirectoryNamesTheFile) {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("np-config-bad-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "bpf-lb-mode") << "fast";
+  auto c = parse({"--config-dir", dir.string()});
+  std::filesystem::remove_all(dir);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("bpf-lb-mode: \"fast\""), std::string::npos) << c.error().message();
+  EXPECT_NE(c.error().message().find(dir.string()), std::string::npos) << c.error().message();
+}
+
+TEST(NodesFile, ParsesNodesAndMarksTheLocalOne) {
+  auto n = parseNodes("# lab\nn1 192.168.10.100 10.0.1.0/24\n\nn2 192.168.10.101 10.0.2.0/24  # peer\n", "n2");
+  ASSERT_TRUE(n) << n.error().message();
+  ASSERT_EQ(n->size(), 2u);
+  EXPECT_FALSE((*n)[0].local);
+  EXPECT_TRUE((*n)[1].local);
+  EXPECT_EQ((*n)[1].podCidr.str(), "10.0.2.0/24");
+}
+
+TEST(NodesFile, RefusesMalformedLines) {
+  EXPECT_EQ(parseNodes("n1 192.168.10.100\n", "n1").error().message(),
+            "nodes line 1: expected \"<name> <node IP> <pod CIDR>\"");
+  EXPECT_EQ(parseNodes("n1 192.168.10.300 10.0.1.0/24\n", "n1").error().message(),
+            "nodes line 1: \"192.168.10.300\" is not an IPv4 address");
+  EXPECT_EQ(parseNodes("n1 1.2.3.4 10.0.1.0/24\nn1 1.2.3.5 10.0.2.0/24\n", "n1").error().message(),
+            "nodes line 2: node n1 is listed twice");
+}
+
+}  // namespace
+}  // namespace np
