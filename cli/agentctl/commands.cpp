@@ -1,0 +1,238 @@
+#include "commands.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "format.h"
+
+#ifndef NP_AGENTCTL_VERSION
+#define NP_AGENTCTL_VERSION "unknown"
+#endif
+
+namespace nodepath::agentctl {
+namespace {
+
+namespace pb = nodepath::agent::v1;
+
+constexpr std::string_view kReachHint = " (is nodepath-agent running? set --socket)";
+
+std::string unreachable(const std::string& path, const std::string& reason) {
+  return "cannot reach the agent at " + path + ": " + reason + std::string(kReachHint);
+}
+
+const char* codeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "error";
+  }
+}
+
+// gRPC says "failed to connect to all addresses; last error: UNKNOWN: unix:/p: Connection refused";
+// the path is already in our message, so keep only the OS reason at the end.
+std::string transportReason(const std::string& message) {
+  if (message.empty()) return "unavailable";
+  if (message.rfind("failed to connect to all addresses", 0) == 0) {
+    if (auto colon = message.rfind(": "); colon != std::string::npos) {
+      return message.substr(colon + 2);
+    }
+  }
+  return message;
+}
+
+// Turns a failed RPC into the one line the user sees. NOT_FOUND is phrased per command because
+// the agent's own wording is not part of the API.
+std::string rpcError(const Invocation& inv, const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return unreachable(inv.socketPath, transportReason(status.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return unreachable(inv.socketPath,
+                         "no answer within " + std::to_string(kCallTimeout.count()) + " s");
+    case grpc::StatusCode::NOT_FOUND:
+      if (inv.command == Command::kServiceGet || inv.command == Command::kServiceDelete) {
+        return "service " + inv.serviceName + " not found";
+      }
+      break;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "the agent does not implement this call (agent and agentctl versions differ?)" +
+             (status.error_message().empty() ? std::string() : ": " + status.error_message());
+    default:
+      break;
+  }
+  if (status.error_message().empty()) {
+    return std::string("agent returned ") + codeName(status.error_code());
+  }
+  return status.error_message();
+}
+
+void setDeadline(grpc::ClientContext& ctx) {
+  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+}
+
+// Calls one unary RPC, printing the error if it fails. Returns whether it succeeded.
+template <typename Request, typename Response, typename Method>
+bool call(const Invocation& inv, Method method, const Request& request, Response* response,
+          std::ostream& err) {
+  grpc::ClientContext ctx;
+  setDeadline(ctx);
+  grpc::Status status = method(&ctx, request, response);
+  if (status.ok()) return true;
+  err << "agentctl: " << rpcError(inv, status) << "\n";
+  return false;
+}
+
+}  // namespace
+
+int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostream& out,
+               std::ostream& err) {
+  const bool json = inv.output == OutputFormat::kJson;
+  // Each case binds the stub method so call() can stay generic over request/response types.
+  switch (inv.command) {
+    case Command::kStatus: {
+      pb::StatusResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::StatusRequest& r, pb::StatusResponse* s) {
+        return stub.Status(c, r, s);
+      };
+      if (!call(inv, rpc, pb::StatusRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatStatus(resp, inv.statusDetail));
+      return statusExitCode(resp);
+    }
+    case Command::kServiceUpsert: {
+      pb::UpsertServiceRequest req;
+      *req.mutable_service() = inv.service;
+      pb::UpsertServiceResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::UpsertServiceRequest& r,
+                     pb::UpsertServiceResponse* s) { return stub.UpsertService(c, r, s); };
+      if (!call(inv, rpc, req, &resp, err)) return kExitFailure;
+      if (json) {
+        out << toJson(resp);
+      } else {
+        const std::string& name = resp.service().name().empty() ? inv.serviceName
+                                                                : resp.service().name();
+        out << "service " << name << (resp.created() ? " created" : " updated") << "\n";
+      }
+      return kExitOk;
+    }
+    case Command::kServiceList: {
+      pb::ListServicesResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::ListServicesRequest& r,
+                     pb::ListServicesResponse* s) { return stub.ListServices(c, r, s); };
+      if (!call(inv, rpc, pb::ListServicesRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatServiceList(resp));
+      return kExitOk;
+    }
+    case Command::kServiceGet: {
+      pb::GetServiceRequest req;
+      req.set_name(inv.serviceName);
+      pb::GetServiceResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::GetServiceRequest& r,
+                     pb::GetServiceResponse* s) { return stub.GetService(c, r, s); };
+      if (!call(inv, rpc, req, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatService(resp.service()));
+      return kExitOk;
+    }
+    case Command::kServiceDelete: {
+      pb::DeleteServiceRequest req;
+      req.set_name(inv.serviceName);
+      pb::DeleteServiceResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::DeleteServiceRequest& r,
+                     pb::DeleteServiceResponse* s) { return stub.DeleteService(c, r, s); };
+      if (!call(inv, rpc, req, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : "service " + inv.serviceName + " deleted\n");
+      return kExitOk;
+    }
+    case Command::kBpfLbList: {
+      pb::ListLbResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::ListLbRequest& r, pb::ListLbResponse* s) {
+        return stub.ListLb(c, r, s);
+      };
+      if (!call(inv, rpc, pb::ListLbRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatLbList(resp));
+      return kExitOk;
+    }
+    case Command::kNodeList: {
+      pb::ListNodesResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::ListNodesRequest& r,
+                     pb::ListNodesResponse* s) { return stub.ListNodes(c, r, s); };
+      if (!call(inv, rpc, pb::ListNodesRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatNodeList(resp));
+      return kExitOk;
+    }
+    case Command::kHelp:
+    case Command::kVersion:
+      break;
+  }
+  err << "agentctl: internal error: command needs no agent\n";
+  return kExitFailure;
+}
+
+std::string socketError(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return unreachable(path, errno == ENOENT ? "no such socket" : std::strerror(errno));
+  }
+  if (!S_ISSOCK(st.st_mode)) return unreachable(path, "not a socket");
+  // connect(2) on a unix socket needs write permission on it; the agent creates it 0600.
+  if (access(path.c_str(), W_OK) != 0) {
+    if (errno == EACCES) {
+      return "permission denied on " + path + ": the agent socket is root-only; run as root";
+    }
+    return unreachable(path, std::strerror(errno));
+  }
+  return {};
+}
+
+int agentctlMain(const std::vector<std::string>& args, std::string_view envSocket,
+                 std::ostream& out, std::ostream& err) {
+  ParseOutcome parsed = parseArgs(args, envSocket);
+  if (!parsed.ok()) {
+    err << "agentctl: " << parsed.error << "\nRun 'agentctl --help' for usage.\n";
+    return kExitUsage;
+  }
+  const Invocation& inv = parsed.invocation;
+  if (inv.command == Command::kHelp) {
+    out << usageText();
+    return kExitOk;
+  }
+  if (inv.command == Command::kVersion) {
+    if (inv.output == OutputFormat::kJson) {
+      out << "{\n \"version\": \"" NP_AGENTCTL_VERSION "\"\n}\n";
+    } else {
+      out << "agentctl " NP_AGENTCTL_VERSION "\n";
+    }
+    return kExitOk;
+  }
+  if (std::string problem = socketError(inv.socketPath); !problem.empty()) {
+    err << "agentctl: " << problem << "\n";
+    return kExitFailure;
+  }
+
+  grpc::ChannelArguments channelArgs;
+  // An http_proxy in the environment must not capture a local unix-socket connection.
+  channelArgs.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  auto channel = grpc::CreateCustomChannel("unix:" + inv.socketPath,
+                                           grpc::InsecureChannelCredentials(), channelArgs);
+  auto stub = pb::Agent::NewStub(channel);
+  return runCommand(inv, *stub, out, err);
+}
+
+}  // namespace nodepath::agentctl

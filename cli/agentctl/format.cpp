@@ -1,0 +1,322 @@
+#include "format.h"
+
+#include <arpa/inet.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "table.h"
+
+namespace nodepath::agentctl {
+namespace {
+
+namespace pb = nodepath::agent::v1;
+
+constexpr std::string_view kOk = "Ok";
+
+std::string orDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+template <typename Range>
+std::string join(const Range& items, std::string_view sep) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += sep;
+    out += item;
+  }
+  return out;
+}
+
+std::string enabled(bool on) { return on ? "Enabled" : "Disabled"; }
+
+std::string yesNo(bool b) { return b ? "yes" : "no"; }
+
+// Matches cilium's device list: "name ipv4 (Direct Routing)", comma-separated.
+std::string deviceList(const pb::StatusResponse& status) {
+  std::vector<std::string> parts;
+  for (const auto& dev : status.devices()) {
+    std::string part = dev.name();
+    if (!dev.ipv4().empty()) part += " " + dev.ipv4();
+    if (dev.direct_routing()) part += " (Direct Routing)";
+    parts.push_back(std::move(part));
+  }
+  return join(parts, ", ");
+}
+
+void addSummaryRows(const pb::StatusResponse& status, Table& table) {
+  if (!status.kube_proxy_replacement().empty()) {
+    std::vector<std::string> row{"KubeProxyReplacement:", status.kube_proxy_replacement()};
+    if (status.devices_size() > 0) row.push_back("[" + deviceList(status) + "]");
+    table.addRow(std::move(row));
+  }
+  std::vector<std::string> errors;
+  for (const auto& dev : status.devices()) {
+    if (!dev.error().empty()) errors.push_back(dev.name() + ": " + dev.error());
+  }
+  if (!errors.empty()) table.addRow({"Device errors:", join(errors, "; ")});
+
+  std::vector<std::string> agent{"nodepath:",
+                                 status.state().empty() ? "(no state)" : status.state()};
+  if (!status.version().empty()) agent.push_back(status.version());
+  if (!status.message().empty()) agent.push_back(status.message());
+  table.addRow(std::move(agent));
+
+  if (!status.node_name().empty()) table.addRow({"Node:", status.node_name()});
+  if (status.uptime_seconds() > 0) {
+    table.addRow({"Uptime:", formatDuration(status.uptime_seconds())});
+  }
+
+  std::string socketLb = enabled(status.socket_lb());
+  if (status.socket_lb() && !status.socket_lb_cgroup().empty()) {
+    socketLb += " [cgroup " + status.socket_lb_cgroup() + "]";
+  }
+  table.addRow({"Socket LB:", socketLb});
+  table.addRow({"Services:", std::to_string(status.services()) + " services, " +
+                                 std::to_string(status.frontends()) + " frontends, " +
+                                 std::to_string(status.backends()) + " backends"});
+  if (!status.bpf_root().empty()) table.addRow({"BPF root:", status.bpf_root()});
+  if (status.restored()) {
+    table.addRow({"Restored:", std::to_string(status.restored_services()) +
+                                   " services adopted from pinned maps"});
+  }
+}
+
+// Reference §9.1 item 21, limited to what StatusResponse carries.
+std::string kprDetails(const pb::StatusResponse& status) {
+  std::string out = "KubeProxyReplacement Details:\n";
+  Table details("  ");
+  if (!status.kube_proxy_replacement().empty()) {
+    details.addRow({"Status:", status.kube_proxy_replacement()});
+  }
+  details.addRow({"Socket LB:", enabled(status.socket_lb())});
+  if (status.socket_lb()) {
+    if (status.socket_lb_hooks_size() > 0) {
+      details.addRow({"Socket LB Hooks:", join(status.socket_lb_hooks(), ", ")});
+    }
+    details.addRow({"Socket LB Coverage:", "Full"});
+  }
+  if (status.devices_size() > 0) details.addRow({"Devices:", deviceList(status)});
+  if (!status.lb_mode().empty()) details.addRow({"Mode:", status.lb_mode()});
+  if (!status.backend_selection().empty()) {
+    details.addRow({"Backend Selection:", status.backend_selection()});
+  }
+  out += details.render();
+
+  // With kube-proxy replacement off the agent does not own any service type.
+  const bool kpr = status.kube_proxy_replacement() == "True";
+  out += "  Services:\n";
+  Table services("  ");
+  std::string nodePort = enabled(kpr);
+  if (kpr && !status.node_port_range().empty()) {
+    nodePort += " (Range: " + status.node_port_range() + ")";
+  }
+  services.addRow({"- ClusterIP:", enabled(kpr)});
+  services.addRow({"- NodePort:", nodePort});
+  services.addRow({"- LoadBalancer:", enabled(kpr)});
+  services.addRow({"- externalIPs:", enabled(kpr)});
+  out += services.render();
+  return out;
+}
+
+std::string deviceTable(const pb::StatusResponse& status) {
+  Table table("  ");
+  table.addRow({"Name", "Ifindex", "IPv4", "MAC", "TC ingress", "TC egress", "Error"});
+  for (const auto& dev : status.devices()) {
+    table.addRow({dev.name(), std::to_string(dev.ifindex()), orDash(dev.ipv4()), orDash(dev.mac()),
+                  yesNo(dev.tc_ingress()), yesNo(dev.tc_egress()), orDash(dev.error())});
+  }
+  return "Device Attachments:\n" + table.render();
+}
+
+std::string mapTable(const pb::StatusResponse& status) {
+  Table table("  ");
+  table.addRow({"Name", "Max entries", "Entries"});
+  for (const auto& map : status.maps()) {
+    table.addRow({map.name(), std::to_string(map.max_entries()), std::to_string(map.entries())});
+  }
+  return "BPF Maps:\n" + table.render();
+}
+
+std::string counterTable(const pb::StatusResponse& status) {
+  Table table("  ");
+  table.addRow({"Direction", "Reason", "Packets", "Bytes"});
+  for (const auto& c : status.counters()) {
+    std::string reason = std::to_string(c.reason());
+    if (!c.name().empty()) reason += " (" + c.name() + ")";
+    table.addRow({orDash(c.direction()), reason, std::to_string(c.packets()),
+                  std::to_string(c.bytes())});
+  }
+  return "Datapath counters:\n" + table.render();
+}
+
+std::string backendList(const pb::Service& svc) {
+  std::vector<std::string> parts;
+  for (const auto& b : svc.backends()) parts.push_back(formatBackend(b));
+  return orDash(join(parts, ","));
+}
+
+// Numeric order for IPv4 so 10.0.0.9 sorts before 10.0.0.10; anything unparsable sorts last.
+uint64_t addressKey(const std::string& address) {
+  in_addr addr{};
+  if (inet_pton(AF_INET, address.c_str(), &addr) != 1) return uint64_t{1} << 32;
+  return ntohl(addr.s_addr);
+}
+
+}  // namespace
+
+std::string toJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    // Only possible for messages with Any fields and no type resolver; ours have none.
+    return "{\"error\": \"cannot render JSON\"}\n";
+  }
+  if (out.empty() || out.back() != '\n') out += '\n';
+  return out;
+}
+
+std::string formatStatus(const pb::StatusResponse& status, StatusDetail detail) {
+  if (detail == StatusDetail::kBrief) {
+    if (status.state() == kOk) return "OK\n";
+    if (!status.message().empty()) return "error: " + status.message() + "\n";
+    if (status.state().empty()) return "error: the agent reported no state\n";
+    return "error: nodepath is " + status.state() + "\n";
+  }
+  Table summary;
+  addSummaryRows(status, summary);
+  std::string out = summary.render();
+  if (detail == StatusDetail::kVerbose) {
+    out += kprDetails(status);
+    if (status.devices_size() > 0) out += deviceTable(status);
+    if (status.maps_size() > 0) out += mapTable(status);
+    if (status.counters_size() > 0) out += counterTable(status);
+  }
+  return out;
+}
+
+int statusExitCode(const pb::StatusResponse& status) { return status.state() == kOk ? 0 : 1; }
+
+std::string formatServiceList(const pb::ListServicesResponse& list) {
+  std::vector<const pb::Service*> services;
+  for (const auto& svc : list.services()) services.push_back(&svc);
+  std::stable_sort(services.begin(), services.end(),
+                   [](const auto* a, const auto* b) { return a->name() < b->name(); });
+  Table table;
+  table.addRow({"NAME", "PROTOCOL", "PORT", "CLUSTER-IP", "NODE-PORT", "EXTERNAL-IPS", "LB-IPS",
+                "BACKENDS"});
+  for (const auto* svc : services) {
+    table.addRow({svc->name(), protocolName(svc->protocol()), std::to_string(svc->port()),
+                  orDash(svc->cluster_ip()),
+                  svc->node_port() == 0 ? "-" : std::to_string(svc->node_port()),
+                  orDash(join(svc->external_ips(), ",")),
+                  orDash(join(svc->load_balancer_ips(), ",")), backendList(*svc)});
+  }
+  return table.render();
+}
+
+std::string formatService(const pb::Service& svc) {
+  Table table;
+  table.addRow({"Name:", svc.name()});
+  table.addRow({"Source:", orDash(svc.source())});
+  table.addRow({"Protocol:", protocolName(svc.protocol())});
+  table.addRow({"Port:", std::to_string(svc.port())});
+  table.addRow({"Cluster IP:", orDash(svc.cluster_ip())});
+  table.addRow({"Node port:", svc.node_port() == 0 ? "-" : std::to_string(svc.node_port())});
+  table.addRow({"External IPs:", orDash(join(svc.external_ips(), ", "))});
+  table.addRow({"LB IPs:", orDash(join(svc.load_balancer_ips(), ", "))});
+  if (svc.backends_size() == 0) {
+    table.addRow({"Backends:", "-"});
+  } else {
+    for (int i = 0; i < svc.backends_size(); ++i) {
+      table.addRow({i == 0 ? "Backends:" : "", formatBackend(svc.backends(i))});
+    }
+  }
+  return table.render();
+}
+
+std::string formatLbList(const pb::ListLbResponse& list) {
+  std::vector<const pb::LbEntry*> entries;
+  for (const auto& e : list.entries()) entries.push_back(&e);
+  std::stable_sort(entries.begin(), entries.end(), [](const auto* a, const auto* b) {
+    return std::tuple(addressKey(a->address()), a->address(), a->port(), a->protocol()) <
+           std::tuple(addressKey(b->address()), b->address(), b->port(), b->protocol());
+  });
+  Table table;
+  table.addRow({"SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)"});
+  for (const auto* e : entries) {
+    const std::string id = " (" + std::to_string(e->service_id()) + ")";
+    // Cilium prints the wildcard protocol of a pre-protocol-aware entry as ANY.
+    const std::string proto =
+        e->protocol() == pb::PROTOCOL_UNSPECIFIED ? "ANY" : protocolName(e->protocol());
+    std::string first = "0.0.0.0:0" + id + " (0)";
+    if (e->flags_size() > 0) first += " [" + join(e->flags(), ", ") + "]";
+    table.addRow({e->address() + ":" + std::to_string(e->port()) + "/" + proto, first});
+
+    std::vector<const pb::LbSlot*> slots;
+    for (const auto& s : e->slots()) slots.push_back(&s);
+    std::stable_sort(slots.begin(), slots.end(),
+                     [](const auto* a, const auto* b) { return a->slot() < b->slot(); });
+    for (const auto* s : slots) {
+      std::string backend =
+          s->address().empty()
+              ? "(backend " + std::to_string(s->backend_id()) + " missing)"
+              : s->address() + ":" + std::to_string(s->port());
+      backend += id + " (" + std::to_string(s->slot()) + ")";
+      if (s->state() == pb::TERMINATING) backend += " [terminating]";
+      table.addRow({"", backend});
+    }
+  }
+  return table.render();
+}
+
+std::string formatNodeList(const pb::ListNodesResponse& list) {
+  std::vector<const pb::Node*> nodes;
+  for (const auto& n : list.nodes()) nodes.push_back(&n);
+  std::stable_sort(nodes.begin(), nodes.end(),
+                   [](const auto* a, const auto* b) { return a->name() < b->name(); });
+  Table table;
+  table.addRow({"NAME", "IP", "POD-CIDR", "LOCAL"});
+  for (const auto* n : nodes) {
+    table.addRow({n->name(), orDash(n->ip()), orDash(n->pod_cidr()), yesNo(n->local())});
+  }
+  return table.render();
+}
+
+std::string formatBackend(const pb::Backend& backend) {
+  std::string out = backend.address() + ":" + std::to_string(backend.port());
+  if (backend.state() == pb::TERMINATING) out += " (terminating)";
+  return out;
+}
+
+std::string protocolName(pb::Protocol protocol) {
+  switch (protocol) {
+    case pb::TCP:
+      return "TCP";
+    case pb::UDP:
+      return "UDP";
+    case pb::PROTOCOL_UNSPECIFIED:
+      return "-";
+    default:
+      return std::to_string(static_cast<int>(protocol));  // a newer agent's protocol
+  }
+}
+
+std::string formatDuration(uint64_t seconds) {
+  const uint64_t d = seconds / 86400;
+  const uint64_t h = seconds / 3600 % 24;
+  const uint64_t m = seconds / 60 % 60;
+  const uint64_t s = seconds % 60;
+  std::string out;
+  if (d > 0) out += std::to_string(d) + "d";
+  if (d > 0 || h > 0) out += std::to_string(h) + "h";
+  if (d > 0 || h > 0 || m > 0) out += std::to_string(m) + "m";
+  out += std::to_string(s) + "s";
+  return out;
+}
+
+}  // namespace nodepath::agentctl
