@@ -90,6 +90,7 @@ std::vector<std::string> autoDevices() {
 }
 
 Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
+  routeLibbpfLogs();
   std::unique_ptr<Datapath> dp(new Datapath());
 
   std::vector<std::string> names = c.devices.empty() ? autoDevices() : c.devices;

@@ -4,6 +4,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cstdarg>
+#include <cstdio>
+
 #include "bpf/map.h"
 #include "core/log.h"
 #include "np_abi.h"
@@ -56,7 +59,22 @@ int findMapFd(bpf_object* obj, const std::string& name) {
   return m ? bpf_map__fd(m) : -1;
 }
 
+int libbpfPrint(libbpf_print_level level, const char* fmt, va_list ap) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char buf[4096];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  std::string line(buf);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  // bpf_tc_hook_create() on an existing clsact qdisc: expected on every restart.
+  if (line.find("Exclusivity flag on") != std::string::npos) return 0;
+  if (level == LIBBPF_WARN) NP_LOG_WARN("libbpf", "%s", line.c_str());
+  else NP_LOG_DEBUG("libbpf", "%s", line.c_str());
+  return 0;
+}
+
 }  // namespace
+
+void routeLibbpfLogs() { libbpf_set_print(libbpfPrint); }
 
 MapSizes MapSizes::fromConfig(const Config& c) {
   MapSizes s;

@@ -19,6 +19,9 @@ struct bpf_program;
 
 namespace np::datapath {
 
+// Sends libbpf's warnings (verifier logs among them) to the agent's log; drops its debug chatter.
+void routeLibbpfLogs();
+
 struct MapSizes {
   uint32_t services = 262144;
   uint32_t backends = 262144;
