@@ -118,6 +118,10 @@ static __always_inline int np_lb_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64
 	if (remote) {
 		__u16 port;
 
+		/* Before any state is created: a packet that cannot be forwarded holds no port. */
+		if (p->ttl <= 1)
+			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
+
 		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		fwd.nat_saddr = np_cfg.node_ip;
 		rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
@@ -166,7 +170,10 @@ int np_from_netdev(struct __sk_buff *ctx)
 	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
 	if (e && !np_ct_expired(e, now) && !np_ct_reopens(e, &p) &&
 	    (!(e->flags & NP_CT_F_SERVICE) || np_ct_backend_usable(e, &p))) {
-		np_ct_refresh(e, &p, now, np_ctx_len(ctx));
+		__u64 expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx));
+
+		if (expires)
+			np_ct_sync_peer(&key, e, expires);
 		return np_finish(ctx, &p, e, NP_METRIC_INGRESS);
 	}
 	return np_lb_new_flow(ctx, &p, now);
@@ -178,7 +185,7 @@ int np_to_netdev(struct __sk_buff *ctx)
 	struct np_ct_entry *e;
 	struct np_ct_key key;
 	struct np_pkt p;
-	__u64 now;
+	__u64 now, expires;
 
 	/* Egress sees what the stack built: anything we cannot parse is not ours to judge. */
 	if (np_parse(ctx, &p) != NP_PARSE_OK)
@@ -189,7 +196,9 @@ int np_to_netdev(struct __sk_buff *ctx)
 	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
 	if (!e || np_ct_expired(e, now))
 		return NP_CTX_PASS;
-	np_ct_refresh(e, &p, now, np_ctx_len(ctx));
+	expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx));
+	if (expires)
+		np_ct_sync_peer(&key, e, expires);
 	return np_finish(ctx, &p, e, NP_METRIC_EGRESS);
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -131,12 +132,17 @@ Result<V> sumPerCpu(int fd, uint32_t index) {
   const size_t stride = (sizeof(V) + 7) & ~size_t{7};
   std::vector<uint8_t> buf(stride * static_cast<size_t>(ncpus));
   if (bpf_map_lookup_elem(fd, &index, buf.data()) != 0) return sysError("read per-CPU counter " + std::to_string(index));
-  V sum{};
-  auto* out = reinterpret_cast<uint64_t*>(&sum);
+  // Counters are copied in and out with memcpy: V's fields are __u64 (unsigned long long),
+  // and writing them through uint64_t* (unsigned long) would be undefined behaviour.
+  constexpr size_t n = sizeof(V) / sizeof(uint64_t);
+  uint64_t total[n] = {};
   for (int c = 0; c < ncpus; ++c) {
-    const auto* in = reinterpret_cast<const uint64_t*>(buf.data() + stride * static_cast<size_t>(c));
-    for (size_t i = 0; i < sizeof(V) / sizeof(uint64_t); ++i) out[i] += in[i];
+    uint64_t cpu[n];
+    std::memcpy(cpu, buf.data() + stride * static_cast<size_t>(c), sizeof cpu);
+    for (size_t i = 0; i < n; ++i) total[i] += cpu[i];
   }
+  V sum;
+  std::memcpy(&sum, total, sizeof sum);
   return sum;
 }
 

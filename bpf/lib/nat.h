@@ -5,6 +5,7 @@
 
 #include "lib/parse.h"
 #include "lib/maps.h"
+#include "lib/ct.h"
 #include "np_ct.h"
 
 #define NP_SNAT_RETRIES 32
@@ -117,6 +118,20 @@ static __always_inline bool np_snat_port_taken_by_host(np_ctx_t *ctx, const stru
 	return true;
 }
 
+/* An expired reply entry's port is still in use while the service entry it belongs to is alive
+ * and translates to that port: reclaiming it would hand the flow's replies to someone else. */
+static __always_inline bool np_snat_port_in_use(const struct np_ct_key *rev_key,
+						const struct np_ct_entry *old, __u64 now)
+{
+	struct np_ct_key fk;
+	struct np_ct_entry *fwd;
+
+	np_ct_peer_key(&fk, rev_key, old);
+	fwd = bpf_map_lookup_elem(&np_ct4_v1, &fk);
+	return fwd && !np_ct_expired(fwd, now) && fwd->nat_sport == rev_key->dport &&
+	       fwd->nat_saddr == rev_key->daddr;
+}
+
 /* Inserts the reply entry `rev` under `rev_key` with a free destination port from
  * [min, max]: keeps `start` when it is in range and free, then tries a random port, then the
  * following ones, at most NP_SNAT_RETRIES times. Returns the port (host order) or 0. */
@@ -139,7 +154,7 @@ static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_
 			if (!bpf_map_update_elem(&np_ct4_v1, rev_key, rev, BPF_NOEXIST))
 				return port;
 			old = bpf_map_lookup_elem(&np_ct4_v1, rev_key);
-			if (old && old->expires < now &&
+			if (old && old->expires < now && !np_snat_port_in_use(rev_key, old, now) &&
 			    !bpf_map_update_elem(&np_ct4_v1, rev_key, rev, BPF_ANY))
 				return port;
 		}

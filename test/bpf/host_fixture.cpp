@@ -1,0 +1,217 @@
+#include "host_fixture.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "np_abi.h"
+
+namespace np::bpftest {
+
+np_ct_key ctKey(uint32_t saddr, uint16_t sport, uint32_t daddr, uint16_t dport, uint8_t proto, uint8_t dir) {
+  np_ct_key k{};
+  k.saddr = saddr;
+  k.daddr = daddr;
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  k.dir = dir;
+  return k;
+}
+
+::testing::AssertionResult samePacket(const Bytes& expected, const Bytes& actual) {
+  if (expected == actual) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "output packet differs from the expected one:\n"
+                                       << np::test::diff(expected, actual);
+}
+
+::testing::AssertionResult checksumsOk(const Bytes& frame) {
+  auto st = np::test::checkChecksums(frame);
+  if (st.ip && st.l4) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "checksums: ip " << (st.ip ? "ok" : "BAD") << ", l4 "
+                                       << (st.l4 ? "ok" : "BAD") << "\n"
+                                       << np::test::hexdump(frame);
+}
+
+uint64_t monotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * kSec + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void HostTest::SetUp() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  // bpffs refuses names with dots in them.
+  pinDir_ = env().bpffs + "/" + info->test_suite_name() + "_" + info->name();
+  std::filesystem::remove_all(pinDir_);  // a leftover of an earlier --gtest_repeat iteration
+  ASSERT_EQ(::mkdir(pinDir_.c_str(), 0700), 0) << pinDir_ << ": " << std::strerror(errno);
+
+  datapath::MapSizes sizes;  // small maps load fast; the cases need a few hundred entries at most
+  sizes.services = 1024;
+  sizes.backends = 1024;
+  sizes.revNat = 1024;
+  sizes.sockRev = 1024;
+  sizes.ct = 4096;
+  sizes.nodes = 64;
+  datapath::HostParams p;
+  p.device = "ens192";
+  p.ifindex = env().ens192Ifindex;
+  p.mac = env().ens192Mac;
+  p.nodeIp = Ipv4{kNodeIp};
+  auto prog = datapath::HostProgram::load(pinDir_, sizes, p);
+  ASSERT_TRUE(prog.ok()) << prog.error().message();
+  prog_ = std::move(prog.value());
+
+  auto svc = bpf::Map<np_svc_key, np_svc_val>::of(prog_->mapFd(NP_STR(NP_MAP_SERVICES)));
+  ASSERT_TRUE(svc.ok()) << svc.error().message();
+  services_.emplace(svc.value());
+  auto be = bpf::Map<uint32_t, np_backend>::of(prog_->mapFd(NP_STR(NP_MAP_BACKENDS)));
+  ASSERT_TRUE(be.ok()) << be.error().message();
+  backends_.emplace(be.value());
+  auto rn = bpf::Map<uint16_t, np_revnat>::of(prog_->mapFd(NP_STR(NP_MAP_REVNAT)));
+  ASSERT_TRUE(rn.ok()) << rn.error().message();
+  revNat_.emplace(rn.value());
+  auto ct = bpf::Map<np_ct_key, np_ct_entry>::of(prog_->mapFd(NP_STR(NP_MAP_CT)));
+  ASSERT_TRUE(ct.ok()) << ct.error().message();
+  ct_.emplace(ct.value());
+  metricsFd_ = prog_->mapFd(NP_STR(NP_MAP_METRICS));
+  ASSERT_GE(metricsFd_, 0);
+}
+
+void HostTest::TearDown() {
+  services_.reset();
+  backends_.reset();
+  revNat_.reset();
+  ct_.reset();
+  prog_.reset();  // closes the program and map fds; the pins keep the maps until removed here
+  std::error_code ec;
+  std::filesystem::remove_all(pinDir_, ec);
+  EXPECT_FALSE(ec) << "remove " << pinDir_ << ": " << ec.message();
+}
+
+RunResult HostTest::run(int progFd, const Bytes& in, bool mustRun) {
+  RunResult r;
+  r.out.resize(in.size() + 256);
+  __sk_buff ctxIn{};
+  ctxIn.ifindex = static_cast<uint32_t>(env().ens192Ifindex);  // the program sees the device
+  __sk_buff ctxOut{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()),
+              .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &ctxIn, .ctx_out = &ctxOut,
+              .ctx_size_in = sizeof(ctxIn), .ctx_size_out = sizeof(ctxOut), .repeat = 1);
+  int rc = bpf_prog_test_run_opts(progFd, &opts);
+  if (rc != 0) {
+    r.error = rc < 0 ? rc : -errno;
+    if (mustRun) ADD_FAILURE() << "BPF_PROG_TEST_RUN: " << std::strerror(-r.error) << "\n" << np::test::hexdump(in);
+    r.out.clear();
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  return r;
+}
+
+void HostTest::addBackend(uint32_t id, uint32_t addr, uint16_t port, uint8_t proto, uint8_t state) {
+  np_backend b{};
+  b.addr = addr;
+  b.port = htons(port);
+  b.proto = proto;
+  b.state = state;
+  auto st = backends_->update(id, b);
+  ASSERT_TRUE(st.ok()) << st.error().message();
+}
+
+void HostTest::removeBackend(uint32_t id) {
+  auto st = backends_->remove(id);
+  ASSERT_TRUE(st.ok()) << st.error().message();
+}
+
+void HostTest::setService(const Frontend& f, uint8_t flags, uint16_t revNatId,
+                          const std::vector<uint32_t>& selectable, const std::vector<uint32_t>& terminating) {
+  np_svc_key master{};
+  master.addr = f.addr;
+  master.dport = htons(f.port);
+  master.proto = f.proto;
+  master.scope = NP_LB_SCOPE_EXT;
+  master.slot = 0;
+
+  std::vector<uint32_t> slots = selectable;
+  slots.insert(slots.end(), terminating.begin(), terminating.end());
+  const uint16_t oldTotal = [&] {
+    auto old = services_->lookup(master);
+    return old ? old->total : uint16_t{0};
+  }();
+
+  for (size_t i = 0; i < slots.size(); ++i) {
+    np_svc_key k = master;
+    k.slot = static_cast<uint16_t>(i + 1);
+    np_svc_val v{};
+    v.backend_id = slots[i];
+    v.rev_nat_id = revNatId;
+    v.flags = flags;
+    auto st = services_->update(k, v);
+    ASSERT_TRUE(st.ok()) << st.error().message();
+  }
+  np_svc_val mv{};
+  mv.count = static_cast<uint16_t>(selectable.size());
+  mv.total = static_cast<uint16_t>(slots.size());
+  mv.rev_nat_id = revNatId;
+  mv.flags = flags;
+  auto st = services_->update(master, mv);
+  ASSERT_TRUE(st.ok()) << st.error().message();
+  for (uint16_t s = static_cast<uint16_t>(slots.size() + 1); s <= oldTotal; ++s) {
+    np_svc_key k = master;
+    k.slot = s;
+    auto rm = services_->remove(k);
+    ASSERT_TRUE(rm.ok()) << rm.error().message();
+  }
+  np_revnat rv{};
+  rv.addr = f.addr;
+  rv.port = htons(f.port);
+  auto rs = revNat_->update(revNatId, rv);
+  ASSERT_TRUE(rs.ok()) << rs.error().message();
+}
+
+std::optional<np_ct_entry> HostTest::ct(const np_ct_key& k) const { return ct_->lookup(k); }
+
+std::vector<std::pair<np_ct_key, np_ct_entry>> HostTest::ctAll() const {
+  auto all = ct_->dump();
+  EXPECT_TRUE(all.ok()) << all.error().message();
+  return all.ok() ? all.value() : std::vector<std::pair<np_ct_key, np_ct_entry>>{};
+}
+
+std::vector<np_metric> HostTest::metricPerCpu(uint32_t index) const {
+  const int ncpus = libbpf_num_possible_cpus();
+  EXPECT_GT(ncpus, 0);
+  if (ncpus <= 0) return {};
+  // The kernel copies one value per possible CPU at an 8-byte stride (16 bytes here).
+  static_assert(sizeof(np_metric) % 8 == 0);
+  std::vector<np_metric> perCpu(static_cast<size_t>(ncpus));
+  int rc = bpf_map_lookup_elem(metricsFd_, &index, perCpu.data());
+  EXPECT_EQ(rc, 0) << "read metrics slot " << index << ": " << std::strerror(errno);
+  return perCpu;
+}
+
+np_metric HostTest::metric(uint32_t dir, uint32_t reason) const {
+  np_metric sum{};
+  for (const np_metric& m : metricPerCpu((dir << 8) | reason)) {
+    sum.packets += m.packets;
+    sum.bytes += m.bytes;
+  }
+  return sum;
+}
+
+void HostTest::advanceClock(uint64_t seconds) {
+  for (auto [k, e] : ctAll()) {
+    e.expires -= seconds * kSec;
+    auto st = ct_->update(k, e, BPF_EXIST);
+    ASSERT_TRUE(st.ok()) << st.error().message();
+  }
+}
+
+}  // namespace np::bpftest

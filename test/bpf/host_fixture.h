@@ -1,0 +1,100 @@
+// Fixture for host.bpf.c under BPF_PROG_TEST_RUN: a freshly loaded program with its own pinned
+// maps per test, typed access to those maps, and the helpers the cases share (running a packet
+// through a hook, writing services the way the agent does, reading conntrack and metrics).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <linux/pkt_cls.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bpf/map.h"
+#include "datapath/programs.h"
+#include "env.h"
+#include "np_ct.h"
+#include "np_drop.h"
+#include "np_lb.h"
+#include "packet.h"
+
+namespace np::bpftest {
+
+using np::test::Bytes;
+using np::test::PacketBuilder;
+
+// What BPF_PROG_TEST_RUN gave back.
+struct RunResult {
+  int error = 0;     // 0, or the -errno of BPF_PROG_TEST_RUN itself (the kernel refused the input)
+  int verdict = -1;  // the program's return value: TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT
+  Bytes out;         // data_out, exactly data_size_out bytes
+};
+
+struct Frontend {
+  uint32_t addr;   // network order
+  uint16_t port;   // host order
+  uint8_t proto;   // IPPROTO_TCP / IPPROTO_UDP
+};
+
+// Conntrack key as the program builds it (ports in host order here, network order in the key).
+np_ct_key ctKey(uint32_t saddr, uint16_t sport, uint32_t daddr, uint16_t dport, uint8_t proto, uint8_t dir);
+
+// Byte-exact frame comparison whose failure message is np::test::diff(): the fields that differ,
+// then both hex dumps.
+::testing::AssertionResult samePacket(const Bytes& expected, const Bytes& actual);
+// Both checksums of the frame are right; on failure, the frame's hex dump.
+::testing::AssertionResult checksumsOk(const Bytes& frame);
+
+// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns() and of np_ct_entry.expires.
+uint64_t monotonicNs();
+
+inline constexpr uint64_t kSec = 1000000000ULL;
+
+class HostTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // One packet through tc ingress / egress of ens192; a refused test run is a test failure.
+  RunResult fromNetdev(const Bytes& in) { return run(prog_->fromNetdevFd(), in, true); }
+  RunResult toNetdev(const Bytes& in) { return run(prog_->toNetdevFd(), in, true); }
+  // The same, leaving a refused run (RunResult::error) to the caller.
+  RunResult tryFromNetdev(const Bytes& in) { return run(prog_->fromNetdevFd(), in, false); }
+
+  // Map set-up in the agent's order and layout (agent/lb/reconciler.cpp expandInto): backends,
+  // then slots 1..n (selectable first, then terminating), then the master entry (slot 0, count =
+  // selectable, total = all slots), then reverse NAT. Slots above the new total are removed.
+  void addBackend(uint32_t id, uint32_t addr, uint16_t port, uint8_t proto,
+                  uint8_t state = NP_BACKEND_ACTIVE);
+  void removeBackend(uint32_t id);
+  void setService(const Frontend& f, uint8_t flags, uint16_t revNatId, const std::vector<uint32_t>& selectable,
+                  const std::vector<uint32_t>& terminating = {});
+
+  std::optional<np_ct_entry> ct(const np_ct_key& k) const;
+  std::vector<std::pair<np_ct_key, np_ct_entry>> ctAll() const;
+  size_t ctCount() const { return ctAll().size(); }
+  // Metrics slot (dir << 8) | reason, summed over CPUs here (not with bpf::sumPerCpu, which is
+  // checked against this by MetricsAgentSumMatchesProgramCounters).
+  np_metric metric(uint32_t dir, uint32_t reason) const;
+  std::vector<np_metric> metricPerCpu(uint32_t index) const;
+  int metricsFd() const { return metricsFd_; }
+  // As if `seconds` passed: moves every conntrack entry's expiry that much closer (the programs
+  // compare expiry with bpf_ktime_get_ns(), which a test cannot move).
+  void advanceClock(uint64_t seconds);
+
+ private:
+  RunResult run(int progFd, const Bytes& in, bool mustRun);
+
+  std::string pinDir_;
+  std::unique_ptr<datapath::HostProgram> prog_;
+  std::optional<bpf::Map<np_svc_key, np_svc_val>> services_;
+  std::optional<bpf::Map<uint32_t, np_backend>> backends_;
+  std::optional<bpf::Map<uint16_t, np_revnat>> revNat_;
+  std::optional<bpf::Map<np_ct_key, np_ct_entry>> ct_;
+  int metricsFd_ = -1;
+};
+
+}  // namespace np::bpftest
