@@ -37,6 +37,7 @@ class Agent {
  private:
   Agent() = default;
   void persist();
+  void releaseMemory();
 
   Config config_;
   std::unique_ptr<datapath::Datapath> datapath_;

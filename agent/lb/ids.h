@@ -3,14 +3,14 @@
 // next-fit so a freed ID is not reused at once (a conntrack entry may still name it).
 #pragma once
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <cstdint>
 #include <optional>
-#include <unordered_map>
-#include <unordered_set>
+#include <vector>
 
 namespace np::lb {
 
-template <typename Key, typename Id, typename Hash = std::hash<Key>, typename Eq = std::equal_to<Key>>
+template <typename Key, typename Id, typename Hash = boost::hash<Key>, typename Eq = std::equal_to<Key>>
 class IdAllocator {
  public:
   IdAllocator(Id first, Id last) : first_(first), last_(last), next_(first) {}
@@ -18,23 +18,22 @@ class IdAllocator {
   // The ID of key, allocating one if it has none. nullopt when every ID is taken.
   std::optional<Id> acquire(const Key& key) {
     if (auto it = byKey_.find(key); it != byKey_.end()) return it->second;
-    uint64_t span = uint64_t{last_} - first_ + 1;
-    for (uint64_t i = 0; i < span; ++i) {
+    if (byKey_.size() >= uint64_t{last_} - first_ + 1) return std::nullopt;
+    for (;;) {
       Id id = next_;
       next_ = next_ == last_ ? first_ : static_cast<Id>(next_ + 1);
-      if (!used_.count(id)) {
-        used_.insert(id);
+      if (!used(id)) {
+        setUsed(id, true);
         byKey_.emplace(key, id);
         return id;
       }
     }
-    return std::nullopt;
   }
 
   // Records an ID found in restored state. False if the ID is out of range or taken.
   bool restore(const Key& key, Id id) {
-    if (id < first_ || id > last_ || used_.count(id) || byKey_.count(key)) return false;
-    used_.insert(id);
+    if (id < first_ || id > last_ || used(id) || byKey_.count(key)) return false;
+    setUsed(id, true);
     byKey_.emplace(key, id);
     if (id >= next_) next_ = id == last_ ? first_ : static_cast<Id>(id + 1);
     return true;
@@ -49,16 +48,28 @@ class IdAllocator {
   void release(const Key& key) {
     auto it = byKey_.find(key);
     if (it == byKey_.end()) return;
-    used_.erase(it->second);
+    setUsed(it->second, false);
     byKey_.erase(it);
   }
 
   size_t size() const { return byKey_.size(); }
 
  private:
+  // A bitmap of taken IDs, grown as IDs are handed out (next-fit keeps it dense).
+  bool used(Id id) const {
+    uint64_t bit = uint64_t{id} - first_;
+    return bit / 64 < bits_.size() && (bits_[bit / 64] >> (bit % 64)) & 1;
+  }
+  void setUsed(Id id, bool on) {
+    uint64_t bit = uint64_t{id} - first_;
+    if (bit / 64 >= bits_.size()) bits_.resize(bit / 64 + 1);
+    if (on) bits_[bit / 64] |= uint64_t{1} << (bit % 64);
+    else bits_[bit / 64] &= ~(uint64_t{1} << (bit % 64));
+  }
+
   Id first_, last_, next_;
-  std::unordered_map<Key, Id, Hash, Eq> byKey_;
-  std::unordered_set<Id> used_;
+  boost::unordered_flat_map<Key, Id, Hash, Eq> byKey_;
+  std::vector<uint64_t> bits_;
 };
 
 }  // namespace np::lb

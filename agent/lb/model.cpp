@@ -1,5 +1,6 @@
 #include "lb/model.h"
 
+#include <algorithm>
 #include <set>
 
 namespace np::lb {
@@ -40,6 +41,12 @@ Status checkAddress(const std::string& what, Ipv4 ip) {
 }
 
 }  // namespace
+
+void normalize(Service& s) {
+  std::sort(s.backends.begin(), s.backends.end(), [](const Backend& a, const Backend& b) {
+    return std::pair(a.addr.ip.host(), a.addr.port) < std::pair(b.addr.ip.host(), b.addr.port);
+  });
+}
 
 Status validate(const Service& s, const NodeContext& node) {
   if (s.name.empty()) return error("service", "name is empty");

@@ -7,7 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <vector>
 
 #include "core/net.h"
@@ -58,12 +58,16 @@ struct Frontend {
 // external IPs, LoadBalancer IPs).
 std::vector<Frontend> frontendsOf(const Service& s, const NodeContext& node);
 
+// Puts backends in address order: the order a source lists them in means nothing, so a re-sent
+// service with its backends shuffled is the same service.
+void normalize(Service& s);
+
 // Checks one service on its own: name, port, addresses, NodePort range, backends.
 Status validate(const Service& s, const NodeContext& node);
 
 // Frontends are exclusive: (address, port, protocol) packed into one key -> owning service.
 uint64_t frontendKey(const Frontend& f);
-using FrontendOwners = std::unordered_map<uint64_t, std::string>;
+using FrontendOwners = boost::unordered_flat_map<uint64_t, std::string>;
 void addOwner(FrontendOwners& owners, const Service& s, const NodeContext& node);
 void removeOwner(FrontendOwners& owners, const Service& s, const NodeContext& node);
 

@@ -2,39 +2,17 @@
 
 #include <arpa/inet.h>
 
-#include <algorithm>
-#include <tuple>
 
 #include "core/net.h"
 
 namespace np::lb {
 namespace {
 
-bool keyLess(const np_svc_key& a, const np_svc_key& b) {
-  return std::tuple(ntohl(a.addr), ntohs(a.dport), a.proto, a.scope, a.slot) <
-         std::tuple(ntohl(b.addr), ntohs(b.dport), b.proto, b.scope, b.slot);
-}
-
 MapOp svcOp(MapOp::Kind kind, const np_svc_key& k, const np_svc_val& v = {}) {
   MapOp op{kind};
   op.svcKey = k;
   op.svcVal = v;
   return op;
-}
-
-// Deterministic output order inside each phase (hash-map iteration order is not), so plans are
-// reproducible in logs and tests.
-template <typename It>
-void sortPhase(It begin, It end) {
-  std::sort(begin, end, [](const MapOp& a, const MapOp& b) {
-    switch (a.kind) {
-      case MapOp::Kind::UpsertBackend:
-      case MapOp::Kind::DeleteBackend: return a.backendId < b.backendId;
-      case MapOp::Kind::UpsertRevNat:
-      case MapOp::Kind::DeleteRevNat: return a.revNatId < b.revNatId;
-      default: return keyLess(a.svcKey, b.svcKey);
-    }
-  });
 }
 
 }  // namespace
@@ -82,77 +60,61 @@ std::string MapOp::str() const {
 std::vector<MapOp> diff(const LbImage& applied, const LbImage& desired) {
   using K = MapOp::Kind;
   std::vector<MapOp> ops;
-  auto phase = [&](auto fill) {
-    size_t start = ops.size();
-    fill();
-    sortPhase(ops.begin() + static_cast<std::ptrdiff_t>(start), ops.end());
-  };
-
-  phase([&] {
-    for (const auto& [id, be] : desired.backends) {
-      auto it = applied.backends.find(id);
-      if (it == applied.backends.end() || !(it->second == be)) {
-        MapOp op{K::UpsertBackend};
-        op.backendId = id;
-        op.backend = be;
-        ops.push_back(op);
-      }
-    }
-  });
-  auto changed = [&](const np_svc_key& k, const np_svc_val& v) {
+  ops.reserve(desired.services.size() + desired.backends.size() + desired.revNat.size());
+  auto svcChanged = [&](const np_svc_key& k, const np_svc_val& v) {
     auto it = applied.services.find(k);
     return it == applied.services.end() || !(it->second == v);
   };
-  phase([&] {
-    for (const auto& [k, v] : desired.services)
-      if (k.slot != 0 && changed(k, v)) ops.push_back(svcOp(K::UpsertSlot, k, v));
-  });
-  phase([&] {
-    for (const auto& [id, rn] : desired.revNat) {
-      auto it = applied.revNat.find(id);
-      if (it == applied.revNat.end() || !(it->second == rn)) {
-        MapOp op{K::UpsertRevNat};
-        op.revNatId = id;
-        op.revNat = rn;
-        ops.push_back(op);
-      }
+  auto masterSurvives = [&](const np_svc_key& k) { return desired.services.contains(masterOf(k)); };
+  // Phases in the order of the header comment; inside a phase the order does not matter.
+
+  // 1. backends
+  for (const auto& [id, be] : desired.backends) {
+    auto it = applied.backends.find(id);
+    if (it == applied.backends.end() || !(it->second == be)) {
+      MapOp op{K::UpsertBackend};
+      op.backendId = id;
+      op.backend = be;
+      ops.push_back(op);
     }
-  });
-  phase([&] {
-    for (const auto& [k, v] : desired.services)
-      if (k.slot == 0 && changed(k, v)) ops.push_back(svcOp(K::UpsertService, k, v));
-  });
-  // Slots the desired image does not have: of a surviving service (its entry already shrank
-  // above), or of a removed one (after its entry is gone, below).
-  auto masterSurvives = [&](const np_svc_key& k) { return desired.services.count(masterOf(k)) != 0; };
-  phase([&] {
-    for (const auto& [k, v] : applied.services)
-      if (k.slot != 0 && !desired.services.count(k) && masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
-  });
-  phase([&] {
-    for (const auto& [k, v] : applied.services)
-      if (k.slot == 0 && !desired.services.count(k)) ops.push_back(svcOp(K::DeleteService, k));
-  });
-  phase([&] {
-    for (const auto& [k, v] : applied.services)
-      if (k.slot != 0 && !desired.services.count(k) && !masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
-  });
-  phase([&] {
-    for (const auto& [id, rn] : applied.revNat)
-      if (!desired.revNat.count(id)) {
-        MapOp op{K::DeleteRevNat};
-        op.revNatId = id;
-        ops.push_back(op);
-      }
-  });
-  phase([&] {
-    for (const auto& [id, be] : applied.backends)
-      if (!desired.backends.count(id)) {
-        MapOp op{K::DeleteBackend};
-        op.backendId = id;
-        ops.push_back(op);
-      }
-  });
+  }
+  // 2. slots
+  for (const auto& [k, v] : desired.services)
+    if (k.slot != 0 && svcChanged(k, v)) ops.push_back(svcOp(K::UpsertSlot, k, v));
+  // 3. reverse NAT
+  for (const auto& [id, rn] : desired.revNat) {
+    auto it = applied.revNat.find(id);
+    if (it == applied.revNat.end() || !(it->second == rn)) {
+      MapOp op{K::UpsertRevNat};
+      op.revNatId = id;
+      op.revNat = rn;
+      ops.push_back(op);
+    }
+  }
+  // 4. service entries
+  for (const auto& [k, v] : desired.services)
+    if (k.slot == 0 && svcChanged(k, v)) ops.push_back(svcOp(K::UpsertService, k, v));
+  // 5. stale slots of surviving services (their entries shrank in 4)
+  for (const auto& [k, v] : applied.services)
+    if (k.slot != 0 && !desired.services.contains(k) && masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
+  // 6. removed services: the entry, then its slots, then its reverse NAT
+  for (const auto& [k, v] : applied.services)
+    if (k.slot == 0 && !desired.services.contains(k)) ops.push_back(svcOp(K::DeleteService, k));
+  for (const auto& [k, v] : applied.services)
+    if (k.slot != 0 && !desired.services.contains(k) && !masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
+  for (const auto& [id, rn] : applied.revNat) {
+    if (desired.revNat.contains(id)) continue;
+    MapOp op{K::DeleteRevNat};
+    op.revNatId = id;
+    ops.push_back(op);
+  }
+  // 7. backends nothing uses
+  for (const auto& [id, be] : applied.backends) {
+    if (desired.backends.contains(id)) continue;
+    MapOp op{K::DeleteBackend};
+    op.backendId = id;
+    ops.push_back(op);
+  }
   return ops;
 }
 

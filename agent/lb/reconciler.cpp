@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <set>
-#include <unordered_set>
 
 #include "core/log.h"
 
@@ -31,6 +30,23 @@ np_svc_key masterKey(const Frontend& f) {
 uint64_t backendKey(uint32_t addrBe, uint16_t portBe, uint8_t proto) {
   return (uint64_t{addrBe} << 32) | (uint64_t{portBe} << 8) | proto;
 }
+
+namespace {
+
+// The distinct backend IDs service s uses (those allocated).
+template <typename Ids>
+std::vector<uint32_t> backendIdsOf(const Service& s, const Ids& ids) {
+  std::vector<uint32_t> out;
+  out.reserve(s.backends.size());
+  for (const Backend& b : s.backends)
+    if (auto id = ids.find(backendKey(b.addr.ip.be, htons(b.addr.port), static_cast<uint8_t>(s.protocol))))
+      out.push_back(*id);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace
 
 Reconciler::Reconciler(LbMaps& maps, NodeContext node) : maps_(maps), node_(std::move(node)) {}
 
@@ -127,14 +143,10 @@ std::vector<MapOp> Reconciler::plan(const LbImage& from, const LbImage& to,
                                     const std::vector<const Service*>& before) const {
   std::vector<MapOp> ops = diff(from, to);
   // A backend these services stop using may still serve services outside the change.
-  std::unordered_map<uint32_t, uint32_t> usedHere;
-  for (const Service* s : before) {
-    if (!s) continue;
-    for (const Backend& b : s->backends) {
-      auto id = backendIds_.find(backendKey(b.addr.ip.be, htons(b.addr.port), static_cast<uint8_t>(s->protocol)));
-      if (id) usedHere[*id]++;
-    }
-  }
+  FlatMap<uint32_t, uint32_t> usedHere;
+  for (const Service* s : before)
+    if (s)
+      for (uint32_t id : backendIdsOf(*s, backendIds_)) usedHere[id]++;
   std::erase_if(ops, [&](const MapOp& op) {
     if (op.kind != MapOp::Kind::DeleteBackend) return false;
     auto refs = backendRefs_.find(op.backendId);
@@ -187,11 +199,7 @@ Status Reconciler::commit(const std::vector<const Service*>& before, const std::
 
   auto count = [&](const Service* s, int delta) {
     if (!s) return;
-    std::unordered_set<uint32_t> ids;
-    for (const Backend& b : s->backends)
-      if (auto id = backendIds_.find(backendKey(b.addr.ip.be, htons(b.addr.port), static_cast<uint8_t>(s->protocol))))
-        ids.insert(*id);
-    for (uint32_t id : ids) {
+    for (uint32_t id : backendIdsOf(*s, backendIds_)) {
       auto& n = backendRefs_[id];
       n += delta;
       if (n == 0) backendRefs_.erase(id);
@@ -203,18 +211,19 @@ Status Reconciler::commit(const std::vector<const Service*>& before, const std::
   return {};
 }
 
-Result<bool> Reconciler::upsert(Service s) {
+Result<Reconciler::Change> Reconciler::upsert(Service s) {
+  normalize(s);
   NP_TRY(validate(s, node_));
   NP_TRY(checkConflicts(s, node_, owners_));
   auto it = services_.find(s.name);
   const Service* before = it == services_.end() ? nullptr : &it->second;
-  if (before && *before == s) return false;
+  if (before && *before == s) return Change::Unchanged;
   NP_TRY(commit({before}, {&s}));
-  const bool created = before == nullptr;
+  const Change change = before ? Change::Updated : Change::Created;
   if (before) removeOwner(owners_, *before, node_);
   addOwner(owners_, s, node_);
   services_[s.name] = std::move(s);
-  return created;
+  return change;
 }
 
 Status Reconciler::validateAll(const std::vector<Service>& services) const {
@@ -230,8 +239,15 @@ Status Reconciler::validateAll(const std::vector<Service>& services) const {
   return {};
 }
 
-Status Reconciler::upsertMany(std::vector<Service> services) {
+Result<size_t> Reconciler::upsertMany(std::vector<Service> services) {
+  for (Service& s : services) normalize(s);
   NP_TRY(validateAll(services));
+  // Re-sent services that did not change cost nothing.
+  std::erase_if(services, [&](const Service& s) {
+    const Service* old = find(s.name);
+    return old && *old == s;
+  });
+  if (services.empty()) return size_t{0};
   std::vector<const Service*> before, after;
   for (const Service& s : services) {
     before.push_back(find(s.name));
@@ -244,7 +260,7 @@ Status Reconciler::upsertMany(std::vector<Service> services) {
     std::string name = s.name;
     services_[name] = std::move(s);
   }
-  return {};
+  return services.size();
 }
 
 Status Reconciler::remove(const std::string& name) {
@@ -280,6 +296,7 @@ Result<Reconciler::Restored> Reconciler::restore(std::vector<Service> services) 
   }
 
   for (Service& s : services) {
+    normalize(s);
     Status st = validate(s, node_);
     if (st) st = checkConflicts(s, node_, owners_);
     if (st && services_.count(s.name)) st = error("service " + s.name, "is persisted twice");
@@ -303,13 +320,8 @@ Result<Reconciler::Restored> Reconciler::restore(std::vector<Service> services) 
     e.context = "restore: apply " + ops[r.done].str() + ": " + e.context;
     return e;
   }
-  for (const auto& [name, s] : services_) {
-    std::unordered_set<uint32_t> ids;
-    for (const Backend& b : s.backends)
-      if (auto id = backendIds_.find(backendKey(b.addr.ip.be, htons(b.addr.port), static_cast<uint8_t>(s.protocol))))
-        ids.insert(*id);
-    for (uint32_t id : ids) backendRefs_[id]++;
-  }
+  for (const auto& [name, s] : services_)
+    for (uint32_t id : backendIdsOf(s, backendIds_)) backendRefs_[id]++;
   for (const np_svc_key& k : adoptedMasters)
     if (!applied_.services.count(k)) frontendIds_.release(k);
   for (const auto& [id, be] : adoptedBackends)

@@ -10,7 +10,6 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "core/result.h"
@@ -49,10 +48,12 @@ class Reconciler {
   };
   Result<Restored> restore(std::vector<Service> services);
 
-  // Creates or replaces one service. Returns true if it was created.
-  Result<bool> upsert(Service s);
-  // Creates or replaces many services in one plan (validated as a whole first).
-  Status upsertMany(std::vector<Service> services);
+  enum class Change { Created, Updated, Unchanged };
+  // Creates or replaces one service.
+  Result<Change> upsert(Service s);
+  // Creates or replaces many services in one plan (validated as a whole first). Returns how
+  // many of them changed.
+  Result<size_t> upsertMany(std::vector<Service> services);
   // Deletes a service; an error with ENOENT if there is none of that name.
   Status remove(const std::string& name);
 
@@ -64,10 +65,6 @@ class Reconciler {
   const LbImage& applied() const { return applied_; }
 
  private:
-  struct BackendKeyHash {
-    size_t operator()(uint64_t k) const { return std::hash<uint64_t>{}(k * 0x9e3779b97f4a7c15ull); }
-  };
-
   // Adds the map image of s to img, allocating IDs as needed.
   Status expandInto(const Service& s, LbImage& img);
   // The applied entries of the given services' frontends, plus the applied value of every
@@ -85,9 +82,10 @@ class Reconciler {
   std::map<std::string, Service> services_;
   FrontendOwners owners_;
   LbImage applied_;
-  std::unordered_map<uint32_t, uint32_t> backendRefs_;  // backend ID -> services using it
+  FlatMap<uint32_t, uint32_t> backendRefs_;  // backend ID -> services using it
   IdAllocator<np_svc_key, uint16_t, SvcKeyHash, SvcKeyEq> frontendIds_{1, 65535};
-  IdAllocator<uint64_t, uint32_t, BackendKeyHash> backendIds_{1, 0xfffffff0u};
+  // Backend IDs stay below 2^24 so the allocator's bitmap stays small (2 MiB at most).
+  IdAllocator<uint64_t, uint32_t> backendIds_{1, (1u << 24) - 1};
 };
 
 // Packs (address, port, protocol) of a backend into its allocator key.

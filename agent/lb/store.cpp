@@ -9,12 +9,6 @@ namespace json = boost::json;
 namespace np::lb {
 namespace {
 
-json::array ipList(const std::vector<Ipv4>& ips) {
-  json::array a;
-  for (Ipv4 ip : ips) a.emplace_back(ip.str());
-  return a;
-}
-
 Result<std::vector<Ipv4>> parseIpList(const json::object& o, const char* key, const std::string& ctx) {
   std::vector<Ipv4> out;
   if (!o.contains(key)) return out;
@@ -31,26 +25,59 @@ Result<std::vector<Ipv4>> parseIpList(const json::object& o, const char* key, co
 
 }  // namespace
 
+// Written by hand rather than through a json::value tree: with 10,000 services the tree cost
+// more time and memory than everything else a change does.
 std::string servicesToJson(const std::map<std::string, Service>& services) {
-  json::array list;
+  std::string out;
+  out.reserve(services.size() * 256 + 64);
+  auto quoted = [&out](std::string_view v) {
+    out += '"';
+    for (char c : v) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  };
+  auto ipList = [&](const char* key, const std::vector<Ipv4>& ips) {
+    if (ips.empty()) return;
+    out += ",\"";
+    out += key;
+    out += "\":[";
+    for (size_t i = 0; i < ips.size(); ++i) {
+      if (i) out += ',';
+      quoted(ips[i].str());
+    }
+    out += ']';
+  };
+  out += "{\"version\":1,\"services\":[";
+  bool first = true;
   for (const auto& [name, s] : services) {
     if (s.source != "local") continue;
-    json::object o;
-    o["name"] = s.name;
-    o["protocol"] = protocolName(s.protocol);
-    o["port"] = s.port;
-    if (s.clusterIp) o["clusterIP"] = s.clusterIp->str();
-    if (s.nodePort) o["nodePort"] = s.nodePort;
-    if (!s.externalIps.empty()) o["externalIPs"] = ipList(s.externalIps);
-    if (!s.loadBalancerIps.empty()) o["loadBalancerIPs"] = ipList(s.loadBalancerIps);
-    json::array backends;
-    for (const Backend& b : s.backends)
-      backends.emplace_back(json::object{{"address", b.addr.str()},
-                                         {"state", b.state == BackendState::Active ? "active" : "terminating"}});
-    o["backends"] = std::move(backends);
-    list.emplace_back(std::move(o));
+    out += first ? "\n{" : ",\n{";
+    first = false;
+    out += "\"name\":";
+    quoted(s.name);
+    out += ",\"protocol\":\"";
+    out += protocolName(s.protocol);
+    out += "\",\"port\":" + std::to_string(s.port);
+    if (s.clusterIp) {
+      out += ",\"clusterIP\":";
+      quoted(s.clusterIp->str());
+    }
+    if (s.nodePort) out += ",\"nodePort\":" + std::to_string(s.nodePort);
+    ipList("externalIPs", s.externalIps);
+    ipList("loadBalancerIPs", s.loadBalancerIps);
+    out += ",\"backends\":[";
+    for (size_t i = 0; i < s.backends.size(); ++i) {
+      if (i) out += ',';
+      out += "{\"address\":";
+      quoted(s.backends[i].addr.str());
+      out += s.backends[i].state == BackendState::Active ? ",\"state\":\"active\"}" : ",\"state\":\"terminating\"}";
+    }
+    out += "]}";
   }
-  return json::serialize(json::object{{"version", 1}, {"services", std::move(list)}}) + "\n";
+  out += "\n]}\n";
+  return out;
 }
 
 Result<std::vector<Service>> servicesFromJson(const std::string& text) {

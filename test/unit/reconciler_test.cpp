@@ -72,14 +72,14 @@ TEST(Reconciler, UpsertProgramsServiceAndIsIdempotent) {
   Reconciler r(maps, node());
   auto created = r.upsert(clusterIpService("a", "10.43.0.20", 80, {"10.0.1.10:8080", "10.0.2.10:8080"}));
   ASSERT_TRUE(created) << created.error().message();
-  EXPECT_TRUE(*created);
+  EXPECT_EQ(*created, Reconciler::Change::Created);
   EXPECT_EQ(maps.image.services.size(), 3u);  // entry + 2 slots
   EXPECT_EQ(maps.image.backends.size(), 2u);
   EXPECT_EQ(maps.image.revNat.size(), 1u);
   size_t before = maps.opsApplied;
   auto again = r.upsert(clusterIpService("a", "10.43.0.20", 80, {"10.0.2.10:8080", "10.0.1.10:8080"}));
   ASSERT_TRUE(again);
-  EXPECT_FALSE(*again);
+  EXPECT_EQ(*again, Reconciler::Change::Unchanged);
   EXPECT_EQ(maps.opsApplied, before) << "re-sending the same service (backends reordered) wrote to the maps";
 }
 

@@ -20,14 +20,17 @@ TEST(ServiceStore, RoundTripsLocalServicesOnly) {
   a.backends[1].state = BackendState::Terminating;
   a.protocol = Protocol::Udp;
   services[a.name] = a;
+  Service q = test::clusterIpService("we\"ird\\name", "10.43.0.22", 81, {});
+  services[q.name] = q;
   Service k = test::clusterIpService("kube/svc", "10.43.0.21", 80, {});
   k.source = "kubernetes";
   services[k.name] = k;
 
   auto back = servicesFromJson(servicesToJson(services));
   ASSERT_TRUE(back) << back.error().message();
-  ASSERT_EQ(back->size(), 1u);
+  ASSERT_EQ(back->size(), 2u);
   EXPECT_EQ((*back)[0], a);
+  EXPECT_EQ((*back)[1], q);
 }
 
 TEST(ServiceStore, MissingFileIsEmptyCorruptFileIsAnError) {

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Benchmark harness for BPF_PROG_TEST_RUN. With repeat > 1 the kernel runs a program over the
+ * same skb again and again without restoring it, so a program that rewrites packets would time
+ * its own output from the second iteration on. The wrappers here put the original headers back
+ * at the start of every iteration, then tail-call the program under test (slot 0 of
+ * np_bench_jmp). Their own cost is measured by putting np_bench_noop in the slot.
+ *   np_bench_fixed: the same headers every time (one flow: conntrack hits).
+ *   np_bench_vary:  a new source address/port every iteration (every packet opens a new flow).
+ * np_bench_baseline is the reference a packet program is compared with: parse
+ * Ethernet/IPv4/TCP, one hash lookup, a verdict. */
+#include "lib/ctx_skb.h"
+#include "bench_abi.h"
+
+/* Template headers: user space writes, the wrappers read. 0 -> struct np_bench_tmpl. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_bench_tmpl);
+	__uint(max_entries, 1);
+} np_bench_tmpl SEC(".maps");
+
+/* Iteration counter of np_bench_vary: it writes. 0 -> count, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} np_bench_ctr SEC(".maps");
+
+/* The program under test: user space writes, the wrappers tail-call. NP_BENCH_SLOT -> prog. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} np_bench_jmp SEC(".maps");
+
+/* Flows the baseline knows: user space writes, np_bench_baseline reads. 5-tuple -> packets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct np_bench_flow_key);
+	__type(value, __u64);
+	__uint(max_entries, 65536);
+} np_bench_flow SEC(".maps");
+
+/* RFC 1624 incremental checksum update over 16-bit words as they sit in memory (the one's
+ * complement sum does not care about byte order as long as every word is read the same way). */
+static __always_inline __u16 np_bench_csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+static __always_inline __u16 np_bench_csum_replace(__u16 check, __u32 from, __u32 to)
+{
+	__u32 sum = (__u16)~check;
+
+	sum += (~from & 0xffff) + (~from >> 16);
+	sum += (to & 0xffff) + (to >> 16);
+	return np_bench_csum_fold(sum);
+}
+
+SEC("tc")
+int np_bench_fixed(struct __sk_buff *ctx)
+{
+	__u32 zero = 0;
+	struct np_bench_tmpl *t = bpf_map_lookup_elem(&np_bench_tmpl, &zero);
+
+	if (!t)
+		return NP_BENCH_NO_TAIL_CALL;
+	if (bpf_skb_store_bytes(ctx, 0, &t->frame.eth, NP_BENCH_HDR_LEN, 0) < 0)
+		return NP_BENCH_NO_TAIL_CALL;
+	bpf_tail_call(ctx, &np_bench_jmp, NP_BENCH_SLOT);
+	return NP_BENCH_NO_TAIL_CALL;
+}
+
+SEC("tc")
+int np_bench_vary(struct __sk_buff *ctx)
+{
+	__u32 zero = 0, i, flows;
+	struct np_bench_tmpl *t = bpf_map_lookup_elem(&np_bench_tmpl, &zero);
+	__u32 *ctr = bpf_map_lookup_elem(&np_bench_ctr, &zero);
+	struct np_bench_frame f;
+	__be32 saddr;
+	__be16 sport;
+
+	if (!t || !ctr)
+		return NP_BENCH_NO_TAIL_CALL;
+	i = (*ctr)++;
+	flows = t->flows ? t->flows : 1;
+	__builtin_memcpy(&f, &t->frame, sizeof(f));
+
+	/* Source port cycles through `flows` ports; the source address moves on after each cycle.
+	 * The counter is per CPU and a test run may move between CPUs, so each CPU gets its own
+	 * block of NP_BENCH_ADDRS_PER_CPU source addresses: no flow repeats across CPUs either. */
+	sport = bpf_htons(t->port_base + i % flows);
+	saddr = bpf_htonl(bpf_ntohl(f.ip.saddr) +
+			  (bpf_get_smp_processor_id() % NP_BENCH_CPU_BLOCKS) * NP_BENCH_ADDRS_PER_CPU +
+			  (i / flows) % NP_BENCH_ADDRS_PER_CPU);
+	f.ip.check = np_bench_csum_replace(f.ip.check, f.ip.saddr, saddr);
+	f.tcp.check = np_bench_csum_replace(f.tcp.check, f.ip.saddr, saddr);
+	f.tcp.check = np_bench_csum_replace(f.tcp.check, f.tcp.source, sport);
+	f.ip.saddr = saddr;
+	f.tcp.source = sport;
+
+	if (bpf_skb_store_bytes(ctx, 0, &f.eth, NP_BENCH_HDR_LEN, 0) < 0)
+		return NP_BENCH_NO_TAIL_CALL;
+	bpf_tail_call(ctx, &np_bench_jmp, NP_BENCH_SLOT);
+	return NP_BENCH_NO_TAIL_CALL;
+}
+
+SEC("tc")
+int np_bench_noop(struct __sk_buff *ctx)
+{
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int np_bench_baseline(struct __sk_buff *ctx)
+{
+	void *data = np_ctx_data(ctx), *data_end = np_ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct np_bench_flow_key key = {};
+	struct tcphdr *tcp;
+
+	if ((void *)(ip + 1) > data_end)
+		return TC_ACT_OK;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+		return TC_ACT_OK;
+	tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > data_end)
+		return TC_ACT_OK;
+	key.saddr = ip->saddr;
+	key.daddr = ip->daddr;
+	key.sport = tcp->source;
+	key.dport = tcp->dest;
+	key.proto = ip->protocol;
+	return bpf_map_lookup_elem(&np_bench_flow, &key) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+char LICENSE[] SEC("license") = "GPL";

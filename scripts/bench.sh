@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Builds if needed and runs the benchmarks (root), prints their tables and records them in
+# bench/README.md: one section per benchmark, replaced on every run (the run before is kept below
+# it, to show the spread). Benchmarks report numbers; they never fail on them.
+#
+#   scripts/bench.sh                 both benchmarks
+#   scripts/bench.sh datapath        ns per packet of the NodePort path (BPF_PROG_TEST_RUN)
+#   scripts/bench.sh program         10,000 services x 10 backends through a real agent
+#   --no-readme                      print only, leave bench/README.md alone
+#
+# NP_BUILD_DIR picks the build directory; NP_BENCH_DATAPATH_ARGS / NP_BENCH_PROGRAM_ARGS replace
+# the default arguments of the two programs (see their --help).
+# shellcheck disable=SC2317  # functions are called indirectly ("run_$b", the EXIT trap)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${NP_BUILD_DIR:-$repo/build}
+readme=$repo/bench/README.md
+datapath_args=${NP_BENCH_DATAPATH_ARGS:---runs 7 --repeat 1000000}
+program_args=${NP_BENCH_PROGRAM_ARGS:---reps 3 --baseline-reps 5}
+
+which=()
+update_readme=1
+for a in "$@"; do
+  case $a in
+    datapath|program) which+=("$a") ;;
+    --no-readme) update_readme=0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument $a (datapath, program, --no-readme)" >&2; exit 2 ;;
+  esac
+done
+[[ ${#which[@]} -gt 0 ]] || which=(datapath program)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench: needs root (network namespaces, bpffs, BPF programs, a cgroup)" >&2
+  exit 1
+fi
+
+[[ -f $build/build.ninja ]] || cmake -S "$repo" -B "$build" -G Ninja >/dev/null
+cmake --build "$build" --target datapath_bench program_bench nodepath-agent agentctl
+
+# Everything the programs create lives in their own network + mount namespace or under $work and
+# one cgroup; they remove it themselves, this trap is the second line.
+work=$(mktemp -d /tmp/np-bench.XXXXXX)
+cgroup2=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
+  /proc/self/mountinfo)
+cgroup_name=np-bench-$$
+cleanup() {
+  if [[ -n $cgroup2 && -d $cgroup2/$cgroup_name ]]; then rmdir "$cgroup2/$cgroup_name" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+machine="$(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r), a shared noisy VM"
+
+# Replaces the section <!-- bench:NAME --> .. <!-- bench:NAME:end --> of the README (appends it
+# when missing); the results it held become the "previous run" of the new section.
+update_section() {
+  local name=$1 intro=$2 results=$3 section=$work/$1.section
+  # shellcheck disable=SC2016  # the backquotes are Markdown
+  [[ -f $readme ]] || printf '# nodepath benchmarks\n\nWritten by `scripts/bench.sh` (run it as root). Every number is from a real run on the machine named in its section; ratios are against a baseline measured in the same run. Benchmarks report, they never assert.\n' >"$readme"
+  local previous
+  previous=$(awk -v b="<!-- bench:$name:results -->" -v e="<!-- bench:$name:results:end -->" \
+    '$0 == e { f = 0 } f { print } $0 == b { f = 1 }' "$readme")
+  {
+    echo "<!-- bench:$name -->"
+    cat "$intro"
+    echo
+    echo "<!-- bench:$name:results -->"
+    cat "$results"
+    echo "<!-- bench:$name:results:end -->"
+    if [[ -n $previous ]]; then
+      echo
+      echo "<details><summary>The run before</summary>"
+      echo
+      echo "$previous"
+      echo
+      echo "</details>"
+    fi
+    echo "<!-- bench:$name:end -->"
+  } >"$section"
+  if grep -qF "<!-- bench:$name -->" "$readme"; then
+    awk -v b="<!-- bench:$name -->" -v e="<!-- bench:$name:end -->" -v file="$section" '
+      $0 == b { while ((getline line < file) > 0) print line; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip { print }' "$readme" >"$readme.tmp"
+    mv "$readme.tmp" "$readme"
+  else
+    { echo; cat "$section"; } >>"$readme"
+  fi
+}
+
+run_datapath() {
+  local out=$work/datapath.md
+  echo "== datapath: ns per packet of the NodePort path (BPF_PROG_TEST_RUN) =="
+  # shellcheck disable=SC2086
+  "$build/bench/datapath_bench" $datapath_args --work-dir "$work" >"$out"
+  cat "$out"
+  {
+    echo "_Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $machine._"
+    echo
+    cat "$out"
+  } >"$work/datapath.results"
+  cat >"$work/datapath.intro" <<EOF
+## NodePort datapath: ns per packet (BPF_PROG_TEST_RUN)
+
+**What.** The tc ingress program of \`bpf/host.bpf.c\` (\`np_from_netdev\`), loaded by the agent's
+loader (\`HostProgram::load\`) with the default map sizes, run with \`BPF_PROG_TEST_RUN\` in a private
+network namespace (veth \`ens192\` 192.168.10.100/24, backends routed via a second veth, forwarding
+on). One NodePort service, programmed the way the reconciler does it, with 10 local backends (DNAT +
+\`TC_ACT_OK\`). With \`repeat\` > 1 the kernel does not restore the packet between iterations, so each
+iteration goes through a wrapper (\`bench/bench.bpf.c\`) that writes the 54 original header bytes back
+and tail-calls the program under test; the wrapper's cost is measured by tail-calling a no-op and
+stated. Cases: **established** (same tuple every time: conntrack hit + rewrite), **new flow** (the
+wrapper also writes a new source address/port from a per-CPU counter, each CPU in its own address
+block so no flow ever repeats, and fixes both checksums: service lookup, backend selection, FIB
+lookup, two conntrack inserts, rewrite), once with the conntrack LRU full (steady state: every
+insert evicts) and once with it emptied before each run. **Baseline**: a
+minimal tc program (parse Ethernet/IPv4/TCP, one hash lookup) through the same wrapper. After every
+run the verdict, the last output packet (the translated one) and the forwarded/drop counters are
+checked.
+
+**Command.** \`sudo scripts/bench.sh datapath\` (runs \`build/bench/datapath_bench $datapath_args\`).
+EOF
+  [[ $update_readme -eq 1 ]] && update_section datapath "$work/datapath.intro" "$work/datapath.results"
+  return 0
+}
+
+run_program() {
+  local out=$work/program.md
+  echo "== program: 10,000 services x 10 backends through nodepath-agent =="
+  # shellcheck disable=SC2086
+  "$build/bench/program_bench" $program_args --work-dir "$work" --cgroup-name "$cgroup_name" \
+    --agent "$build/agent/nodepath-agent" --agentctl "$build/cli/agentctl/agentctl" >"$out"
+  cat "$out"
+  {
+    echo "_Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $machine._"
+    echo
+    cat "$out"
+  } >"$work/program.results"
+  cat >"$work/program.intro" <<EOF
+## Programming 10,000 services x 10 backends through the agent
+
+**What.** A real \`nodepath-agent\` in a private network + mount namespace (veth \`ens192\`, its own
+bpffs, run dir and a cgroup under the cgroup2 mount), started fresh for each repetition and polled
+with \`agentctl status --brief\` until OK. A gRPC client (\`bench/program_bench.cpp\`) then sends
+10,000 ClusterIP services (10.43.0.0/16, port 80/TCP) x 10 distinct backends (10.0.0.0/16) in one
+\`UpsertServices\` call and times it (client wall time: serialisation, transfer, the agent's
+validation, planning, map writes and persistence, the reply), reads the agent's VmRSS/VmHWM from
+\`/proc/<pid>/status\`, and reads the pinned maps back to check every entry is there. For context: the
+agent's RSS right after start, a one-service change, an unchanged re-send of all 10,000, and single
+deletes. **Baseline** (the kernel's floor): the same number of entries with the same key/value sizes
+written into fresh hash maps of the agent's shape (type, flags, max_entries) with one
+\`bpf_map_update_batch\` per map. Targets (reported, not asserted): under 1 s and under 50 MiB.
+
+**Command.** \`sudo scripts/bench.sh program\` (runs \`build/bench/program_bench $program_args\`).
+EOF
+  [[ $update_readme -eq 1 ]] && update_section program "$work/program.intro" "$work/program.results"
+  return 0
+}
+
+for b in "${which[@]}"; do
+  "run_$b"
+  echo
+done
+[[ $update_readme -eq 1 ]] && echo "bench: results written to ${readme#"$repo"/}"
+exit 0
