@@ -12,7 +12,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
   # tests and lab
-  iproute2 iptables tcpdump ethtool iputils-ping procps psmisc util-linux
+  iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
 )
 
 missing=()

@@ -567,8 +567,10 @@ lab__cg_self_inside() { # the calling shell is in one of our cgroups
   while IFS= read -r line; do
     if [[ $line == 0::* ]]; then
       line=${line#0::}
-      [[ $line == "/np-$LAB_P" || $line == "/np-$LAB_P/"* ]]
-      return
+      # An explicit status: a bare `return` in a trap handler returns the status the trap
+      # interrupted (e.g. exit 0), not this test's.
+      [[ $line == "/np-$LAB_P" || $line == "/np-$LAB_P/"* ]] && return 0
+      return 1
     fi
   done <"/proc/$BASHPID/cgroup"
   return 1

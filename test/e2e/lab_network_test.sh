@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Smoke test of the lab's network part (no agents): reachability through the LAN bridge, the
-# nodes' static pod routes and the router; the run-on-node / run-in-pod helpers; background
-# process bookkeeping; and a teardown that leaves nothing behind (also after a failed up).
+# LabNetwork: smoke test of the lab's network part (no agents): reachability through the LAN
+# bridge, the nodes' static pod routes and the router; the run-on-node / run-in-pod helpers;
+# background process bookkeeping; and a teardown that leaves nothing behind (also after a failed
+# up, and when lab_down runs from an EXIT trap as the e2e tests use it).
 # Needs root; uses its own prefix and state dir; tears down in an EXIT trap.
+# shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,11 +20,15 @@ passed=0
 failed=0
 pass() {
   passed=$((passed + 1))
-  echo "ok   $*"
+  echo "PASS $*"
 }
-fail() {
+fail() { # <description> [why]: the first line of why on the FAIL line, the rest indented below
   failed=$((failed + 1))
-  echo "FAIL $*"
+  local why=${2:-}
+  echo "FAIL $1${why:+: ${why%%$'\n'*}}"
+  if [[ $why == *$'\n'* ]]; then
+    printf '%s\n' "${why#*$'\n'}" | tail -n 15 | sed 's/^/    | /'
+  fi
 }
 # check <description> cmd...: one assertion (the command's output is kept for a failure).
 check() {
@@ -31,13 +37,16 @@ check() {
   if out=$("$@" 2>&1); then
     pass "$desc"
   else
-    fail "$desc"
-    printf '%s\n' "$out" | tail -n 15 | sed 's/^/     | /'
+    fail "$desc" "${out:-(no output)}"
   fi
 }
 finish() {
-  echo "$passed passed, $failed failed"
-  ((failed == 0))
+  if ((failed == 0)); then
+    echo "PASS LabNetwork ($passed checks)"
+    exit 0
+  fi
+  echo "FAIL LabNetwork: $failed of $((passed + failed)) checks failed"
+  exit 1
 }
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -49,10 +58,21 @@ command -v ping >/dev/null || {
   exit 1
 }
 
+# lab_down in a bash process of its own: called from the EXIT trap after a successful exit,
+# lab_down misjudges "this shell runs inside the lab" (see the last check) and refuses.
+down_fresh() { # [prefix]
+  local p=${1:-$NP_LAB_PREFIX}
+  NP_LAB_PREFIX=$p NP_LAB_DIR=/run/nodepath-lab/$p bash -c 'source "$1" && lab_down' down "$repo/scripts/lib/lab.sh"
+}
 cleanup() {
-  lab_down >/dev/null 2>&1 || true
+  trap '' INT TERM HUP
+  down_fresh >/dev/null 2>&1 || echo "FAIL LabNetwork: teardown of lab $NP_LAB_PREFIX failed"
+  down_fresh "${P}t" >/dev/null 2>&1 || echo "FAIL LabNetwork: teardown of lab ${P}t failed"
+  wait 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'echo "FAIL LabNetwork: interrupted"; exit 130' INT
+trap 'echo "FAIL LabNetwork: terminated"; exit 143' TERM
 
 root_links() { ip -o link show | awk -F': ' '{ print $2 }' | sort; }
 root_state() { root_links; ip -4 route show table all; ip -4 addr show; }
@@ -119,7 +139,6 @@ sysctls_are() { # <netns> <expected values, space separated> <keys...>
 if ! lab_up; then
   fail "lab_up"
   finish
-  exit 1
 fi
 lab__vars
 pass "lab_up"
@@ -198,5 +217,33 @@ chmod +x "$fakebin/ethtool"
 check "lab_up fails when a step fails half-way" not env_path "$fakebin" lab_up
 check "...and leaves nothing behind" nothing_left
 rm -rf "$fakebin"
+
+# --- teardown from an EXIT trap --------------------------------------------------------------
+# The e2e tests tear their lab down from an EXIT trap; it must work after `exit 0` too (bash runs
+# the trap with $? = 0 then, and a bare `return` in a function called by a trap returns that).
+trap_down_leaves_nothing() {
+  local p=${P}t out rc=0
+  out=$(NP_LAB_PREFIX=$p NP_LAB_DIR=/run/nodepath-lab/$p bash -c '
+      source "$1"
+      trap "lab_down" EXIT
+      lab_up || exit 1
+      exit 0' trapdown "$repo/scripts/lib/lab.sh" 2>&1) || rc=$?
+  local -a left=()
+  local ns
+  while read -r ns _; do
+    if [[ $ns == "$p-"* ]]; then left+=("$ns"); fi
+  done < <(ip netns list)
+  [[ -e /run/nodepath-lab/$p ]] && left+=("/run/nodepath-lab/$p")
+  [[ -e $LAB_CG2/np-$p ]] && left+=("$LAB_CG2/np-$p")
+  if ((rc == 0 && ${#left[@]} == 0)); then
+    return 0
+  fi
+  echo "expected a script doing 'trap lab_down EXIT; lab_up; exit 0' to leave nothing behind;"
+  echo "it exited $rc and left ${#left[@]} things (e.g. ${left[*]:0:3}); its output:"
+  printf '%s\n' "$out"
+  down_fresh "$p" >/dev/null 2>&1 || true
+  return 1
+}
+check "lab_down from an EXIT trap after 'exit 0' tears the lab down" trap_down_leaves_nothing
 
 finish
