@@ -165,7 +165,7 @@ int np_from_netdev(struct __sk_buff *ctx)
 	if (ret < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
 
-	now = bpf_ktime_get_ns();
+	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_INGRESS);
 	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
 	if (e && !np_ct_expired(e, now) && !np_ct_reopens(e, &p) &&
@@ -191,7 +191,7 @@ int np_to_netdev(struct __sk_buff *ctx)
 	if (np_parse(ctx, &p) != NP_PARSE_OK)
 		return NP_CTX_PASS;
 
-	now = bpf_ktime_get_ns();
+	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_EGRESS);
 	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
 	if (!e || np_ct_expired(e, now))

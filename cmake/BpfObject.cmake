@@ -15,7 +15,7 @@ endif()
 execute_process(COMMAND uname -m OUTPUT_VARIABLE _np_arch OUTPUT_STRIP_TRAILING_WHITESPACE)
 set(NP_BPF_MULTIARCH_INCLUDE /usr/include/${_np_arch}-linux-gnu)
 
-set(NP_BPF_CFLAGS -target bpf -mcpu=v2 -O2 -g -Wall -Werror -Wno-unused-function
+set(NP_BPF_CFLAGS -target bpf -mcpu=v3 -O2 -g -Wall -Werror -Wno-unused-function
     -D__TARGET_ARCH_x86
     -I${CMAKE_SOURCE_DIR}/bpf/include -I${CMAKE_SOURCE_DIR}/bpf
     -idirafter ${NP_BPF_MULTIARCH_INCLUDE})

@@ -36,7 +36,7 @@ enum np_ct_flags {
 };
 
 struct np_ct_entry {
-	__u64 expires;     /* CLOCK_MONOTONIC ns after which the entry is dead */
+	__u64 expires;     /* CLOCK_MONOTONIC ns (tick resolution) after which the entry is dead */
 	__be32 nat_saddr;  /* rewrite source address to this (0 = keep) */
 	__be32 nat_daddr;  /* rewrite destination address to this (0 = keep) */
 	__be16 nat_sport;  /* rewrite source port to this (0 = keep) */

@@ -20,6 +20,13 @@ static __always_inline void np_ct_key_from_pkt(struct np_ct_key *k, const struct
 	k->pad[1] = 0;
 }
 
+/* Conntrack time: CLOCK_MONOTONIC in ns at tick resolution. The coarse clock is a memory read;
+ * the precise one reads the TSC, which is slow in VMs, on every packet. */
+static __always_inline __u64 np_ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 static __always_inline bool np_ct_expired(const struct np_ct_entry *e, __u64 now)
 {
 	return e->expires < now;
@@ -74,8 +81,10 @@ static __always_inline __u64 np_ct_refresh(struct np_ct_entry *e, const struct n
 		e->expires = expires;
 		moved = expires;
 	}
-	__sync_fetch_and_add(&e->packets, 1);
-	__sync_fetch_and_add(&e->bytes, bytes);
+	/* Plain adds: these counters are for people reading `bpf ct list`; a locked add on a line
+	 * every CPU of the flow writes would cost more than the rest of the refresh. */
+	e->packets++;
+	e->bytes += bytes;
 	return moved;
 }
 

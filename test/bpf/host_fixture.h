@@ -48,7 +48,7 @@ np_ct_key ctKey(uint32_t saddr, uint16_t sport, uint32_t daddr, uint16_t dport, 
 // Both checksums of the frame are right; on failure, the frame's hex dump.
 ::testing::AssertionResult checksumsOk(const Bytes& frame);
 
-// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns() and of np_ct_entry.expires.
+// CLOCK_MONOTONIC_COARSE, the clock of bpf_ktime_get_coarse_ns() and of np_ct_entry.expires.
 uint64_t monotonicNs();
 
 inline constexpr uint64_t kSec = 1000000000ULL;
