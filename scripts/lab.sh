@@ -93,7 +93,7 @@ run_traffic() {
   echo "== $title"
   for pod in n1/p1 n2/p1; do
     lab_bg "cap-${pod/\//-}" "$LAB_DIR/logs/cap-${pod/\//-}.log" lab_pod_exec "${pod%/*}" "${pod#*/}" \
-      tcpdump -i eth0 -nn -q -l 'tcp dst port 8080 and tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0' ||
+      tcpdump -i eth0 -nn -q -l --immediate-mode 'tcp dst port 8080 and tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0' ||
       return 1
   done
   for pod in n1/p1 n2/p1; do
