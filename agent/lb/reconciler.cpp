@@ -193,7 +193,7 @@ Status Reconciler::commit(const std::vector<const Service*>& before, const std::
                    rb.error->message().c_str());
     releaseUnusedIds(to);
     Error e = *r.error;
-    e.context = "apply " + ops[r.done].str() + ": " + e.context;
+    if (r.done < ops.size()) e.context = "apply " + ops[r.done].str() + ": " + e.context;
     return e;
   }
 
@@ -317,7 +317,7 @@ Result<Reconciler::Restored> Reconciler::restore(std::vector<Service> services) 
   out.ops = ops.size();
   if (r.error) {
     Error e = *r.error;
-    e.context = "restore: apply " + ops[r.done].str() + ": " + e.context;
+    e.context = "restore: " + (r.done < ops.size() ? "apply " + ops[r.done].str() + ": " : std::string()) + e.context;
     return e;
   }
   for (const auto& [name, s] : services_)
