@@ -36,6 +36,7 @@
 #include "bench_abi.h"
 #include "bench_env.h"
 #include "bpf/map.h"
+#include "datapath/lb_maps.h"
 #include "datapath/programs.h"
 #include "np_ct.h"
 #include "np_drop.h"
@@ -118,59 +119,25 @@ T unwrap(np::Result<T> r, const std::string& what) {
   return std::move(r.value());
 }
 
-void check(const np::Status& st, const std::string& what) {
-  if (!st) throw std::runtime_error(what + ": " + st.error().message());
-}
-
 std::string backendIp(int i) { return "10.0.1." + std::to_string(10 + i); }
 
-// The NodePort service as the reconciler's expandInto() writes it: backends, slots, reverse NAT,
-// then the entries that make it reachable (the wildcard for the socket LB, the node IP for tc).
+// The NodePort service, programmed by the agent's own reconciler through the real maps: the
+// benchmark times exactly what the agent writes.
 void programService(const np::datapath::HostProgram& prog) {
-  auto services = unwrap(np::bpf::Map<np_svc_key, np_svc_val>::of(prog.mapFd("np_svc4_v1")), "services map");
-  auto backends = unwrap(np::bpf::Map<uint32_t, np_backend>::of(prog.mapFd("np_backend4_v1")), "backends map");
-  auto revnat = unwrap(np::bpf::Map<uint16_t, np_revnat>::of(prog.mapFd("np_revnat4_v1")), "revnat map");
-
-  for (int i = 0; i < kBackends; ++i) {
-    np_backend be{};
-    be.addr = ip(backendIp(i));
-    be.port = htons(kBackendPort);
-    be.proto = IPPROTO_TCP;
-    be.state = NP_BACKEND_ACTIVE;
-    check(backends.update(static_cast<uint32_t>(i + 1), be), "backend");
-  }
-  struct Frontend {
-    uint32_t addr;
-    uint8_t flags;
-    uint16_t id;
-  };
-  for (Frontend f : {Frontend{0, NP_SVC_F_NODEPORT, 1},
-                     Frontend{ip(kNodeIp), NP_SVC_F_NODEPORT | NP_SVC_F_ROUTABLE, 2}}) {
-    np_svc_key k{};
-    k.addr = f.addr;
-    k.dport = htons(kNodePort);
-    k.proto = IPPROTO_TCP;
-    k.scope = NP_LB_SCOPE_EXT;
-    for (int i = 0; i < kBackends; ++i) {
-      np_svc_key sk = k;
-      sk.slot = static_cast<uint16_t>(i + 1);
-      np_svc_val sv{};
-      sv.backend_id = static_cast<uint32_t>(i + 1);
-      sv.rev_nat_id = f.id;
-      sv.flags = f.flags;
-      check(services.update(sk, sv), "service slot");
-    }
-    np_revnat rn{};
-    rn.addr = f.addr;
-    rn.port = htons(kNodePort);
-    check(revnat.update(f.id, rn), "revnat");
-    np_svc_val mv{};
-    mv.count = kBackends;
-    mv.total = kBackends;
-    mv.rev_nat_id = f.id;
-    mv.flags = f.flags;
-    check(services.update(k, mv), "service entry");
-  }
+  auto maps = unwrap(np::datapath::BpfLbMaps::of(prog.mapFd("np_svc4_v1"), prog.mapFd("np_backend4_v1"),
+                                                 prog.mapFd("np_revnat4_v1")),
+                     "service maps");
+  np::lb::NodeContext node;
+  node.nodeIps = {np::Ipv4{ip(kNodeIp)}};
+  np::lb::Reconciler reconciler(maps, node);
+  np::lb::Service svc;
+  svc.name = "bench/nodeport";
+  svc.port = kNodePort;
+  svc.nodePort = kNodePort;
+  for (int i = 0; i < kBackends; ++i)
+    svc.backends.push_back({np::Endpoint{np::Ipv4{ip(backendIp(i))}, kBackendPort}, np::lb::BackendState::Active});
+  auto change = reconciler.upsert(std::move(svc));
+  if (!change) throw std::runtime_error("program the NodePort service: " + change.error().message());
 }
 
 struct Shot {
