@@ -110,39 +110,32 @@ static __always_inline int np_lb_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64
 	rev.nat_saddr = p->daddr;
 	rev.nat_sport = p->dport;
 
-	__builtin_memset(&rev_key, 0, sizeof(rev_key));
-	rev_key.saddr = be->addr;
-	rev_key.sport = be->port;
-	rev_key.proto = p->proto;
-
 	if (remote) {
-		__u16 port;
-
 		/* Before any state is created: a packet that cannot be forwarded holds no port. */
 		if (p->ttl <= 1)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
-
 		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		fwd.nat_saddr = np_cfg.node_ip;
 		rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		rev.nat_daddr = p->saddr;
 		rev.nat_dport = p->sport;
-		rev_key.daddr = np_cfg.node_ip;
-		rev_key.dir = NP_CT_INGRESS;
-		port = np_snat_alloc(ctx, &rev_key, &rev, bpf_ntohs(p->sport), np_cfg.snat_port_min,
-				     np_cfg.snat_port_max, now);
+	}
+
+	/* The reply tuple comes from the one definition the conntrack library uses to pair the two
+	 * directions; for SNAT its destination port is the one allocated below. */
+	np_ct_key_from_pkt(&fwd_key, p, NP_CT_INGRESS);
+	np_ct_peer_key(&rev_key, &fwd_key, &fwd);
+	if (remote) {
+		__u16 port = np_snat_alloc(ctx, &rev_key, &rev, bpf_ntohs(p->sport), np_cfg.snat_port_min,
+					   np_cfg.snat_port_max, now);
+
 		if (!port)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NAT_NO_MAPPING);
 		fwd.nat_sport = bpf_htons(port);
-	} else {
-		rev_key.daddr = p->saddr;
-		rev_key.dport = p->sport;
-		rev_key.dir = NP_CT_EGRESS;
-		if (bpf_map_update_elem(&np_ct4_v1, &rev_key, &rev, BPF_ANY) < 0)
-			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	} else if (bpf_map_update_elem(&np_ct4_v1, &rev_key, &rev, BPF_ANY) < 0) {
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 
-	np_ct_key_from_pkt(&fwd_key, p, NP_CT_INGRESS);
 	if (bpf_map_update_elem(&np_ct4_v1, &fwd_key, &fwd, BPF_ANY) < 0) {
 		bpf_map_delete_elem(&np_ct4_v1, &rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
