@@ -1,6 +1,7 @@
 #include "bpf/map.h"
 
 #include <cstring>
+#include <functional>
 
 namespace np::bpf {
 
@@ -50,30 +51,24 @@ Status deleteBatch(int fd, const MapInfo& info, const void* keys, size_t keySize
   return {};
 }
 
-Status dumpAll(int fd, const MapInfo& info, std::vector<uint8_t>& keys, std::vector<uint8_t>& values) {
-  keys.clear();
-  values.clear();
+Status walkBatches(int fd, const MapInfo& info,
+                   const std::function<void(const uint8_t* keys, const uint8_t* values, uint32_t n)>& fn) {
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
   alignas(8) uint8_t inBatch[64], outBatch[64];
-  bool first = true;
   uint32_t chunk = 4096;
+  std::vector<uint8_t> keys, values;
+  bool first = true;
   for (;;) {
-    size_t have = keys.size() / info.keySize;
-    keys.resize((have + chunk) * info.keySize);
-    values.resize((have + chunk) * info.valueSize);
+    keys.resize(size_t{chunk} * info.keySize);
+    values.resize(size_t{chunk} * info.valueSize);
     uint32_t count = chunk;
-    int rc = bpf_map_lookup_batch(fd, first ? nullptr : inBatch, outBatch, keys.data() + have * info.keySize,
-                                  values.data() + have * info.valueSize, &count, &opts);
+    int rc = bpf_map_lookup_batch(fd, first ? nullptr : inBatch, outBatch, keys.data(), values.data(), &count, &opts);
     int e = rc != 0 ? errno : 0;
     if (rc != 0 && e == ENOSPC && count == 0) {
-      // A hash bucket holds more entries than fit: retry the same position with more room.
-      keys.resize(have * info.keySize);
-      values.resize(have * info.valueSize);
-      chunk *= 2;
+      chunk *= 2;  // a hash bucket holds more entries than fit: retry the same position with more room
       continue;
     }
-    keys.resize((have + count) * info.keySize);
-    values.resize((have + count) * info.valueSize);
+    if (count) fn(keys.data(), values.data(), count);
     if (rc != 0) {
       if (e == ENOENT) return {};
       return sysError("read map " + info.name, e);
@@ -83,10 +78,21 @@ Status dumpAll(int fd, const MapInfo& info, std::vector<uint8_t>& keys, std::vec
   }
 }
 
+Status dumpAll(int fd, const MapInfo& info, std::vector<uint8_t>& keys, std::vector<uint8_t>& values) {
+  keys.clear();
+  values.clear();
+  return walkBatches(fd, info, [&](const uint8_t* k, const uint8_t* v, uint32_t n) {
+    keys.insert(keys.end(), k, k + size_t{n} * info.keySize);
+    values.insert(values.end(), v, v + size_t{n} * info.valueSize);
+  });
+}
+
+// Counted chunk by chunk: a full conntrack map is never copied out whole (16 MiB at the default
+// size) just to be counted.
 Result<uint32_t> countEntries(int fd, const MapInfo& info) {
-  std::vector<uint8_t> k, v;
-  NP_TRY(dumpAll(fd, info, k, v));
-  return static_cast<uint32_t>(k.size() / info.keySize);
+  uint32_t total = 0;
+  NP_TRY(walkBatches(fd, info, [&](const uint8_t*, const uint8_t*, uint32_t n) { total += n; }));
+  return total;
 }
 
 }  // namespace detail

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,6 +64,9 @@ namespace detail {
 Status updateBatch(int fd, const MapInfo& info, const void* keys, const void* values, size_t n, size_t* done);
 // Deletes n entries, treating an entry that is already gone as deleted.
 Status deleteBatch(int fd, const MapInfo& info, const void* keys, size_t keySize, size_t n, size_t* done);
+// Walks the map with batch lookups, handing each chunk of entries to fn.
+Status walkBatches(int fd, const MapInfo& info,
+                   const std::function<void(const uint8_t* keys, const uint8_t* values, uint32_t n)>& fn);
 // Reads every entry into keys/values (raw, keySize/valueSize strided).
 Status dumpAll(int fd, const MapInfo& info, std::vector<uint8_t>& keys, std::vector<uint8_t>& values);
 // Counts entries (batch reads, values discarded).
@@ -123,27 +127,53 @@ class Map {
   MapInfo info_;
 };
 
-// Sums a per-CPU array slot across CPUs: V must be a struct of uint64_t counters.
+namespace detail {
+// Adds up one per-CPU value as the kernel copies it out: each CPU's V at an 8-byte-aligned
+// stride. Counters are copied with memcpy: V's fields are __u64 (unsigned long long), and
+// writing them through uint64_t* (unsigned long) would be undefined behaviour.
 template <typename V>
-Result<V> sumPerCpu(int fd, uint32_t index) {
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return error("count possible CPUs");
-  // The kernel copies each CPU's value at an 8-byte-aligned stride.
-  const size_t stride = (sizeof(V) + 7) & ~size_t{7};
-  std::vector<uint8_t> buf(stride * static_cast<size_t>(ncpus));
-  if (bpf_map_lookup_elem(fd, &index, buf.data()) != 0) return sysError("read per-CPU counter " + std::to_string(index));
-  // Counters are copied in and out with memcpy: V's fields are __u64 (unsigned long long),
-  // and writing them through uint64_t* (unsigned long) would be undefined behaviour.
+V sumCpus(const uint8_t* buf, size_t ncpus, size_t stride) {
   constexpr size_t n = sizeof(V) / sizeof(uint64_t);
   uint64_t total[n] = {};
-  for (int c = 0; c < ncpus; ++c) {
+  for (size_t c = 0; c < ncpus; ++c) {
     uint64_t cpu[n];
-    std::memcpy(cpu, buf.data() + stride * static_cast<size_t>(c), sizeof cpu);
+    std::memcpy(cpu, buf + stride * c, sizeof cpu);
     for (size_t i = 0; i < n; ++i) total[i] += cpu[i];
   }
   V sum;
   std::memcpy(&sum, total, sizeof sum);
   return sum;
+}
+}  // namespace detail
+
+// Sums a per-CPU array slot across CPUs: V must be a struct of uint64_t counters.
+template <typename V>
+Result<V> sumPerCpu(int fd, uint32_t index) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return error("count possible CPUs");
+  const size_t stride = (sizeof(V) + 7) & ~size_t{7};
+  std::vector<uint8_t> buf(stride * static_cast<size_t>(ncpus));
+  if (bpf_map_lookup_elem(fd, &index, buf.data()) != 0) return sysError("read per-CPU counter " + std::to_string(index));
+  return detail::sumCpus<V>(buf.data(), static_cast<size_t>(ncpus), stride);
+}
+
+// Every slot 0..count-1 of a per-CPU array, summed across CPUs, read with one batch syscall.
+template <typename V>
+Result<std::vector<V>> sumPerCpuAll(int fd, uint32_t count) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return error("count possible CPUs");
+  const size_t stride = (sizeof(V) + 7) & ~size_t{7};
+  const size_t perKey = stride * static_cast<size_t>(ncpus);
+  std::vector<uint32_t> keys(count);
+  std::vector<uint8_t> values(perKey * count);
+  uint32_t outBatch = 0, n = count;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  if (bpf_map_lookup_batch(fd, nullptr, &outBatch, keys.data(), values.data(), &n, &opts) != 0 && errno != ENOENT)
+    return sysError("read per-CPU counters");
+  std::vector<V> out(count);
+  for (uint32_t i = 0; i < n; ++i)
+    if (keys[i] < count) out[keys[i]] = detail::sumCpus<V>(values.data() + perKey * i, static_cast<size_t>(ncpus), stride);
+  return out;
 }
 
 }  // namespace np::bpf

@@ -231,11 +231,11 @@ std::vector<MapState> Datapath::mapStates() const {
 
 std::vector<CounterRow> Datapath::counters() const {
   std::vector<CounterRow> out;
-  int fd = sock_->mapFd(NP_STR(NP_MAP_METRICS));
+  auto all = bpf::sumPerCpuAll<np_metric>(sock_->mapFd(NP_STR(NP_MAP_METRICS)), NP_METRICS_MAX);
+  if (!all) return out;
   for (uint32_t idx = 0; idx < NP_METRICS_MAX; ++idx) {
-    auto m = bpf::sumPerCpu<np_metric>(fd, idx);
-    if (!m || m->packets == 0) continue;
-    out.push_back({idx >> 8, idx & 0xff, m->packets, m->bytes});
+    const np_metric& m = (*all)[idx];
+    if (m.packets != 0) out.push_back({idx >> 8, idx & 0xff, m.packets, m.bytes});
   }
   return out;
 }

@@ -962,8 +962,8 @@ TEST_F(HostTest, ConntrackUdpFlowKeptAliveByBackendKeepsSnatPort) {
 // ---------------------------------------------------------------------------------------------
 // Metrics as the agent reads them
 
-// The agent sums the per-CPU counters with bpf::sumPerCpu (agent/bpf/map.h): it must report what
-// the program counted (this fixture sums the raw per-CPU values itself).
+// The agent sums the per-CPU counters with bpf::sumPerCpu / sumPerCpuAll (agent/bpf/map.h): they
+// must report what the program counted (this fixture sums the raw per-CPU values itself).
 TEST_F(HostTest, MetricsAgentSumMatchesProgramCounters) {
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {});
   const Bytes in = clientTcp(kClientPort, kTcpSyn).build();
@@ -977,6 +977,16 @@ TEST_F(HostTest, MetricsAgentSumMatchesProgramCounters) {
   ASSERT_TRUE(agent.ok()) << agent.error().message();
   EXPECT_EQ(agent.value().packets, raw.packets);
   EXPECT_EQ(agent.value().bytes, raw.bytes);
+
+  // status reads every slot in one batch: the same numbers, and nothing counted elsewhere.
+  auto all = bpf::sumPerCpuAll<np_metric>(metricsFd(), NP_METRICS_MAX);
+  ASSERT_TRUE(all.ok()) << all.error().message();
+  ASSERT_EQ(all->size(), size_t{NP_METRICS_MAX});
+  for (uint32_t idx = 0; idx < NP_METRICS_MAX; ++idx) {
+    const bool counted = idx == ((NP_METRIC_INGRESS << 8) | NP_DROP_NO_SERVICE_BACKEND);
+    EXPECT_EQ((*all)[idx].packets, counted ? raw.packets : 0u) << "slot " << idx;
+    EXPECT_EQ((*all)[idx].bytes, counted ? raw.bytes : 0u) << "slot " << idx;
+  }
 }
 
 }  // namespace
