@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "api/convert.h"
 #include "core/fs.h"
@@ -16,13 +17,51 @@
 #endif
 
 namespace np {
+namespace {
 
-Result<std::unique_ptr<Agent>> Agent::start(Config config) {
-  std::unique_ptr<Agent> a(new Agent());
+constexpr const char* kLocal = "local";
+
+std::string plural(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+std::string reportLine(const lb::Reconciler::ReconcileReport& r) {
+  std::string s = std::to_string(r.missing) + " missing, " + std::to_string(r.drifted) + " drifted, " +
+                  std::to_string(r.orphans) + " orphaned";
+  if (r.staleKept) s += "; " + plural(r.staleKept, "stale frontend kept", "stale frontends kept");
+  return s;
+}
+
+pb::ReconcileReport toProto(const lb::Reconciler::ReconcileReport& r) {
+  pb::ReconcileReport out;
+  out.set_services(static_cast<uint32_t>(r.services));
+  out.set_entries(static_cast<uint32_t>(r.entries));
+  out.set_missing(static_cast<uint32_t>(r.missing));
+  out.set_drifted(static_cast<uint32_t>(r.drifted));
+  out.set_orphans(static_cast<uint32_t>(r.orphans));
+  out.set_stale_kept(static_cast<uint32_t>(r.staleKept));
+  out.set_took_us(static_cast<uint64_t>(r.took.count()));
+  if (r.error) out.set_error(r.error->message());
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_context& io) {
+  std::unique_ptr<Agent> a(new Agent(io));
   a->config_ = std::move(config);
   const Config& c = a->config_;
 
+  // The locks come before anything that could disturb a running agent (its socket, its maps).
   NP_TRY(fs::makeDirs(c.runDir + "/state", 0700));
+  auto runLock = InstanceLock::acquire(c.runDir + "/agent.lock");
+  if (!runLock) return runLock.error();
+  a->runLock_.emplace(std::move(*runLock));
+  NP_TRY(fs::ensureBpffs(c.bpfRoot));
+  NP_TRY(fs::makeDirs(c.bpfRoot + "/nodepath", 0700));
+  auto pinLock = InstanceLock::acquire(c.bpfRoot + "/nodepath");
+  if (!pinLock) return pinLock.error();
+  a->pinLock_.emplace(std::move(*pinLock));
 
   auto dp = datapath::Datapath::start(c);
   if (!dp) return dp.error();
@@ -42,52 +81,211 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config) {
 
   lb::NodeContext node;
   for (const auto& d : a->datapath_->devices()) node.nodeIps.push_back(d.ipv4);
+  for (const NodeEntry& n : a->nodes_) node.clusterNodeIps.push_back(n.ip);
   node.nodePortMin = c.nodePortMin;
   node.nodePortMax = c.nodePortMax;
+  node.serviceCidr = c.serviceCidr;
+  node.podCidr = c.podCidr;
+  node.allowUnsafeFrontends = c.lbAllowUnsafeFrontends;
   a->lb_ = std::make_unique<lb::Reconciler>(a->datapath_->lbMaps(), node);
-  a->store_ = std::make_unique<lb::ServiceStore>(c.runDir + "/state/services.json");
+  auto adopted = a->lb_->adopt();
+  if (!adopted) return adopted.error();
+  a->adoptedFrontends_ = *adopted;
+  a->store_ = std::make_unique<lb::ServiceStore>(c.runDir + "/state");
 
-  auto stored = a->store_->load();
-  if (!stored) return stored.error();
-  auto restored = a->lb_->restore(std::move(*stored));
-  if (!restored) return restored.error();
-  a->restored_ = *restored;
-  for (const std::string& why : restored->skipped) NP_LOG_WARN("lb", "persisted service not restored: %s", why.c_str());
-  NP_LOG_INFO("lb", "restored %zu services; adopted %zu frontends from pinned maps; %zu map operations to converge",
-              restored->services, restored->adoptedFrontends, restored->ops);
+  a->sources_[kLocal] = false;
+  a->loadLocal();
+  a->scheduleReconcile();
   return a;
 }
 
-// A large batch leaves megabytes of freed request, plan and image memory in malloc's arenas
-// (gRPC parses requests on its own threads, so in their arenas too): give it back to the system.
-void Agent::releaseMemory() { malloc_trim(0); }
-
-void Agent::persist() {
-  Status st = store_->save(lb_->services());
-  if (!st) {
-    persistError_ = st.error().message();
-    NP_LOG_ERROR("lb", "persist services: %s", persistError_.c_str());
-  } else {
-    persistError_.clear();
+void Agent::loadLocal() {
+  auto loaded = store_->load();
+  if (!loaded) {
+    if (loaded.error().err == ENOENT && lb_->frontendCount() == 0) {
+      // A fresh node (or one whose maps are empty anyway): nothing can be lost; start the store.
+      if (Status st = store_->compact(lb_->services()); !st) {
+        storeState_ = StoreState::Unreadable;
+        storeReason_ = "cannot create the state files: " + st.error().message();
+        NP_LOG_ERROR("lb", "%s", storeReason_.c_str());
+        return;
+      }
+      storeState_ = StoreState::Ok;
+      storeReason_.clear();
+      markSynced(kLocal);
+      return;
+    }
+    if (loaded.error().err == ENOENT) {
+      storeState_ = StoreState::Missing;
+      storeReason_ = store_->snapshotPath() + " is missing while the pinned maps hold " +
+                     plural(lb_->frontendCount(), "frontend", "frontends");
+    } else {
+      storeState_ = StoreState::Unreadable;
+      storeReason_ = loaded.error().message();
+    }
+    NP_LOG_ERROR("lb", "stored services not loaded: %s; the datapath keeps what it has, changes are refused until "
+                       "`agentctl state` resolves it", storeReason_.c_str());
+    return;
   }
+  if (loaded->droppedTailBytes)
+    NP_LOG_WARN("lb", "dropped an incomplete last journal record (%zu bytes): a change that was being saved when the "
+                      "agent stopped, never acknowledged", loaded->droppedTailBytes);
+  const size_t n = loaded->services.size();
+  auto p = lb_->prepare(lb::Change{std::move(loaded->services), {}});
+  if (p) {
+    const size_t writes = p->ops.size();
+    if (Status st = lb_->commit(*p); !st) {
+      p = st.error();
+    } else {
+      restoredServices_ = n;
+      NP_LOG_INFO("lb", "restored %zu services (%zu journal records) into %zu adopted frontends; %zu map writes", n,
+                  loaded->journalRecords, adoptedFrontends_, writes);
+    }
+  }
+  if (!p) {
+    storeState_ = StoreState::Unreadable;
+    storeReason_ = "the stored services do not load: " + p.error().message();
+    NP_LOG_ERROR("lb", "%s; the datapath keeps what it has, changes are refused until `agentctl state` resolves it",
+                 storeReason_.c_str());
+    return;
+  }
+  storeState_ = StoreState::Ok;
+  storeReason_.clear();
+  markSynced(kLocal);
+}
+
+void Agent::markSynced(const std::string& source) {
+  sources_[source] = true;
+  if (!synced() || lb_->pruneAllowed()) return;
+  lb_->allowPrune();
+  // The restore barrier lifts: what no source claims is gone for good.
+  auto r = runReconcile("restore", false);
+  if (r && r->orphans)
+    NP_LOG_INFO("lb", "every source has synced: removed %zu map entries no service claims", r->orphans);
+}
+
+bool Agent::synced() const {
+  return std::all_of(sources_.begin(), sources_.end(), [](const auto& kv) { return kv.second; });
+}
+
+Result<lb::Reconciler::ReconcileReport> Agent::runReconcile(const char* why, bool drift) {
+  auto r = lb_->reconcileAll();
+  ++reconcileRuns_;
+  lastReconcileAt_ = std::chrono::steady_clock::now();
+  if (!r) {
+    lastReconcile_ = {};
+    lastReconcile_.error = r.error();
+    lastReconcileDrift_ = false;
+    NP_LOG_ERROR("lb", "reconcile (%s) failed: %s", why, r.error().message().c_str());
+    return r.error();
+  }
+  lastReconcile_ = *r;
+  repairedTotal_ += r->repaired();
+  lastReconcileDrift_ = drift && r->repaired() > 0;
+  if (r->error)
+    NP_LOG_ERROR("lb", "reconcile (%s): %s; a repair failed: %s", why, reportLine(*r).c_str(),
+                 r->error->message().c_str());
+  else if (lastReconcileDrift_)
+    NP_LOG_WARN("lb", "reconcile (%s) found drift and repaired it: %s (%zu services, %zu entries, %lld us)", why,
+                reportLine(*r).c_str(), r->services, r->entries, static_cast<long long>(r->took.count()));
+  else
+    NP_LOG_DEBUG("lb", "reconcile (%s): %s (%zu services, %zu entries, %lld us)", why, reportLine(*r).c_str(),
+                 r->services, r->entries, static_cast<long long>(r->took.count()));
+  return r;
+}
+
+void Agent::scheduleReconcile() {
+  if (config_.lbReconcileIntervalSec == 0) return;
+  reconcileTimer_.expires_after(std::chrono::seconds(config_.lbReconcileIntervalSec));
+  reconcileTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    (void)runReconcile("interval", true);
+    scheduleReconcile();
+  });
+}
+
+void Agent::scheduleTrim() {
+  if (trimPending_) return;
+  trimPending_ = true;
+  trimTimer_.expires_after(std::chrono::milliseconds(200));
+  trimTimer_.async_wait([this](const boost::system::error_code& ec) {
+    trimPending_ = false;
+    if (!ec) malloc_trim(0);
+  });
+}
+
+Result<Agent::Applied> Agent::applyChange(lb::Change change) {
+  if (storeState_ != StoreState::Ok)
+    return Error{ENOTRECOVERABLE, "change services",
+                 "the stored state is not loaded (" + storeReason_ +
+                     "); changes are refused until it is resolved: see agentctl state show"};
+  auto p = lb_->prepare(std::move(change));
+  if (!p) {
+    NP_LOG_WARN("lb", "change refused: %s", p.error().message().c_str());
+    return p.error();
+  }
+  if (p->empty()) return Applied{};
+
+  std::vector<const lb::Service*> ups;
+  for (const lb::Service& s : p->upserts) ups.push_back(&s);
+  if (Status st = store_->append(ups, p->deletes); !st) {
+    lb_->abandon(*p);
+    NP_LOG_ERROR("lb", "persist a change: %s; nothing was changed", st.error().message().c_str());
+    Error e = st.error();
+    return Error{e.err != 0 ? e.err : EIO, "persist the change", e.message() + "; nothing was changed"};
+  }
+  Applied out{p->upserts.size() + p->deletes.size(), !p->created.empty() && p->created.front()};
+  if (Status st = lb_->commit(*p); !st) {
+    // The journal has the change the maps refused: record its undo, so a restart does not retry it.
+    std::vector<const lb::Service*> back;
+    for (const lb::Service& s : p->previous) back.push_back(&s);
+    std::vector<std::string> gone;
+    for (size_t i = 0; i < p->upserts.size(); ++i)
+      if (p->created[i]) gone.push_back(p->upserts[i].name);
+    if (Status u = store_->append(back, gone); !u) {
+      // A snapshot of the model as it is puts the disk right as well.
+      if (Status c = store_->compact(lb_->services()); !c) {
+        persistError_ = "the journal holds a change the maps refused and neither its undo (" + u.error().message() +
+                        ") nor a snapshot (" + c.error().message() + ") could be written";
+        NP_LOG_ERROR("lb", "%s", persistError_.c_str());
+      }
+    }
+    NP_LOG_WARN("lb", "change refused by the kernel: %s", st.error().message().c_str());
+    return st.error();
+  }
+  persistError_.clear();
+  if (store_->compactionDue()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (Status st = store_->compact(lb_->services()); !st)
+      NP_LOG_WARN("lb", "compact the journal: %s (the journal keeps every change; retried on the next change)",
+                  st.error().message().c_str());
+    else
+      NP_LOG_DEBUG("lb", "journal compacted into a snapshot in %lld ms",
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::steady_clock::now() - t0).count()));
+  }
+  return out;
 }
 
 Result<pb::UpsertServiceResponse> Agent::upsertService(const pb::UpsertServiceRequest& req) {
   auto s = api::serviceFromProto(req.service());
   if (!s) return s.error();
-  using Change = lb::Reconciler::Change;
-  auto change = lb_->upsert(std::move(*s));
-  if (!change) return change.error();
-  if (*change != Change::Unchanged) persist();
+  const std::string name = s->name;
+  auto r = applyChange(lb::Change{{std::move(*s)}, {}});
+  if (!r) return r.error();
   pb::UpsertServiceResponse out;
-  *out.mutable_service() = api::serviceToProto(*lb_->find(req.service().name()));
-  out.set_created(*change == Change::Created);
-  NP_LOG_INFO("lb", "service %s %s", req.service().name().c_str(),
-              *change == Change::Created ? "created" : *change == Change::Updated ? "updated" : "unchanged");
+  *out.mutable_service() = api::serviceToProto(*lb_->find(name));
+  out.set_created(r->created);
+  NP_LOG_INFO("lb", "service %s %s", name.c_str(), r->changed == 0 ? "unchanged" : r->created ? "created" : "updated");
   return out;
 }
 
 Result<pb::UpsertServicesResponse> Agent::upsertServices(const pb::UpsertServicesRequest& req) {
+  scheduleTrim();
+  // Every service needs at least one frontend ID: refuse an impossible batch before building it.
+  if (static_cast<size_t>(req.services_size()) > 65535)
+    return Error{ENOSPC, "upsert " + std::to_string(req.services_size()) + " services",
+                 "a node holds at most 65,535 frontends (service IDs are 16-bit); nothing was changed"};
   std::vector<lb::Service> services;
   services.reserve(static_cast<size_t>(req.services_size()));
   for (const pb::Service& in : req.services()) {
@@ -95,24 +293,24 @@ Result<pb::UpsertServicesResponse> Agent::upsertServices(const pb::UpsertService
     if (!s) return s.error();
     services.push_back(std::move(*s));
   }
-  auto changed = lb_->upsertMany(std::move(services));
-  if (!changed) return changed.error();
-  if (*changed) persist();
-  releaseMemory();
+  auto r = applyChange(lb::Change{std::move(services), {}});
+  if (!r) return r.error();
   pb::UpsertServicesResponse out;
   out.set_count(static_cast<uint32_t>(req.services_size()));
-  NP_LOG_INFO("lb", "%d services upserted in one batch (%zu changed)", req.services_size(), *changed);
+  NP_LOG_INFO("lb", "%d services upserted in one batch (%zu changed)", req.services_size(), r->changed);
   return out;
 }
 
 Status Agent::deleteService(const std::string& name) {
-  NP_TRY(lb_->remove(name));
-  persist();
+  NP_TRY(lb::validateName(name));
+  auto r = applyChange(lb::Change{{}, {name}});
+  if (!r) return r.error();
   NP_LOG_INFO("lb", "service %s deleted", name.c_str());
   return {};
 }
 
 Result<pb::GetServiceResponse> Agent::getService(const std::string& name) const {
+  NP_TRY(lb::validateName(name));
   const lb::Service* s = lb_->find(name);
   if (!s) return Error{ENOENT, "service " + name, "not found"};
   pb::GetServiceResponse out;
@@ -120,9 +318,11 @@ Result<pb::GetServiceResponse> Agent::getService(const std::string& name) const 
   return out;
 }
 
-pb::ListServicesResponse Agent::listServices() const {
+pb::ListServicesResponse Agent::listServicesPage(const std::string& after, size_t limit) const {
   pb::ListServicesResponse out;
-  for (const auto& [name, s] : lb_->services()) *out.add_services() = api::serviceToProto(s);
+  const auto& all = lb_->services();
+  for (auto it = after.empty() ? all.begin() : all.upper_bound(after); it != all.end() && limit > 0; ++it, --limit)
+    *out.add_services() = api::serviceToProto(it->second);
   return out;
 }
 
@@ -181,6 +381,21 @@ pb::ListNodesResponse Agent::listNodes() const {
   return out;
 }
 
+pb::StateStatus Agent::stateStatus() const {
+  pb::StateStatus out;
+  out.set_state(storeState_ == StoreState::Ok ? "Ok" : storeState_ == StoreState::Missing ? "Missing" : "Unreadable");
+  out.set_reason(storeReason_);
+  out.set_dir(store_->dir());
+  size_t local = 0;
+  for (const auto& [name, s] : lb_->services()) local += s.source == kLocal;
+  out.set_services(static_cast<uint32_t>(local));
+  out.set_seq(store_->seq());
+  out.set_journal_bytes(store_->journalBytes());
+  out.set_last_good(fs::exists(store_->lastGoodPath()));
+  out.set_stale_frontends(static_cast<uint32_t>(lb_->staleFrontends()));
+  return out;
+}
+
 pb::StatusResponse Agent::status() const {
   pb::StatusResponse out;
   std::vector<std::string> problems;
@@ -219,6 +434,10 @@ pb::StatusResponse Agent::status() const {
     s->set_name(m.name);
     s->set_max_entries(m.maxEntries);
     s->set_entries(m.entries);
+    // LRU maps are full by design; their pressure is reported by what evicts from them.
+    if (!m.lru && m.maxEntries > 0 && uint64_t{m.entries} * 10 > uint64_t{m.maxEntries} * 9)
+      problems.push_back("map " + m.name + " is " + std::to_string(uint64_t{m.entries} * 100 / m.maxEntries) +
+                         "% full (" + std::to_string(m.entries) + " of " + std::to_string(m.maxEntries) + ")");
   }
   for (const datapath::CounterRow& r : datapath_->counters()) {
     pb::Counter* c = out.add_counters();
@@ -230,12 +449,159 @@ pb::StatusResponse Agent::status() const {
   }
   out.set_bpf_root(config_.bpfRoot);
   out.set_restored(datapath_->adoptedPins());
-  out.set_restored_services(static_cast<uint32_t>(restored_.services));
-  if (!persistError_.empty()) problems.push_back("persist services: " + persistError_);
+  out.set_restored_services(static_cast<uint32_t>(datapath_->adoptedPins() ? restoredServices_ : 0));
+
+  *out.mutable_local_state() = stateStatus();
+  if (storeState_ != StoreState::Ok)
+    problems.push_back("stored services " + std::string(storeState_ == StoreState::Missing ? "missing" : "unreadable") +
+                       ": " + storeReason_ + "; the datapath keeps " +
+                       plural(lb_->frontendCount(), "frontend", "frontends") +
+                       " and changes are refused (agentctl state show)");
+  for (const auto& [name, done] : sources_) {
+    pb::SourceStatus* s = out.add_sources();
+    s->set_name(name);
+    s->set_synced(done);
+    if (!done && !(name == kLocal && storeState_ != StoreState::Ok))
+      problems.push_back("waiting for " + name + " to sync; " +
+                         plural(lb_->staleFrontends(), "stale frontend is", "stale frontends are") + " kept until then");
+  }
+  if (lb_->diverged()) problems.push_back("the maps differ from the model: " + lb_->diverged()->message() +
+                                          "; the next reconcile repairs it");
+  if (!persistError_.empty()) problems.push_back("stored state: " + persistError_);
+
+  pb::ReconcileStatus* rs = out.mutable_reconcile();
+  rs->set_runs(reconcileRuns_);
+  rs->set_repaired_total(repairedTotal_);
+  rs->set_interval_seconds(config_.lbReconcileIntervalSec);
+  rs->set_last_seconds_ago(-1);
+  if (lastReconcileAt_) {
+    const auto ago = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                      *lastReconcileAt_).count();
+    rs->set_last_seconds_ago(ago);
+    *rs->mutable_last() = toProto(lastReconcile_);
+    if (lastReconcile_.error)
+      problems.push_back("the last reconcile (" + std::to_string(ago) + "s ago) failed: " +
+                         lastReconcile_.error->message());
+    else if (lastReconcileDrift_)
+      problems.push_back("the last reconcile (" + std::to_string(ago) + "s ago) found the maps drifted from the model "
+                         "and repaired them: " + reportLine(lastReconcile_));
+  }
+
+  for (const auto& p : problems) out.add_problems(p);
   out.set_state(problems.empty() ? "Ok" : "Degraded");
   std::string msg;
   for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
   out.set_message(msg);
+  return out;
+}
+
+Result<pb::ReconcileResponse> Agent::reconcile() {
+  auto r = runReconcile("request", true);
+  if (!r) return r.error();
+  pb::ReconcileResponse out;
+  *out.mutable_report() = toProto(*r);
+  return out;
+}
+
+Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
+  pb::StateResponse out;
+  const std::string loadedMsg = "the stored state is loaded (" +
+                                plural(stateStatus().services(), "service", "services") + ")";
+  switch (action) {
+    case pb::StateRequest::SHOW:
+      break;
+    case pb::StateRequest::RELOAD:
+      if (storeState_ == StoreState::Ok) {
+        out.set_message(loadedMsg + "; nothing to reload");
+        break;
+      }
+      loadLocal();
+      out.set_message(storeState_ == StoreState::Ok ? "reloaded " + std::to_string(stateStatus().services()) +
+                                                          " services from " + store_->snapshotPath()
+                                                    : "still not loadable: " + storeReason_);
+      break;
+    case pb::StateRequest::ACCEPT: {
+      if (storeState_ == StoreState::Ok)
+        return Error{ENOTRECOVERABLE, "state accept", loadedMsg + "; there is nothing to accept"};
+      using Src = lb::ServiceStore::Source;
+      std::string tried;
+      std::optional<lb::ServiceStore::Loaded> best;
+      Src from = Src::Snapshot;
+      for (Src s : {Src::Snapshot, Src::LastGood, Src::SnapshotOnly, Src::LastGoodOnly}) {
+        auto l = store_->peek(s);
+        if (l) {
+          best = std::move(*l);
+          from = s;
+          break;
+        }
+        tried += std::string(tried.empty() ? "" : "; ") + lb::ServiceStore::sourceName(s) + ": " + l.error().message();
+      }
+      if (!best)
+        return Error{ENOTRECOVERABLE, "state accept",
+                     "nothing loads (" + tried + "); agentctl state reset starts empty"};
+      // Keep each service that validates on its own and claims no frontend an earlier one has.
+      std::vector<lb::Service> keep;
+      lb::FrontendOwners owners;
+      for (lb::Service& s : best->services) {
+        lb::normalize(s);
+        Status st = lb::validate(s, lb_->node());
+        if (st) st = lb::checkConflicts(s, lb_->node(), owners);
+        if (!st) {
+          out.add_dropped(st.error().message());
+          continue;
+        }
+        lb::addOwner(owners, s, lb_->node());
+        keep.push_back(std::move(s));
+      }
+      auto p = lb_->prepare(lb::Change{std::move(keep), {}});
+      if (!p) return Error{p.error().err, "state accept", p.error().message()};
+      auto moved = store_->quarantine();
+      if (!moved) {
+        lb_->abandon(*p);
+        return moved.error();
+      }
+      for (const std::string& m : *moved) out.add_moved_aside(m);
+      std::map<std::string, lb::Service> accepted;
+      for (const lb::Service& s : p->upserts) accepted.emplace(s.name, s);
+      if (Status st = store_->compact(accepted); !st) {
+        lb_->abandon(*p);
+        storeReason_ = "the accepted state could not be written: " + st.error().message();
+        return st.error();
+      }
+      const size_t n = p->upserts.size();
+      if (Status st = lb_->commit(*p); !st) {
+        storeState_ = StoreState::Unreadable;
+        storeReason_ = "the accepted state is saved but the maps refused it: " + st.error().message() +
+                       " (agentctl state reload retries)";
+        return st.error();
+      }
+      storeState_ = StoreState::Ok;
+      storeReason_.clear();
+      out.set_message("accepted " + plural(n, "service", "services") + " from " + lb::ServiceStore::sourceName(from) +
+                      (out.dropped_size() ? ", dropped " + std::to_string(out.dropped_size()) : ""));
+      NP_LOG_WARN("lb", "state accept: %s", out.message().c_str());
+      markSynced(kLocal);
+      break;
+    }
+    case pb::StateRequest::RESET: {
+      if (storeState_ == StoreState::Ok)
+        return Error{ENOTRECOVERABLE, "state reset", loadedMsg + "; remove services with agentctl service delete"};
+      auto moved = store_->quarantine();
+      if (!moved) return moved.error();
+      for (const std::string& m : *moved) out.add_moved_aside(m);
+      if (Status st = store_->compact({}); !st) return st.error();
+      storeState_ = StoreState::Ok;
+      storeReason_.clear();
+      out.set_message("started with no stored services");
+      NP_LOG_WARN("lb", "state reset: started with no stored services");
+      markSynced(kLocal);
+      break;
+    }
+    default:
+      return error("state", "unknown action " + std::to_string(action));
+  }
+  if (action != pb::StateRequest::SHOW && lastReconcileAt_) *out.mutable_reconcile() = toProto(lastReconcile_);
+  *out.mutable_state() = stateStatus();
   return out;
 }
 

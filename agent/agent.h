@@ -1,14 +1,31 @@
 // The agent: desired state, the datapath and the persisted store, behind the operations the API
 // offers. Single-threaded: every method runs on the agent's io_context (the API posts onto it).
+//
+// Trust rules this class keeps:
+// - One agent per node: locks on <run-dir>/agent.lock and the pin directory are taken before
+//   anything else is touched, and held until the process exits.
+// - Durable first, then visible: a change of the local API is prepared (validated, planned,
+//   checked against free map capacity), appended to the journal and synced, and only then
+//   written to the maps. A failed save fails the request with nothing applied.
+// - Restore barrier: adopted map entries no service claims are kept until every source of
+//   desired state has synced; an unreadable or missing state file never empties the datapath.
+//   While the local state is not loaded, changes are refused and `agentctl state` offers the way
+//   out.
+// - Whole-map reconcile on start (once synced), on an interval and on request.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "agent.pb.h"
 #include "core/config.h"
+#include "core/lock.h"
 #include "core/nodes.h"
 #include "datapath/datapath.h"
 #include "lb/reconciler.h"
@@ -20,33 +37,70 @@ namespace pb = ::nodepath::agent::v1;
 
 class Agent {
  public:
-  static Result<std::unique_ptr<Agent>> start(Config config);
+  static Result<std::unique_ptr<Agent>> start(Config config, boost::asio::io_context& io);
 
   Result<pb::UpsertServiceResponse> upsertService(const pb::UpsertServiceRequest& req);
   Result<pb::UpsertServicesResponse> upsertServices(const pb::UpsertServicesRequest& req);
   Status deleteService(const std::string& name);
   Result<pb::GetServiceResponse> getService(const std::string& name) const;
-  pb::ListServicesResponse listServices() const;
+  // Services after `after` in name order, at most `limit`.
+  pb::ListServicesResponse listServicesPage(const std::string& after, size_t limit) const;
   Result<pb::ListLbResponse> listLb() const;
   pb::ListNodesResponse listNodes() const;
   pb::StatusResponse status() const;
+  Result<pb::ReconcileResponse> reconcile();
+  Result<pb::StateResponse> state(pb::StateRequest::Action action);
+
+  // Returns freed request memory to the system a moment after a large request (gRPC frees the
+  // request on its own thread after the handler returns).
+  void scheduleTrim();
 
   const Config& config() const { return config_; }
   std::string socketPath() const { return config_.runDir + "/agent.sock"; }
 
  private:
-  Agent() = default;
-  void persist();
-  void releaseMemory();
+  explicit Agent(boost::asio::io_context& io) : io_(io), reconcileTimer_(io), trimTimer_(io) {}
 
+  enum class StoreState { Ok, Missing, Unreadable };
+  struct Applied {
+    size_t changed = 0;
+    bool created = false;
+  };
+  Result<Applied> applyChange(lb::Change change);
+  // Loads the local store into the model; on success the local source is synced.
+  void loadLocal();
+  void markSynced(const std::string& source);
+  bool synced() const;
+  // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
+  Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);
+  void scheduleReconcile();
+  pb::StateStatus stateStatus() const;
+
+  boost::asio::io_context& io_;
   Config config_;
+  std::optional<InstanceLock> runLock_, pinLock_;
   std::unique_ptr<datapath::Datapath> datapath_;
   std::unique_ptr<lb::Reconciler> lb_;
   std::unique_ptr<lb::ServiceStore> store_;
   std::vector<NodeEntry> nodes_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  lb::Reconciler::Restored restored_;
-  std::string persistError_;
+  size_t adoptedFrontends_ = 0;
+  size_t restoredServices_ = 0;  // loaded from the store at start
+
+  StoreState storeState_ = StoreState::Ok;
+  std::string storeReason_;
+  std::string persistError_;            // the journal could not record an undo: disk ahead of maps
+  std::map<std::string, bool> sources_;  // source -> synced
+
+  uint64_t reconcileRuns_ = 0;
+  uint64_t repairedTotal_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> lastReconcileAt_;
+  lb::Reconciler::ReconcileReport lastReconcile_;
+  bool lastReconcileDrift_ = false;  // the last run repaired drift (not a restore's pruning)
+
+  boost::asio::steady_timer reconcileTimer_;
+  boost::asio::steady_timer trimTimer_;
+  bool trimPending_ = false;
 };
 
 }  // namespace np

@@ -26,13 +26,12 @@ int main(int argc, char** argv) {
                     : level == "error" ? np::log::Level::Error
                                        : np::log::Level::Info);
 
-  auto agent = np::Agent::start(std::move(*config));
+  boost::asio::io_context io;
+  auto agent = np::Agent::start(std::move(*config), io);
   if (!agent) {
     NP_LOG_ERROR("agent", "%s", agent.error().message().c_str());
     return 1;
   }
-
-  boost::asio::io_context io;
   auto server = np::api::Server::start(**agent, io, (*agent)->socketPath());
   if (!server) {
     NP_LOG_ERROR("agent", "%s", server.error().message().c_str());

@@ -16,6 +16,7 @@ grpc::Status toGrpc(const Error& e) {
   switch (e.err) {
     case 0: code = grpc::StatusCode::INVALID_ARGUMENT; break;
     case ENOENT: code = grpc::StatusCode::NOT_FOUND; break;
+    case ENOTRECOVERABLE: code = grpc::StatusCode::FAILED_PRECONDITION; break;
     case EEXIST: code = grpc::StatusCode::ALREADY_EXISTS; break;
     case E2BIG:
     case ENOSPC:
@@ -26,6 +27,9 @@ grpc::Status toGrpc(const Error& e) {
 }
 
 class Server::Service final : public pb::Agent::Service {
+  static constexpr size_t kPageServices = 1000;
+  static constexpr size_t kPageBytes = 1 << 20;
+
  public:
   Service(Agent& agent, boost::asio::io_context& io) : agent_(agent), io_(io) {}
 
@@ -45,12 +49,45 @@ class Server::Service final : public pb::Agent::Service {
   grpc::Status GetService(grpc::ServerContext*, const pb::GetServiceRequest* req, pb::GetServiceResponse* resp) override {
     return reply(resp, [&] { return agent_.getService(req->name()); });
   }
-  grpc::Status ListServices(grpc::ServerContext*, const pb::ListServicesRequest*, pb::ListServicesResponse* resp) override {
-    *resp = onLoop([&] { return agent_.listServices(); });
+  // Pages are taken from the model one at a time (each on the agent's thread), so a list of any
+  // length stays under the message size limit and the agent never copies the whole model.
+  grpc::Status ListServices(grpc::ServerContext* ctx, const pb::ListServicesRequest*,
+                            grpc::ServerWriter<pb::ListServicesResponse>* writer) override {
+    std::string after;
+    for (;;) {
+      pb::ListServicesResponse page = onLoop([&] { return agent_.listServicesPage(after, kPageServices); });
+      if (page.services_size() > 0) {
+        after = page.services(page.services_size() - 1).name();
+        if (!writer->Write(page)) return grpc::Status::CANCELLED;
+      }
+      if (page.services_size() < static_cast<int>(kPageServices) || ctx->IsCancelled()) break;
+    }
     return grpc::Status::OK;
   }
-  grpc::Status ListLb(grpc::ServerContext*, const pb::ListLbRequest*, pb::ListLbResponse* resp) override {
-    return reply(resp, [&] { return agent_.listLb(); });
+  grpc::Status ListLb(grpc::ServerContext*, const pb::ListLbRequest*,
+                      grpc::ServerWriter<pb::ListLbResponse>* writer) override {
+    auto all = onLoop([&] { return agent_.listLb(); });
+    if (!all) return toGrpc(all.error());
+    // Pages of about kPageBytes: one entry with many slots is large, many small ones are not.
+    pb::ListLbResponse page;
+    size_t bytes = 0;
+    for (pb::LbEntry& e : *all->mutable_entries()) {
+      bytes += e.ByteSizeLong();
+      *page.add_entries() = std::move(e);
+      if (bytes >= kPageBytes) {
+        if (!writer->Write(page)) return grpc::Status::CANCELLED;
+        page.Clear();
+        bytes = 0;
+      }
+    }
+    if (page.entries_size() > 0 && !writer->Write(page)) return grpc::Status::CANCELLED;
+    return grpc::Status::OK;
+  }
+  grpc::Status Reconcile(grpc::ServerContext*, const pb::ReconcileRequest*, pb::ReconcileResponse* resp) override {
+    return reply(resp, [&] { return agent_.reconcile(); });
+  }
+  grpc::Status State(grpc::ServerContext*, const pb::StateRequest* req, pb::StateResponse* resp) override {
+    return reply(resp, [&] { return agent_.state(req->action()); });
   }
   grpc::Status ListNodes(grpc::ServerContext*, const pb::ListNodesRequest*, pb::ListNodesResponse* resp) override {
     *resp = onLoop([&] { return agent_.listNodes(); });
@@ -86,6 +123,7 @@ class Server::Service final : public pb::Agent::Service {
 Result<std::unique_ptr<Server>> Server::start(Agent& agent, boost::asio::io_context& io, const std::string& socketPath) {
   std::unique_ptr<Server> s(new Server());
   s->service_ = std::make_unique<Service>(agent, io);
+  // The caller holds the agent's instance lock: a socket file here belongs to a dead agent.
   if (unlink(socketPath.c_str()) != 0 && errno != ENOENT) return sysError("remove stale socket " + socketPath);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socketPath, grpc::InsecureServerCredentials());

@@ -15,7 +15,8 @@ namespace np::api {
 
 class Server {
  public:
-  // Serves `agent` on `socketPath` (a stale socket file is replaced).
+  // Serves `agent` on `socketPath` (a stale socket file is replaced: call it only while holding
+  // the agent's instance lock).
   static Result<std::unique_ptr<Server>> start(Agent& agent, boost::asio::io_context& io, const std::string& socketPath);
   ~Server();
   void shutdown();
@@ -28,7 +29,8 @@ class Server {
 };
 
 // How an agent error is reported over gRPC: ENOENT -> NOT_FOUND, EEXIST -> ALREADY_EXISTS,
-// a full map -> RESOURCE_EXHAUSTED, no errno (validation) -> INVALID_ARGUMENT, else INTERNAL.
+// a full map -> RESOURCE_EXHAUSTED, ENOTRECOVERABLE (state not loaded) -> FAILED_PRECONDITION,
+// no errno (validation) -> INVALID_ARGUMENT, else INTERNAL.
 grpc::Status toGrpc(const Error& e);
 
 }  // namespace np::api

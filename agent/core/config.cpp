@@ -39,6 +39,27 @@ Result<uint32_t> parseUint(const std::string& key, const std::string& v, uint32_
   return out;
 }
 
+// "90", "90s", "5m", "1h" -> seconds.
+Result<uint32_t> parseSeconds(const std::string& key, const std::string& v, uint32_t max) {
+  std::string digits = v;
+  uint32_t unit = 1;
+  if (!v.empty() && (v.back() == 's' || v.back() == 'm' || v.back() == 'h')) {
+    unit = v.back() == 's' ? 1 : v.back() == 'm' ? 60 : 3600;
+    digits.pop_back();
+  }
+  uint32_t n = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size() || uint64_t{n} * unit > max)
+    return bad(key, v, "is not a duration (like 30s, 5m or 1h, at most " + std::to_string(max) + "s)").error();
+  return n * unit;
+}
+
+Result<Cidr> parseCidr(const std::string& key, const std::string& v) {
+  auto c = Cidr::parse(v);
+  if (!c) return bad(key, v, "is not an IPv4 CIDR (like 10.43.0.0/16, host bits zero)").error();
+  return *c;
+}
+
 std::vector<std::string> splitList(const std::string& v) {
   std::vector<std::string> out;
   std::string item;
@@ -156,6 +177,35 @@ const std::vector<Key>& keys() {
          c.sockRevMapMax = *n;
          return {};
        }},
+      {"service-cidr", "the range ClusterIPs come from (k3s --service-cidr)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto cidr = parseCidr("service-cidr", v);
+         if (!cidr) return cidr.error();
+         c.serviceCidr = *cidr;
+         return {};
+       }},
+      {"cluster-pool-ipv4-cidr", "the pod address range", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto cidr = parseCidr("cluster-pool-ipv4-cidr", v);
+         if (!cidr) return cidr.error();
+         c.podCidr = *cidr;
+         return {};
+       }},
+      {"lb-allow-unsafe-frontends", "accept external and LoadBalancer IPs that are a node's address or a pod's (true/false)",
+       true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("lb-allow-unsafe-frontends", v);
+         if (!b) return b.error();
+         c.lbAllowUnsafeFrontends = *b;
+         return {};
+       }},
+      {"lb-reconcile-interval", "how often every service map is compared with the model and repaired (0 = never)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseSeconds("lb-reconcile-interval", v, 86400);
+         if (!n) return n.error();
+         c.lbReconcileIntervalSec = *n;
+         return {};
+       }},
       {"log-level", "debug, info, warn, error", false,
        [](Config& c, const std::string& v) -> Status {
          if (v != "debug" && v != "info" && v != "warn" && v != "error")
@@ -259,6 +309,9 @@ Result<Config> parseConfig(const std::vector<std::string>& args) {
       return s.error();
     }
   }
+  const auto overlap = [](const Cidr& a, const Cidr& b) { return a.contains(b.addr) || b.contains(a.addr); };
+  if (overlap(c.serviceCidr, c.podCidr))
+    return error("--service-cidr " + c.serviceCidr.str(), "overlaps --cluster-pool-ipv4-cidr " + c.podCidr.str());
   return c;
 }
 

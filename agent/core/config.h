@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/net.h"
 #include "core/result.h"
 
 namespace np {
@@ -31,6 +32,10 @@ struct Config {
   uint32_t ctMapMax = 262144;           // bpf-ct-global-max: conntrack entries (both directions)
   uint32_t sockRevMapMax = 262144;      // bpf-sock-rev-map-max
   std::string logLevel = "info";        // log-level
+  Cidr serviceCidr{Ipv4::fromHost(0x0a2b0000), 16};  // service-cidr: ClusterIPs (k3s: 10.43.0.0/16)
+  Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // cluster-pool-ipv4-cidr: pod addresses
+  bool lbAllowUnsafeFrontends = false;  // lb-allow-unsafe-frontends: external/LB IPs on node or pod addresses
+  uint32_t lbReconcileIntervalSec = 60;  // lb-reconcile-interval: whole-map reconcile period (0 = off)
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;

@@ -46,6 +46,17 @@ Status writeFileAtomic(const std::string& path, const std::string& content, int 
     unlink(tmp.c_str());
     return sysError("rename " + tmp + " to " + path, e);
   }
+  auto slash = path.rfind('/');
+  return syncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
+}
+
+Status syncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return sysError("open directory " + dir);
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (rc != 0) return sysError("sync directory " + dir, e);
   return {};
 }
 

@@ -9,8 +9,11 @@
 namespace np::fs {
 
 Result<std::string> readFile(const std::string& path);
-// Writes to a temporary file in the same directory, fsyncs, then renames over `path`.
+// Writes to a temporary file in the same directory, fsyncs it, renames it over `path` and fsyncs
+// the directory: when it returns, the new content survives a crash.
 Status writeFileAtomic(const std::string& path, const std::string& content, int mode = 0600);
+// fsync(2) on a directory: makes creations, renames and removals in it durable.
+Status syncDir(const std::string& dir);
 Status makeDirs(const std::string& path, int mode = 0755);
 bool exists(const std::string& path);
 

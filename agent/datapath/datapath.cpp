@@ -224,7 +224,8 @@ std::vector<MapState> Datapath::mapStates() const {
     auto info = bpf::mapInfo(fd);
     if (!info) continue;
     auto n = bpf::detail::countEntries(fd, *info);
-    out.push_back({name, info->maxEntries, n.ok() ? *n : 0});
+    out.push_back({name, info->maxEntries, n.ok() ? *n : 0,
+                   info->type == BPF_MAP_TYPE_LRU_HASH || info->type == BPF_MAP_TYPE_LRU_PERCPU_HASH});
   }
   return out;
 }

@@ -45,6 +45,7 @@ struct MapState {
   std::string name;
   uint32_t maxEntries = 0;
   uint32_t entries = 0;
+  bool lru = false;  // evicts when full instead of refusing inserts
 };
 
 struct CounterRow {

@@ -13,6 +13,9 @@ class BpfLbMaps final : public lb::LbMaps {
 
   Applied apply(const std::vector<lb::MapOp>& ops) override;
   Result<lb::LbImage> dump() override;
+  Capacity capacity() const override {
+    return {services_.info().maxEntries, backends_.info().maxEntries, revNat_.info().maxEntries};
+  }
 
   bpf::Map<np_svc_key, np_svc_val>& services() { return services_; }
   bpf::Map<uint32_t, np_backend>& backends() { return backends_; }

@@ -52,6 +52,16 @@ class IdAllocator {
     byKey_.erase(it);
   }
 
+  // Releases every ID whose key satisfies pred(key, id).
+  template <typename Pred>
+  void releaseIf(Pred pred) {
+    boost::unordered::erase_if(byKey_, [&](const auto& kv) {
+      if (!pred(kv.first, kv.second)) return false;
+      setUsed(kv.second, false);
+      return true;
+    });
+  }
+
   size_t size() const { return byKey_.size(); }
 
  private:

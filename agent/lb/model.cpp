@@ -40,7 +40,53 @@ Status checkAddress(const std::string& what, Ipv4 ip) {
   return {};
 }
 
+// An external or LoadBalancer IP must not capture a node's own address (its port 22, say) or a
+// pod's (every pod's traffic to it would be redirected).
+Status checkRoutableFrontend(const std::string& what, Ipv4 ip, const NodeContext& node) {
+  if (node.allowUnsafeFrontends) return {};
+  const auto isNode = [&](const std::vector<Ipv4>& ips) { return std::find(ips.begin(), ips.end(), ip) != ips.end(); };
+  if (isNode(node.nodeIps) || isNode(node.clusterNodeIps))
+    return error(what, ip.str() + " is a node's own address; a frontend there would take that port from the node "
+                                  "(--lb-allow-unsafe-frontends allows it)");
+  if (node.podCidr.contains(ip))
+    return error(what, ip.str() + " is inside the pod CIDR " + node.podCidr.str() +
+                           "; a frontend there would capture a pod's traffic (--lb-allow-unsafe-frontends allows it)");
+  return {};
+}
+
+// [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+bool isDns1123Label(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
+}
+
 }  // namespace
+
+std::string shownName(const std::string& name) {
+  constexpr size_t kShown = 80;
+  if (name.size() <= kShown) return name;
+  return name.substr(0, kShown) + "... (" + std::to_string(name.size()) + " bytes)";
+}
+
+Status validateName(const std::string& name) {
+  if (name.empty()) return error("service", "name is empty");
+  const std::string why =
+      "name must be <namespace>/<name> or <namespace>/<name>:<port name>, each a DNS-1123 label "
+      "(lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)";
+  auto slash = name.find('/');
+  if (slash == std::string::npos) return error("service \"" + shownName(name) + "\"", why);
+  std::string_view ns(name.data(), slash), rest(name.data() + slash + 1, name.size() - slash - 1);
+  std::string_view svc = rest, port;
+  if (auto colon = rest.find(':'); colon != std::string_view::npos) {
+    svc = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (!isDns1123Label(port)) return error("service \"" + shownName(name) + "\"", why);
+  }
+  if (!isDns1123Label(ns) || !isDns1123Label(svc)) return error("service \"" + shownName(name) + "\"", why);
+  return {};
+}
 
 void normalize(Service& s) {
   std::sort(s.backends.begin(), s.backends.end(), [](const Backend& a, const Backend& b) {
@@ -49,17 +95,19 @@ void normalize(Service& s) {
 }
 
 Status validate(const Service& s, const NodeContext& node) {
-  if (s.name.empty()) return error("service", "name is empty");
-  if (s.name.size() > 253) return error("service " + s.name.substr(0, 40) + "...", "name is longer than 253 characters");
-  for (char c : s.name)
-    if (c <= ' ' || c == 0x7f) return error("service \"" + s.name + "\"", "name contains whitespace or control characters");
+  NP_TRY(validateName(s.name));
   const std::string ctx = "service " + s.name;
   if (s.port == 0) return error(ctx, "port 0 is not a port (1-65535)");
   if (s.protocol != Protocol::Tcp && s.protocol != Protocol::Udp)
     return error(ctx, "protocol must be TCP or UDP");
   if (!s.clusterIp && s.nodePort == 0 && s.externalIps.empty() && s.loadBalancerIps.empty())
     return error(ctx, "has no frontend: give a cluster IP, a NodePort, external IPs or LoadBalancer IPs");
-  if (s.clusterIp) NP_TRY(checkAddress(ctx + ": cluster IP", *s.clusterIp));
+  if (s.clusterIp) {
+    NP_TRY(checkAddress(ctx + ": cluster IP", *s.clusterIp));
+    if (!node.serviceCidr.contains(*s.clusterIp))
+      return error(ctx + ": cluster IP", s.clusterIp->str() + " is outside the service CIDR " + node.serviceCidr.str() +
+                                             " (--service-cidr)");
+  }
   if (s.nodePort != 0 && (s.nodePort < node.nodePortMin || s.nodePort > node.nodePortMax))
     return error(ctx, "NodePort " + std::to_string(s.nodePort) + " is outside the NodePort range " +
                           std::to_string(node.nodePortMin) + "-" + std::to_string(node.nodePortMax));
@@ -67,10 +115,15 @@ Status validate(const Service& s, const NodeContext& node) {
   if (s.clusterIp) seen.insert(*s.clusterIp);
   for (const auto* list : {&s.externalIps, &s.loadBalancerIps}) {
     for (Ipv4 ip : *list) {
-      NP_TRY(checkAddress(ctx + (list == &s.externalIps ? ": external IP" : ": LoadBalancer IP"), ip));
+      const std::string what = ctx + (list == &s.externalIps ? ": external IP" : ": LoadBalancer IP");
+      NP_TRY(checkAddress(what, ip));
+      NP_TRY(checkRoutableFrontend(what, ip, node));
       if (!seen.insert(ip).second) return error(ctx, "frontend address " + ip.str() + " is given twice");
     }
   }
+  if (s.backends.size() > kMaxBackendsPerService)
+    return error(ctx, "has " + std::to_string(s.backends.size()) + " backends; a service can have at most " +
+                          std::to_string(kMaxBackendsPerService));
   std::set<Endpoint> backends;
   for (const Backend& b : s.backends) {
     if (b.addr.port == 0) return error(ctx, "backend " + b.addr.str() + ": port 0 is not a port");

@@ -36,12 +36,30 @@ struct Service {
   bool operator==(const Service&) const = default;
 };
 
-// What the node contributes to a service's frontends.
+// What the node contributes to a service's frontends, and what a frontend must stay clear of.
 struct NodeContext {
   std::vector<Ipv4> nodeIps;  // addresses NodePorts answer on (besides the wildcard)
   uint16_t nodePortMin = 30000;
   uint16_t nodePortMax = 32767;
+  // Validation only: ClusterIPs must lie in serviceCidr; external and LoadBalancer IPs must not
+  // be a node's address (clusterNodeIps, this node's included) nor lie in podCidr, unless
+  // allowUnsafeFrontends (such a frontend takes over that address's port on every node).
+  Cidr serviceCidr{Ipv4::fromHost(0x0a2b0000), 16};  // 10.43.0.0/16, k3s's default
+  Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // 10.0.0.0/16
+  std::vector<Ipv4> clusterNodeIps;
+  bool allowUnsafeFrontends = false;
 };
+
+// The most backends one service can have: slot numbers and counts are 16-bit in the ABI.
+inline constexpr size_t kMaxBackendsPerService = 65535;
+
+// A service name as the user gave it, cut to a length that is safe to echo in an error message
+// (gRPC carries messages in metadata; an unbounded name must not travel back there).
+std::string shownName(const std::string& name);
+
+// Checks a service name: "<namespace>/<name>" or "<namespace>/<name>:<port name>", each part a
+// DNS-1123 label as Kubernetes requires.
+Status validateName(const std::string& name);
 
 enum class FrontendType : uint8_t { ClusterIp, NodePort, NodePortWildcard, ExternalIp, LoadBalancer };
 const char* frontendTypeName(FrontendType t);

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <optional>
 
 #include "core/net.h"
 
@@ -133,6 +135,85 @@ void applyOps(LbImage& image, const std::vector<MapOp>& ops, size_t count) {
       case K::DeleteBackend: image.backends.erase(op.backendId); break;
     }
   }
+}
+
+std::vector<MapOp> undo(const LbImage& before, const std::vector<MapOp>& ops, size_t done) {
+  using K = MapOp::Kind;
+  // The inverse of one op: put the key back as `before` had it.
+  auto inverse = [&](const MapOp& op) -> std::optional<MapOp> {
+    switch (op.kind) {
+      case K::UpsertBackend:
+      case K::DeleteBackend: {
+        auto it = before.backends.find(op.backendId);
+        if (it == before.backends.end()) {
+          if (op.kind == K::DeleteBackend) return std::nullopt;
+          MapOp r{K::DeleteBackend};
+          r.backendId = op.backendId;
+          return r;
+        }
+        MapOp r{K::UpsertBackend};
+        r.backendId = op.backendId;
+        r.backend = it->second;
+        return r;
+      }
+      case K::UpsertRevNat:
+      case K::DeleteRevNat: {
+        auto it = before.revNat.find(op.revNatId);
+        if (it == before.revNat.end()) {
+          if (op.kind == K::DeleteRevNat) return std::nullopt;
+          MapOp r{K::DeleteRevNat};
+          r.revNatId = op.revNatId;
+          return r;
+        }
+        MapOp r{K::UpsertRevNat};
+        r.revNatId = op.revNatId;
+        r.revNat = it->second;
+        return r;
+      }
+      default: {
+        const bool master = op.svcKey.slot == 0;
+        auto it = before.services.find(op.svcKey);
+        if (it == before.services.end()) {
+          if (op.kind == K::DeleteSlot || op.kind == K::DeleteService) return std::nullopt;
+          return svcOp(master ? K::DeleteService : K::DeleteSlot, op.svcKey);
+        }
+        return svcOp(master ? K::UpsertService : K::UpsertSlot, op.svcKey, it->second);
+      }
+    }
+  };
+  std::vector<MapOp> out;
+  out.reserve(std::min(done, ops.size()));
+  size_t end = std::min(done, ops.size());
+  // Runs of one kind, last run first; inside a run restores go before removals (order inside a
+  // phase does not matter to the datapath, and this keeps each kind in one batch).
+  while (end > 0) {
+    size_t begin = end;
+    while (begin > 0 && ops[begin - 1].kind == ops[end - 1].kind) --begin;
+    const size_t first = out.size();
+    for (size_t i = end; i-- > begin;)
+      if (auto r = inverse(ops[i])) out.push_back(*r);
+    std::stable_partition(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), [](const MapOp& op) {
+      return op.kind == K::UpsertBackend || op.kind == K::UpsertSlot || op.kind == K::UpsertRevNat ||
+             op.kind == K::UpsertService;
+    });
+    end = begin;
+  }
+  return out;
+}
+
+NewEntries newEntries(const LbImage& image, const std::vector<MapOp>& ops) {
+  using K = MapOp::Kind;
+  NewEntries n;
+  for (const MapOp& op : ops) {
+    switch (op.kind) {
+      case K::UpsertBackend: n.backends += !image.backends.contains(op.backendId); break;
+      case K::UpsertSlot:
+      case K::UpsertService: n.services += !image.services.contains(op.svcKey); break;
+      case K::UpsertRevNat: n.revNat += !image.revNat.contains(op.revNatId); break;
+      default: break;
+    }
+  }
+  return n;
 }
 
 }  // namespace np::lb

@@ -45,4 +45,17 @@ std::vector<MapOp> diff(const LbImage& applied, const LbImage& desired);
 // Applies ops to an image (what the maps hold after the ops succeeded).
 void applyOps(LbImage& image, const std::vector<MapOp>& ops, size_t count);
 
+// The ops that undo the first `done` of `ops`, which were applied to maps that held `before`:
+// every key goes back to its value in `before` (or away, if it had none). The undo runs the
+// phases backwards (removed services come back slots first, a grown service shrinks its entry
+// before its slots go), so it never exposes half a service either. Inside each phase restores
+// come before removals, so each kind batches.
+std::vector<MapOp> undo(const LbImage& before, const std::vector<MapOp>& ops, size_t done);
+
+// Entries each op would add to its map (keys not in `image`), per map.
+struct NewEntries {
+  size_t services = 0, backends = 0, revNat = 0;
+};
+NewEntries newEntries(const LbImage& image, const std::vector<MapOp>& ops);
+
 }  // namespace np::lb

@@ -25,28 +25,17 @@ np_svc_key masterKey(const Frontend& f) {
   return svcKey(f.addr.be, htons(f.port), static_cast<uint8_t>(f.protocol), 0);
 }
 
+std::string count(size_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
 }  // namespace
 
 uint64_t backendKey(uint32_t addrBe, uint16_t portBe, uint8_t proto) {
   return (uint64_t{addrBe} << 32) | (uint64_t{portBe} << 8) | proto;
 }
-
-namespace {
-
-// The distinct backend IDs service s uses (those allocated).
-template <typename Ids>
-std::vector<uint32_t> backendIdsOf(const Service& s, const Ids& ids) {
-  std::vector<uint32_t> out;
-  out.reserve(s.backends.size());
-  for (const Backend& b : s.backends)
-    if (auto id = ids.find(backendKey(b.addr.ip.be, htons(b.addr.port), static_cast<uint8_t>(s.protocol))))
-      out.push_back(*id);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-}  // namespace
 
 Reconciler::Reconciler(LbMaps& maps, NodeContext node) : maps_(maps), node_(std::move(node)) {}
 
@@ -61,6 +50,13 @@ size_t Reconciler::frontendCount() const {
   return n;
 }
 
+size_t Reconciler::staleFrontends() const {
+  size_t n = 0;
+  for (const auto& [k, v] : applied_.services)
+    if (k.slot == 0) n += !owners_.contains(frontendKey({Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)}));
+  return n;
+}
+
 Status Reconciler::expandInto(const Service& s, LbImage& img) {
   const uint8_t proto = static_cast<uint8_t>(s.protocol);
   std::vector<uint32_t> active, terminating;
@@ -71,7 +67,7 @@ Status Reconciler::expandInto(const Service& s, LbImage& img) {
     be.proto = proto;
     be.state = b.state == BackendState::Terminating ? NP_BACKEND_TERMINATING : NP_BACKEND_ACTIVE;
     auto id = backendIds_.acquire(backendKey(be.addr, be.port, proto));
-    if (!id) return error("service " + s.name, "no free backend ID left");
+    if (!id) return Error{ENOSPC, "service " + s.name, "no free backend ID left"};
     img.backends[*id] = be;
     (b.state == BackendState::Active ? active : terminating).push_back(*id);
   }
@@ -88,7 +84,7 @@ Status Reconciler::expandInto(const Service& s, LbImage& img) {
   for (const Frontend& f : frontendsOf(s, node_)) {
     np_svc_key master = masterKey(f);
     auto id = frontendIds_.acquire(master);
-    if (!id) return error("service " + s.name, "no free service ID left (65535 frontends)");
+    if (!id) return Error{ENOSPC, "service " + s.name, "no free service ID left (65535 frontends)"};
     np_svc_val mv{};
     mv.count = static_cast<uint16_t>(selectable);
     mv.total = static_cast<uint16_t>(slots.size());
@@ -112,47 +108,86 @@ Status Reconciler::expandInto(const Service& s, LbImage& img) {
   return {};
 }
 
-LbImage Reconciler::appliedScope(const std::vector<const Service*>& services, const LbImage& alsoBackends) const {
+LbImage Reconciler::appliedScope(const std::vector<np_svc_key>& masters, const LbImage& alsoBackends) const {
   LbImage out;
-  for (const Service* s : services) {
-    if (!s) continue;
-    for (const Frontend& f : frontendsOf(*s, node_)) {
-      np_svc_key master = masterKey(f);
-      auto it = applied_.services.find(master);
-      if (it == applied_.services.end()) continue;
-      out.services.emplace(master, it->second);
-      for (uint32_t slot = 1; slot <= it->second.total; ++slot) {
-        np_svc_key k = master;
-        k.slot = static_cast<uint16_t>(slot);
-        auto si = applied_.services.find(k);
-        if (si == applied_.services.end()) continue;
-        out.services.emplace(k, si->second);
-        if (auto be = applied_.backends.find(si->second.backend_id); be != applied_.backends.end())
-          out.backends.emplace(be->first, be->second);
-      }
-      if (auto rn = applied_.revNat.find(it->second.rev_nat_id); rn != applied_.revNat.end())
-        out.revNat.emplace(rn->first, rn->second);
+  for (const np_svc_key& master : masters) {
+    auto it = applied_.services.find(master);
+    if (it == applied_.services.end()) continue;
+    out.services.emplace(master, it->second);
+    for (uint32_t slot = 1; slot <= it->second.total; ++slot) {
+      np_svc_key k = master;
+      k.slot = static_cast<uint16_t>(slot);
+      auto si = applied_.services.find(k);
+      if (si == applied_.services.end()) continue;
+      out.services.emplace(k, si->second);
+      if (auto be = applied_.backends.find(si->second.backend_id); be != applied_.backends.end())
+        out.backends.emplace(be->first, be->second);
     }
+    if (auto rn = applied_.revNat.find(it->second.rev_nat_id); rn != applied_.revNat.end())
+      out.revNat.emplace(rn->first, rn->second);
   }
   for (const auto& [id, be] : alsoBackends.backends)
     if (auto it = applied_.backends.find(id); it != applied_.backends.end()) out.backends.emplace(id, it->second);
   return out;
 }
 
-std::vector<MapOp> Reconciler::plan(const LbImage& from, const LbImage& to,
-                                    const std::vector<const Service*>& before) const {
+std::vector<MapOp> Reconciler::plan(const LbImage& from, const LbImage& to) const {
   std::vector<MapOp> ops = diff(from, to);
-  // A backend these services stop using may still serve services outside the change.
-  FlatMap<uint32_t, uint32_t> usedHere;
-  for (const Service* s : before)
-    if (s)
-      for (uint32_t id : backendIdsOf(*s, backendIds_)) usedHere[id]++;
+  // A backend this change stops using may still be used by slots outside it (other services,
+  // stale adopted entries): delete it only when no slot will point at it any more.
+  FlatMap<uint32_t, int64_t> delta;
+  for (const auto& [k, v] : from.services)
+    if (k.slot != 0) delta[v.backend_id]--;
+  for (const auto& [k, v] : to.services)
+    if (k.slot != 0) delta[v.backend_id]++;
   std::erase_if(ops, [&](const MapOp& op) {
     if (op.kind != MapOp::Kind::DeleteBackend) return false;
-    auto refs = backendRefs_.find(op.backendId);
-    return refs != backendRefs_.end() && refs->second > usedHere[op.backendId];
+    auto refs = slotRefs_.find(op.backendId);
+    const int64_t now = refs == slotRefs_.end() ? 0 : refs->second;
+    auto d = delta.find(op.backendId);
+    return now + (d == delta.end() ? 0 : d->second) > 0;
   });
   return ops;
+}
+
+Status Reconciler::checkCapacity(const std::vector<MapOp>& ops) const {
+  // Upserts run before deletes, so a change needs room for all of its new keys at once.
+  const NewEntries need = newEntries(applied_, ops);
+  const LbMaps::Capacity cap = maps_.capacity();
+  auto check = [](const char* map, size_t needed, size_t used, size_t max) -> Status {
+    const size_t free = used >= max ? 0 : max - used;
+    if (needed <= free) return {};
+    return Error{ENOSPC, "the change does not fit the " + std::string(map) + " map",
+                 "needs " + count(needed) + " new entries, " + count(free) + " free (" + count(max) +
+                     " max); nothing was changed"};
+  };
+  NP_TRY(check("service", need.services, applied_.services.size(), cap.services));
+  NP_TRY(check("backend", need.backends, applied_.backends.size(), cap.backends));
+  NP_TRY(check("reverse-NAT", need.revNat, applied_.revNat.size(), cap.revNat));
+  return {};
+}
+
+void Reconciler::record(const std::vector<MapOp>& ops, size_t n) {
+  using K = MapOp::Kind;
+  auto unref = [&](const np_svc_key& k) {
+    if (k.slot == 0) return;
+    auto it = applied_.services.find(k);
+    if (it == applied_.services.end()) return;
+    auto r = slotRefs_.find(it->second.backend_id);
+    if (r != slotRefs_.end() && --r->second == 0) slotRefs_.erase(r);
+  };
+  for (size_t i = 0; i < n && i < ops.size(); ++i) {
+    const MapOp& op = ops[i];
+    if (op.kind == K::UpsertSlot || op.kind == K::DeleteSlot) unref(op.svcKey);
+    if (op.kind == K::UpsertSlot) slotRefs_[op.svcVal.backend_id]++;
+  }
+  applyOps(applied_, ops, n);
+}
+
+void Reconciler::rebuildRefs() {
+  slotRefs_.clear();
+  for (const auto& [k, v] : applied_.services)
+    if (k.slot != 0) slotRefs_[v.backend_id]++;
 }
 
 void Reconciler::releaseUnusedIds(const LbImage& candidates) {
@@ -162,172 +197,227 @@ void Reconciler::releaseUnusedIds(const LbImage& candidates) {
     if (!applied_.backends.count(id)) backendIds_.release(backendKey(be.addr, be.port, be.proto));
 }
 
-Status Reconciler::commit(const std::vector<const Service*>& before, const std::vector<const Service*>& after) {
-  LbImage to;
-  for (const Service* s : after) {
-    if (!s) continue;
-    Status st = expandInto(*s, to);
-    if (!st) {
-      releaseUnusedIds(to);
-      return st;
+Result<Reconciler::Prepared> Reconciler::prepare(Change c) {
+  Prepared p;
+  std::set<std::string> names;
+  for (const Service& s : c.upserts)
+    if (!names.insert(s.name).second) return error("service " + shownName(s.name), "is given twice in one change");
+  for (const std::string& name : c.deletes) {
+    if (!names.insert(name).second) return error("service " + shownName(name), "is given twice in one change");
+    if (!services_.count(name)) return Error{ENOENT, "service " + shownName(name), "not found"};
+  }
+  // Validate everything before allocating anything. A frontend owned by a service this change
+  // replaces or deletes is free for the change's new versions (which must not collide with one
+  // another: `batch`).
+  FrontendOwners batch;
+  for (Service& s : c.upserts) {
+    normalize(s);
+    NP_TRY(validate(s, node_));
+    for (const Frontend& f : frontendsOf(s, node_)) {
+      const uint64_t key = frontendKey(f);
+      auto it = owners_.find(key);
+      if (it != owners_.end() && it->second != s.name && !names.count(it->second))
+        return Error{EEXIST, "service " + s.name, "frontend " + f.str() + " is already used by service " + it->second};
+      auto [b, fresh] = batch.emplace(key, s.name);
+      if (!fresh && b->second != s.name)
+        return Error{EEXIST, "service " + s.name, "frontend " + f.str() + " is also claimed by service " + b->second +
+                                                     " in the same change"};
     }
   }
-  LbImage from = appliedScope(before, to);
-  std::vector<MapOp> ops = plan(from, to, before);
-  LbMaps::Applied r = maps_.apply(ops);
-  applyOps(applied_, ops, r.done);
+  for (Service& s : c.upserts) {
+    const Service* old = find(s.name);
+    if (old && *old == s) continue;  // re-sent unchanged: costs nothing
+    p.created.push_back(old == nullptr);
+    if (old) p.previous.push_back(*old);
+    p.upserts.push_back(std::move(s));
+  }
+  for (std::string& name : c.deletes) {
+    p.previous.push_back(services_.at(name));
+    p.deletes.push_back(std::move(name));
+  }
+  if (p.empty()) return p;
+
+  // Scope: every frontend of the versions before and after.
+  std::vector<np_svc_key> masters;
+  for (const Service& s : p.previous)
+    for (const Frontend& f : frontendsOf(s, node_)) masters.push_back(masterKey(f));
+  for (const Service& s : p.upserts) {
+    Status st = expandInto(s, p.to);
+    if (!st) {
+      releaseUnusedIds(p.to);
+      return st.error();
+    }
+    for (const Frontend& f : frontendsOf(s, node_)) masters.push_back(masterKey(f));
+  }
+  LbImage from = appliedScope(masters, p.to);
+  p.ops = plan(from, p.to);
+  if (Status st = checkCapacity(p.ops); !st) {
+    releaseUnusedIds(p.to);
+    return st.error();
+  }
+  return p;
+}
+
+void Reconciler::abandon(const Prepared& p) { releaseUnusedIds(p.to); }
+
+Status Reconciler::commit(Prepared& p) {
+  if (p.empty()) return {};
+  // Kept before applying: the undo of a partial apply puts back exactly these values.
+  LbImage before;
+  for (const MapOp& op : p.ops) {
+    switch (op.kind) {
+      case MapOp::Kind::UpsertBackend:
+      case MapOp::Kind::DeleteBackend:
+        if (auto it = applied_.backends.find(op.backendId); it != applied_.backends.end()) before.backends.insert(*it);
+        break;
+      case MapOp::Kind::UpsertRevNat:
+      case MapOp::Kind::DeleteRevNat:
+        if (auto it = applied_.revNat.find(op.revNatId); it != applied_.revNat.end()) before.revNat.insert(*it);
+        break;
+      default:
+        if (auto it = applied_.services.find(op.svcKey); it != applied_.services.end()) before.services.insert(*it);
+    }
+  }
+  LbMaps::Applied r = maps_.apply(p.ops);
+  record(p.ops, r.done);
 
   if (r.error) {
-    // Put the services back as they were: everything this change touched, back to `from`.
-    std::vector<const Service*> touched = before;
-    touched.insert(touched.end(), after.begin(), after.end());
-    LbImage now = appliedScope(touched, to);
-    for (const auto& [id, be] : from.backends) {
-      if (auto it = applied_.backends.find(id); it != applied_.backends.end()) now.backends.emplace(id, it->second);
-    }
-    std::vector<MapOp> back = diff(now, from);
+    std::vector<MapOp> back = undo(before, p.ops, r.done);
     LbMaps::Applied rb = maps_.apply(back);
-    applyOps(applied_, back, rb.done);
-    if (rb.error)
-      NP_LOG_ERROR("lb", "rolling back a failed change failed too: %s; the next change retries",
-                   rb.error->message().c_str());
-    releaseUnusedIds(to);
+    record(back, rb.done);
+    if (rb.error) {
+      diverged_ = Error{rb.error->err, "undo a refused change", rb.error->message()};
+      NP_LOG_ERROR("lb", "undoing a change the kernel refused failed too (%s); the maps differ from the model until "
+                         "the next reconcile", rb.error->message().c_str());
+    }
+    releaseUnusedIds(p.to);
     Error e = *r.error;
-    if (r.done < ops.size()) e.context = "apply " + ops[r.done].str() + ": " + e.context;
+    if (r.done < p.ops.size()) e.context = "apply " + p.ops[r.done].str() + ": " + e.context;
+    e.detail = (e.detail.empty() ? std::string() : e.detail + "; ") + "nothing was changed";
     return e;
   }
 
-  auto count = [&](const Service* s, int delta) {
-    if (!s) return;
-    for (uint32_t id : backendIdsOf(*s, backendIds_)) {
-      auto& n = backendRefs_[id];
-      n += delta;
-      if (n == 0) backendRefs_.erase(id);
-    }
-  };
-  for (const Service* s : before) count(s, -1);
-  for (const Service* s : after) count(s, +1);
-  releaseUnusedIds(from);
-  return {};
-}
-
-Result<Reconciler::Change> Reconciler::upsert(Service s) {
-  normalize(s);
-  NP_TRY(validate(s, node_));
-  NP_TRY(checkConflicts(s, node_, owners_));
-  auto it = services_.find(s.name);
-  const Service* before = it == services_.end() ? nullptr : &it->second;
-  if (before && *before == s) return Change::Unchanged;
-  NP_TRY(commit({before}, {&s}));
-  const Change change = before ? Change::Updated : Change::Created;
-  if (before) removeOwner(owners_, *before, node_);
-  addOwner(owners_, s, node_);
-  services_[s.name] = std::move(s);
-  return change;
-}
-
-Status Reconciler::validateAll(const std::vector<Service>& services) const {
-  FrontendOwners batch;
-  std::set<std::string> names;
-  for (const Service& s : services) {
-    NP_TRY(validate(s, node_));
-    if (!names.insert(s.name).second) return error("service " + s.name, "is given twice in one batch");
-    NP_TRY(checkConflicts(s, node_, owners_));
-    NP_TRY(checkConflicts(s, node_, batch));
-    addOwner(batch, s, node_);
+  for (const Service& s : p.previous) removeOwner(owners_, s, node_);
+  for (const std::string& name : p.deletes) services_.erase(name);
+  for (Service& s : p.upserts) {
+    addOwner(owners_, s, node_);
+    services_[s.name] = s;
   }
+  // IDs of frontends and backends that left the maps.
+  LbImage gone;
+  for (const MapOp& op : p.ops) {
+    if (op.kind == MapOp::Kind::DeleteService) gone.services.emplace(op.svcKey, np_svc_val{});
+    if (op.kind == MapOp::Kind::DeleteBackend)
+      if (auto it = before.backends.find(op.backendId); it != before.backends.end()) gone.backends.insert(*it);
+  }
+  releaseUnusedIds(gone);
   return {};
+}
+
+Result<Reconciler::ChangeKind> Reconciler::upsert(Service s) {
+  auto p = prepare(Change{{std::move(s)}, {}});
+  if (!p) return p.error();
+  if (p->empty()) return ChangeKind::Unchanged;
+  const bool created = p->created.front();
+  NP_TRY(commit(*p));
+  return created ? ChangeKind::Created : ChangeKind::Updated;
 }
 
 Result<size_t> Reconciler::upsertMany(std::vector<Service> services) {
-  for (Service& s : services) normalize(s);
-  NP_TRY(validateAll(services));
-  // Re-sent services that did not change cost nothing.
-  std::erase_if(services, [&](const Service& s) {
-    const Service* old = find(s.name);
-    return old && *old == s;
-  });
-  if (services.empty()) return size_t{0};
-  std::vector<const Service*> before, after;
-  for (const Service& s : services) {
-    before.push_back(find(s.name));
-    after.push_back(&s);
-  }
-  NP_TRY(commit(before, after));
-  for (Service& s : services) {
-    if (const Service* old = find(s.name)) removeOwner(owners_, *old, node_);
-    addOwner(owners_, s, node_);
-    std::string name = s.name;
-    services_[name] = std::move(s);
-  }
-  return services.size();
+  auto p = prepare(Change{std::move(services), {}});
+  if (!p) return p.error();
+  const size_t n = p->upserts.size();
+  NP_TRY(commit(*p));
+  return n;
 }
 
 Status Reconciler::remove(const std::string& name) {
-  auto it = services_.find(name);
-  if (it == services_.end()) return Error{ENOENT, "service " + name, "not found"};
-  NP_TRY(commit({&it->second}, {nullptr}));
-  removeOwner(owners_, it->second, node_);
-  services_.erase(it);
-  return {};
+  auto p = prepare(Change{{}, {name}});
+  if (!p) return p.error();
+  return commit(*p);
 }
 
-Result<Reconciler::Restored> Reconciler::restore(std::vector<Service> services) {
+Result<size_t> Reconciler::adopt() {
   auto dump = maps_.dump();
   if (!dump) return dump.error();
   applied_ = std::move(dump.value());
   services_.clear();
   owners_.clear();
-  backendRefs_.clear();
-
-  Restored out;
-  std::vector<np_svc_key> adoptedMasters;
-  std::vector<std::pair<uint32_t, np_backend>> adoptedBackends;
+  size_t masters = 0;
   for (const auto& [k, v] : applied_.services) {
     if (k.slot != 0) continue;
-    adoptedMasters.push_back(k);
+    ++masters;
     if (!frontendIds_.restore(k, v.rev_nat_id))
-      NP_LOG_WARN("lb", "pinned service entry with ID %u is a duplicate; it gets a new ID", v.rev_nat_id);
+      NP_LOG_WARN("lb", "pinned service entry %s with ID %u: the ID is taken; the entry gets a new one when claimed",
+                  Frontend{Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)}.str().c_str(), v.rev_nat_id);
   }
-  out.adoptedFrontends = adoptedMasters.size();
-  for (const auto& [id, be] : applied_.backends) {
-    adoptedBackends.emplace_back(id, be);
-    backendIds_.restore(backendKey(be.addr, be.port, be.proto), id);
-  }
+  for (const auto& [id, be] : applied_.backends) backendIds_.restore(backendKey(be.addr, be.port, be.proto), id);
+  rebuildRefs();
+  return masters;
+}
 
-  for (Service& s : services) {
-    normalize(s);
-    Status st = validate(s, node_);
-    if (st) st = checkConflicts(s, node_, owners_);
-    if (st && services_.count(s.name)) st = error("service " + s.name, "is persisted twice");
-    if (!st) {
-      out.skipped.push_back(st.error().message());
-      continue;
-    }
-    addOwner(owners_, s, node_);
-    std::string name = s.name;
-    services_.emplace(name, std::move(s));
-  }
+Result<Reconciler::ReconcileReport> Reconciler::reconcileAll() {
+  const auto started = std::chrono::steady_clock::now();
+  ReconcileReport rep;
+  auto dump = maps_.dump();
+  if (!dump) return dump.error();
+  LbImage kernel = std::move(dump.value());
 
   LbImage desired;
   for (const auto& [name, s] : services_) NP_TRY(expandInto(s, desired));
-  std::vector<MapOp> ops = diff(applied_, desired);
-  LbMaps::Applied r = maps_.apply(ops);
-  applyOps(applied_, ops, r.done);
-  out.ops = ops.size();
-  if (r.error) {
-    Error e = *r.error;
-    e.context = "restore: " + (r.done < ops.size() ? "apply " + ops[r.done].str() + ": " : std::string()) + e.context;
-    return e;
+  rep.services = services_.size();
+  rep.entries = desired.services.size();
+  if (!pruneAllowed_) {
+    // Stale frontends stay as they are, with what they reach (slots, reverse NAT, backends);
+    // unreachable leftovers (slots without an entry, unreferenced backends) serve nothing and go.
+    for (const auto& [k, v] : kernel.services) {
+      if (k.slot != 0 || desired.services.contains(k)) continue;
+      ++rep.staleKept;
+      desired.services.emplace(k, v);
+      for (uint32_t slot = 1; slot <= v.total; ++slot) {
+        np_svc_key sk = k;
+        sk.slot = static_cast<uint16_t>(slot);
+        auto si = kernel.services.find(sk);
+        if (si == kernel.services.end()) continue;
+        desired.services.emplace(sk, si->second);
+        if (auto be = kernel.backends.find(si->second.backend_id); be != kernel.backends.end())
+          desired.backends.emplace(be->first, be->second);
+      }
+      if (auto rn = kernel.revNat.find(v.rev_nat_id); rn != kernel.revNat.end()) desired.revNat.emplace(rn->first, rn->second);
+    }
   }
-  for (const auto& [name, s] : services_)
-    for (uint32_t id : backendIdsOf(s, backendIds_)) backendRefs_[id]++;
-  for (const np_svc_key& k : adoptedMasters)
-    if (!applied_.services.count(k)) frontendIds_.release(k);
-  for (const auto& [id, be] : adoptedBackends)
-    if (!applied_.backends.count(id)) backendIds_.release(backendKey(be.addr, be.port, be.proto));
-  out.services = services_.size();
-  return out;
+
+  std::vector<MapOp> ops = diff(kernel, desired);
+  for (const MapOp& op : ops) {
+    switch (op.kind) {
+      case MapOp::Kind::UpsertBackend: (kernel.backends.contains(op.backendId) ? rep.drifted : rep.missing)++; break;
+      case MapOp::Kind::UpsertSlot:
+      case MapOp::Kind::UpsertService: (kernel.services.contains(op.svcKey) ? rep.drifted : rep.missing)++; break;
+      case MapOp::Kind::UpsertRevNat: (kernel.revNat.contains(op.revNatId) ? rep.drifted : rep.missing)++; break;
+      default: rep.orphans++; break;
+    }
+  }
+  rep.ops = ops.size();
+  LbMaps::Applied r = ops.empty() ? LbMaps::Applied{} : maps_.apply(ops);
+  applyOps(kernel, ops, r.done);
+  applied_ = std::move(kernel);
+  rebuildRefs();
+  if (r.error) {
+    rep.error = *r.error;
+    if (r.done < ops.size()) rep.error->context = "apply " + ops[r.done].str() + ": " + rep.error->context;
+  } else {
+    diverged_.reset();
+  }
+  // IDs follow the maps: entries now present keep theirs, IDs of entries that are gone are free.
+  for (const auto& [k, v] : applied_.services)
+    if (k.slot == 0) frontendIds_.restore(k, v.rev_nat_id);
+  for (const auto& [id, be] : applied_.backends) backendIds_.restore(backendKey(be.addr, be.port, be.proto), id);
+  frontendIds_.releaseIf(
+      [&](const np_svc_key& k, uint16_t) { return !applied_.services.contains(k) && !desired.services.contains(k); });
+  backendIds_.releaseIf(
+      [&](uint64_t, uint32_t id) { return !applied_.backends.contains(id) && !desired.backends.contains(id); });
+  rep.took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+  return rep;
 }
 
 }  // namespace np::lb

@@ -2,11 +2,20 @@
 // image), and turns every change into planner ops applied through LbMaps. Single-threaded: call
 // it from the agent's io_context only.
 //
-// Changes are validated as a whole before anything reaches the maps. If the kernel refuses an
-// op part-way (a full map), the change is rolled back to the previous version of the services
-// involved and the error returned; the model keeps the previous version.
+// A change is prepared first (validated as a whole, expanded, planned, checked against the maps'
+// free capacity) without touching the maps, so the caller can persist it before it becomes
+// visible; then committed. If the kernel refuses an op part-way, the commit undoes exactly what
+// went in (every touched key back to its previous value) and returns the error: the maps and the
+// model stay at the previous version.
+//
+// After a restart the reconciler adopts the maps' content. Adopted entries that no service of
+// the model claims are stale: they keep serving (established and new connections alike) and keep
+// their IDs until pruning is allowed, which the agent does once every source of desired state
+// has synced. A whole-map reconcile compares every map with the model, removes orphans (stale
+// ones only once pruning is allowed) and repairs drift.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,58 +40,102 @@ class LbMaps {
   virtual Applied apply(const std::vector<MapOp>& ops) = 0;
   // Everything the three maps hold now.
   virtual Result<LbImage> dump() = 0;
+  // The maps' max_entries.
+  struct Capacity {
+    size_t services = 0, backends = 0, revNat = 0;
+  };
+  virtual Capacity capacity() const = 0;
+};
+
+// One change to the model: services created or replaced, and services deleted by name.
+struct Change {
+  std::vector<Service> upserts;
+  std::vector<std::string> deletes;
 };
 
 class Reconciler {
  public:
   Reconciler(LbMaps& maps, NodeContext node);
 
-  // Adopts the maps' current content (a restarted agent) and reconciles it with `services`
-  // (the persisted model): unchanged services cause no map writes at all, so established
-  // connections keep their backends. Services that fail validation are skipped and reported.
-  struct Restored {
-    size_t services = 0;            // services restored into the model
-    size_t adoptedFrontends = 0;    // service entries found in the maps
-    size_t ops = 0;                 // map operations needed to converge
-    std::vector<std::string> skipped;  // "name: why"
-  };
-  Result<Restored> restore(std::vector<Service> services);
+  // Adopts what the maps hold now (a restarted agent). Every adopted frontend is stale until a
+  // service claims it. Returns the number of adopted frontends.
+  Result<size_t> adopt();
 
-  enum class Change { Created, Updated, Unchanged };
-  // Creates or replaces one service.
-  Result<Change> upsert(Service s);
-  // Creates or replaces many services in one plan (validated as a whole first). Returns how
-  // many of them changed.
-  Result<size_t> upsertMany(std::vector<Service> services);
-  // Deletes a service; an error with ENOENT if there is none of that name.
+  // A change ready to commit. Holds IDs allocated for it: pass it to commit() or abandon().
+  struct Prepared {
+    std::vector<Service> upserts;           // new versions, normalized; unchanged ones left out
+    std::vector<std::string> deletes;       // names that go
+    std::vector<Service> previous;          // the versions these replace or delete (persistence undo)
+    std::vector<bool> created;              // per upsert: the name is new
+    std::vector<MapOp> ops;
+    LbImage to;                             // the expanded image of `upserts`
+    bool empty() const { return upserts.empty() && deletes.empty(); }
+  };
+  // Validates `c` as a whole (each service, names given twice, frontends already used, deletes
+  // of unknown names: ENOENT) and plans it. Fails with ENOSPC, saying what is needed and what is
+  // free, when the maps could not take the new entries; with ENOSPC when IDs run out.
+  Result<Prepared> prepare(Change c);
+  // Applies a prepared change to the maps and the model; undoes it completely on a kernel error.
+  Status commit(Prepared& p);
+  // Drops a prepared change (releases the IDs allocated for it).
+  void abandon(const Prepared& p);
+
+  // prepare + commit, for callers that persist nothing (tests, benchmarks).
+  enum class ChangeKind { Created, Updated, Unchanged };
+  Result<ChangeKind> upsert(Service s);
+  Result<size_t> upsertMany(std::vector<Service> services);  // how many changed
   Status remove(const std::string& name);
+
+  struct ReconcileReport {
+    size_t services = 0;      // services in the model
+    size_t entries = 0;       // service-map entries the model expands to
+    size_t missing = 0;       // entries the model has and the maps lacked (written)
+    size_t drifted = 0;       // entries whose value differed (rewritten)
+    size_t orphans = 0;       // entries no service owns (removed)
+    size_t staleKept = 0;     // adopted frontends kept because pruning is not allowed yet
+    size_t ops = 0;
+    std::chrono::microseconds took{0};
+    std::optional<Error> error;  // the maps refused a repair (the rest was applied)
+    size_t repaired() const { return missing + drifted + orphans; }
+  };
+  // Compares every entry of the three maps with the model's expansion and fixes what differs.
+  Result<ReconcileReport> reconcileAll();
+
+  // Allows removing stale adopted entries (every source of desired state has synced).
+  void allowPrune() { pruneAllowed_ = true; }
+  bool pruneAllowed() const { return pruneAllowed_; }
 
   const Service* find(const std::string& name) const;
   const std::map<std::string, Service>& services() const { return services_; }
   const NodeContext& node() const { return node_; }
   size_t frontendCount() const;
+  size_t staleFrontends() const;  // adopted frontends no service owns
   size_t backendCount() const { return applied_.backends.size(); }
   const LbImage& applied() const { return applied_; }
+  // Set when an undo failed: the maps differ from the model until the next whole-map reconcile.
+  const std::optional<Error>& diverged() const { return diverged_; }
 
  private:
   // Adds the map image of s to img, allocating IDs as needed.
   Status expandInto(const Service& s, LbImage& img);
-  // The applied entries of the given services' frontends, plus the applied value of every
-  // backend in `alsoBackends`.
-  LbImage appliedScope(const std::vector<const Service*>& services, const LbImage& alsoBackends) const;
-  // Replaces the versions `before` with `after` (nullptr entries: absent) in the maps.
-  Status commit(const std::vector<const Service*>& before, const std::vector<const Service*>& after);
-  std::vector<MapOp> plan(const LbImage& from, const LbImage& to,
-                          const std::vector<const Service*>& before) const;
+  // The applied entries of these frontends (entry, its slots, its reverse NAT, their backends),
+  // plus the applied value of every backend in `alsoBackends`.
+  LbImage appliedScope(const std::vector<np_svc_key>& masters, const LbImage& alsoBackends) const;
+  std::vector<MapOp> plan(const LbImage& from, const LbImage& to) const;
+  Status checkCapacity(const std::vector<MapOp>& ops) const;
+  // Records the first n ops as applied: applied_ and the slot reference counts.
+  void record(const std::vector<MapOp>& ops, size_t n);
   void releaseUnusedIds(const LbImage& candidates);
-  Status validateAll(const std::vector<Service>& services) const;
+  void rebuildRefs();
 
   LbMaps& maps_;
   NodeContext node_;
   std::map<std::string, Service> services_;
   FrontendOwners owners_;
   LbImage applied_;
-  FlatMap<uint32_t, uint32_t> backendRefs_;  // backend ID -> services using it
+  FlatMap<uint32_t, uint32_t> slotRefs_;  // backend ID -> applied slots pointing at it
+  bool pruneAllowed_ = false;
+  std::optional<Error> diverged_;
   IdAllocator<np_svc_key, uint16_t, SvcKeyHash, SvcKeyEq> frontendIds_{1, 65535};
   // Backend IDs stay below 2^24 so the allocator's bitmap stays small (2 MiB at most).
   IdAllocator<uint64_t, uint32_t> backendIds_{1, (1u << 24) - 1};

@@ -25,7 +25,8 @@ constexpr std::array kFlags{
     FlagSpec{"--help", false},       FlagSpec{"-h", false},          FlagSpec{"--brief", false},
     FlagSpec{"--verbose", false},    FlagSpec{"--port", true},       FlagSpec{"--protocol", true},
     FlagSpec{"--cluster-ip", true},  FlagSpec{"--node-port", true},  FlagSpec{"--external-ip", true},
-    FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},
+    FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},     FlagSpec{"--file", true},
+    FlagSpec{"-f", true},
 };
 
 constexpr std::array<std::string_view, 2> kStatusFlags{"--brief", "--verbose"};
@@ -270,7 +271,7 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
   } else if (w0 == "service") {
     const std::string s = sub(1);
     if (s.empty()) {
-      out.error = "service: missing subcommand (upsert, list, get, delete)";
+      out.error = "service: missing subcommand (upsert, apply, list, get, delete)";
       return out;
     }
     if (s == "list") {
@@ -284,8 +285,10 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     } else if (s == "delete") {
       inv.command = Command::kServiceDelete;
       wantNames = 1;
+    } else if (s == "apply") {
+      inv.command = Command::kServiceApply;
     } else {
-      out.error = "service: unknown subcommand " + quoted(s) + " (upsert, list, get, delete)";
+      out.error = "service: unknown subcommand " + quoted(s) + " (upsert, apply, list, get, delete)";
       return out;
     }
     commandName = "service " + s;
@@ -322,6 +325,26 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     inv.command = Command::kNodeList;
     commandName = "node list";
     used = 2;
+  } else if (w0 == "reconcile") {
+    inv.command = Command::kReconcile;
+    commandName = "reconcile";
+    used = 1;
+  } else if (w0 == "state") {
+    const std::string s = sub(1);
+    if (s.empty()) {
+      out.error = "state: missing subcommand (show, reload, accept, reset)";
+      return out;
+    }
+    if (s == "show") inv.command = Command::kStateShow;
+    else if (s == "reload") inv.command = Command::kStateReload;
+    else if (s == "accept") inv.command = Command::kStateAccept;
+    else if (s == "reset") inv.command = Command::kStateReset;
+    else {
+      out.error = "state: unknown subcommand " + quoted(s) + " (show, reload, accept, reset)";
+      return out;
+    }
+    commandName = "state " + s;
+    used = 2;
   } else {
     out.error = "unknown command " + quoted(w0);
     return out;
@@ -346,7 +369,8 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
 
   for (const auto& flag : commandFlags) {
     bool allowed = (inv.command == Command::kStatus && contains(kStatusFlags, flag.name)) ||
-                   (inv.command == Command::kServiceUpsert && contains(kUpsertFlags, flag.name));
+                   (inv.command == Command::kServiceUpsert && contains(kUpsertFlags, flag.name)) ||
+                   (inv.command == Command::kServiceApply && (flag.name == "--file" || flag.name == "-f"));
     if (!allowed) {
       out.error = "unknown flag " + quoted(flag.name) + " for " + quoted(commandName);
       return out;
@@ -369,6 +393,19 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
                                  : StatusDetail::kNormal;
   } else if (inv.command == Command::kServiceUpsert) {
     out.error = buildService(inv.serviceName, commandFlags, &inv.service);
+  } else if (inv.command == Command::kServiceApply) {
+    for (const auto& flag : commandFlags) {
+      if (!inv.file.empty()) {
+        out.error = "service apply: --file is given twice";
+        return out;
+      }
+      if (flag.value.empty()) {
+        out.error = "service apply: --file needs a path (or - for stdin)";
+        return out;
+      }
+      inv.file = flag.value;
+    }
+    if (inv.file.empty()) out.error = "service apply: --file is required (a JSON {\"services\": [...]} file, or -)";
   }
   return out;
 }
@@ -392,8 +429,17 @@ std::string usageText() {
          "      --lb-ip IP                         repeatable\n"
          "      --backend IP:PORT[,terminating]    repeatable\n"
          "  service delete NAME                  remove a service\n"
+         "  service apply -f FILE                create or replace many services in one change\n"
+         "                                         (JSON {\"services\": [...]} as service list -o json prints;\n"
+         "                                         - reads stdin); all or nothing\n"
          "  bpf lb list                          service map entries as the kernel holds them\n"
          "  node list                            nodes the agent knows\n"
+         "  reconcile                            compare every service map with the model now, repair drift\n"
+         "  state show                           the stored state of the local API: loaded, missing or unreadable\n"
+         "  state reload                         read the state files again (after fixing them by hand)\n"
+         "  state accept                         take the best state that loads (services.json, else its\n"
+         "                                         last-good copy), dropping services that do not validate\n"
+         "  state reset                          start with no stored services (removes their map entries)\n"
          "  version                              print the agentctl version\n"
          "  help                                 print this text\n"
          "\n"

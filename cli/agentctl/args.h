@@ -24,8 +24,14 @@ enum class Command {
   kServiceList,
   kServiceGet,
   kServiceDelete,
+  kServiceApply,
   kBpfLbList,
   kNodeList,
+  kReconcile,
+  kStateShow,
+  kStateReload,
+  kStateAccept,
+  kStateReset,
 };
 
 enum class OutputFormat { kTable, kJson };
@@ -39,6 +45,7 @@ struct Invocation {
   StatusDetail statusDetail = StatusDetail::kNormal;  // kStatus only
   std::string serviceName;                            // kServiceGet, kServiceDelete, kServiceUpsert
   nodepath::agent::v1::Service service;               // kServiceUpsert: fully built, name included
+  std::string file;                                   // kServiceApply: path, or "-" for stdin
 };
 
 // Either an invocation or the reason the command line is unusable (exit 2); never both.

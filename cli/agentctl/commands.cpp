@@ -4,8 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <google/protobuf/util/json_util.h>
+
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "format.h"
 
@@ -100,6 +105,40 @@ bool call(const Invocation& inv, Method method, const Request& request, Response
   return false;
 }
 
+// Reads a server stream to its end, merging the pages into one response.
+template <typename Response, typename Open>
+bool callStream(const Invocation& inv, Open open, Response* response, std::ostream& err) {
+  grpc::ClientContext ctx;
+  setDeadline(ctx);
+  auto reader = open(&ctx);
+  Response page;
+  while (reader->Read(&page)) {
+    response->MergeFrom(page);
+    page.Clear();
+  }
+  grpc::Status status = reader->Finish();
+  if (status.ok()) return true;
+  err << "agentctl: " << rpcError(inv, status) << "\n";
+  return false;
+}
+
+// The file `service apply` reads: its path, or "-" for stdin.
+bool readInput(const std::string& path, std::string* text, std::ostream& err) {
+  std::ostringstream buf;
+  if (path == "-") {
+    buf << std::cin.rdbuf();
+  } else {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+      err << "agentctl: service apply: cannot read " << path << ": " << std::strerror(errno) << "\n";
+      return false;
+    }
+    buf << f.rdbuf();
+  }
+  *text = buf.str();
+  return true;
+}
+
 }  // namespace
 
 int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostream& out,
@@ -134,9 +173,8 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
     }
     case Command::kServiceList: {
       pb::ListServicesResponse resp;
-      auto rpc = [&](grpc::ClientContext* c, const pb::ListServicesRequest& r,
-                     pb::ListServicesResponse* s) { return stub.ListServices(c, r, s); };
-      if (!call(inv, rpc, pb::ListServicesRequest{}, &resp, err)) return kExitFailure;
+      auto open = [&](grpc::ClientContext* c) { return stub.ListServices(c, pb::ListServicesRequest{}); };
+      if (!callStream(inv, open, &resp, err)) return kExitFailure;
       out << (json ? toJson(resp) : formatServiceList(resp));
       return kExitOk;
     }
@@ -162,10 +200,8 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
     }
     case Command::kBpfLbList: {
       pb::ListLbResponse resp;
-      auto rpc = [&](grpc::ClientContext* c, const pb::ListLbRequest& r, pb::ListLbResponse* s) {
-        return stub.ListLb(c, r, s);
-      };
-      if (!call(inv, rpc, pb::ListLbRequest{}, &resp, err)) return kExitFailure;
+      auto open = [&](grpc::ClientContext* c) { return stub.ListLb(c, pb::ListLbRequest{}); };
+      if (!callStream(inv, open, &resp, err)) return kExitFailure;
       out << (json ? toJson(resp) : formatLbList(resp));
       return kExitOk;
     }
@@ -176,6 +212,50 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
       if (!call(inv, rpc, pb::ListNodesRequest{}, &resp, err)) return kExitFailure;
       out << (json ? toJson(resp) : formatNodeList(resp));
       return kExitOk;
+    }
+    case Command::kServiceApply: {
+      std::string text;
+      if (!readInput(inv.file, &text, err)) return kExitFailure;
+      pb::UpsertServicesRequest req;
+      google::protobuf::util::JsonParseOptions opts;
+      auto parsed = google::protobuf::util::JsonStringToMessage(text, &req, opts);
+      if (!parsed.ok()) {
+        err << "agentctl: service apply: " << (inv.file == "-" ? std::string("stdin") : inv.file)
+            << " is not a {\"services\": [...]} document: " << parsed.message() << "\n";
+        return kExitFailure;
+      }
+      pb::UpsertServicesResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::UpsertServicesRequest& r,
+                     pb::UpsertServicesResponse* s) { return stub.UpsertServices(c, r, s); };
+      if (!call(inv, rpc, req, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : std::to_string(resp.count()) + " services applied\n");
+      return kExitOk;
+    }
+    case Command::kReconcile: {
+      pb::ReconcileResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::ReconcileRequest& r, pb::ReconcileResponse* s) {
+        return stub.Reconcile(c, r, s);
+      };
+      if (!call(inv, rpc, pb::ReconcileRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatReconcile(resp.report()));
+      return resp.report().error().empty() ? kExitOk : kExitFailure;
+    }
+    case Command::kStateShow:
+    case Command::kStateReload:
+    case Command::kStateAccept:
+    case Command::kStateReset: {
+      pb::StateRequest req;
+      req.set_action(inv.command == Command::kStateShow     ? pb::StateRequest::SHOW
+                     : inv.command == Command::kStateReload ? pb::StateRequest::RELOAD
+                     : inv.command == Command::kStateAccept ? pb::StateRequest::ACCEPT
+                                                            : pb::StateRequest::RESET);
+      pb::StateResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::StateRequest& r, pb::StateResponse* s) {
+        return stub.State(c, r, s);
+      };
+      if (!call(inv, rpc, req, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatState(resp));
+      return resp.state().state() == "Ok" ? kExitOk : kExitFailure;
     }
     case Command::kHelp:
     case Command::kVersion:

@@ -76,6 +76,29 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
   if (!status.bpf_root().empty()) table.addRow({"BPF root:", status.bpf_root()});
+  if (status.has_local_state()) {
+    const pb::StateStatus& st = status.local_state();
+    std::string line = st.state() + "   " + std::to_string(st.services()) + " local services, " +
+                       std::to_string(st.seq()) + " changes saved";
+    if (st.stale_frontends() > 0) line += ", " + std::to_string(st.stale_frontends()) + " stale frontends kept";
+    table.addRow({"Stored state:", line});
+  }
+  if (status.has_reconcile()) {
+    const pb::ReconcileStatus& r = status.reconcile();
+    std::string line;
+    if (r.last_seconds_ago() < 0) {
+      line = "never run";
+    } else {
+      const pb::ReconcileReport& l = r.last();
+      line = l.error().empty() ? "Ok" : "Failed";
+      line += "   last " + formatDuration(static_cast<uint64_t>(r.last_seconds_ago())) + " ago: " +
+              std::to_string(l.missing()) + " missing, " + std::to_string(l.drifted()) + " drifted, " +
+              std::to_string(l.orphans()) + " orphaned; " + std::to_string(r.repaired_total()) +
+              " repaired in " + std::to_string(r.runs()) + " runs";
+    }
+    line += r.interval_seconds() ? ", every " + formatDuration(r.interval_seconds()) : ", interval off";
+    table.addRow({"Reconcile:", line});
+  }
   if (status.restored()) {
     table.addRow({"Restored:", std::to_string(status.restored_services()) +
                                    " services adopted from pinned maps"});
@@ -272,6 +295,41 @@ std::string formatLbList(const pb::ListLbResponse& list) {
     }
   }
   return table.render();
+}
+
+std::string formatReconcile(const pb::ReconcileReport& r) {
+  std::string out = r.error().empty() ? "reconciled" : "reconcile failed part-way";
+  out += " " + std::to_string(r.services()) + " services (" + std::to_string(r.entries()) +
+         " service-map entries) in " + std::to_string(r.took_us() / 1000) + " ms: " + std::to_string(r.missing()) +
+         " missing, " + std::to_string(r.drifted()) + " drifted, " + std::to_string(r.orphans()) + " orphaned";
+  if (r.stale_kept()) out += "; " + std::to_string(r.stale_kept()) + " stale frontends kept until every source syncs";
+  out += "\n";
+  if (!r.error().empty()) out += "error: " + r.error() + "\n";
+  return out;
+}
+
+std::string formatState(const pb::StateResponse& resp) {
+  const pb::StateStatus& st = resp.state();
+  std::string out;
+  if (!resp.message().empty()) out += resp.message() + "\n";
+  for (const auto& d : resp.dropped()) out += "dropped: " + d + "\n";
+  for (const auto& m : resp.moved_aside()) out += "moved aside: " + m + "\n";
+  if (resp.has_reconcile()) out += formatReconcile(resp.reconcile());
+  Table table;
+  table.addRow({"State:", orDash(st.state())});
+  if (!st.reason().empty()) table.addRow({"Reason:", st.reason()});
+  table.addRow({"Directory:", orDash(st.dir())});
+  table.addRow({"Services:", std::to_string(st.services())});
+  table.addRow({"Changes saved:", std::to_string(st.seq()) + " (" + std::to_string(st.journal_bytes()) +
+                                      " journal bytes since the last snapshot)"});
+  table.addRow({"Last-good copy:", st.last_good() ? "yes" : "no"});
+  table.addRow({"Stale frontends:", std::to_string(st.stale_frontends()) +
+                                        (st.stale_frontends() ? " (adopted, kept until the state is loaded)" : "")});
+  out += table.render();
+  if (st.state() != "Ok" && !st.state().empty())
+    out += "Ways out: fix the file and run `agentctl state reload`; `agentctl state accept` takes the best\n"
+           "state that loads; `agentctl state reset` starts empty (removes the stale entries).\n";
+  return out;
 }
 
 std::string formatNodeList(const pb::ListNodesResponse& list) {

@@ -35,6 +35,12 @@ std::string formatService(const nodepath::agent::v1::Service& service);
 // backend slot with the first column blank. Entries sorted by address, port, protocol.
 std::string formatLbList(const nodepath::agent::v1::ListLbResponse& list);
 
+// What a whole-map reconcile did, in one line plus the counts.
+std::string formatReconcile(const nodepath::agent::v1::ReconcileReport& report);
+
+// The stored state of the local API, and what a state action did.
+std::string formatState(const nodepath::agent::v1::StateResponse& state);
+
 // NAME IP POD-CIDR LOCAL, sorted by name.
 std::string formatNodeList(const nodepath::agent::v1::ListNodesResponse& list);
 

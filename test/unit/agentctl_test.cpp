@@ -91,9 +91,9 @@ TEST(AgentctlArgs, UsageErrorsNameWhatIsWrong) {
   EXPECT_EQ(parseError({"status", "--brief", "--verbose"}),
             "status: --brief and --verbose cannot be combined");
   EXPECT_EQ(parseError({"status", "now"}), "status: unexpected argument \"now\"");
-  EXPECT_EQ(parseError({"service"}), "service: missing subcommand (upsert, list, get, delete)");
+  EXPECT_EQ(parseError({"service"}), "service: missing subcommand (upsert, apply, list, get, delete)");
   EXPECT_EQ(parseError({"service", "create", "x"}),
-            "service: unknown subcommand \"create\" (upsert, list, get, delete)");
+            "service: unknown subcommand \"create\" (upsert, apply, list, get, delete)");
   EXPECT_EQ(parseError({"service", "get"}), "service get: missing NAME");
   EXPECT_EQ(parseError({"service", "delete", "a", "b"}),
             "service delete: unexpected argument \"b\"");
@@ -550,9 +550,18 @@ class FakeAgent final : public pb::Agent::Service {
     *resp->mutable_service() = it->second;
     return grpc::Status::OK;
   }
+  // Pages of two, so the client has to put pages together.
   grpc::Status ListServices(grpc::ServerContext*, const pb::ListServicesRequest*,
-                            pb::ListServicesResponse* resp) override {
-    for (const auto& [name, svc] : services_) *resp->add_services() = svc;
+                            grpc::ServerWriter<pb::ListServicesResponse>* writer) override {
+    pb::ListServicesResponse page;
+    for (const auto& [name, svc] : services_) {
+      *page.add_services() = svc;
+      if (page.services_size() == 2) {
+        writer->Write(page);
+        page.Clear();
+      }
+    }
+    if (page.services_size() > 0) writer->Write(page);
     return grpc::Status::OK;
   }
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*,

@@ -24,48 +24,89 @@ TEST(ServiceModel, AcceptsAClusterIpServiceWithBackends) {
 }
 
 TEST(ServiceModel, RefusesPortZero) {
-  auto s = clusterIpService("a", "10.43.0.20", 0, {});
-  EXPECT_EQ(why(validate(s, node())), "service a: port 0 is not a port (1-65535)");
+  auto s = clusterIpService("t/a", "10.43.0.20", 0, {});
+  EXPECT_EQ(why(validate(s, node())), "service t/a: port 0 is not a port (1-65535)");
 }
 
 TEST(ServiceModel, RefusesAServiceWithoutFrontend) {
   Service s;
-  s.name = "a";
+  s.name = "t/a";
   s.port = 80;
   EXPECT_NE(why(validate(s, node())).find("has no frontend"), std::string::npos);
 }
 
 TEST(ServiceModel, RefusesNodePortOutsideTheRange) {
-  auto s = clusterIpService("a", "10.43.0.20", 80, {});
+  auto s = clusterIpService("t/a", "10.43.0.20", 80, {});
   s.nodePort = 8080;
-  EXPECT_EQ(why(validate(s, node())), "service a: NodePort 8080 is outside the NodePort range 30000-32767");
+  EXPECT_EQ(why(validate(s, node())), "service t/a: NodePort 8080 is outside the NodePort range 30000-32767");
 }
 
 TEST(ServiceModel, RefusesUnusableAddresses) {
-  auto s = clusterIpService("a", "0.0.0.0", 80, {});
+  auto s = clusterIpService("t/a", "0.0.0.0", 80, {});
   EXPECT_NE(why(validate(s, node())).find("0.0.0.0 is not a usable unicast address"), std::string::npos);
-  s = clusterIpService("a", "10.43.0.20", 80, {"127.0.0.1:80"});
+  s = clusterIpService("t/a", "10.43.0.20", 80, {"127.0.0.1:80"});
   EXPECT_NE(why(validate(s, node())).find("backend: 127.0.0.1 is not a usable unicast address"), std::string::npos);
-  s = clusterIpService("a", "10.43.0.20", 80, {});
+  s = clusterIpService("t/a", "10.43.0.20", 80, {});
   s.externalIps = {ip("224.0.0.1")};
   EXPECT_NE(why(validate(s, node())).find("external IP: 224.0.0.1"), std::string::npos);
 }
 
 TEST(ServiceModel, RefusesDuplicateBackendsAndFrontendAddresses) {
-  auto s = clusterIpService("a", "10.43.0.20", 80, {"10.0.1.10:80", "10.0.1.10:80"});
-  EXPECT_EQ(why(validate(s, node())), "service a: backend 10.0.1.10:80 is given twice");
-  s = clusterIpService("a", "10.43.0.20", 80, {});
+  auto s = clusterIpService("t/a", "10.43.0.20", 80, {"10.0.1.10:80", "10.0.1.10:80"});
+  EXPECT_EQ(why(validate(s, node())), "service t/a: backend 10.0.1.10:80 is given twice");
+  s = clusterIpService("t/a", "10.43.0.20", 80, {});
   s.loadBalancerIps = {ip("10.43.0.20")};
-  EXPECT_EQ(why(validate(s, node())), "service a: frontend address 10.43.0.20 is given twice");
+  EXPECT_EQ(why(validate(s, node())), "service t/a: frontend address 10.43.0.20 is given twice");
 }
 
-TEST(ServiceModel, RefusesNamesWithWhitespace) {
-  auto s = clusterIpService("a b", "10.43.0.20", 80, {});
-  EXPECT_NE(why(validate(s, node())).find("whitespace"), std::string::npos);
+TEST(ServiceModel, NamesAreWhatKubernetesAccepts) {
+  const std::string label63(63, 'a');
+  for (const std::string& good : std::vector<std::string>{"default/web", "kube-system/kube-dns:dns-tcp", "a/b", "ns-1/svc-2:p80",
+                                 label63 + "/" + label63 + ":" + label63}) {
+    EXPECT_TRUE(validateName(good)) << good;
+  }
+  for (const std::string& bad : std::vector<std::string>{"web", "a b/c", "Default/web", "default/-web", "default/web-", "default/web:",
+                                "/web", "default/", "default/we_b", "default/web:HTTP", "a/b/c",
+                                label63 + "a/web"}) {
+    Status st = validateName(bad);
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().message().find("each a DNS-1123 label"), std::string::npos) << st.error().message();
+  }
+}
+
+TEST(ServiceModel, ErrorsDoNotEchoAnUnboundedName) {
+  const std::string huge = "default/" + std::string(1 << 20, 'x');
+  Status st = validateName(huge);
+  ASSERT_FALSE(st);
+  EXPECT_LT(st.error().message().size(), 400u);
+  EXPECT_NE(st.error().message().find("(1048584 bytes)"), std::string::npos) << st.error().message();
+}
+
+// Finding 8: a ClusterIP equal to a pod's address redirected the pod's traffic; an external IP
+// equal to the node's address took the node's port 22.
+TEST(ServiceModel, FrontendsStayOffNodeAndPodAddresses) {
+  NodeContext n = node();
+  n.clusterNodeIps = {ip("192.168.10.100"), ip("192.168.10.101")};
+  auto s = clusterIpService("t/a", "10.0.1.10", 22, {});
+  EXPECT_EQ(why(validate(s, n)),
+            "service t/a: cluster IP: 10.0.1.10 is outside the service CIDR 10.43.0.0/16 (--service-cidr)");
+  s.clusterIp.reset();
+  s.externalIps = {ip("192.168.10.101")};
+  EXPECT_EQ(why(validate(s, n)), "service t/a: external IP: 192.168.10.101 is a node's own address; a frontend there "
+                                 "would take that port from the node (--lb-allow-unsafe-frontends allows it)");
+  s.externalIps = {};
+  s.loadBalancerIps = {ip("10.0.2.10")};
+  EXPECT_EQ(why(validate(s, n)), "service t/a: LoadBalancer IP: 10.0.2.10 is inside the pod CIDR 10.0.0.0/16; a "
+                                 "frontend there would capture a pod's traffic (--lb-allow-unsafe-frontends allows it)");
+  n.allowUnsafeFrontends = true;
+  EXPECT_TRUE(validate(s, n));
+  s.loadBalancerIps = {ip("192.168.20.1")};
+  n.allowUnsafeFrontends = false;
+  EXPECT_TRUE(validate(s, n));
 }
 
 TEST(ServiceModel, NodePortHasAWildcardAndOneFrontendPerNodeAddress) {
-  auto s = clusterIpService("a", "10.43.0.20", 80, {});
+  auto s = clusterIpService("t/a", "10.43.0.20", 80, {});
   s.nodePort = 30080;
   s.externalIps = {ip("192.0.2.10")};
   s.loadBalancerIps = {ip("192.168.20.1")};
@@ -84,13 +125,13 @@ TEST(ServiceModel, NodePortHasAWildcardAndOneFrontendPerNodeAddress) {
 
 TEST(ServiceModel, AFrontendBelongsToOneService) {
   FrontendOwners owners;
-  auto a = clusterIpService("a", "10.43.0.20", 80, {});
+  auto a = clusterIpService("t/a", "10.43.0.20", 80, {});
   addOwner(owners, a, node());
-  auto b = clusterIpService("b", "10.43.0.20", 80, {});
+  auto b = clusterIpService("t/b", "10.43.0.20", 80, {});
   Status st = checkConflicts(b, node(), owners);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().err, EEXIST);
-  EXPECT_EQ(st.error().message(), "service b: frontend 10.43.0.20:80/TCP is already used by service a");
+  EXPECT_EQ(st.error().message(), "service t/b: frontend 10.43.0.20:80/TCP is already used by service t/a");
   // Same address, other protocol or port: no conflict; a service may replace itself.
   b.protocol = Protocol::Udp;
   EXPECT_TRUE(checkConflicts(b, node(), owners));
@@ -102,10 +143,10 @@ TEST(ServiceModel, AFrontendBelongsToOneService) {
 
 TEST(ServiceModel, NodePortsConflictAcrossServices) {
   FrontendOwners owners;
-  auto a = clusterIpService("a", "10.43.0.20", 80, {});
+  auto a = clusterIpService("t/a", "10.43.0.20", 80, {});
   a.nodePort = 30080;
   addOwner(owners, a, node());
-  auto b = clusterIpService("b", "10.43.0.21", 80, {});
+  auto b = clusterIpService("t/b", "10.43.0.21", 80, {});
   b.nodePort = 30080;
   EXPECT_FALSE(checkConflicts(b, node(), owners));
 }

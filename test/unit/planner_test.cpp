@@ -172,5 +172,41 @@ TEST(Planner, ApplyingAPlanReachesTheDesiredImageFromAnyStart) {
       << describe(ops);
 }
 
+TEST(Planner, UndoOfAnyPrefixRestoresTheStartAndStaysConsistent) {
+  LbImage applied, desired;
+  for (uint32_t id = 1; id <= 6; ++id) applied.backends[id] = backend("10.0.1.10", static_cast<uint16_t>(9000 + id));
+  addService(applied, "10.43.0.1", 443, 1, {1, 2, 3}, 3);
+  addService(applied, "10.43.0.2", 53, 2, {4}, 1);
+  addService(applied, "10.43.0.3", 80, 3, {5}, 1);
+  for (uint32_t id : {1u, 5u, 6u, 7u}) desired.backends[id] = backend("10.0.1.10", static_cast<uint16_t>(9000 + id));
+  desired.backends[5].state = NP_BACKEND_TERMINATING;
+  addService(desired, "10.43.0.1", 443, 1, {1}, 1);
+  addService(desired, "10.43.0.3", 80, 3, {6, 5}, 1);
+  addService(desired, "10.43.0.4", 8080, 4, {7}, 1);
+  auto ops = diff(applied, desired);
+  for (size_t done = 0; done <= ops.size(); ++done) {
+    LbImage partial = applied;
+    applyOps(partial, ops, done);
+    auto back = undo(applied, ops, done);
+    expectConsistentAtEveryStep(partial, back);
+    applyOps(partial, back, back.size());
+    EXPECT_EQ(partial, applied) << "undo after " << done << " of " << ops.size() << " ops:\n" << describe(back);
+  }
+}
+
+TEST(Planner, NewEntriesCountsOnlyKeysTheMapLacks) {
+  LbImage applied, desired;
+  applied.backends[1] = backend("10.0.1.10", 8080);
+  addService(applied, "10.43.0.1", 80, 1, {1}, 1);
+  desired = applied;
+  desired.backends[2] = backend("10.0.1.11", 8080);
+  addService(desired, "10.43.0.1", 80, 1, {1, 2}, 2);  // master rewritten, slot 2 new
+  addService(desired, "10.43.0.2", 80, 2, {2}, 1);     // master + slot 1 new, rev-NAT 2 new
+  NewEntries n = newEntries(applied, diff(applied, desired));
+  EXPECT_EQ(n.services, 3u);
+  EXPECT_EQ(n.backends, 1u);
+  EXPECT_EQ(n.revNat, 1u);
+}
+
 }  // namespace
 }  // namespace np::lb
