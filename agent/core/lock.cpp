@@ -15,19 +15,19 @@ namespace np {
 int flockHolder(int fd) {
   struct stat st {};
   if (fstat(fd, &st) != 0) return 0;
-  // "1: FLOCK  ADVISORY  WRITE 4242 00:1a:12345 0 EOF"; blocked waiters are "1: -> FLOCK ...".
+  // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:9978270 0 EOF"; blocked waiters are "1: -> FLOCK ...".
   std::ifstream locks("/proc/locks");
   std::string line;
   while (std::getline(locks, line)) {
     std::istringstream in(line);
-    std::string id, type, mode, rw, dev;
+    std::string id, type, mode, rw, where;
     int pid = 0;
-    unsigned long long inode = 0;
     in >> id >> type;
     if (type == "->") continue;
-    in >> mode >> rw >> pid >> dev >> inode;
+    in >> mode >> rw >> pid >> where;  // where: "<major hex>:<minor hex>:<inode>"
     unsigned maj = 0, min = 0;
-    if (type != "FLOCK" || std::sscanf(dev.c_str(), "%x:%x", &maj, &min) != 2) continue;
+    unsigned long long inode = 0;
+    if (type != "FLOCK" || std::sscanf(where.c_str(), "%x:%x:%llu", &maj, &min, &inode) != 3) continue;
     if (inode == st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev)) return pid;
   }
   return 0;
