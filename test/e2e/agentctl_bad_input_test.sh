@@ -55,6 +55,18 @@ check "NodePort 40000 (above the range): exit 1, names the port and the range" \
 check "replacing default/web with an out-of-range NodePort: exit 1 (refused as a whole)" \
   expect_refused 1 'NodePort 40000 is outside the NodePort range 30000-32767' \
   up default/web --port 80 --cluster-ip 10.43.0.20 --node-port 40000 --backend 10.0.1.11:8080
+check "external IP = the node's own address (port 22): exit 1, says it would take the node's port" \
+  expect_refused 1 "external IP: 192\.168\.10\.100 is a node's own address; a frontend there would take that port from the node" \
+  up t/ssh --port 22 --external-ip 192.168.10.100 --backend 10.0.1.10:22
+check "LoadBalancer IP inside the pod CIDR: exit 1, says it would capture a pod's traffic" \
+  expect_refused 1 "LoadBalancer IP: 10\.0\.1\.11 is inside the pod CIDR 10\.0\.0\.0/16" \
+  up t/podip --port 80 --lb-ip 10.0.1.11 --backend 10.0.1.10:8080
+check "ClusterIP equal to a pod's address (outside the service CIDR): exit 1" \
+  expect_refused 1 'cluster IP: 10\.0\.1\.11 is outside the service CIDR 10\.43\.0\.0/16' \
+  up t/podcip --port 80 --cluster-ip 10.0.1.11 --backend 10.0.1.10:8080
+check "a name Kubernetes would not accept (Web_1): exit 1, says what a name is" \
+  expect_refused 1 'service "t/Web_1": name must be <namespace>/<name>.*DNS-1123 label' \
+  up t/Web_1 --port 80 --cluster-ip 10.43.0.47
 nosocket() { lab_node_exec n1 "$AGENTCTL" --socket /nonexistent "$@"; }
 check "missing socket (--socket /nonexistent), upsert: exit 1, names the socket" \
   expect_refused 1 'cannot reach the agent at /nonexistent' \
