@@ -57,7 +57,15 @@ size_t Reconciler::staleFrontends() const {
   return n;
 }
 
-Status Reconciler::expandInto(const Service& s, LbImage& img) {
+bool Reconciler::terminating(uint64_t key, const TerminatingUsers* delta) const {
+  int64_t n = 0;
+  if (auto it = terminatingUsers_.find(key); it != terminatingUsers_.end()) n += it->second;
+  if (delta)
+    if (auto it = delta->find(key); it != delta->end()) n += it->second;
+  return n > 0;
+}
+
+Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingUsers* delta) {
   const uint8_t proto = static_cast<uint8_t>(s.protocol);
   std::vector<uint32_t> active, terminating;
   for (const Backend& b : s.backends) {
@@ -65,8 +73,9 @@ Status Reconciler::expandInto(const Service& s, LbImage& img) {
     be.addr = b.addr.ip.be;
     be.port = htons(b.addr.port);
     be.proto = proto;
-    be.state = b.state == BackendState::Terminating ? NP_BACKEND_TERMINATING : NP_BACKEND_ACTIVE;
-    auto id = backendIds_.acquire(backendKey(be.addr, be.port, proto));
+    const uint64_t key = backendKey(be.addr, be.port, proto);
+    be.state = this->terminating(key, delta) ? NP_BACKEND_TERMINATING : NP_BACKEND_ACTIVE;
+    auto id = backendIds_.acquire(key);
     if (!id) return Error{ENOSPC, "service " + s.name, "no free backend ID left"};
     img.backends[*id] = be;
     (b.state == BackendState::Active ? active : terminating).push_back(*id);
@@ -237,12 +246,21 @@ Result<Reconciler::Prepared> Reconciler::prepare(Change c) {
   }
   if (p.empty()) return p;
 
+  // Which endpoints this change marks or unmarks terminating.
+  auto countTerminating = [&](const Service& s, int64_t d) {
+    for (const Backend& b : s.backends)
+      if (b.state == BackendState::Terminating)
+        p.terminatingDelta[backendKey(b.addr.ip.be, htons(b.addr.port), static_cast<uint8_t>(s.protocol))] += d;
+  };
+  for (const Service& s : p.previous) countTerminating(s, -1);
+  for (const Service& s : p.upserts) countTerminating(s, +1);
+
   // Scope: every frontend of the versions before and after.
   std::vector<np_svc_key> masters;
   for (const Service& s : p.previous)
     for (const Frontend& f : frontendsOf(s, node_)) masters.push_back(masterKey(f));
   for (const Service& s : p.upserts) {
-    Status st = expandInto(s, p.to);
+    Status st = expandInto(s, p.to, &p.terminatingDelta);
     if (!st) {
       releaseUnusedIds(p.to);
       return st.error();
@@ -250,6 +268,23 @@ Result<Reconciler::Prepared> Reconciler::prepare(Change c) {
     for (const Frontend& f : frontendsOf(s, node_)) masters.push_back(masterKey(f));
   }
   LbImage from = appliedScope(masters, p.to);
+  // A shared backend whose state flips because of this change, still used by slots outside it.
+  FlatMap<uint32_t, int64_t> slotsInScope;
+  for (const auto& [k, v] : from.services)
+    if (k.slot != 0) slotsInScope[v.backend_id]++;
+  for (const auto& [key, d] : p.terminatingDelta) {
+    if (d == 0 || terminating(key, nullptr) == terminating(key, &p.terminatingDelta)) continue;
+    auto id = backendIds_.find(key);
+    if (!id || p.to.backends.contains(*id)) continue;
+    auto it = applied_.backends.find(*id);
+    auto refs = slotRefs_.find(*id);
+    const int64_t outside = (refs == slotRefs_.end() ? 0 : refs->second) - slotsInScope[*id];
+    if (it == applied_.backends.end() || outside <= 0) continue;
+    np_backend be = it->second;
+    be.state = terminating(key, &p.terminatingDelta) ? NP_BACKEND_TERMINATING : NP_BACKEND_ACTIVE;
+    from.backends[*id] = it->second;
+    p.to.backends[*id] = be;
+  }
   p.ops = plan(from, p.to);
   if (Status st = checkCapacity(p.ops); !st) {
     releaseUnusedIds(p.to);
@@ -303,6 +338,12 @@ Status Reconciler::commit(Prepared& p) {
     addOwner(owners_, s, node_);
     services_[s.name] = s;
   }
+  for (const auto& [key, d] : p.terminatingDelta) {
+    if (d == 0) continue;
+    auto& n = terminatingUsers_[key];
+    n += d;
+    if (n == 0) terminatingUsers_.erase(key);
+  }
   // IDs of frontends and backends that left the maps.
   LbImage gone;
   for (const MapOp& op : p.ops) {
@@ -343,6 +384,7 @@ Result<size_t> Reconciler::adopt() {
   applied_ = std::move(dump.value());
   services_.clear();
   owners_.clear();
+  terminatingUsers_.clear();
   size_t masters = 0;
   for (const auto& [k, v] : applied_.services) {
     if (k.slot != 0) continue;

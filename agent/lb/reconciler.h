@@ -69,6 +69,7 @@ class Reconciler {
     std::vector<bool> created;              // per upsert: the name is new
     std::vector<MapOp> ops;
     LbImage to;                             // the expanded image of `upserts`
+    FlatMap<uint64_t, int64_t> terminatingDelta;  // applied to terminatingUsers_ on commit
     bool empty() const { return upserts.empty() && deletes.empty(); }
   };
   // Validates `c` as a whole (each service, names given twice, frontends already used, deletes
@@ -116,8 +117,14 @@ class Reconciler {
   const std::optional<Error>& diverged() const { return diverged_; }
 
  private:
-  // Adds the map image of s to img, allocating IDs as needed.
-  Status expandInto(const Service& s, LbImage& img);
+  // Endpoint (backendKey) -> model services that list it as terminating. A backend entry is
+  // shared by every service that uses the endpoint, so its state is terminating when any of them
+  // says so (a pod going away); each service's own view still decides its slot order.
+  using TerminatingUsers = FlatMap<uint64_t, int64_t>;
+  // Adds the map image of s to img, allocating IDs as needed; `delta` adjusts terminatingUsers_
+  // for a change being prepared.
+  Status expandInto(const Service& s, LbImage& img, const TerminatingUsers* delta = nullptr);
+  bool terminating(uint64_t key, const TerminatingUsers* delta) const;
   // The applied entries of these frontends (entry, its slots, its reverse NAT, their backends),
   // plus the applied value of every backend in `alsoBackends`.
   LbImage appliedScope(const std::vector<np_svc_key>& masters, const LbImage& alsoBackends) const;
@@ -134,6 +141,7 @@ class Reconciler {
   FrontendOwners owners_;
   LbImage applied_;
   FlatMap<uint32_t, uint32_t> slotRefs_;  // backend ID -> applied slots pointing at it
+  TerminatingUsers terminatingUsers_;
   bool pruneAllowed_ = false;
   std::optional<Error> diverged_;
   IdAllocator<np_svc_key, uint16_t, SvcKeyHash, SvcKeyEq> frontendIds_{1, 65535};
