@@ -170,6 +170,7 @@ bool Agent::synced() const {
 
 Result<lb::Reconciler::ReconcileReport> Agent::runReconcile(const char* why, bool drift) {
   auto r = lb_->reconcileAll();
+  scheduleTrim();  // the dump and the expansion of every service were freed just now
   ++reconcileRuns_;
   lastReconcileAt_ = std::chrono::steady_clock::now();
   if (!r) {

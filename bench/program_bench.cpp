@@ -4,8 +4,13 @@
 // ens192, its own bpffs, run dir and a cgroup under the cgroup2 mount), waits for `agentctl status
 // --brief` to say OK, then sends every service in one UpsertServices call and times it from this
 // client (serialisation, transfer, the agent's validation, planning, map writes and persistence,
-// the reply). Then: the agent's RSS, the entries the kernel maps really hold, a one-service change,
-// an unchanged re-send and single deletes, for context.
+// the reply). Then: the agent's RSS, the entries the kernel maps really hold, one-service changes
+// and single deletes (p50/p99: each is one journal append + fdatasync, then the map writes), an
+// unchanged re-send, whole-map reconciles of everything (Reconcile RPC), and a 300,000-service
+// request the agent must refuse, with its RSS after it.
+//
+// The baseline of the one-service change is the durability floor: appending a record of the same
+// size to a file in the same directory and fdatasync()ing it.
 //
 // The baseline (the kernel's floor) writes the same number of entries of the same key/value sizes
 // into fresh hash maps shaped like the agent's (type, flags, max_entries read from its pins) with
@@ -23,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -58,7 +64,9 @@ struct Options {
   int backends = 10;
   int reps = 3;
   int baselineReps = 5;
-  int smallOps = 5;  // incremental changes and single deletes per repetition
+  int smallOps = 100;  // incremental changes and single deletes per repetition
+  int reconciles = 5;  // whole-map reconciles per repetition
+  int refused = 300000;  // services in the request the agent must refuse (0: skip)
   int pauseSeconds = 0;       // before the big call: time to attach a profiler to the agent's PID
   int pauseAfterSeconds = 0;  // right after it, before anything else: time to inspect the agent
   std::string agent = NP_AGENT_BIN;
@@ -71,6 +79,7 @@ void usage() {
   fputs("usage: program_bench [--services N] [--backends N] [--reps N] [--baseline-reps N]\n"
         "                     [--agent PATH] [--agentctl PATH] [--work-dir DIR] [--cgroup-name NAME]\n"
         "                     [--pause-before SECONDS] [--pause-after SECONDS]\n"
+        "                     [--small-ops N] [--reconciles N] [--refused N]\n"
         "  --pause-*: print the agent PID and wait before/after the big call (to attach a profiler)\n"
         "  runs a nodepath-agent in a private network+mount namespace; needs root\n",
         stderr);
@@ -93,14 +102,18 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--work-dir") o.workDir = next();
     else if (a == "--cgroup-name") o.cgroupName = next();
     else if (a == "--pause-before") o.pauseSeconds = std::stoi(next());
+    else if (a == "--small-ops") o.smallOps = std::stoi(next());
+    else if (a == "--reconciles") o.reconciles = std::stoi(next());
+    else if (a == "--refused") o.refused = std::stoi(next());
     else if (a == "--pause-after") o.pauseAfterSeconds = std::stoi(next());
     else if (a == "--help" || a == "-h") {
       usage();
       exit(0);
     } else throw std::runtime_error("unknown argument " + a);
   }
-  if (o.services < 1 || o.services > 65000 || o.backends < 1 || o.backends > 1000 || o.reps < 1 || o.baselineReps < 1)
-    throw std::runtime_error("--services 1..65000, --backends 1..1000, --reps >= 1");
+  if (o.services < 1 || o.services > 65000 || o.backends < 1 || o.backends > 1000 || o.reps < 1 || o.baselineReps < 1 ||
+      o.smallOps < 1 || o.smallOps >= o.services || o.reconciles < 1 || o.refused < 0)
+    throw std::runtime_error("--services 1..65000, --backends 1..1000, --reps >= 1, --small-ops 1..services-1");
   if (o.cgroupName.empty()) o.cgroupName = "np-bench-" + std::to_string(getpid());
   if (o.cgroupName.find('/') != std::string::npos) throw std::runtime_error("--cgroup-name must be one path component");
   return o;
@@ -126,9 +139,9 @@ std::string serviceName(int s) {
   return buf;
 }
 
-pb::UpsertServicesRequest buildRequest(const Options& o) {
+pb::UpsertServicesRequest buildRequest(const Options& o, int services) {
   pb::UpsertServicesRequest req;
-  for (int s = 0; s < o.services; ++s) {
+  for (int s = 0; s < services; ++s) {
     pb::Service* svc = req.add_services();
     svc->set_name(serviceName(s));
     svc->set_protocol(pb::TCP);
@@ -292,12 +305,36 @@ PinnedMap readPinned(const std::string& path) {
 
 struct RepResult {
   double upsertMs = 0, resendMs = 0;
-  std::vector<double> changeMs, deleteMs;
+  std::vector<double> changeMs, deleteMs, reconcileMs, reconcileAgentMs, syncFloorMs;
+  double refusedMs = 0;
+  long rssBeforeRefusedKib = 0, rssAfterRefusedKib = 0, hwmAfterRefusedKib = 0;
   long rssStartKib = 0, hwmStartKib = 0, rssAfterKib = 0, hwmAfterKib = 0, rssEndKib = 0, hwmEndKib = 0;
   std::vector<PinnedMap> maps;  // services, backends, revnat after the big call
 };
 
-RepResult runRep(const Options& o, const std::string& cgroup, const pb::UpsertServicesRequest& req, int rep) {
+// The durability floor of a one-service change: append a record of that size to a file in the
+// same directory and fdatasync() it, n times; ms each.
+std::vector<double> durabilityFloor(const Options& o, size_t bytes, int n) {
+  TempDir dir(o.workDir, "np-bench-sync-");
+  const std::string path = dir.path() + "/journal";
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  const std::string rec(bytes - 1, 'x');
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) {
+    uint64_t t0 = nowNs();
+    if (write(fd, (rec + "\n").data(), bytes) != static_cast<ssize_t>(bytes) || fdatasync(fd) != 0) {
+      close(fd);
+      throw std::runtime_error("append + fdatasync: " + std::string(std::strerror(errno)));
+    }
+    out.push_back(ms(nowNs() - t0));
+  }
+  close(fd);
+  return out;
+}
+
+RepResult runRep(const Options& o, const std::string& cgroup, const pb::UpsertServicesRequest& req,
+                 const pb::UpsertServicesRequest& huge, int rep) {
   RepResult r;
   TempDir runDir(o.workDir, "np-bench-run-");
   Bpffs bpffs(o.workDir);
@@ -368,6 +405,8 @@ RepResult runRep(const Options& o, const std::string& cgroup, const pb::UpsertSe
     b->set_address(dotted(0x0a010000u + 1u + static_cast<uint32_t>(i)));
     r.changeMs.push_back(upsert(one));
   }
+  // The durability floor, right after the changes it is the baseline of (same machine state).
+  r.syncFloorMs = durabilityFloor(o, 340, o.smallOps);
   // Context: the same 10,000 again, unchanged (a resync).
   r.resendMs = upsert(req);
   // Context: single deletes.
@@ -385,6 +424,42 @@ RepResult runRep(const Options& o, const std::string& cgroup, const pb::UpsertSe
   }
   r.rssEndKib = procStatusKib(agent.pid(), "VmRSS");
   r.hwmEndKib = procStatusKib(agent.pid(), "VmHWM");
+
+  // Whole-map reconciles: every entry of the three maps compared with the model's expansion.
+  for (int i = 0; i < o.reconciles; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    pb::ReconcileResponse resp;
+    uint64_t t0 = nowNs();
+    grpc::Status st = stub->Reconcile(&ctx, pb::ReconcileRequest{}, &resp);
+    uint64_t t1 = nowNs();
+    if (!st.ok()) throw std::runtime_error("Reconcile: " + st.error_message());
+    const auto& rep = resp.report();
+    if (rep.missing() + rep.drifted() + rep.orphans() != 0 || !rep.error().empty())
+      throw std::runtime_error("Reconcile found drift after the agent's own changes: " + rep.DebugString());
+    r.reconcileMs.push_back(ms(t1 - t0));
+    r.reconcileAgentMs.push_back(static_cast<double>(rep.took_us()) / 1000.0);
+  }
+
+  // A request the agent must refuse whole; what its memory looks like afterwards.
+  if (huge.services_size() > 0) {
+    // Settle first: the agent gives the reconciles' temporary memory back 200 ms after them.
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    r.rssBeforeRefusedKib = procStatusKib(agent.pid(), "VmRSS");
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    pb::UpsertServicesResponse resp;
+    uint64_t t0 = nowNs();
+    grpc::Status st = stub->UpsertServices(&ctx, huge, &resp);
+    r.refusedMs = ms(nowNs() - t0);
+    if (st.ok() || st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED)
+      throw std::runtime_error("the " + std::to_string(huge.services_size()) +
+                               "-service request was not refused as too large: " + st.error_message());
+    // The agent trims freed memory 200 ms after a big request; a second is plenty.
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    r.rssAfterRefusedKib = procStatusKib(agent.pid(), "VmRSS");
+    r.hwmAfterRefusedKib = procStatusKib(agent.pid(), "VmHWM");
+  }
 
   // The agent's own account of the batch, for the record.
   std::ifstream log(agent.logPath());
@@ -461,6 +536,15 @@ double baselineOnce(const Options& o, const std::vector<PinnedMap>& shape) {
 
 std::string range(const Summary& s, int decimals) { return fixed(s.min, decimals) + "-" + fixed(s.max, decimals); }
 
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+
+
 int runBench(const Options& o) {
   enterPrivateNamespaces();
   addVeth("ens192", "np_lan0", "192.168.10.100/24");
@@ -480,7 +564,8 @@ int runBench(const Options& o) {
   } cgroupGuard{cgroup};
 
   uint64_t b0 = nowNs();
-  const pb::UpsertServicesRequest req = buildRequest(o);
+  const pb::UpsertServicesRequest req = buildRequest(o, o.services);
+  const pb::UpsertServicesRequest huge = buildRequest(o, o.refused);
   const double buildMs = ms(nowNs() - b0);
   const size_t reqBytes = req.ByteSizeLong();
   fprintf(stderr, "program_bench: %d services x %d backends, request %.1f MiB (built in %.0f ms), %d repetitions\n",
@@ -490,7 +575,7 @@ int runBench(const Options& o) {
   std::vector<RepResult> reps;
   std::vector<double> floor;
   for (int i = 0; i < o.reps; ++i) {
-    reps.push_back(runRep(o, cgroup, req, i + 1));
+    reps.push_back(runRep(o, cgroup, req, huge, i + 1));
     const int upTo = (i + 1) * o.baselineReps / o.reps;
     while (static_cast<int>(floor.size()) < upTo) floor.push_back(baselineOnce(o, reps[0].maps));
     fprintf(stderr, "  baseline so far (ms):");
@@ -498,8 +583,14 @@ int runBench(const Options& o) {
     fputc('\n', stderr);
   }
 
-  std::vector<double> upsert, resend, change, del, rssStart, rssAfter, hwmAfter, hwmEnd;
+  std::vector<double> upsert, resend, change, del, rssStart, rssAfter, hwmAfter, hwmEnd, recon, reconAgent, refusedMs,
+      rssPreRefused, rssPostRefused;
   for (const RepResult& r : reps) {
+    recon.insert(recon.end(), r.reconcileMs.begin(), r.reconcileMs.end());
+    reconAgent.insert(reconAgent.end(), r.reconcileAgentMs.begin(), r.reconcileAgentMs.end());
+    refusedMs.push_back(r.refusedMs);
+    rssPreRefused.push_back(mib(r.rssBeforeRefusedKib));
+    rssPostRefused.push_back(mib(r.rssAfterRefusedKib));
     upsert.push_back(r.upsertMs);
     resend.push_back(r.resendMs);
     change.insert(change.end(), r.changeMs.begin(), r.changeMs.end());
@@ -536,18 +627,43 @@ int runBench(const Options& o) {
          range(h1, 1).c_str());
   printf("| agent VmHWM at the end (after the calls below) | %s MiB | %s MiB | |\n", fixed(h2.median, 1).c_str(),
          range(h2, 1).c_str());
-  printf("| incremental: UpsertServices of 1 changed service (1 backend replaced) | %s ms | %s ms | |\n",
-         fixed(ch.median, 1).c_str(), range(ch, 1).c_str());
+  // One service of a 10-backend service serialised is ~330 bytes: the floor appends as much.
+  std::vector<double> floorSync;
+  for (const RepResult& r : reps) floorSync.insert(floorSync.end(), r.syncFloorMs.begin(), r.syncFloorMs.end());
+  const double chP50 = percentile(change, 0.5), chP99 = percentile(change, 0.99);
+  const double deP50 = percentile(del, 0.5), deP99 = percentile(del, 0.99);
+  const double syncP50 = percentile(floorSync, 0.5), syncP99 = percentile(floorSync, 0.99);
+  printf("| one-service change (1 backend replaced), of %d: p50 / p99 | %s / %s ms | %s ms | < 5 ms: %s |\n",
+         o.services, fixed(chP50, 2).c_str(), fixed(chP99, 2).c_str(), range(ch, 2).c_str(),
+         chP50 < 5 ? (chP99 < 5 ? "met" : "p50 met, not p99") : "**missed**");
+  printf("| baseline: append %d bytes + fdatasync in the same directory: p50 / p99 | %s / %s ms | | |\n", 340,
+         fixed(syncP50, 2).c_str(), fixed(syncP99, 2).c_str());
+  printf("| one-service change / baseline (p50) | %sx | | |\n", fixed(chP50 / syncP50, 1).c_str());
+  printf("| DeleteService of 1 service (of %d): p50 / p99 | %s / %s ms | %s ms | |\n", o.services,
+         fixed(deP50, 2).c_str(), fixed(deP99, 2).c_str(), range(de, 2).c_str());
+  const Summary rc = summarize(recon), ra = summarize(reconAgent);
+  printf("| whole-map reconcile of %d services (%ld entries compared), Reconcile RPC | %s ms | %s ms | |\n", o.services,
+         entries, fixed(rc.median, 1).c_str(), range(rc, 1).c_str());
+  printf("| ...of which inside the agent (dump + expand + diff) | %s ms | %s ms | |\n", fixed(ra.median, 1).c_str(),
+         range(ra, 1).c_str());
+  printf("| reconcile / baseline (writing the same entries) | %sx | | |\n", fixed(rc.median / fl.median, 2).c_str());
+  if (o.refused > 0) {
+    const Summary rf = summarize(refusedMs), pre = summarize(rssPreRefused), post = summarize(rssPostRefused);
+    printf("| UpsertServices of %d services, refused (client wall time) | %s ms | %s ms | |\n", o.refused,
+           fixed(rf.median, 0).c_str(), range(rf, 0).c_str());
+    printf("| agent VmRSS before / 1 s after the refused request | %s / %s MiB | %s MiB after | back to baseline: %s |\n",
+           fixed(pre.median, 1).c_str(), fixed(post.median, 1).c_str(), range(post, 1).c_str(),
+           post.max <= pre.max + 5 ? "met" : "**missed**");
+  }
   printf("| re-send all %d services unchanged | %s ms | %s ms | |\n", o.services, fixed(rs.median, 0).c_str(),
          range(rs, 0).c_str());
-  printf("| DeleteService of 1 service (of %d) | %s ms | %s ms | |\n", o.services, fixed(de.median, 1).c_str(),
-         range(de, 1).c_str());
   printf("\n");
   printf("- %d agent starts (a fresh agent, bpffs and run dir each); baseline %d times. After every big call the "
          "pinned maps were read back: %u service entries, %u backends, %u reverse-NAT entries. Request: %.1f MiB "
-         "of protobuf. The incremental and delete rows are %d calls per start.\n",
+         "of protobuf. The one-service change and delete rows are %d calls per start (p50/p99 over all starts); "
+         "reconcile %d per start.\n",
          o.reps, o.baselineReps, maps[0].entries, maps[1].entries, maps[2].entries,
-         static_cast<double>(reqBytes) / (1 << 20), o.smallOps);
+         static_cast<double>(reqBytes) / (1 << 20), o.smallOps, o.reconciles);
   printf("- Kernel memory of the three maps (memlock, not in the agent's RSS): %s MiB; max_entries %u / %u / %u "
          "(key/value bytes %u/%u, %u/%u, %u/%u).\n",
          fixed(mapMiB, 1).c_str(), maps[0].maxEntries, maps[1].maxEntries, maps[2].maxEntries, maps[0].keySize,

@@ -147,11 +147,17 @@ with \`agentctl status --brief\` until OK. A gRPC client (\`bench/program_bench.
 10,000 ClusterIP services (10.43.0.0/16, port 80/TCP) x 10 distinct backends (10.0.0.0/16) in one
 \`UpsertServices\` call and times it (client wall time: serialisation, transfer, the agent's
 validation, planning, map writes and persistence, the reply), reads the agent's VmRSS/VmHWM from
-\`/proc/<pid>/status\`, and reads the pinned maps back to check every entry is there. For context: the
-agent's RSS right after start, a one-service change, an unchanged re-send of all 10,000, and single
-deletes. **Baseline** (the kernel's floor): the same number of entries with the same key/value sizes
-written into fresh hash maps of the agent's shape (type, flags, max_entries) with one
-\`bpf_map_update_batch\` per map. Targets (reported, not asserted): under 1 s and under 50 MiB.
+\`/proc/<pid>/status\`, and reads the pinned maps back to check every entry is there. Then, with the
+10,000 services in place: 100 one-service changes and 100 single deletes per start (p50/p99; each is
+one journal append + fdatasync before the map writes), an unchanged re-send of all 10,000, 5
+whole-map reconciles (\`Reconcile\` RPC: every entry of the three maps compared with the model; each
+must find nothing to repair), and a 300,000-service request the agent must refuse, with its RSS
+before and 1 s after. **Baselines** (measured in the same run): for the big call, the kernel's floor
+- the same number of entries with the same key/value sizes written into fresh hash maps of the
+agent's shape with one \`bpf_map_update_batch\` per map; for a one-service change, the durability
+floor - appending a record of the same size to a file in the same directory and \`fdatasync\`ing
+it. Targets (reported, not asserted): the big call under 1 s and 50 MiB, a one-service change
+under 5 ms, RSS back to where it was after the refused request.
 
 **Command.** \`sudo scripts/bench.sh program\` (runs \`build/bench/program_bench $program_args\`).
 EOF
