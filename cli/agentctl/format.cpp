@@ -83,6 +83,11 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
     if (st.stale_frontends() > 0) line += ", " + std::to_string(st.stale_frontends()) + " stale frontends kept";
     table.addRow({"Stored state:", line});
   }
+  if (status.sources_size() > 0) {
+    std::vector<std::string> parts;
+    for (const auto& src : status.sources()) parts.push_back(src.name() + (src.synced() ? " synced" : " not synced"));
+    table.addRow({"Sources:", join(parts, ", ")});
+  }
   if (status.has_reconcile()) {
     const pb::ReconcileStatus& r = status.reconcile();
     std::string line;
@@ -214,6 +219,10 @@ std::string formatStatus(const pb::StatusResponse& status, StatusDetail detail) 
   addSummaryRows(status, summary);
   std::string out = summary.render();
   if (detail == StatusDetail::kVerbose) {
+    if (status.problems_size() > 0) {
+      out += "Problems:\n";
+      for (const auto& p : status.problems()) out += "  - " + p + "\n";
+    }
     out += kprDetails(status);
     if (status.devices_size() > 0) out += deviceTable(status);
     if (status.maps_size() > 0) out += mapTable(status);

@@ -657,6 +657,15 @@ TEST_F(AgentctlCommands, StatusExitCodeFollowsTheAgentState) {
   EXPECT_NE(out_.str().find("\"state\": \"Degraded\""), std::string::npos) << out_.str();
 }
 
+TEST_F(AgentctlCommands, ListsArePutTogetherFromStreamedPages) {
+  for (const char* n : {"t/a", "t/b", "t/c", "t/d", "t/e"})
+    ASSERT_EQ(run({"service", "upsert", n, "--port", "80"}), 0);
+  EXPECT_EQ(run({"-o", "json", "service", "list"}), 0);
+  pb::ListServicesResponse list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out_.str(), &list).ok()) << out_.str();
+  EXPECT_EQ(list.services_size(), 5);  // three pages of two, two and one
+}
+
 TEST_F(AgentctlCommands, UnimplementedCallSaysVersionsDiffer) {
   // FakeAgent leaves ListLb to the generated base class, which answers UNIMPLEMENTED.
   EXPECT_EQ(run({"bpf", "lb", "list"}), 1);
@@ -687,6 +696,44 @@ TEST(AgentctlMain, UsageErrorsExitTwo) {
             "Run 'agentctl --help' for usage.\n");
 }
 
+TEST(AgentctlArgs, TrustCommands) {
+  ParseOutcome p = parseArgs({"state", "accept"});
+  ASSERT_TRUE(p.ok()) << p.error;
+  EXPECT_EQ(p.invocation.command, Command::kStateAccept);
+  EXPECT_EQ(parseArgs({"state", "reset"}).invocation.command, Command::kStateReset);
+  EXPECT_EQ(parseArgs({"state", "show"}).invocation.command, Command::kStateShow);
+  EXPECT_EQ(parseArgs({"state", "reload"}).invocation.command, Command::kStateReload);
+  EXPECT_EQ(parseArgs({"reconcile"}).invocation.command, Command::kReconcile);
+  EXPECT_EQ(parseArgs({"state"}).error, "state: missing subcommand (show, reload, accept, reset)");
+  EXPECT_EQ(parseArgs({"state", "fix"}).error, "state: unknown subcommand \"fix\" (show, reload, accept, reset)");
+  EXPECT_EQ(parseArgs({"reconcile", "now"}).error, "reconcile: unexpected argument \"now\"");
+  p = parseArgs({"service", "apply", "-f", "/tmp/x.json"});
+  ASSERT_TRUE(p.ok()) << p.error;
+  EXPECT_EQ(p.invocation.file, "/tmp/x.json");
+  EXPECT_EQ(parseArgs({"service", "apply"}).error,
+            "service apply: --file is required (a JSON {\"services\": [...]} file, or -)");
+  EXPECT_EQ(parseArgs({"service", "apply", "-f", "a", "--file", "b"}).error, "service apply: --file is given twice");
+  EXPECT_EQ(parseArgs({"service", "list", "-f", "a"}).error, "unknown flag \"-f\" for \"service list\"");
+}
+
+TEST(AgentctlFormat, StateSaysTheWayOutWhenNotOk) {
+  pb::StateResponse r;
+  r.mutable_state()->set_state("Unreadable");
+  r.mutable_state()->set_reason("services.json: entry 1: service default/web: field \"port\" must be an integer");
+  std::string text = formatState(r);
+  EXPECT_NE(text.find("Reason:"), std::string::npos) << text;
+  EXPECT_NE(text.find("agentctl state accept"), std::string::npos) << text;
+  r.mutable_state()->set_state("Ok");
+  r.mutable_state()->clear_reason();
+  EXPECT_EQ(formatState(r).find("Ways out"), std::string::npos);
+  pb::ReconcileReport rep;
+  rep.set_services(3);
+  rep.set_entries(9);
+  rep.set_missing(1);
+  rep.set_took_us(2500);
+  EXPECT_EQ(formatReconcile(rep), "reconciled 3 services (9 service-map entries) in 2 ms: 1 missing, 0 drifted, 0 orphaned\n");
+}
+
 TEST(AgentctlMain, HelpListsEveryCommand) {
   std::string out;
   std::string err;
@@ -694,6 +741,8 @@ TEST(AgentctlMain, HelpListsEveryCommand) {
   for (const char* cmd : {"status [--brief|--verbose]", "service list", "service get NAME",
                           "service upsert NAME", "service delete NAME", "bpf lb list",
                           "node list", "version", "help", "--socket PATH", "-o, --output FMT",
+                          "service apply -f FILE", "reconcile", "state show", "state reload", "state accept",
+                          "state reset",
                           "--backend IP:PORT[,terminating]", "NODEPATH_SOCKET"}) {
     EXPECT_NE(out.find(cmd), std::string::npos) << "usage lacks " << cmd << ":\n" << out;
   }

@@ -46,6 +46,27 @@ TEST(Config, BadFlagsSayWhatIsWrong) {
             "--bpf-lb-map-max: \"12\" is not a number in 1024..16777216");
 }
 
+TEST(Config, TrustKeys) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->serviceCidr.str(), "10.43.0.0/16");
+  EXPECT_EQ(c->podCidr.str(), "10.0.0.0/16");
+  EXPECT_FALSE(c->lbAllowUnsafeFrontends);
+  EXPECT_EQ(c->lbReconcileIntervalSec, 60u);
+  c = parse({"--service-cidr=10.96.0.0/12", "--lb-reconcile-interval", "5m", "--lb-allow-unsafe-frontends"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->serviceCidr.str(), "10.96.0.0/12");
+  EXPECT_EQ(c->lbReconcileIntervalSec, 300u);
+  EXPECT_TRUE(c->lbAllowUnsafeFrontends);
+  EXPECT_EQ(parse({"--lb-reconcile-interval=0"})->lbReconcileIntervalSec, 0u);
+  EXPECT_EQ(parse({"--service-cidr=10.43.0.1/16"}).error().message(),
+            "--service-cidr: \"10.43.0.1/16\" is not an IPv4 CIDR (like 10.43.0.0/16, host bits zero)");
+  EXPECT_EQ(parse({"--lb-reconcile-interval=soon"}).error().message(),
+            "--lb-reconcile-interval: \"soon\" is not a duration (like 30s, 5m or 1h, at most 86400s)");
+  EXPECT_EQ(parse({"--service-cidr=10.0.0.0/8"}).error().message(),
+            "--service-cidr 10.0.0.0/8: overlaps --cluster-pool-ipv4-cidr 10.0.0.0/16");
+}
+
 TEST(Config, ConfigDirectoryIsReadAndFlagsWin) {
   std::filesystem::path dir = std::filesystem::temp_directory_path() / ("np-config-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
