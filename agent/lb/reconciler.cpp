@@ -117,24 +117,31 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
   return {};
 }
 
+namespace {
+
+// Copies frontend `master` of `src` into `out` with what it reaches: slots 1..total, their
+// backends and its reverse-NAT entry (whatever of those exists). Entries `out` has are kept.
+bool copyFrontend(const LbImage& src, const np_svc_key& master, LbImage& out) {
+  auto it = src.services.find(master);
+  if (it == src.services.end()) return false;
+  out.services.emplace(master, it->second);
+  for (uint32_t slot = 1; slot <= it->second.total; ++slot) {
+    np_svc_key k = master;
+    k.slot = static_cast<uint16_t>(slot);
+    auto si = src.services.find(k);
+    if (si == src.services.end()) continue;
+    out.services.emplace(k, si->second);
+    if (auto be = src.backends.find(si->second.backend_id); be != src.backends.end()) out.backends.insert(*be);
+  }
+  if (auto rn = src.revNat.find(it->second.rev_nat_id); rn != src.revNat.end()) out.revNat.insert(*rn);
+  return true;
+}
+
+}  // namespace
+
 LbImage Reconciler::appliedScope(const std::vector<np_svc_key>& masters, const LbImage& alsoBackends) const {
   LbImage out;
-  for (const np_svc_key& master : masters) {
-    auto it = applied_.services.find(master);
-    if (it == applied_.services.end()) continue;
-    out.services.emplace(master, it->second);
-    for (uint32_t slot = 1; slot <= it->second.total; ++slot) {
-      np_svc_key k = master;
-      k.slot = static_cast<uint16_t>(slot);
-      auto si = applied_.services.find(k);
-      if (si == applied_.services.end()) continue;
-      out.services.emplace(k, si->second);
-      if (auto be = applied_.backends.find(si->second.backend_id); be != applied_.backends.end())
-        out.backends.emplace(be->first, be->second);
-    }
-    if (auto rn = applied_.revNat.find(it->second.rev_nat_id); rn != applied_.revNat.end())
-      out.revNat.emplace(rn->first, rn->second);
-  }
+  for (const np_svc_key& master : masters) copyFrontend(applied_, master, out);
   for (const auto& [id, be] : alsoBackends.backends)
     if (auto it = applied_.backends.find(id); it != applied_.backends.end()) out.backends.emplace(id, it->second);
   return out;
@@ -412,21 +419,11 @@ Result<Reconciler::ReconcileReport> Reconciler::reconcileAll() {
   if (!pruneAllowed_) {
     // Stale frontends stay as they are, with what they reach (slots, reverse NAT, backends);
     // unreachable leftovers (slots without an entry, unreferenced backends) serve nothing and go.
-    for (const auto& [k, v] : kernel.services) {
-      if (k.slot != 0 || desired.services.contains(k)) continue;
-      ++rep.staleKept;
-      desired.services.emplace(k, v);
-      for (uint32_t slot = 1; slot <= v.total; ++slot) {
-        np_svc_key sk = k;
-        sk.slot = static_cast<uint16_t>(slot);
-        auto si = kernel.services.find(sk);
-        if (si == kernel.services.end()) continue;
-        desired.services.emplace(sk, si->second);
-        if (auto be = kernel.backends.find(si->second.backend_id); be != kernel.backends.end())
-          desired.backends.emplace(be->first, be->second);
-      }
-      if (auto rn = kernel.revNat.find(v.rev_nat_id); rn != kernel.revNat.end()) desired.revNat.emplace(rn->first, rn->second);
-    }
+    std::vector<np_svc_key> stale;
+    for (const auto& [k, v] : kernel.services)
+      if (k.slot == 0 && !desired.services.contains(k)) stale.push_back(k);
+    for (const np_svc_key& k : stale) copyFrontend(kernel, k, desired);
+    rep.staleKept = stale.size();
   }
 
   std::vector<MapOp> ops = diff(kernel, desired);
