@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -37,6 +38,33 @@ Result<uint32_t> parseUint(const std::string& key, const std::string& v, uint32_
   if (v.empty() || ec != std::errc() || p != v.data() + v.size() || out < min || out > max)
     return bad(key, v, "is not a number in " + std::to_string(min) + ".." + std::to_string(max)).error();
   return out;
+}
+
+// A Go-style duration as Cilium's flags take them: "30s", "1m30s", "500ms", "2h".
+Result<std::chrono::milliseconds> parseDuration(const std::string& key, const std::string& v,
+                                                std::chrono::milliseconds min, std::chrono::milliseconds max) {
+  using std::chrono::milliseconds;
+  const std::string why = "is not a duration in " + std::to_string(min.count()) + "ms.." +
+                          std::to_string(max.count() / 1000) + "s (e.g. 30s, 1m30s, 500ms)";
+  uint64_t total = 0;
+  size_t i = 0;
+  if (v.empty()) return bad(key, v, why).error();
+  while (i < v.size()) {
+    uint64_t n = 0;
+    auto [p, ec] = std::from_chars(v.data() + i, v.data() + v.size(), n);
+    if (ec != std::errc() || p == v.data() + i) return bad(key, v, why).error();
+    i = static_cast<size_t>(p - v.data());
+    size_t u = i;
+    while (u < v.size() && std::isalpha(static_cast<unsigned char>(v[u]))) ++u;
+    const std::string unit = v.substr(i, u - i);
+    uint64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+    if (scale == 0 || n > (uint64_t{1} << 40)) return bad(key, v, why).error();
+    total += n * scale;
+    i = u;
+  }
+  if (total < static_cast<uint64_t>(min.count()) || total > static_cast<uint64_t>(max.count()))
+    return bad(key, v, why).error();
+  return milliseconds(static_cast<int64_t>(total));
 }
 
 std::vector<std::string> splitList(const std::string& v) {
@@ -147,6 +175,23 @@ const std::vector<Key>& keys() {
          auto n = parseUint("bpf-ct-global-max", v, 1024, 16u << 20);
          if (!n) return n.error();
          c.ctMapMax = *n;
+         return {};
+       }},
+      {"bpf-ct-embryonic-max",
+       "conntrack entries of unconfirmed flows (SYN seen, client not confirmed yet); keep it well below twice the "
+       "32768 SNAT ports a backend offers",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-ct-embryonic-max", v, 1024, 1u << 20);
+         if (!n) return n.error();
+         c.ctEmbryonicMax = *n;
+         return {};
+       }},
+      {"conntrack-gc-interval", "conntrack garbage collection interval (shorter while a table is under pressure)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto d = parseDuration("conntrack-gc-interval", v, std::chrono::milliseconds(500), std::chrono::hours(12));
+         if (!d) return d.error();
+         c.ctGcInterval = *d;
          return {};
        }},
       {"bpf-sock-rev-map-max", "socket reverse-NAT entries", false,
