@@ -33,6 +33,7 @@ class Agent {
 
   const Config& config() const { return config_; }
   std::string socketPath() const { return config_.runDir + "/agent.sock"; }
+  datapath::Datapath& datapath() { return *datapath_; }
 
  private:
   Agent() = default;

@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "api/server.h"
 #include "core/log.h"
+#include "ct/gc_loop.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   NP_LOG_INFO("agent", "serving the agent API on %s", (*agent)->socketPath().c_str());
+
+  np::ct::GcLoop ctGc(io, (*agent)->datapath().conntrackGc(), (*agent)->config().ctGcInterval);
+  ctGc.start();
 
   auto work = boost::asio::make_work_guard(io);
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);

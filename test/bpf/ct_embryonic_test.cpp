@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include "ct/bpf_tables.h"
+#include "ct/gc.h"
 #include "flows.h"
 #include "host_fixture.h"
 
@@ -336,6 +338,77 @@ TEST_F(ConntrackTest, ConntrackEmbryonicSnatPortFreedAfterLifetime) {
   auto rev = ctSyn(remoteReplyKey(kRemotePodA, kClientPort));
   ASSERT_TRUE(rev);
   EXPECT_EQ(rev->nat_daddr, client3) << "the port's replies must now reach the new client";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent's conntrack GC on the real maps
+
+// The GC deletes expired unconfirmed flows and keeps established ones, sums the per-CPU counters
+// as this fixture does, and derives exactly the entries a flood pushed out of the embryonic
+// table (nothing else changes the tables here, so the estimate has no error to make).
+TEST_F(ConntrackTest, ConntrackGcDeletesExpiredAndCountsFloodEvictions) {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  ASSERT_NE(establishRemote(kClientPort), 0);
+  for (uint32_t i = 0; i < 10; ++i) ASSERT_EQ(fromNetdev(floodSyn(i).build()).verdict, TC_ACT_REDIRECT);
+
+  auto tables = ct::BpfTables::of(ctMainFd(), ctSynFd(), ctStatFd());
+  ASSERT_TRUE(tables.ok()) << tables.error().message();
+  ct::Gc gc(*tables);
+  auto run = gc.runOnce();
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  const ct::TableStats* main = &run->tables[NP_CT_TABLE_MAIN];
+  const ct::TableStats* syn = &run->tables[NP_CT_TABLE_EMBRYONIC];
+  EXPECT_EQ(main->name, NP_STR(NP_MAP_CT));
+  EXPECT_EQ(main->maxEntries, kCtMainMax);
+  EXPECT_EQ(main->entries, 2u);
+  EXPECT_EQ(syn->name, NP_STR(NP_MAP_CT_EMBRYONIC));
+  EXPECT_EQ(syn->maxEntries, kCtSynMax);
+  EXPECT_EQ(syn->entries, 20u);
+  EXPECT_EQ(syn->gcDeleted, 0u);
+
+  auto counters = tables->counters();
+  ASSERT_TRUE(counters.ok()) << counters.error().message();
+  for (uint32_t t = 0; t < NP_CT_TABLES; ++t) {
+    const np_ct_stat raw = ctStat(t);
+    EXPECT_EQ((*counters)[t].created, raw.created) << "table " << t;
+    EXPECT_EQ((*counters)[t].deleted, raw.deleted) << "table " << t;
+    EXPECT_EQ((*counters)[t].promoted, raw.promoted) << "table " << t;
+  }
+  EXPECT_EQ((*counters)[NP_CT_TABLE_EMBRYONIC].promoted, 1u);
+
+  // The unconfirmed flows expire; the established one does not.
+  advanceClock(NP_CT_LIFETIME_TCP_EMBRYONIC + 3);
+  run = gc.runOnce();
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  main = &run->tables[NP_CT_TABLE_MAIN];
+  syn = &run->tables[NP_CT_TABLE_EMBRYONIC];
+  EXPECT_EQ(syn->gcDeleted, 20u);
+  EXPECT_EQ(syn->entries, 0u);
+  EXPECT_EQ(ctSynCount(), 0u);
+  EXPECT_EQ(main->gcDeleted, 0u);
+  EXPECT_EQ(main->entries, 2u);
+  EXPECT_EQ(ctMainCount(), 2u);
+  EXPECT_EQ(syn->evicted, 0u);
+  EXPECT_EQ(main->evicted, 0u);
+
+  // A flood of four times the embryonic table.
+  constexpr uint32_t kFlood = 2 * kCtSynMax;
+  for (uint32_t i = 100; i < 100 + kFlood; ++i) ASSERT_EQ(fromNetdev(floodSyn(i).build()).verdict, TC_ACT_REDIRECT);
+  run = gc.runOnce();
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  main = &run->tables[NP_CT_TABLE_MAIN];
+  syn = &run->tables[NP_CT_TABLE_EMBRYONIC];
+  const size_t left = ctSynCount();
+  EXPECT_EQ(syn->entries, left);
+  EXPECT_LE(left, size_t{kCtSynMax});
+  EXPECT_EQ(syn->evicted, 2 * kFlood - left) << "created " << 2 * kFlood << ", " << left << " left";
+  EXPECT_GE(syn->evicted, 2 * kFlood - kCtSynMax);
+  EXPECT_EQ(syn->evictedTotal, syn->evicted);
+  EXPECT_EQ(syn->createdTotal, 2 * kFlood);
+  EXPECT_EQ(main->evicted, 0u);
+  EXPECT_EQ(main->entries, 2u);
+  EXPECT_TRUE(ct::underPressure(*run));
 }
 
 }  // namespace
