@@ -508,7 +508,9 @@ TEST_F(HostTest, TerminatingBackendDrainsThenFlowsMove) {
   addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake confirms the flow";
   ASSERT_TRUE(ct(clientKey(kClientPort)));
   ASSERT_EQ(ct(clientKey(kClientPort))->backend_id, 1u);
 
@@ -563,7 +565,9 @@ TEST_F(HostTest, TerminatingBackendGetsNoNewConnectionOnReusedTuple) {
   addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake confirms the flow";
 
   addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP, NP_BACKEND_TERMINATING);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {2}, {1});
@@ -718,7 +722,9 @@ TEST_F(HostTest, ConntrackClientRstThenSynReselects) {
   addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake confirms the flow";
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpRst).build()).verdict, TC_ACT_OK);
   ASSERT_TRUE(ct(clientKey(kClientPort)));
   ASSERT_TRUE(ct(clientKey(kClientPort))->flags & NP_CT_F_CLOSING);
