@@ -96,6 +96,8 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->sources_[kLocal] = false;
   a->loadLocal();
   a->scheduleReconcile();
+  a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
+  a->ctGc_->start();
   return a;
 }
 
@@ -397,6 +399,60 @@ pb::StateStatus Agent::stateStatus() const {
   return out;
 }
 
+namespace {
+
+// Conntrack tables from the GC's last run (status never walks the tables itself), and what about
+// them is a problem: a main table nearly full or evicting (established flows are being lost), an
+// embryonic table evicting (unconfirmed flows pushed out: a flood of them). Both clear once a GC
+// run finds the pressure gone.
+void conntrackStatus(const ct::Gc& gc, pb::StatusResponse& out, std::vector<std::string>& problems) {
+  pb::ConntrackGcStatus* g = out.mutable_conntrack_gc();
+  g->set_error(gc.lastError());
+  if (!gc.lastError().empty()) problems.push_back("conntrack GC: " + gc.lastError());
+  if (auto next = gc.nextRun()) {
+    auto in = std::chrono::duration_cast<std::chrono::milliseconds>(*next - std::chrono::steady_clock::now());
+    g->set_next_run_in_ms(static_cast<uint64_t>(std::max<int64_t>(in.count(), 0)));
+  }
+  const auto& run = gc.last();
+  if (!run) return;
+  g->set_runs(run->number);
+  g->set_last_run_unix_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(run->at.time_since_epoch()).count());
+  g->set_last_duration_us(static_cast<uint64_t>(run->duration.count()));
+  g->set_last_interval_ms(static_cast<uint64_t>(run->covers.count()));
+  const std::string last = std::to_string((run->covers.count() + 500) / 1000) + "s";
+  for (size_t i = 0; i < run->tables.size(); ++i) {
+    const ct::TableStats& t = run->tables[i];
+    const bool embryonic = i == NP_CT_TABLE_EMBRYONIC;
+    pb::ConntrackTableStatus* s = out.add_conntrack_tables();
+    s->set_name(t.name);
+    s->set_kind(embryonic ? "embryonic" : "established");
+    s->set_max_entries(t.maxEntries);
+    s->set_entries(static_cast<uint32_t>(t.entries));
+    s->set_evicted_last(t.evicted);
+    s->set_evicted_total(t.evictedTotal);
+    s->set_gc_deleted_last(t.gcDeleted);
+    s->set_created_total(t.createdTotal);
+    s->set_promoted_total(t.promotedTotal);
+    if (embryonic) {
+      if (t.evicted > 0)
+        problems.push_back("embryonic conntrack table full: " + std::to_string(t.evicted) +
+                           " entries of unconfirmed flows evicted in the last " + last + " (SYN flood?)");
+    } else if (t.evicted > 0) {
+      problems.push_back("conntrack table " + t.name + " full: " + std::to_string(t.evicted) +
+                         " entries of established flows evicted in the last " + last + " (" +
+                         std::to_string(t.entries) + "/" + std::to_string(t.maxEntries) +
+                         "; raise --bpf-ct-global-max)");
+    } else if (t.fill() > 0.9) {
+      problems.push_back("conntrack table " + t.name + " " + std::to_string(static_cast<int>(t.fill() * 100)) +
+                         "% full (" + std::to_string(t.entries) + "/" + std::to_string(t.maxEntries) +
+                         "; raise --bpf-ct-global-max)");
+    }
+  }
+}
+
+}  // namespace
+
 pb::StatusResponse Agent::status() const {
   pb::StatusResponse out;
   std::vector<std::string> problems;
@@ -448,6 +504,7 @@ pb::StatusResponse Agent::status() const {
     c->set_packets(r.packets);
     c->set_bytes(r.bytes);
   }
+  conntrackStatus(datapath_->conntrackGc(), out, problems);
   out.set_bpf_root(config_.bpfRoot);
   out.set_restored(datapath_->adoptedPins());
   out.set_restored_services(static_cast<uint32_t>(datapath_->adoptedPins() ? restoredServices_ : 0));

@@ -27,6 +27,7 @@
 #include "core/config.h"
 #include "core/lock.h"
 #include "core/nodes.h"
+#include "ct/gc_loop.h"
 #include "datapath/datapath.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
@@ -80,6 +81,7 @@ class Agent {
   Config config_;
   std::optional<InstanceLock> runLock_, pinLock_;
   std::unique_ptr<datapath::Datapath> datapath_;
+  std::optional<ct::GcLoop> ctGc_;  // conntrack GC on the agent's loop
   std::unique_ptr<lb::Reconciler> lb_;
   std::unique_ptr<lb::ServiceStore> store_;
   std::vector<NodeEntry> nodes_;

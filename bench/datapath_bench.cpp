@@ -7,10 +7,14 @@
 // The reference is a minimal tc program (parse + one hash lookup) run through the same wrapper.
 //
 // Cases, each timed `--runs` times with `--repeat` iterations (median reported):
-//   established: one tuple every time -> conntrack hit + DNAT
+//   established: one confirmed tuple every time (SYN, SYN-ACK, ACK first) -> main conntrack
+//                table hit + DNAT
 //   new flow:    a new source address/port every time -> service lookup, backend selection,
-//                FIB lookup, two conntrack inserts, DNAT (the conntrack LRU fills and evicts)
-// Both go to a local backend (route via another device): DNAT + TC_ACT_OK.
+//                FIB lookup, two inserts into the embryonic conntrack table, DNAT (the LRU fills
+//                and evicts)
+//   not a service: a packet to the node that no service owns -> both conntrack tables and the
+//                service map miss, passed untouched (what every other packet of the node pays)
+// The first two go to a local backend (route via another device): DNAT + TC_ACT_OK.
 //
 // Runs in its own network + mount namespace (bpffs on a temporary directory): nothing remains.
 // Prints a Markdown table on stdout, progress and checks on stderr.
@@ -187,6 +191,7 @@ struct Case {
   uint32_t repeat = 0;     // 0: --repeat
   bool clearCt = false;    // empty the conntrack table before each run
   std::function<std::string(const Shot&)> verify;  // checks the output of each run, says what it saw
+  bool passes = false;     // not ours: the program must leave it untouched and count nothing
   std::vector<double> ns;
   std::string checked;  // what verify said about the last run
 };
@@ -302,9 +307,12 @@ int runBench(const Options& opt) {
   hp.nodeIp = *np::Ipv4::parse(kNodeIp);
   auto host = unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
   programService(*host);
-  const int ctFd = host->mapFd("np_ct4_v1");
-  const int metricsFd = host->mapFd("np_metrics_v1");
+  const int ctFd = host->mapFd(NP_STR(NP_MAP_CT));
+  const int synFd = host->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC));
+  const int metricsFd = host->mapFd(NP_STR(NP_MAP_METRICS));
   const uint32_t ctMax = unwrap(np::bpf::mapInfo(ctFd), "ct info").maxEntries;
+  // New flows are inserted into (and evicted from) the embryonic table.
+  const uint32_t synMax = unwrap(np::bpf::mapInfo(synFd), "embryonic ct info").maxEntries;
 
   bench_bpf* skel = bench_bpf__open_and_load();
   if (!skel) throw std::runtime_error(std::string("load bench.bpf.o: ") + std::strerror(errno));
@@ -322,6 +330,15 @@ int runBench(const Options& opt) {
                                 .ackSeq(2000)
                                 .payload("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
                                 .build();
+  // A packet for the node itself (ssh): no service, no flow.
+  const Bytes notOurs = np::test::PacketBuilder()
+                            .eth(clientMac, nodeMac)
+                            .ipv4(ip(kClientIp), ip(kNodeIp))
+                            .tcp(kClientPort, 22, np::test::kTcpAck | np::test::kTcpPsh)
+                            .seq(1000)
+                            .ackSeq(2000)
+                            .payload("SSH-2.0-bench\r\n")
+                            .build();
   const Bytes syn = np::test::PacketBuilder()
                         .eth(clientMac, nodeMac)
                         .ipv4(ip(kNewFlowBase), ip(kNodeIp))
@@ -365,9 +382,13 @@ int runBench(const Options& opt) {
 
   // A new flow inserts two conntrack entries, so a table that starts empty holds this many
   // iterations before the LRU starts evicting.
-  const uint32_t notFullRepeat = std::min(opt.repeat, ctMax / 2 * 9 / 10);
+  const uint32_t notFullRepeat = std::min(opt.repeat, synMax / 2 * 9 / 10);
   auto estCheck = [&](const Shot& s) { return checkEstablished(s, established, ctFd); };
-  auto newCheck = [&](const Shot& s) { return checkNewFlow(s, ctFd); };
+  auto newCheck = [&](const Shot& s) { return checkNewFlow(s, synFd); };
+  auto passCheck = [&](const Shot& s) -> std::string {
+    if (s.out != notOurs) throw std::runtime_error("not a service: the packet was changed\n" + np::test::diff(notOurs, s.out));
+    return "verdict TC_ACT_OK, the packet left untouched";
+  };
   std::vector<Case> cases = {
       {"test-run loop: no-op, no wrapper", Wrapper::None, noop, &established},
       {"baseline, no wrapper", Wrapper::None, baseline, &established},
@@ -379,6 +400,8 @@ int runBench(const Options& opt) {
        false, newCheck},
       {"NodePort new flow, CT table not full (emptied before each run)", Wrapper::Vary, target, &syn, true,
        notFullRepeat, true, newCheck},
+      {"not a service (both conntrack tables and the service map miss): passed", Wrapper::Fixed, target, &notOurs,
+       false, 0, false, passCheck, true},
   };
   constexpr size_t kLoop = 0, kBaseDirect = 1, kWrapFixed = 2, kWrapVary = 3, kBaseline = 4;
   if (!opt.only.empty()) {
@@ -393,8 +416,8 @@ int runBench(const Options& opt) {
       setSlot(c.target);
       fd = c.wrapper == Wrapper::Fixed ? fixedFd : varyFd;
     }
-    if (c.clearCt) clearConntrack(ctFd);
-    Counters before = c.nodePort ? ingressCounters(metricsFd) : Counters{};
+    if (c.clearCt) clearConntrack(synFd);
+    Counters before = c.nodePort || c.passes ? ingressCounters(metricsFd) : Counters{};
     Shot s = testRun(fd, *c.input, ifindex, repeat);
     if (s.retval == NP_BENCH_NO_TAIL_CALL) throw std::runtime_error(c.name + ": the wrapper's tail call failed");
     if (s.retval != TC_ACT_OK) throw std::runtime_error(c.name + ": verdict " + std::to_string(s.retval));
@@ -404,10 +427,49 @@ int runBench(const Options& opt) {
         throw std::runtime_error(c.name + ": " + std::to_string(after.forwarded - before.forwarded) + " forwarded, " +
                                  std::to_string(after.dropped - before.dropped) + " dropped of " + std::to_string(repeat));
     }
+    if (c.passes) {
+      Counters after = ingressCounters(metricsFd);
+      if (after.dropped != before.dropped || after.forwarded != before.forwarded)
+        throw std::runtime_error(c.name + ": counted as forwarded or dropped");
+    }
     if (c.verify) c.checked = c.verify(s);
     return s;
   };
 
+  {
+    // The established flow: a handshake with the backend conntrack picks confirms it, so its
+    // packets hit the main table.
+    const Bytes hsSyn = np::test::PacketBuilder()
+                .eth(clientMac, nodeMac)
+                .ipv4(ip(kClientIp), ip(kNodeIp))
+                .tcp(kClientPort, kNodePort, np::test::kTcpSyn)
+                .seq(999)
+                .build();
+    Shot s = testRun(target, hsSyn, ifindex, 1);
+    auto out = np::test::parse(s.out);
+    if (s.retval != TC_ACT_OK || !out.ip) throw std::runtime_error("handshake SYN: verdict " + std::to_string(s.retval));
+    const Bytes synAck = np::test::PacketBuilder()
+                             .eth(nodeMac, clientMac)
+                             .ipv4(out.ip->daddr, ip(kClientIp))
+                             .tcp(kBackendPort, kClientPort, np::test::kTcpSyn | np::test::kTcpAck)
+                             .seq(1999)
+                             .ackSeq(1000)
+                             .build();
+    s = testRun(host->toNetdevFd(), synAck, ifindex, 1);
+    if (s.retval != TC_ACT_OK || np::test::parse(s.out).ip->saddr != ip(kNodeIp))
+      throw std::runtime_error("handshake SYN-ACK was not translated");
+    s = testRun(target, established, ifindex, 1);
+    np_ct_key k{};
+    k.saddr = ip(kClientIp);
+    k.daddr = ip(kNodeIp);
+    k.sport = htons(kClientPort);
+    k.dport = htons(kNodePort);
+    k.proto = IPPROTO_TCP;
+    k.dir = NP_CT_INGRESS;
+    np_ct_entry e{};
+    if (s.retval != TC_ACT_OK || bpf_map_lookup_elem(ctFd, &k, &e) != 0)
+      throw std::runtime_error("handshake ACK: the flow is not in the main conntrack table");
+  }
   {
     // One packet straight into the program first: the path works before anything is timed.
     Counters before = ingressCounters(metricsFd);
@@ -420,13 +482,13 @@ int runBench(const Options& opt) {
   }
 
   fprintf(stderr, "datapath_bench: %d runs x %u iterations per case (%u for the not-full conntrack case); "
-                  "conntrack LRU %u entries\n",
-          opt.runs, opt.repeat, notFullRepeat, ctMax);
+                  "conntrack LRU %u entries, embryonic LRU %u\n",
+          opt.runs, opt.repeat, notFullRepeat, ctMax, synMax);
   // Warm-up: faults in code and data, creates the established flow's conntrack entry, and fills
   // the conntrack table so the "full" case is in its steady state from the first timed run.
   for (Case& c : cases) {
     uint32_t n = std::max<uint32_t>(1, (c.repeat ? c.repeat : opt.repeat) / 10);
-    if (c.wrapper == Wrapper::Vary && c.nodePort && !c.clearCt) n = std::max(n, ctMax / 2 + 1);
+    if (c.wrapper == Wrapper::Vary && c.nodePort && !c.clearCt) n = std::max(n, synMax / 2 + 1);
     runCase(c, n);
   }
 
@@ -484,11 +546,12 @@ int runBench(const Options& opt) {
          "byte-exact for the established flow), and np_metrics_v1 counted every iteration as forwarded, none "
          "dropped.\n",
          opt.runs, opt.repeat, notFullRepeat, kBackendPort);
-  printf("- Service: NodePort %s:%u/TCP with %d local backends (route via another device), programmed the way the "
-         "reconciler does. Conntrack: LRU of %u entries (the default); every new flow inserts 2 (local backend: "
-         "forward + reply). Wrapper cost subtracted: \"net\" = raw minus the wrapper with a no-op; \"raw\" "
-         "ratios include the wrapper on both sides.\n",
-         kNodeIp, kNodePort, kBackends, ctMax);
+  printf("- Service: NodePort %s:%u/TCP with %d local backends (route via another device), programmed by the "
+         "agent's own reconciler (`lb::Reconciler` over the real maps). Conntrack: main LRU of %u entries, embryonic LRU of %u (the defaults); every new flow "
+         "inserts 2 into the embryonic one (local backend: forward + reply); the established flow was confirmed "
+         "by a handshake and lives in the main one. Wrapper cost subtracted: \"net\" = raw minus the wrapper "
+         "with a no-op; \"raw\" ratios include the wrapper on both sides.\n",
+         kNodeIp, kNodePort, kBackends, ctMax, synMax);
   fflush(stdout);
   return 0;
 }

@@ -2,7 +2,9 @@
 /* tc on a native device. Ingress: NodePort / LoadBalancer / externalIP frontends are DNAT'd to a
  * backend (local: handed to the stack; remote: SNAT'd to the node and sent back out), conntrack
  * keeps each flow on its backend, replies to SNAT'd flows are reverse-translated. Egress: replies
- * of local backends get the frontend address back. One instance per device (np_cfg). */
+ * of local backends get the frontend address back. A new flow is tracked in the embryonic table
+ * until its client confirms it (lib/ct.h); established flows are found in the main table with one
+ * lookup. One instance per device (np_cfg). */
 #include "lib/ctx_skb.h"
 #include "lib/maps.h"
 #include "lib/metrics.h"
@@ -59,7 +61,36 @@ static __always_inline bool np_ct_backend_usable(const struct np_ct_entry *e,
 	return true;
 }
 
-/* First packet of a flow to a frontend: pick a backend, record both directions, translate. */
+/* The entry can carry this packet of its flow; otherwise the packet starts a new flow (or is not
+ * ours). */
+static __always_inline bool np_ct_usable(const struct np_ct_entry *e, const struct np_pkt *p,
+					 __u64 now)
+{
+	return !np_ct_expired(e, now) && !np_ct_reopens(e, p) &&
+	       (!(e->flags & NP_CT_F_SERVICE) || np_ct_backend_usable(e, p));
+}
+
+/* A packet of an unconfirmed flow: translated like any other; the first one that confirms the
+ * flow moves it to the main table. */
+static __always_inline int np_ct_embryonic_hit(np_ctx_t *ctx, struct np_pkt *p,
+					       const struct np_ct_key *key, struct np_ct_entry *e,
+					       __u64 now, __u32 dir)
+{
+	__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), true);
+	int ret;
+
+	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
+		ret = np_finish(ctx, p, e, dir);
+		np_ct_delete(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, key);
+		return ret;
+	}
+	if (expires)
+		np_ct_sync_peer(&np_ctsyn4_v1, key, e, expires);
+	return np_finish(ctx, p, e, dir);
+}
+
+/* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
+ * table, translate. */
 static __always_inline int np_lb_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
 {
 	struct np_svc_key svc_key;
@@ -132,12 +163,16 @@ static __always_inline int np_lb_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64
 		if (!port)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NAT_NO_MAPPING);
 		fwd.nat_sport = bpf_htons(port);
-	} else if (bpf_map_update_elem(&np_ct4_v1, &rev_key, &rev, BPF_ANY) < 0) {
-		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	} else {
+		/* A leftover under this reply key in the main table (its flow's service entry evicted)
+		 * would be found first and keep the new flow from ever being confirmed. */
+		np_ct_delete(&np_ct4_v1, NP_CT_TABLE_MAIN, &rev_key);
+		if (np_ct_insert(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &rev_key, &rev) < 0)
+			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 
-	if (bpf_map_update_elem(&np_ct4_v1, &fwd_key, &fwd, BPF_ANY) < 0) {
-		bpf_map_delete_elem(&np_ct4_v1, &rev_key);
+	if (np_ct_insert(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &fwd_key, &fwd) < 0) {
+		np_ct_delete(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 	return np_finish(ctx, p, &fwd, NP_METRIC_INGRESS);
@@ -161,13 +196,21 @@ int np_from_netdev(struct __sk_buff *ctx)
 	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_INGRESS);
 	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
-	if (e && !np_ct_expired(e, now) && !np_ct_reopens(e, &p) &&
-	    (!(e->flags & NP_CT_F_SERVICE) || np_ct_backend_usable(e, &p))) {
-		__u64 expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx));
+	if (e) {
+		if (np_ct_usable(e, &p, now)) {
+			__u64 expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx), false);
 
-		if (expires)
-			np_ct_sync_peer(&key, e, expires);
-		return np_finish(ctx, &p, e, NP_METRIC_INGRESS);
+			if (expires)
+				np_ct_sync_peer(&np_ct4_v1, &key, e, expires);
+			return np_finish(ctx, &p, e, NP_METRIC_INGRESS);
+		}
+		np_ct_forget(&np_ct4_v1, NP_CT_TABLE_MAIN, &key, e);
+	}
+	e = bpf_map_lookup_elem(&np_ctsyn4_v1, &key);
+	if (e) {
+		if (np_ct_usable(e, &p, now))
+			return np_ct_embryonic_hit(ctx, &p, &key, e, now, NP_METRIC_INGRESS);
+		np_ct_forget(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &key, e);
 	}
 	return np_lb_new_flow(ctx, &p, now);
 }
@@ -187,12 +230,17 @@ int np_to_netdev(struct __sk_buff *ctx)
 	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_EGRESS);
 	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
+	if (e && !np_ct_expired(e, now)) {
+		expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx), false);
+		if (expires)
+			np_ct_sync_peer(&np_ct4_v1, &key, e, expires);
+		return np_finish(ctx, &p, e, NP_METRIC_EGRESS);
+	}
+	/* Only reply entries are keyed for egress: this never confirms, it marks the reply seen. */
+	e = bpf_map_lookup_elem(&np_ctsyn4_v1, &key);
 	if (!e || np_ct_expired(e, now))
 		return NP_CTX_PASS;
-	expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx));
-	if (expires)
-		np_ct_sync_peer(&key, e, expires);
-	return np_finish(ctx, &p, e, NP_METRIC_EGRESS);
+	return np_ct_embryonic_hit(ctx, &p, &key, e, now, NP_METRIC_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "GPL";

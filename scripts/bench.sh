@@ -107,15 +107,17 @@ run_datapath() {
 **What.** The tc ingress program of \`bpf/host.bpf.c\` (\`np_from_netdev\`), loaded by the agent's
 loader (\`HostProgram::load\`) with the default map sizes, run with \`BPF_PROG_TEST_RUN\` in a private
 network namespace (veth \`ens192\` 192.168.10.100/24, backends routed via a second veth, forwarding
-on). One NodePort service, programmed the way the reconciler does it, with 10 local backends (DNAT +
+on). One NodePort service, programmed by the agent's own reconciler (\`lb::Reconciler\` over the real maps), with 10 local backends (DNAT +
 \`TC_ACT_OK\`). With \`repeat\` > 1 the kernel does not restore the packet between iterations, so each
 iteration goes through a wrapper (\`bench/bench.bpf.c\`) that writes the 54 original header bytes back
 and tail-calls the program under test; the wrapper's cost is measured by tail-calling a no-op and
-stated. Cases: **established** (same tuple every time: conntrack hit + rewrite), **new flow** (the
-wrapper also writes a new source address/port from a per-CPU counter, each CPU in its own address
-block so no flow ever repeats, and fixes both checksums: service lookup, backend selection, FIB
-lookup, two conntrack inserts, rewrite), once with the conntrack LRU full (steady state: every
-insert evicts) and once with it emptied before each run. **Baseline**: a
+stated. Cases: **established** (same tuple every time, confirmed by a SYN/SYN-ACK/ACK handshake
+first: main conntrack table hit + rewrite), **new flow** (the wrapper also writes a new source
+address/port from a per-CPU counter, each CPU in its own address block so no flow ever repeats,
+and fixes both checksums: service lookup, backend selection, FIB lookup, two inserts into the
+embryonic conntrack table, rewrite), once with that LRU full (steady state: every insert evicts)
+and once with it emptied before each run, and **not a service** (a packet to the node's port 22:
+both conntrack tables and the service map miss, passed untouched). **Baseline**: a
 minimal tc program (parse Ethernet/IPv4/TCP, one hash lookup) through the same wrapper. After every
 run the verdict, the last output packet (the translated one) and the forwarded/drop counters are
 checked.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -39,25 +40,37 @@ Result<uint32_t> parseUint(const std::string& key, const std::string& v, uint32_
   return out;
 }
 
-// "90", "90s", "5m", "1h" -> seconds.
-Result<uint32_t> parseSeconds(const std::string& key, const std::string& v, uint32_t max) {
-  std::string digits = v;
-  uint32_t unit = 1;
-  if (!v.empty() && (v.back() == 's' || v.back() == 'm' || v.back() == 'h')) {
-    unit = v.back() == 's' ? 1 : v.back() == 'm' ? 60 : 3600;
-    digits.pop_back();
-  }
-  uint32_t n = 0;
-  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size() || uint64_t{n} * unit > max)
-    return bad(key, v, "is not a duration (like 30s, 5m or 1h, at most " + std::to_string(max) + "s)").error();
-  return n * unit;
-}
-
 Result<Cidr> parseCidr(const std::string& key, const std::string& v) {
   auto c = Cidr::parse(v);
   if (!c) return bad(key, v, "is not an IPv4 CIDR (like 10.43.0.0/16, host bits zero)").error();
   return *c;
+}
+
+// A Go-style duration as Cilium's flags take them: "30s", "1m30s", "500ms", "2h".
+Result<std::chrono::milliseconds> parseDuration(const std::string& key, const std::string& v,
+                                                std::chrono::milliseconds min, std::chrono::milliseconds max) {
+  using std::chrono::milliseconds;
+  const std::string why = "is not a duration in " + std::to_string(min.count()) + "ms.." +
+                          std::to_string(max.count() / 1000) + "s (e.g. 30s, 1m30s, 500ms)";
+  uint64_t total = 0;
+  size_t i = 0;
+  if (v.empty()) return bad(key, v, why).error();
+  while (i < v.size()) {
+    uint64_t n = 0;
+    auto [p, ec] = std::from_chars(v.data() + i, v.data() + v.size(), n);
+    if (ec != std::errc() || p == v.data() + i) return bad(key, v, why).error();
+    i = static_cast<size_t>(p - v.data());
+    size_t u = i;
+    while (u < v.size() && std::isalpha(static_cast<unsigned char>(v[u]))) ++u;
+    const std::string unit = v.substr(i, u - i);
+    uint64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+    if (scale == 0 || n > (uint64_t{1} << 40)) return bad(key, v, why).error();
+    total += n * scale;
+    i = u;
+  }
+  if (total < static_cast<uint64_t>(min.count()) || total > static_cast<uint64_t>(max.count()))
+    return bad(key, v, why).error();
+  return milliseconds(static_cast<int64_t>(total));
 }
 
 std::vector<std::string> splitList(const std::string& v) {
@@ -170,6 +183,23 @@ const std::vector<Key>& keys() {
          c.ctMapMax = *n;
          return {};
        }},
+      {"bpf-ct-embryonic-max",
+       "conntrack entries of unconfirmed flows (SYN seen, client not confirmed yet); keep it well below twice the "
+       "32768 SNAT ports a backend offers",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-ct-embryonic-max", v, 1024, 1u << 20);
+         if (!n) return n.error();
+         c.ctEmbryonicMax = *n;
+         return {};
+       }},
+      {"conntrack-gc-interval", "conntrack garbage collection interval (shorter while a table is under pressure)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto d = parseDuration("conntrack-gc-interval", v, std::chrono::milliseconds(500), std::chrono::hours(12));
+         if (!d) return d.error();
+         c.ctGcInterval = *d;
+         return {};
+       }},
       {"bpf-sock-rev-map-max", "socket reverse-NAT entries", false,
        [](Config& c, const std::string& v) -> Status {
          auto n = parseUint("bpf-sock-rev-map-max", v, 1024, 16u << 20);
@@ -201,9 +231,13 @@ const std::vector<Key>& keys() {
        }},
       {"lb-reconcile-interval", "how often every service map is compared with the model and repaired (0 = never)", false,
        [](Config& c, const std::string& v) -> Status {
-         auto n = parseSeconds("lb-reconcile-interval", v, 86400);
-         if (!n) return n.error();
-         c.lbReconcileIntervalSec = *n;
+         if (v == "0") {
+           c.lbReconcileIntervalSec = 0;
+           return {};
+         }
+         auto d = parseDuration("lb-reconcile-interval", v, std::chrono::seconds(1), std::chrono::hours(24));
+         if (!d) return d.error();
+         c.lbReconcileIntervalSec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
          return {};
        }},
       {"log-level", "debug, info, warn, error", false,

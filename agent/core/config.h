@@ -4,6 +4,7 @@
 // directory are ignored (a cilium-config ConfigMap carries many keys we do not use).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "core/net.h"
 #include "core/result.h"
+#include "np_abi.h"
 
 namespace np {
 
@@ -30,6 +32,8 @@ struct Config {
   uint16_t nodePortMax = 32767;
   uint32_t lbMapMax = 262144;           // bpf-lb-map-max: service and backend entries
   uint32_t ctMapMax = 262144;           // bpf-ct-global-max: conntrack entries (both directions)
+  uint32_t ctEmbryonicMax = NP_DEFAULT_CT_EMBRYONIC_MAX;  // bpf-ct-embryonic-max: unconfirmed flows' entries
+  std::chrono::milliseconds ctGcInterval{30000};          // conntrack-gc-interval
   uint32_t sockRevMapMax = 262144;      // bpf-sock-rev-map-max
   std::string logLevel = "info";        // log-level
   Cidr serviceCidr{Ipv4::fromHost(0x0a2b0000), 16};  // service-cidr: ClusterIPs (k3s: 10.43.0.0/16)

@@ -155,6 +155,11 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
                             dp->sock_->mapFd(NP_STR(NP_MAP_REVNAT)));
   if (!maps) return maps.error();
   dp->lbMaps_.emplace(std::move(*maps));
+  auto ct = ct::BpfTables::of(dp->sock_->mapFd(NP_STR(NP_MAP_CT)), dp->sock_->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC)),
+                              dp->sock_->mapFd(NP_STR(NP_MAP_CT_STATS)));
+  if (!ct) return ct.error();
+  dp->ctTables_.emplace(std::move(*ct));
+  dp->ctGc_ = std::make_unique<ct::Gc>(*dp->ctTables_);
 
   // Attach last: everything the programs read exists by now. Attaching replaces the programs of
   // a previous agent atomically; the maps (and so every connection) carry over.

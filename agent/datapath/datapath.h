@@ -16,6 +16,8 @@
 #include "core/config.h"
 #include "core/nodes.h"
 #include "core/result.h"
+#include "ct/bpf_tables.h"
+#include "ct/gc.h"
 #include "datapath/lb_maps.h"
 #include "datapath/programs.h"
 #include "np_drop.h"
@@ -70,6 +72,9 @@ class Datapath {
   std::vector<std::string> socketHooksAttached() const;
   std::vector<MapState> mapStates() const;
   std::vector<CounterRow> counters() const;
+  // The conntrack GC over this datapath's tables; runs are scheduled by the caller (ct::GcLoop).
+  ct::Gc& conntrackGc() { return *ctGc_; }
+  const ct::Gc& conntrackGc() const { return *ctGc_; }
 
   const std::string& pinDir() const { return pinDir_; }
   const std::string& cgroupPath() const { return cgroupPath_; }
@@ -89,6 +94,8 @@ class Datapath {
   std::unique_ptr<SockProgram> sock_;
   std::vector<std::unique_ptr<HostProgram>> hosts_;
   std::optional<BpfLbMaps> lbMaps_;
+  std::optional<ct::BpfTables> ctTables_;
+  std::unique_ptr<ct::Gc> ctGc_;
 };
 
 }  // namespace np::datapath

@@ -23,8 +23,9 @@ uint32_t configuredSize(const MapSizes& s, const std::string& name) {
   if (name == NP_STR(NP_MAP_REVNAT)) return s.revNat;
   if (name == NP_STR(NP_MAP_SOCK_REV)) return s.sockRev;
   if (name == NP_STR(NP_MAP_CT)) return s.ct;
+  if (name == NP_STR(NP_MAP_CT_EMBRYONIC)) return s.ctEmbryonic;
   if (name == NP_STR(NP_MAP_NODES)) return s.nodes;
-  return 0;  // fixed-size map (metrics)
+  return 0;  // fixed-size map (metrics, conntrack counters)
 }
 
 // Sets every map's size before load: the configured one, or the pinned map's if one exists.
@@ -83,6 +84,7 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.revNat = std::min<uint32_t>(c.lbMapMax, 65535);
   s.sockRev = c.sockRevMapMax;
   s.ct = c.ctMapMax;
+  s.ctEmbryonic = c.ctEmbryonicMax;
   return s;
 }
 

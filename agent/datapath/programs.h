@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/net.h"
 #include "core/result.h"
+#include "np_abi.h"
 
 struct host_bpf;
 struct sock_bpf;
@@ -28,6 +29,7 @@ struct MapSizes {
   uint32_t revNat = 65535;
   uint32_t sockRev = 262144;
   uint32_t ct = 262144;
+  uint32_t ctEmbryonic = NP_DEFAULT_CT_EMBRYONIC_MAX;
   uint32_t nodes = 1024;
 
   static MapSizes fromConfig(const Config& c);

@@ -22,6 +22,8 @@
 #define NP_MAP_REVNAT     np_revnat4_v1
 #define NP_MAP_SOCK_REV   np_sockrev4_v1
 #define NP_MAP_CT         np_ct4_v1
+#define NP_MAP_CT_EMBRYONIC np_ctsyn4_v1
+#define NP_MAP_CT_STATS   np_ctstat_v1
 #define NP_MAP_NODES      np_nodes4_v1
 #define NP_MAP_METRICS    np_metrics_v1
 
@@ -35,6 +37,11 @@
 #define NP_DEFAULT_REVNAT_MAX    65536
 #define NP_DEFAULT_SOCK_REV_MAX  262144
 #define NP_DEFAULT_CT_MAX        262144
+/* Unconfirmed flows (two entries each): 8192 flows hold at most 8192 of the 32768 SNAT ports a
+ * backend offers, so a flood of them leaves three quarters of every backend's ports free. At
+ * 10,000 spoofed SYNs/s an entry lives ~0.8 s before the LRU reuses it, hundreds of round trips
+ * longer than a real handshake needs to confirm its flow. */
+#define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
 #define NP_DEFAULT_NODES_MAX     1024
 
 #endif /* NP_ABI_H */

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Connection tracking ABI. One LRU map holds both directions of every translated flow; each
- * entry is keyed by the tuple as the hook that applies it sees the packet, and carries the
- * complete rewrite for that direction, so a hit is one lookup plus one rewrite. */
+/* Connection tracking ABI. Two LRU maps of the same layout hold both directions of every
+ * translated flow: a new flow starts in the small embryonic table (np_ctsyn4_v1) and moves to the
+ * main table (np_ct4_v1) once its client proved to be real (it sent again after the reply
+ * direction was seen: for TCP the handshake's ACK), so a flood of unconfirmed flows (spoofed SYNs)
+ * only ever evicts other unconfirmed flows. Each entry is keyed by the tuple as the hook that
+ * applies it sees the packet, and carries the complete rewrite for that direction, so a hit in the
+ * main table is one lookup plus one rewrite. */
 #ifndef NP_CT_H
 #define NP_CT_H
 
@@ -13,8 +17,9 @@ enum np_ct_dir {
 	NP_CT_EGRESS = 1,  /* tc egress on the native device */
 };
 
-/* np_ct4_v1: tc programs write and read; the agent lists and garbage-collects. LRU_HASH.
- * Tuple as seen by the hook (network order) -> translation and state. */
+/* np_ct4_v1 (confirmed flows) and np_ctsyn4_v1 (unconfirmed flows): tc programs write and read;
+ * the agent lists and garbage-collects. LRU_HASH. Tuple as seen by the hook (network order) ->
+ * translation and state. */
 struct np_ct_key {
 	__be32 saddr;
 	__be32 daddr;
@@ -33,6 +38,7 @@ enum np_ct_flags {
 	NP_CT_F_SEEN_NON_SYN = 1 << 3, /* a TCP packet without SYN went this way: established */
 	NP_CT_F_CLOSING   = 1 << 4, /* FIN or RST seen: short lifetime */
 	NP_CT_F_SNAT      = 1 << 5, /* source rewritten to the node (remote backend, SNAT mode) */
+	NP_CT_F_REPLY_SEEN = 1 << 6, /* the reply direction carried a packet (both entries say so) */
 };
 
 struct np_ct_entry {
@@ -52,10 +58,31 @@ struct np_ct_entry {
 NP_ASSERT_SIZE(struct np_ct_entry, 48);
 NP_ASSERT_OFFSET(struct np_ct_entry, packets, 32);
 
-/* Lifetimes, in seconds (Cilium's defaults). */
+/* Lifetimes, in seconds. Main table: Cilium's defaults. */
 #define NP_CT_LIFETIME_TCP      8000
 #define NP_CT_LIFETIME_TCP_SYN  60
 #define NP_CT_LIFETIME_TCP_CLOSE 10
 #define NP_CT_LIFETIME_NONTCP   60
+/* Embryonic table: short, because an unconfirmed flow may hold a SNAT port. A handshake that is
+ * answered confirms within a round trip (retransmitted SYNs refresh the entry); UDP gets Linux's
+ * unreplied timeout (nf_conntrack_udp_timeout). */
+#define NP_CT_LIFETIME_TCP_EMBRYONIC    10
+#define NP_CT_LIFETIME_NONTCP_EMBRYONIC 30
+
+/* np_ctstat_v1: tc programs count, the agent's conntrack GC sums across CPUs. PERCPU_ARRAY.
+ * enum np_ct_table (host order) -> what the datapath did to that table. The GC derives the LRU's
+ * evictions from these, its own deletions and the live entries it counts. */
+enum np_ct_table {
+	NP_CT_TABLE_MAIN = 0,      /* np_ct4_v1 */
+	NP_CT_TABLE_EMBRYONIC = 1, /* np_ctsyn4_v1 */
+	NP_CT_TABLES = 2,
+};
+
+struct np_ct_stat {
+	__u64 created;  /* entries inserted under a key the table did not hold */
+	__u64 deleted;  /* entries the datapath deleted (promoted out, replaced by a new flow) */
+	__u64 promoted; /* embryonic row: flows confirmed and moved to the main table */
+};
+NP_ASSERT_SIZE(struct np_ct_stat, 24);
 
 #endif /* NP_CT_H */

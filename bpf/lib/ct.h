@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Conntrack: lookups by the tuple a hook sees, lifetime and TCP state upkeep. */
+/* Conntrack: lookups by the tuple a hook sees, lifetime and TCP state upkeep, and the two tables:
+ * new flows live in the embryonic table until their client proves real, then move to the main
+ * table (np_ct.h says why). Calls that touch a table take the map itself (a constant after
+ * inlining) and its enum np_ct_table for the counters. */
 #ifndef NP_LIB_CT_H
 #define NP_LIB_CT_H
 
 #include "lib/parse.h"
 #include "lib/maps.h"
 #include "np_ct.h"
+
+#define NP_EEXIST 17
 
 static __always_inline void np_ct_key_from_pkt(struct np_ct_key *k, const struct np_pkt *p,
 					       __u8 dir)
@@ -32,12 +37,15 @@ static __always_inline bool np_ct_expired(const struct np_ct_entry *e, __u64 now
 	return e->expires < now;
 }
 
-static __always_inline __u64 np_ct_lifetime(__u8 proto, __u16 flags)
+static __always_inline __u64 np_ct_lifetime(__u8 proto, __u16 flags, bool embryonic)
 {
 	if (proto != IPPROTO_TCP)
-		return NP_CT_LIFETIME_NONTCP * NP_NSEC_PER_SEC;
+		return (embryonic ? NP_CT_LIFETIME_NONTCP_EMBRYONIC : NP_CT_LIFETIME_NONTCP) *
+		       NP_NSEC_PER_SEC;
 	if (flags & NP_CT_F_CLOSING)
 		return NP_CT_LIFETIME_TCP_CLOSE * NP_NSEC_PER_SEC;
+	if (embryonic)
+		return NP_CT_LIFETIME_TCP_EMBRYONIC * NP_NSEC_PER_SEC;
 	if (flags & NP_CT_F_SEEN_NON_SYN)
 		return NP_CT_LIFETIME_TCP * NP_NSEC_PER_SEC;
 	return NP_CT_LIFETIME_TCP_SYN * NP_NSEC_PER_SEC;
@@ -52,6 +60,8 @@ static __always_inline __u16 np_ct_flags_for(const struct np_pkt *p, __u16 flags
 		if (!(p->tcp_flags & TCP_FLAG_SYN))
 			flags |= NP_CT_F_SEEN_NON_SYN;
 	}
+	if (flags & NP_CT_F_REPLY)
+		flags |= NP_CT_F_REPLY_SEEN;
 	return flags;
 }
 
@@ -64,17 +74,21 @@ static __always_inline bool np_ct_reopens(const struct np_ct_entry *e, const str
 }
 
 /* Keeps an entry alive for the packet that hit it. Writes only what changed (entries are shared
- * between CPUs); the lifetime is refreshed at one-second granularity. Returns the new expiry when
- * it moved, else 0. */
+ * between CPUs); the lifetime is refreshed at one-second granularity. Returns the expiry the
+ * other direction must now have at least (the new one, or the unchanged one when the other
+ * direction must learn that a reply was seen), else 0. */
 static __always_inline __u64 np_ct_refresh(struct np_ct_entry *e, const struct np_pkt *p, __u64 now,
-					   __u32 bytes)
+					   __u32 bytes, bool embryonic)
 {
 	__u16 flags = np_ct_flags_for(p, e->flags);
-	__u64 expires = now + np_ct_lifetime(p->proto, flags);
+	__u64 expires = now + np_ct_lifetime(p->proto, flags, embryonic);
 	__u64 moved = 0;
 
-	if (flags != e->flags)
+	if (flags != e->flags) {
+		if ((flags & NP_CT_F_REPLY_SEEN) && !(e->flags & NP_CT_F_REPLY_SEEN))
+			moved = e->expires;
 		e->flags = flags;
+	}
 	if ((e->tcp_flags | p->tcp_flags) != e->tcp_flags)
 		e->tcp_flags |= p->tcp_flags;
 	if (expires > e->expires + NP_NSEC_PER_SEC || (flags & NP_CT_F_CLOSING)) {
@@ -94,7 +108,7 @@ static __always_inline void np_ct_init(struct np_ct_entry *e, const struct np_pk
 	__builtin_memset(e, 0, sizeof(*e));
 	e->flags = np_ct_flags_for(p, flags);
 	e->tcp_flags = p->tcp_flags;
-	e->expires = now + np_ct_lifetime(p->proto, e->flags);
+	e->expires = now + np_ct_lifetime(p->proto, e->flags, true);
 }
 
 /* The key of the other direction of the flow that entry e (found under key) belongs to: a
@@ -127,19 +141,88 @@ static __always_inline void np_ct_peer_key(struct np_ct_key *pk, const struct np
 	}
 }
 
+/* True if rev (found under pk, the peer key of service entry e found under key) is e's own reply
+ * entry: it translates back to e's client and frontend. A reply key can outlive its flow and be
+ * reused by another one (a SNAT port reclaimed after its flow expired). */
+static __always_inline bool np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_entry *e,
+					   const struct np_ct_key *pk, const struct np_ct_entry *rev)
+{
+	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
+	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
+	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&
+	       (rev->nat_dport ? rev->nat_dport : pk->dport) == key->sport;
+}
+
+/* Counters of np_ctstat_v1: plain per-CPU adds. */
+static __always_inline struct np_ct_stat *np_ct_stat(__u32 table)
+{
+	return bpf_map_lookup_elem(&np_ctstat_v1, &table);
+}
+
+/* Inserts key -> val into a table. A key the table did not hold counts as created; an existing
+ * entry (another flow's leftover) is replaced. Returns 0 or a negative errno. */
+static __always_inline int np_ct_insert(void *map, __u32 table, const struct np_ct_key *key,
+					const struct np_ct_entry *val)
+{
+	struct np_ct_stat *s;
+	int rc = bpf_map_update_elem(map, key, val, BPF_NOEXIST);
+
+	if (rc == 0) {
+		s = np_ct_stat(table);
+		if (s)
+			s->created++;
+		return 0;
+	}
+	if (rc != -NP_EEXIST)
+		return rc;
+	return bpf_map_update_elem(map, key, val, BPF_ANY);
+}
+
+static __always_inline void np_ct_delete(void *map, __u32 table, const struct np_ct_key *key)
+{
+	struct np_ct_stat *s;
+
+	if (bpf_map_delete_elem(map, key) == 0) {
+		s = np_ct_stat(table);
+		if (s)
+			s->deleted++;
+	}
+}
+
+/* Removes a service entry that can no longer carry its flow (expired, closed and reopened, its
+ * backend gone) together with its reply entry, before a new flow takes the tuple: nothing of the
+ * old flow must shadow the new one, which starts in the embryonic table. */
+static __always_inline void np_ct_forget(void *map, __u32 table, const struct np_ct_key *key,
+					 const struct np_ct_entry *e)
+{
+	struct np_ct_key pk;
+	struct np_ct_entry *rev;
+
+	if (!(e->flags & NP_CT_F_SERVICE))
+		return;
+	np_ct_peer_key(&pk, key, e);
+	rev = bpf_map_lookup_elem(map, &pk);
+	if (rev && np_ct_reply_of(key, e, &pk, rev))
+		np_ct_delete(map, table, &pk);
+	np_ct_delete(map, table, key);
+}
+
 /* Both directions of a flow live and close together: traffic one way keeps the other entry alive
- * (UDP with one-sided traffic), and a FIN or RST seen one way closes both (so the next SYN on the
- * tuple starts over, whichever side closed). Called when e's lifetime moved to `expires`. */
-static __always_inline void np_ct_sync_peer(const struct np_ct_key *key, const struct np_ct_entry *e,
-					    __u64 expires)
+ * (UDP with one-sided traffic), a FIN or RST seen one way closes both (so the next SYN on the
+ * tuple starts over, whichever side closed), and both learn that a reply was seen. Called when
+ * np_ct_refresh() returned `expires`. */
+static __always_inline void np_ct_sync_peer(void *map, const struct np_ct_key *key,
+					    const struct np_ct_entry *e, __u64 expires)
 {
 	struct np_ct_key pk;
 	struct np_ct_entry *peer;
 
 	np_ct_peer_key(&pk, key, e);
-	peer = bpf_map_lookup_elem(&np_ct4_v1, &pk);
+	peer = bpf_map_lookup_elem(map, &pk);
 	if (!peer)
 		return;
+	if ((e->flags & NP_CT_F_REPLY_SEEN) && !(peer->flags & NP_CT_F_REPLY_SEEN))
+		peer->flags |= NP_CT_F_REPLY_SEEN;
 	if (e->flags & NP_CT_F_CLOSING) {
 		if (!(peer->flags & NP_CT_F_CLOSING))
 			peer->flags |= NP_CT_F_CLOSING;
@@ -148,6 +231,53 @@ static __always_inline void np_ct_sync_peer(const struct np_ct_key *key, const s
 	} else if (peer->expires < expires && !(peer->flags & NP_CT_F_CLOSING)) {
 		peer->expires = expires;
 	}
+}
+
+/* An unconfirmed flow's client is real when it sends again after the reply direction was seen:
+ * for TCP the ACK that completes the handshake (a spoofed source never sees the SYN-ACK, so it
+ * has nothing to acknowledge); a flow that is closing stays where it is. Called with the service
+ * entry after np_ct_refresh(). */
+static __always_inline bool np_ct_confirms(const struct np_ct_entry *e, const struct np_pkt *p)
+{
+	if (!(e->flags & NP_CT_F_SERVICE) || !(e->flags & NP_CT_F_REPLY_SEEN) ||
+	    (e->flags & NP_CT_F_CLOSING))
+		return false;
+	return p->proto != IPPROTO_TCP ||
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK;
+}
+
+/* Moves a confirmed flow to the main table with the main table's lifetimes: the service entry e
+ * (found under key in the embryonic table) first, then its reply entry, which leaves the
+ * embryonic table at once. The caller deletes e from the embryonic table once it has used it.
+ * Returns false (nothing moved) when the reply entry is gone or the main table refused. */
+static __always_inline bool np_ct_promote(const struct np_ct_key *key, struct np_ct_entry *e,
+					  __u64 now)
+{
+	struct np_ct_key pk;
+	struct np_ct_entry *rev;
+	struct np_ct_stat *s;
+	__u64 expires = now + np_ct_lifetime(key->proto, e->flags, false);
+
+	np_ct_peer_key(&pk, key, e);
+	rev = bpf_map_lookup_elem(&np_ctsyn4_v1, &pk);
+	if (!rev || !np_ct_reply_of(key, e, &pk, rev))
+		return false;
+	e->expires = expires;
+	if (np_ct_insert(&np_ct4_v1, NP_CT_TABLE_MAIN, key, e) < 0)
+		return false;
+	if (!(rev->flags & NP_CT_F_CLOSING))
+		rev->expires = expires;
+	/* A main-table reply entry always has its service entry there: SNAT port allocation relies
+	 * on it (np_snat_port_in_use). */
+	if (np_ct_insert(&np_ct4_v1, NP_CT_TABLE_MAIN, &pk, rev) < 0) {
+		np_ct_delete(&np_ct4_v1, NP_CT_TABLE_MAIN, key);
+		return false;
+	}
+	np_ct_delete(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &pk);
+	s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
+	if (s)
+		s->promoted++;
+	return true;
 }
 
 #endif /* NP_LIB_CT_H */

@@ -49,7 +49,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } np_sockrev4_v1 SEC(".maps");
 
-/* Conntrack: tc programs write and read, agent lists and collects. tuple+hook -> translation. */
+/* Conntrack, confirmed flows: tc programs write and read, agent lists and collects. tuple+hook
+ * (network order) -> translation. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct np_ct_key);
@@ -57,6 +58,26 @@ struct {
 	__uint(max_entries, NP_DEFAULT_CT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } np_ct4_v1 SEC(".maps");
+
+/* Conntrack, unconfirmed flows: tc programs write, read and promote to np_ct4_v1; agent collects.
+ * tuple+hook (network order) -> translation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_ct_key);
+	__type(value, struct np_ct_entry);
+	__uint(max_entries, NP_DEFAULT_CT_EMBRYONIC_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_ctsyn4_v1 SEC(".maps");
+
+/* Conntrack counters: tc programs count, agent sums per CPU. enum np_ct_table (host order) ->
+ * entries created and deleted by the datapath, flows promoted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct np_ct_stat);
+	__uint(max_entries, NP_CT_TABLES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} np_ctstat_v1 SEC(".maps");
 
 /* Nodes: agent writes, socket programs read. node IP -> node ID and flags. */
 struct {

@@ -119,22 +119,39 @@ static __always_inline bool np_snat_port_taken_by_host(np_ctx_t *ctx, const stru
 }
 
 /* An expired reply entry's port is still in use while the service entry it belongs to is alive
- * and translates to that port: reclaiming it would hand the flow's replies to someone else. */
-static __always_inline bool np_snat_port_in_use(const struct np_ct_key *rev_key,
+ * and translates to that port: reclaiming it would hand the flow's replies to someone else. Both
+ * entries of a flow are in the same table (`map`). */
+static __always_inline bool np_snat_port_in_use(void *map, const struct np_ct_key *rev_key,
 						const struct np_ct_entry *old, __u64 now)
 {
 	struct np_ct_key fk;
 	struct np_ct_entry *fwd;
 
 	np_ct_peer_key(&fk, rev_key, old);
-	fwd = bpf_map_lookup_elem(&np_ct4_v1, &fk);
+	fwd = bpf_map_lookup_elem(map, &fk);
 	return fwd && !np_ct_expired(fwd, now) && fwd->nat_sport == rev_key->dport &&
 	       fwd->nat_saddr == rev_key->daddr;
 }
 
-/* Inserts the reply entry `rev` under `rev_key` with a free destination port from
- * [min, max]: keeps `start` when it is in range and free, then tries a random port, then the
- * following ones, at most NP_SNAT_RETRIES times. Returns the port (host order) or 0. */
+/* A port is free in the main table unless a confirmed flow holds it there. The leftover of an
+ * expired flow is deleted: the reply key of the new flow goes to the embryonic table, and the
+ * main table is looked up first. */
+static __always_inline bool np_snat_port_free_in_main(const struct np_ct_key *rev_key, __u64 now)
+{
+	struct np_ct_entry *old = bpf_map_lookup_elem(&np_ct4_v1, rev_key);
+
+	if (!old)
+		return true;
+	if (!np_ct_expired(old, now) || np_snat_port_in_use(&np_ct4_v1, rev_key, old, now))
+		return false;
+	np_ct_delete(&np_ct4_v1, NP_CT_TABLE_MAIN, rev_key);
+	return true;
+}
+
+/* Inserts the reply entry `rev` of a new flow under `rev_key` into the embryonic table, with a
+ * destination port from [min, max] that no socket of the node and no flow in either table holds:
+ * keeps `start` when it is in range and free, then tries a random port, then the following ones,
+ * at most NP_SNAT_RETRIES times. Returns the port (host order) or 0. */
 static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_key,
 					   const struct np_ct_entry *rev, __u16 start, __u16 min,
 					   __u16 max, __u64 now)
@@ -150,12 +167,19 @@ static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_
 		struct np_ct_entry *old;
 
 		rev_key->dport = bpf_htons(port);
-		if (!np_snat_port_taken_by_host(ctx, rev_key)) {
-			if (!bpf_map_update_elem(&np_ct4_v1, rev_key, rev, BPF_NOEXIST))
+		if (!np_snat_port_taken_by_host(ctx, rev_key) && np_snat_port_free_in_main(rev_key, now)) {
+			if (!bpf_map_update_elem(&np_ctsyn4_v1, rev_key, rev, BPF_NOEXIST)) {
+				struct np_ct_stat *s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
+
+				if (s)
+					s->created++;
 				return port;
-			old = bpf_map_lookup_elem(&np_ct4_v1, rev_key);
-			if (old && old->expires < now && !np_snat_port_in_use(rev_key, old, now) &&
-			    !bpf_map_update_elem(&np_ct4_v1, rev_key, rev, BPF_ANY))
+			}
+			/* An unconfirmed flow's port comes back when its short lifetime is over. */
+			old = bpf_map_lookup_elem(&np_ctsyn4_v1, rev_key);
+			if (old && old->expires < now &&
+			    !np_snat_port_in_use(&np_ctsyn4_v1, rev_key, old, now) &&
+			    !bpf_map_update_elem(&np_ctsyn4_v1, rev_key, rev, BPF_ANY))
 				return port;
 		}
 		if (i == 0)

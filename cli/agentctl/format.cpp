@@ -44,6 +44,20 @@ std::string deviceList(const pb::StatusResponse& status) {
   return join(parts, ", ");
 }
 
+// "12/262144 established, 16384/16384 embryonic (40312 evicted in the last 5s)".
+std::string conntrackSummary(const pb::StatusResponse& status) {
+  std::vector<std::string> parts;
+  for (const auto& t : status.conntrack_tables()) {
+    std::string part = std::to_string(t.entries()) + "/" + std::to_string(t.max_entries()) + " " + t.kind();
+    if (t.evicted_last() > 0) {
+      part += " (" + std::to_string(t.evicted_last()) + " evicted in the last " +
+              formatDuration((status.conntrack_gc().last_interval_ms() + 500) / 1000) + ")";
+    }
+    parts.push_back(std::move(part));
+  }
+  return join(parts, ", ");
+}
+
 void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   if (!status.kube_proxy_replacement().empty()) {
     std::vector<std::string> row{"KubeProxyReplacement:", status.kube_proxy_replacement()};
@@ -75,6 +89,7 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   table.addRow({"Services:", std::to_string(status.services()) + " services, " +
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
+  if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
   if (!status.bpf_root().empty()) table.addRow({"BPF root:", status.bpf_root()});
   if (status.has_local_state()) {
     const pb::StateStatus& st = status.local_state();
@@ -166,6 +181,27 @@ std::string mapTable(const pb::StatusResponse& status) {
   return "BPF Maps:\n" + table.render();
 }
 
+std::string conntrackTable(const pb::StatusResponse& status) {
+  Table table("  ");
+  table.addRow({"Table", "Kind", "Max entries", "Entries", "Evicted (last GC interval)", "Evicted (total)",
+                "GC deleted (last)", "Created (total)", "Promoted (total)"});
+  for (const auto& t : status.conntrack_tables()) {
+    table.addRow({t.name(), t.kind(), std::to_string(t.max_entries()), std::to_string(t.entries()),
+                  std::to_string(t.evicted_last()), std::to_string(t.evicted_total()),
+                  std::to_string(t.gc_deleted_last()), std::to_string(t.created_total()),
+                  t.kind() == "embryonic" ? std::to_string(t.promoted_total()) : "-"});
+  }
+  const auto& gc = status.conntrack_gc();
+  std::string line = "  GC: " + std::to_string(gc.runs()) + " runs";
+  if (gc.runs() > 0) {
+    line += ", the last took " + std::to_string(gc.last_duration_us()) + " us and covers " +
+            std::to_string(gc.last_interval_ms()) + " ms";
+  }
+  line += ", next in " + std::to_string(gc.next_run_in_ms()) + " ms";
+  if (!gc.error().empty()) line += "; last error: " + gc.error();
+  return "Conntrack (evictions are estimates):\n" + table.render() + line + "\n";
+}
+
 std::string counterTable(const pb::StatusResponse& status) {
   Table table("  ");
   table.addRow({"Direction", "Reason", "Packets", "Bytes"});
@@ -226,6 +262,7 @@ std::string formatStatus(const pb::StatusResponse& status, StatusDetail detail) 
     out += kprDetails(status);
     if (status.devices_size() > 0) out += deviceTable(status);
     if (status.maps_size() > 0) out += mapTable(status);
+    if (status.conntrack_tables_size() > 0) out += conntrackTable(status);
     if (status.counters_size() > 0) out += counterTable(status);
   }
   return out;

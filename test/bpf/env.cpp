@@ -78,6 +78,7 @@ bool setUpEnv(const std::string& bpffsDir) {
       "ip neigh replace 192.168.10.200 lladdr " + macToString(kClientMac) + " dev ens192 nud permanent",
       "ip route add 10.0.2.0/24 via 192.168.10.101 dev ens192",
       "ip route add 10.0.3.0/24 via 192.168.10.102 dev ens192",
+      "ip route add 198.51.100.0/24 via 192.168.10.1 dev ens192",
       "ip link add lxcp1 type veth peer name p1peer",
       "ip link set lxcp1 up",
       "ip link set p1peer up",

@@ -8,6 +8,8 @@
 //                                   192.168.10.200 (client) = kClientMac
 //           routes: 10.0.2.0/24 via 192.168.10.101   (pods of node 2)
 //                   10.0.3.0/24 via 192.168.10.102   (a node whose MAC is not known yet)
+//                   198.51.100.0/24 via 192.168.10.1 (spoofed flood sources: the lab's router,
+//                                                     MAC not known)
 //   lxcp1   <-veth->  p1peer;  routes 10.0.1.10/32 and 10.0.1.11/32 dev lxcp1  (local pods)
 //   net.ipv4.ip_forward = 1 (bpf_fib_lookup() answers only for forwarding devices)
 #pragma once

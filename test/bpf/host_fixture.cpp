@@ -56,7 +56,8 @@ void HostTest::SetUp() {
   sizes.backends = 1024;
   sizes.revNat = 1024;
   sizes.sockRev = 1024;
-  sizes.ct = 4096;
+  sizes.ct = kCtMainMax;
+  sizes.ctEmbryonic = kCtSynMax;
   sizes.nodes = 64;
   datapath::HostParams p;
   p.device = "ens192";
@@ -78,7 +79,12 @@ void HostTest::SetUp() {
   revNat_.emplace(rn.value());
   auto ct = bpf::Map<np_ct_key, np_ct_entry>::of(prog_->mapFd(NP_STR(NP_MAP_CT)));
   ASSERT_TRUE(ct.ok()) << ct.error().message();
-  ct_.emplace(ct.value());
+  ctMain_.emplace(ct.value());
+  auto syn = bpf::Map<np_ct_key, np_ct_entry>::of(prog_->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC)));
+  ASSERT_TRUE(syn.ok()) << syn.error().message();
+  ctSyn_.emplace(syn.value());
+  ctStatFd_ = prog_->mapFd(NP_STR(NP_MAP_CT_STATS));
+  ASSERT_GE(ctStatFd_, 0);
   metricsFd_ = prog_->mapFd(NP_STR(NP_MAP_METRICS));
   ASSERT_GE(metricsFd_, 0);
 }
@@ -87,7 +93,8 @@ void HostTest::TearDown() {
   services_.reset();
   backends_.reset();
   revNat_.reset();
-  ct_.reset();
+  ctMain_.reset();
+  ctSyn_.reset();
   prog_.reset();  // closes the program and map fds; the pins keep the maps until removed here
   std::error_code ec;
   std::filesystem::remove_all(pinDir_, ec);
@@ -177,12 +184,39 @@ void HostTest::setService(const Frontend& f, uint8_t flags, uint16_t revNatId,
   ASSERT_TRUE(rs.ok()) << rs.error().message();
 }
 
-std::optional<np_ct_entry> HostTest::ct(const np_ct_key& k) const { return ct_->lookup(k); }
+std::optional<np_ct_entry> HostTest::ct(const np_ct_key& k) const {
+  if (auto e = ctMain_->lookup(k)) return e;
+  return ctSyn_->lookup(k);
+}
 
-std::vector<std::pair<np_ct_key, np_ct_entry>> HostTest::ctAll() const {
-  auto all = ct_->dump();
+std::vector<std::pair<np_ct_key, np_ct_entry>> HostTest::dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m) {
+  auto all = m.dump();
   EXPECT_TRUE(all.ok()) << all.error().message();
   return all.ok() ? all.value() : std::vector<std::pair<np_ct_key, np_ct_entry>>{};
+}
+
+std::vector<std::pair<np_ct_key, np_ct_entry>> HostTest::ctAll() const {
+  auto all = ctMainAll();
+  auto syn = ctSynAll();
+  all.insert(all.end(), syn.begin(), syn.end());
+  return all;
+}
+
+np_ct_stat HostTest::ctStat(uint32_t table) const {
+  const int ncpus = libbpf_num_possible_cpus();
+  EXPECT_GT(ncpus, 0);
+  if (ncpus <= 0) return {};
+  static_assert(sizeof(np_ct_stat) % 8 == 0);
+  std::vector<np_ct_stat> perCpu(static_cast<size_t>(ncpus));
+  EXPECT_EQ(bpf_map_lookup_elem(ctStatFd_, &table, perCpu.data()), 0)
+      << "read conntrack counters of table " << table << ": " << std::strerror(errno);
+  np_ct_stat sum{};
+  for (const np_ct_stat& c : perCpu) {
+    sum.created += c.created;
+    sum.deleted += c.deleted;
+    sum.promoted += c.promoted;
+  }
+  return sum;
 }
 
 std::vector<np_metric> HostTest::metricPerCpu(uint32_t index) const {
@@ -207,10 +241,12 @@ np_metric HostTest::metric(uint32_t dir, uint32_t reason) const {
 }
 
 void HostTest::advanceClock(uint64_t seconds) {
-  for (auto [k, e] : ctAll()) {
-    e.expires -= seconds * kSec;
-    auto st = ct_->update(k, e, BPF_EXIST);
-    ASSERT_TRUE(st.ok()) << st.error().message();
+  for (auto* m : {&*ctMain_, &*ctSyn_}) {
+    for (auto [k, e] : dumpOf(*m)) {
+      e.expires -= seconds * kSec;
+      auto st = m->update(k, e, BPF_EXIST);
+      ASSERT_TRUE(st.ok()) << st.error().message();
+    }
   }
 }
 

@@ -73,27 +73,50 @@ class HostTest : public ::testing::Test {
   void setService(const Frontend& f, uint8_t flags, uint16_t revNatId, const std::vector<uint32_t>& selectable,
                   const std::vector<uint32_t>& terminating = {});
 
+  // Conntrack, as the datapath looks it up: the main table first, then the embryonic one.
   std::optional<np_ct_entry> ct(const np_ct_key& k) const;
+  // One table: confirmed flows (np_ct4_v1) or unconfirmed ones (np_ctsyn4_v1).
+  std::optional<np_ct_entry> ctMain(const np_ct_key& k) const { return ctMain_->lookup(k); }
+  std::optional<np_ct_entry> ctSyn(const np_ct_key& k) const { return ctSyn_->lookup(k); }
+  // Entries of both tables.
   std::vector<std::pair<np_ct_key, np_ct_entry>> ctAll() const;
+  std::vector<std::pair<np_ct_key, np_ct_entry>> ctMainAll() const { return dumpOf(*ctMain_); }
+  std::vector<std::pair<np_ct_key, np_ct_entry>> ctSynAll() const { return dumpOf(*ctSyn_); }
   size_t ctCount() const { return ctAll().size(); }
+  size_t ctMainCount() const { return ctMainAll().size(); }
+  size_t ctSynCount() const { return ctSynAll().size(); }
+  // np_ctstat_v1 row of a table, summed over CPUs here (the agent's sum is checked against it).
+  np_ct_stat ctStat(uint32_t table) const;
+  int ctMainFd() const { return ctMain_->fd(); }
+  int ctSynFd() const { return ctSyn_->fd(); }
+  int ctStatFd() const { return ctStatFd_; }
+  bpf::Map<np_ct_key, np_ct_entry>& ctMainMap() { return *ctMain_; }
+  bpf::Map<np_ct_key, np_ct_entry>& ctSynMap() { return *ctSyn_; }
   // Metrics slot (dir << 8) | reason, summed over CPUs here (not with bpf::sumPerCpu, which is
   // checked against this by MetricsAgentSumMatchesProgramCounters).
   np_metric metric(uint32_t dir, uint32_t reason) const;
   std::vector<np_metric> metricPerCpu(uint32_t index) const;
   int metricsFd() const { return metricsFd_; }
-  // As if `seconds` passed: moves every conntrack entry's expiry that much closer (the programs
-  // compare expiry with bpf_ktime_get_ns(), which a test cannot move).
+  // As if `seconds` passed: moves every conntrack entry's expiry (both tables) that much closer
+  // (the programs compare expiry with bpf_ktime_get_ns(), which a test cannot move).
   void advanceClock(uint64_t seconds);
+
+  // The embryonic table's size in this fixture (small, so a test can overflow it).
+  static constexpr uint32_t kCtSynMax = 1024;
+  static constexpr uint32_t kCtMainMax = 4096;
 
  private:
   RunResult run(int progFd, const Bytes& in, bool mustRun);
+  static std::vector<std::pair<np_ct_key, np_ct_entry>> dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m);
 
   std::string pinDir_;
   std::unique_ptr<datapath::HostProgram> prog_;
   std::optional<bpf::Map<np_svc_key, np_svc_val>> services_;
   std::optional<bpf::Map<uint32_t, np_backend>> backends_;
   std::optional<bpf::Map<uint16_t, np_revnat>> revNat_;
-  std::optional<bpf::Map<np_ct_key, np_ct_entry>> ct_;
+  std::optional<bpf::Map<np_ct_key, np_ct_entry>> ctMain_;
+  std::optional<bpf::Map<np_ct_key, np_ct_entry>> ctSyn_;
+  int ctStatFd_ = -1;
   int metricsFd_ = -1;
 };
 

@@ -8,67 +8,11 @@
 #include <map>
 #include <string>
 
+#include "flows.h"
 #include "host_fixture.h"
 
 namespace np::bpftest {
 namespace {
-
-using np::test::kTcpAck;
-using np::test::kTcpFin;
-using np::test::kTcpPsh;
-using np::test::kTcpRst;
-using np::test::kTcpSyn;
-
-constexpr uint16_t kNodePort = 30080;
-constexpr uint16_t kBackendPort = 8080;
-constexpr uint16_t kClientPort = 40000;
-constexpr uint16_t kRevNat = 7;
-constexpr uint8_t kNodePortFlags = NP_SVC_F_NODEPORT | NP_SVC_F_ROUTABLE;
-constexpr uint16_t kSnatMin = 32768;  // HostParams defaults
-constexpr uint16_t kSnatMax = 65535;
-const Frontend kTcpNodePort{kNodeIp, kNodePort, IPPROTO_TCP};
-
-// A TCP segment from a client to the NodePort, as it arrives on ens192.
-PacketBuilder clientTcp(uint16_t sport, uint8_t flags, uint32_t client = kClientIp, uint16_t dport = kNodePort) {
-  PacketBuilder b;
-  b.eth(kClientMac, kEns192Mac).ipv4(client, kNodeIp).ipId(0x1234).dontFragment().tcp(sport, dport, flags)
-      .seq(1000).window(64240);
-  if (flags & kTcpAck) b.ackSeq(5001);
-  if (!(flags & (kTcpSyn | kTcpRst))) b.payload("GET / HTTP/1.1\r\nHost: svc\r\n\r\n");
-  return b;
-}
-
-// A segment from a local pod to the client, as the stack sends it out of ens192.
-PacketBuilder localPodTcp(uint32_t pod, uint16_t clientPort, uint8_t flags) {
-  PacketBuilder b;
-  b.eth(kEns192Mac, kClientMac).ipv4(pod, kClientIp).ipId(0x4321).dontFragment().tcp(kBackendPort, clientPort, flags)
-      .seq(5000).ackSeq(1001).window(65160);
-  if (!(flags & (kTcpSyn | kTcpRst))) b.payload("HTTP/1.1 200 OK\r\n\r\n");
-  return b;
-}
-
-// A segment from a pod on node 2 to this node's SNAT port, as it arrives on ens192 from node 2.
-PacketBuilder remotePodTcp(uint32_t pod, uint16_t snatPort, uint8_t flags) {
-  PacketBuilder b;
-  b.eth(kNode2Mac, kEns192Mac).ipv4(pod, kNodeIp).ttl(63).ipId(0x4321).dontFragment()
-      .tcp(kBackendPort, snatPort, flags).seq(5000).ackSeq(1001).window(65160);
-  if (!(flags & (kTcpSyn | kTcpRst))) b.payload("HTTP/1.1 200 OK\r\n\r\n");
-  return b;
-}
-
-np_ct_key clientKey(uint16_t clientPort, uint32_t client = kClientIp, uint16_t frontendPort = kNodePort,
-                    uint8_t proto = IPPROTO_TCP) {
-  return ctKey(client, clientPort, kNodeIp, frontendPort, proto, NP_CT_INGRESS);
-}
-
-np_ct_key localReplyKey(uint32_t pod, uint16_t clientPort, uint16_t podPort = kBackendPort,
-                        uint8_t proto = IPPROTO_TCP) {
-  return ctKey(pod, podPort, kClientIp, clientPort, proto, NP_CT_EGRESS);
-}
-
-np_ct_key remoteReplyKey(uint32_t pod, uint16_t snatPort) {
-  return ctKey(pod, kBackendPort, kNodeIp, snatPort, IPPROTO_TCP, NP_CT_INGRESS);
-}
 
 uint32_t podOf(uint32_t backendId, uint32_t a, uint32_t b) { return backendId == 1 ? a : b; }
 
@@ -92,8 +36,10 @@ TEST_F(HostTest, NodePortLocalBackendSynIsDnatedToPod) {
   EXPECT_TRUE(samePacket(want.build(), r.out));
   EXPECT_TRUE(checksumsOk(r.out));
 
-  auto fwd = ct(clientKey(kClientPort));
-  ASSERT_TRUE(fwd) << "no conntrack entry client -> frontend (ingress)";
+  // A new flow is unconfirmed: both entries are in the embryonic table only.
+  auto fwd = ctSyn(clientKey(kClientPort));
+  ASSERT_TRUE(fwd) << "no embryonic conntrack entry client -> frontend (ingress)";
+  EXPECT_FALSE(ctMain(clientKey(kClientPort))) << "an unconfirmed flow must not be in the main table";
   EXPECT_EQ(fwd->flags, NP_CT_F_SERVICE);
   EXPECT_EQ(fwd->backend_id, 1u);
   EXPECT_EQ(fwd->rev_nat_id, kRevNat);
@@ -104,12 +50,13 @@ TEST_F(HostTest, NodePortLocalBackendSynIsDnatedToPod) {
   EXPECT_EQ(fwd->tcp_flags, kTcpSyn);
   EXPECT_EQ(fwd->packets, 1u);
   EXPECT_EQ(fwd->bytes, in.size());
-  // A SYN-only flow gets the short lifetime.
-  EXPECT_GE(fwd->expires, before + NP_CT_LIFETIME_TCP_SYN * kSec);
-  EXPECT_LE(fwd->expires, after + NP_CT_LIFETIME_TCP_SYN * kSec);
+  // A SYN-only flow gets the short lifetime of an unconfirmed flow.
+  EXPECT_GE(fwd->expires, before + NP_CT_LIFETIME_TCP_EMBRYONIC * kSec);
+  EXPECT_LE(fwd->expires, after + NP_CT_LIFETIME_TCP_EMBRYONIC * kSec);
 
-  auto rev = ct(localReplyKey(kLocalPodA, kClientPort));
-  ASSERT_TRUE(rev) << "no conntrack entry backend -> client (egress)";
+  auto rev = ctSyn(localReplyKey(kLocalPodA, kClientPort));
+  ASSERT_TRUE(rev) << "no embryonic conntrack entry backend -> client (egress)";
+  EXPECT_EQ(rev->expires, fwd->expires);
   EXPECT_EQ(rev->flags, NP_CT_F_REPLY);
   EXPECT_EQ(rev->backend_id, 1u);
   EXPECT_EQ(rev->rev_nat_id, kRevNat);
@@ -118,7 +65,8 @@ TEST_F(HostTest, NodePortLocalBackendSynIsDnatedToPod) {
   EXPECT_EQ(rev->nat_daddr, 0u);
   EXPECT_EQ(rev->nat_dport, 0);
   EXPECT_EQ(rev->packets, 0u);
-  EXPECT_EQ(ctCount(), 2u);
+  EXPECT_EQ(ctSynCount(), 2u);
+  EXPECT_EQ(ctMainCount(), 0u);
 
   np_metric fwdCount = metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED);
   EXPECT_EQ(fwdCount.packets, 1u);
@@ -351,6 +299,7 @@ TEST_F(HostTest, ConntrackKeepsFlowOnBackendAndSnatPort) {
   ASSERT_TRUE(backend == 1 || backend == 2) << backend;
   const uint32_t pod = podOf(backend, kRemotePodA, kRemotePodB);
   const uint16_t snatPort = ntohs(fwd->nat_sport);
+  ASSERT_EQ(fromNetdev(remotePodTcp(pod, snatPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_REDIRECT);
 
   for (int i = 0; i < 10; ++i) {
     PacketBuilder ack = clientTcp(kClientPort, kTcpAck | kTcpPsh);
@@ -361,15 +310,18 @@ TEST_F(HostTest, ConntrackKeepsFlowOnBackendAndSnatPort) {
     want.eth(kEns192Mac, kNode2Mac).ipSrc(kNodeIp).srcPort(snatPort).ipDst(pod).dstPort(kBackendPort).ttl(63);
     EXPECT_TRUE(samePacket(want.build(), r.out)) << "packet " << i;
   }
-  fwd = ct(clientKey(kClientPort));
+  // The handshake's ACK confirmed the flow: it lives in the main table now.
+  fwd = ctMain(clientKey(kClientPort));
   ASSERT_TRUE(fwd);
   EXPECT_EQ(fwd->backend_id, backend);
   EXPECT_EQ(fwd->packets, 11u);
-  EXPECT_EQ(fwd->flags, NP_CT_F_SERVICE | NP_CT_F_SNAT | NP_CT_F_REDIRECT | NP_CT_F_SEEN_NON_SYN);
+  EXPECT_EQ(fwd->flags,
+            NP_CT_F_SERVICE | NP_CT_F_SNAT | NP_CT_F_REDIRECT | NP_CT_F_SEEN_NON_SYN | NP_CT_F_REPLY_SEEN);
   EXPECT_EQ(fwd->tcp_flags, kTcpSyn | kTcpAck | kTcpPsh);
   // Established: the long lifetime.
   EXPECT_GT(fwd->expires, monotonicNs() + (NP_CT_LIFETIME_TCP - 5) * kSec);
-  EXPECT_EQ(ctCount(), 2u);
+  EXPECT_EQ(ctMainCount(), 2u);
+  EXPECT_EQ(ctSynCount(), 0u);
 
   const PacketBuilder reply = remotePodTcp(pod, snatPort, kTcpAck | kTcpPsh);
   r = fromNetdev(reply.build());
@@ -556,7 +508,9 @@ TEST_F(HostTest, TerminatingBackendDrainsThenFlowsMove) {
   addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake confirms the flow";
   ASSERT_TRUE(ct(clientKey(kClientPort)));
   ASSERT_EQ(ct(clientKey(kClientPort))->backend_id, 1u);
 
@@ -611,7 +565,9 @@ TEST_F(HostTest, TerminatingBackendGetsNoNewConnectionOnReusedTuple) {
   addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake confirms the flow";
 
   addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP, NP_BACKEND_TERMINATING);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {2}, {1});
@@ -649,11 +605,11 @@ TEST_F(HostTest, NodePortUdpLocalBackendIsDnated) {
   EXPECT_TRUE(checksumsOk(r.out));
   EXPECT_NE(np::test::parse(r.out).udp->check, 0) << "a real UDP checksum must never become 0";
 
-  auto fwd = ct(clientKey(kClientPort, kClientIp, kUdpNodePort, IPPROTO_UDP));
+  auto fwd = ctSyn(clientKey(kClientPort, kClientIp, kUdpNodePort, IPPROTO_UDP));
   ASSERT_TRUE(fwd);
   EXPECT_EQ(fwd->flags, NP_CT_F_SERVICE);
   EXPECT_EQ(fwd->tcp_flags, 0);
-  EXPECT_GE(fwd->expires, before + NP_CT_LIFETIME_NONTCP * kSec);
+  EXPECT_GE(fwd->expires, before + NP_CT_LIFETIME_NONTCP_EMBRYONIC * kSec);
   ASSERT_TRUE(ct(localReplyKey(kLocalPodA, kClientPort, kDnsPort, IPPROTO_UDP)));
 
   PacketBuilder answer;
@@ -766,7 +722,9 @@ TEST_F(HostTest, ConntrackClientRstThenSynReselects) {
   addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake confirms the flow";
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpRst).build()).verdict, TC_ACT_OK);
   ASSERT_TRUE(ct(clientKey(kClientPort)));
   ASSERT_TRUE(ct(clientKey(kClientPort))->flags & NP_CT_F_CLOSING);
@@ -927,7 +885,8 @@ TEST_F(HostTest, ConntrackSnatPortNotReusedWhileFlowUsesIt) {
 }
 
 // A UDP flow lives as long as either side talks: a backend that keeps sending keeps the
-// client's later datagrams on the same backend and SNAT port (the backend sees one peer).
+// client's later datagrams on the same backend and SNAT port (the backend sees one peer), before
+// the flow is confirmed (pushes within the 30 s of an unconfirmed flow) and after (within 60 s).
 TEST_F(HostTest, ConntrackUdpFlowKeptAliveByBackendKeepsSnatPort) {
   constexpr uint16_t kUdpNodePort = 30053, kPodPort = 5353;
   addBackend(1, kRemotePodA, kPodPort, IPPROTO_UDP);
@@ -936,7 +895,8 @@ TEST_F(HostTest, ConntrackUdpFlowKeptAliveByBackendKeepsSnatPort) {
   dgram.eth(kClientMac, kEns192Mac).ipv4(kClientIp, kNodeIp).udp(kClientPort, kUdpNodePort).payload("subscribe");
   RunResult r = fromNetdev(dgram.build());
   ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
-  auto fwd = ct(clientKey(kClientPort, kClientIp, kUdpNodePort, IPPROTO_UDP));
+  const np_ct_key fwdKey = clientKey(kClientPort, kClientIp, kUdpNodePort, IPPROTO_UDP);
+  auto fwd = ct(fwdKey);
   ASSERT_TRUE(fwd);
   const uint16_t snatPort = ntohs(fwd->nat_sport);
 
@@ -944,19 +904,33 @@ TEST_F(HostTest, ConntrackUdpFlowKeptAliveByBackendKeepsSnatPort) {
   push.eth(kNode2Mac, kEns192Mac).ipv4(kRemotePodA, kNodeIp).ttl(63).udp(kPodPort, snatPort).payload("update");
   PacketBuilder wantPush = push;
   wantPush.eth(kEns192Mac, kClientMac).ipSrc(kNodeIp).srcPort(kUdpNodePort).ipDst(kClientIp).dstPort(kClientPort).ttl(62);
-  // The backend pushes every 40 s (within the 60 s UDP lifetime) for two minutes.
-  for (int i = 0; i < 3; ++i) {
-    advanceClock(40);
+  PacketBuilder want = dgram;
+  want.eth(kEns192Mac, kNode2Mac).ipSrc(kNodeIp).srcPort(snatPort).ipDst(kRemotePodA).dstPort(kPodPort).ttl(63);
+
+  // Unconfirmed: the backend pushes every 20 s for two minutes.
+  for (int i = 0; i < 6; ++i) {
+    advanceClock(20);
     r = fromNetdev(push.build());
     ASSERT_EQ(r.verdict, TC_ACT_REDIRECT) << "push " << i;
     ASSERT_TRUE(samePacket(wantPush.build(), r.out)) << "push " << i;
   }
+  ASSERT_TRUE(ctSyn(fwdKey)) << "replies alone do not confirm a flow";
   r = fromNetdev(dgram.build());
   EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
-  PacketBuilder want = dgram;
-  want.eth(kEns192Mac, kNode2Mac).ipSrc(kNodeIp).srcPort(snatPort).ipDst(kRemotePodA).dstPort(kPodPort).ttl(63);
   EXPECT_TRUE(samePacket(want.build(), r.out))
       << "the client's datagram left with another SNAT port: the backend sees a new peer";
+  ASSERT_TRUE(ctMain(fwdKey)) << "the client sent after a reply: the flow is confirmed";
+
+  // Confirmed: pushes every 40 s for two minutes.
+  for (int i = 0; i < 3; ++i) {
+    advanceClock(40);
+    r = fromNetdev(push.build());
+    ASSERT_EQ(r.verdict, TC_ACT_REDIRECT) << "confirmed push " << i;
+    ASSERT_TRUE(samePacket(wantPush.build(), r.out)) << "confirmed push " << i;
+  }
+  r = fromNetdev(dgram.build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  EXPECT_TRUE(samePacket(want.build(), r.out));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,13 +6,21 @@
 //   connect  N independent attempts with a per-attempt timeout and a summary a script can grep.
 //   hold     one long-lived connection driven line by line from stdin (a bash coprocess or a
 //            fifo), for "established connections survive X" tests.
+//   synflood TCP SYNs from spoofed sources (a raw socket, IP_HDRINCL) at a paced rate, for
+//            "a SYN flood does not hurt established connections" tests. It refuses to run in the
+//            machine's root network namespace, to send from anything but the documentation
+//            ranges (RFC 5737), and to send to anything but private lab addresses.
 //
 // Exit codes: 0 success, 1 a runtime failure (an attempt failed, a socket could not be opened),
 // 2 a usage error.
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -28,11 +36,13 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -50,8 +60,9 @@ constexpr std::string_view kUsage =
     "usage:\n"
     "  nptraffic serve --id NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]\n"
     "  nptraffic connect ADDR:PORT [--udp] [--count N] [--timeout-ms T] [--payload STR]\n"
-    "                    [--verbose] [--connect-only]\n"
-    "  nptraffic hold ADDR:PORT [--timeout-ms T]\n";
+    "                    [--verbose] [--connect-only] [--interval-ms T]\n"
+    "  nptraffic hold ADDR:PORT [--timeout-ms T]\n"
+    "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n";
 
 class UsageError : public std::runtime_error {
  public:
@@ -266,6 +277,7 @@ struct ConnectOptions {
   std::string payload = "hello";
   bool verbose = false;
   bool connectOnly = false;
+  int intervalMs = 0;  // between the starts of two attempts
 };
 
 struct HoldOptions {
@@ -273,7 +285,16 @@ struct HoldOptions {
   int timeoutMs = kDefaultHoldTimeoutMs;
 };
 
-using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions>;
+struct SynFloodOptions {
+  sockaddr_in target{};
+  uint32_t sourceNet = 0;  // host order
+  int sourceBits = 0;
+  uint64_t rate = 0;       // SYNs per second
+  uint64_t count = 0;      // 0 = until the duration is over
+  uint64_t durationMs = 0; // 0 = until count are sent
+};
+
+using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions, SynFloodOptions>;
 
 void addPort(std::vector<uint16_t>& ports, std::string_view text, std::string_view flag) {
   uint16_t port = parsePort(text, flag);
@@ -335,6 +356,8 @@ ConnectOptions parseConnect(ArgCursor& args) {
     } else if (tok == "--connect-only") {
       args.noValue(tok);
       o.connectOnly = true;
+    } else if (tok == "--interval-ms") {
+      o.intervalMs = static_cast<int>(parseNumber(args.value(tok), 0, 60'000, "--interval-ms"));
     } else if (!tok.starts_with("-") && !target) {
       target = parseEndpoint(tok);
     } else {
@@ -369,6 +392,62 @@ HoldOptions parseHold(ArgCursor& args) {
   return o;
 }
 
+// Where a spoofed flood may come from: the documentation ranges of RFC 5737 only, which no real
+// host uses.
+bool isDocumentationRange(uint32_t net, int bits) {
+  const uint32_t ranges[] = {0xc0000200u /* 192.0.2.0/24 */, 0xc6336400u /* 198.51.100.0/24 */,
+                             0xcb007100u /* 203.0.113.0/24 */};
+  if (bits < 24) return false;
+  for (uint32_t r : ranges)
+    if ((net & 0xffffff00u) == r) return true;
+  return false;
+}
+
+// Where it may go: private addresses (the lab's LAN and pod networks), never a public one.
+bool isPrivate(uint32_t a) {
+  return (a >> 24) == 10 || (a >> 20) == (0xac10u >> 4) /* 172.16/12 */ || (a >> 16) == 0xc0a8 /* 192.168/16 */;
+}
+
+SynFloodOptions parseSynFlood(ArgCursor& args) {
+  SynFloodOptions o;
+  std::optional<sockaddr_in> target;
+  bool haveSource = false;
+  while (!args.done()) {
+    std::string_view tok = args.next();
+    if (tok == "--source") {
+      std::string_view cidr = args.value(tok);
+      auto slash = cidr.find('/');
+      if (slash == std::string_view::npos) throw UsageError("--source must be a CIDR, got '" + std::string(cidr) + "'");
+      o.sourceBits = static_cast<int>(parseNumber(cidr.substr(slash + 1), 0, 32, "--source prefix length"));
+      o.sourceNet = ntohl(parseIp(cidr.substr(0, slash)).s_addr);
+      if (o.sourceBits < 32) o.sourceNet &= ~((uint32_t{1} << (32 - o.sourceBits)) - 1);
+      haveSource = true;
+    } else if (tok == "--rate") {
+      o.rate = parseNumber(args.value(tok), 1, 1'000'000, "--rate");
+    } else if (tok == "--count") {
+      o.count = parseNumber(args.value(tok), 1, 1'000'000'000, "--count");
+    } else if (tok == "--duration") {
+      o.durationMs = parseNumber(args.value(tok), 1, 3600, "--duration") * 1000;
+    } else if (!tok.starts_with("-") && !target) {
+      target = parseEndpoint(tok);
+    } else {
+      unexpected("synflood", tok);
+    }
+  }
+  if (!target) throw UsageError("synflood needs ADDR:PORT");
+  o.target = *target;
+  if (!haveSource) throw UsageError("synflood needs --source CIDR");
+  if (!isDocumentationRange(o.sourceNet, o.sourceBits)) {
+    throw UsageError("--source must lie in 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 (RFC 5737)");
+  }
+  if (!isPrivate(ntohl(o.target.sin_addr.s_addr))) {
+    throw UsageError("synflood sends only to private (lab) addresses");
+  }
+  if (o.rate == 0) throw UsageError("synflood needs --rate N");
+  if ((o.count == 0) == (o.durationMs == 0)) throw UsageError("synflood needs one of --duration S or --count N");
+  return o;
+}
+
 Command parseCommandLine(int argc, char** argv) {
   if (argc < 2) throw UsageError("missing subcommand");
   std::string_view sub = argv[1];
@@ -377,6 +456,7 @@ Command parseCommandLine(int argc, char** argv) {
   if (sub == "serve") return parseServe(args);
   if (sub == "connect") return parseConnect(args);
   if (sub == "hold") return parseHold(args);
+  if (sub == "synflood") return parseSynFlood(args);
   throw UsageError("unknown subcommand '" + std::string(sub) + "'");
 }
 
@@ -507,7 +587,12 @@ int runConnect(const ConnectOptions& o) {
   uint64_t fail = 0;
   std::map<std::string, uint64_t> byId;
   std::map<std::string, uint64_t> byPeerIp;
+  auto next = std::chrono::steady_clock::now();
   for (uint64_t attempt = 1; attempt <= o.count; ++attempt) {
+    if (o.intervalMs > 0) {
+      std::this_thread::sleep_until(next);
+      next += std::chrono::milliseconds(o.intervalMs);
+    }
     Result<std::string> result = o.udp ? udpAttempt(o) : tcpAttempt(o);
     if (!result.ok()) {
       ++fail;
@@ -564,6 +649,128 @@ int runHold(const HoldOptions& o) {
     std::cout << reply.value() << std::endl;
   }
   return kExitOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SYN flood: raw IPv4 + TCP SYN segments with spoofed sources.
+
+uint16_t checksum(const void* data, std::size_t len, uint32_t sum = 0) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (std::size_t i = 0; i + 1 < len; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (len & 1) sum += static_cast<uint32_t>(p[len - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// IPv4 header, TCP header with an MSS option: what a real client's SYN looks like to the
+// datapath (and to the backend, which answers it).
+struct SynPacket {
+  iphdr ip;
+  tcphdr tcp;
+  uint8_t mss[4];
+};
+static_assert(sizeof(SynPacket) == 44);
+
+void buildSyn(SynPacket& pkt, uint32_t saddr, uint16_t sport, const sockaddr_in& target, uint32_t seq, uint16_t id) {
+  std::memset(&pkt, 0, sizeof pkt);
+  pkt.ip.version = 4;
+  pkt.ip.ihl = 5;
+  pkt.ip.tot_len = htons(sizeof pkt);
+  pkt.ip.id = htons(id);
+  pkt.ip.frag_off = htons(IP_DF);
+  pkt.ip.ttl = 64;
+  pkt.ip.protocol = IPPROTO_TCP;
+  pkt.ip.saddr = htonl(saddr);
+  pkt.ip.daddr = target.sin_addr.s_addr;
+  pkt.ip.check = htons(checksum(&pkt.ip, sizeof pkt.ip));
+  pkt.tcp.source = htons(sport);
+  pkt.tcp.dest = target.sin_port;
+  pkt.tcp.seq = htonl(seq);
+  pkt.tcp.doff = (sizeof pkt.tcp + sizeof pkt.mss) / 4;
+  pkt.tcp.syn = 1;
+  pkt.tcp.window = htons(64240);
+  pkt.mss[0] = 2;  // MSS, length 4, 1460
+  pkt.mss[1] = 4;
+  pkt.mss[2] = 1460 >> 8;
+  pkt.mss[3] = 1460 & 0xff;
+  // Pseudo header: source, destination, protocol, TCP length.
+  const uint16_t tcpLen = sizeof pkt.tcp + sizeof pkt.mss;
+  uint32_t sum = (saddr >> 16) + (saddr & 0xffff);
+  const uint32_t daddr = ntohl(target.sin_addr.s_addr);
+  sum += (daddr >> 16) + (daddr & 0xffff) + IPPROTO_TCP + tcpLen;
+  pkt.tcp.check = htons(checksum(&pkt.tcp, tcpLen, sum));
+}
+
+// A flood runs only in a named network namespace (`ip netns add`, as the lab makes them), never
+// in the namespace the machine's own interfaces live in, which is not one of those.
+bool inNamedNetns() {
+  struct stat self{};
+  if (::stat("/proc/self/ns/net", &self) != 0) return false;
+  DIR* dir = ::opendir("/var/run/netns");
+  if (!dir) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    struct stat ns{};
+    const std::string path = std::string("/var/run/netns/") + e->d_name;
+    if (::stat(path.c_str(), &ns) == 0 && ns.st_dev == self.st_dev && ns.st_ino == self.st_ino) found = true;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+int runSynFlood(const SynFloodOptions& o) {
+  if (!inNamedNetns()) {
+    std::cerr << "nptraffic: synflood runs only in a named network namespace (/var/run/netns, e.g. the lab's)\n";
+    return kExitFailure;
+  }
+  Fd fd(::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));  // IPPROTO_RAW implies IP_HDRINCL
+  if (!fd) {
+    std::cerr << "nptraffic: " << sysError("raw socket").text() << "\n";
+    return kExitFailure;
+  }
+  int on = 1;
+  if (::setsockopt(fd.get(), IPPROTO_IP, IP_HDRINCL, &on, sizeof on) != 0) {
+    std::cerr << "nptraffic: " << sysError("setsockopt IP_HDRINCL").text() << "\n";
+    return kExitFailure;
+  }
+  std::mt19937_64 rng(std::random_device{}());
+  const uint32_t hosts = o.sourceBits >= 32 ? 1 : (uint32_t{1} << (32 - o.sourceBits));
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  uint64_t sent = 0, failed = 0;
+  SynPacket pkt;
+  for (;;) {
+    const auto elapsedNs = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+    if (o.durationMs && static_cast<uint64_t>(elapsedNs) >= o.durationMs * 1'000'000) break;
+    if (o.count && sent + failed >= o.count) break;
+    // Paced against the start: what is due by now goes out now, then a 1 ms pause.
+    uint64_t due = static_cast<uint64_t>(static_cast<double>(elapsedNs) * static_cast<double>(o.rate) / 1e9) + 1;
+    if (o.count) due = std::min(due, o.count);
+    while (sent + failed < due) {
+      const uint64_t r = rng();
+      const uint32_t host = static_cast<uint32_t>(r % hosts);
+      const uint16_t sport = static_cast<uint16_t>(1024 + (r >> 20) % (65536 - 1024));
+      buildSyn(pkt, o.sourceNet + host, sport, o.target, static_cast<uint32_t>(r >> 32), static_cast<uint16_t>(r >> 8));
+      if (::sendto(fd.get(), &pkt, sizeof pkt, 0, reinterpret_cast<const sockaddr*>(&o.target), sizeof o.target) ==
+          static_cast<ssize_t>(sizeof pkt)) {
+        ++sent;
+      } else {
+        if (failed == 0) std::cerr << "nptraffic: " << sysError("sendto").text() << "\n";
+        ++failed;
+      }
+    }
+    timespec pause{0, 1'000'000};
+    ::nanosleep(&pause, nullptr);
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  char net[INET_ADDRSTRLEN];
+  const in_addr n{htonl(o.sourceNet)};
+  ::inet_ntop(AF_INET, &n, net, sizeof net);
+  std::cout << "synflood target=" << formatAddr(o.target) << " source=" << net << "/" << o.sourceBits
+            << " sent=" << sent << " failed=" << failed << " seconds=" << secs
+            << " rate=" << static_cast<uint64_t>(secs > 0 ? static_cast<double>(sent) / secs : 0) << std::endl;
+  return failed == 0 ? kExitOk : kExitFailure;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -862,5 +1069,6 @@ int main(int argc, char** argv) {
   }
   if (auto* o = std::get_if<ServeOptions>(&command)) return runServe(*o);
   if (auto* o = std::get_if<ConnectOptions>(&command)) return runConnect(*o);
+  if (auto* o = std::get_if<SynFloodOptions>(&command)) return runSynFlood(*o);
   return runHold(std::get<HoldOptions>(command));
 }

@@ -62,7 +62,7 @@ TEST(Config, TrustKeys) {
   EXPECT_EQ(parse({"--service-cidr=10.43.0.1/16"}).error().message(),
             "--service-cidr: \"10.43.0.1/16\" is not an IPv4 CIDR (like 10.43.0.0/16, host bits zero)");
   EXPECT_EQ(parse({"--lb-reconcile-interval=soon"}).error().message(),
-            "--lb-reconcile-interval: \"soon\" is not a duration (like 30s, 5m or 1h, at most 86400s)");
+            "--lb-reconcile-interval: \"soon\" is not a duration in 1000ms..86400s (e.g. 30s, 1m30s, 500ms)");
   EXPECT_EQ(parse({"--service-cidr=10.0.0.0/8"}).error().message(),
             "--service-cidr 10.0.0.0/8: overlaps --cluster-pool-ipv4-cidr 10.0.0.0/16");
 }

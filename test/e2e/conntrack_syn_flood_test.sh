@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# ConntrackSynFloodKeepsEstablished: a spoofed SYN flood (10,000 SYN/s from 198.51.100.0/24,
+# random source ports, for 15 s) at a NodePort whose backend is on the other node (SNAT path)
+# must not cost an idle established connection, nor more than 1 % of the real connections made
+# during it; status says Degraded, naming the embryonic table, while the flood overflows it, and
+# Ok again by itself afterwards.
+#
+# Node 1's main conntrack table is small (65,536 entries), so that without the embryonic table
+# the flood both churns it (the idle connections' entries are pushed out) and holds every SNAT
+# port of the backend (32,768 flows of 2 entries), the two ways the issue's flood hurt.
+#
+# Lab: agents on n1 (small main conntrack, GC every 2 s) and n2; echo server in n2-p1.
+#   n1: default/web TCP NodePort 30080 -> 10.0.2.10:8080 (remote: SNAT'd to 192.168.10.100)
+#
+# E2E_FLOOD_RATE / E2E_FLOOD_SECONDS change the flood; E2E_CT_FLOOD_AGENT_FLAGS replaces node 1's
+# extra agent flags (to run this test against an agent that predates them).
+# shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+rate=${E2E_FLOOD_RATE:-10000}
+seconds=${E2E_FLOOD_SECONDS:-15}
+read -r -a n1_flags <<<"${E2E_CT_FLOOD_AGENT_FLAGS:---bpf-ct-global-max 65536 --conntrack-gc-interval 2s}"
+# Real connections: one every 50 ms for the flood's duration minus the 3 s it may take to notice
+# that the flood arrived, so that all of them start and end while it runs.
+interval_ms=50
+legit=$(((seconds - 3) * 1000 / interval_ms))
+frontend=192.168.10.100:30080
+
+e2e_init ConntrackSynFloodKeepsEstablished npe_ctf
+e2e_lab_up
+require "agent on n1 started (${n1_flags[*]})" lab_agent_start n1 "${n1_flags[@]}"
+require "agent on n2 started" lab_agent_start n2
+require "agent on n1 ready" lab_agent_wait n1 30
+require "agent on n2 ready" lab_agent_wait n2 30
+require "echo server in n2-p1" e2e_serve n2/p1
+require "service default/web (TCP NodePort 30080 -> 10.0.2.10:8080) on n1" \
+  lab_agentctl n1 service upsert default/web --port 80 --node-port 30080 --backend 10.0.2.10:8080
+
+traffic lab_client_exec -- connect "$frontend" --count 5
+require "before the flood: 5/5 connections to $frontend" expect_ok 5
+for i in $(seq 1 10); do
+  require "client holds connection h$i to $frontend" hold_start "h$i" lab_client_exec -- "$frontend"
+  check "held connection h$i carries data before the flood" expect_hold_echo "h$i" "h$i-before" n2-p1 192.168.10.100
+done
+# The GC has run (status shows the tables) and found nothing wrong.
+gc_ran() {
+  local out
+  out=$(agentctl_json n1 status) || [[ -n $out ]] || { echo "agentctl status on n1 gave no answer"; return 1; }
+  jq -e '.conntrack_gc.runs >= 1 and (.conntrack_tables | length) == 2' <<<"$out" >/dev/null || {
+    echo "expected the conntrack GC to have run, saw $(jq -c '.conntrack_gc' <<<"$out")"
+    return 1
+  }
+}
+check "before the flood: the conntrack GC reports both tables" eventually 10 gc_ran
+check "before the flood: agentctl status on n1 is Ok" expect_status_ok n1
+
+# ---------------------------------------------------------------------------------------------
+# The flood, and real connections while it runs
+
+require "flood: $rate SYN/s for ${seconds}s from 198.51.100.0/24 to $frontend" \
+  lab_bg flood "$NP_LAB_DIR/logs/flood.log" lab_client_exec "$NPTRAFFIC" synflood "$frontend" \
+  --source 198.51.100.0/24 --rate "$rate" --duration "$seconds"
+
+# The flood has reached node 1 once its unconfirmed flows fill the embryonic table (or, on an
+# agent without one, the main table grows past what the held connections use).
+flood_arrived() {
+  local out
+  # agentctl status exits 1 while the agent is Degraded, which the flood may already have made it.
+  out=$(agentctl_json n1 status) || [[ -n $out ]] || { echo "agentctl status on n1 gave no answer"; return 1; }
+  jq -e '([.conntrack_tables[]? | select(.kind == "embryonic") | .entries] | max // 0) > 1000
+         or ([.maps[]? | select(.name == "np_ct4_v1") | .entries] | max // 0) > 1000' <<<"$out" >/dev/null || {
+    echo "the flood has not reached n1's conntrack yet: $(jq -c '[.conntrack_tables[]? | {name, entries}], [.maps[]? | select(.name | startswith("np_ct")) | {name, entries}]' <<<"$out")"
+    return 1
+  }
+}
+require "the flood reaches node 1's conntrack" eventually 10 flood_arrived
+
+require "real connections during the flood: $legit, one every ${interval_ms} ms" \
+  lab_bg legit "$NP_LAB_DIR/logs/legit.log" lab_client_exec "$NPTRAFFIC" connect "$frontend" \
+  --count "$legit" --interval-ms "$interval_ms" --timeout-ms 2000
+
+degraded_msg=
+degraded_embryonic() {
+  local out state msg
+  out=$(agentctl_json n1 status 2>/dev/null) || true
+  state=$(jq -r '.state // empty' <<<"$out" 2>/dev/null)
+  msg=$(jq -r '.message // empty' <<<"$out" 2>/dev/null)
+  if [[ $state == Degraded && $msg =~ embryonic\ conntrack\ table\ full:\ [0-9]+\ entries\ of\ unconfirmed\ flows\ evicted\ in\ the\ last\ [0-9]+s\ \(SYN\ flood\?\) ]]; then
+    degraded_msg=$msg
+    return 0
+  fi
+  echo "expected status Degraded with 'embryonic conntrack table full: N entries of unconfirmed flows evicted in the last Ns (SYN flood?)', saw '${state:-?}': ${msg:-(no message)}"
+  return 1
+}
+check "during the flood: status on n1 is Degraded, naming the embryonic table" eventually 10 degraded_embryonic
+[[ -n $degraded_msg ]] && echo "  n1 said: $degraded_msg"
+
+bg_done() { ! lab__bg_pid "$1" >/dev/null; }
+require "the real connections finish" lab_poll $((seconds + 60)) bg_done legit
+flood_running_after_legit=0
+lab__bg_pid flood >/dev/null && flood_running_after_legit=1
+require "the flood finishes" lab_poll $((seconds + 30)) bg_done flood
+
+flood_line=$(grep -m1 '^synflood ' "$NP_LAB_DIR/logs/flood.log" || true)
+echo "  flood: ${flood_line:-(no summary; log: $(tail -n 3 "$NP_LAB_DIR/logs/flood.log"))}"
+flood_rate_held() {
+  local sent r
+  sent=$(sed -n 's/.* sent=\([0-9]*\) .*/\1/p' <<<"$flood_line")
+  r=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$flood_line")
+  if [[ -n $sent && -n $r ]] && ((r * 10 >= rate * 9 && sent * 10 >= rate * seconds * 9)); then
+    return 0
+  fi
+  echo "expected at least 90% of $rate SYN/s for ${seconds}s to go out, saw: ${flood_line:-nothing}"
+  return 1
+}
+check "the flood went out at >= 90% of $rate SYN/s" flood_rate_held
+
+legit_line=$(grep -m1 -E '^ok=[0-9]+ fail=[0-9]+$' "$NP_LAB_DIR/logs/legit.log" || true)
+legit_ok=$(sed -n 's/^ok=\([0-9]*\) .*/\1/p' <<<"$legit_line")
+legit_fail=$(sed -n 's/.* fail=\([0-9]*\)$/\1/p' <<<"$legit_line")
+echo "  real connections during the flood: ${legit_ok:-?} ok, ${legit_fail:-?} failed of $legit"
+legit_ok_enough() {
+  if [[ -z $legit_ok || -z $legit_fail ]] || ((legit_ok + legit_fail != legit)); then
+    echo "no complete summary from the real connections: ${legit_line:-none}; log tail:"
+    tail -n 5 "$NP_LAB_DIR/logs/legit.log"
+    return 1
+  fi
+  if ((legit_ok * 100 >= legit * 99)); then
+    return 0
+  fi
+  echo "expected >= 99% of $legit connections to succeed, $legit_ok did ($legit_fail failed); the first errors:"
+  grep -E '^attempt ' "$NP_LAB_DIR/logs/legit.log" | head -n 5
+  return 1
+}
+check ">= 99% of the real connections during the flood succeeded" legit_ok_enough
+all_during_flood() {
+  ((flood_running_after_legit)) && return 0
+  echo "the flood had already ended when the real connections were done: some ran after it"
+  return 1
+}
+check "...all of them while the flood was running" all_during_flood
+
+# ---------------------------------------------------------------------------------------------
+# After the flood
+
+held_ok=0
+for i in $(seq 1 10); do
+  if hold_send "h$i" "h$i-after" >/dev/null 2>&1; then held_ok=$((held_ok + 1)); fi
+done
+echo "  held connections that still carry data after the flood: $held_ok/10"
+same_connection() {
+  local name=$1 log=${E2E_HOLD_LOG[$1]} ports
+  ports=$(grep -E '^n2-p1 ' "$log" | awk '{ print $2 }' | sort -u)
+  if [[ $(grep -c -E " $name-(before|after)\$" "$log") -eq 2 && $(wc -l <<<"$ports") -eq 1 ]] &&
+    ! grep -q '^error' "$log"; then
+    return 0
+  fi
+  echo "expected 'connected' and both echoes on one connection (one client address:port), saw:"
+  cat "$log"
+  return 1
+}
+for i in $(seq 1 10); do
+  check "held connection h$i still carries data on the same TCP connection" same_connection "h$i"
+done
+
+check "after the flood: agentctl status on n1 returns to Ok by itself" eventually 60 expect_status_ok n1
+traffic lab_client_exec -- connect "$frontend" --count 20
+check "after the flood: 20/20 new connections" expect_ok 20
+
+echo "  n1's conntrack after the flood:"
+lab_agentctl n1 status --verbose 2>&1 | sed -n '/^Conntrack (/,/GC:/p' | sed 's/^/    /' || true
+e2e_finish
