@@ -8,6 +8,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -550,13 +551,13 @@ class FakeAgent final : public pb::Agent::Service {
     *resp->mutable_service() = it->second;
     return grpc::Status::OK;
   }
-  // Pages of two, so the client has to put pages together.
+  // Pages of two by default, so the client has to put pages together.
   grpc::Status ListServices(grpc::ServerContext*, const pb::ListServicesRequest*,
                             grpc::ServerWriter<pb::ListServicesResponse>* writer) override {
     pb::ListServicesResponse page;
     for (const auto& [name, svc] : services_) {
       *page.add_services() = svc;
-      if (page.services_size() == 2) {
+      if (page.services_size() == pageSize) {
         writer->Write(page);
         page.Clear();
       }
@@ -571,6 +572,8 @@ class FakeAgent final : public pb::Agent::Service {
   }
 
   pb::StatusResponse status_;
+  int pageSize = 2;
+  void add(const pb::Service& s) { services_[s.name()] = s; }
 
  private:
   std::map<std::string, pb::Service> services_;  // gRPC serves calls one at a time in these tests
@@ -664,6 +667,22 @@ TEST_F(AgentctlCommands, ListsArePutTogetherFromStreamedPages) {
   pb::ListServicesResponse list;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out_.str(), &list).ok()) << out_.str();
   EXPECT_EQ(list.services_size(), 5);  // three pages of two, two and one
+}
+
+// 100,000 services are more than one node can program (65,535 service IDs), so the agent-side
+// e2e test lists 50,000; this shows agentctl prints a list of any length, page by page.
+TEST_F(AgentctlCommands, PrintsAHundredThousandServices) {
+  agent_.pageSize = 1000;
+  pb::Service s;
+  s.set_protocol(pb::TCP);
+  s.set_port(80);
+  for (int i = 0; i < 100000; ++i) {
+    s.set_name("t/s" + std::to_string(i));
+    agent_.add(s);
+  }
+  EXPECT_EQ(run({"service", "list"}), 0) << err_.str();
+  const std::string text = out_.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 100001);  // header + 100,000 rows
 }
 
 TEST_F(AgentctlCommands, UnimplementedCallSaysVersionsDiffer) {
