@@ -101,11 +101,29 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   return a;
 }
 
+std::vector<lb::Service> Agent::validOnes(std::vector<lb::Service> services, std::vector<std::string>& rejected) const {
+  // Each service on its own, and no frontend claimed twice (the first keeps it).
+  std::vector<lb::Service> keep;
+  lb::FrontendOwners owners;
+  for (lb::Service& s : services) {
+    lb::normalize(s);
+    Status st = lb::validate(s, lb_->node());
+    if (st) st = lb::checkConflicts(s, lb_->node(), owners);
+    if (!st) {
+      rejected.push_back(st.error().message());
+      continue;
+    }
+    lb::addOwner(owners, s, lb_->node());
+    keep.push_back(std::move(s));
+  }
+  return keep;
+}
+
 void Agent::loadLocal() {
   auto loaded = store_->load();
   if (!loaded) {
-    if (loaded.error().err == ENOENT && lb_->frontendCount() == 0) {
-      // A fresh node (or one whose maps are empty anyway): nothing can be lost; start the store.
+    if (loaded.error().err == ENOENT && !store_->anyFiles() && lb_->frontendCount() == 0) {
+      // A new node: no state file of any kind and nothing in the maps, so nothing can be lost.
       if (Status st = store_->compact(lb_->services()); !st) {
         storeState_ = StoreState::Unreadable;
         storeReason_ = "cannot create the state files: " + st.error().message();
@@ -119,8 +137,9 @@ void Agent::loadLocal() {
     }
     if (loaded.error().err == ENOENT) {
       storeState_ = StoreState::Missing;
-      storeReason_ = store_->snapshotPath() + " is missing while the pinned maps hold " +
-                     plural(lb_->frontendCount(), "frontend", "frontends");
+      storeReason_ = store_->snapshotPath() + " is missing while " +
+                     (lb_->frontendCount() ? "the pinned maps hold " + plural(lb_->frontendCount(), "frontend", "frontends")
+                                           : std::string("its journal or last-good copy is still there"));
     } else {
       storeState_ = StoreState::Unreadable;
       storeReason_ = loaded.error().message();
@@ -132,27 +151,37 @@ void Agent::loadLocal() {
   if (loaded->droppedTailBytes)
     NP_LOG_WARN("lb", "dropped an incomplete last journal record (%zu bytes): a change that was being saved when the "
                       "agent stopped, never acknowledged", loaded->droppedTailBytes);
-  const size_t n = loaded->services.size();
-  auto p = lb_->prepare(lb::Change{std::move(loaded->services), {}});
-  if (p) {
-    const size_t writes = p->ops.size();
-    if (Status st = lb_->commit(*p); !st) {
-      p = st.error();
-    } else {
-      restoredServices_ = n;
-      NP_LOG_INFO("lb", "restored %zu services (%zu journal records) into %zu adopted frontends; %zu map writes", n,
-                  loaded->journalRecords, adoptedFrontends_, writes);
-    }
-  }
-  if (!p) {
+  const size_t stored = loaded->services.size();
+  // Services that no longer validate (the flags changed: service CIDR, node addresses) do not
+  // take the others down: those are applied, these are reported and kept on disk.
+  std::vector<std::string> rejected;
+  std::vector<lb::Service> keep = validOnes(std::move(loaded->services), rejected);
+  const size_t n = keep.size();
+  Status st;
+  auto p = lb_->prepare(lb::Change{std::move(keep), {}});
+  if (!p) st = p.error();
+  else if (Status c = lb_->commit(*p); !c) st = c;
+  if (!st) {
     storeState_ = StoreState::Unreadable;
-    storeReason_ = "the stored services do not load: " + p.error().message();
+    storeReason_ = "the stored services could not be applied: " + st.error().message();
     NP_LOG_ERROR("lb", "%s; the datapath keeps what it has, changes are refused until `agentctl state` resolves it",
                  storeReason_.c_str());
     return;
   }
+  restoredServices_ = n;
+  NP_LOG_INFO("lb", "restored %zu of %zu stored services (%zu journal records) into %zu adopted frontends; %zu map writes",
+              n, stored, loaded->journalRecords, adoptedFrontends_, p->ops.size());
+  if (!rejected.empty()) {
+    storeState_ = StoreState::Unreadable;
+    storeReason_ = plural(rejected.size(), "stored service does", "stored services do") +
+                   " not validate with this agent's settings (" + rejected.front() + (rejected.size() > 1 ? "; ..." : "") +
+                   "); the other " + std::to_string(n) + " are applied";
+    NP_LOG_ERROR("lb", "%s; changes are refused until `agentctl state` resolves it", storeReason_.c_str());
+    return;
+  }
   storeState_ = StoreState::Ok;
   storeReason_.clear();
+  if (store_->compactionDue()) (void)store_->compact(lb_->services());
   markSynced(kLocal);
 }
 
@@ -222,6 +251,14 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     return Error{ENOTRECOVERABLE, "change services",
                  "the stored state is not loaded (" + storeReason_ +
                      "); changes are refused until it is resolved: see agentctl state show"};
+  if (!store_->broken().empty()) {
+    // Put the disk right first: a snapshot of the model as it is replaces whatever it holds.
+    if (Status c = store_->compact(lb_->services()); !c)
+      return Error{c.error().err ? c.error().err : EIO, "persist the change",
+                   store_->broken() + "; writing a snapshot failed too (" + c.error().message() +
+                       "); nothing was changed"};
+    NP_LOG_WARN("lb", "the stored state was rewritten from the model");
+  }
   auto p = lb_->prepare(std::move(change));
   if (!p) {
     NP_LOG_WARN("lb", "change refused: %s", p.error().message().c_str());
@@ -246,17 +283,17 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     for (size_t i = 0; i < p->upserts.size(); ++i)
       if (p->created[i]) gone.push_back(p->upserts[i].name);
     if (Status u = store_->append(back, gone); !u) {
-      // A snapshot of the model as it is puts the disk right as well.
+      // A snapshot of the model as it is puts the disk right as well; until one is written the
+      // store refuses changes (the next change tries again first).
       if (Status c = store_->compact(lb_->services()); !c) {
-        persistError_ = "the journal holds a change the maps refused and neither its undo (" + u.error().message() +
-                        ") nor a snapshot (" + c.error().message() + ") could be written";
-        NP_LOG_ERROR("lb", "%s", persistError_.c_str());
+        store_->markBroken("the journal holds a change the maps refused and neither its undo (" +
+                           u.error().message() + ") nor a snapshot (" + c.error().message() + ") could be written");
+        NP_LOG_ERROR("lb", "%s", store_->broken().c_str());
       }
     }
     NP_LOG_WARN("lb", "change refused by the kernel: %s", st.error().message().c_str());
     return st.error();
   }
-  persistError_.clear();
   if (store_->compactionDue()) {
     const auto t0 = std::chrono::steady_clock::now();
     if (Status st = store_->compact(lb_->services()); !st)
@@ -284,7 +321,6 @@ Result<pb::UpsertServiceResponse> Agent::upsertService(const pb::UpsertServiceRe
 }
 
 Result<pb::UpsertServicesResponse> Agent::upsertServices(const pb::UpsertServicesRequest& req) {
-  scheduleTrim();
   // Every service needs at least one frontend ID: refuse an impossible batch before building it.
   if (static_cast<size_t>(req.services_size()) > 65535)
     return Error{ENOSPC, "upsert " + std::to_string(req.services_size()) + " services",
@@ -321,12 +357,13 @@ Result<pb::GetServiceResponse> Agent::getService(const std::string& name) const 
   return out;
 }
 
-pb::ListServicesResponse Agent::listServicesPage(const std::string& after, size_t limit) const {
-  pb::ListServicesResponse out;
-  const auto& all = lb_->services();
-  for (auto it = after.empty() ? all.begin() : all.upper_bound(after); it != all.end() && limit > 0; ++it, --limit)
-    *out.add_services() = api::serviceToProto(it->second);
-  return out;
+std::vector<pb::ListServicesResponse> Agent::listServices(size_t pageSize) const {
+  std::vector<pb::ListServicesResponse> pages;
+  for (const auto& [name, s] : lb_->services()) {
+    if (pages.empty() || static_cast<size_t>(pages.back().services_size()) >= pageSize) pages.emplace_back();
+    *pages.back().add_services() = api::serviceToProto(s);
+  }
+  return pages;
 }
 
 Result<pb::ListLbResponse> Agent::listLb() const {
@@ -382,6 +419,26 @@ pb::ListNodesResponse Agent::listNodes() const {
     p->set_local(n.local);
   }
   return out;
+}
+
+Result<Agent::AcceptPlan> Agent::acceptPlan() const {
+  using Src = lb::ServiceStore::Source;
+  std::string tried;
+  for (Src src : {Src::Snapshot, Src::LastGood, Src::SnapshotPrefix, Src::LastGoodPrefix}) {
+    auto l = store_->peek(src);
+    if (!l) {
+      tried += std::string(tried.empty() ? "" : "; ") + lb::ServiceStore::sourceName(src) + ": " + l.error().message();
+      continue;
+    }
+    AcceptPlan plan;
+    plan.source = src;
+    plan.keep = validOnes(std::move(l->services), plan.dropped);
+    if (l->droppedRecords)
+      plan.dropped.push_back(plural(l->droppedRecords, "journal record", "journal records") +
+                             " from the first damaged one on");
+    return plan;
+  }
+  return Error{ENOTRECOVERABLE, "state accept", "nothing loads (" + tried + "); agentctl state reset starts empty"};
 }
 
 pb::StateStatus Agent::stateStatus() const {
@@ -525,7 +582,7 @@ pb::StatusResponse Agent::status() const {
   }
   if (lb_->diverged()) problems.push_back("the maps differ from the model: " + lb_->diverged()->message() +
                                           "; the next reconcile repairs it");
-  if (!persistError_.empty()) problems.push_back("stored state: " + persistError_);
+  if (!store_->broken().empty()) problems.push_back("stored state: " + store_->broken());
 
   pb::ReconcileStatus* rs = out.mutable_reconcile();
   rs->set_runs(reconcileRuns_);
@@ -567,6 +624,28 @@ Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
                                 plural(stateStatus().services(), "service", "services") + ")";
   switch (action) {
     case pb::StateRequest::SHOW:
+      if (storeState_ != StoreState::Ok) {
+        // What accept would do, so the way out can be chosen knowing its cost.
+        auto plan = acceptPlan();
+        if (!plan) {
+          out.set_message("state accept would fail: " + plan.error().detail);
+          break;
+        }
+        std::vector<lb::Frontend> claimed;
+        for (const lb::Service& s : plan->keep)
+          for (const lb::Frontend& f : lb::frontendsOf(s, lb_->node())) claimed.push_back(f);
+        std::set<uint64_t> keys;
+        for (const lb::Frontend& f : claimed) keys.insert(lb::frontendKey(f));
+        size_t removed = 0;
+        for (const auto& [k, v] : lb_->applied().services)
+          if (k.slot == 0 && !keys.count(lb::frontendKey({Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)})))
+            ++removed;
+        out.set_message("state accept would take " + std::string(lb::ServiceStore::sourceName(plan->source)) + ": " +
+                        plural(plan->keep.size(), "service", "services") + ", " + std::to_string(plan->dropped.size()) +
+                        " dropped, and remove " + plural(removed, "frontend", "frontends") +
+                        " of the maps that no accepted service claims");
+        for (const std::string& d : plan->dropped) out.add_dropped(d);
+      }
       break;
     case pb::StateRequest::RELOAD:
       if (storeState_ == StoreState::Ok) {
@@ -581,52 +660,26 @@ Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
     case pb::StateRequest::ACCEPT: {
       if (storeState_ == StoreState::Ok)
         return Error{ENOTRECOVERABLE, "state accept", loadedMsg + "; there is nothing to accept"};
-      using Src = lb::ServiceStore::Source;
-      std::string tried;
-      std::optional<lb::ServiceStore::Loaded> best;
-      Src from = Src::Snapshot;
-      for (Src s : {Src::Snapshot, Src::LastGood, Src::SnapshotOnly, Src::LastGoodOnly}) {
-        auto l = store_->peek(s);
-        if (l) {
-          best = std::move(*l);
-          from = s;
-          break;
-        }
-        tried += std::string(tried.empty() ? "" : "; ") + lb::ServiceStore::sourceName(s) + ": " + l.error().message();
-      }
-      if (!best)
-        return Error{ENOTRECOVERABLE, "state accept",
-                     "nothing loads (" + tried + "); agentctl state reset starts empty"};
-      // Keep each service that validates on its own and claims no frontend an earlier one has.
-      std::vector<lb::Service> keep;
-      lb::FrontendOwners owners;
-      for (lb::Service& s : best->services) {
-        lb::normalize(s);
-        Status st = lb::validate(s, lb_->node());
-        if (st) st = lb::checkConflicts(s, lb_->node(), owners);
-        if (!st) {
-          out.add_dropped(st.error().message());
-          continue;
-        }
-        lb::addOwner(owners, s, lb_->node());
-        keep.push_back(std::move(s));
-      }
-      auto p = lb_->prepare(lb::Change{std::move(keep), {}});
+      auto plan = acceptPlan();
+      if (!plan) return plan.error();
+      for (const std::string& d : plan->dropped) out.add_dropped(d);
+      // The model becomes exactly the accepted services.
+      std::set<std::string> names;
+      for (const lb::Service& s : plan->keep) names.insert(s.name);
+      lb::Change change{plan->keep, {}};
+      for (const auto& [name, svc] : lb_->services())
+        if (svc.source == kLocal && !names.count(name)) change.deletes.push_back(name);
+      auto p = lb_->prepare(std::move(change));
       if (!p) return Error{p.error().err, "state accept", p.error().message()};
-      auto moved = store_->quarantine();
+      // Durable first: the accepted state replaces the files (all or nothing), then the maps.
+      std::map<std::string, lb::Service> accepted;
+      for (lb::Service& s : plan->keep) accepted.emplace(s.name, std::move(s));
+      auto moved = store_->replaceAll(accepted);
       if (!moved) {
         lb_->abandon(*p);
         return moved.error();
       }
       for (const std::string& m : *moved) out.add_moved_aside(m);
-      std::map<std::string, lb::Service> accepted;
-      for (const lb::Service& s : p->upserts) accepted.emplace(s.name, s);
-      if (Status st = store_->compact(accepted); !st) {
-        lb_->abandon(*p);
-        storeReason_ = "the accepted state could not be written: " + st.error().message();
-        return st.error();
-      }
-      const size_t n = p->upserts.size();
       if (Status st = lb_->commit(*p); !st) {
         storeState_ = StoreState::Unreadable;
         storeReason_ = "the accepted state is saved but the maps refused it: " + st.error().message() +
@@ -635,7 +688,8 @@ Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
       }
       storeState_ = StoreState::Ok;
       storeReason_.clear();
-      out.set_message("accepted " + plural(n, "service", "services") + " from " + lb::ServiceStore::sourceName(from) +
+      out.set_message("accepted " + plural(accepted.size(), "service", "services") + " from " +
+                      lb::ServiceStore::sourceName(plan->source) +
                       (out.dropped_size() ? ", dropped " + std::to_string(out.dropped_size()) : ""));
       NP_LOG_WARN("lb", "state accept: %s", out.message().c_str());
       markSynced(kLocal);
@@ -644,10 +698,18 @@ Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
     case pb::StateRequest::RESET: {
       if (storeState_ == StoreState::Ok)
         return Error{ENOTRECOVERABLE, "state reset", loadedMsg + "; remove services with agentctl service delete"};
-      auto moved = store_->quarantine();
-      if (!moved) return moved.error();
+      lb::Change change;
+      for (const auto& [name, svc] : lb_->services())
+        if (svc.source == kLocal) change.deletes.push_back(name);
+      auto p = lb_->prepare(std::move(change));
+      if (!p) return p.error();
+      auto moved = store_->replaceAll({});
+      if (!moved) {
+        lb_->abandon(*p);
+        return moved.error();
+      }
       for (const std::string& m : *moved) out.add_moved_aside(m);
-      if (Status st = store_->compact({}); !st) return st.error();
+      if (Status st = lb_->commit(*p); !st) return st.error();
       storeState_ = StoreState::Ok;
       storeReason_.clear();
       out.set_message("started with no stored services");

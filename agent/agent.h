@@ -44,16 +44,16 @@ class Agent {
   Result<pb::UpsertServicesResponse> upsertServices(const pb::UpsertServicesRequest& req);
   Status deleteService(const std::string& name);
   Result<pb::GetServiceResponse> getService(const std::string& name) const;
-  // Services after `after` in name order, at most `limit`.
-  pb::ListServicesResponse listServicesPage(const std::string& after, size_t limit) const;
+  // Every service in name order, in pages of at most `pageSize`.
+  std::vector<pb::ListServicesResponse> listServices(size_t pageSize) const;
   Result<pb::ListLbResponse> listLb() const;
   pb::ListNodesResponse listNodes() const;
   pb::StatusResponse status() const;
   Result<pb::ReconcileResponse> reconcile();
   Result<pb::StateResponse> state(pb::StateRequest::Action action);
 
-  // Returns freed request memory to the system a moment after a large request (gRPC frees the
-  // request on its own thread after the handler returns).
+  // Returns freed memory to the system 200 ms from now. The API calls it after a large request's
+  // handler has returned (gRPC frees the request on its own thread after that).
   void scheduleTrim();
 
   const Config& config() const { return config_; }
@@ -70,12 +70,23 @@ class Agent {
   Result<Applied> applyChange(lb::Change change);
   // Loads the local store into the model; on success the local source is synced.
   void loadLocal();
+  // The services that validate on their own and claim no frontend an earlier one claims; the
+  // others' reasons go to `rejected`.
+  std::vector<lb::Service> validOnes(std::vector<lb::Service> services, std::vector<std::string>& rejected) const;
   void markSynced(const std::string& source);
   bool synced() const;
   // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
   Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);
   void scheduleReconcile();
   pb::StateStatus stateStatus() const;
+  // What `agentctl state accept` would take: the best source that loads, split into the services
+  // that validate and the reasons for those that do not.
+  struct AcceptPlan {
+    lb::ServiceStore::Source source{};
+    std::vector<lb::Service> keep;
+    std::vector<std::string> dropped;
+  };
+  Result<AcceptPlan> acceptPlan() const;
 
   boost::asio::io_context& io_;
   Config config_;
@@ -91,7 +102,6 @@ class Agent {
 
   StoreState storeState_ = StoreState::Ok;
   std::string storeReason_;
-  std::string persistError_;            // the journal could not record an undo: disk ahead of maps
   std::map<std::string, bool> sources_;  // source -> synced
 
   uint64_t reconcileRuns_ = 0;

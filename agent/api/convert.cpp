@@ -5,7 +5,7 @@ namespace np::api {
 Result<lb::Service> serviceFromProto(const pb::Service& in) {
   lb::Service s;
   s.name = in.name();
-  const std::string ctx = "service " + (s.name.empty() ? std::string("(unnamed)") : s.name);
+  const std::string ctx = "service " + (s.name.empty() ? std::string("(unnamed)") : lb::shown(s.name));
   if (s.name.empty()) return error(ctx, "name is empty");
   switch (in.protocol()) {
     case pb::TCP:
@@ -17,30 +17,30 @@ Result<lb::Service> serviceFromProto(const pb::Service& in) {
   s.port = static_cast<uint16_t>(in.port());
   if (!in.cluster_ip().empty()) {
     s.clusterIp = Ipv4::parse(in.cluster_ip());
-    if (!s.clusterIp) return error(ctx, "cluster IP \"" + in.cluster_ip() + "\" is not an IPv4 address");
+    if (!s.clusterIp) return error(ctx, "cluster IP \"" + lb::shown(in.cluster_ip()) + "\" is not an IPv4 address");
   }
   if (in.node_port() > 65535) return error(ctx, "NodePort " + std::to_string(in.node_port()) + " is not a port (1-65535)");
   s.nodePort = static_cast<uint16_t>(in.node_port());
   for (const std::string& ip : in.external_ips()) {
     auto a = Ipv4::parse(ip);
-    if (!a) return error(ctx, "external IP \"" + ip + "\" is not an IPv4 address");
+    if (!a) return error(ctx, "external IP \"" + lb::shown(ip) + "\" is not an IPv4 address");
     s.externalIps.push_back(*a);
   }
   for (const std::string& ip : in.load_balancer_ips()) {
     auto a = Ipv4::parse(ip);
-    if (!a) return error(ctx, "LoadBalancer IP \"" + ip + "\" is not an IPv4 address");
+    if (!a) return error(ctx, "LoadBalancer IP \"" + lb::shown(ip) + "\" is not an IPv4 address");
     s.loadBalancerIps.push_back(*a);
   }
   for (const pb::Backend& b : in.backends()) {
     auto a = Ipv4::parse(b.address());
-    if (!a) return error(ctx, "backend address \"" + b.address() + "\" is not an IPv4 address");
+    if (!a) return error(ctx, "backend address \"" + lb::shown(b.address()) + "\" is not an IPv4 address");
     if (b.port() == 0 || b.port() > 65535)
-      return error(ctx, "backend " + b.address() + ": port " + std::to_string(b.port()) + " is not a port (1-65535)");
+      return error(ctx, "backend " + lb::shown(b.address()) + ": port " + std::to_string(b.port()) + " is not a port (1-65535)");
     lb::BackendState st;
     switch (b.state()) {
       case pb::ACTIVE: st = lb::BackendState::Active; break;
       case pb::TERMINATING: st = lb::BackendState::Terminating; break;
-      default: return error(ctx, "backend " + b.address() + ": unknown state " + std::to_string(b.state()));
+      default: return error(ctx, "backend " + lb::shown(b.address()) + ": unknown state " + std::to_string(b.state()));
     }
     s.backends.push_back({Endpoint{*a, static_cast<uint16_t>(b.port())}, st});
   }

@@ -23,7 +23,10 @@ grpc::Status toGrpc(const Error& e) {
     case ENOMEM: code = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
     default: break;
   }
-  return grpc::Status(code, e.message());
+  // Whatever the message echoes, it travels in gRPC metadata (limited to 8 KiB by default).
+  std::string msg = e.message();
+  if (msg.size() > 2048) msg = msg.substr(0, 2000) + "... (" + std::to_string(msg.size()) + " bytes)";
+  return grpc::Status(code, msg);
 }
 
 class Server::Service final : public pb::Agent::Service {
@@ -39,7 +42,10 @@ class Server::Service final : public pb::Agent::Service {
   }
   grpc::Status UpsertServices(grpc::ServerContext*, const pb::UpsertServicesRequest* req,
                               pb::UpsertServicesResponse* resp) override {
-    return reply(resp, [&] { return agent_.upsertServices(*req); });
+    grpc::Status st = reply(resp, [&] { return agent_.upsertServices(*req); });
+    // The request is freed when this returns; give that memory back a moment later.
+    boost::asio::post(io_, [this] { agent_.scheduleTrim(); });
+    return st;
   }
   grpc::Status DeleteService(grpc::ServerContext*, const pb::DeleteServiceRequest* req,
                              pb::DeleteServiceResponse*) override {
@@ -49,19 +55,15 @@ class Server::Service final : public pb::Agent::Service {
   grpc::Status GetService(grpc::ServerContext*, const pb::GetServiceRequest* req, pb::GetServiceResponse* resp) override {
     return reply(resp, [&] { return agent_.getService(req->name()); });
   }
-  // Pages are taken from the model one at a time (each on the agent's thread), so a list of any
-  // length stays under the message size limit and the agent never copies the whole model.
+  // Every page comes from one look at the model (one task on the agent's thread), so a list never
+  // mixes two versions of a change; pages keep each message under the size limit.
   grpc::Status ListServices(grpc::ServerContext* ctx, const pb::ListServicesRequest*,
                             grpc::ServerWriter<pb::ListServicesResponse>* writer) override {
-    std::string after;
-    for (;;) {
-      pb::ListServicesResponse page = onLoop([&] { return agent_.listServicesPage(after, kPageServices); });
-      if (page.services_size() > 0) {
-        after = page.services(page.services_size() - 1).name();
-        if (!writer->Write(page)) return grpc::Status::CANCELLED;
-      }
-      if (page.services_size() < static_cast<int>(kPageServices) || ctx->IsCancelled()) break;
-    }
+    std::vector<pb::ListServicesResponse> pages = onLoop([&] { return agent_.listServices(kPageServices); });
+    for (const pb::ListServicesResponse& page : pages)
+      if (ctx->IsCancelled() || !writer->Write(page)) return grpc::Status::CANCELLED;
+    pages.clear();
+    boost::asio::post(io_, [this] { agent_.scheduleTrim(); });
     return grpc::Status::OK;
   }
   grpc::Status ListLb(grpc::ServerContext*, const pb::ListLbRequest*,

@@ -64,10 +64,10 @@ bool isDns1123Label(std::string_view s) {
 
 }  // namespace
 
-std::string shownName(const std::string& name) {
+std::string shown(std::string_view value) {
   constexpr size_t kShown = 80;
-  if (name.size() <= kShown) return name;
-  return name.substr(0, kShown) + "... (" + std::to_string(name.size()) + " bytes)";
+  if (value.size() <= kShown) return std::string(value);
+  return std::string(value.substr(0, kShown)) + "... (" + std::to_string(value.size()) + " bytes)";
 }
 
 Status validateName(const std::string& name) {

@@ -53,9 +53,10 @@ struct NodeContext {
 // The most backends one service can have: slot numbers and counts are 16-bit in the ABI.
 inline constexpr size_t kMaxBackendsPerService = 65535;
 
-// A service name as the user gave it, cut to a length that is safe to echo in an error message
-// (gRPC carries messages in metadata; an unbounded name must not travel back there).
-std::string shownName(const std::string& name);
+// A name or value as the user gave it, cut to a length that is safe to echo in an error message
+// (gRPC carries messages in metadata; unbounded input must not travel back there).
+std::string shown(std::string_view value);
+inline std::string shownName(const std::string& name) { return shown(name); }
 
 // Checks a service name: "<namespace>/<name>" or "<namespace>/<name>:<port name>", each part a
 // DNS-1123 label as Kubernetes requires.

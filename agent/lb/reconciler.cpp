@@ -76,7 +76,9 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     const uint64_t key = backendKey(be.addr, be.port, proto);
     be.state = this->terminating(key, delta) ? NP_BACKEND_TERMINATING : NP_BACKEND_ACTIVE;
     auto id = backendIds_.acquire(key);
-    if (!id) return Error{ENOSPC, "service " + s.name, "no free backend ID left"};
+    if (!id)
+      return Error{ENOSPC, "service " + s.name,
+                   "no free backend ID left: all " + count(backendIds_.size()) + " are in use; nothing was changed"};
     img.backends[*id] = be;
     (b.state == BackendState::Active ? active : terminating).push_back(*id);
   }
@@ -93,7 +95,10 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
   for (const Frontend& f : frontendsOf(s, node_)) {
     np_svc_key master = masterKey(f);
     auto id = frontendIds_.acquire(master);
-    if (!id) return Error{ENOSPC, "service " + s.name, "no free service ID left (65535 frontends)"};
+    if (!id)
+      return Error{ENOSPC, "service " + s.name,
+                   "no free service ID left: all " + count(frontendIds_.size()) +
+                       " are in use (a node holds at most 65,535 frontends); nothing was changed"};
     np_svc_val mv{};
     mv.count = static_cast<uint16_t>(selectable);
     mv.total = static_cast<uint16_t>(slots.size());

@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <ctime>
 #include <initializer_list>
+#include <algorithm>
+#include <filesystem>
+#include <optional>
 #include <set>
 
 #include "core/fs.h"
@@ -57,7 +60,7 @@ Status onlyKeys(const json::object& o, std::initializer_list<std::string_view> a
     if (known) continue;
     std::string list;
     for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-    return error(ctx, "unknown field \"" + std::string(kv.key()) + "\" (known: " + list + ")");
+    return error(ctx, "unknown field \"" + shown(kv.key()) + "\" (known: " + list + ")");
   }
   return {};
 }
@@ -84,7 +87,7 @@ Result<int64_t> intField(const json::object& o, std::string_view key, const std:
   if (!v.is_int64() && !v.is_uint64())
     return error(ctx, "field \"" + std::string(key) + "\" must be an integer (is " + typeName(v) + ")");
   if (v.is_uint64() || v.get_int64() < min || v.get_int64() > max)
-    return error(ctx, "field \"" + std::string(key) + "\" is " + json::serialize(v) + ", outside " +
+    return error(ctx, "field \"" + std::string(key) + "\" is " + shown(json::serialize(v)) + ", outside " +
                           std::to_string(min) + ".." + std::to_string(max));
   return v.get_int64();
 }
@@ -107,7 +110,7 @@ Result<std::vector<Ipv4>> ipList(const json::object& o, std::string_view key, co
     const std::string where = "field \"" + std::string(key) + "\" item " + std::to_string(i + 1);
     if (!v.is_string()) return error(ctx, where + " must be a string (is " + typeName(v) + ")");
     auto ip = Ipv4::parse(v.get_string());
-    if (!ip) return error(ctx, where + " \"" + std::string(v.get_string()) + "\" is not an IPv4 address");
+    if (!ip) return error(ctx, where + " \"" + shown(v.get_string()) + "\" is not an IPv4 address");
     out.push_back(*ip);
   }
   return out;
@@ -126,7 +129,7 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
   auto proto = stringField(o, "protocol", ctx, true);
   if (!proto) return proto.error();
   auto p = parseProtocol(*proto);
-  if (!p) return error(ctx, "field \"protocol\" is \"" + *proto + "\" (TCP or UDP)");
+  if (!p) return error(ctx, "field \"protocol\" is \"" + shown(*proto) + "\" (TCP or UDP)");
   s.protocol = *p;
   auto port = intField(o, "port", ctx, true, 1, 65535);
   if (!port) return port.error();
@@ -138,7 +141,7 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
     auto cip = stringField(o, "clusterIP", ctx, true);
     if (!cip) return cip.error();
     s.clusterIp = Ipv4::parse(*cip);
-    if (!s.clusterIp) return error(ctx, "field \"clusterIP\" \"" + *cip + "\" is not an IPv4 address");
+    if (!s.clusterIp) return error(ctx, "field \"clusterIP\" \"" + shown(*cip) + "\" is not an IPv4 address");
   }
   auto ext = ipList(o, "externalIPs", ctx);
   if (!ext) return ext.error();
@@ -158,13 +161,13 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
       auto addr = stringField(b, "address", bctx, true);
       if (!addr) return addr.error();
       auto ep = Endpoint::parse(*addr);
-      if (!ep) return error(bctx, "field \"address\" \"" + *addr + "\" is not IPv4:PORT");
+      if (!ep) return error(bctx, "field \"address\" \"" + shown(*addr) + "\" is not IPv4:PORT");
       auto state = stringField(b, "state", bctx, true);
       if (!state) return state.error();
       BackendState st;
       if (*state == "active") st = BackendState::Active;
       else if (*state == "terminating") st = BackendState::Terminating;
-      else return error(bctx, "field \"state\" is \"" + *state + "\" (active or terminating)");
+      else return error(bctx, "field \"state\" is \"" + shown(*state) + "\" (active or terminating)");
       s.backends.push_back({*ep, st});
     }
   }
@@ -317,7 +320,7 @@ ServiceStore::~ServiceStore() {
   if (journalFd_ >= 0) close(journalFd_);
 }
 
-Result<ServiceStore::Loaded> ServiceStore::read(const std::string& snapshotPath, bool withJournal) const {
+Result<ServiceStore::Loaded> ServiceStore::read(const std::string& snapshotPath, Journal journal) const {
   if (!fs::exists(snapshotPath)) return Error{ENOENT, base(snapshotPath), "does not exist"};
   auto text = fs::readFile(snapshotPath);
   if (!text) return text.error();
@@ -336,7 +339,7 @@ Result<ServiceStore::Loaded> ServiceStore::read(const std::string& snapshotPath,
   out.seq = snap->seq;
 
   size_t valid = 0;
-  if (withJournal && fs::exists(journalPath())) {
+  if (journal != Journal::None && fs::exists(journalPath())) {
     auto jtext = fs::readFile(journalPath());
     if (!jtext) return jtext.error();
     std::string_view rest = *jtext;
@@ -350,24 +353,48 @@ Result<ServiceStore::Loaded> ServiceStore::read(const std::string& snapshotPath,
         break;
       }
       std::string_view rec = rest.substr(0, nl);
-      rest.remove_prefix(nl + 1);
-      if (rec.size() < 10 || rec[8] != ' ') return error(where, "is not \"<crc32> <record>\"");
+      const size_t lineBytes = nl + 1;
+      rest.remove_prefix(lineBytes);
+      // Decodes one record; in Prefix mode the first damaged one ends the journal there.
+      auto damaged = [&](Error e) -> std::optional<Error> {
+        if (journal != Journal::Prefix) return e;
+        out.droppedRecords = 1 + static_cast<size_t>(std::count(rest.begin(), rest.end(), '\n'));
+        rest = {};
+        return std::nullopt;
+      };
       unsigned crc = 0;
-      if (std::sscanf(std::string(rec.substr(0, 8)).c_str(), "%8x", &crc) != 1 || crc != crc32(rec.substr(9)))
-        return error(where, "fails its checksum: the journal is damaged");
+      if (rec.size() < 10 || rec[8] != ' ') {
+        if (auto e = damaged(error(where, "is not \"<crc32> <record>\""))) return *e;
+        break;
+      }
+      if (std::sscanf(std::string(rec.substr(0, 8)).c_str(), "%8x", &crc) != 1 || crc != crc32(rec.substr(9))) {
+        if (auto e = damaged(error(where, "fails its checksum: the journal is damaged"))) return *e;
+        break;
+      }
       auto r = recordFromJson(rec.substr(9), where);
-      if (!r) return r.error();
+      if (!r) {
+        if (auto e = damaged(r.error())) return *e;
+        break;
+      }
       if (r->seq <= out.seq) {
         valid = jtext->size() - rest.size();
         continue;  // folded into the snapshot already (compaction stopped before emptying the journal)
       }
-      if (r->seq != out.seq + 1)
-        return error(where, "has change " + std::to_string(r->seq) + " where " + std::to_string(out.seq + 1) +
-                                " was expected: changes are missing");
-      for (const std::string& name : r->deletes) {
-        if (!model.erase(name))
-          return error(where, "deletes service " + shownName(name) + ", which does not exist at that point");
+      if (r->seq != out.seq + 1) {
+        if (auto e = damaged(error(where, "has change " + std::to_string(r->seq) + " where " +
+                                              std::to_string(out.seq + 1) + " was expected: changes are missing")))
+          return *e;
+        break;
       }
+      bool bad = false;
+      for (const std::string& name : r->deletes) {
+        if (model.count(name)) continue;
+        if (auto e = damaged(error(where, "deletes service " + shownName(name) + ", which does not exist at that point")))
+          return *e;
+        bad = true;
+      }
+      if (bad) break;
+      for (const std::string& name : r->deletes) model.erase(name);
       for (Service& s : r->upserts) {
         std::string name = s.name;
         model[name] = std::move(s);
@@ -385,32 +412,47 @@ Result<ServiceStore::Loaded> ServiceStore::read(const std::string& snapshotPath,
 }
 
 Result<ServiceStore::Loaded> ServiceStore::load() {
-  auto loaded = read(snapshotPath(), true);
+  // Leftovers of a write the agent did not finish (killed inside writeFileAtomic or replaceAll).
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("services.json", 0) == 0 &&
+        (name.find(".tmp.") != std::string::npos || (name.size() > 4 && name.compare(name.size() - 4, 4, ".new") == 0)))
+      std::filesystem::remove(e.path(), ec);
+  }
+  auto loaded = read(snapshotPath(), Journal::All);
   if (!loaded) return loaded;
   seq_ = loaded->seq;
   journalBytes_ = loaded->journalValidBytes;
   snapshotBytes_ = loaded->snapshotBytes;
   base_ = true;
-  if (journalFd_ >= 0) {
-    close(journalFd_);
-    journalFd_ = -1;
-  }
+  closeJournal();
   return loaded;
+}
+
+bool ServiceStore::anyFiles() const {
+  return fs::exists(snapshotPath()) || fs::exists(journalPath()) || fs::exists(lastGoodPath());
+}
+
+void ServiceStore::closeJournal() {
+  if (journalFd_ >= 0) close(journalFd_);
+  journalFd_ = -1;
 }
 
 const char* ServiceStore::sourceName(Source s) {
   switch (s) {
     case Source::Snapshot: return "services.json with its journal";
     case Source::LastGood: return "services.json.last-good with the journal";
-    case Source::SnapshotOnly: return "services.json without the journal";
-    case Source::LastGoodOnly: return "services.json.last-good without the journal";
+    case Source::SnapshotPrefix: return "services.json with the journal up to its first damaged record";
+    case Source::LastGoodPrefix: return "services.json.last-good with the journal up to its first damaged record";
   }
   return "?";
 }
 
 Result<ServiceStore::Loaded> ServiceStore::peek(Source s) const {
-  const bool lastGood = s == Source::LastGood || s == Source::LastGoodOnly;
-  return read(lastGood ? lastGoodPath() : snapshotPath(), s == Source::Snapshot || s == Source::LastGood);
+  const bool lastGood = s == Source::LastGood || s == Source::LastGoodPrefix;
+  return read(lastGood ? lastGoodPath() : snapshotPath(),
+              s == Source::Snapshot || s == Source::LastGood ? Journal::All : Journal::Prefix);
 }
 
 Status ServiceStore::openJournal() {
@@ -436,6 +478,12 @@ Status ServiceStore::openJournal() {
 
 Status ServiceStore::append(const std::vector<const Service*>& upserts, const std::vector<std::string>& deletes) {
   if (!base_) return error("persist a change to " + journalPath(), "the stored state was not loaded");
+  if (!broken_.empty()) return error("persist a change to " + journalPath(), broken_);
+  if (Status st = checkFiles(); !st) {
+    broken_ = st.error().message();
+    closeJournal();
+    return st;
+  }
   NP_TRY(openJournal());
   std::string rec = "{\"seq\":" + std::to_string(seq_ + 1) + ",\"upsert\":[";
   bool first = true;
@@ -462,8 +510,8 @@ Status ServiceStore::append(const std::vector<const Service*>& upserts, const st
       int e = n < 0 ? errno : EIO;
       // Leave no partial record behind for the next append to follow.
       if (ftruncate(journalFd_, static_cast<off_t>(journalBytes_)) != 0 || lseek(journalFd_, 0, SEEK_END) < 0) {
-        close(journalFd_);
-        journalFd_ = -1;
+        broken_ = "a failed write left part of a refused change in " + journalPath() + " that could not be cut off";
+        closeJournal();
       }
       return sysError("write " + journalPath(), e);
     }
@@ -471,9 +519,13 @@ Status ServiceStore::append(const std::vector<const Service*>& upserts, const st
   }
   if (fdatasync(journalFd_) != 0) {
     int e = errno;
-    // After a failed sync the page cache state is unknown: reopen (and cut) before the next append.
-    close(journalFd_);
-    journalFd_ = -1;
+    // The whole record may sit in the page cache and reach the disk later: the caller is told
+    // nothing was changed, so the record must go. If it cannot be cut off for sure, the journal
+    // is not trusted until a snapshot replaces it.
+    if (ftruncate(journalFd_, static_cast<off_t>(journalBytes_)) != 0 || fdatasync(journalFd_) != 0 ||
+        lseek(journalFd_, 0, SEEK_END) < 0)
+      broken_ = "a refused change may still be in " + journalPath() + " (a failed sync could not cut it off)";
+    closeJournal();
     return sysError("sync " + journalPath(), e);
   }
   journalBytes_ += line.size();
@@ -481,16 +533,26 @@ Status ServiceStore::append(const std::vector<const Service*>& upserts, const st
   return {};
 }
 
+Status ServiceStore::checkFiles() const {
+  struct stat atPath {}, open {};
+  if (!fs::exists(snapshotPath()))
+    return error("persist a change", snapshotPath() + " went away behind the agent; the next change rewrites it");
+  if (journalFd_ >= 0 &&
+      (fstat(journalFd_, &open) != 0 || open.st_nlink == 0 || stat(journalPath().c_str(), &atPath) != 0 ||
+       atPath.st_ino != open.st_ino || atPath.st_dev != open.st_dev))
+    return error("persist a change", journalPath() + " was removed or replaced behind the agent; the next change "
+                                                     "rewrites the state files");
+  return {};
+}
+
 Status ServiceStore::compact(const std::map<std::string, Service>& services) {
+  NP_TRY(fs::makeDirs(dir_, 0700));
   std::string text = servicesToJson(services, seq_);
   NP_TRY(fs::writeFileAtomic(snapshotPath(), text, 0600));
   NP_TRY(fs::writeFileAtomic(lastGoodPath(), text, 0600));
   // The snapshot holds every record now; records left behind by a crash here are skipped (seq).
   journalBytes_ = 0;
-  if (journalFd_ >= 0) {
-    close(journalFd_);
-    journalFd_ = -1;
-  }
+  closeJournal();
   base_ = true;
   snapshotBytes_ = text.size();
   if (fs::exists(journalPath())) {
@@ -498,6 +560,7 @@ Status ServiceStore::compact(const std::map<std::string, Service>& services) {
     NP_TRY(openJournal());
     if (fsync(journalFd_) != 0) return sysError("sync " + journalPath());
   }
+  broken_.clear();
   return {};
 }
 
@@ -505,22 +568,53 @@ bool ServiceStore::compactionDue() const {
   return journalBytes_ > std::max<size_t>(snapshotBytes_, 1u << 20);
 }
 
-Result<std::vector<std::string>> ServiceStore::quarantine() {
-  std::vector<std::string> moved;
-  const std::string suffix = ".broken-" + std::to_string(::time(nullptr));
-  for (const std::string& path : {snapshotPath(), journalPath()}) {
+Result<std::vector<std::string>> ServiceStore::replaceAll(const std::map<std::string, Service>& services) {
+  NP_TRY(fs::makeDirs(dir_, 0700));
+  const std::string text = servicesToJson(services, seq_);
+  // Unique even for two replacements within one second.
+  std::string suffix = ".broken-" + std::to_string(::time(nullptr));
+  for (int n = 2; fs::exists(snapshotPath() + suffix) || fs::exists(lastGoodPath() + suffix) ||
+                  fs::exists(journalPath() + suffix);
+       ++n)
+    suffix = ".broken-" + std::to_string(::time(nullptr)) + "-" + std::to_string(n);
+  const std::string newSnap = snapshotPath() + ".new", newGood = lastGoodPath() + ".new";
+  std::vector<std::string> kept;  // the .broken copies made so far
+  bool journalMoved = false;
+  auto undo = [&](Error e) -> Result<std::vector<std::string>> {
+    if (journalMoved) rename((journalPath() + suffix).c_str(), journalPath().c_str());
+    for (const std::string& k : kept)
+      if (k != journalPath() + suffix) unlink(k.c_str());
+    unlink(newSnap.c_str());
+    unlink(newGood.c_str());
+    return Error{e.err, "replace the stored state", e.message() + "; the old files are kept as they were"};
+  };
+  // 1. The new content, complete and synced, beside the old.
+  if (Status st = fs::writeFileAtomic(newSnap, text, 0600); !st) return undo(st.error());
+  if (Status st = fs::writeFileAtomic(newGood, text, 0600); !st) return undo(st.error());
+  // 2. The old files stay readable as .broken copies: hard links for the snapshots (their names
+  //    are replaced next), a rename for the journal (it starts empty).
+  for (const std::string& path : {snapshotPath(), lastGoodPath()}) {
     if (!fs::exists(path)) continue;
-    if (rename(path.c_str(), (path + suffix).c_str()) != 0) return sysError("move " + path + " aside");
-    moved.push_back(path + suffix);
+    if (link(path.c_str(), (path + suffix).c_str()) != 0) return undo(sysError("keep a copy of " + path));
+    kept.push_back(path + suffix);
   }
-  NP_TRY(fs::syncDir(dir_));
-  if (journalFd_ >= 0) {
-    close(journalFd_);
-    journalFd_ = -1;
+  if (fs::exists(journalPath())) {
+    if (rename(journalPath().c_str(), (journalPath() + suffix).c_str()) != 0)
+      return undo(sysError("move " + journalPath() + " aside"));
+    journalMoved = true;
+    kept.push_back(journalPath() + suffix);
   }
+  // 3. The new files take the names (each rename is atomic).
+  if (rename(newSnap.c_str(), snapshotPath().c_str()) != 0) return undo(sysError("rename " + newSnap));
+  if (rename(newGood.c_str(), lastGoodPath().c_str()) != 0 || !fs::syncDir(dir_))
+    return Error{errno, "replace the stored state",
+                 "services.json is replaced but its last-good copy is not: " + std::string(std::strerror(errno))};
+  closeJournal();
   journalBytes_ = 0;
-  base_ = false;
-  return moved;
+  snapshotBytes_ = text.size();
+  base_ = true;
+  broken_.clear();
+  return kept;
 }
 
 }  // namespace np::lb

@@ -89,16 +89,16 @@ std::string rpcError(const Invocation& inv, const grpc::Status& status) {
   return status.error_message();
 }
 
-void setDeadline(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+void setDeadline(grpc::ClientContext& ctx, std::chrono::seconds timeout = kCallTimeout) {
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
 }
 
 // Calls one unary RPC, printing the error if it fails. Returns whether it succeeded.
 template <typename Request, typename Response, typename Method>
 bool call(const Invocation& inv, Method method, const Request& request, Response* response,
-          std::ostream& err) {
+          std::ostream& err, std::chrono::seconds timeout = kCallTimeout) {
   grpc::ClientContext ctx;
-  setDeadline(ctx);
+  setDeadline(ctx, timeout);
   grpc::Status status = method(&ctx, request, response);
   if (status.ok()) return true;
   err << "agentctl: " << rpcError(inv, status) << "\n";
@@ -109,8 +109,8 @@ bool call(const Invocation& inv, Method method, const Request& request, Response
 template <typename Response, typename Open>
 bool callStream(const Invocation& inv, Open open, Response* response, std::ostream& err) {
   grpc::ClientContext ctx;
-  setDeadline(ctx);
-  auto reader = open(&ctx);
+  setDeadline(ctx, kBatchTimeout);
+  auto reader = open(&ctx);  // lists get the batch deadline: 65,535 services stream for a while
   Response page;
   while (reader->Read(&page)) {
     response->MergeFrom(page);
@@ -227,7 +227,8 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
       pb::UpsertServicesResponse resp;
       auto rpc = [&](grpc::ClientContext* c, const pb::UpsertServicesRequest& r,
                      pb::UpsertServicesResponse* s) { return stub.UpsertServices(c, r, s); };
-      if (!call(inv, rpc, req, &resp, err)) return kExitFailure;
+      // A batch of tens of thousands of services takes seconds; the agent is busy, not gone.
+      if (!call(inv, rpc, req, &resp, err, kBatchTimeout)) return kExitFailure;
       out << (json ? toJson(resp) : std::to_string(resp.count()) + " services applied\n");
       return kExitOk;
     }

@@ -18,6 +18,8 @@ inline constexpr int kExitUsage = 2;
 
 // Every RPC gets this deadline so that a wedged agent never hangs the shell.
 inline constexpr std::chrono::seconds kCallTimeout{10};
+// ...but `service apply` and the lists, which move tens of thousands of services, get this long.
+inline constexpr std::chrono::seconds kBatchTimeout{300};
 
 // Runs one command that talks to the agent (anything but help/version) over `stub` and returns
 // the exit code. Results go to `out`; errors go to `err` as "agentctl: <message>\n".

@@ -55,6 +55,10 @@ serving() { # <tag>: the held connection and 5 new NodePort connections work
   traffic lab_client_exec -- connect 192.168.10.100:30080 --count 5
   expect_ok 5
 }
+new_ok() { # 5 new NodePort connections work
+  traffic lab_client_exec -- connect 192.168.10.100:30080 --count 5
+  expect_ok 5
+}
 still_up() {
   local pid
   pid=$(<"$NP_LAB_DIR/n1/agent.pid")
@@ -117,5 +121,33 @@ check "status is Ok" expect_status_ok n1
 check "the service map is empty" expect_frontends n1
 traffic lab_client_exec -- connect 192.168.10.100:30080 --count 3 --timeout-ms 1000
 check "NodePort 30080 no longer answers (3/3 refused)" expect_all_fail 3 'refused|timed out'
+
+# --- 5. a reboot: the maps are gone and services.json too, but the journal is not
+require "service default/web again" \
+  lab_agentctl n1 service upsert default/web --port 80 --cluster-ip 10.43.0.20 --node-port 30080 --backend 10.0.2.10:8080
+reboot() { rm -rf "$NP_LAB_DIR/bpffs/n1/nodepath" && rm -f "$STATE/services.json"; }
+require "kill -9 the agent, remove its pins and services.json (the journal stays), start it" restart_after reboot
+check "status: Degraded, the state is missing (not a new node: the journal is there)" \
+  expect_degraded 'stored services missing: .*services.json is missing while its journal or last-good copy is still there'
+journal_kept() { [[ -s $STATE/services.journal ]] || { echo "the journal was emptied"; return 1; }; }
+check "...and the journal was left alone" journal_kept
+check "agentctl state show says what accept would do" \
+  expect_refused 1 'state accept would take services.json.last-good with the journal: 1 service, 0 dropped' \
+  lab_agentctl n1 state show
+check "agentctl state accept brings default/web back" expect_refused 0 'accepted 1 service' lab_agentctl n1 state accept
+check "...and it serves again (the held connection died with the maps: a reboot)" new_ok
+
+# --- 6. the settings changed: a stored service no longer validates; the others keep serving
+require "a second service default/other (ClusterIP 10.43.200.1)" \
+  lab_agentctl n1 service upsert default/other --port 80 --cluster-ip 10.43.200.1 --backend 10.0.2.10:8080
+narrow() { echo 10.43.0.0/24 >"$NP_LAB_DIR/n1/config/service-cidr"; }
+require "kill -9 the agent, narrow its --service-cidr to 10.43.0.0/24, start it" restart_after narrow
+check "status: Degraded, naming the service that does not validate" \
+  expect_degraded '1 stored service does not validate .*default/other.*outside the service CIDR 10\.43\.0\.0/24.*the other 1 are applied'
+check "the service that still validates serves" new_ok
+check "agentctl state accept drops the one that does not validate" \
+  expect_refused 0 'accepted 1 service .*dropped 1' lab_agentctl n1 state accept
+check "status is Ok" expect_status_ok n1
+check "...with default/other gone from the model" expect_no_service n1 default/other
 
 e2e_finish

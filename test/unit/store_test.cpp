@@ -210,15 +210,69 @@ TEST(ServiceStore, LastGoodCopyAndQuarantineAreTheWayOut) {
   auto good = broken.peek(ServiceStore::Source::LastGood);
   ASSERT_TRUE(good) << good.error().message();
   EXPECT_EQ(good->services.size(), 2u) << "the last-good copy plus the journal hold both services";
-  auto moved = broken.quarantine();
-  ASSERT_TRUE(moved) << moved.error().message();
-  ASSERT_EQ(moved->size(), 2u);
-  for (const std::string& m : *moved) EXPECT_TRUE(fsys::exists(m)) << m;
-  EXPECT_FALSE(fsys::exists(dir.file("services.json")));
   EXPECT_FALSE(broken.append({&a}, {})) << "append without a loaded base";
-  ASSERT_TRUE(broken.compact({}));
+  const std::string damaged = read(dir.file("services.json"));
+  auto moved = broken.replaceAll({{a.name, a}});
+  ASSERT_TRUE(moved) << moved.error().message();
+  ASSERT_EQ(moved->size(), 3u);  // services.json, its last-good copy, the journal: kept aside
+  for (const std::string& m : *moved) EXPECT_TRUE(fsys::exists(m)) << m;
+  EXPECT_EQ(read((*moved)[0]), damaged);
   EXPECT_EQ(fsys::status(dir.file("services.json")).permissions() & fsys::perms::all,
             fsys::perms::owner_read | fsys::perms::owner_write);
+  ServiceStore after(dir.path());
+  auto loaded = after.load();
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  ASSERT_EQ(loaded->services.size(), 1u);
+  EXPECT_TRUE(after.append({&b}, {}));
+}
+
+// A record damaged in the middle: strict reading refuses the state; the prefix source keeps the
+// records before it (acknowledged changes) for `state accept`.
+TEST(ServiceStore, ThePrefixSourceKeepsTheRecordsBeforeADamagedOne) {
+  TempDir dir;
+  ServiceStore store(dir.path());
+  ASSERT_TRUE(store.compact({}));
+  Service a = test::clusterIpService("t/a", "10.43.0.1", 80, {});
+  Service b = test::clusterIpService("t/b", "10.43.0.2", 80, {});
+  Service c = test::clusterIpService("t/c", "10.43.0.3", 80, {});
+  ASSERT_TRUE(store.append({&a}, {}));
+  ASSERT_TRUE(store.append({&b}, {}));
+  ASSERT_TRUE(store.append({&c}, {}));
+  std::string j = read(dir.file("services.journal"));
+  const size_t second = j.find('\n') + 1;
+  j.erase(second + 20, 15);  // record 2 cut in the middle
+  write(dir.file("services.journal"), j);
+  ServiceStore after(dir.path());
+  ASSERT_FALSE(after.load());
+  auto prefix = after.peek(ServiceStore::Source::SnapshotPrefix);
+  ASSERT_TRUE(prefix) << prefix.error().message();
+  ASSERT_EQ(prefix->services.size(), 1u);
+  EXPECT_EQ(prefix->services[0].name, "t/a");
+  EXPECT_EQ(prefix->droppedRecords, 2u);
+}
+
+// The state directory removed behind a running agent: an acknowledged change must not go into a
+// deleted file; the next compaction writes the state anew.
+TEST(ServiceStore, FilesRemovedBehindTheStoreAreNoticed) {
+  TempDir dir;
+  const std::string sub = dir.file("state");
+  ServiceStore store(sub);
+  EXPECT_FALSE(store.anyFiles());
+  ASSERT_TRUE(store.compact({}));
+  EXPECT_TRUE(store.anyFiles());
+  Service a = test::clusterIpService("t/a", "10.43.0.1", 80, {});
+  ASSERT_TRUE(store.append({&a}, {}));
+  fsys::remove_all(sub);
+  EXPECT_FALSE(store.append({&a}, {}));
+  EXPECT_NE(store.broken().find("went away"), std::string::npos) << store.broken();
+  EXPECT_FALSE(store.append({&a}, {})) << "a broken store accepted an append";
+  ASSERT_TRUE(store.compact({{a.name, a}}));
+  EXPECT_TRUE(store.broken().empty());
+  ASSERT_TRUE(store.append({}, {"t/a"}));
+  ServiceStore after(sub);
+  auto loaded = after.load();
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_TRUE(loaded->services.empty());
 }
 
 }  // namespace
