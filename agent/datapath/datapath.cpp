@@ -18,25 +18,6 @@
 
 namespace np::datapath {
 
-const char* dropReasonName(uint32_t reason) {
-  switch (reason) {
-    case NP_METRIC_FORWARDED: return "forwarded";
-    case NP_DROP_INVALID_PACKET: return "Invalid packet";
-    case NP_DROP_TRUNCATED_HEADER: return "CT: Truncated or invalid header";
-    case NP_DROP_CT_CREATE_FAILED: return "CT: Map insertion failed";
-    case NP_DROP_FRAGMENT: return "IP fragmentation not supported";
-    case NP_DROP_NO_SERVICE_BACKEND: return "Service backend not found";
-    case NP_DROP_NAT_NO_MAPPING: return "No mapping for NAT masquerade";
-    case NP_DROP_FIB_LOOKUP_FAILED: return "FIB lookup failed";
-    case NP_DROP_IS_CLUSTER_IP: return "Is a ClusterIP";
-    case NP_DROP_TTL_EXCEEDED: return "TTL exceeded";
-    case NP_DROP_WRITE_ERROR: return "Error writing to packet";
-    case NP_DROP_CSUM_L3: return "Error while correcting L3 checksum";
-    case NP_DROP_CSUM_L4: return "Error while correcting L4 checksum";
-  }
-  return "unknown";
-}
-
 const char* metricDirectionName(uint32_t dir) {
   switch (dir) {
     case NP_METRIC_INGRESS: return "ingress";

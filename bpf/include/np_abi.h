@@ -6,10 +6,12 @@
 #include <linux/types.h>
 
 #ifdef __cplusplus
+#define NP_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #define NP_ASSERT_SIZE(type, size) static_assert(sizeof(type) == (size), #type " size")
 #define NP_ASSERT_OFFSET(type, field, off) \
 	static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " offset")
 #else
+#define NP_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define NP_ASSERT_SIZE(type, size) _Static_assert(sizeof(type) == (size), #type " size")
 #define NP_ASSERT_OFFSET(type, field, off) \
 	_Static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " offset")
