@@ -16,10 +16,8 @@
 #include "np_config.h"
 
 const volatile struct np_host_config np_cfg = {
-	.nodeport_min = 30000,
-	.nodeport_max = 32767,
-	.snat_port_min = 32768,
-	.snat_port_max = 65535,
+	.snat_port_min = NP_DEFAULT_SNAT_PORT_MIN,
+	.snat_port_max = NP_DEFAULT_SNAT_PORT_MAX,
 };
 
 /* Rewrites the packet as entry e says and sends it on its way. */
@@ -51,7 +49,7 @@ static __always_inline bool np_ct_backend_usable(const struct np_ct_entry *e,
 						 const struct np_pkt *p)
 {
 	__u32 id = e->backend_id;
-	const struct np_backend *be = bpf_map_lookup_elem(&np_backend4_v1, &id);
+	const struct np_backend *be = bpf_map_lookup_elem(&NP_MAP_BACKENDS, &id);
 
 	if (!be)
 		return false;
@@ -81,11 +79,11 @@ static __always_inline int np_ct_embryonic_hit(np_ctx_t *ctx, struct np_pkt *p,
 
 	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
 		ret = np_finish(ctx, p, e, dir);
-		np_ct_delete(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, key);
+		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key);
 		return ret;
 	}
 	if (expires)
-		np_ct_sync_peer(&np_ctsyn4_v1, key, e, expires);
+		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
 	return np_finish(ctx, p, e, dir);
 }
 
@@ -166,13 +164,13 @@ static __always_inline int np_lb_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64
 	} else {
 		/* A leftover under this reply key in the main table (its flow's service entry evicted)
 		 * would be found first and keep the new flow from ever being confirmed. */
-		np_ct_delete(&np_ct4_v1, NP_CT_TABLE_MAIN, &rev_key);
-		if (np_ct_insert(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &rev_key, &rev) < 0)
+		np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, &rev_key);
+		if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &rev_key, &rev) < 0)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 
-	if (np_ct_insert(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &fwd_key, &fwd) < 0) {
-		np_ct_delete(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &rev_key);
+	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &fwd_key, &fwd) < 0) {
+		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 	return np_finish(ctx, p, &fwd, NP_METRIC_INGRESS);
@@ -195,22 +193,22 @@ int np_from_netdev(struct __sk_buff *ctx)
 
 	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_INGRESS);
-	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
+	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
 	if (e) {
 		if (np_ct_usable(e, &p, now)) {
 			__u64 expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx), false);
 
 			if (expires)
-				np_ct_sync_peer(&np_ct4_v1, &key, e, expires);
+				np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
 			return np_finish(ctx, &p, e, NP_METRIC_INGRESS);
 		}
-		np_ct_forget(&np_ct4_v1, NP_CT_TABLE_MAIN, &key, e);
+		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, &key, e);
 	}
-	e = bpf_map_lookup_elem(&np_ctsyn4_v1, &key);
+	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
 	if (e) {
 		if (np_ct_usable(e, &p, now))
 			return np_ct_embryonic_hit(ctx, &p, &key, e, now, NP_METRIC_INGRESS);
-		np_ct_forget(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &key, e);
+		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &key, e);
 	}
 	return np_lb_new_flow(ctx, &p, now);
 }
@@ -229,15 +227,15 @@ int np_to_netdev(struct __sk_buff *ctx)
 
 	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_EGRESS);
-	e = bpf_map_lookup_elem(&np_ct4_v1, &key);
+	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
 	if (e && !np_ct_expired(e, now)) {
 		expires = np_ct_refresh(e, &p, now, np_ctx_len(ctx), false);
 		if (expires)
-			np_ct_sync_peer(&np_ct4_v1, &key, e, expires);
+			np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
 		return np_finish(ctx, &p, e, NP_METRIC_EGRESS);
 	}
 	/* Only reply entries are keyed for egress: this never confirms, it marks the reply seen. */
-	e = bpf_map_lookup_elem(&np_ctsyn4_v1, &key);
+	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
 	if (!e || np_ct_expired(e, now))
 		return NP_CTX_PASS;
 	return np_ct_embryonic_hit(ctx, &p, &key, e, now, NP_METRIC_EGRESS);

@@ -120,13 +120,9 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     HostParams hp;
     hp.device = d.name;
     hp.ifindex = d.ifindex;
-    hp.mac = d.mac;
     hp.nodeIp = d.ipv4;
-    hp.nodePortMin = c.nodePortMin;
-    hp.nodePortMax = c.nodePortMax;
-    hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, 32768u));
-    hp.snatPortMax = 65535;
-    hp.mode = c.lbMode;
+    hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, NP_DEFAULT_SNAT_PORT_MIN));
+    hp.snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));

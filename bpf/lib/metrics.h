@@ -8,7 +8,7 @@
 static __always_inline void np_metric_add(__u32 dir, __u32 reason, __u32 bytes)
 {
 	__u32 idx = (dir << 8) | (reason & 0xff);
-	struct np_metric *m = bpf_map_lookup_elem(&np_metrics_v1, &idx);
+	struct np_metric *m = bpf_map_lookup_elem(&NP_MAP_METRICS, &idx);
 
 	if (m) {
 		m->packets++;

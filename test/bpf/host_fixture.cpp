@@ -62,7 +62,6 @@ void HostTest::SetUp() {
   datapath::HostParams p;
   p.device = "ens192";
   p.ifindex = env().ens192Ifindex;
-  p.mac = env().ens192Mac;
   p.nodeIp = Ipv4{kNodeIp};
   auto prog = datapath::HostProgram::load(pinDir_, sizes, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
