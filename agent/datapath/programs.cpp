@@ -97,7 +97,7 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   if (!skel) return sysError("open host.bpf.o");
   std::unique_ptr<HostProgram> prog(new HostProgram(skel, p));
   NP_TRY(sizeMaps(skel->obj, pinDir, sizes));
-  auto& cfg = skel->rodata->np_cfg;
+  auto& cfg = skel->rodata->np_nodeport_cfg;
   cfg.node_ip = p.nodeIp.be;
   cfg.snat_port_min = p.snatPortMin;
   cfg.snat_port_max = p.snatPortMax;

@@ -7,13 +7,14 @@
 
 #include "np_abi.h"
 
-/* host.bpf.c (np_cfg): one instance per native device. */
-struct np_host_config {
+/* lib/nodeport.h (np_nodeport_cfg): every program that runs the NodePort path; one instance per
+ * native device. */
+struct np_nodeport_config {
 	__be32 node_ip;         /* this node's IPv4 on the device, SNAT source */
 	__u16 snat_port_min;    /* SNAT source ports (disjoint from the NodePort range), host order */
 	__u16 snat_port_max;
 };
-NP_ASSERT_SIZE(struct np_host_config, 8);
+NP_ASSERT_SIZE(struct np_nodeport_config, 8);
 
 /* sock.bpf.c (np_cfg): one instance per node. */
 struct np_sock_config {

@@ -6,8 +6,9 @@
 #ifndef NP_LIB_CT_H
 #define NP_LIB_CT_H
 
-#include "lib/parse.h"
+#include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/parse.h"
 #include "np_ct.h"
 
 #define NP_EEXIST 17

@@ -3,6 +3,7 @@
 #ifndef NP_LIB_LB_H
 #define NP_LIB_LB_H
 
+#include "lib/common.h"
 #include "lib/maps.h"
 #include "np_lb.h"
 

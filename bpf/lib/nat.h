@@ -3,10 +3,13 @@
 #ifndef NP_LIB_NAT_H
 #define NP_LIB_NAT_H
 
-#include "lib/parse.h"
-#include "lib/maps.h"
+#include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/ct.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
 #include "np_ct.h"
+#include "np_drop.h"
 
 #define NP_SNAT_RETRIES 32
 
