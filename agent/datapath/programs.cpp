@@ -87,7 +87,7 @@ uint32_t MapSizes::of(const std::string& mapName) const {
   };
   for (const auto& [name, size] : table)
     if (mapName == name) return size;
-  return 0;  // fixed-size map (metrics, conntrack counters)
+  return 0;  // fixed-size map (metrics, conntrack counters, scratch)
 }
 
 Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir, const MapSizes& sizes,
