@@ -18,32 +18,6 @@
 namespace np::datapath {
 namespace {
 
-// Sets every map's size before load: the configured one, or the pinned map's if one exists.
-Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes) {
-  bpf_map* map;
-  bpf_object__for_each_map(map, obj) {
-    std::string name = bpf_map__name(map);
-    if (name.rfind("np_", 0) != 0) continue;  // .rodata and friends
-    uint32_t want = sizes.of(name);
-    std::string pin = pinDir + "/" + name;
-    int fd = bpf_obj_get(pin.c_str());
-    if (fd >= 0) {
-      auto info = bpf::mapInfo(fd);
-      close(fd);
-      if (!info) return info.error();
-      if (info->keySize != bpf_map__key_size(map) || info->valueSize != bpf_map__value_size(map))
-        return error("adopt pinned map " + pin,
-                     "its layout differs from this agent's; a new layout needs a new map name (run agentctl cleanup)");
-      if (want != 0 && info->maxEntries != want)
-        NP_LOG_WARN("datapath", "pinned map %s keeps its %u entries (configured: %u); it cannot be resized without losing state",
-                    name.c_str(), info->maxEntries, want);
-      want = info->maxEntries;
-    }
-    if (want != 0 && bpf_map__set_max_entries(map, want) != 0) return sysError("size map " + name);
-  }
-  return {};
-}
-
 template <typename Skel>
 int findMapFd(bpf_object* obj, const std::string& name) {
   bpf_map* m = bpf_object__find_map_by_name(obj, name.c_str());
@@ -88,6 +62,31 @@ uint32_t MapSizes::of(const std::string& mapName) const {
   for (const auto& [name, size] : table)
     if (mapName == name) return size;
   return 0;  // fixed-size map (metrics, conntrack counters, scratch)
+}
+
+Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    std::string name = bpf_map__name(map);
+    if (name.rfind("np_", 0) != 0) continue;  // .rodata and friends
+    uint32_t want = sizes.of(name);
+    std::string pin = pinDir + "/" + name;
+    int fd = bpf_obj_get(pin.c_str());
+    if (fd >= 0) {
+      auto info = bpf::mapInfo(fd);
+      close(fd);
+      if (!info) return info.error();
+      if (info->keySize != bpf_map__key_size(map) || info->valueSize != bpf_map__value_size(map))
+        return error("adopt pinned map " + pin,
+                     "its layout differs from this agent's; a new layout needs a new map name (run agentctl cleanup)");
+      if (want != 0 && info->maxEntries != want)
+        NP_LOG_WARN("datapath", "pinned map %s keeps its %u entries (configured: %u); it cannot be resized without losing state",
+                    name.c_str(), info->maxEntries, want);
+      want = info->maxEntries;
+    }
+    if (want != 0 && bpf_map__set_max_entries(map, want) != 0) return sysError("size map " + name);
+  }
+  return {};
 }
 
 Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir, const MapSizes& sizes,

@@ -17,6 +17,7 @@
 struct host_bpf;
 struct sock_bpf;
 struct bpf_program;
+struct bpf_object;
 
 namespace np::datapath {
 
@@ -37,6 +38,13 @@ struct MapSizes {
   // The configured size of a map by its name (NP_MAP_*); 0 for a fixed-size map.
   uint32_t of(const std::string& mapName) const;
 };
+
+// Sets every np_ map's max_entries in an opened, not yet loaded object: the pinned map's under
+// pinDir when there is one (it cannot be resized without losing state; a different configured
+// size is logged), else the configured one. Fails when a pinned map's key or value size differs
+// from the object's (a new layout needs a new map name). Any object that shares the pinned maps
+// goes through this before load.
+Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes);
 
 struct HostParams {
   std::string device;
