@@ -128,8 +128,8 @@ std::string backendIp(int i) { return "10.0.1." + std::to_string(10 + i); }
 // The NodePort service, programmed by the agent's own reconciler through the real maps: the
 // benchmark times exactly what the agent writes.
 void programService(const np::datapath::HostProgram& prog) {
-  auto maps = unwrap(np::datapath::BpfLbMaps::of(prog.mapFd("np_svc4_v1"), prog.mapFd("np_backend4_v1"),
-                                                 prog.mapFd("np_revnat4_v1")),
+  auto maps = unwrap(np::datapath::BpfLbMaps::of(prog.mapFd(NP_STR(NP_MAP_SERVICES)), prog.mapFd(NP_STR(NP_MAP_BACKENDS)),
+                                                 prog.mapFd(NP_STR(NP_MAP_REVNAT))),
                      "service maps");
   np::lb::NodeContext node;
   node.nodeIps = {np::Ipv4{ip(kNodeIp)}};
@@ -303,7 +303,6 @@ int runBench(const Options& opt) {
   np::datapath::HostParams hp;
   hp.device = "ens192";
   hp.ifindex = ifindex;
-  std::copy(nodeMac.begin(), nodeMac.end(), hp.mac.begin());
   hp.nodeIp = *np::Ipv4::parse(kNodeIp);
   auto host = unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
   programService(*host);

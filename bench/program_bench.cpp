@@ -388,7 +388,7 @@ RepResult runRep(const Options& o, const std::string& cgroup, const pb::UpsertSe
 
   // What the kernel holds now: the agent must really have programmed every entry.
   const std::string pins = bpffs.path() + "/nodepath/";
-  for (const char* name : {"np_svc4_v1", "np_backend4_v1", "np_revnat4_v1"}) r.maps.push_back(readPinned(pins + name));
+  for (const char* name : {NP_STR(NP_MAP_SERVICES), NP_STR(NP_MAP_BACKENDS), NP_STR(NP_MAP_REVNAT)}) r.maps.push_back(readPinned(pins + name));
   const uint32_t wantSvc = static_cast<uint32_t>(o.services * (o.backends + 1));
   const uint32_t wantBe = static_cast<uint32_t>(o.services * o.backends);
   const uint32_t wantRn = static_cast<uint32_t>(o.services);

@@ -13,8 +13,8 @@
 #endif
 
 const volatile struct np_sock_config np_cfg = {
-	.nodeport_min = 30000,
-	.nodeport_max = 32767,
+	.nodeport_min = NP_DEFAULT_NODEPORT_MIN,
+	.nodeport_max = NP_DEFAULT_NODEPORT_MAX,
 };
 
 #define SYS_REJECT 0
@@ -33,7 +33,7 @@ static __always_inline bool np_sock_nodeport_addr(__be32 addr, __u16 port)
 		return false;
 	if ((bpf_ntohl(addr) >> 24) == 127 || addr == np_cfg.node_ip)
 		return true;
-	return bpf_map_lookup_elem(&np_nodes4_v1, &addr) != NULL;
+	return bpf_map_lookup_elem(&NP_MAP_NODES, &addr) != NULL;
 }
 
 /* Translates ctx's destination when it is a service frontend. Returns 0, or -EHOSTUNREACH when
@@ -75,7 +75,7 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	rval.rev_nat_id = svc->rev_nat_id;
 	/* Without the reverse entry getpeername()/recvmsg() would show the backend: better to keep
 	 * the service address then and let the packet path handle it. */
-	if (bpf_map_update_elem(&np_sockrev4_v1, &rkey, &rval, BPF_ANY) < 0)
+	if (bpf_map_update_elem(&NP_MAP_SOCK_REV, &rkey, &rval, BPF_ANY) < 0)
 		return 0;
 
 	ctx->user_ip4 = be->addr;
@@ -92,7 +92,7 @@ static __always_inline void np_sock4_xlate_rev(struct bpf_sock_addr *ctx)
 	rkey.cookie = bpf_get_socket_cookie(ctx);
 	rkey.addr = ctx->user_ip4;
 	rkey.port = (__be16)ctx->user_port;
-	rval = bpf_map_lookup_elem(&np_sockrev4_v1, &rkey);
+	rval = bpf_map_lookup_elem(&NP_MAP_SOCK_REV, &rkey);
 	if (!rval)
 		return;
 	ctx->user_ip4 = rval->addr;

@@ -47,3 +47,51 @@ function(np_bpf_object name source)
   target_include_directories(np_bpf_${name} INTERFACE ${out_dir})
   set_property(GLOBAL APPEND PROPERTY NP_BPF_OBJECTS ${obj})
 endfunction()
+
+# np_bpf_header_check(<name> HEADERS <abs paths...> INCLUDE_ROOTS <dirs...>)
+#   Keeps "every header includes what it uses" true: for each header, a generated one-line .c
+#   (`#include "<header>"`) is compiled with the BPF flags, alone and after lib/ctx_xdp.h (the
+#   library must build for XDP as well as tc; the tc shim is the exception). The objects are
+#   part of the default build (target <name>, in ALL), so a header that leans on include order
+#   breaks the build. Include paths are written relative to the first INCLUDE_ROOT that holds them.
+function(np_bpf_header_check name)
+  cmake_parse_arguments(ARG "" "" "HEADERS;INCLUDE_ROOTS" ${ARGN})
+  set(dir ${CMAKE_BINARY_DIR}/bpf/header_check)
+  set(objs)
+  foreach(header IN LISTS ARG_HEADERS)
+    set(rel)
+    foreach(root IN LISTS ARG_INCLUDE_ROOTS)
+      cmake_path(IS_PREFIX root ${header} NORMALIZE under)
+      if(under AND NOT rel)
+        cmake_path(RELATIVE_PATH header BASE_DIRECTORY ${root} OUTPUT_VARIABLE rel)
+      endif()
+    endforeach()
+    if(NOT rel)
+      message(FATAL_ERROR "np_bpf_header_check: ${header} is under none of ${ARG_INCLUDE_ROOTS}")
+    endif()
+    string(MAKE_C_IDENTIFIER ${rel} id)
+    set(variants alone)
+    if(rel MATCHES "^lib/" AND NOT rel MATCHES "^lib/ctx_(skb|xdp)\\.h$")
+      list(APPEND variants xdp)
+    endif()
+    foreach(variant IN LISTS variants)
+      set(src ${dir}/${id}.${variant}.c)
+      set(obj ${dir}/${id}.${variant}.o)
+      if(variant STREQUAL "xdp")
+        set(content "#include \"lib/ctx_xdp.h\"\n#include \"${rel}\"\n")
+      else()
+        set(content "#include \"${rel}\"\n")
+      endif()
+      file(GENERATE OUTPUT ${src} CONTENT "${content}")
+      add_custom_command(
+        OUTPUT ${obj}
+        COMMAND ${NP_CLANG} ${NP_BPF_CFLAGS} -MD -MF ${obj}.d -MT ${obj} -c ${src} -o ${obj}
+        DEPENDS ${src} ${header}
+        DEPFILE ${obj}.d
+        COMMENT "BPF header check ${rel} (${variant})"
+        VERBATIM)
+      list(APPEND objs ${obj})
+    endforeach()
+  endforeach()
+  add_custom_target(${name} ALL DEPENDS ${objs})
+endfunction()

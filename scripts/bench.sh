@@ -104,7 +104,7 @@ run_datapath() {
   cat >"$work/datapath.intro" <<EOF
 ## NodePort datapath: ns per packet (BPF_PROG_TEST_RUN)
 
-**What.** The tc ingress program of \`bpf/host.bpf.c\` (\`np_from_netdev\`), loaded by the agent's
+**What.** The tc ingress program of \`bpf/host.bpf.c\` (\`np_from_netdev\`, the path of \`bpf/lib/nodeport.h\`), loaded by the agent's
 loader (\`HostProgram::load\`) with the default map sizes, run with \`BPF_PROG_TEST_RUN\` in a private
 network namespace (veth \`ens192\` 192.168.10.100/24, backends routed via a second veth, forwarding
 on). One NodePort service, programmed by the agent's own reconciler (\`lb::Reconciler\` over the real maps), with 10 local backends (DNAT +

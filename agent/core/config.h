@@ -28,13 +28,13 @@ struct Config {
   std::string configDir;                // config-dir
   bool kubeProxyReplacement = true;     // kube-proxy-replacement
   LbMode lbMode = LbMode::Snat;         // bpf-lb-mode
-  uint16_t nodePortMin = 30000;         // node-port-range
-  uint16_t nodePortMax = 32767;
-  uint32_t lbMapMax = 262144;           // bpf-lb-map-max: service and backend entries
-  uint32_t ctMapMax = 262144;           // bpf-ct-global-max: conntrack entries (both directions)
+  uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // node-port-range
+  uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
+  uint32_t lbMapMax = NP_DEFAULT_LB_MAP_MAX;  // bpf-lb-map-max: service and backend entries
+  uint32_t ctMapMax = NP_DEFAULT_CT_MAX;      // bpf-ct-global-max: conntrack entries (both directions)
   uint32_t ctEmbryonicMax = NP_DEFAULT_CT_EMBRYONIC_MAX;  // bpf-ct-embryonic-max: unconfirmed flows' entries
   std::chrono::milliseconds ctGcInterval{30000};          // conntrack-gc-interval
-  uint32_t sockRevMapMax = 262144;      // bpf-sock-rev-map-max
+  uint32_t sockRevMapMax = NP_DEFAULT_SOCK_REV_MAX;  // bpf-sock-rev-map-max
   std::string logLevel = "info";        // log-level
   Cidr serviceCidr{Ipv4::fromHost(0x0a2b0000), 16};  // service-cidr: ClusterIPs (k3s: 10.43.0.0/16)
   Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // cluster-pool-ipv4-cidr: pod addresses

@@ -18,25 +18,6 @@
 
 namespace np::datapath {
 
-const char* dropReasonName(uint32_t reason) {
-  switch (reason) {
-    case NP_METRIC_FORWARDED: return "forwarded";
-    case NP_DROP_INVALID_PACKET: return "Invalid packet";
-    case NP_DROP_TRUNCATED_HEADER: return "CT: Truncated or invalid header";
-    case NP_DROP_CT_CREATE_FAILED: return "CT: Map insertion failed";
-    case NP_DROP_FRAGMENT: return "IP fragmentation not supported";
-    case NP_DROP_NO_SERVICE_BACKEND: return "Service backend not found";
-    case NP_DROP_NAT_NO_MAPPING: return "No mapping for NAT masquerade";
-    case NP_DROP_FIB_LOOKUP_FAILED: return "FIB lookup failed";
-    case NP_DROP_IS_CLUSTER_IP: return "Is a ClusterIP";
-    case NP_DROP_TTL_EXCEEDED: return "TTL exceeded";
-    case NP_DROP_WRITE_ERROR: return "Error writing to packet";
-    case NP_DROP_CSUM_L3: return "Error while correcting L3 checksum";
-    case NP_DROP_CSUM_L4: return "Error while correcting L4 checksum";
-  }
-  return "unknown";
-}
-
 const char* metricDirectionName(uint32_t dir) {
   switch (dir) {
     case NP_METRIC_INGRESS: return "ingress";
@@ -139,13 +120,9 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     HostParams hp;
     hp.device = d.name;
     hp.ifindex = d.ifindex;
-    hp.mac = d.mac;
     hp.nodeIp = d.ipv4;
-    hp.nodePortMin = c.nodePortMin;
-    hp.nodePortMax = c.nodePortMax;
-    hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, 32768u));
-    hp.snatPortMax = 65535;
-    hp.mode = c.lbMode;
+    hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, NP_DEFAULT_SNAT_PORT_MIN));
+    hp.snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));

@@ -18,6 +18,7 @@
 #include "core/result.h"
 #include "ct/bpf_tables.h"
 #include "ct/gc.h"
+#include "datapath/drop_reasons.h"  // dropReasonName()
 #include "datapath/lb_maps.h"
 #include "datapath/programs.h"
 #include "np_drop.h"
@@ -57,7 +58,6 @@ struct CounterRow {
   uint64_t bytes = 0;
 };
 
-const char* dropReasonName(uint32_t reason);
 const char* metricDirectionName(uint32_t dir);
 
 class Datapath {

@@ -6,6 +6,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <utility>
 
 #include "bpf/map.h"
 #include "core/log.h"
@@ -16,43 +17,6 @@
 
 namespace np::datapath {
 namespace {
-
-uint32_t configuredSize(const MapSizes& s, const std::string& name) {
-  if (name == NP_STR(NP_MAP_SERVICES)) return s.services;
-  if (name == NP_STR(NP_MAP_BACKENDS)) return s.backends;
-  if (name == NP_STR(NP_MAP_REVNAT)) return s.revNat;
-  if (name == NP_STR(NP_MAP_SOCK_REV)) return s.sockRev;
-  if (name == NP_STR(NP_MAP_CT)) return s.ct;
-  if (name == NP_STR(NP_MAP_CT_EMBRYONIC)) return s.ctEmbryonic;
-  if (name == NP_STR(NP_MAP_NODES)) return s.nodes;
-  return 0;  // fixed-size map (metrics, conntrack counters)
-}
-
-// Sets every map's size before load: the configured one, or the pinned map's if one exists.
-Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes) {
-  bpf_map* map;
-  bpf_object__for_each_map(map, obj) {
-    std::string name = bpf_map__name(map);
-    if (name.rfind("np_", 0) != 0) continue;  // .rodata and friends
-    uint32_t want = configuredSize(sizes, name);
-    std::string pin = pinDir + "/" + name;
-    int fd = bpf_obj_get(pin.c_str());
-    if (fd >= 0) {
-      auto info = bpf::mapInfo(fd);
-      close(fd);
-      if (!info) return info.error();
-      if (info->keySize != bpf_map__key_size(map) || info->valueSize != bpf_map__value_size(map))
-        return error("adopt pinned map " + pin,
-                     "its layout differs from this agent's; a new layout needs a new map name (run agentctl cleanup)");
-      if (want != 0 && info->maxEntries != want)
-        NP_LOG_WARN("datapath", "pinned map %s keeps its %u entries (configured: %u); it cannot be resized without losing state",
-                    name.c_str(), info->maxEntries, want);
-      want = info->maxEntries;
-    }
-    if (want != 0 && bpf_map__set_max_entries(map, want) != 0) return sysError("size map " + name);
-  }
-  return {};
-}
 
 template <typename Skel>
 int findMapFd(bpf_object* obj, const std::string& name) {
@@ -81,11 +45,48 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   MapSizes s;
   s.services = c.lbMapMax;
   s.backends = c.lbMapMax;
-  s.revNat = std::min<uint32_t>(c.lbMapMax, 65535);
+  // revNat keeps its default whatever bpf-lb-map-max says: it holds every service ID.
   s.sockRev = c.sockRevMapMax;
   s.ct = c.ctMapMax;
   s.ctEmbryonic = c.ctEmbryonicMax;
   return s;
+}
+
+uint32_t MapSizes::of(const std::string& mapName) const {
+  const std::pair<const char*, uint32_t> table[] = {
+      {NP_STR(NP_MAP_SERVICES), services}, {NP_STR(NP_MAP_BACKENDS), backends},
+      {NP_STR(NP_MAP_REVNAT), revNat},     {NP_STR(NP_MAP_SOCK_REV), sockRev},
+      {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
+      {NP_STR(NP_MAP_NODES), nodes},
+  };
+  for (const auto& [name, size] : table)
+    if (mapName == name) return size;
+  return 0;  // fixed-size map (metrics, conntrack counters, scratch)
+}
+
+Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    std::string name = bpf_map__name(map);
+    if (name.rfind("np_", 0) != 0) continue;  // .rodata and friends
+    uint32_t want = sizes.of(name);
+    std::string pin = pinDir + "/" + name;
+    int fd = bpf_obj_get(pin.c_str());
+    if (fd >= 0) {
+      auto info = bpf::mapInfo(fd);
+      close(fd);
+      if (!info) return info.error();
+      if (info->keySize != bpf_map__key_size(map) || info->valueSize != bpf_map__value_size(map))
+        return error("adopt pinned map " + pin,
+                     "its layout differs from this agent's; a new layout needs a new map name (run agentctl cleanup)");
+      if (want != 0 && info->maxEntries != want)
+        NP_LOG_WARN("datapath", "pinned map %s keeps its %u entries (configured: %u); it cannot be resized without losing state",
+                    name.c_str(), info->maxEntries, want);
+      want = info->maxEntries;
+    }
+    if (want != 0 && bpf_map__set_max_entries(map, want) != 0) return sysError("size map " + name);
+  }
+  return {};
 }
 
 Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir, const MapSizes& sizes,
@@ -95,15 +96,8 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   if (!skel) return sysError("open host.bpf.o");
   std::unique_ptr<HostProgram> prog(new HostProgram(skel, p));
   NP_TRY(sizeMaps(skel->obj, pinDir, sizes));
-  auto& cfg = skel->rodata->np_cfg;
+  auto& cfg = skel->rodata->np_nodeport_cfg;
   cfg.node_ip = p.nodeIp.be;
-  cfg.ifindex = static_cast<uint32_t>(p.ifindex);
-  std::copy(p.mac.begin(), p.mac.end(), cfg.mac);
-  cfg.lb_mode = static_cast<uint8_t>(p.mode == LbMode::Snat ? NP_LB_MODE_SNAT
-                                     : p.mode == LbMode::Dsr ? NP_LB_MODE_DSR
-                                                             : NP_LB_MODE_HYBRID);
-  cfg.nodeport_min = p.nodePortMin;
-  cfg.nodeport_max = p.nodePortMax;
   cfg.snat_port_min = p.snatPortMin;
   cfg.snat_port_max = p.snatPortMax;
   int rc = host_bpf__load(skel);

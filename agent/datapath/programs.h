@@ -17,34 +17,41 @@
 struct host_bpf;
 struct sock_bpf;
 struct bpf_program;
+struct bpf_object;
 
 namespace np::datapath {
 
 // Sends libbpf's warnings (verifier logs among them) to the agent's log; drops its debug chatter.
 void routeLibbpfLogs();
 
+// max_entries of the shared maps before load; defaults from np_abi.h, the one definition.
 struct MapSizes {
-  uint32_t services = 262144;
-  uint32_t backends = 262144;
-  uint32_t revNat = 65535;
-  uint32_t sockRev = 262144;
-  uint32_t ct = 262144;
+  uint32_t services = NP_DEFAULT_LB_MAP_MAX;
+  uint32_t backends = NP_DEFAULT_LB_MAP_MAX;
+  uint32_t revNat = NP_DEFAULT_REVNAT_MAX;
+  uint32_t sockRev = NP_DEFAULT_SOCK_REV_MAX;
+  uint32_t ct = NP_DEFAULT_CT_MAX;
   uint32_t ctEmbryonic = NP_DEFAULT_CT_EMBRYONIC_MAX;
-  uint32_t nodes = 1024;
+  uint32_t nodes = NP_DEFAULT_NODES_MAX;
 
   static MapSizes fromConfig(const Config& c);
+  // The configured size of a map by its name (NP_MAP_*); 0 for a fixed-size map.
+  uint32_t of(const std::string& mapName) const;
 };
+
+// Sets every np_ map's max_entries in an opened, not yet loaded object: the pinned map's under
+// pinDir when there is one (it cannot be resized without losing state; a different configured
+// size is logged), else the configured one. Fails when a pinned map's key or value size differs
+// from the object's (a new layout needs a new map name). Any object that shares the pinned maps
+// goes through this before load.
+Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes);
 
 struct HostParams {
   std::string device;
   int ifindex = 0;
-  std::array<uint8_t, 6> mac{};
   Ipv4 nodeIp;
-  uint16_t nodePortMin = 30000;
-  uint16_t nodePortMax = 32767;
-  uint16_t snatPortMin = 32768;
-  uint16_t snatPortMax = 65535;
-  LbMode mode = LbMode::Snat;
+  uint16_t snatPortMin = NP_DEFAULT_SNAT_PORT_MIN;  // host order
+  uint16_t snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
 };
 
 // One loaded instance of host.bpf.o, for one device.
@@ -67,8 +74,8 @@ class HostProgram {
 
 struct SockParams {
   Ipv4 nodeIp;
-  uint16_t nodePortMin = 30000;
-  uint16_t nodePortMax = 32767;
+  uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // host order
+  uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
 };
 
 // The loaded sock.bpf.o: the socket-LB hooks.

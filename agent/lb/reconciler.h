@@ -144,7 +144,7 @@ class Reconciler {
   TerminatingUsers terminatingUsers_;
   bool pruneAllowed_ = false;
   std::optional<Error> diverged_;
-  IdAllocator<np_svc_key, uint16_t, SvcKeyHash, SvcKeyEq> frontendIds_{1, 65535};
+  IdAllocator<np_svc_key, uint16_t, SvcKeyHash, SvcKeyEq> frontendIds_{1, NP_SVC_ID_MAX};
   // Backend IDs stay below 2^24 so the allocator's bitmap stays small (2 MiB at most).
   IdAllocator<uint64_t, uint32_t> backendIds_{1, (1u << 24) - 1};
 };

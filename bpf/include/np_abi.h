@@ -6,10 +6,12 @@
 #include <linux/types.h>
 
 #ifdef __cplusplus
+#define NP_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #define NP_ASSERT_SIZE(type, size) static_assert(sizeof(type) == (size), #type " size")
 #define NP_ASSERT_OFFSET(type, field, off) \
 	static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " offset")
 #else
+#define NP_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define NP_ASSERT_SIZE(type, size) _Static_assert(sizeof(type) == (size), #type " size")
 #define NP_ASSERT_OFFSET(type, field, off) \
 	_Static_assert(__builtin_offsetof(type, field) == (off), #type "." #field " offset")
@@ -30,18 +32,30 @@
 #define NP_STR_(x) #x
 #define NP_STR(x) NP_STR_(x)
 
-/* Default sizes (agent flags override them). They hold 10,000 services x 10 backends: 10,000 x
- * (1 master + 10 slots) = 110,000 service entries plus NodePort and LB frontends. */
-#define NP_DEFAULT_SERVICES_MAX  262144
-#define NP_DEFAULT_BACKENDS_MAX  131072
-#define NP_DEFAULT_REVNAT_MAX    65536
-#define NP_DEFAULT_SOCK_REV_MAX  262144
-#define NP_DEFAULT_CT_MAX        262144
-/* Unconfirmed flows (two entries each): 8192 flows hold at most 8192 of the 32768 SNAT ports a
- * backend offers, so a flood of them leaves three quarters of every backend's ports free. At
- * 10,000 spoofed SYNs/s an entry lives ~0.8 s before the LRU reuses it, hundreds of round trips
- * longer than a real handshake needs to confirm its flow. */
+/* Service (frontend) IDs: rev_nat_id is 16 bits and 0 means "none", so IDs are 1..NP_SVC_ID_MAX.
+ * The agent's ID allocator hands out exactly this range; the reverse-NAT map holds all of it. */
+#define NP_SVC_ID_MAX 65535
+
+/* Default map sizes: the one definition. The BPF map definitions (lib/maps.h), the agent's
+ * MapSizes and its Config flag defaults all use these; agent flags override them, and a pinned map
+ * keeps the size it was created with. They hold 10,000 services x 10 backends: 10,000 x (1 master
+ * + 10 slots) = 110,000 service entries plus NodePort and LB frontends. */
+#define NP_DEFAULT_LB_MAP_MAX    262144        /* bpf-lb-map-max: services and backends */
+#define NP_DEFAULT_REVNAT_MAX    NP_SVC_ID_MAX /* one entry per service ID, not a flag */
+#define NP_DEFAULT_SOCK_REV_MAX  262144        /* bpf-sock-rev-map-max */
+#define NP_DEFAULT_CT_MAX        262144        /* bpf-ct-global-max */
+/* bpf-ct-embryonic-max. Unconfirmed flows (two entries each): 8192 flows hold at most 8192 of the
+ * 32768 SNAT ports a backend offers, so a flood of them leaves three quarters of every backend's
+ * ports free. At 10,000 spoofed SYNs/s an entry lives ~0.8 s before the LRU reuses it, hundreds of
+ * round trips longer than a real handshake needs to confirm its flow. */
 #define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
-#define NP_DEFAULT_NODES_MAX     1024
+#define NP_DEFAULT_NODES_MAX     1024          /* not a flag */
+
+/* Default port ranges, host order: NodePorts (node-port-range, Kubernetes' default) and the SNAT
+ * source ports above them (the agent starts SNAT right above a configured NodePort range). */
+#define NP_DEFAULT_NODEPORT_MIN  30000
+#define NP_DEFAULT_NODEPORT_MAX  32767
+#define NP_DEFAULT_SNAT_PORT_MIN 32768
+#define NP_DEFAULT_SNAT_PORT_MAX 65535
 
 #endif /* NP_ABI_H */

@@ -6,19 +6,31 @@
 
 #include "np_abi.h"
 
+/* The one list of drop reasons: X(NAME, number, Hubble's flow.proto DropReason name for that
+ * number, Cilium's description of it). It generates enum np_drop_reason below and the agent's name
+ * table (agent/datapath/drop_reasons.h); test/unit/drop_reason_test.cpp checks both against
+ * flow.proto. A new reason is one line here, numbered as Hubble numbers it. */
+#define NP_DROP_REASONS(X)                                                                      \
+	X(INVALID_PACKET,     134, "INVALID_PACKET_DROPPED", "Invalid packet")                     \
+	X(TRUNCATED_HEADER,   135, "CT_TRUNCATED_OR_INVALID_HEADER",                               \
+	  "CT: Truncated or invalid header")                                                       \
+	X(WRITE_ERROR,        141, "ERROR_WRITING_TO_PACKET", "Error writing to packet")           \
+	X(CSUM_L3,            153, "ERROR_WHILE_CORRECTING_L3_CHECKSUM",                           \
+	  "Error while correcting L3 checksum")                                                    \
+	X(CSUM_L4,            154, "ERROR_WHILE_CORRECTING_L4_CHECKSUM",                           \
+	  "Error while correcting L4 checksum")                                                    \
+	X(CT_CREATE_FAILED,   155, "CT_MAP_INSERTION_FAILED", "CT: Map insertion failed")          \
+	X(FRAGMENT,           157, "IP_FRAGMENTATION_NOT_SUPPORTED", "IP fragmentation not supported") \
+	X(NO_SERVICE_BACKEND, 158, "SERVICE_BACKEND_NOT_FOUND", "Service backend not found")       \
+	X(NAT_NO_MAPPING,     167, "NO_MAPPING_FOR_NAT_MASQUERADE", "No mapping for NAT masquerade") \
+	X(FIB_LOOKUP_FAILED,  169, "FIB_LOOKUP_FAILED", "FIB lookup failed")                       \
+	X(IS_CLUSTER_IP,      174, "IS_A_CLUSTERIP", "Is a ClusterIP")                             \
+	X(TTL_EXCEEDED,       196, "TTL_EXCEEDED", "TTL exceeded")
+
 enum np_drop_reason {
-	NP_DROP_INVALID_PACKET      = 134, /* INVALID_PACKET_DROPPED */
-	NP_DROP_TRUNCATED_HEADER    = 135, /* CT_TRUNCATED_OR_INVALID_HEADER */
-	NP_DROP_CT_CREATE_FAILED    = 155, /* CT_MAP_INSERTION_FAILED */
-	NP_DROP_FRAGMENT            = 157, /* IP_FRAGMENTATION_NOT_SUPPORTED */
-	NP_DROP_NO_SERVICE_BACKEND  = 158, /* SERVICE_BACKEND_NOT_FOUND */
-	NP_DROP_NAT_NO_MAPPING      = 167, /* NO_MAPPING_FOR_NAT_MASQUERADE */
-	NP_DROP_FIB_LOOKUP_FAILED   = 169, /* FIB_LOOKUP_FAILED */
-	NP_DROP_IS_CLUSTER_IP       = 174, /* IS_A_CLUSTERIP */
-	NP_DROP_TTL_EXCEEDED        = 196, /* TTL_EXCEEDED */
-	NP_DROP_WRITE_ERROR         = 141, /* ERROR_WRITING_TO_PACKET */
-	NP_DROP_CSUM_L3             = 153, /* ERROR_WHILE_CORRECTING_L3_CHECKSUM */
-	NP_DROP_CSUM_L4             = 154, /* ERROR_WHILE_CORRECTING_L4_CHECKSUM */
+#define NP_DROP_ENUM_(name, num, hubble, desc) NP_DROP_##name = num,
+	NP_DROP_REASONS(NP_DROP_ENUM_)
+#undef NP_DROP_ENUM_
 };
 
 /* np_metrics_v1: programs count, the agent sums across CPUs. PERCPU_ARRAY.
@@ -30,6 +42,12 @@ enum np_metric_dir {
 };
 #define NP_METRIC_FORWARDED 0
 #define NP_METRICS_MAX (3 << 8)
+
+/* A reason is the low byte of a metrics index, and 0 there means "forwarded". */
+#define NP_DROP_FITS_(name, num, hubble, desc) \
+	NP_STATIC_ASSERT((num) > NP_METRIC_FORWARDED && (num) < 256, "NP_DROP_" #name " fits no metrics slot");
+NP_DROP_REASONS(NP_DROP_FITS_)
+#undef NP_DROP_FITS_
 
 struct np_metric {
 	__u64 packets;

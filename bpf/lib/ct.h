@@ -6,8 +6,9 @@
 #ifndef NP_LIB_CT_H
 #define NP_LIB_CT_H
 
-#include "lib/parse.h"
+#include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/parse.h"
 #include "np_ct.h"
 
 #define NP_EEXIST 17
@@ -153,10 +154,10 @@ static __always_inline bool np_ct_reply_of(const struct np_ct_key *key, const st
 	       (rev->nat_dport ? rev->nat_dport : pk->dport) == key->sport;
 }
 
-/* Counters of np_ctstat_v1: plain per-CPU adds. */
+/* Counters of np_ctstat_v1 (NP_MAP_CT_STATS): plain per-CPU adds. */
 static __always_inline struct np_ct_stat *np_ct_stat(__u32 table)
 {
-	return bpf_map_lookup_elem(&np_ctstat_v1, &table);
+	return bpf_map_lookup_elem(&NP_MAP_CT_STATS, &table);
 }
 
 /* Inserts key -> val into a table. A key the table did not hold counts as created; an existing
@@ -259,21 +260,21 @@ static __always_inline bool np_ct_promote(const struct np_ct_key *key, struct np
 	__u64 expires = now + np_ct_lifetime(key->proto, e->flags, false);
 
 	np_ct_peer_key(&pk, key, e);
-	rev = bpf_map_lookup_elem(&np_ctsyn4_v1, &pk);
+	rev = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &pk);
 	if (!rev || !np_ct_reply_of(key, e, &pk, rev))
 		return false;
 	e->expires = expires;
-	if (np_ct_insert(&np_ct4_v1, NP_CT_TABLE_MAIN, key, e) < 0)
+	if (np_ct_insert(&NP_MAP_CT, NP_CT_TABLE_MAIN, key, e) < 0)
 		return false;
 	if (!(rev->flags & NP_CT_F_CLOSING))
 		rev->expires = expires;
 	/* A main-table reply entry always has its service entry there: SNAT port allocation relies
 	 * on it (np_snat_port_in_use). */
-	if (np_ct_insert(&np_ct4_v1, NP_CT_TABLE_MAIN, &pk, rev) < 0) {
-		np_ct_delete(&np_ct4_v1, NP_CT_TABLE_MAIN, key);
+	if (np_ct_insert(&NP_MAP_CT, NP_CT_TABLE_MAIN, &pk, rev) < 0) {
+		np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, key);
 		return false;
 	}
-	np_ct_delete(&np_ctsyn4_v1, NP_CT_TABLE_EMBRYONIC, &pk);
+	np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &pk);
 	s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
 	if (s)
 		s->promoted++;

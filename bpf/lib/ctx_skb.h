@@ -1,15 +1,34 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The context shim for tc (struct __sk_buff). Library code uses only these np_ctx_* names so an
- * XDP shim with the same names can compile the same logic for the XDP hook. */
+/* The context shim for tc (struct __sk_buff), and the definition of the shim API. Library code
+ * uses only these names (through lib/ctx.h), and lib/ctx_xdp.h implements the same ones for XDP:
+ *   np_ctx_t                         the program's context type
+ *   NP_CTX_PASS / _DROP / _REDIRECT  verdicts
+ *   np_ctx_len(ctx)                  packet length in bytes
+ *   np_ctx_data/_data_end(ctx)       direct packet access
+ *   np_ctx_pull(ctx, len)            make the first len bytes directly accessible (0 or < 0)
+ *   np_ctx_load/_store(ctx, off, buf, len)                    copy bytes out of / into the packet
+ *   np_ctx_l3_csum_replace(ctx, off, from, to, size)          bpf_l3_csum_replace() semantics
+ *   np_ctx_l4_csum_replace(ctx, off, from, to, flags)         bpf_l4_csum_replace() semantics
+ *   np_ctx_ifindex(ctx)              the device the packet arrived on (tc egress: leaves by)
+ *   np_ctx_fib_lookup(ctx, fib)      bpf_fib_lookup() for this hook
+ *   np_ctx_redirect(ctx, ifindex)    verdict that sends the packet out of ifindex as it is
+ *   np_ctx_redirect_neigh(ctx, ifindex, nh)  the same with the kernel resolving next hop nh's MAC;
+ *                                    < 0 where the hook cannot (XDP)
+ * Everything returning int returns 0 (or a verdict) on success and < 0 on failure. */
 #ifndef NP_LIB_CTX_SKB_H
 #define NP_LIB_CTX_SKB_H
+
+#ifdef NP_LIB_CTX_XDP_H
+#error "lib/ctx_skb.h and lib/ctx_xdp.h in one unit: an XDP entry includes lib/ctx_xdp.h first"
+#endif
 
 #include "lib/common.h"
 
 typedef struct __sk_buff np_ctx_t;
 
-#define NP_CTX_PASS TC_ACT_OK
-#define NP_CTX_DROP TC_ACT_SHOT
+#define NP_CTX_PASS     TC_ACT_OK
+#define NP_CTX_DROP     TC_ACT_SHOT
+#define NP_CTX_REDIRECT TC_ACT_REDIRECT
 
 static __always_inline __u32 np_ctx_len(const np_ctx_t *ctx)
 {
@@ -18,27 +37,27 @@ static __always_inline __u32 np_ctx_len(const np_ctx_t *ctx)
 
 /* skb->data and data_end are read with an explicit 32-bit context load: written in C, clang may
  * add a zero-extension (<<32 >>32) the verifier refuses on a packet pointer. */
-#define NP_CTX_LOAD_PTR(ctx, field)                                              \
+#define NP_CTX_LOAD_PTR(ctx, type, field)                                        \
 	({                                                                       \
 		void *ptr_;                                                      \
 		asm volatile("%[res] = *(u32 *)(%[base] + %[off])"               \
 			     : [res] "=r"(ptr_)                                  \
 			     : [base] "r"(ctx),                                  \
-			       [off] "i"(__builtin_offsetof(struct __sk_buff, field))); \
+			       [off] "i"(__builtin_offsetof(type, field)));      \
 		ptr_;                                                            \
 	})
 
 static __always_inline void *np_ctx_data(const np_ctx_t *ctx)
 {
-	return NP_CTX_LOAD_PTR(ctx, data);
+	return NP_CTX_LOAD_PTR(ctx, struct __sk_buff, data);
 }
 
 static __always_inline void *np_ctx_data_end(const np_ctx_t *ctx)
 {
-	return NP_CTX_LOAD_PTR(ctx, data_end);
+	return NP_CTX_LOAD_PTR(ctx, struct __sk_buff, data_end);
 }
 
-/* Makes the first len bytes directly accessible. Fails when the packet is shorter. */
+/* Fails when the packet is shorter than len. */
 static __always_inline int np_ctx_pull(np_ctx_t *ctx, __u32 len)
 {
 	if (np_ctx_data(ctx) + len <= np_ctx_data_end(ctx))
@@ -75,6 +94,26 @@ static __always_inline int np_ctx_l4_csum_replace(np_ctx_t *ctx, __u32 off, __u3
 static __always_inline __u32 np_ctx_ifindex(const np_ctx_t *ctx)
 {
 	return ctx->ifindex;
+}
+
+static __always_inline int np_ctx_fib_lookup(np_ctx_t *ctx, struct bpf_fib_lookup *fib)
+{
+	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+}
+
+static __always_inline int np_ctx_redirect(np_ctx_t *ctx, __u32 ifindex)
+{
+	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline int np_ctx_redirect_neigh(np_ctx_t *ctx, __u32 ifindex, __be32 nh)
+{
+	struct bpf_redir_neigh p = {
+		.nh_family = AF_INET,
+		.ipv4_nh = nh,
+	};
+
+	return bpf_redirect_neigh(ifindex, &p, sizeof(p), 0);
 }
 
 #endif /* NP_LIB_CTX_SKB_H */

@@ -3,12 +3,15 @@
 #ifndef NP_LIB_FIB_H
 #define NP_LIB_FIB_H
 
+#include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/parse.h"
+#include "np_drop.h"
 
-/* Looks up the route for p's (rewritten) addresses, as if the packet arrived on the ctx device.
- * Returns the bpf_fib_lookup() result; fib is filled for the caller. */
-static __always_inline int np_fib_lookup(np_ctx_t *ctx, const struct np_pkt *p,
-					 struct bpf_fib_lookup *fib)
+/* Fills fib for a lookup of p's addresses and ports, as if the packet arrived on the ctx device.
+ * The caller may change the destination before np_ctx_fib_lookup(). */
+static __always_inline void np_fib_init(np_ctx_t *ctx, const struct np_pkt *p,
+					struct bpf_fib_lookup *fib)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = AF_INET;
@@ -19,12 +22,22 @@ static __always_inline int np_fib_lookup(np_ctx_t *ctx, const struct np_pkt *p,
 	fib->ipv4_src = p->saddr;
 	fib->ipv4_dst = p->daddr;
 	fib->ifindex = np_ctx_ifindex(ctx);
-	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+}
+
+/* Looks up the route for p's (rewritten) addresses. Returns the bpf_fib_lookup() result; fib is
+ * filled for the caller. */
+static __always_inline int np_fib_lookup(np_ctx_t *ctx, const struct np_pkt *p,
+					 struct bpf_fib_lookup *fib)
+{
+	np_fib_init(ctx, p, fib);
+	return np_ctx_fib_lookup(ctx, fib);
 }
 
 /* Sends the packet out of the device the FIB chose: with the neighbour's MAC when the kernel
- * knows it, else through bpf_redirect_neigh() which resolves it. Returns a verdict or a negative
- * drop reason. */
+ * knows it, else through the hook's neighbour resolution (tc: bpf_redirect_neigh(); XDP has none:
+ * a FIB failure for now). Returns a verdict or a negative drop reason. The lookup lives on the
+ * stack: this runs for every redirected packet of an established flow, where one stack slot is
+ * cheaper than a scratch lookup, and the deepest path (a new flow) has room for it. */
 static __always_inline int np_fib_redirect(np_ctx_t *ctx, const struct np_pkt *p)
 {
 	struct bpf_fib_lookup fib;
@@ -34,15 +47,12 @@ static __always_inline int np_fib_redirect(np_ctx_t *ctx, const struct np_pkt *p
 		if (np_ctx_store(ctx, 0, fib.dmac, ETH_ALEN) < 0 ||
 		    np_ctx_store(ctx, ETH_ALEN, fib.smac, ETH_ALEN) < 0)
 			return -NP_DROP_WRITE_ERROR;
-		return bpf_redirect(fib.ifindex, 0);
+		return np_ctx_redirect(ctx, fib.ifindex);
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET,
-			.ipv4_nh = fib.ipv4_dst,
-		};
-
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		rc = np_ctx_redirect_neigh(ctx, fib.ifindex, fib.ipv4_dst);
+		if (rc >= 0)
+			return rc;
 	}
 	return -NP_DROP_FIB_LOOKUP_FAILED;
 }

@@ -3,6 +3,7 @@
 #ifndef NP_LIB_LB_H
 #define NP_LIB_LB_H
 
+#include "lib/common.h"
 #include "lib/maps.h"
 #include "np_lb.h"
 
@@ -16,7 +17,7 @@ static __always_inline struct np_svc_val *np_lb_lookup(struct np_svc_key *key, _
 	key->scope = NP_LB_SCOPE_EXT;
 	key->pad[0] = 0;
 	key->pad[1] = 0;
-	return bpf_map_lookup_elem(&np_svc4_v1, key);
+	return bpf_map_lookup_elem(&NP_MAP_SERVICES, key);
 }
 
 /* Picks slot hash % count + 1 of the service `key` (slot 0) and returns its backend, or NULL
@@ -30,11 +31,11 @@ static __always_inline struct np_backend *np_lb_select(struct np_svc_key *key,
 	if (svc->count == 0)
 		return NULL;
 	key->slot = (hash % svc->count) + 1;
-	slot = bpf_map_lookup_elem(&np_svc4_v1, key);
+	slot = bpf_map_lookup_elem(&NP_MAP_SERVICES, key);
 	if (!slot)
 		return NULL;
 	*backend_id = slot->backend_id;
-	return bpf_map_lookup_elem(&np_backend4_v1, backend_id);
+	return bpf_map_lookup_elem(&NP_MAP_BACKENDS, backend_id);
 }
 
 #endif /* NP_LIB_LB_H */

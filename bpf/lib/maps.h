@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Every map, defined once for all programs. Each is pinned by name under <bpf-root>/nodepath/,
- * so sock.bpf.o and host.bpf.o (one instance per device) share one copy, and a restarted agent
- * adopts it. Sizes here are defaults; the agent sets the real max_entries before load. */
+/* Every shared map, defined once for all programs. Each is pinned by name under
+ * <bpf-root>/nodepath/, so sock.bpf.o and host.bpf.o (one instance per device) share one copy, and
+ * a restarted agent adopts it. Names (NP_MAP_*) and default sizes (NP_DEFAULT_*) come from np_abi.h,
+ * the agent's definitions too; the agent sets the real max_entries before load. */
 #ifndef NP_LIB_MAPS_H
 #define NP_LIB_MAPS_H
 
 #include "lib/common.h"
+#include "np_abi.h"
 #include "np_lb.h"
 #include "np_ct.h"
 #include "np_drop.h"
@@ -15,20 +17,20 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct np_svc_key);
 	__type(value, struct np_svc_val);
-	__uint(max_entries, NP_DEFAULT_SERVICES_MAX);
+	__uint(max_entries, NP_DEFAULT_LB_MAP_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_svc4_v1 SEC(".maps");
+} NP_MAP_SERVICES SEC(".maps");
 
 /* Backends: agent writes, every program reads. backend ID -> address, port, state. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, struct np_backend);
-	__uint(max_entries, NP_DEFAULT_BACKENDS_MAX);
+	__uint(max_entries, NP_DEFAULT_LB_MAP_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_backend4_v1 SEC(".maps");
+} NP_MAP_BACKENDS SEC(".maps");
 
 /* Reverse NAT: agent writes, programs read. service ID -> frontend address and port. */
 struct {
@@ -38,7 +40,7 @@ struct {
 	__uint(max_entries, NP_DEFAULT_REVNAT_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_revnat4_v1 SEC(".maps");
+} NP_MAP_REVNAT SEC(".maps");
 
 /* Socket reverse NAT: socket programs write and read. (cookie, backend) -> service address. */
 struct {
@@ -47,7 +49,7 @@ struct {
 	__type(value, struct np_sock_rev_val);
 	__uint(max_entries, NP_DEFAULT_SOCK_REV_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_sockrev4_v1 SEC(".maps");
+} NP_MAP_SOCK_REV SEC(".maps");
 
 /* Conntrack, confirmed flows: tc programs write and read, agent lists and collects. tuple+hook
  * (network order) -> translation. */
@@ -57,7 +59,7 @@ struct {
 	__type(value, struct np_ct_entry);
 	__uint(max_entries, NP_DEFAULT_CT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_ct4_v1 SEC(".maps");
+} NP_MAP_CT SEC(".maps");
 
 /* Conntrack, unconfirmed flows: tc programs write, read and promote to np_ct4_v1; agent collects.
  * tuple+hook (network order) -> translation. */
@@ -67,7 +69,7 @@ struct {
 	__type(value, struct np_ct_entry);
 	__uint(max_entries, NP_DEFAULT_CT_EMBRYONIC_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_ctsyn4_v1 SEC(".maps");
+} NP_MAP_CT_EMBRYONIC SEC(".maps");
 
 /* Conntrack counters: tc programs count, agent sums per CPU. enum np_ct_table (host order) ->
  * entries created and deleted by the datapath, flows promoted. */
@@ -77,7 +79,7 @@ struct {
 	__type(value, struct np_ct_stat);
 	__uint(max_entries, NP_CT_TABLES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_ctstat_v1 SEC(".maps");
+} NP_MAP_CT_STATS SEC(".maps");
 
 /* Nodes: agent writes, socket programs read. node IP -> node ID and flags. */
 struct {
@@ -87,7 +89,7 @@ struct {
 	__uint(max_entries, NP_DEFAULT_NODES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_nodes4_v1 SEC(".maps");
+} NP_MAP_NODES SEC(".maps");
 
 /* Metrics: programs count, agent sums per CPU. (dir << 8 | reason) -> packets, bytes. */
 struct {
@@ -96,6 +98,6 @@ struct {
 	__type(value, struct np_metric);
 	__uint(max_entries, NP_METRICS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} np_metrics_v1 SEC(".maps");
+} NP_MAP_METRICS SEC(".maps");
 
 #endif /* NP_LIB_MAPS_H */

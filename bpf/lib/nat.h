@@ -3,10 +3,13 @@
 #ifndef NP_LIB_NAT_H
 #define NP_LIB_NAT_H
 
-#include "lib/parse.h"
-#include "lib/maps.h"
+#include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/ct.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
 #include "np_ct.h"
+#include "np_drop.h"
 
 #define NP_SNAT_RETRIES 32
 
@@ -138,13 +141,13 @@ static __always_inline bool np_snat_port_in_use(void *map, const struct np_ct_ke
  * main table is looked up first. */
 static __always_inline bool np_snat_port_free_in_main(const struct np_ct_key *rev_key, __u64 now)
 {
-	struct np_ct_entry *old = bpf_map_lookup_elem(&np_ct4_v1, rev_key);
+	struct np_ct_entry *old = bpf_map_lookup_elem(&NP_MAP_CT, rev_key);
 
 	if (!old)
 		return true;
-	if (!np_ct_expired(old, now) || np_snat_port_in_use(&np_ct4_v1, rev_key, old, now))
+	if (!np_ct_expired(old, now) || np_snat_port_in_use(&NP_MAP_CT, rev_key, old, now))
 		return false;
-	np_ct_delete(&np_ct4_v1, NP_CT_TABLE_MAIN, rev_key);
+	np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, rev_key);
 	return true;
 }
 
@@ -168,7 +171,7 @@ static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_
 
 		rev_key->dport = bpf_htons(port);
 		if (!np_snat_port_taken_by_host(ctx, rev_key) && np_snat_port_free_in_main(rev_key, now)) {
-			if (!bpf_map_update_elem(&np_ctsyn4_v1, rev_key, rev, BPF_NOEXIST)) {
+			if (!bpf_map_update_elem(&NP_MAP_CT_EMBRYONIC, rev_key, rev, BPF_NOEXIST)) {
 				struct np_ct_stat *s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
 
 				if (s)
@@ -176,10 +179,10 @@ static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_
 				return port;
 			}
 			/* An unconfirmed flow's port comes back when its short lifetime is over. */
-			old = bpf_map_lookup_elem(&np_ctsyn4_v1, rev_key);
+			old = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, rev_key);
 			if (old && old->expires < now &&
-			    !np_snat_port_in_use(&np_ctsyn4_v1, rev_key, old, now) &&
-			    !bpf_map_update_elem(&np_ctsyn4_v1, rev_key, rev, BPF_ANY))
+			    !np_snat_port_in_use(&NP_MAP_CT_EMBRYONIC, rev_key, old, now) &&
+			    !bpf_map_update_elem(&NP_MAP_CT_EMBRYONIC, rev_key, rev, BPF_ANY))
 				return port;
 		}
 		if (i == 0)

@@ -4,6 +4,7 @@
 #define NP_LIB_PARSE_H
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "np_drop.h"
 
 struct np_pkt {

@@ -18,8 +18,8 @@ inline constexpr uint16_t kBackendPort = 8080;
 inline constexpr uint16_t kClientPort = 40000;
 inline constexpr uint16_t kRevNat = 7;
 inline constexpr uint8_t kNodePortFlags = NP_SVC_F_NODEPORT | NP_SVC_F_ROUTABLE;
-inline constexpr uint16_t kSnatMin = 32768;  // HostParams defaults
-inline constexpr uint16_t kSnatMax = 65535;
+inline constexpr uint16_t kSnatMin = NP_DEFAULT_SNAT_PORT_MIN;  // HostParams defaults
+inline constexpr uint16_t kSnatMax = NP_DEFAULT_SNAT_PORT_MAX;
 inline const Frontend kTcpNodePort{kNodeIp, kNodePort, IPPROTO_TCP};
 
 // A TCP segment from a client to the NodePort, as it arrives on ens192.

@@ -51,20 +51,19 @@ void HostTest::SetUp() {
   std::filesystem::remove_all(pinDir_);  // a leftover of an earlier --gtest_repeat iteration
   ASSERT_EQ(::mkdir(pinDir_.c_str(), 0700), 0) << pinDir_ << ": " << std::strerror(errno);
 
-  datapath::MapSizes sizes;  // small maps load fast; the cases need a few hundred entries at most
-  sizes.services = 1024;
-  sizes.backends = 1024;
-  sizes.revNat = 1024;
-  sizes.sockRev = 1024;
-  sizes.ct = kCtMainMax;
-  sizes.ctEmbryonic = kCtSynMax;
-  sizes.nodes = 64;
+  sizes_ = {};  // small maps load fast; the cases need a few hundred entries at most
+  sizes_.services = 1024;
+  sizes_.backends = 1024;
+  sizes_.revNat = 1024;
+  sizes_.sockRev = 1024;
+  sizes_.ct = kCtMainMax;
+  sizes_.ctEmbryonic = kCtSynMax;
+  sizes_.nodes = 64;
   datapath::HostParams p;
   p.device = "ens192";
   p.ifindex = env().ens192Ifindex;
-  p.mac = env().ens192Mac;
   p.nodeIp = Ipv4{kNodeIp};
-  auto prog = datapath::HostProgram::load(pinDir_, sizes, p);
+  auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());
 

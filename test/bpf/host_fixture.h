@@ -101,6 +101,11 @@ class HostTest : public ::testing::Test {
   // (the programs compare expiry with bpf_ktime_get_ns(), which a test cannot move).
   void advanceClock(uint64_t seconds);
 
+  // Where this test's maps are pinned, and the sizes they were created with: another object
+  // loaded with both (datapath::sizeMaps) shares the program's maps.
+  const std::string& pinDir() const { return pinDir_; }
+  const datapath::MapSizes& mapSizes() const { return sizes_; }
+
   // The embryonic table's size in this fixture (small, so a test can overflow it).
   static constexpr uint32_t kCtSynMax = 1024;
   static constexpr uint32_t kCtMainMax = 4096;
@@ -110,6 +115,7 @@ class HostTest : public ::testing::Test {
   static std::vector<std::pair<np_ct_key, np_ct_entry>> dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m);
 
   std::string pinDir_;
+  datapath::MapSizes sizes_;
   std::unique_ptr<datapath::HostProgram> prog_;
   std::optional<bpf::Map<np_svc_key, np_svc_val>> services_;
   std::optional<bpf::Map<uint32_t, np_backend>> backends_;

@@ -25,9 +25,9 @@ struct RealMaps {
   bpf::Fd services, backends, revNat;
   RealMaps(uint32_t svcMax, uint32_t beMax, uint32_t rnMax) {
     LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-    services.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "np_svc4_v1", sizeof(np_svc_key), sizeof(np_svc_val), svcMax, &opts));
-    backends.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "np_backend4_v1", 4, sizeof(np_backend), beMax, &opts));
-    revNat.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "np_revnat4_v1", 2, sizeof(np_revnat), rnMax, &opts));
+    services.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_SERVICES), sizeof(np_svc_key), sizeof(np_svc_val), svcMax, &opts));
+    backends.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_BACKENDS), 4, sizeof(np_backend), beMax, &opts));
+    revNat.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_REVNAT), 2, sizeof(np_revnat), rnMax, &opts));
   }
 };
 

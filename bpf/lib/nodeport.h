@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The service path of a native device (NodePort / LoadBalancer / externalIP frontends), for every
+ * hook through the context shim: a packet of a known flow is translated as its conntrack entry
+ * says; the first packet to a frontend picks a backend, decides local or remote, creates the flow
+ * in the embryonic table and is translated (local: DNAT, handed to the stack; remote: DNAT + SNAT
+ * to the node, sent back out through the FIB); replies of SNAT'd flows come back through ingress,
+ * replies of local backends through egress. A new flow stays in the embryonic table until its
+ * client confirms it (lib/ct.h); established flows are found in the main table with one lookup.
+ *
+ * Stack: a new flow's route lookup, reply entry and conntrack keys (144 bytes) live in per-CPU
+ * scratch (lib/scratch.h). Verifier figures for tc's np_from_netdev (bench/bpf_stack.sh, kernel
+ * 6.18, clang 14): stack depth 392 of 512 bytes with everything on the stack, 272 now. The
+ * service entry stays on the stack on purpose: the verifier tracks stack contents, so it knows
+ * which of its rewrites are zero and prunes those branches; from scratch it cannot, and with the
+ * entry there too (232 bytes of stack) it walked 474,196 instructions instead of 264,231 (237,496
+ * with everything on the stack). */
+#ifndef NP_LIB_NODEPORT_H
+#define NP_LIB_NODEPORT_H
+
+#include "lib/common.h"
+#include "lib/ctx.h"
+#include "lib/ct.h"
+#include "lib/drop.h"
+#include "lib/fib.h"
+#include "lib/lb.h"
+#include "lib/maps.h"
+#include "lib/metrics.h"
+#include "lib/nat.h"
+#include "lib/parse.h"
+#include "lib/scratch.h"
+#include "np_config.h"
+#include "np_ct.h"
+#include "np_drop.h"
+#include "np_lb.h"
+
+/* The NodePort path's load-time configuration: the agent sets it per loaded object (one per
+ * native device). */
+const volatile struct np_nodeport_config np_nodeport_cfg = {
+	.snat_port_min = NP_DEFAULT_SNAT_PORT_MIN,
+	.snat_port_max = NP_DEFAULT_SNAT_PORT_MAX,
+};
+
+/* Rewrites the packet as entry e says and sends it on its way. */
+static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
+					      const struct np_ct_entry *e, __u32 dir)
+{
+	bool redirect = e->flags & NP_CT_F_REDIRECT;
+	int ret = np_nat_apply(ctx, p, e);
+
+	if (ret < 0)
+		return np_drop(ctx, dir, -ret);
+	if (redirect) {
+		ret = np_ttl_dec(ctx, p);
+		if (ret < 0)
+			return np_drop(ctx, dir, -ret);
+		ret = np_fib_redirect(ctx, p);
+		if (ret < 0)
+			return np_drop(ctx, dir, -ret);
+	} else {
+		ret = NP_CTX_PASS;
+	}
+	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
+	return ret;
+}
+
+/* An existing service flow stays on its backend while the backend exists (terminating ones
+ * drain), unless a new connection (SYN) would land on a terminating backend. */
+static __always_inline bool np_nodeport_backend_usable(const struct np_ct_entry *e,
+						       const struct np_pkt *p)
+{
+	__u32 id = e->backend_id;
+	const struct np_backend *be = bpf_map_lookup_elem(&NP_MAP_BACKENDS, &id);
+
+	if (!be)
+		return false;
+	if (be->state != NP_BACKEND_ACTIVE && p->proto == IPPROTO_TCP &&
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return false;
+	return true;
+}
+
+/* The entry can carry this packet of its flow; otherwise the packet starts a new flow (or is not
+ * ours). */
+static __always_inline bool np_nodeport_ct_usable(const struct np_ct_entry *e,
+						  const struct np_pkt *p, __u64 now)
+{
+	return !np_ct_expired(e, now) && !np_ct_reopens(e, p) &&
+	       (!(e->flags & NP_CT_F_SERVICE) || np_nodeport_backend_usable(e, p));
+}
+
+/* A packet of an unconfirmed flow: translated like any other; the first one that confirms the
+ * flow moves it to the main table. */
+static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pkt *p,
+						     const struct np_ct_key *key,
+						     struct np_ct_entry *e, __u64 now, __u32 dir)
+{
+	__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), true);
+	int ret;
+
+	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
+		ret = np_nodeport_finish(ctx, p, e, dir);
+		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key);
+		return ret;
+	}
+	if (expires)
+		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
+	return np_nodeport_finish(ctx, p, e, dir);
+}
+
+/* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
+ * table, translate. Not a frontend: passed untouched. */
+static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
+{
+	struct np_scratch *s;
+	struct np_ct_entry fwd;
+	struct np_svc_key svc_key;
+	struct np_svc_val *svc;
+	struct np_backend *be;
+	__u32 backend_id = 0;
+	bool remote;
+	int rc;
+
+	svc = np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto);
+	if (!svc)
+		return NP_CTX_PASS;
+	if (!(svc->flags & NP_SVC_F_ROUTABLE))
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_IS_CLUSTER_IP);
+	if (p->frag)
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_FRAGMENT);
+	be = np_lb_select(&svc_key, svc, bpf_get_prandom_u32(), &backend_id);
+	if (!be)
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NO_SERVICE_BACKEND);
+	s = np_scratch_get();
+	if (!s)
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+
+	/* A backend reached back out of the device the packet came in on is remote: its replies
+	 * would bypass this node, so the flow is SNAT'd to the node. Anything else (a local pod,
+	 * the node itself) is handed to the stack with the client address kept. */
+	np_fib_init(ctx, p, &s->fib);
+	s->fib.ipv4_dst = be->addr;
+	s->fib.dport = be->port;
+	rc = np_ctx_fib_lookup(ctx, &s->fib);
+	remote = (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
+		 s->fib.ifindex == np_ctx_ifindex(ctx);
+
+	np_ct_init(&fwd, p, now, NP_CT_F_SERVICE);
+	fwd.nat_daddr = be->addr;
+	fwd.nat_dport = be->port;
+	fwd.backend_id = backend_id;
+	fwd.rev_nat_id = svc->rev_nat_id;
+	fwd.packets = 1;
+	fwd.bytes = np_ctx_len(ctx);
+
+	__builtin_memset(&s->rev, 0, sizeof(s->rev));
+	s->rev.flags = NP_CT_F_REPLY;
+	s->rev.expires = fwd.expires;
+	s->rev.backend_id = backend_id;
+	s->rev.rev_nat_id = svc->rev_nat_id;
+	s->rev.nat_saddr = p->daddr;
+	s->rev.nat_sport = p->dport;
+
+	if (remote) {
+		/* Before any state is created: a packet that cannot be forwarded holds no port. */
+		if (p->ttl <= 1)
+			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
+		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
+		fwd.nat_saddr = np_nodeport_cfg.node_ip;
+		s->rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
+		s->rev.nat_daddr = p->saddr;
+		s->rev.nat_dport = p->sport;
+	}
+
+	/* The reply tuple comes from the one definition the conntrack library uses to pair the two
+	 * directions; for SNAT its destination port is the one allocated below. */
+	np_ct_key_from_pkt(&s->fwd_key, p, NP_CT_INGRESS);
+	np_ct_peer_key(&s->rev_key, &s->fwd_key, &fwd);
+	if (remote) {
+		__u16 port = np_snat_alloc(ctx, &s->rev_key, &s->rev, bpf_ntohs(p->sport),
+					   np_nodeport_cfg.snat_port_min,
+					   np_nodeport_cfg.snat_port_max, now);
+
+		if (!port)
+			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NAT_NO_MAPPING);
+		fwd.nat_sport = bpf_htons(port);
+	} else {
+		/* A leftover under this reply key in the main table (its flow's service entry evicted)
+		 * would be found first and keep the new flow from ever being confirmed. */
+		np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, &s->rev_key);
+		if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key, &s->rev) < 0)
+			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	}
+
+	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, &fwd) < 0) {
+		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key);
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	}
+	return np_nodeport_finish(ctx, p, &fwd, NP_METRIC_INGRESS);
+}
+
+/* A parsed packet arriving on the device (tuple as the client or a remote backend sends it):
+ * translated by its flow's entry (main table, then embryonic), or the start of a new flow. */
+static __always_inline int np_nodeport_ingress(np_ctx_t *ctx, struct np_pkt *p)
+{
+	struct np_ct_entry *e;
+	struct np_ct_key key;
+	__u64 now = np_ct_now();
+
+	np_ct_key_from_pkt(&key, p, NP_CT_INGRESS);
+	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
+	if (e) {
+		if (np_nodeport_ct_usable(e, p, now)) {
+			__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
+
+			if (expires)
+				np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
+			return np_nodeport_finish(ctx, p, e, NP_METRIC_INGRESS);
+		}
+		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, &key, e);
+	}
+	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
+	if (e) {
+		if (np_nodeport_ct_usable(e, p, now))
+			return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_INGRESS);
+		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &key, e);
+	}
+	return np_nodeport_new_flow(ctx, p, now);
+}
+
+/* A parsed packet leaving by the device: replies of local backends get their frontend back.
+ * Anything without an entry is not ours. */
+static __always_inline int np_nodeport_egress(np_ctx_t *ctx, struct np_pkt *p)
+{
+	struct np_ct_entry *e;
+	struct np_ct_key key;
+	__u64 now = np_ct_now(), expires;
+
+	np_ct_key_from_pkt(&key, p, NP_CT_EGRESS);
+	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
+	if (e && !np_ct_expired(e, now)) {
+		expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
+		if (expires)
+			np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
+		return np_nodeport_finish(ctx, p, e, NP_METRIC_EGRESS);
+	}
+	/* Only reply entries are keyed for egress: this never confirms, it marks the reply seen. */
+	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
+	if (!e || np_ct_expired(e, now))
+		return NP_CTX_PASS;
+	return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_EGRESS);
+}
+
+#endif /* NP_LIB_NODEPORT_H */
