@@ -322,7 +322,7 @@ Result<pb::UpsertServiceResponse> Agent::upsertService(const pb::UpsertServiceRe
 
 Result<pb::UpsertServicesResponse> Agent::upsertServices(const pb::UpsertServicesRequest& req) {
   // Every service needs at least one frontend ID: refuse an impossible batch before building it.
-  if (static_cast<size_t>(req.services_size()) > 65535)
+  if (static_cast<size_t>(req.services_size()) > NP_SVC_ID_MAX)
     return Error{ENOSPC, "upsert " + std::to_string(req.services_size()) + " services",
                  "a node holds at most 65,535 frontends (service IDs are 16-bit); nothing was changed"};
   std::vector<lb::Service> services;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/net.h"
+#include "np_abi.h"
 #include "core/result.h"
 
 namespace np::lb {
@@ -39,8 +40,8 @@ struct Service {
 // What the node contributes to a service's frontends, and what a frontend must stay clear of.
 struct NodeContext {
   std::vector<Ipv4> nodeIps;  // addresses NodePorts answer on (besides the wildcard)
-  uint16_t nodePortMin = 30000;
-  uint16_t nodePortMax = 32767;
+  uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;
+  uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
   // Validation only: ClusterIPs must lie in serviceCidr; external and LoadBalancer IPs must not
   // be a node's address (clusterNodeIps, this node's included) nor lie in podCidr, unless
   // allowUnsafeFrontends (such a frontend takes over that address's port on every node).
@@ -51,7 +52,7 @@ struct NodeContext {
 };
 
 // The most backends one service can have: slot numbers and counts are 16-bit in the ABI.
-inline constexpr size_t kMaxBackendsPerService = 65535;
+inline constexpr size_t kMaxBackendsPerService = UINT16_MAX;
 
 // A name or value as the user gave it, cut to a length that is safe to echo in an error message
 // (gRPC carries messages in metadata; unbounded input must not travel back there).
