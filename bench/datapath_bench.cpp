@@ -198,10 +198,8 @@ struct Case {
 
 std::string ipStr(uint32_t be) { return np::test::ipToString(be); }
 
-// The last output of the established case must be the input with the destination translated to
-// the backend conntrack chose, and valid checksums.
-std::string checkEstablished(const Shot& s, const Bytes& in, int ctFd) {
-  if (s.retval != TC_ACT_OK) throw std::runtime_error("established: verdict " + std::to_string(s.retval) + ", want TC_ACT_OK");
+// The conntrack key of the benchmark's client flow, as tc ingress sees it.
+np_ct_key clientKey() {
   np_ct_key k{};
   k.saddr = ip(kClientIp);
   k.daddr = ip(kNodeIp);
@@ -209,6 +207,14 @@ std::string checkEstablished(const Shot& s, const Bytes& in, int ctFd) {
   k.dport = htons(kNodePort);
   k.proto = IPPROTO_TCP;
   k.dir = NP_CT_INGRESS;
+  return k;
+}
+
+// The last output of the established case must be the input with the destination translated to
+// the backend conntrack chose, and valid checksums.
+std::string checkEstablished(const Shot& s, const Bytes& in, int ctFd) {
+  if (s.retval != TC_ACT_OK) throw std::runtime_error("established: verdict " + std::to_string(s.retval) + ", want TC_ACT_OK");
+  const np_ct_key k = clientKey();
   np_ct_entry e{};
   if (bpf_map_lookup_elem(ctFd, &k, &e) != 0) throw std::runtime_error("established: no conntrack entry for the flow");
   auto pkt = np::test::parse(in);
@@ -458,13 +464,7 @@ int runBench(const Options& opt) {
     if (s.retval != TC_ACT_OK || np::test::parse(s.out).ip->saddr != ip(kNodeIp))
       throw std::runtime_error("handshake SYN-ACK was not translated");
     s = testRun(target, established, ifindex, 1);
-    np_ct_key k{};
-    k.saddr = ip(kClientIp);
-    k.daddr = ip(kNodeIp);
-    k.sport = htons(kClientPort);
-    k.dport = htons(kNodePort);
-    k.proto = IPPROTO_TCP;
-    k.dir = NP_CT_INGRESS;
+    const np_ct_key k = clientKey();
     np_ct_entry e{};
     if (s.retval != TC_ACT_OK || bpf_map_lookup_elem(ctFd, &k, &e) != 0)
       throw std::runtime_error("handshake ACK: the flow is not in the main conntrack table");
