@@ -578,7 +578,8 @@ pb::StatusResponse Agent::status() const {
     s->set_synced(done);
     if (!done && !(name == kLocal && storeState_ != StoreState::Ok))
       problems.push_back("waiting for " + name + " to sync; " +
-                         plural(lb_->staleFrontends(), "stale frontend is", "stale frontends are") + " kept until then");
+                         plural(out.local_state().stale_frontends(), "stale frontend is", "stale frontends are") +
+                         " kept until then");
   }
   if (lb_->diverged()) problems.push_back("the maps differ from the model: " + lb_->diverged()->message() +
                                           "; the next reconcile repairs it");

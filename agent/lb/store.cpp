@@ -339,7 +339,7 @@ Result<ServiceStore::Loaded> ServiceStore::read(const std::string& snapshotPath,
   out.seq = snap->seq;
 
   size_t valid = 0;
-  if (journal != Journal::None && fs::exists(journalPath())) {
+  if (fs::exists(journalPath())) {
     auto jtext = fs::readFile(journalPath());
     if (!jtext) return jtext.error();
     std::string_view rest = *jtext;

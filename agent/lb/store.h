@@ -88,7 +88,8 @@ class ServiceStore {
   size_t journalBytes() const { return journalBytes_; }
 
  private:
-  enum class Journal { All, Prefix, None };
+  // All: every record must decode; Prefix: the first damaged one ends the journal there.
+  enum class Journal { All, Prefix };
   Result<Loaded> read(const std::string& snapshot, Journal journal) const;
   Status openJournal();
   // The journal and snapshot the agent writes are still the files at their paths.

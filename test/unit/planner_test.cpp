@@ -149,18 +149,27 @@ TEST(Planner, TerminatingBackendStaysInSlotsButLeavesTheSelectableCount) {
   expectConsistentAtEveryStep(applied, ops);
 }
 
-TEST(Planner, ApplyingAPlanReachesTheDesiredImageFromAnyStart) {
-  // Several services change at once: one added, one removed, one shrunk, one grown.
-  LbImage applied, desired;
+// Several services change at once: one added, one removed, one shrunk, one grown (with a
+// backend turning terminating if `terminating`).
+void severalChanges(LbImage& applied, LbImage& desired, bool terminating = false) {
   for (uint32_t id = 1; id <= 6; ++id) applied.backends[id] = backend("10.0.1.10", static_cast<uint16_t>(9000 + id));
   addService(applied, "10.43.0.1", 443, 1, {1, 2, 3}, 3);
   addService(applied, "10.43.0.2", 53, 2, {4}, 1);
   addService(applied, "10.43.0.3", 80, 3, {5}, 1);
   for (uint32_t id : {1u, 5u, 6u, 7u}) desired.backends[id] = backend("10.0.1.10", static_cast<uint16_t>(9000 + id));
   addService(desired, "10.43.0.1", 443, 1, {1}, 1);
-  addService(desired, "10.43.0.3", 80, 3, {5, 6}, 2);
+  if (terminating) {
+    desired.backends[5].state = NP_BACKEND_TERMINATING;
+    addService(desired, "10.43.0.3", 80, 3, {6, 5}, 1);
+  } else {
+    addService(desired, "10.43.0.3", 80, 3, {5, 6}, 2);
+  }
   addService(desired, "10.43.0.4", 8080, 4, {7}, 1);
+}
 
+TEST(Planner, ApplyingAPlanReachesTheDesiredImageFromAnyStart) {
+  LbImage applied, desired;
+  severalChanges(applied, desired);
   auto ops = diff(applied, desired);
   expectConsistentAtEveryStep(applied, ops);
   LbImage result = applied;
@@ -174,15 +183,7 @@ TEST(Planner, ApplyingAPlanReachesTheDesiredImageFromAnyStart) {
 
 TEST(Planner, UndoOfAnyPrefixRestoresTheStartAndStaysConsistent) {
   LbImage applied, desired;
-  for (uint32_t id = 1; id <= 6; ++id) applied.backends[id] = backend("10.0.1.10", static_cast<uint16_t>(9000 + id));
-  addService(applied, "10.43.0.1", 443, 1, {1, 2, 3}, 3);
-  addService(applied, "10.43.0.2", 53, 2, {4}, 1);
-  addService(applied, "10.43.0.3", 80, 3, {5}, 1);
-  for (uint32_t id : {1u, 5u, 6u, 7u}) desired.backends[id] = backend("10.0.1.10", static_cast<uint16_t>(9000 + id));
-  desired.backends[5].state = NP_BACKEND_TERMINATING;
-  addService(desired, "10.43.0.1", 443, 1, {1}, 1);
-  addService(desired, "10.43.0.3", 80, 3, {6, 5}, 1);
-  addService(desired, "10.43.0.4", 8080, 4, {7}, 1);
+  severalChanges(applied, desired, true);
   auto ops = diff(applied, desired);
   for (size_t done = 0; done <= ops.size(); ++done) {
     LbImage partial = applied;
