@@ -87,6 +87,11 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   node.serviceCidr = c.serviceCidr;
   node.podCidr = c.podCidr;
   node.allowUnsafeFrontends = c.lbAllowUnsafeFrontends;
+  node.nodeName = c.nodeName;
+  for (const NodeEntry& n : a->nodes_)
+    if (n.local) node.localPodCidr = n.podCidr;
+  node.maglev = c.lbAlgorithm == LbAlgorithm::Maglev;
+  node.maglevTableSize = c.maglevTableSize;
   a->lb_ = std::make_unique<lb::Reconciler>(a->datapath_->lbMaps(), node);
   auto adopted = a->lb_->adopt();
   if (!adopted) return adopted.error();
@@ -314,7 +319,7 @@ Result<pb::UpsertServiceResponse> Agent::upsertService(const pb::UpsertServiceRe
   auto r = applyChange(lb::Change{{std::move(*s)}, {}});
   if (!r) return r.error();
   pb::UpsertServiceResponse out;
-  *out.mutable_service() = api::serviceToProto(*lb_->find(name));
+  *out.mutable_service() = api::serviceToProto(*lb_->find(name), &lb_->node());
   out.set_created(r->created);
   NP_LOG_INFO("lb", "service %s %s", name.c_str(), r->changed == 0 ? "unchanged" : r->created ? "created" : "updated");
   return out;
@@ -353,7 +358,7 @@ Result<pb::GetServiceResponse> Agent::getService(const std::string& name) const 
   const lb::Service* s = lb_->find(name);
   if (!s) return Error{ENOENT, "service " + name, "not found"};
   pb::GetServiceResponse out;
-  *out.mutable_service() = api::serviceToProto(*s);
+  *out.mutable_service() = api::serviceToProto(*s, &lb_->node());
   return out;
 }
 
@@ -361,7 +366,7 @@ std::vector<pb::ListServicesResponse> Agent::listServices(size_t pageSize) const
   std::vector<pb::ListServicesResponse> pages;
   for (const auto& [name, s] : lb_->services()) {
     if (pages.empty() || static_cast<size_t>(pages.back().services_size()) >= pageSize) pages.emplace_back();
-    *pages.back().add_services() = api::serviceToProto(s);
+    *pages.back().add_services() = api::serviceToProto(s, &lb_->node());
   }
   return pages;
 }
@@ -374,7 +379,8 @@ Result<pb::ListLbResponse> Agent::listLb() const {
   for (const auto& [k, v] : img->services)
     if (k.slot == 0) masters.push_back(k);
   std::sort(masters.begin(), masters.end(), [](const np_svc_key& a, const np_svc_key& b) {
-    return std::tuple(ntohl(a.addr), ntohs(a.dport), a.proto) < std::tuple(ntohl(b.addr), ntohs(b.dport), b.proto);
+    return std::tuple(ntohl(a.addr), ntohs(a.dport), a.proto, a.scope) <
+           std::tuple(ntohl(b.addr), ntohs(b.dport), b.proto, b.scope);
   });
   pb::ListLbResponse out;
   for (const np_svc_key& k : masters) {
@@ -391,6 +397,12 @@ Result<pb::ListLbResponse> Agent::listLb() const {
     if (!(v.flags & (NP_SVC_F_NODEPORT | NP_SVC_F_EXTERNAL_IP | NP_SVC_F_LOADBALANCER))) e->add_flags("ClusterIP");
     if (k.addr == 0) e->add_flags("wildcard");
     if (!(v.flags & NP_SVC_F_ROUTABLE)) e->add_flags("non-routable");
+    if (v.flags & NP_SVC_F_LOCAL_SCOPE) e->add_flags("Local");
+    if (k.scope == NP_LB_SCOPE_INT) e->add_flags("InternalScope");
+    if (v.flags2 & NP_SVC_F2_INT_LOCAL) e->add_flags("InternalLocal");
+    if (v.flags & NP_SVC_F_AFFINITY) e->add_flags("sessionAffinity=" + std::to_string(v.backend_id) + "s");
+    if (v.flags2 & NP_SVC_F2_MAGLEV)
+      e->add_flags(img->maglev.contains(k) ? "Maglev" : "Maglev (table missing)");
     for (uint32_t slot = 1; slot <= v.total; ++slot) {
       np_svc_key sk = k;
       sk.slot = static_cast<uint16_t>(slot);
@@ -538,7 +550,7 @@ pb::StatusResponse Agent::status() const {
   out.set_socket_lb_cgroup(datapath_->cgroupPath());
   for (const auto& h : hooks) out.add_socket_lb_hooks(h);
   out.set_lb_mode(lbModeName(config_.lbMode));
-  out.set_backend_selection("Random");
+  out.set_backend_selection(backendSelectionName(config_));
   out.set_node_port_range(std::to_string(config_.nodePortMin) + "-" + std::to_string(config_.nodePortMax));
   out.set_services(static_cast<uint32_t>(lb_->services().size()));
   out.set_frontends(static_cast<uint32_t>(lb_->frontendCount()));
@@ -639,7 +651,8 @@ Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
         for (const lb::Frontend& f : claimed) keys.insert(lb::frontendKey(f));
         size_t removed = 0;
         for (const auto& [k, v] : lb_->applied().services)
-          if (k.slot == 0 && !keys.count(lb::frontendKey({Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)})))
+          if (k.slot == 0 && k.scope == NP_LB_SCOPE_EXT &&
+              !keys.count(lb::frontendKey({Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)})))
             ++removed;
         out.set_message("state accept would take " + std::string(lb::ServiceStore::sourceName(plan->source)) + ": " +
                         plural(plan->keep.size(), "service", "services") + ", " + std::to_string(plan->dropped.size()) +

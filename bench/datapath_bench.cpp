@@ -129,7 +129,9 @@ std::string backendIp(int i) { return "10.0.1." + std::to_string(10 + i); }
 // benchmark times exactly what the agent writes.
 void programService(const np::datapath::HostProgram& prog) {
   auto maps = unwrap(np::datapath::BpfLbMaps::of(prog.mapFd(NP_STR(NP_MAP_SERVICES)), prog.mapFd(NP_STR(NP_MAP_BACKENDS)),
-                                                 prog.mapFd(NP_STR(NP_MAP_REVNAT))),
+                                                 prog.mapFd(NP_STR(NP_MAP_REVNAT)),
+                                                 prog.mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
+                                                 prog.mapFd(NP_STR(NP_MAP_MAGLEV)), NP_DEFAULT_MAGLEV_TABLE_SIZE),
                      "service maps");
   np::lb::NodeContext node;
   node.nodeIps = {np::Ipv4{ip(kNodeIp)}};

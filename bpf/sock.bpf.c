@@ -43,7 +43,8 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	struct np_sock_rev_key rkey = {};
 	struct np_sock_rev_val rval = {};
 	struct np_svc_key key;
-	struct np_svc_val *svc;
+	struct np_svc_val *svc, *rsvc;
+	struct np_lb_client client;
 	struct np_backend *be;
 	__be32 addr = ctx->user_ip4;
 	__be16 port = (__be16)ctx->user_port;
@@ -56,12 +57,17 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 		svc = np_lb_lookup(&key, 0, port, proto);
 	if (!svc)
 		return 0;
+	/* Processes on the node are in-cluster clients: an externalTrafficPolicy=Local frontend
+	 * serves them from all its backends (its INT entry). */
+	rsvc = np_lb_internal(&key, svc);
 
 	cookie = bpf_get_socket_cookie(ctx);
+	client.id = bpf_get_netns_cookie(ctx);
+	client.kind = NP_AFFINITY_CLIENT_NETNS;
 	/* TCP: a fresh choice per connection. UDP: the socket cookie, so one socket keeps talking to
 	 * one backend even when every datagram goes through sendmsg(). */
 	hash = proto == IPPROTO_UDP ? (__u32)cookie : bpf_get_prandom_u32();
-	be = np_lb_select(&key, svc, hash, &backend_id);
+	be = rsvc ? np_lb_pick(&key, rsvc, hash, &client, false, &backend_id) : NULL;
 	if (!be) {
 		np_metric_add(NP_METRIC_SOCK, NP_DROP_NO_SERVICE_BACKEND, 0);
 		return -EHOSTUNREACH;

@@ -1,5 +1,7 @@
 #include "api/convert.h"
 
+#include <tuple>
+
 namespace np::api {
 
 Result<lb::Service> serviceFromProto(const pb::Service& in) {
@@ -42,12 +44,29 @@ Result<lb::Service> serviceFromProto(const pb::Service& in) {
       case pb::TERMINATING: st = lb::BackendState::Terminating; break;
       default: return error(ctx, "backend " + lb::shown(b.address()) + ": unknown state " + std::to_string(b.state()));
     }
-    s.backends.push_back({Endpoint{*a, static_cast<uint16_t>(b.port())}, st});
+    s.backends.push_back({Endpoint{*a, static_cast<uint16_t>(b.port())}, st, b.node_name()});
+  }
+  if (!in.session_affinity().empty()) {
+    auto a = lb::parseSessionAffinity(in.session_affinity());
+    if (!a) return error(ctx, "session affinity \"" + lb::shown(in.session_affinity()) + "\" is not None or ClientIP");
+    s.sessionAffinity = *a;
+  }
+  if (in.session_affinity_timeout_seconds() != 0) {
+    if (s.sessionAffinity != lb::SessionAffinity::ClientIp)
+      return error(ctx, "a session affinity timeout is given without session affinity ClientIP");
+    s.affinityTimeoutSec = in.session_affinity_timeout_seconds();
+  }
+  for (auto [value, field, out] : {std::tuple{&in.external_traffic_policy(), "external", &s.externalTrafficPolicy},
+                                   std::tuple{&in.internal_traffic_policy(), "internal", &s.internalTrafficPolicy}}) {
+    if (value->empty()) continue;
+    auto p = lb::parseTrafficPolicy(*value);
+    if (!p) return error(ctx, std::string(field) + " traffic policy \"" + lb::shown(*value) + "\" is not Cluster or Local");
+    *out = *p;
   }
   return s;
 }
 
-pb::Service serviceToProto(const lb::Service& s) {
+pb::Service serviceToProto(const lb::Service& s, const lb::NodeContext* node) {
   pb::Service out;
   out.set_name(s.name);
   out.set_protocol(s.protocol == Protocol::Tcp ? pb::TCP : pb::UDP);
@@ -61,8 +80,14 @@ pb::Service serviceToProto(const lb::Service& s) {
     pbb->set_address(b.addr.ip.str());
     pbb->set_port(b.addr.port);
     pbb->set_state(b.state == lb::BackendState::Active ? pb::ACTIVE : pb::TERMINATING);
+    pbb->set_node_name(b.nodeName);
+    if (node) pbb->set_local(lb::isLocal(b, *node));
   }
   out.set_source(s.source);
+  out.set_session_affinity(lb::sessionAffinityName(s.sessionAffinity));
+  if (s.sessionAffinity == lb::SessionAffinity::ClientIp) out.set_session_affinity_timeout_seconds(s.affinityTimeoutSec);
+  out.set_external_traffic_policy(lb::trafficPolicyName(s.externalTrafficPolicy));
+  out.set_internal_traffic_policy(lb::trafficPolicyName(s.internalTrafficPolicy));
   return out;
 }
 

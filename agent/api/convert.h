@@ -11,6 +11,7 @@ namespace np::api {
 namespace pb = ::nodepath::agent::v1;
 
 Result<lb::Service> serviceFromProto(const pb::Service& in);
-pb::Service serviceToProto(const lb::Service& s);
+// With `node`, each backend says whether this node counts it as local.
+pb::Service serviceToProto(const lb::Service& s, const lb::NodeContext* node = nullptr);
 
 }  // namespace np::api

@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include "lb/maglev.h"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -143,11 +145,38 @@ const std::vector<Key>& keys() {
          else return bad("bpf-lb-mode", v, "is not a load-balancing mode (snat, dsr, hybrid)");
          return {};
        }},
-      {"bpf-lb-algorithm", "backend selection: random", false,
-       [](Config&, const std::string& v) -> Status {
-         if (v == "random") return {};
-         if (v == "maglev") return bad("bpf-lb-algorithm", v, "is not supported by this build yet (random)");
-         return bad("bpf-lb-algorithm", v, "is not an algorithm (random, maglev)");
+      {"bpf-lb-algorithm", "backend selection of NodePort/LB/external traffic: random or maglev", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v == "random") c.lbAlgorithm = LbAlgorithm::Random;
+         else if (v == "maglev") c.lbAlgorithm = LbAlgorithm::Maglev;
+         else return bad("bpf-lb-algorithm", v, "is not an algorithm (random, maglev)");
+         return {};
+       }},
+      {"bpf-lb-maglev-table-size", "entries of each Maglev table: a prime of 251, 509, 1021, 2039, 4093, 8191, "
+                                   "16381, 32749, 65521, 131071",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         const auto& sizes = lb::maglev::supportedTableSizes();
+         std::string list;
+         for (uint32_t m : sizes) list += (list.empty() ? "" : ", ") + std::to_string(m);
+         auto n = parseUint("bpf-lb-maglev-table-size", v, 0, UINT32_MAX);
+         if (!n) return bad("bpf-lb-maglev-table-size", v, "is not a number (one of " + list + ")");
+         if (*n < sizes.front() || *n > sizes.back())
+           return bad("bpf-lb-maglev-table-size", v, "is outside " + std::to_string(sizes.front()) + ".." +
+                                                      std::to_string(sizes.back()) + " (one of " + list + ")");
+         if (!lb::maglev::isPrime(*n))
+           return bad("bpf-lb-maglev-table-size", v, "is not a prime (one of " + list + ")");
+         if (std::find(sizes.begin(), sizes.end(), *n) == sizes.end())
+           return bad("bpf-lb-maglev-table-size", v, "is not one of the supported primes (" + list + ")");
+         c.maglevTableSize = *n;
+         return {};
+       }},
+      {"bpf-lb-affinity-map-max", "session-affinity entries ((service, client) pairs)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-lb-affinity-map-max", v, 1024, 16u << 20);
+         if (!n) return n.error();
+         c.affinityMapMax = *n;
+         return {};
        }},
       {"bpf-lb-acceleration", "XDP acceleration: disabled", false,
        [](Config&, const std::string& v) -> Status {
@@ -272,6 +301,11 @@ const char* lbModeName(LbMode m) {
     case LbMode::Hybrid: return "Hybrid";
   }
   return "?";
+}
+
+std::string backendSelectionName(const Config& c) {
+  if (c.lbAlgorithm == LbAlgorithm::Random) return "Random";
+  return "Maglev (Table Size: " + std::to_string(c.maglevTableSize) + ")";
 }
 
 std::string configUsage() {

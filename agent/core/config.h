@@ -17,6 +17,7 @@
 namespace np {
 
 enum class LbMode { Snat, Dsr, Hybrid };
+enum class LbAlgorithm { Random, Maglev };
 
 struct Config {
   std::string nodeName;                 // node-name
@@ -28,6 +29,9 @@ struct Config {
   std::string configDir;                // config-dir
   bool kubeProxyReplacement = true;     // kube-proxy-replacement
   LbMode lbMode = LbMode::Snat;         // bpf-lb-mode
+  LbAlgorithm lbAlgorithm = LbAlgorithm::Random;              // bpf-lb-algorithm
+  uint32_t maglevTableSize = NP_DEFAULT_MAGLEV_TABLE_SIZE;    // bpf-lb-maglev-table-size
+  uint32_t affinityMapMax = NP_DEFAULT_AFFINITY_MAX;          // bpf-lb-affinity-map-max
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // node-port-range
   uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
   uint32_t lbMapMax = NP_DEFAULT_LB_MAP_MAX;  // bpf-lb-map-max: service and backend entries
@@ -46,6 +50,8 @@ struct Config {
 };
 
 const char* lbModeName(LbMode m);  // "SNAT", "DSR", "Hybrid"
+// "Random", "Maglev (Table Size: 16381)", as `cilium status --verbose` says it.
+std::string backendSelectionName(const Config& c);
 
 // Parses argv (without argv[0]). Returns an error naming the flag and what is wrong; help is
 // reported as an Error with context "help" so main can print usage and exit 0.

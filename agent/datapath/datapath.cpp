@@ -112,7 +112,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
   if (!dp->cgroupFd_) return sysError("open cgroup " + dp->cgroupPath_);
 
   const MapSizes sizes = MapSizes::fromConfig(c);
-  auto sock = SockProgram::load(dp->pinDir_, sizes, {dp->nodeIp_, c.nodePortMin, c.nodePortMax});
+  const LbParams lb{c.lbAlgorithm == LbAlgorithm::Maglev, c.maglevTableSize};
+  auto sock = SockProgram::load(dp->pinDir_, sizes, {dp->nodeIp_, c.nodePortMin, c.nodePortMax, lb});
   if (!sock) return sock.error();
   dp->sock_ = std::move(*sock);
 
@@ -123,13 +124,15 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.nodeIp = d.ipv4;
     hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, NP_DEFAULT_SNAT_PORT_MIN));
     hp.snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
+    hp.lb = lb;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));
   }
 
   auto maps = BpfLbMaps::of(dp->sock_->mapFd(NP_STR(NP_MAP_SERVICES)), dp->sock_->mapFd(NP_STR(NP_MAP_BACKENDS)),
-                            dp->sock_->mapFd(NP_STR(NP_MAP_REVNAT)));
+                            dp->sock_->mapFd(NP_STR(NP_MAP_REVNAT)), dp->sock_->mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
+                            dp->sock_->mapFd(NP_STR(NP_MAP_MAGLEV)), c.maglevTableSize);
   if (!maps) return maps.error();
   dp->lbMaps_.emplace(std::move(*maps));
   auto ct = ct::BpfTables::of(dp->sock_->mapFd(NP_STR(NP_MAP_CT)), dp->sock_->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC)),
@@ -201,7 +204,8 @@ std::vector<std::string> Datapath::socketHooksAttached() const {
 std::vector<MapState> Datapath::mapStates() const {
   std::vector<MapState> out;
   for (const char* name : {NP_STR(NP_MAP_SERVICES), NP_STR(NP_MAP_BACKENDS), NP_STR(NP_MAP_REVNAT),
-                           NP_STR(NP_MAP_SOCK_REV), NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES)}) {
+                           NP_STR(NP_MAP_SOCK_REV), NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES), NP_STR(NP_MAP_AFFINITY),
+                           NP_STR(NP_MAP_AFFINITY_MATCH), NP_STR(NP_MAP_MAGLEV)}) {
     int fd = sock_->mapFd(name);
     auto info = bpf::mapInfo(fd);
     if (!info) continue;

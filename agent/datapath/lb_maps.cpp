@@ -1,18 +1,54 @@
 #include "datapath/lb_maps.h"
 
+#include <cstring>
+#include <memory>
+
 namespace np::datapath {
 
 using lb::MapOp;
 using K = MapOp::Kind;
 
-Result<BpfLbMaps> BpfLbMaps::of(int servicesFd, int backendsFd, int revNatFd) {
+Result<BpfLbMaps> BpfLbMaps::of(int servicesFd, int backendsFd, int revNatFd, int affinityMatchFd, int maglevFd,
+                                uint32_t maglevTableSize) {
   auto s = bpf::Map<np_svc_key, np_svc_val>::of(servicesFd);
   if (!s) return s.error();
   auto b = bpf::Map<uint32_t, np_backend>::of(backendsFd);
   if (!b) return b.error();
   auto r = bpf::Map<uint16_t, np_revnat>::of(revNatFd);
   if (!r) return r.error();
-  return BpfLbMaps(std::move(*s), std::move(*b), std::move(*r));
+  auto m = bpf::Map<np_affinity_match, uint8_t>::of(affinityMatchFd);
+  if (!m) return m.error();
+  auto mi = bpf::mapInfo(maglevFd);
+  if (!mi) return mi.error();
+  if (mi->keySize != sizeof(np_svc_key) || mi->valueSize != sizeof(uint32_t))
+    return error("map " + mi->name, "is not a table of Maglev tables keyed by service entry");
+  return BpfLbMaps(std::move(*s), std::move(*b), std::move(*r), std::move(*m), maglevFd, std::move(*mi),
+                   maglevTableSize);
+}
+
+Status BpfLbMaps::putTable(const np_svc_key& key, const lb::MaglevTable& table) {
+  if (!table.ids || table.ids->empty()) return error("write a Maglev table", "the table is empty");
+  const auto& ids = *table.ids;
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+  bpf::Fd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tab", sizeof(uint32_t), sizeof(uint32_t),
+                               static_cast<uint32_t>(ids.size()), &opts));
+  if (!inner) return sysError("create a Maglev table of " + std::to_string(ids.size()) + " entries");
+  auto info = bpf::mapInfo(inner.get());
+  if (!info) return info.error();
+  std::vector<uint32_t> idx(ids.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<uint32_t>(i);
+  size_t done = 0;
+  NP_TRY(bpf::detail::updateBatch(inner.get(), *info, idx.data(), ids.data(), ids.size(), &done));
+  // The swap is one update: the datapath sees the old table or the new one, whole.
+  const int fd = inner.get();
+  if (bpf_map_update_elem(maglevFd_, &key, &fd, BPF_ANY) != 0) {
+    const int e = errno;
+    if (e == E2BIG || e == ENOSPC || e == ENOMEM)
+      return Error{e, "update map " + maglevInfo_.name,
+                   "the map is full (" + std::to_string(maglevInfo_.maxEntries) + " tables)"};
+    return sysError("update map " + maglevInfo_.name, e);
+  }
+  return {};
 }
 
 lb::LbMaps::Applied BpfLbMaps::apply(const std::vector<MapOp>& ops) {
@@ -65,6 +101,32 @@ lb::LbMaps::Applied BpfLbMaps::apply(const std::vector<MapOp>& ops) {
         st = backends_.deleteBatch(keys, &done);
         break;
       }
+      case K::UpsertAffinityMatch: {
+        std::vector<np_affinity_match> keys;
+        for (size_t k = i; k < j; ++k) keys.push_back(ops[k].match);
+        st = affinityMatch_.updateBatch(keys, std::vector<uint8_t>(keys.size(), 0), &done);
+        break;
+      }
+      case K::DeleteAffinityMatch: {
+        std::vector<np_affinity_match> keys;
+        for (size_t k = i; k < j; ++k) keys.push_back(ops[k].match);
+        st = affinityMatch_.deleteBatch(keys, &done);
+        break;
+      }
+      case K::UpsertMaglev:
+        for (size_t k = i; k < j && st; ++k) {
+          st = putTable(ops[k].svcKey, ops[k].maglev);
+          done += st ? 1 : 0;
+        }
+        break;
+      case K::DeleteMaglev:
+        for (size_t k = i; k < j && st; ++k) {
+          if (bpf_map_delete_elem(maglevFd_, &ops[k].svcKey) != 0 && errno != ENOENT)
+            st = sysError("delete from map " + maglevInfo_.name);
+          else
+            ++done;
+        }
+        break;
     }
     out.done += done;
     if (!st) {
@@ -87,6 +149,43 @@ Result<lb::LbImage> BpfLbMaps::dump() {
   auto r = revNat_.dump();
   if (!r) return r.error();
   for (auto& [k, v] : *r) img.revNat.emplace(k, v);
+  auto m = affinityMatch_.dump();
+  if (!m) return m.error();
+  for (auto& [k, v] : *m) img.affinityMatch.emplace(k, v);
+  // Maglev: the outer map names each table by its map ID (a few thousand at most: one syscall a
+  // key is fine); each table is read in batches.
+  np_svc_key key{}, next{};
+  bool first = true;
+  for (;;) {
+    if (bpf_map_get_next_key(maglevFd_, first ? nullptr : &key, &next) != 0) {
+      if (errno == ENOENT) break;
+      return sysError("read map " + maglevInfo_.name);
+    }
+    first = false;
+    key = next;
+    uint32_t id = 0;
+    if (bpf_map_lookup_elem(maglevFd_, &key, &id) != 0) {
+      if (errno == ENOENT) continue;  // deleted meanwhile
+      return sysError("read map " + maglevInfo_.name);
+    }
+    bpf::Fd inner(bpf_map_get_fd_by_id(id));
+    if (!inner) {
+      if (errno == ENOENT) continue;
+      return sysError("open Maglev table " + std::to_string(id));
+    }
+    auto info = bpf::mapInfo(inner.get());
+    if (!info) return info.error();
+    std::vector<uint8_t> kb, vb;
+    NP_TRY(bpf::detail::dumpAll(inner.get(), *info, kb, vb));
+    auto ids = std::make_shared<std::vector<uint32_t>>(info->maxEntries, 0);
+    for (size_t i = 0; i < kb.size() / sizeof(uint32_t); ++i) {
+      uint32_t idx = 0, be = 0;
+      std::memcpy(&idx, kb.data() + i * sizeof(uint32_t), sizeof idx);
+      std::memcpy(&be, vb.data() + i * sizeof(uint32_t), sizeof be);
+      if (idx < ids->size()) (*ids)[idx] = be;
+    }
+    img.maglev[key] = lb::MaglevTable{std::move(ids)};
+  }
   return img;
 }
 

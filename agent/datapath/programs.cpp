@@ -49,6 +49,8 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.sockRev = c.sockRevMapMax;
   s.ct = c.ctMapMax;
   s.ctEmbryonic = c.ctEmbryonicMax;
+  s.affinity = c.affinityMapMax;
+  s.affinityMatch = c.lbMapMax;
   return s;
 }
 
@@ -57,7 +59,8 @@ uint32_t MapSizes::of(const std::string& mapName) const {
       {NP_STR(NP_MAP_SERVICES), services}, {NP_STR(NP_MAP_BACKENDS), backends},
       {NP_STR(NP_MAP_REVNAT), revNat},     {NP_STR(NP_MAP_SOCK_REV), sockRev},
       {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
-      {NP_STR(NP_MAP_NODES), nodes},
+      {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_AFFINITY), affinity},
+      {NP_STR(NP_MAP_AFFINITY_MATCH), affinityMatch}, {NP_STR(NP_MAP_MAGLEV), maglev},
   };
   for (const auto& [name, size] : table)
     if (mapName == name) return size;
@@ -100,6 +103,8 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   cfg.node_ip = p.nodeIp.be;
   cfg.snat_port_min = p.snatPortMin;
   cfg.snat_port_max = p.snatPortMax;
+  skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
+  skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
   return prog;
@@ -120,6 +125,8 @@ Result<std::unique_ptr<SockProgram>> SockProgram::load(const std::string& pinDir
   skel->rodata->np_cfg.node_ip = p.nodeIp.be;
   skel->rodata->np_cfg.nodeport_min = p.nodePortMin;
   skel->rodata->np_cfg.nodeport_max = p.nodePortMax;
+  skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
+  skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
   int rc = sock_bpf__load(skel);
   if (rc != 0) return sysError("load sock.bpf.o", -rc);
   return prog;

@@ -33,6 +33,9 @@ struct MapSizes {
   uint32_t ct = NP_DEFAULT_CT_MAX;
   uint32_t ctEmbryonic = NP_DEFAULT_CT_EMBRYONIC_MAX;
   uint32_t nodes = NP_DEFAULT_NODES_MAX;
+  uint32_t affinity = NP_DEFAULT_AFFINITY_MAX;
+  uint32_t affinityMatch = NP_DEFAULT_LB_MAP_MAX;  // at most one per service slot
+  uint32_t maglev = NP_DEFAULT_MAGLEV_MAX;
 
   static MapSizes fromConfig(const Config& c);
   // The configured size of a map by its name (NP_MAP_*); 0 for a fixed-size map.
@@ -46,12 +49,19 @@ struct MapSizes {
 // goes through this before load.
 Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& sizes);
 
+// Backend selection, the same for every object (np_lb_config).
+struct LbParams {
+  bool maglev = false;
+  uint32_t maglevTableSize = NP_DEFAULT_MAGLEV_TABLE_SIZE;
+};
+
 struct HostParams {
   std::string device;
   int ifindex = 0;
   Ipv4 nodeIp;
   uint16_t snatPortMin = NP_DEFAULT_SNAT_PORT_MIN;  // host order
   uint16_t snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
+  LbParams lb;
 };
 
 // One loaded instance of host.bpf.o, for one device.
@@ -76,6 +86,7 @@ struct SockParams {
   Ipv4 nodeIp;
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // host order
   uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
+  LbParams lb;
 };
 
 // The loaded sock.bpf.o: the socket-LB hooks.

@@ -16,6 +16,27 @@ const char* frontendTypeName(FrontendType t) {
   return "?";
 }
 
+const char* sessionAffinityName(SessionAffinity a) { return a == SessionAffinity::ClientIp ? "ClientIP" : "None"; }
+const char* trafficPolicyName(TrafficPolicy p) { return p == TrafficPolicy::Local ? "Local" : "Cluster"; }
+
+std::optional<SessionAffinity> parseSessionAffinity(std::string_view s) {
+  if (s == "None") return SessionAffinity::None;
+  if (s == "ClientIP") return SessionAffinity::ClientIp;
+  return std::nullopt;
+}
+
+std::optional<TrafficPolicy> parseTrafficPolicy(std::string_view s) {
+  if (s == "Cluster") return TrafficPolicy::Cluster;
+  if (s == "Local") return TrafficPolicy::Local;
+  return std::nullopt;
+}
+
+bool isLocal(const Backend& b, const NodeContext& node) {
+  if (!b.nodeName.empty()) return b.nodeName == node.nodeName;
+  if (node.localPodCidr && node.localPodCidr->contains(b.addr.ip)) return true;
+  return std::find(node.nodeIps.begin(), node.nodeIps.end(), b.addr.ip) != node.nodeIps.end();
+}
+
 std::string Frontend::str() const {
   return addr.str() + ":" + std::to_string(port) + "/" + protocolName(protocol);
 }
@@ -52,6 +73,14 @@ Status checkRoutableFrontend(const std::string& what, Ipv4 ip, const NodeContext
     return error(what, ip.str() + " is inside the pod CIDR " + node.podCidr.str() +
                            "; a frontend there would capture a pod's traffic (--lb-allow-unsafe-frontends allows it)");
   return {};
+}
+
+// A node name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), at most 253.
+bool isNodeName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-' || c == '.'; });
 }
 
 // [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
@@ -129,7 +158,21 @@ Status validate(const Service& s, const NodeContext& node) {
     if (b.addr.port == 0) return error(ctx, "backend " + b.addr.str() + ": port 0 is not a port");
     NP_TRY(checkAddress(ctx + ": backend", b.addr.ip));
     if (!backends.insert(b.addr).second) return error(ctx, "backend " + b.addr.str() + " is given twice");
+    if (!b.nodeName.empty() && !isNodeName(b.nodeName))
+      return error(ctx, "backend " + b.addr.str() + ": node name \"" + shown(b.nodeName) +
+                            "\" is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253)");
   }
+  if (s.sessionAffinity == SessionAffinity::ClientIp) {
+    if (s.affinityTimeoutSec < 1 || s.affinityTimeoutSec > kMaxAffinityTimeoutSec)
+      return error(ctx, "session affinity timeout " + std::to_string(s.affinityTimeoutSec) + " s is outside 1.." +
+                            std::to_string(kMaxAffinityTimeoutSec) + " s");
+  } else if (s.affinityTimeoutSec != kDefaultAffinityTimeoutSec) {
+    return error(ctx, "a session affinity timeout is given without session affinity ClientIP");
+  }
+  if (s.externalTrafficPolicy == TrafficPolicy::Local && s.nodePort == 0 && s.externalIps.empty() &&
+      s.loadBalancerIps.empty())
+    return error(ctx, "externalTrafficPolicy Local needs an external frontend (a NodePort, external IPs or "
+                      "LoadBalancer IPs)");
   return {};
 }
 

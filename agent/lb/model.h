@@ -21,8 +21,24 @@ enum class BackendState : uint8_t { Active = 0, Terminating = 1 };
 struct Backend {
   Endpoint addr;
   BackendState state = BackendState::Active;
+  // The node the backend runs on (Kubernetes: the EndpointSlice endpoint's nodeName); empty when
+  // the source does not say: then it is local when it lies in this node's pod CIDR or is one of
+  // this node's addresses (isLocal).
+  std::string nodeName;
   bool operator==(const Backend&) const = default;
 };
+
+// Kubernetes' spec.sessionAffinity and spec.{external,internal}TrafficPolicy.
+enum class SessionAffinity : uint8_t { None, ClientIp };
+enum class TrafficPolicy : uint8_t { Cluster, Local };
+const char* sessionAffinityName(SessionAffinity a);  // "None", "ClientIP"
+const char* trafficPolicyName(TrafficPolicy p);      // "Cluster", "Local"
+std::optional<SessionAffinity> parseSessionAffinity(std::string_view s);
+std::optional<TrafficPolicy> parseTrafficPolicy(std::string_view s);
+
+// sessionAffinityConfig.clientIP.timeoutSeconds: Kubernetes' default and bounds.
+inline constexpr uint32_t kDefaultAffinityTimeoutSec = 10800;
+inline constexpr uint32_t kMaxAffinityTimeoutSec = 86400;
 
 struct Service {
   std::string name;  // unique, e.g. "default/web" or "default/web:http"
@@ -33,6 +49,10 @@ struct Service {
   std::vector<Ipv4> externalIps;
   std::vector<Ipv4> loadBalancerIps;
   std::vector<Backend> backends;
+  SessionAffinity sessionAffinity = SessionAffinity::None;
+  uint32_t affinityTimeoutSec = kDefaultAffinityTimeoutSec;  // ClientIP only; kept at the default otherwise
+  TrafficPolicy externalTrafficPolicy = TrafficPolicy::Cluster;  // NodePort, external and LB IPs
+  TrafficPolicy internalTrafficPolicy = TrafficPolicy::Cluster;  // ClusterIP from this node
   std::string source = "local";  // "local" or "kubernetes"
   bool operator==(const Service&) const = default;
 };
@@ -49,7 +69,18 @@ struct NodeContext {
   Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // 10.0.0.0/16
   std::vector<Ipv4> clusterNodeIps;
   bool allowUnsafeFrontends = false;
+  // Which backends are this node's (traffic policy Local): its name and pod CIDR (from the nodes
+  // list; none: only the node's own addresses count).
+  std::string nodeName;
+  std::optional<Cidr> localPodCidr;
+  // Backend selection of the tc path: Maglev tables of this size for routable frontends.
+  bool maglev = false;
+  uint32_t maglevTableSize = NP_DEFAULT_MAGLEV_TABLE_SIZE;
 };
+
+// Whether the backend runs on this node: its node name says so, or (no name given) its address is
+// in the node's pod CIDR or is one of the node's addresses.
+bool isLocal(const Backend& b, const NodeContext& node);
 
 // The most backends one service can have: slot numbers and counts are 16-bit in the ABI.
 inline constexpr size_t kMaxBackendsPerService = UINT16_MAX;

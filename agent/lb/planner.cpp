@@ -29,6 +29,10 @@ const char* opKindName(MapOp::Kind k) {
     case MapOp::Kind::DeleteService: return "delete-service";
     case MapOp::Kind::DeleteRevNat: return "delete-revnat";
     case MapOp::Kind::DeleteBackend: return "delete-backend";
+    case MapOp::Kind::UpsertAffinityMatch: return "upsert-affinity-match";
+    case MapOp::Kind::DeleteAffinityMatch: return "delete-affinity-match";
+    case MapOp::Kind::UpsertMaglev: return "upsert-maglev";
+    case MapOp::Kind::DeleteMaglev: return "delete-maglev";
   }
   return "?";
 }
@@ -48,9 +52,16 @@ std::string MapOp::str() const {
       s += " " + std::to_string(revNatId);
       if (kind == Kind::UpsertRevNat) s += " " + Endpoint{Ipv4{revNat.addr}, ntohs(revNat.port)}.str();
       break;
+    case Kind::UpsertAffinityMatch:
+    case Kind::DeleteAffinityMatch:
+      s += " backend " + std::to_string(match.backend_id) + " service " + std::to_string(match.rev_nat_id) +
+           " scope " + std::to_string(match.scope);
+      break;
     default:
       s += " " + Endpoint{Ipv4{svcKey.addr}, ntohs(svcKey.dport)}.str() + "/" +
-           std::to_string(svcKey.proto) + " slot " + std::to_string(svcKey.slot);
+           std::to_string(svcKey.proto) + " slot " + std::to_string(svcKey.slot) +
+           (svcKey.scope == NP_LB_SCOPE_INT ? " internal" : "");
+      if (kind == Kind::UpsertMaglev) s += " table of " + std::to_string(maglev.ids ? maglev.ids->size() : 0);
       if (kind == Kind::UpsertSlot) s += " -> backend " + std::to_string(svcVal.backend_id);
       if (kind == Kind::UpsertService)
         s += " count " + std::to_string(svcVal.count) + " total " + std::to_string(svcVal.total) +
@@ -83,6 +94,20 @@ std::vector<MapOp> diff(const LbImage& applied, const LbImage& desired) {
   // 2. slots
   for (const auto& [k, v] : desired.services)
     if (k.slot != 0 && svcChanged(k, v)) ops.push_back(svcOp(K::UpsertSlot, k, v));
+  for (const auto& [m, v] : desired.affinityMatch) {
+    if (applied.affinityMatch.contains(m)) continue;
+    MapOp op{K::UpsertAffinityMatch};
+    op.match = m;
+    ops.push_back(op);
+  }
+  for (const auto& [k, t] : desired.maglev) {
+    auto it = applied.maglev.find(k);
+    if (it != applied.maglev.end() && it->second == t) continue;
+    MapOp op{K::UpsertMaglev};
+    op.svcKey = k;
+    op.maglev = t;
+    ops.push_back(op);
+  }
   // 3. reverse NAT
   for (const auto& [id, rn] : desired.revNat) {
     auto it = applied.revNat.find(id);
@@ -104,6 +129,14 @@ std::vector<MapOp> diff(const LbImage& applied, const LbImage& desired) {
     if (k.slot == 0 && !desired.services.contains(k)) ops.push_back(svcOp(K::DeleteService, k));
   for (const auto& [k, v] : applied.services)
     if (k.slot != 0 && !desired.services.contains(k) && !masterSurvives(k)) ops.push_back(svcOp(K::DeleteSlot, k));
+  for (const auto& [k, t] : applied.maglev)
+    if (!desired.maglev.contains(k)) ops.push_back(svcOp(K::DeleteMaglev, k));
+  for (const auto& [m, v] : applied.affinityMatch) {
+    if (desired.affinityMatch.contains(m)) continue;
+    MapOp op{K::DeleteAffinityMatch};
+    op.match = m;
+    ops.push_back(op);
+  }
   for (const auto& [id, rn] : applied.revNat) {
     if (desired.revNat.contains(id)) continue;
     MapOp op{K::DeleteRevNat};
@@ -133,6 +166,10 @@ void applyOps(LbImage& image, const std::vector<MapOp>& ops, size_t count) {
       case K::DeleteService: image.services.erase(op.svcKey); break;
       case K::DeleteRevNat: image.revNat.erase(op.revNatId); break;
       case K::DeleteBackend: image.backends.erase(op.backendId); break;
+      case K::UpsertAffinityMatch: image.affinityMatch[op.match] = 0; break;
+      case K::DeleteAffinityMatch: image.affinityMatch.erase(op.match); break;
+      case K::UpsertMaglev: image.maglev[op.svcKey] = op.maglev; break;
+      case K::DeleteMaglev: image.maglev.erase(op.svcKey); break;
     }
   }
 }
@@ -170,6 +207,25 @@ std::vector<MapOp> undo(const LbImage& before, const std::vector<MapOp>& ops, si
         r.revNat = it->second;
         return r;
       }
+      case K::UpsertAffinityMatch:
+      case K::DeleteAffinityMatch: {
+        const bool had = before.affinityMatch.contains(op.match);
+        if (had == (op.kind == K::UpsertAffinityMatch)) return std::nullopt;  // nothing changed
+        MapOp r{had ? K::UpsertAffinityMatch : K::DeleteAffinityMatch};
+        r.match = op.match;
+        return r;
+      }
+      case K::UpsertMaglev:
+      case K::DeleteMaglev: {
+        auto it = before.maglev.find(op.svcKey);
+        if (it == before.maglev.end()) {
+          if (op.kind == K::DeleteMaglev) return std::nullopt;
+          return svcOp(K::DeleteMaglev, op.svcKey);
+        }
+        MapOp r = svcOp(K::UpsertMaglev, op.svcKey);
+        r.maglev = it->second;
+        return r;
+      }
       default: {
         const bool master = op.svcKey.slot == 0;
         auto it = before.services.find(op.svcKey);
@@ -194,7 +250,7 @@ std::vector<MapOp> undo(const LbImage& before, const std::vector<MapOp>& ops, si
       if (auto r = inverse(ops[i])) out.push_back(*r);
     std::stable_partition(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), [](const MapOp& op) {
       return op.kind == K::UpsertBackend || op.kind == K::UpsertSlot || op.kind == K::UpsertRevNat ||
-             op.kind == K::UpsertService;
+             op.kind == K::UpsertService || op.kind == K::UpsertAffinityMatch || op.kind == K::UpsertMaglev;
     });
     end = begin;
   }
@@ -210,6 +266,8 @@ NewEntries newEntries(const LbImage& image, const std::vector<MapOp>& ops) {
       case K::UpsertSlot:
       case K::UpsertService: n.services += !image.services.contains(op.svcKey); break;
       case K::UpsertRevNat: n.revNat += !image.revNat.contains(op.revNatId); break;
+      case K::UpsertAffinityMatch: n.affinityMatch += !image.affinityMatch.contains(op.match); break;
+      case K::UpsertMaglev: n.maglev += !image.maglev.contains(op.svcKey); break;
       default: break;
     }
   }

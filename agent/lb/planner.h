@@ -1,9 +1,10 @@
 // The planner: turns (applied, desired) map images into the ordered map operations that take
 // the maps from one to the other without ever exposing half a service to the datapath:
-//   1. backends are written,          2. backend slots are written,
+//   1. backends are written,          2. backend slots, affinity matches and Maglev tables written,
 //   3. reverse-NAT entries written,   4. service (slot 0) entries written with the new count,
 //   5. stale slots of surviving services deleted,
-//   6. removed services: service entry, then its slots, then its reverse-NAT entry,
+//   6. removed services: service entry, then its slots; then Maglev tables and affinity matches
+//      nothing uses, then reverse-NAT entries,
 //   7. backends no longer referenced deleted.
 // At every step each service entry's slots 1..total exist and point at existing backends.
 // Pure: no kernel, no state; applying diff(a, b) to a gives b, and diff(a, a) is empty.
@@ -20,20 +21,26 @@ struct MapOp {
   enum class Kind : uint8_t {
     UpsertBackend,
     UpsertSlot,
+    UpsertAffinityMatch,
+    UpsertMaglev,
     UpsertRevNat,
     UpsertService,
     DeleteSlot,
     DeleteService,
+    DeleteMaglev,
+    DeleteAffinityMatch,
     DeleteRevNat,
     DeleteBackend,
   };
   Kind kind;
-  np_svc_key svcKey{};    // Upsert/Delete Slot/Service
+  np_svc_key svcKey{};    // Upsert/Delete Slot/Service/Maglev
   np_svc_val svcVal{};    // Upsert Slot/Service
   uint32_t backendId = 0; // Upsert/Delete Backend
   np_backend backend{};   // UpsertBackend
   uint16_t revNatId = 0;  // Upsert/Delete RevNat
   np_revnat revNat{};     // UpsertRevNat
+  np_affinity_match match{};  // Upsert/Delete AffinityMatch
+  MaglevTable maglev;     // UpsertMaglev
 
   std::string str() const;  // for logs and test failures
 };
@@ -54,7 +61,7 @@ std::vector<MapOp> undo(const LbImage& before, const std::vector<MapOp>& ops, si
 
 // Entries each op would add to its map (keys not in `image`), per map.
 struct NewEntries {
-  size_t services = 0, backends = 0, revNat = 0;
+  size_t services = 0, backends = 0, revNat = 0, affinityMatch = 0, maglev = 0;
 };
 NewEntries newEntries(const LbImage& image, const std::vector<MapOp>& ops);
 

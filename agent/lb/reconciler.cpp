@@ -46,14 +46,15 @@ const Service* Reconciler::find(const std::string& name) const {
 
 size_t Reconciler::frontendCount() const {
   size_t n = 0;
-  for (const auto& [k, v] : applied_.services) n += k.slot == 0;
+  for (const auto& [k, v] : applied_.services) n += k.slot == 0 && k.scope == NP_LB_SCOPE_EXT;
   return n;
 }
 
 size_t Reconciler::staleFrontends() const {
   size_t n = 0;
   for (const auto& [k, v] : applied_.services)
-    if (k.slot == 0) n += !owners_.contains(frontendKey({Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)}));
+    if (k.slot == 0 && k.scope == NP_LB_SCOPE_EXT)
+      n += !owners_.contains(frontendKey({Ipv4{k.addr}, ntohs(k.dport), static_cast<Protocol>(k.proto)}));
   return n;
 }
 
@@ -65,9 +66,30 @@ bool Reconciler::terminating(uint64_t key, const TerminatingUsers* delta) const 
   return n > 0;
 }
 
+namespace {
+
+bool routable(FrontendType t) {
+  return t == FrontendType::NodePort || t == FrontendType::ExternalIp || t == FrontendType::LoadBalancer;
+}
+
+}  // namespace
+
+// One view of a service's backends: what one service entry selects from.
+struct Reconciler::View {
+  std::vector<uint32_t> slots;  // selectable first (ID order), then terminating ones kept for draining
+  size_t selectable = 0;
+  std::vector<maglev::Member> members;  // the selectable ones, for a Maglev table
+  MaglevTable table;                    // made on first use
+};
+
 Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingUsers* delta) {
   const uint8_t proto = static_cast<uint8_t>(s.protocol);
-  std::vector<uint32_t> active, terminating;
+  struct Member {
+    uint32_t id;
+    bool active, local;
+    std::string name;
+  };
+  std::vector<Member> members;
   for (const Backend& b : s.backends) {
     np_backend be{};
     be.addr = b.addr.ip.be;
@@ -80,17 +102,37 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
       return Error{ENOSPC, "service " + s.name,
                    "no free backend ID left: all " + count(backendIds_.size()) + " are in use; nothing was changed"};
     img.backends[*id] = be;
-    (b.state == BackendState::Active ? active : terminating).push_back(*id);
+    members.push_back({*id, b.state == BackendState::Active, isLocal(b, node_),
+                       b.addr.str() + "/" + protocolName(s.protocol)});
   }
   // Slots in ID order: the same backends always land in the same slots, whatever order the
-  // source lists them in, so a re-sent service changes nothing.
-  std::sort(active.begin(), active.end());
-  std::sort(terminating.begin(), terminating.end());
-  // Terminating backends are selectable only when no active one is left.
-  const bool onlyTerminating = active.empty();
-  std::vector<uint32_t> slots = onlyTerminating ? terminating : active;
-  const size_t selectable = slots.size();
-  if (!onlyTerminating) slots.insert(slots.end(), terminating.begin(), terminating.end());
+  // source lists them in, so a re-sent service changes nothing. Terminating backends are
+  // selectable only when no active one is left.
+  auto view = [&](bool localOnly) {
+    View v;
+    std::vector<const Member*> active, terminating;
+    for (const Member& m : members)
+      if (!localOnly || m.local) (m.active ? active : terminating).push_back(&m);
+    auto byId = [](const Member* a, const Member* b) { return a->id < b->id; };
+    std::sort(active.begin(), active.end(), byId);
+    std::sort(terminating.begin(), terminating.end(), byId);
+    const auto& selectable = active.empty() ? terminating : active;
+    for (const Member* m : selectable) {
+      v.slots.push_back(m->id);
+      v.members.push_back({m->name, m->id});
+    }
+    v.selectable = v.slots.size();
+    if (!active.empty())
+      for (const Member* m : terminating) v.slots.push_back(m->id);
+    return v;
+  };
+  View all = view(false);
+  std::optional<View> local;
+  auto localView = [&]() -> View& {
+    if (!local) local = view(true);
+    return *local;
+  };
+  const bool affinity = s.sessionAffinity == SessionAffinity::ClientIp;
 
   for (const Frontend& f : frontendsOf(s, node_)) {
     np_svc_key master = masterKey(f);
@@ -99,20 +141,27 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
       return Error{ENOSPC, "service " + s.name,
                    "no free service ID left: all " + count(frontendIds_.size()) +
                        " are in use (a node holds at most 65,535 frontends); nothing was changed"};
-    np_svc_val mv{};
-    mv.count = static_cast<uint16_t>(selectable);
-    mv.total = static_cast<uint16_t>(slots.size());
-    mv.rev_nat_id = *id;
-    mv.flags = flagsFor(f.type);
-    img.services[master] = mv;
-    for (size_t i = 0; i < slots.size(); ++i) {
-      np_svc_key k = master;
-      k.slot = static_cast<uint16_t>(i + 1);
-      np_svc_val sv{};
-      sv.backend_id = slots[i];
-      sv.rev_nat_id = *id;
-      sv.flags = mv.flags;
-      img.services[k] = sv;
+    // From outside (tc) an external frontend of an eTP=Local service reaches this node's
+    // backends only; in-cluster clients (the socket LB) use its INT entry with all of them. A
+    // ClusterIP of an iTP=Local service has only in-cluster clients: local backends only.
+    const bool extLocal = routable(f.type) && s.externalTrafficPolicy == TrafficPolicy::Local;
+    const bool intLocal = f.type == FrontendType::ClusterIp && s.internalTrafficPolicy == TrafficPolicy::Local;
+    uint8_t flags = flagsFor(f.type);
+    if (affinity) flags |= NP_SVC_F_AFFINITY;
+    uint8_t flags2 = 0;
+    if (extLocal) flags2 |= NP_SVC_F2_TWO_SCOPES;
+    if (intLocal) flags2 |= NP_SVC_F2_INT_LOCAL;
+    View& ext = extLocal || intLocal ? localView() : all;
+    // Maglev serves the tc path, which only routable frontends see.
+    const bool maglev = node_.maglev && routable(f.type) && ext.selectable > 0;
+    if (maglev) flags2 |= NP_SVC_F2_MAGLEV;
+    writeEntry(img, master, ext, *id, static_cast<uint8_t>(flags | (extLocal ? NP_SVC_F_LOCAL_SCOPE : 0)), flags2,
+               affinity ? s.affinityTimeoutSec : 0);
+    if (maglev) img.maglev[master] = tableFor(master, ext);
+    if (extLocal) {
+      np_svc_key internal = master;
+      internal.scope = NP_LB_SCOPE_INT;
+      writeEntry(img, internal, all, *id, flags, 0, affinity ? s.affinityTimeoutSec : 0);
     }
     np_revnat rn{};
     rn.addr = f.addr.be;
@@ -122,11 +171,66 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
   return {};
 }
 
+void Reconciler::writeEntry(LbImage& img, const np_svc_key& master, const View& v, uint16_t id, uint8_t flags,
+                            uint8_t flags2, uint32_t affinityTimeout) const {
+  np_svc_val mv{};
+  mv.backend_id = affinityTimeout;
+  mv.count = static_cast<uint16_t>(v.selectable);
+  mv.total = static_cast<uint16_t>(v.slots.size());
+  mv.rev_nat_id = id;
+  mv.flags = flags;
+  mv.flags2 = flags2;
+  img.services[master] = mv;
+  for (size_t i = 0; i < v.slots.size(); ++i) {
+    np_svc_key k = master;
+    k.slot = static_cast<uint16_t>(i + 1);
+    np_svc_val sv{};
+    sv.backend_id = v.slots[i];
+    sv.rev_nat_id = id;
+    sv.flags = flags;
+    img.services[k] = sv;
+  }
+  // Affinity holds while its backend is selectable in this entry.
+  if (flags & NP_SVC_F_AFFINITY)
+    for (size_t i = 0; i < v.selectable; ++i) {
+      np_affinity_match m{};
+      m.backend_id = v.slots[i];
+      m.rev_nat_id = id;
+      m.scope = master.scope;
+      img.affinityMatch[m] = 0;
+    }
+}
+
+MaglevTable Reconciler::tableFor(const np_svc_key& master, View& v) const {
+  if (v.table.ids) return v.table;
+  // The applied table of this entry, when it was made from the same backends at this size: a
+  // table costs O(M log M) to compute, and a whole-map reconcile expands every service.
+  auto applied = applied_.maglev.find(master);
+  auto entry = applied_.services.find(master);
+  if (applied != applied_.maglev.end() && entry != applied_.services.end() && applied->second.ids &&
+      applied->second.ids->size() == node_.maglevTableSize && entry->second.count == v.selectable) {
+    bool same = true;
+    for (size_t i = 0; same && i < v.selectable; ++i) {
+      np_svc_key k = master;
+      k.slot = static_cast<uint16_t>(i + 1);
+      auto slot = applied_.services.find(k);
+      same = slot != applied_.services.end() && slot->second.backend_id == v.slots[i];
+    }
+    if (same) {
+      v.table = applied->second;
+      return v.table;
+    }
+  }
+  v.table.ids = std::make_shared<const std::vector<uint32_t>>(maglev::table(v.members, node_.maglevTableSize));
+  return v.table;
+}
+
 namespace {
 
-// Copies frontend `master` of `src` into `out` with what it reaches: slots 1..total, their
-// backends and its reverse-NAT entry (whatever of those exists). Entries `out` has are kept.
-bool copyFrontend(const LbImage& src, const np_svc_key& master, LbImage& out) {
+// Copies service entry `master` of `src` into `out` with what it reaches: slots 1..total, their
+// backends and affinity matches, its Maglev table and its reverse-NAT entry (whatever of those
+// exists). Entries `out` has are kept.
+bool copyEntry(const LbImage& src, const np_svc_key& master, LbImage& out) {
   auto it = src.services.find(master);
   if (it == src.services.end()) return false;
   out.services.emplace(master, it->second);
@@ -137,8 +241,23 @@ bool copyFrontend(const LbImage& src, const np_svc_key& master, LbImage& out) {
     if (si == src.services.end()) continue;
     out.services.emplace(k, si->second);
     if (auto be = src.backends.find(si->second.backend_id); be != src.backends.end()) out.backends.insert(*be);
+    np_affinity_match m{};
+    m.backend_id = si->second.backend_id;
+    m.rev_nat_id = it->second.rev_nat_id;
+    m.scope = master.scope;
+    if (auto am = src.affinityMatch.find(m); am != src.affinityMatch.end()) out.affinityMatch.insert(*am);
   }
+  if (auto t = src.maglev.find(master); t != src.maglev.end()) out.maglev.insert(*t);
   if (auto rn = src.revNat.find(it->second.rev_nat_id); rn != src.revNat.end()) out.revNat.insert(*rn);
+  return true;
+}
+
+// A frontend (its EXT entry `master`) with both of its scopes.
+bool copyFrontend(const LbImage& src, const np_svc_key& master, LbImage& out) {
+  if (!copyEntry(src, master, out)) return false;
+  np_svc_key internal = master;
+  internal.scope = NP_LB_SCOPE_INT;
+  copyEntry(src, internal, out);
   return true;
 }
 
@@ -185,6 +304,8 @@ Status Reconciler::checkCapacity(const std::vector<MapOp>& ops) const {
   NP_TRY(check("service", need.services, applied_.services.size(), cap.services));
   NP_TRY(check("backend", need.backends, applied_.backends.size(), cap.backends));
   NP_TRY(check("reverse-NAT", need.revNat, applied_.revNat.size(), cap.revNat));
+  NP_TRY(check("affinity-match", need.affinityMatch, applied_.affinityMatch.size(), cap.affinityMatch));
+  NP_TRY(check("Maglev", need.maglev, applied_.maglev.size(), cap.maglev));
   return {};
 }
 
@@ -213,7 +334,7 @@ void Reconciler::rebuildRefs() {
 
 void Reconciler::releaseUnusedIds(const LbImage& candidates) {
   for (const auto& [k, v] : candidates.services)
-    if (k.slot == 0 && !applied_.services.count(k)) frontendIds_.release(k);
+    if (k.slot == 0 && k.scope == NP_LB_SCOPE_EXT && !applied_.services.count(k)) frontendIds_.release(k);
   for (const auto& [id, be] : candidates.backends)
     if (!applied_.backends.count(id)) backendIds_.release(backendKey(be.addr, be.port, be.proto));
 }
@@ -399,7 +520,7 @@ Result<size_t> Reconciler::adopt() {
   terminatingUsers_.clear();
   size_t masters = 0;
   for (const auto& [k, v] : applied_.services) {
-    if (k.slot != 0) continue;
+    if (k.slot != 0 || k.scope != NP_LB_SCOPE_EXT) continue;  // an INT entry shares its EXT entry's ID
     ++masters;
     if (!frontendIds_.restore(k, v.rev_nat_id))
       NP_LOG_WARN("lb", "pinned service entry %s with ID %u: the ID is taken; the entry gets a new one when claimed",
@@ -426,7 +547,7 @@ Result<Reconciler::ReconcileReport> Reconciler::reconcileAll() {
     // unreachable leftovers (slots without an entry, unreferenced backends) serve nothing and go.
     std::vector<np_svc_key> stale;
     for (const auto& [k, v] : kernel.services)
-      if (k.slot == 0 && !desired.services.contains(k)) stale.push_back(k);
+      if (k.slot == 0 && k.scope == NP_LB_SCOPE_EXT && !desired.services.contains(k)) stale.push_back(k);
     for (const np_svc_key& k : stale) copyFrontend(kernel, k, desired);
     rep.staleKept = stale.size();
   }
@@ -438,6 +559,8 @@ Result<Reconciler::ReconcileReport> Reconciler::reconcileAll() {
       case MapOp::Kind::UpsertSlot:
       case MapOp::Kind::UpsertService: (kernel.services.contains(op.svcKey) ? rep.drifted : rep.missing)++; break;
       case MapOp::Kind::UpsertRevNat: (kernel.revNat.contains(op.revNatId) ? rep.drifted : rep.missing)++; break;
+      case MapOp::Kind::UpsertAffinityMatch: rep.missing++; break;
+      case MapOp::Kind::UpsertMaglev: (kernel.maglev.contains(op.svcKey) ? rep.drifted : rep.missing)++; break;
       default: rep.orphans++; break;
     }
   }
@@ -454,7 +577,7 @@ Result<Reconciler::ReconcileReport> Reconciler::reconcileAll() {
   }
   // IDs follow the maps: entries now present keep theirs, IDs of entries that are gone are free.
   for (const auto& [k, v] : applied_.services)
-    if (k.slot == 0) frontendIds_.restore(k, v.rev_nat_id);
+    if (k.slot == 0 && k.scope == NP_LB_SCOPE_EXT) frontendIds_.restore(k, v.rev_nat_id);
   for (const auto& [id, be] : applied_.backends) backendIds_.restore(backendKey(be.addr, be.port, be.proto), id);
   frontendIds_.releaseIf(
       [&](const np_svc_key& k, uint16_t) { return !applied_.services.contains(k) && !desired.services.contains(k); });

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include "core/result.h"
 #include "lb/ids.h"
 #include "lb/image.h"
+#include "lb/maglev.h"
 #include "lb/model.h"
 #include "lb/planner.h"
 
@@ -38,11 +40,12 @@ class LbMaps {
     std::optional<Error> error;   // why op `done` failed, if it did
   };
   virtual Applied apply(const std::vector<MapOp>& ops) = 0;
-  // Everything the three maps hold now.
+  // Everything the maps hold now.
   virtual Result<LbImage> dump() = 0;
   // The maps' max_entries.
   struct Capacity {
     size_t services = 0, backends = 0, revNat = 0;
+    size_t affinityMatch = SIZE_MAX, maglev = SIZE_MAX;  // unbounded unless the maps say
   };
   virtual Capacity capacity() const = 0;
 };
@@ -124,6 +127,12 @@ class Reconciler {
   // Adds the map image of s to img, allocating IDs as needed; `delta` adjusts terminatingUsers_
   // for a change being prepared.
   Status expandInto(const Service& s, LbImage& img, const TerminatingUsers* delta = nullptr);
+  struct View;
+  // The service entry `master` selecting from view v: slot 0, slots, affinity matches.
+  void writeEntry(LbImage& img, const np_svc_key& master, const View& v, uint16_t id, uint8_t flags, uint8_t flags2,
+                  uint32_t affinityTimeout) const;
+  // v's Maglev table for entry `master`: the applied one when it was made from the same backends.
+  MaglevTable tableFor(const np_svc_key& master, View& v) const;
   bool terminating(uint64_t key, const TerminatingUsers* delta) const;
   // The applied entries of these frontends (entry, its slots, its reverse NAT, their backends),
   // plus the applied value of every backend in `alsoBackends`.

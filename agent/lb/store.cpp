@@ -124,7 +124,9 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
   Service s;
   s.name = *name;
   const std::string ctx = where + ": service " + shownName(s.name);
-  NP_TRY(onlyKeys(o, {"name", "protocol", "port", "clusterIP", "nodePort", "externalIPs", "loadBalancerIPs", "backends"},
+  NP_TRY(onlyKeys(o, {"name", "protocol", "port", "clusterIP", "nodePort", "externalIPs", "loadBalancerIPs", "backends",
+                      "sessionAffinity", "sessionAffinityTimeoutSeconds", "externalTrafficPolicy",
+                      "internalTrafficPolicy"},
                   ctx));
   auto proto = stringField(o, "protocol", ctx, true);
   if (!proto) return proto.error();
@@ -149,6 +151,28 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
   auto lbs = ipList(o, "loadBalancerIPs", ctx);
   if (!lbs) return lbs.error();
   s.loadBalancerIps = std::move(*lbs);
+  // Optional, with Kubernetes' defaults: files written before these fields existed load as they were.
+  if (o.contains("sessionAffinity")) {
+    auto a = stringField(o, "sessionAffinity", ctx, true);
+    if (!a) return a.error();
+    auto parsed = parseSessionAffinity(*a);
+    if (!parsed) return error(ctx, "field \"sessionAffinity\" is \"" + shown(*a) + "\" (None or ClientIP)");
+    s.sessionAffinity = *parsed;
+  }
+  if (o.contains("sessionAffinityTimeoutSeconds")) {
+    auto t = intField(o, "sessionAffinityTimeoutSeconds", ctx, true, 1, kMaxAffinityTimeoutSec);
+    if (!t) return t.error();
+    s.affinityTimeoutSec = static_cast<uint32_t>(*t);
+  }
+  for (auto [key, out] : {std::pair{"externalTrafficPolicy", &s.externalTrafficPolicy},
+                          std::pair{"internalTrafficPolicy", &s.internalTrafficPolicy}}) {
+    if (!o.contains(key)) continue;
+    auto p = stringField(o, key, ctx, true);
+    if (!p) return p.error();
+    auto parsed = parseTrafficPolicy(*p);
+    if (!parsed) return error(ctx, "field \"" + std::string(key) + "\" is \"" + shown(*p) + "\" (Cluster or Local)");
+    *out = *parsed;
+  }
   auto backends = arrayField(o, "backends", ctx);
   if (!backends) return backends.error();
   if (*backends) {
@@ -157,7 +181,7 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
       const std::string bctx = ctx + ": backend " + std::to_string(i + 1);
       if (!bv.is_object()) return error(bctx, "must be an object (is " + std::string(typeName(bv)) + ")");
       const json::object& b = bv.get_object();
-      NP_TRY(onlyKeys(b, {"address", "state"}, bctx));
+      NP_TRY(onlyKeys(b, {"address", "state", "nodeName"}, bctx));
       auto addr = stringField(b, "address", bctx, true);
       if (!addr) return addr.error();
       auto ep = Endpoint::parse(*addr);
@@ -168,7 +192,9 @@ Result<Service> serviceFromJson(const json::value& v, const std::string& where) 
       if (*state == "active") st = BackendState::Active;
       else if (*state == "terminating") st = BackendState::Terminating;
       else return error(bctx, "field \"state\" is \"" + shown(*state) + "\" (active or terminating)");
-      s.backends.push_back({*ep, st});
+      auto node = stringField(b, "nodeName", bctx, false);
+      if (!node) return node.error();
+      s.backends.push_back({*ep, st, *node});
     }
   }
   return s;
@@ -222,9 +248,23 @@ void appendService(std::string& out, const Service& s) {
     if (i) out += ',';
     out += "{\"address\":";
     quoted(out, s.backends[i].addr.str());
-    out += s.backends[i].state == BackendState::Active ? ",\"state\":\"active\"}" : ",\"state\":\"terminating\"}";
+    out += s.backends[i].state == BackendState::Active ? ",\"state\":\"active\"" : ",\"state\":\"terminating\"";
+    if (!s.backends[i].nodeName.empty()) {
+      out += ",\"nodeName\":";
+      quoted(out, s.backends[i].nodeName);
+    }
+    out += '}';
   }
-  out += "]}";
+  out += ']';
+  // Only what differs from Kubernetes' defaults: a service without these is written as before.
+  if (s.sessionAffinity != SessionAffinity::None) {
+    out += ",\"sessionAffinity\":\"";
+    out += sessionAffinityName(s.sessionAffinity);
+    out += "\",\"sessionAffinityTimeoutSeconds\":" + std::to_string(s.affinityTimeoutSec);
+  }
+  if (s.externalTrafficPolicy != TrafficPolicy::Cluster) out += ",\"externalTrafficPolicy\":\"Local\"";
+  if (s.internalTrafficPolicy != TrafficPolicy::Cluster) out += ",\"internalTrafficPolicy\":\"Local\"";
+  out += '}';
 }
 
 uint32_t crc32(std::string_view s) {

@@ -28,6 +28,9 @@
 #define NP_MAP_CT_STATS   np_ctstat_v1
 #define NP_MAP_NODES      np_nodes4_v1
 #define NP_MAP_METRICS    np_metrics_v1
+#define NP_MAP_AFFINITY   np_affinity4_v1
+#define NP_MAP_AFFINITY_MATCH np_affmatch_v1
+#define NP_MAP_MAGLEV     np_maglev4_v1
 
 #define NP_STR_(x) #x
 #define NP_STR(x) NP_STR_(x)
@@ -50,6 +53,11 @@
  * round trips longer than a real handshake needs to confirm its flow. */
 #define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
 #define NP_DEFAULT_NODES_MAX     1024          /* not a flag */
+#define NP_DEFAULT_AFFINITY_MAX  65536         /* bpf-lb-affinity-map-max: (service, client) pairs */
+/* Maglev: one table per routable frontend entry (NodePort on a node IP, external IP, LoadBalancer
+ * IP); socket LB never uses one. bpf-lb-maglev-table-size is one of Cilium's primes. */
+#define NP_DEFAULT_MAGLEV_MAX    NP_SVC_ID_MAX /* bpf-lb-maglev-map-max: tables (not a flag) */
+#define NP_DEFAULT_MAGLEV_TABLE_SIZE 16381
 
 /* Default port ranges, host order: NodePorts (node-port-range, Kubernetes' default) and the SNAT
  * source ports above them (the agent starts SNAT right above a configured NodePort range). */

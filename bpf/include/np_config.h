@@ -24,4 +24,16 @@ struct np_sock_config {
 };
 NP_ASSERT_SIZE(struct np_sock_config, 8);
 
+/* lib/lb.h (np_lb_cfg): backend selection, the same in every program that includes lib/lb.h. */
+enum np_lb_algorithm {
+	NP_LB_ALG_RANDOM = 0, /* a random slot (tc: then kept by conntrack) */
+	NP_LB_ALG_MAGLEV = 1, /* tc path: the frontend's Maglev table at a hash of the flow */
+};
+
+struct np_lb_config {
+	__u32 algorithm;         /* enum np_lb_algorithm */
+	__u32 maglev_table_size; /* entries of every Maglev table (a prime), host order */
+};
+NP_ASSERT_SIZE(struct np_lb_config, 8);
+
 #endif /* NP_CONFIG_H */

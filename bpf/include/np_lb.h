@@ -6,8 +6,11 @@
 
 #include "np_abi.h"
 
-/* Service lookup scope: external traffic (NodePort/LB from outside) or in-cluster. Only EXT is
- * used until externalTrafficPolicy=Local gets a second, internal entry. */
+/* Service lookup scope. Every frontend has an EXT entry, which is what traffic from outside the
+ * node (tc/XDP) selects from. A frontend whose in-cluster view differs (a routable frontend of an
+ * externalTrafficPolicy=Local service: EXT holds the node-local backends only, in-cluster clients
+ * may use all) also has an INT entry with the same rev_nat_id, and NP_SVC_F2_TWO_SCOPES on its EXT
+ * entry tells the socket LB to use it. */
 enum np_lb_scope {
 	NP_LB_SCOPE_EXT = 0,
 	NP_LB_SCOPE_INT = 1,
@@ -37,12 +40,19 @@ enum np_svc_flags {
 	NP_SVC_F_ROUTABLE     = 1 << 6, /* reachable from outside the node (not ClusterIP, not wildcard) */
 };
 
+/* Service flags (np_svc_val.flags2), slot 0 only. */
+enum np_svc_flags2 {
+	NP_SVC_F2_TWO_SCOPES  = 1 << 0, /* EXT entry: in-cluster clients use the INT entry */
+	NP_SVC_F2_INT_LOCAL   = 1 << 1, /* internalTrafficPolicy=Local: the entry holds local backends only */
+	NP_SVC_F2_MAGLEV      = 1 << 2, /* tc path: select through this entry's np_maglev4_v1 table */
+};
+
 struct np_svc_val {
 	__u32 backend_id; /* slot > 0: backend ID; slot 0: session-affinity timeout in seconds */
 	__u16 count;      /* slot 0: number of selectable backends (slots 1..count) */
 	__u16 rev_nat_id; /* service (frontend) ID, key of np_revnat4_v1 */
 	__u8 flags;       /* enum np_svc_flags */
-	__u8 flags2;      /* reserved for scope/loopback flags */
+	__u8 flags2;      /* slot 0: enum np_svc_flags2 */
 	__u16 total;      /* slot 0: number of backend slots incl. terminating ones (count..total) */
 };
 NP_ASSERT_SIZE(struct np_svc_val, 12);
@@ -101,5 +111,46 @@ NP_ASSERT_SIZE(struct np_node_val, 8);
 enum np_node_flags {
 	NP_NODE_F_LOCAL = 1 << 0, /* this node */
 };
+
+/* np_affinity4_v1: tc and socket programs write and read (sessionAffinity=ClientIP). LRU.
+ * (service, scope, client) -> the backend the client was sent to, and when. The tc path keys by
+ * the client's address, the socket LB by the calling process's network namespace (its address is
+ * not known at connect time), as Cilium does. */
+enum np_affinity_client {
+	NP_AFFINITY_CLIENT_ADDR = 0,  /* client = IPv4 address (network order) in the low 32 bits */
+	NP_AFFINITY_CLIENT_NETNS = 1, /* client = bpf_get_netns_cookie() */
+};
+
+struct np_affinity_key {
+	__u64 client;     /* enum np_affinity_client says what */
+	__u16 rev_nat_id; /* service (frontend) ID */
+	__u8 kind;        /* enum np_affinity_client */
+	__u8 scope;       /* enum np_lb_scope of the entry the backend was chosen from */
+	__u8 pad[4];
+};
+NP_ASSERT_SIZE(struct np_affinity_key, 16);
+
+struct np_affinity_val {
+	__u64 last_used;  /* CLOCK_MONOTONIC seconds of the last connection that used it */
+	__u32 backend_id; /* the backend the client sticks to */
+	__u8 pad[4];
+};
+NP_ASSERT_SIZE(struct np_affinity_val, 16);
+
+/* np_affmatch_v1: agent writes, tc and socket programs read. HASH.
+ * (backend ID, service ID, scope) -> 0: the backend is selectable in that service entry now. An
+ * affinity entry whose backend is not (removed from the service, terminating) is forgotten. */
+struct np_affinity_match {
+	__u32 backend_id; /* host order */
+	__u16 rev_nat_id; /* service (frontend) ID */
+	__u8 scope;       /* enum np_lb_scope */
+	__u8 pad;
+};
+NP_ASSERT_SIZE(struct np_affinity_match, 8);
+
+/* np_maglev4_v1: agent writes, tc programs read. HASH_OF_MAPS.
+ * service entry key (slot 0, network order) -> an ARRAY of np_lb_config.maglev_table_size backend
+ * IDs (u32, host order): the frontend's Maglev lookup table, computed by the agent
+ * (agent/lb/maglev.h). Only entries with NP_SVC_F2_MAGLEV have one. */
 
 #endif /* NP_LB_H */

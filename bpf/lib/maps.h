@@ -100,4 +100,46 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } NP_MAP_METRICS SEC(".maps");
 
+/* Session affinity: tc and socket programs write and read. (service, scope, client) -> backend,
+ * last use (np_lb.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_affinity_key);
+	__type(value, struct np_affinity_val);
+	__uint(max_entries, NP_DEFAULT_AFFINITY_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} NP_MAP_AFFINITY SEC(".maps");
+
+/* Affinity match: agent writes, tc and socket programs read. (backend, service, scope) -> 0 while
+ * the backend is selectable in that service entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct np_affinity_match);
+	__type(value, __u8);
+	__uint(max_entries, NP_DEFAULT_LB_MAP_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} NP_MAP_AFFINITY_MATCH SEC(".maps");
+
+/* One frontend's Maglev table: index -> backend ID (host order). The agent creates one per table
+ * with np_lb_config.maglev_table_size entries (BPF_F_INNER_MAP: any size may go in). */
+struct np_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, NP_DEFAULT_MAGLEV_TABLE_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+/* Maglev tables: agent writes, tc programs read. service entry key (slot 0) -> its table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, struct np_svc_key);
+	__type(value, __u32);
+	__uint(max_entries, NP_DEFAULT_MAGLEV_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct np_maglev_inner);
+} NP_MAP_MAGLEV SEC(".maps");
+
 #endif /* NP_LIB_MAPS_H */

@@ -107,6 +107,23 @@ static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pk
 	return np_nodeport_finish(ctx, p, e, dir);
 }
 
+/* The backend for a new flow from outside: lib/lb.h's choice with the client's address as its
+ * affinity key. Maglev hashes the flow (an evicted flow returns to its backend); random draws. An
+ * externalTrafficPolicy=Local frontend's entry holds only this node's backends, so the client
+ * address is kept, and with none of them here the caller drops (SERVICE_BACKEND_NOT_FOUND, as
+ * Cilium's DROP_NO_SERVICE). */
+static __always_inline struct np_backend *np_nodeport_pick(struct np_svc_key *key,
+							   const struct np_svc_val *svc,
+							   const struct np_pkt *p, __u32 *backend_id)
+{
+	struct np_lb_client client = { .id = p->saddr, .kind = NP_AFFINITY_CLIENT_ADDR };
+	__u32 hash = np_lb_cfg.algorithm == NP_LB_ALG_MAGLEV ?
+			     np_lb_flow_hash(p->saddr, p->sport, p->dport, p->proto) :
+			     bpf_get_prandom_u32();
+
+	return np_lb_pick(key, svc, hash, &client, true, backend_id);
+}
+
 /* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
  * table, translate. Not a frontend: passed untouched. */
 static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
@@ -127,7 +144,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_IS_CLUSTER_IP);
 	if (p->frag)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_FRAGMENT);
-	be = np_lb_select(&svc_key, svc, bpf_get_prandom_u32(), &backend_id);
+	be = np_nodeport_pick(&svc_key, svc, p, &backend_id);
 	if (!be)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NO_SERVICE_BACKEND);
 	s = np_scratch_get();

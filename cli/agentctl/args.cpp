@@ -26,12 +26,16 @@ constexpr std::array kFlags{
     FlagSpec{"--verbose", false},    FlagSpec{"--port", true},       FlagSpec{"--protocol", true},
     FlagSpec{"--cluster-ip", true},  FlagSpec{"--node-port", true},  FlagSpec{"--external-ip", true},
     FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},     FlagSpec{"--file", true},
-    FlagSpec{"-f", true},
+    FlagSpec{"-f", true},            FlagSpec{"--session-affinity", true},
+    FlagSpec{"--session-affinity-timeout", true},                   FlagSpec{"--external-traffic-policy", true},
+    FlagSpec{"--internal-traffic-policy", true},
 };
 
 constexpr std::array<std::string_view, 2> kStatusFlags{"--brief", "--verbose"};
-constexpr std::array<std::string_view, 7> kUpsertFlags{
-    "--port", "--protocol", "--cluster-ip", "--node-port", "--external-ip", "--lb-ip", "--backend"};
+constexpr std::array<std::string_view, 11> kUpsertFlags{
+    "--port",    "--protocol",         "--cluster-ip",                 "--node-port",
+    "--external-ip", "--lb-ip",        "--backend",                    "--session-affinity",
+    "--session-affinity-timeout",      "--external-traffic-policy",    "--internal-traffic-policy"};
 
 struct CommandFlag {
   std::string name;
@@ -79,6 +83,29 @@ std::string parseBackend(const std::string& value, pb::Backend* backend) {
     state = rest.substr(comma + 1);
     rest = rest.substr(0, comma);
   }
+  // ",node=NAME" may follow the address or the state.
+  std::string_view node;
+  bool haveNode = false;
+  auto takeNode = [&](std::string_view& part) {
+    if (part.rfind("node=", 0) == 0) {
+      node = part.substr(5);
+      haveNode = true;
+      part = {};
+    }
+  };
+  if (auto comma = state.find(','); comma != std::string_view::npos) {
+    std::string_view second = state.substr(comma + 1);
+    state = state.substr(0, comma);
+    takeNode(second);
+    if (!second.empty() || !haveNode)
+      return "--backend: " + quoted(value) + " is not IPv4:PORT[,active|terminating][,node=NAME]";
+  } else {
+    takeNode(state);
+  }
+  if (haveNode) {
+    if (node.empty()) return "--backend: empty node name in " + quoted(value);
+    backend->set_node_name(std::string(node));
+  }
   auto colon = rest.rfind(':');
   if (colon == std::string_view::npos) return "--backend: " + quoted(value) + " is not IPv4:PORT";
   std::string ip(rest.substr(0, colon));
@@ -90,7 +117,7 @@ std::string parseBackend(const std::string& value, pb::Backend* backend) {
   }
   backend->set_address(ip);
   backend->set_port(*portNumber);
-  if (state.empty() && value.find(',') == std::string::npos) {
+  if (state.empty() && (haveNode || value.find(',') == std::string::npos)) {
     backend->set_state(pb::ACTIVE);
   } else if (state == "terminating") {
     backend->set_state(pb::TERMINATING);
@@ -117,7 +144,9 @@ std::string buildService(const std::string& name, const std::vector<CommandFlag>
   bool havePort = false;
   for (const auto& flag : flags) {
     const bool scalar = flag.name == "--port" || flag.name == "--protocol" ||
-                        flag.name == "--cluster-ip" || flag.name == "--node-port";
+                        flag.name == "--cluster-ip" || flag.name == "--node-port" ||
+                        flag.name == "--session-affinity" || flag.name == "--session-affinity-timeout" ||
+                        flag.name == "--external-traffic-policy" || flag.name == "--internal-traffic-policy";
     if (scalar) {
       // A second --port is more likely a mistake than an override; refuse rather than guess.
       if (std::find(seen.begin(), seen.end(), flag.name) != seen.end()) {
@@ -157,8 +186,37 @@ std::string buildService(const std::string& name, const std::vector<CommandFlag>
       }
     } else if (flag.name == "--backend") {
       if (auto err = parseBackend(flag.value, svc->add_backends()); !err.empty()) return err;
+    } else if (flag.name == "--session-affinity") {
+      const std::string v = lower(flag.value);
+      if (v == "none") {
+        svc->set_session_affinity("None");
+      } else if (v == "clientip") {
+        svc->set_session_affinity("ClientIP");
+      } else {
+        return "--session-affinity: unknown session affinity " + quoted(flag.value) + " (None, ClientIP)";
+      }
+    } else if (flag.name == "--session-affinity-timeout") {
+      // Seconds, as Kubernetes' sessionAffinityConfig.clientIP.timeoutSeconds.
+      const std::string_view v = flag.value;
+      uint32_t secs = 0;
+      bool ok = isDigits(v) && v.size() <= 5;
+      for (char c : v) secs = ok ? secs * 10 + static_cast<uint32_t>(c - '0') : 0;
+      if (!ok || secs < 1 || secs > 86400)
+        return "--session-affinity-timeout: " + quoted(flag.value) + " is not a number of seconds (1-86400)";
+      svc->set_session_affinity_timeout_seconds(secs);
+    } else if (flag.name == "--external-traffic-policy" || flag.name == "--internal-traffic-policy") {
+      const std::string v = lower(flag.value);
+      if (v == "cluster") {
+        flag.name[2] == 'e' ? svc->set_external_traffic_policy("Cluster") : svc->set_internal_traffic_policy("Cluster");
+      } else if (v == "local") {
+        flag.name[2] == 'e' ? svc->set_external_traffic_policy("Local") : svc->set_internal_traffic_policy("Local");
+      } else {
+        return flag.name + ": unknown traffic policy " + quoted(flag.value) + " (Cluster, Local)";
+      }
     }
   }
+  if (svc->session_affinity_timeout_seconds() != 0 && svc->session_affinity() != "ClientIP")
+    return "--session-affinity-timeout: needs --session-affinity ClientIP";
   if (!havePort) return "service upsert: --port is required";
   return {};
 }
@@ -427,7 +485,13 @@ std::string usageText() {
          "      --node-port P\n"
          "      --external-ip IP                   repeatable\n"
          "      --lb-ip IP                         repeatable\n"
-         "      --backend IP:PORT[,terminating]    repeatable\n"
+         "      --backend IP:PORT[,terminating][,node=NAME]\n"
+         "                                         repeatable; node: where it runs (default: local when\n"
+         "                                         in this node's pod CIDR or at its address)\n"
+         "      --session-affinity None|ClientIP   default None\n"
+         "      --session-affinity-timeout SECS    ClientIP: 1-86400, default 10800\n"
+         "      --external-traffic-policy Cluster|Local  NodePort/LB/external IPs: Local = this node's backends only\n"
+         "      --internal-traffic-policy Cluster|Local  ClusterIP from this node: Local = its backends only\n"
          "  service delete NAME                  remove a service\n"
          "  service apply -f FILE                create or replace many services in one change\n"
          "                                         (JSON {\"services\": [...]} as service list -o json prints;\n"

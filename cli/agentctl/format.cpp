@@ -144,6 +144,7 @@ std::string kprDetails(const pb::StatusResponse& status) {
   if (!status.backend_selection().empty()) {
     details.addRow({"Backend Selection:", status.backend_selection()});
   }
+  details.addRow({"Session Affinity:", enabled(status.kube_proxy_replacement() == "True")});
   out += details.render();
 
   // With kube-proxy replacement off the agent does not own any service type.
@@ -214,6 +215,21 @@ std::string counterTable(const pb::StatusResponse& status) {
   return "Datapath counters:\n" + table.render();
 }
 
+std::string orDefault(const std::string& s, const char* def) { return s.empty() ? def : s; }
+
+// "ClientIP (10800s)" or "None"; "-" when the agent does not say (an older agent).
+std::string affinityText(const pb::Service& svc) {
+  if (svc.session_affinity().empty()) return "-";
+  if (svc.session_affinity() != "ClientIP") return svc.session_affinity();
+  return svc.session_affinity() + " (" + std::to_string(svc.session_affinity_timeout_seconds()) + "s)";
+}
+
+// "Cluster/Local": external, then internal traffic policy.
+std::string policyText(const pb::Service& svc) {
+  if (svc.external_traffic_policy().empty() && svc.internal_traffic_policy().empty()) return "-";
+  return orDefault(svc.external_traffic_policy(), "Cluster") + "/" + orDefault(svc.internal_traffic_policy(), "Cluster");
+}
+
 std::string backendList(const pb::Service& svc) {
   std::vector<std::string> parts;
   for (const auto& b : svc.backends()) parts.push_back(formatBackend(b));
@@ -277,13 +293,14 @@ std::string formatServiceList(const pb::ListServicesResponse& list) {
                    [](const auto* a, const auto* b) { return a->name() < b->name(); });
   Table table;
   table.addRow({"NAME", "PROTOCOL", "PORT", "CLUSTER-IP", "NODE-PORT", "EXTERNAL-IPS", "LB-IPS",
-                "BACKENDS"});
+                "AFFINITY", "ETP/ITP", "BACKENDS"});
   for (const auto* svc : services) {
     table.addRow({svc->name(), protocolName(svc->protocol()), std::to_string(svc->port()),
                   orDash(svc->cluster_ip()),
                   svc->node_port() == 0 ? "-" : std::to_string(svc->node_port()),
                   orDash(join(svc->external_ips(), ",")),
-                  orDash(join(svc->load_balancer_ips(), ",")), backendList(*svc)});
+                  orDash(join(svc->load_balancer_ips(), ",")), affinityText(*svc), policyText(*svc),
+                  backendList(*svc)});
   }
   return table.render();
 }
@@ -298,6 +315,10 @@ std::string formatService(const pb::Service& svc) {
   table.addRow({"Node port:", svc.node_port() == 0 ? "-" : std::to_string(svc.node_port())});
   table.addRow({"External IPs:", orDash(join(svc.external_ips(), ", "))});
   table.addRow({"LB IPs:", orDash(join(svc.load_balancer_ips(), ", "))});
+  if (!svc.session_affinity().empty()) table.addRow({"Session affinity:", affinityText(svc)});
+  if (!svc.external_traffic_policy().empty() || !svc.internal_traffic_policy().empty())
+    table.addRow({"Traffic policy:", "external " + orDefault(svc.external_traffic_policy(), "Cluster") +
+                                         ", internal " + orDefault(svc.internal_traffic_policy(), "Cluster")});
   if (svc.backends_size() == 0) {
     table.addRow({"Backends:", "-"});
   } else {
@@ -394,6 +415,8 @@ std::string formatNodeList(const pb::ListNodesResponse& list) {
 std::string formatBackend(const pb::Backend& backend) {
   std::string out = backend.address() + ":" + std::to_string(backend.port());
   if (backend.state() == pb::TERMINATING) out += " (terminating)";
+  if (!backend.node_name().empty()) out += " @" + backend.node_name();
+  if (backend.local()) out += " (local)";
   return out;
 }
 

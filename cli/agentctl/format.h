@@ -25,7 +25,7 @@ std::string formatStatus(const nodepath::agent::v1::StatusResponse& status, Stat
 // 0 when the agent reports "Ok", else 1 (as `cilium status` exits 1 unless Ok).
 int statusExitCode(const nodepath::agent::v1::StatusResponse& status);
 
-// NAME PROTOCOL PORT CLUSTER-IP NODE-PORT EXTERNAL-IPS LB-IPS BACKENDS, sorted by name.
+// NAME PROTOCOL PORT CLUSTER-IP NODE-PORT EXTERNAL-IPS LB-IPS AFFINITY ETP/ITP BACKENDS, sorted by name.
 std::string formatServiceList(const nodepath::agent::v1::ListServicesResponse& list);
 
 // One service as a "Key:   value" block, one backend per line.
@@ -44,7 +44,7 @@ std::string formatState(const nodepath::agent::v1::StateResponse& state);
 // NAME IP POD-CIDR LOCAL, sorted by name.
 std::string formatNodeList(const nodepath::agent::v1::ListNodesResponse& list);
 
-// "10.0.1.5:8080" or "10.0.1.5:8080 (terminating)".
+// "10.0.1.5:8080", "10.0.1.5:8080 (terminating)", "10.0.1.5:8080 @n1 (local)".
 std::string formatBackend(const nodepath::agent::v1::Backend& backend);
 
 // "TCP", "UDP"; "-" when unspecified.

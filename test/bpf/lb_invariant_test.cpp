@@ -22,13 +22,22 @@ using lb::MapOp;
 
 // Real maps, created for the test (not pinned): the agent's layouts and flags.
 struct RealMaps {
-  bpf::Fd services, backends, revNat;
+  bpf::Fd services, backends, revNat, affinityMatch, maglevInner, maglev;
   RealMaps(uint32_t svcMax, uint32_t beMax, uint32_t rnMax) {
     LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
     services.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_SERVICES), sizeof(np_svc_key), sizeof(np_svc_val), svcMax, &opts));
     backends.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_BACKENDS), 4, sizeof(np_backend), beMax, &opts));
     revNat.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_REVNAT), 2, sizeof(np_revnat), rnMax, &opts));
+    affinityMatch.reset(bpf_map_create(BPF_MAP_TYPE_HASH, NP_STR(NP_MAP_AFFINITY_MATCH), sizeof(np_affinity_match), 1,
+                                       svcMax, &opts));
+    LIBBPF_OPTS(bpf_map_create_opts, innerOpts, .map_flags = BPF_F_INNER_MAP);
+    maglevInner.reset(bpf_map_create(BPF_MAP_TYPE_ARRAY, "np_maglev_tab", 4, 4, kTableSize, &innerOpts));
+    LIBBPF_OPTS(bpf_map_create_opts, outerOpts, .inner_map_fd = static_cast<__u32>(maglevInner.get()),
+                .map_flags = BPF_F_NO_PREALLOC);
+    maglev.reset(bpf_map_create(BPF_MAP_TYPE_HASH_OF_MAPS, NP_STR(NP_MAP_MAGLEV), sizeof(np_svc_key), 4, rnMax,
+                                &outerOpts));
   }
+  static constexpr uint32_t kTableSize = 251;
 };
 
 // Passes ops to the real maps; sometimes stops part-way with an error (a kernel refusal at a
@@ -104,7 +113,8 @@ void runSequence(uint32_t seed, bool overstate) {
   SCOPED_TRACE("seed " + std::to_string(seed) + (overstate ? " (maps smaller than reported)" : ""));
   std::mt19937 rng(seed);
   RealMaps real(overstate ? 96 : 256, overstate ? 48 : 128, overstate ? 24 : 64);
-  auto maps = datapath::BpfLbMaps::of(real.services.get(), real.backends.get(), real.revNat.get());
+  auto maps = datapath::BpfLbMaps::of(real.services.get(), real.backends.get(), real.revNat.get(),
+                                      real.affinityMatch.get(), real.maglev.get(), RealMaps::kTableSize);
   ASSERT_TRUE(maps) << maps.error().message();
   FaultyMaps faulty(*maps, rng);
   faulty.failPercent = 25;

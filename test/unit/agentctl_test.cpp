@@ -298,6 +298,7 @@ TEST(AgentctlStatus, VerboseAddsKprDetailsDevicesMapsAndCounters) {
       "  Devices:              ens192 192.168.10.100 (Direct Routing)\n"
       "  Mode:                 SNAT\n"
       "  Backend Selection:    Random\n"
+      "  Session Affinity:     Enabled\n"
       "  Services:\n"
       "  - ClusterIP:      Enabled\n"
       "  - NodePort:       Enabled (Range: 30000-32767)\n"
@@ -411,13 +412,20 @@ TEST(AgentctlServices, ListIsSortedWithDashesForEmptyFields) {
   dns->set_protocol(pb::UDP);
   dns->set_port(53);
   dns->add_load_balancer_ips("192.168.10.240");
+  // The web service says its policies (an agent of this version always does), dns does not.
+  list.mutable_services(0)->set_session_affinity("ClientIP");
+  list.mutable_services(0)->set_session_affinity_timeout_seconds(600);
+  list.mutable_services(0)->set_external_traffic_policy("Local");
+  list.mutable_services(0)->set_internal_traffic_policy("Cluster");
+  list.mutable_services(0)->mutable_backends(0)->set_node_name("k3s-1");
+  list.mutable_services(0)->mutable_backends(0)->set_local(true);
   EXPECT_EQ(formatServiceList(list),
             "NAME          PROTOCOL   PORT   CLUSTER-IP   NODE-PORT   EXTERNAL-IPS      LB-IPS"
-            "           BACKENDS\n"
+            "           AFFINITY          ETP/ITP         BACKENDS\n"
             "default/dns   UDP        53     -            -           -                 "
-            "192.168.10.240   -\n"
+            "192.168.10.240   -                 -               -\n"
             "default/web   TCP        80     10.43.0.10   30080       1.2.3.4,1.2.3.5   -"
-            "                10.0.1.5:8080,10.0.2.7:8080 (terminating)\n");
+            "                ClientIP (600s)   Local/Cluster   10.0.1.5:8080 @k3s-1 (local),10.0.2.7:8080 (terminating)\n");
 }
 
 TEST(AgentctlServices, GetIsAKeyValueBlockWithOneBackendPerLine) {
