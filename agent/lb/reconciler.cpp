@@ -442,6 +442,15 @@ Status Reconciler::commit(Prepared& p) {
       case MapOp::Kind::DeleteRevNat:
         if (auto it = applied_.revNat.find(op.revNatId); it != applied_.revNat.end()) before.revNat.insert(*it);
         break;
+      case MapOp::Kind::UpsertAffinityMatch:
+      case MapOp::Kind::DeleteAffinityMatch:
+        if (auto it = applied_.affinityMatch.find(op.match); it != applied_.affinityMatch.end())
+          before.affinityMatch.insert(*it);
+        break;
+      case MapOp::Kind::UpsertMaglev:
+      case MapOp::Kind::DeleteMaglev:
+        if (auto it = applied_.maglev.find(op.svcKey); it != applied_.maglev.end()) before.maglev.insert(*it);
+        break;
       default:
         if (auto it = applied_.services.find(op.svcKey); it != applied_.services.end()) before.services.insert(*it);
     }
