@@ -59,10 +59,14 @@ void HostTest::SetUp() {
   sizes_.ct = kCtMainMax;
   sizes_.ctEmbryonic = kCtSynMax;
   sizes_.nodes = 64;
+  sizes_.affinity = 1024;
+  sizes_.affinityMatch = 1024;
+  sizes_.maglev = 64;
   datapath::HostParams p;
   p.device = "ens192";
   p.ifindex = env().ens192Ifindex;
   p.nodeIp = Ipv4{kNodeIp};
+  p.lb = lbParams();
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());

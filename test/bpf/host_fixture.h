@@ -104,6 +104,11 @@ class HostTest : public ::testing::Test {
   // Where this test's maps are pinned, and the sizes they were created with: another object
   // loaded with both (datapath::sizeMaps) shares the program's maps.
   const std::string& pinDir() const { return pinDir_; }
+  // fd of one of the program's maps by name (NP_MAP_*), for cases that program it another way
+  // (the agent's own reconciler, say).
+  int mapFd(const std::string& name) const { return prog_->mapFd(name); }
+  // Backend selection the program is loaded with (np_lb_config); a fixture may override it.
+  virtual datapath::LbParams lbParams() const { return {}; }
   const datapath::MapSizes& mapSizes() const { return sizes_; }
 
   // The embryonic table's size in this fixture (small, so a test can overflow it).
