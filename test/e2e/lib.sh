@@ -588,3 +588,28 @@ expect_no_service() {
   echo "expected no service $2 on $1, saw: $(jq -c --arg n "$2" '.services[]? | select(.name == $n)' <<<"$out")"
   return 1
 }
+
+# expect_one_backend <N>: all N attempts of the last run were answered by one backend (which one
+# is in E2E_ONE_ID afterwards).
+expect_one_backend() {
+  local ids
+  ids=$(grep -E '^id=' "$E2E_OUT" || true)
+  E2E_ONE_ID=$(sed -n 's/^id=\(.*\) count=.*/\1/p' <<<"$ids" | head -n 1)
+  if [[ $(grep -c . <<<"$ids") -eq 1 && $ids == *" count=$1" ]]; then
+    return 0
+  fi
+  echo "expected one backend to answer all $1 attempts, saw: ${ids//$'\n'/, }"
+  e2e__seen
+  return 1
+}
+
+# expect_backends_at_least <K>: the last run was answered by at least K different backends.
+expect_backends_at_least() {
+  local n
+  n=$(grep -cE '^id=' "$E2E_OUT" || true)
+  if ((n >= $1)); then
+    return 0
+  fi
+  echo "expected at least $1 backends to answer, saw $n: $(grep -E '^id=' "$E2E_OUT" | tr '\n' ' ')"
+  return 1
+}

@@ -61,6 +61,7 @@ constexpr std::string_view kUsage =
     "  nptraffic serve --id NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]\n"
     "  nptraffic connect ADDR:PORT [--udp] [--count N] [--timeout-ms T] [--payload STR]\n"
     "                    [--verbose] [--connect-only] [--interval-ms T]\n"
+    "                    [--source-port P]   (UDP: attempt N from port P+N-1, printed as sport=.. id=..)\n"
     "  nptraffic hold ADDR:PORT [--timeout-ms T]\n"
     "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n";
 
@@ -278,6 +279,7 @@ struct ConnectOptions {
   bool verbose = false;
   bool connectOnly = false;
   int intervalMs = 0;  // between the starts of two attempts
+  uint16_t sourcePort = 0;  // UDP: attempt N sends from sourcePort + N - 1 (0: any port)
 };
 
 struct HoldOptions {
@@ -358,6 +360,8 @@ ConnectOptions parseConnect(ArgCursor& args) {
       o.connectOnly = true;
     } else if (tok == "--interval-ms") {
       o.intervalMs = static_cast<int>(parseNumber(args.value(tok), 0, 60'000, "--interval-ms"));
+    } else if (tok == "--source-port") {
+      o.sourcePort = static_cast<uint16_t>(parseNumber(args.value(tok), 1024, 65535, "--source-port"));
     } else if (!tok.starts_with("-") && !target) {
       target = parseEndpoint(tok);
     } else {
@@ -371,6 +375,8 @@ ConnectOptions parseConnect(ArgCursor& args) {
     throw UsageError("--payload must not contain CR or LF");
   }
   if (o.connectOnly && o.udp) throw UsageError("--connect-only is TCP only");
+  if (o.sourcePort && !o.udp) throw UsageError("--source-port is UDP only");
+  if (o.sourcePort && o.sourcePort + o.count - 1 > 65535) throw UsageError("--source-port + --count passes 65535");
   return o;
 }
 
@@ -545,10 +551,17 @@ Result<std::string> tcpAttempt(const ConnectOptions& o) {
 // comes back from the backend address instead of the service address (missing reverse NAT)
 // counts as no reply, exactly as it would for a real client. It also turns an ICMP port
 // unreachable into ECONNREFUSED.
-Result<std::string> udpAttempt(const ConnectOptions& o) {
+Result<std::string> udpAttempt(const ConnectOptions& o, uint16_t sourcePort) {
   Deadline deadline(o.timeoutMs);
   Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return sysError("socket");
+  if (sourcePort) {
+    // The same flow (5-tuple) on every run: what a flow-hash choice must map the same way.
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_port = htons(sourcePort);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) return sysError("bind");
+  }
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&o.target), sizeof o.target) != 0) {
     return sysError("connect");
   }
@@ -593,7 +606,8 @@ int runConnect(const ConnectOptions& o) {
       std::this_thread::sleep_until(next);
       next += std::chrono::milliseconds(o.intervalMs);
     }
-    Result<std::string> result = o.udp ? udpAttempt(o) : tcpAttempt(o);
+    const uint16_t sport = o.sourcePort ? static_cast<uint16_t>(o.sourcePort + attempt - 1) : 0;
+    Result<std::string> result = o.udp ? udpAttempt(o, sport) : tcpAttempt(o);
     if (!result.ok()) {
       ++fail;
       std::cerr << "attempt " << attempt << ": " << result.error().text() << "\n";
@@ -613,6 +627,7 @@ int runConnect(const ConnectOptions& o) {
       continue;
     }
     ++ok;
+    if (sport) std::cout << "sport=" << sport << " id=" << reply->id << "\n";
     ++byId[std::string(reply->id)];
     ++byPeerIp[std::string(reply->peer.substr(0, reply->peer.rfind(':')))];
   }
