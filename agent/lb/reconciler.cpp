@@ -88,6 +88,8 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     uint32_t id;
     bool active, local;
     std::string name;
+    np_backend entry;
+    bool fresh;  // its ID was allocated by this expansion
   };
   std::vector<Member> members;
   for (const Backend& b : s.backends) {
@@ -97,13 +99,13 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     be.proto = proto;
     const uint64_t key = backendKey(be.addr, be.port, proto);
     be.state = this->terminating(key, delta) ? NP_BACKEND_TERMINATING : NP_BACKEND_ACTIVE;
+    const bool fresh = !backendIds_.find(key);
     auto id = backendIds_.acquire(key);
     if (!id)
       return Error{ENOSPC, "service " + s.name,
                    "no free backend ID left: all " + count(backendIds_.size()) + " are in use; nothing was changed"};
-    img.backends[*id] = be;
     members.push_back({*id, b.state == BackendState::Active, isLocal(b, node_),
-                       b.addr.str() + "/" + protocolName(s.protocol)});
+                       b.addr.str() + "/" + protocolName(s.protocol), be, fresh});
   }
   // Slots in ID order: the same backends always land in the same slots, whatever order the
   // source lists them in, so a re-sent service changes nothing. Terminating backends are
@@ -133,6 +135,7 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     return *local;
   };
   const bool affinity = s.sessionAffinity == SessionAffinity::ClientIp;
+  bool usedAll = false, usedLocal = false;
 
   for (const Frontend& f : frontendsOf(s, node_)) {
     np_svc_key master = masterKey(f);
@@ -152,6 +155,8 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     if (extLocal) flags2 |= NP_SVC_F2_TWO_SCOPES;
     if (intLocal) flags2 |= NP_SVC_F2_INT_LOCAL;
     View& ext = extLocal || intLocal ? localView() : all;
+    (extLocal || intLocal ? usedLocal : usedAll) = true;
+    usedAll |= extLocal;  // its INT entry
     // Maglev serves the tc path, which only routable frontends see.
     const bool maglev = node_.maglev && routable(f.type) && ext.selectable > 0;
     if (maglev) flags2 |= NP_SVC_F2_MAGLEV;
@@ -167,6 +172,12 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     rn.addr = f.addr.be;
     rn.port = htons(f.port);
     img.revNat[*id] = rn;
+  }
+  // Backend entries for what the service entries name (an iTP=Local ClusterIP-only service
+  // names only its local backends); an ID allocated for one that none names goes back.
+  for (const Member& m : members) {
+    if (usedAll || (usedLocal && m.local)) img.backends[m.id] = m.entry;
+    else if (m.fresh) backendIds_.release(backendKey(m.entry.addr, m.entry.port, m.entry.proto));
   }
   return {};
 }

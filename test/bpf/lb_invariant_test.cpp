@@ -86,6 +86,11 @@ class FaultyMaps final : public LbMaps {
 lb::NodeContext node() {
   lb::NodeContext n;
   n.nodeIps = {Ipv4{kNodeIp}};
+  // Half of the random backends (10.0.1.1-63) are this node's: traffic policy Local has both.
+  n.nodeName = "n1";
+  n.localPodCidr = Cidr::parse("10.0.1.0/26");
+  n.maglev = true;
+  n.maglevTableSize = RealMaps::kTableSize;
   return n;
 }
 
@@ -98,6 +103,13 @@ lb::Service randomService(std::mt19937& rng) {
   s.clusterIp = Ipv4::fromHost(0x0a2b0000u + static_cast<uint32_t>(pick(1, 8)));
   if (pick(0, 3) == 0) s.nodePort = static_cast<uint16_t>(30080 + pick(0, 2));
   if (pick(0, 5) == 0) s.loadBalancerIps = {Ipv4::fromHost(0xc0a81400u + static_cast<uint32_t>(pick(1, 3)))};
+  // The policies: affinity (its match entries), eTP=Local (a second scope), iTP=Local.
+  if (pick(0, 2) == 0) {
+    s.sessionAffinity = lb::SessionAffinity::ClientIp;
+    s.affinityTimeoutSec = static_cast<uint32_t>(pick(1, 86400));
+  }
+  if ((s.nodePort || !s.loadBalancerIps.empty()) && pick(0, 2) == 0) s.externalTrafficPolicy = lb::TrafficPolicy::Local;
+  if (pick(0, 3) == 0) s.internalTrafficPolicy = lb::TrafficPolicy::Local;
   const int n = pick(0, 3) == 0 ? pick(20, 60) : pick(0, 8);
   std::set<int> used;
   for (int i = 0; i < n; ++i) {
