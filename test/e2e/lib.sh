@@ -613,3 +613,16 @@ expect_backends_at_least() {
   echo "expected at least $1 backends to answer, saw $n: $(grep -E '^id=' "$E2E_OUT" | tr '\n' ' ')"
   return 1
 }
+
+# expect_reconcile_clean <node>: a whole-map reconcile now finds nothing to repair (the maps are
+# what the model says: after a restart, what the agent adopted).
+expect_reconcile_clean() {
+  local out
+  out=$(agentctl_json "$1" reconcile) || { echo "agentctl reconcile failed on $1: $out"; return 1; }
+  if jq -e '.report | (.missing // 0) == 0 and (.drifted // 0) == 0 and (.orphans // 0) == 0 and (.error // "") == ""' \
+    <<<"$out" >/dev/null; then
+    return 0
+  fi
+  echo "expected a clean reconcile on $1, saw: $(jq -c .report <<<"$out")"
+  return 1
+}

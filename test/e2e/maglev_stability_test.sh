@@ -120,5 +120,23 @@ new_per_tuple() {
 }
 check "new-per-tuple flows: about 1/10 move (the removed backend's), hardly any other" new_per_tuple
 
+# A restarted agent adopts the tables: nothing to repair, the flows keep their backends.
+require "restart node 1's agent" lab_agent_stop n1 TERM
+require "...start it again with maglev" lab_agent_start n1 --bpf-lb-algorithm maglev --bpf-lb-maglev-table-size 16381
+require "...ready" lab_agent_wait n1 30
+check "the restarted agent's whole-map reconcile (tables included) finds nothing to repair" expect_reconcile_clean n1
+tables_counted() {
+  agentctl_json n1 status | jq -e '[.maps[] | select(.name == "np_maglev4_v1")][0].entries == 1' >/dev/null ||
+    { echo "status: $(agentctl_json n1 status | jq -c '[.maps[] | select(.name | test("maglev|aff"))]')"; return 1; }
+}
+check "agentctl status counts the one Maglev table (np_maglev4_v1)" tables_counted
+check "set 2 through node 1 after the restart is answered" flows 192.168.10.100 51000 "$d/s2-restart"
+same_after_restart() {
+  read -r m n < <(moved "$d/s2-after" "$d/s2-restart")
+  report "maglev: after node 1's agent restarted, $m of $n flows of set 2 went elsewhere than node 2 sends them"
+  ((n == 200 && m == 0))
+}
+check "...every flow on the backend node 2 sends it to (same table after the restart)" same_after_restart
+
 sed 's/^/  /' "$d/report"
 e2e_finish

@@ -55,6 +55,16 @@ traffic lab_node_exec n1 -- connect 192.168.10.100:30300 --count 10
 check "node 1's own process -> 192.168.10.100:30300 (socket LB, in-cluster): 10/10 succeed via n2-p1" \
   expect_id n2-p1 10
 
+# A restarted agent adopts both scopes: nothing to repair, the policy still holds.
+require "restart node 1's agent" lab_agent_stop n1 TERM
+require "...start it again" lab_agent_start n1
+require "...ready" lab_agent_wait n1 30
+check "the restarted agent's whole-map reconcile finds nothing to repair" expect_reconcile_clean n1
+traffic lab_client_exec -- connect 192.168.10.100:30300 --count 2 --connect-only --timeout-ms 1000
+check "after the restart: client -> node 1:30300 is still dropped" expect_all_fail 2 'connect: timed out'
+traffic lab_node_exec n1 -- connect 192.168.10.100:30300 --count 5
+check "...and node 1's own process still reaches it (5/5)" expect_id n2-p1 5
+
 # The same NodePort with externalTrafficPolicy Cluster on node 1 works there, SNAT'd: the drop
 # above came from the policy.
 require "default/local with externalTrafficPolicy Cluster on n1" \
