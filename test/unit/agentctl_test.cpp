@@ -130,6 +130,48 @@ TEST(AgentctlArgs, UpsertBuildsTheWholeService) {
   EXPECT_EQ(svc.backends(1).state(), pb::TERMINATING);
 }
 
+TEST(AgentctlArgs, UpsertCarriesTheLoadBalancingPolicy) {
+  auto out = parse({"service", "upsert", "default/web", "--port", "80", "--node-port", "30080",
+                    "--session-affinity", "ClientIP", "--session-affinity-timeout", "600",
+                    "--external-traffic-policy", "Local", "--internal-traffic-policy=local",
+                    "--backend", "10.0.1.5:8080,node=k3s-1", "--backend", "10.0.2.7:8080,terminating,node=k3s-2"});
+  ASSERT_TRUE(out.ok()) << out.error;
+  const pb::Service& svc = out.invocation.service;
+  EXPECT_EQ(svc.session_affinity(), "ClientIP");
+  EXPECT_EQ(svc.session_affinity_timeout_seconds(), 600u);
+  EXPECT_EQ(svc.external_traffic_policy(), "Local");
+  EXPECT_EQ(svc.internal_traffic_policy(), "Local");
+  ASSERT_EQ(svc.backends_size(), 2);
+  EXPECT_EQ(svc.backends(0).node_name(), "k3s-1");
+  EXPECT_EQ(svc.backends(0).state(), pb::ACTIVE);
+  EXPECT_EQ(svc.backends(1).node_name(), "k3s-2");
+  EXPECT_EQ(svc.backends(1).state(), pb::TERMINATING);
+
+  auto plain = parse({"service", "upsert", "a", "--port", "53"});
+  ASSERT_TRUE(plain.ok()) << plain.error;
+  EXPECT_EQ(plain.invocation.service.session_affinity(), "") << "the agent applies Kubernetes' defaults";
+
+  auto upsert = [](std::vector<std::string> flags) {
+    std::vector<std::string> args{"service", "upsert", "default/web", "--port", "80"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    return parseError(args);
+  };
+  EXPECT_EQ(upsert({"--session-affinity", "Sticky"}),
+            "--session-affinity: unknown session affinity \"Sticky\" (None, ClientIP)");
+  EXPECT_EQ(upsert({"--session-affinity", "ClientIP", "--session-affinity-timeout", "0"}),
+            "--session-affinity-timeout: \"0\" is not a number of seconds (1-86400)");
+  EXPECT_EQ(upsert({"--session-affinity", "ClientIP", "--session-affinity-timeout", "86401"}),
+            "--session-affinity-timeout: \"86401\" is not a number of seconds (1-86400)");
+  EXPECT_EQ(upsert({"--session-affinity-timeout", "60"}), "--session-affinity-timeout: needs --session-affinity ClientIP");
+  EXPECT_EQ(upsert({"--external-traffic-policy", "Node"}),
+            "--external-traffic-policy: unknown traffic policy \"Node\" (Cluster, Local)");
+  EXPECT_EQ(upsert({"--external-traffic-policy", "Local", "--external-traffic-policy", "Cluster"}),
+            "--external-traffic-policy: given more than once");
+  EXPECT_EQ(upsert({"--backend", "10.0.1.5:80,node="}), "--backend: empty node name in \"10.0.1.5:80,node=\"");
+  EXPECT_EQ(upsert({"--backend", "10.0.1.5:80,terminating,zone=a"}),
+            "--backend: \"10.0.1.5:80,terminating,zone=a\" is not IPv4:PORT[,active|terminating][,node=NAME]");
+}
+
 TEST(AgentctlArgs, UpsertDefaultsToTcp) {
   auto out = parse({"service", "upsert", "a", "--port", "53"});
   ASSERT_TRUE(out.ok()) << out.error;
