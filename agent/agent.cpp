@@ -246,8 +246,18 @@ void Agent::scheduleTrim() {
   trimPending_ = true;
   trimTimer_.expires_after(std::chrono::milliseconds(200));
   trimTimer_.async_wait([this](const boost::system::error_code& ec) {
-    trimPending_ = false;
-    if (!ec) malloc_trim(0);
+    if (ec) {
+      trimPending_ = false;
+      return;
+    }
+    malloc_trim(0);
+    // gRPC frees a large request on its own thread after the handler returned, which on a busy
+    // machine can take longer than the first delay: trim once more a second later.
+    trimTimer_.expires_after(std::chrono::seconds(1));
+    trimTimer_.async_wait([this](const boost::system::error_code& ec2) {
+      trimPending_ = false;
+      if (!ec2) malloc_trim(0);
+    });
   });
 }
 

@@ -140,10 +140,14 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
   for (const Frontend& f : frontendsOf(s, node_)) {
     np_svc_key master = masterKey(f);
     auto id = frontendIds_.acquire(master);
-    if (!id)
+    if (!id) {
+      // The caller releases what went into img; the backend IDs of this service are not there yet.
+      for (const Member& m : members)
+        if (m.fresh) backendIds_.release(backendKey(m.entry.addr, m.entry.port, m.entry.proto));
       return Error{ENOSPC, "service " + s.name,
                    "no free service ID left: all " + count(frontendIds_.size()) +
                        " are in use (a node holds at most 65,535 frontends); nothing was changed"};
+    }
     // From outside (tc) an external frontend of an eTP=Local service reaches this node's
     // backends only; in-cluster clients (the socket LB) use its INT entry with all of them. A
     // ClusterIP of an iTP=Local service has only in-cluster clients: local backends only.
