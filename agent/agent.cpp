@@ -242,23 +242,21 @@ void Agent::scheduleReconcile() {
 }
 
 void Agent::scheduleTrim() {
-  if (trimPending_) return;
-  trimPending_ = true;
+  // Every call restarts the sequence (a pending wait is cancelled): the memory of the request
+  // that asked is freed after this call, by gRPC on its own thread once the handler returned,
+  // which on a busy machine can take a while. So trim 200 ms, 1.2 s and 4.2 s after the last ask.
+  trimRound_ = 0;
   trimTimer_.expires_after(std::chrono::milliseconds(200));
-  trimTimer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) {
-      trimPending_ = false;
-      return;
-    }
-    malloc_trim(0);
-    // gRPC frees a large request on its own thread after the handler returned, which on a busy
-    // machine can take longer than the first delay: trim once more a second later.
-    trimTimer_.expires_after(std::chrono::seconds(1));
-    trimTimer_.async_wait([this](const boost::system::error_code& ec2) {
-      trimPending_ = false;
-      if (!ec2) malloc_trim(0);
-    });
-  });
+  trimTimer_.async_wait([this](const boost::system::error_code& ec) { trimStep(ec); });
+}
+
+void Agent::trimStep(const boost::system::error_code& ec) {
+  if (ec) return;  // cancelled by a newer scheduleTrim()
+  malloc_trim(0);
+  static constexpr std::chrono::milliseconds kNext[] = {std::chrono::milliseconds(1000), std::chrono::milliseconds(3000)};
+  if (trimRound_ >= std::size(kNext)) return;
+  trimTimer_.expires_after(kNext[trimRound_++]);
+  trimTimer_.async_wait([this](const boost::system::error_code& e) { trimStep(e); });
 }
 
 Result<Agent::Applied> Agent::applyChange(lb::Change change) {

@@ -54,8 +54,9 @@ class Agent {
   Result<pb::ReconcileResponse> reconcile();
   Result<pb::StateResponse> state(pb::StateRequest::Action action);
 
-  // Returns freed memory to the system 200 ms from now. The API calls it after a large request's
-  // handler has returned (gRPC frees the request on its own thread after that).
+  // Returns freed memory to the system 200 ms from now, and twice more over the next seconds. The
+  // API calls it after a large request's handler has returned (gRPC frees the request on its own
+  // thread after that).
   void scheduleTrim();
 
   const Config& config() const { return config_; }
@@ -63,6 +64,7 @@ class Agent {
 
  private:
   explicit Agent(boost::asio::io_context& io) : io_(io), reconcileTimer_(io), trimTimer_(io) {}
+  void trimStep(const boost::system::error_code& ec);
 
   enum class StoreState { Ok, Missing, Unreadable };
   struct Applied {
@@ -114,7 +116,7 @@ class Agent {
 
   boost::asio::steady_timer reconcileTimer_;
   boost::asio::steady_timer trimTimer_;
-  bool trimPending_ = false;
+  size_t trimRound_ = 0;  // follow-up trims done since the last scheduleTrim()
 };
 
 }  // namespace np

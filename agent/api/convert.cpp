@@ -85,14 +85,20 @@ pb::Service serviceToProto(const lb::Service& s, const lb::NodeContext* node) {
     pbb->set_address(b.addr.ip.str());
     pbb->set_port(b.addr.port);
     pbb->set_state(b.state == lb::BackendState::Active ? pb::ACTIVE : pb::TERMINATING);
-    pbb->set_node_name(b.nodeName);
+    // Only what differs from the defaults is set: a list of 100,000 services allocates nothing
+    // for fields nobody gave.
+    if (!b.nodeName.empty()) pbb->set_node_name(b.nodeName);
     if (node) pbb->set_local(lb::isLocal(b, *node));
   }
   out.set_source(s.source);
-  out.set_session_affinity(lb::sessionAffinityName(s.sessionAffinity));
-  if (s.sessionAffinity == lb::SessionAffinity::ClientIp) out.set_session_affinity_timeout_seconds(s.affinityTimeoutSec);
-  out.set_external_traffic_policy(lb::trafficPolicyName(s.externalTrafficPolicy));
-  out.set_internal_traffic_policy(lb::trafficPolicyName(s.internalTrafficPolicy));
+  if (s.sessionAffinity == lb::SessionAffinity::ClientIp) {
+    out.set_session_affinity(lb::sessionAffinityName(s.sessionAffinity));
+    out.set_session_affinity_timeout_seconds(s.affinityTimeoutSec);
+  }
+  if (s.externalTrafficPolicy != lb::TrafficPolicy::Cluster)
+    out.set_external_traffic_policy(lb::trafficPolicyName(s.externalTrafficPolicy));
+  if (s.internalTrafficPolicy != lb::TrafficPolicy::Cluster)
+    out.set_internal_traffic_policy(lb::trafficPolicyName(s.internalTrafficPolicy));
   return out;
 }
 

@@ -78,8 +78,8 @@ bool routable(FrontendType t) {
 struct Reconciler::View {
   std::vector<uint32_t> slots;  // selectable first (ID order), then terminating ones kept for draining
   size_t selectable = 0;
-  std::vector<maglev::Member> members;  // the selectable ones, for a Maglev table
-  MaglevTable table;                    // made on first use
+  const FlatMap<uint32_t, np_backend>& entries;  // backend ID -> entry, for a Maglev table's names
+  MaglevTable table;                              // made on first use
 };
 
 Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingUsers* delta) {
@@ -87,7 +87,6 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
   struct Member {
     uint32_t id;
     bool active, local;
-    std::string name;
     np_backend entry;
     bool fresh;  // its ID was allocated by this expansion
   };
@@ -104,14 +103,16 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     if (!id)
       return Error{ENOSPC, "service " + s.name,
                    "no free backend ID left: all " + count(backendIds_.size()) + " are in use; nothing was changed"};
-    members.push_back({*id, b.state == BackendState::Active, isLocal(b, node_),
-                       b.addr.str() + "/" + protocolName(s.protocol), be, fresh});
+    members.push_back({*id, b.state == BackendState::Active, isLocal(b, node_), be, fresh});
   }
   // Slots in ID order: the same backends always land in the same slots, whatever order the
   // source lists them in, so a re-sent service changes nothing. Terminating backends are
   // selectable only when no active one is left.
+  FlatMap<uint32_t, np_backend> entries;
+  if (node_.maglev)
+    for (const Member& m : members) entries.emplace(m.id, m.entry);
   auto view = [&](bool localOnly) {
-    View v;
+    View v{{}, 0, entries, {}};
     std::vector<const Member*> active, terminating;
     for (const Member& m : members)
       if (!localOnly || m.local) (m.active ? active : terminating).push_back(&m);
@@ -119,10 +120,7 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
     std::sort(active.begin(), active.end(), byId);
     std::sort(terminating.begin(), terminating.end(), byId);
     const auto& selectable = active.empty() ? terminating : active;
-    for (const Member* m : selectable) {
-      v.slots.push_back(m->id);
-      v.members.push_back({m->name, m->id});
-    }
+    for (const Member* m : selectable) v.slots.push_back(m->id);
     v.selectable = v.slots.size();
     if (!active.empty())
       for (const Member* m : terminating) v.slots.push_back(m->id);
@@ -131,7 +129,7 @@ Status Reconciler::expandInto(const Service& s, LbImage& img, const TerminatingU
   View all = view(false);
   std::optional<View> local;
   auto localView = [&]() -> View& {
-    if (!local) local = view(true);
+    if (!local) local.emplace(view(true));
     return *local;
   };
   const bool affinity = s.sessionAffinity == SessionAffinity::ClientIp;
@@ -236,7 +234,16 @@ MaglevTable Reconciler::tableFor(const np_svc_key& master, View& v) const {
       return v.table;
     }
   }
-  v.table.ids = std::make_shared<const std::vector<uint32_t>>(maglev::table(v.members, node_.maglevTableSize));
+  // Named as Cilium names them, "ip:port/proto": the same on every node.
+  std::vector<maglev::Member> members;
+  members.reserve(v.selectable);
+  for (size_t i = 0; i < v.selectable; ++i) {
+    const np_backend& be = v.entries.at(v.slots[i]);
+    members.push_back({Endpoint{Ipv4{be.addr}, ntohs(be.port)}.str() + "/" +
+                           protocolName(static_cast<Protocol>(be.proto)),
+                       v.slots[i]});
+  }
+  v.table.ids = std::make_shared<const std::vector<uint32_t>>(maglev::table(std::move(members), node_.maglevTableSize));
   return v.table;
 }
 

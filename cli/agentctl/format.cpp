@@ -218,14 +218,14 @@ std::string counterTable(const pb::StatusResponse& status) {
 
 std::string orDefault(const std::string& s, const char* def) { return s.empty() ? def : s; }
 
-// "ClientIP (10800s)" or "None"; "-" when the agent does not say (an older agent).
+// "ClientIP (10800s)", or "-" for none (the default, which the agent leaves empty).
 std::string affinityText(const pb::Service& svc) {
-  if (svc.session_affinity().empty()) return "-";
+  if (svc.session_affinity().empty() || svc.session_affinity() == "None") return "-";
   if (svc.session_affinity() != "ClientIP") return svc.session_affinity();
   return svc.session_affinity() + " (" + std::to_string(svc.session_affinity_timeout_seconds()) + "s)";
 }
 
-// "Cluster/Local": external, then internal traffic policy.
+// "Cluster/Local": external, then internal traffic policy; "-" for both Cluster (the default).
 std::string policyText(const pb::Service& svc) {
   if (svc.external_traffic_policy().empty() && svc.internal_traffic_policy().empty()) return "-";
   return orDefault(svc.external_traffic_policy(), "Cluster") + "/" + orDefault(svc.internal_traffic_policy(), "Cluster");
