@@ -11,6 +11,8 @@
 #     netns             every namespace suffix created, one a line (lab_down deletes them)
 #     bpffs/            ONE bpffs mount; bpffs/<node> is each node's --bpf-root
 #     <node>/{run,config,agent.log,agent.pid}
+#     <node>/cni/{net.d,bin}  the node's --cni-conf-dir and --cni-bin-dir (bin: links to the
+#                       build's nodepath-cni and Debian's /usr/lib/cni/loopback)
 #     pids/<name>.pid   background processes started by lab_bg (+ <name>.start: start time)
 #     logs/             logs of background processes other than the agents
 #
@@ -315,14 +317,15 @@ lab_agent_start() {
   shift
   bin=$(lab__bin agent) || return 1
   local dir=$LAB_DIR/$node
-  mkdir -p "$dir/run" "$dir/config" || return 1
+  mkdir -p "$dir/run" "$dir/config" "$dir/cni/net.d" "$dir/cni/bin" || return 1
   if [[ -s $dir/agent.log ]]; then
     mv -f "$dir/agent.log" "$dir/agent.log.prev" || return 1
   fi
   lab_bg "agent-$node" "$dir/agent.log" lab_node_exec "$node" "$bin" \
     --node-name "$node" --devices ens192 \
     --bpf-root "$LAB_DIR/bpffs/$node" --cgroup-root "$LAB_CGROOT/$node" \
-    --run-dir "$dir/run" --config-dir "$dir/config" "$@" || return 1
+    --run-dir "$dir/run" --config-dir "$dir/config" \
+    --cni-conf-dir "$dir/cni/net.d" --cni-bin-dir "$dir/cni/bin" "$@" || return 1
   cp "$LAB_DIR/pids/agent-$node.pid" "$dir/agent.pid"
 }
 
