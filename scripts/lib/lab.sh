@@ -298,6 +298,7 @@ lab__bin() { # <name>: path of a built binary, or fail saying so
     agent) p=$LAB_BUILD/agent/nodepath-agent ;;
     agentctl) p=$LAB_BUILD/cli/agentctl/agentctl ;;
     nptraffic) p=$LAB_BUILD/test/tools/nptraffic ;;
+    cni) p=$LAB_BUILD/cli/cni/nodepath-cni ;;
     *) return 1 ;;
   esac
   if [[ ! -x $p ]]; then
@@ -327,6 +328,10 @@ lab_agent_start() {
     --run-dir "$dir/run" --config-dir "$dir/config" \
     --cni-conf-dir "$dir/cni/net.d" --cni-bin-dir "$dir/cni/bin" "$@" || return 1
   cp "$LAB_DIR/pids/agent-$node.pid" "$dir/agent.pid"
+  # The node's CNI bin dir, as a runtime would find it: our plugin and Debian's loopback.
+  local cni
+  if cni=$(lab__bin cni 2>/dev/null); then ln -sfn "$cni" "$dir/cni/bin/nodepath-cni"; fi
+  if [[ -x /usr/lib/cni/loopback ]]; then ln -sfn /usr/lib/cni/loopback "$dir/cni/bin/loopback"; fi
 }
 
 # lab_agent_stop <node> [TERM|KILL]: stop the node's agent (KILL simulates a crash: pins and
