@@ -36,7 +36,8 @@ Manager::Manager(std::string stateDir, routing::Netlink& host)
     NP_LOG_ERROR("endpoint", "stored endpoints not loaded: %s; CNI requests are refused until it is fixed",
                  stateError_.c_str());
   }
-  setPodCidr(std::nullopt);
+  reason_ = stateLoaded_ ? "no pod CIDR for this node: the node list has no entry for it"
+                        : "stored endpoints unreadable: " + stateError_;
 }
 
 void Manager::setReason(std::string why) {
