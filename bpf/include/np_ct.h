@@ -39,6 +39,13 @@ enum np_ct_flags {
 	NP_CT_F_CLOSING   = 1 << 4, /* FIN or RST seen: short lifetime */
 	NP_CT_F_SNAT      = 1 << 5, /* source rewritten to the node (remote backend, SNAT mode) */
 	NP_CT_F_REPLY_SEEN = 1 << 6, /* the reply direction carried a packet (both entries say so) */
+	/* Ingress node, service entry of a DSR flow (lib/dsr.h): DNAT only, the client address kept,
+	 * the DSR option on every TCP SYN and UDP datagram. The flow has no reply entry here: the
+	 * backend's node answers the client itself. */
+	NP_CT_F_DSR       = 1 << 7,
+	/* Backend node, both entries of a flow recorded from a DSR option: client -> backend
+	 * (ingress, no rewrite) and backend -> client (egress, source rewritten to the frontend). */
+	NP_CT_F_DSR_BACKEND = 1 << 8,
 };
 
 struct np_ct_entry {

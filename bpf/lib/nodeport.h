@@ -21,6 +21,7 @@
 #include "lib/ctx.h"
 #include "lib/ct.h"
 #include "lib/drop.h"
+#include "lib/dsr.h"
 #include "lib/fib.h"
 #include "lib/lb.h"
 #include "lib/maps.h"
@@ -40,11 +41,15 @@ const volatile struct np_nodeport_config np_nodeport_cfg = {
 	.snat_port_max = NP_DEFAULT_SNAT_PORT_MAX,
 };
 
-/* Rewrites the packet as entry e says and sends it on its way. */
-static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
-					      const struct np_ct_entry *e, __u32 dir)
+/* Rewrites the packet as entry e says and sends it on its way; with dsr_opt (DSR flows only,
+ * whose packet fits with it: np_dsr_fits()) it leaves with the DSR option for the frontend it was
+ * sent to. */
+static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
+					       const struct np_ct_entry *e, __u32 dir, bool dsr_opt)
 {
 	bool redirect = e->flags & NP_CT_F_REDIRECT;
+	__be32 fe_addr = p->daddr;
+	__be16 fe_port = p->dport;
 	int ret = np_nat_apply(ctx, p, e);
 
 	if (ret < 0)
@@ -53,6 +58,11 @@ static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
 		ret = np_ttl_dec(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
+		if (dsr_opt) {
+			ret = np_dsr_add_opt(ctx, p, fe_addr, fe_port);
+			if (ret < 0)
+				return np_drop(ctx, dir, -ret);
+		}
 		ret = np_fib_redirect(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
@@ -61,6 +71,19 @@ static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
 	}
 	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
 	return ret;
+}
+
+/* Rewrites the packet as entry e says and sends it on its way; a DSR packet too big for its
+ * option becomes an ICMP error instead. */
+static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
+					      const struct np_ct_entry *e, __u32 dir)
+{
+	bool dsr_opt = np_dsr_for(np_nodeport_cfg.lb_mode, p->proto) && np_dsr_wants_opt(e, p);
+	int verdict;
+
+	if (dsr_opt && !np_dsr_fits(ctx, p, dir, &verdict))
+		return verdict;
+	return np_nodeport_forward(ctx, p, e, dir, dsr_opt);
 }
 
 /* An existing service flow stays on its backend while the backend exists (terminating ones
@@ -85,6 +108,7 @@ static __always_inline bool np_nodeport_ct_usable(const struct np_ct_entry *e,
 						  const struct np_pkt *p, __u64 now)
 {
 	return !np_ct_expired(e, now) && !np_ct_reopens(e, p) &&
+	       !(np_dsr_enabled(np_nodeport_cfg.lb_mode) && np_dsr_backend_restarts(e, p)) &&
 	       (!(e->flags & NP_CT_F_SERVICE) || np_nodeport_backend_usable(e, p));
 }
 
@@ -107,6 +131,25 @@ static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pk
 	return np_nodeport_finish(ctx, p, e, dir);
 }
 
+/* First packet of a DSR flow (remote backend, fwd filled in for DNAT): one entry, client ->
+ * frontend, in the embryonic table; no reply entry and no SNAT port (the backend's node answers
+ * the client). A packet too big for the option creates nothing. */
+static __always_inline int np_nodeport_new_dsr_flow(np_ctx_t *ctx, struct np_pkt *p,
+						    struct np_scratch *s, struct np_ct_entry *fwd)
+{
+	bool dsr_opt;
+	int verdict;
+
+	fwd->flags |= NP_CT_F_DSR | NP_CT_F_REDIRECT;
+	dsr_opt = np_dsr_wants_opt(fwd, p);
+	if (dsr_opt && !np_dsr_fits(ctx, p, NP_METRIC_INGRESS, &verdict))
+		return verdict;
+	np_ct_key_from_pkt(&s->fwd_key, p, NP_CT_INGRESS);
+	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, fwd) < 0)
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	return np_nodeport_forward(ctx, p, fwd, NP_METRIC_INGRESS, dsr_opt);
+}
+
 /* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
  * table, translate. Not a frontend: passed untouched. */
 static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
@@ -121,8 +164,11 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	int rc;
 
 	svc = np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto);
-	if (!svc)
+	if (!svc) {
+		if (np_dsr_enabled(np_nodeport_cfg.lb_mode))
+			return np_dsr_backend_ingress(ctx, p, now);
 		return NP_CTX_PASS;
+	}
 	if (!(svc->flags & NP_SVC_F_ROUTABLE))
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_IS_CLUSTER_IP);
 	if (p->frag)
@@ -164,6 +210,8 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		/* Before any state is created: a packet that cannot be forwarded holds no port. */
 		if (p->ttl <= 1)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
+		if (np_dsr_for(np_nodeport_cfg.lb_mode, p->proto))
+			return np_nodeport_new_dsr_flow(ctx, p, s, &fwd);
 		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		fwd.nat_saddr = np_nodeport_cfg.node_ip;
 		s->rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
