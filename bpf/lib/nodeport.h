@@ -13,7 +13,9 @@
  * service entry stays on the stack on purpose: the verifier tracks stack contents, so it knows
  * which of its rewrites are zero and prunes those branches; from scratch it cannot, and with the
  * entry there too (232 bytes of stack) it walked 474,196 instructions instead of 264,231 (237,496
- * with everything on the stack). */
+ * with everything on the stack). With DSR (lib/dsr.h) the frontend kept for the option costs 16
+ * bytes: 288 of 512 in every mode; the verifier walks 291,335 instructions in snat mode, 18,983
+ * in dsr (no SNAT allocation to explore) and 321,687 in hybrid. */
 #ifndef NP_LIB_NODEPORT_H
 #define NP_LIB_NODEPORT_H
 
