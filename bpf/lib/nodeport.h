@@ -3,9 +3,11 @@
  * hook through the context shim: a packet of a known flow is translated as its conntrack entry
  * says; the first packet to a frontend picks a backend, decides local or remote, creates the flow
  * in the embryonic table and is translated (local: DNAT, handed to the stack; remote: DNAT + SNAT
- * to the node, sent back out through the FIB); replies of SNAT'd flows come back through ingress,
- * replies of local backends through egress. A new flow stays in the embryonic table until its
- * client confirms it (lib/ct.h); established flows are found in the main table with one lookup.
+ * to the node, or in DSR mode DNAT + the DSR option (lib/dsr.h), sent back out through the FIB);
+ * replies of SNAT'd flows come back through ingress, replies of local backends through egress.
+ * A packet for no frontend that carries a DSR option is a flow another node forwarded here: its
+ * replies are translated on egress too. A new flow stays in the embryonic table until its client
+ * confirms it (lib/ct.h); established flows are found in the main table with one lookup.
  *
  * Stack: a new flow's route lookup, reply entry and conntrack keys (144 bytes) live in per-CPU
  * scratch (lib/scratch.h). Verifier figures for tc's np_from_netdev (bench/bpf_stack.sh, kernel
