@@ -29,6 +29,7 @@
 #include "core/nodes.h"
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
+#include "endpoint/pod_network.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
 
@@ -54,6 +55,11 @@ class Agent {
   Result<pb::ReconcileResponse> reconcile();
   Result<pb::StateResponse> state(pb::StateRequest::Action action);
 
+  // The pod network (CNI endpoints, IPAM, node routes, the conflist).
+  endpoint::PodNetwork& podNetwork() { return *pods_; }
+  // The API serves now: the CNI config may be written once the pod network is ready.
+  void apiReady() { pods_->setApiReady(); }
+
   // Returns freed memory to the system 200 ms from now, and twice more over the next seconds. The
   // API calls it after a large request's handler has returned (gRPC frees the request on its own
   // thread after that).
@@ -63,7 +69,7 @@ class Agent {
   std::string socketPath() const { return config_.runDir + "/agent.sock"; }
 
  private:
-  explicit Agent(boost::asio::io_context& io) : io_(io), reconcileTimer_(io), trimTimer_(io) {}
+  explicit Agent(boost::asio::io_context& io) : io_(io), reconcileTimer_(io), trimTimer_(io), nodesTimer_(io) {}
   void trimStep(const boost::system::error_code& ec);
 
   enum class StoreState { Ok, Missing, Unreadable };
@@ -82,6 +88,10 @@ class Agent {
   // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
   Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);
   void scheduleReconcile();
+  // Reads the nodes file of the config directory; applies it when it changed. An unreadable or
+  // invalid file keeps the last good list (status says why).
+  void reloadNodes();
+  void scheduleNodesPoll();
   pb::StateStatus stateStatus() const;
   // What `agentctl state accept` would take: the best source that loads, split into the services
   // that validate and the reasons for those that do not.
@@ -100,6 +110,9 @@ class Agent {
   std::unique_ptr<lb::Reconciler> lb_;
   std::unique_ptr<lb::ServiceStore> store_;
   std::vector<NodeEntry> nodes_;
+  std::string nodesText_;   // the nodes file as last applied
+  std::string nodesError_;  // why the current file is not applied
+  std::unique_ptr<endpoint::PodNetwork> pods_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start
@@ -116,6 +129,7 @@ class Agent {
 
   boost::asio::steady_timer reconcileTimer_;
   boost::asio::steady_timer trimTimer_;
+  boost::asio::steady_timer nodesTimer_;
   size_t trimRound_ = 0;  // follow-up trims done since the last scheduleTrim()
 };
 

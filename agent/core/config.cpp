@@ -137,11 +137,11 @@ const std::vector<Key>& keys() {
          c.kubeProxyReplacement = *b;
          return {};
        }},
-      {"bpf-lb-mode", "snat, dsr or hybrid", false,
+      {"bpf-lb-mode", "remote backends: snat, dsr (IP option) or hybrid (DSR for TCP, SNAT for UDP)", false,
        [](Config& c, const std::string& v) -> Status {
          if (v == "snat") c.lbMode = LbMode::Snat;
-         else if (v == "dsr" || v == "hybrid")
-           return bad("bpf-lb-mode", v, "is not supported by this build yet (snat)");
+         else if (v == "dsr") c.lbMode = LbMode::Dsr;
+         else if (v == "hybrid") c.lbMode = LbMode::Hybrid;
          else return bad("bpf-lb-mode", v, "is not a load-balancing mode (snat, dsr, hybrid)");
          return {};
        }},
@@ -267,6 +267,18 @@ const std::vector<Key>& keys() {
          auto d = parseDuration("lb-reconcile-interval", v, std::chrono::seconds(1), std::chrono::hours(24));
          if (!d) return d.error();
          c.lbReconcileIntervalSec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+         return {};
+       }},
+      {"cni-conf-dir", "CNI config directory: 05-nodepath.conflist is written there once the agent is ready", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("cni-conf-dir", v, "is not an absolute path");
+         c.cniConfDir = v;
+         return {};
+       }},
+      {"cni-bin-dir", "CNI plugin directory the runtime runs nodepath-cni from (checked, shown in status)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("cni-bin-dir", v, "is not an absolute path");
+         c.cniBinDir = v;
          return {};
        }},
       {"log-level", "debug, info, warn, error", false,

@@ -1,9 +1,7 @@
 #include "datapath/datapath.h"
 
 #include <fcntl.h>
-#include <ifaddrs.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "np_abi.h"
+#include "routing/netlink.h"
 
 namespace np::datapath {
 
@@ -27,27 +26,23 @@ const char* metricDirectionName(uint32_t dir) {
   return "?";
 }
 
+// Device discovery goes through rtnetlink (libmnl): one dump of links and one of addresses.
 Result<DeviceInfo> deviceInfo(const std::string& name) {
+  auto nl = routing::Netlink::open();
+  if (!nl) return nl.error();
+  auto link = (*nl)->linkByName(name);
+  if (!link) return link.error();
+  if (!*link) return Error{ENODEV, "find device " + name, {}};
   DeviceInfo d;
   d.name = name;
-  d.ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-  if (d.ifindex == 0) return sysError("find device " + name);
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return sysError("open socket");
-  ifreq ifr{};
-  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
-  int rc = ioctl(s, SIOCGIFHWADDR, &ifr);
-  close(s);
-  if (rc < 0) return sysError("read MAC of " + name);
-  std::copy_n(reinterpret_cast<uint8_t*>(ifr.ifr_hwaddr.sa_data), 6, d.mac.begin());
-  ifaddrs* ifa = nullptr;
-  if (getifaddrs(&ifa) == 0) {
-    for (ifaddrs* a = ifa; a; a = a->ifa_next) {
-      if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || name != a->ifa_name) continue;
-      d.ipv4 = Ipv4{reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr};
-      break;
-    }
-    freeifaddrs(ifa);
+  d.ifindex = (*link)->ifindex;
+  d.mac = (*link)->mac;
+  auto addrs = (*nl)->addresses();
+  if (!addrs) return addrs.error();
+  for (const routing::Address& a : *addrs) {
+    if (a.ifindex != d.ifindex) continue;
+    d.ipv4 = a.ip;
+    break;
   }
   if (d.ipv4.isZero()) return error("device " + name, "has no IPv4 address");
   return d;
@@ -55,18 +50,19 @@ Result<DeviceInfo> deviceInfo(const std::string& name) {
 
 std::vector<std::string> autoDevices() {
   std::vector<std::string> out;
-  ifaddrs* ifa = nullptr;
-  if (getifaddrs(&ifa) != 0) return out;
-  for (ifaddrs* a = ifa; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || !(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK))
-      continue;
-    std::string n = a->ifa_name;
+  auto nl = routing::Netlink::open();
+  if (!nl) return out;
+  auto links = (*nl)->links();
+  auto addrs = (*nl)->addresses();
+  if (!links || !addrs) return out;
+  for (const routing::Address& a : *addrs) {
+    auto link = std::find_if(links->begin(), links->end(), [&](const routing::Link& l) { return l.ifindex == a.ifindex; });
+    if (link == links->end() || !link->up() || (link->flags & IFF_LOOPBACK)) continue;
+    const std::string& n = link->name;
     if (n.rfind("lxc", 0) == 0 || n.rfind("np_", 0) == 0) continue;
-    Ipv4 ip{reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr};
-    if (ip.isLoopback() || (ip.host() >> 16) == 0xa9fe) continue;  // link-local
+    if (a.ip.isLoopback() || (a.ip.host() >> 16) == 0xa9fe) continue;  // link-local
     if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
   }
-  freeifaddrs(ifa);
   return out;
 }
 
@@ -125,6 +121,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, NP_DEFAULT_SNAT_PORT_MIN));
     hp.snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
     hp.lb = lb;
+    hp.lbMode = c.lbMode;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));
@@ -153,6 +150,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
                                    dp->pinDir_ + "/links/sock4_" + hook.name));
   return dp;
 }
+
+LbMode Datapath::lbMode() const { return hosts_.empty() ? LbMode::Snat : hosts_.front()->loadedLbMode(); }
 
 Status Datapath::setNodes(const std::vector<NodeEntry>& nodes) {
   auto map = bpf::Map<uint32_t, np_node_val>::of(sock_->mapFd(NP_STR(NP_MAP_NODES)));

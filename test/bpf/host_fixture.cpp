@@ -67,6 +67,7 @@ void HostTest::SetUp() {
   p.ifindex = env().ens192Ifindex;
   p.nodeIp = Ipv4{kNodeIp};
   p.lb = lbParams();
+  p.lbMode = lbMode_;
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());
