@@ -475,6 +475,8 @@ void conntrackStatus(const ct::Gc& gc, pb::StatusResponse& out, std::vector<std:
   g->set_runs(run->number);
   g->set_last_run_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(run->at.time_since_epoch()).count());
+  g->set_last_run_age_ms(static_cast<uint64_t>(std::max<int64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() - run->at).count(), 0)));
   g->set_last_duration_us(static_cast<uint64_t>(run->duration.count()));
   g->set_last_interval_ms(static_cast<uint64_t>(run->covers.count()));
   const std::string last = std::to_string((run->covers.count() + 500) / 1000) + "s";
@@ -491,6 +493,7 @@ void conntrackStatus(const ct::Gc& gc, pb::StatusResponse& out, std::vector<std:
     s->set_gc_deleted_last(t.gcDeleted);
     s->set_created_total(t.createdTotal);
     s->set_promoted_total(t.promotedTotal);
+    s->set_snat_entries(static_cast<uint32_t>(t.snatEntries));
     if (embryonic) {
       if (t.evicted > 0)
         problems.push_back("embryonic conntrack table full: " + std::to_string(t.evicted) +
@@ -537,7 +540,9 @@ pb::StatusResponse Agent::status() const {
   if (hooks.size() != 4) problems.push_back("socket LB: " + std::to_string(hooks.size()) + "/4 hooks attached");
   out.set_socket_lb_cgroup(datapath_->cgroupPath());
   for (const auto& h : hooks) out.add_socket_lb_hooks(h);
-  out.set_lb_mode(lbModeName(config_.lbMode));
+  const LbMode lbMode = datapath_->lbMode();
+  out.set_lb_mode(lbModeName(lbMode));
+  if (lbMode != LbMode::Snat) out.set_dsr_dispatch_mode("IP Option/Extension");
   out.set_backend_selection("Random");
   out.set_node_port_range(std::to_string(config_.nodePortMin) + "-" + std::to_string(config_.nodePortMax));
   out.set_services(static_cast<uint32_t>(lb_->services().size()));

@@ -134,6 +134,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.nodeIp = d.ipv4;
     hp.snatPortMin = dp->snatPorts_.min;
     hp.snatPortMax = dp->snatPorts_.max;
+    hp.lbMode = c.lbMode;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));
@@ -161,6 +162,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
                                    dp->pinDir_ + "/links/sock4_" + hook.name));
   return dp;
 }
+
+LbMode Datapath::lbMode() const { return hosts_.empty() ? LbMode::Snat : hosts_.front()->loadedLbMode(); }
 
 Status Datapath::setNodes(const std::vector<NodeEntry>& nodes) {
   auto map = bpf::Map<uint32_t, np_node_val>::of(sock_->mapFd(NP_STR(NP_MAP_NODES)));

@@ -75,6 +75,9 @@ class Datapath {
   // The conntrack GC over this datapath's tables; runs are scheduled by the caller (ct::GcLoop).
   ct::Gc& conntrackGc() { return *ctGc_; }
   const ct::Gc& conntrackGc() const { return *ctGc_; }
+  // The conntrack tables themselves, for listing. Safe from any thread: reads go straight to the
+  // kernel through map fds that live as long as the datapath.
+  ct::Tables& conntrackTables() { return *ctTables_; }
 
   const std::string& pinDir() const { return pinDir_; }
   const std::string& cgroupPath() const { return cgroupPath_; }
@@ -83,6 +86,8 @@ class Datapath {
   // Source ports of SNAT'd flows (snatPortRange() of the config and the node's ephemeral ports).
   PortRange snatPorts() const { return snatPorts_; }
   const std::vector<DeviceInfo>& devices() const { return devices_; }
+  // The LB mode the loaded tc programs run with (all devices load the same one).
+  LbMode lbMode() const;
 
  private:
   Datapath() = default;

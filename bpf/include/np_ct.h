@@ -39,6 +39,13 @@ enum np_ct_flags {
 	NP_CT_F_CLOSING   = 1 << 4, /* FIN or RST seen: short lifetime */
 	NP_CT_F_SNAT      = 1 << 5, /* source rewritten to the node (remote backend, SNAT mode) */
 	NP_CT_F_REPLY_SEEN = 1 << 6, /* the reply direction carried a packet (both entries say so) */
+	/* Ingress node, service entry of a DSR flow (lib/dsr.h): DNAT only, the client address kept,
+	 * the DSR option on every TCP SYN and UDP datagram. The flow has no reply entry here: the
+	 * backend's node answers the client itself. */
+	NP_CT_F_DSR       = 1 << 7,
+	/* Backend node, both entries of a flow recorded from a DSR option: client -> backend
+	 * (ingress, no rewrite) and backend -> client (egress, source rewritten to the frontend). */
+	NP_CT_F_DSR_BACKEND = 1 << 8,
 };
 
 struct np_ct_entry {
@@ -57,6 +64,79 @@ struct np_ct_entry {
 };
 NP_ASSERT_SIZE(struct np_ct_entry, 48);
 NP_ASSERT_OFFSET(struct np_ct_entry, packets, 32);
+
+/* How the two entries of a flow find each other: pure functions of the ABI, shared by the
+ * datapath (lib/ct.h) and the agent's GC (agent/ct/), so both pair entries the same way. */
+#ifdef __cplusplus
+#define NP_CT_PURE static inline
+#else
+#define NP_CT_PURE static inline __attribute__((always_inline))
+#endif
+
+/* The entry of a flow's client direction, whose reply entry np_ct_peer_key() names: a service
+ * entry, or the client -> backend entry DSR's backend node records. */
+NP_CT_PURE int np_ct_client_entry(const struct np_ct_entry *e)
+{
+	return (e->flags & NP_CT_F_SERVICE) ||
+	       (e->flags & (NP_CT_F_DSR_BACKEND | NP_CT_F_REPLY)) == NP_CT_F_DSR_BACKEND;
+}
+
+/* The key of the other direction of the flow that entry e (found under key) belongs to: a
+ * service entry's reply entry, or a reply entry's service entry. */
+NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key,
+			       const struct np_ct_entry *e)
+{
+	__builtin_memset(pk, 0, sizeof(*pk));
+	pk->proto = key->proto;
+	if ((e->flags & (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) ==
+	    (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) {
+		/* backend node of a DSR flow: the client sends to the backend itself */
+		pk->saddr = key->daddr;
+		pk->sport = key->dport;
+		pk->daddr = key->saddr;
+		pk->dport = key->sport;
+		pk->dir = NP_CT_INGRESS;
+		return;
+	}
+	if (e->flags & NP_CT_F_REPLY) {
+		/* client -> frontend, as ingress saw it */
+		pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
+		pk->sport = e->nat_dport ? e->nat_dport : key->dport;
+		pk->daddr = e->nat_saddr;
+		pk->dport = e->nat_sport;
+		pk->dir = NP_CT_INGRESS;
+		return;
+	}
+	/* backend -> client (egress), or backend -> node SNAT port (ingress); a flow without DNAT
+	 * (DSR's backend node) is answered by the address it was sent to */
+	pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
+	pk->sport = e->nat_dport ? e->nat_dport : key->dport;
+	if (e->flags & NP_CT_F_SNAT) {
+		pk->daddr = e->nat_saddr;
+		pk->dport = e->nat_sport;
+		pk->dir = NP_CT_INGRESS;
+	} else {
+		pk->daddr = key->saddr;
+		pk->dport = key->sport;
+		pk->dir = NP_CT_EGRESS;
+	}
+}
+
+/* True if rev (found under pk, the peer key of service entry e found under key) is e's own reply
+ * entry: it translates back to e's client and frontend. A reply key can outlive its flow and be
+ * reused by another one (a SNAT port reclaimed after its flow expired). */
+NP_CT_PURE int np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_entry *e,
+			      const struct np_ct_key *pk, const struct np_ct_entry *rev)
+{
+	/* DSR's backend node: the two keys mirror each other, no other flow has that reply key */
+	if (e->flags & NP_CT_F_DSR_BACKEND)
+		return (rev->flags & (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) ==
+		       (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND);
+	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
+	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
+	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&
+	       (rev->nat_dport ? rev->nat_dport : pk->dport) == key->sport;
+}
 
 /* Lifetimes, in seconds. Main table: Cilium's defaults. */
 #define NP_CT_LIFETIME_TCP      8000

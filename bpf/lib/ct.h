@@ -113,47 +113,7 @@ static __always_inline void np_ct_init(struct np_ct_entry *e, const struct np_pk
 	e->expires = now + np_ct_lifetime(p->proto, e->flags, true);
 }
 
-/* The key of the other direction of the flow that entry e (found under key) belongs to: a
- * service entry's reply entry, or a reply entry's service entry. */
-static __always_inline void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key,
-					   const struct np_ct_entry *e)
-{
-	__builtin_memset(pk, 0, sizeof(*pk));
-	pk->proto = key->proto;
-	if (e->flags & NP_CT_F_REPLY) {
-		/* client -> frontend, as ingress saw it */
-		pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
-		pk->sport = e->nat_dport ? e->nat_dport : key->dport;
-		pk->daddr = e->nat_saddr;
-		pk->dport = e->nat_sport;
-		pk->dir = NP_CT_INGRESS;
-		return;
-	}
-	/* backend -> client (egress), or backend -> node SNAT port (ingress) */
-	pk->saddr = e->nat_daddr;
-	pk->sport = e->nat_dport;
-	if (e->flags & NP_CT_F_SNAT) {
-		pk->daddr = e->nat_saddr;
-		pk->dport = e->nat_sport;
-		pk->dir = NP_CT_INGRESS;
-	} else {
-		pk->daddr = key->saddr;
-		pk->dport = key->sport;
-		pk->dir = NP_CT_EGRESS;
-	}
-}
-
-/* True if rev (found under pk, the peer key of service entry e found under key) is e's own reply
- * entry: it translates back to e's client and frontend. A reply key can outlive its flow and be
- * reused by another one (a SNAT port reclaimed after its flow expired). */
-static __always_inline bool np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_entry *e,
-					   const struct np_ct_key *pk, const struct np_ct_entry *rev)
-{
-	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
-	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
-	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&
-	       (rev->nat_dport ? rev->nat_dport : pk->dport) == key->sport;
-}
+/* np_ct_peer_key() and np_ct_reply_of() pair a flow's two entries: np_ct.h (the agent uses them too). */
 
 /* Counters of np_ctstat_v1 (NP_MAP_CT_STATS): plain per-CPU adds. */
 static __always_inline struct np_ct_stat *np_ct_stat(__u32 table)
@@ -200,7 +160,7 @@ static __always_inline void np_ct_forget(void *map, __u32 table, const struct np
 	struct np_ct_key pk;
 	struct np_ct_entry *rev;
 
-	if (!(e->flags & NP_CT_F_SERVICE))
+	if (!np_ct_client_entry(e))
 		return;
 	np_ct_peer_key(&pk, key, e);
 	rev = bpf_map_lookup_elem(map, &pk);
@@ -241,11 +201,17 @@ static __always_inline void np_ct_sync_peer(void *map, const struct np_ct_key *k
  * entry after np_ct_refresh(). */
 static __always_inline bool np_ct_confirms(const struct np_ct_entry *e, const struct np_pkt *p)
 {
-	if (!(e->flags & NP_CT_F_SERVICE) || !(e->flags & NP_CT_F_REPLY_SEEN) ||
-	    (e->flags & NP_CT_F_CLOSING))
+	bool tcp_ack = (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK;
+
+	if (e->flags & NP_CT_F_CLOSING)
 		return false;
-	return p->proto != IPPROTO_TCP ||
-	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK;
+	/* The ingress node of a DSR flow never sees its replies: the client confirms by going on
+	 * (TCP: the handshake's ACK; UDP: a second datagram). */
+	if (e->flags & NP_CT_F_DSR)
+		return p->proto == IPPROTO_TCP ? tcp_ack : e->packets > 1;
+	if (!np_ct_client_entry(e) || !(e->flags & NP_CT_F_REPLY_SEEN))
+		return false;
+	return p->proto != IPPROTO_TCP || tcp_ack;
 }
 
 /* Moves a confirmed flow to the main table with the main table's lifetimes: the service entry e
@@ -260,6 +226,13 @@ static __always_inline bool np_ct_promote(const struct np_ct_key *key, struct np
 	struct np_ct_stat *s;
 	__u64 expires = now + np_ct_lifetime(key->proto, e->flags, false);
 
+	if (e->flags & NP_CT_F_DSR) {
+		/* the ingress node of a DSR flow holds no reply entry */
+		e->expires = expires;
+		if (np_ct_insert(&NP_MAP_CT, NP_CT_TABLE_MAIN, key, e) < 0)
+			return false;
+		goto promoted;
+	}
 	np_ct_peer_key(&pk, key, e);
 	rev = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &pk);
 	if (!rev || !np_ct_reply_of(key, e, &pk, rev))
@@ -276,6 +249,7 @@ static __always_inline bool np_ct_promote(const struct np_ct_key *key, struct np
 		return false;
 	}
 	np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &pk);
+promoted:
 	s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
 	if (s)
 		s->promoted++;

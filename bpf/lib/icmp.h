@@ -24,7 +24,9 @@
 #include "np_drop.h"
 
 /* linux/icmp.h pulls in libc headers a BPF build cannot have: the few constants needed. */
-#define NP_ICMP_DEST_UNREACH  3  /* codes 0..15, 4: fragmentation needed */
+#ifndef NP_ICMP_DEST_UNREACH
+#define NP_ICMP_DEST_UNREACH 3   /* codes 0..15, 4: fragmentation needed (lib/icmp_send.h too) */
+#endif
 #define NP_ICMP_TIME_EXCEEDED 11 /* codes 0 (TTL), 1 (reassembly) */
 
 struct np_icmphdr {

@@ -3,9 +3,11 @@
  * hook through the context shim: a packet of a known flow is translated as its conntrack entry
  * says; the first packet to a frontend picks a backend, decides local or remote, creates the flow
  * in the embryonic table and is translated (local: DNAT, handed to the stack; remote: DNAT + SNAT
- * to the node, sent back out through the FIB); replies of SNAT'd flows come back through ingress,
- * replies of local backends through egress. A new flow stays in the embryonic table until its
- * client confirms it (lib/ct.h); established flows are found in the main table with one lookup.
+ * to the node, or in DSR mode DNAT + the DSR option (lib/dsr.h), sent back out through the FIB);
+ * replies of SNAT'd flows come back through ingress, replies of local backends through egress.
+ * A packet for no frontend that carries a DSR option is a flow another node forwarded here: its
+ * replies are translated on egress too. A new flow stays in the embryonic table until its client
+ * confirms it (lib/ct.h); established flows are found in the main table with one lookup.
  *
  * Stack: a new flow's route lookup, reply entry and conntrack keys (144 bytes) live in per-CPU
  * scratch (lib/scratch.h). Verifier figures for tc's np_from_netdev (bench/bpf_stack.sh, kernel
@@ -13,8 +15,10 @@
  * service entry stays on the stack on purpose: the verifier tracks stack contents, so it knows
  * which of its rewrites are zero and prunes those branches; from scratch it cannot, and with the
  * entry there too (232 bytes of stack) it walked 474,196 instructions instead of 264,231 (237,496
- * with everything on the stack). Since the SNAT allocator's tries are a bpf_loop() callback
- * (lib/nat.h): 55,485 instructions, stack 280 + 56 for the callback.
+ * with everything on the stack). With DSR (lib/dsr.h) the frontend kept for the option costs 16
+ * bytes: 288 of 512 in every mode; the verifier walked 291,335 instructions in snat mode, 18,983
+ * in dsr (no SNAT allocation to explore) and 321,687 in hybrid, before the SNAT allocator's tries
+ * became a bpf_loop() callback (lib/nat.h; bench/README.md, SNAT churn, has the figures since).
  *
  * Also here: ICMP errors about translated flows go back translated (lib/icmp.h), fragments of a
  * datagram follow its first one (lib/frag.h), only a SYN opens a TCP flow, and a backend the FIB
@@ -26,6 +30,7 @@
 #include "lib/ctx.h"
 #include "lib/ct.h"
 #include "lib/drop.h"
+#include "lib/dsr.h"
 #include "lib/fib.h"
 #include "lib/icmp.h"
 #include "lib/lb.h"
@@ -46,17 +51,28 @@ const volatile struct np_nodeport_config np_nodeport_cfg = {
 	.snat_port_max = NP_DEFAULT_SNAT_PORT_MAX,
 };
 
-/* Sends a translated packet on its way: to the stack, or (redirect) out through the FIB as this
- * node forwards it. */
-static __always_inline int np_nodeport_send(np_ctx_t *ctx, struct np_pkt *p, bool redirect,
-					    __u32 dir)
+/* Rewrites the packet as entry e says and sends it on its way; with dsr_opt (DSR flows only,
+ * whose packet fits with it: np_dsr_fits()) it leaves with the DSR option for the frontend it was
+ * sent to. */
+static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
+					       const struct np_ct_entry *e, __u32 dir, bool dsr_opt)
 {
-	int ret;
+	bool redirect = e->flags & NP_CT_F_REDIRECT;
+	__be32 fe_addr = p->daddr;
+	__be16 fe_port = p->dport;
+	int ret = np_nat_apply(ctx, p, e);
 
+	if (ret < 0)
+		return np_drop(ctx, dir, -ret);
 	if (redirect) {
 		ret = np_ttl_dec(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
+		if (dsr_opt) {
+			ret = np_dsr_add_opt(ctx, p, fe_addr, fe_port);
+			if (ret < 0)
+				return np_drop(ctx, dir, -ret);
+		}
 		ret = np_fib_redirect(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
@@ -67,16 +83,36 @@ static __always_inline int np_nodeport_send(np_ctx_t *ctx, struct np_pkt *p, boo
 	return ret;
 }
 
-/* Rewrites the packet as entry e says and sends it on its way. */
+/* Rewrites the packet as entry e says and sends it on its way; a DSR packet too big for its
+ * option becomes an ICMP error instead. */
 static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
 					      const struct np_ct_entry *e, __u32 dir)
 {
-	bool redirect = e->flags & NP_CT_F_REDIRECT;
-	int ret = np_nat_apply(ctx, p, e);
+	bool dsr_opt = np_dsr_for(np_nodeport_cfg.lb_mode, p->proto) && np_dsr_wants_opt(e, p);
+	int verdict;
 
-	if (ret < 0)
-		return np_drop(ctx, dir, -ret);
-	return np_nodeport_send(ctx, p, redirect, dir);
+	if (dsr_opt && !np_dsr_fits(ctx, p, dir, &verdict))
+		return verdict;
+	return np_nodeport_forward(ctx, p, e, dir, dsr_opt);
+}
+
+/* Sends a packet translated by other means than np_nat_apply() (an ICMP error) on its way: to the
+ * stack, or (redirect) out through the FIB as this node forwards it. */
+static __always_inline int np_nodeport_send(np_ctx_t *ctx, struct np_pkt *p, bool redirect,
+					    __u32 dir)
+{
+	int ret = NP_CTX_PASS;
+
+	if (redirect) {
+		ret = np_ttl_dec(ctx, p);
+		if (ret < 0)
+			return np_drop(ctx, dir, -ret);
+		ret = np_fib_redirect(ctx, p);
+		if (ret < 0)
+			return np_drop(ctx, dir, -ret);
+	}
+	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
+	return ret;
 }
 
 /* An ICMP error about a packet of a translated flow (lib/icmp.h) goes back the way that flow's
@@ -126,6 +162,7 @@ static __always_inline bool np_nodeport_ct_usable(const struct np_ct_entry *e,
 						  const struct np_pkt *p, __u64 now)
 {
 	return !np_ct_expired(e, now) && !np_ct_reopens(e, p) &&
+	       !(np_dsr_enabled(np_nodeport_cfg.lb_mode) && np_dsr_backend_restarts(e, p)) &&
 	       (!(e->flags & NP_CT_F_SERVICE) || np_nodeport_backend_usable(e, p));
 }
 
@@ -146,6 +183,25 @@ static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pk
 	if (expires)
 		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
 	return np_nodeport_finish(ctx, p, e, dir);
+}
+
+/* First packet of a DSR flow (remote backend, fwd filled in for DNAT): one entry, client ->
+ * frontend, in the embryonic table; no reply entry and no SNAT port (the backend's node answers
+ * the client). A packet too big for the option creates nothing. */
+static __always_inline int np_nodeport_new_dsr_flow(np_ctx_t *ctx, struct np_pkt *p,
+						    struct np_scratch *s, struct np_ct_entry *fwd)
+{
+	bool dsr_opt;
+	int verdict;
+
+	fwd->flags |= NP_CT_F_DSR | NP_CT_F_REDIRECT;
+	dsr_opt = np_dsr_wants_opt(fwd, p);
+	if (dsr_opt && !np_dsr_fits(ctx, p, NP_METRIC_INGRESS, &verdict))
+		return verdict;
+	np_ct_key_from_pkt(&s->fwd_key, p, NP_CT_INGRESS);
+	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, fwd) < 0)
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	return np_nodeport_forward(ctx, p, fwd, NP_METRIC_INGRESS, dsr_opt);
 }
 
 /* Only a SYN opens a TCP connection: any other TCP packet to a frontend that no entry knows
@@ -191,13 +247,11 @@ static __always_inline int np_nodeport_backend_where(np_ctx_t *ctx, const struct
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		return fib->ifindex == np_ctx_ifindex(ctx);
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		/* Too big for the device: a local one gets it from the stack, which answers with
-		 * fragmentation-needed (translated back on egress); redirected, it would be lost. */
-		if (fib->ifindex == np_ctx_ifindex(ctx))
-			return -NP_DROP_FIB_LOOKUP_FAILED;
-		return 0;
+		/* Too big for the device is still a route: to a local device the stack answers with
+		 * fragmentation-needed (translated back on egress); out again, the forward path decides
+		 * (DSR answers it itself). */
+		return fib->ifindex == np_ctx_ifindex(ctx);
 	case BPF_FIB_LKUP_RET_NOT_FWDED:
 		/* A local address, or no route at all: the FIB does not say which. */
 		return np_nodeport_local_addr(be->addr) ? 0 : -NP_DROP_FIB_LOOKUP_FAILED;
@@ -223,8 +277,11 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	int rc;
 
 	svc = np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto);
-	if (!svc)
+	if (!svc) {
+		if (np_dsr_enabled(np_nodeport_cfg.lb_mode))
+			return np_dsr_backend_ingress(ctx, p, now);
 		return NP_CTX_PASS;
+	}
 	if (!(svc->flags & NP_SVC_F_ROUTABLE))
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_IS_CLUSTER_IP);
 	/* A later fragment follows its first one, which had no flow (it was dropped, or its entry is
@@ -265,6 +322,8 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		/* Before any state is created: a packet that cannot be forwarded holds no port. */
 		if (p->ttl <= 1)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
+		if (np_dsr_for(np_nodeport_cfg.lb_mode, p->proto))
+			return np_nodeport_new_dsr_flow(ctx, p, s, &fwd);
 		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		fwd.nat_saddr = np_nodeport_cfg.node_ip;
 		s->rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
@@ -306,7 +365,6 @@ static __always_inline int np_nodeport_ingress(np_ctx_t *ctx, struct np_pkt *p)
 	struct np_ct_entry *e;
 	struct np_ct_key key;
 	__u64 now = np_ct_now();
-
 	bool known = false;
 
 	if (p->proto == IPPROTO_ICMP)

@@ -5,10 +5,12 @@
  * for the same input. It is loaded with host.bpf.o's pin directory and shares its maps. It parses
  * with the shared parser, finds the flow's conntrack entry (main table, then embryonic; read
  * only) and translates and forwards the packet as the entry says (np_nodeport_finish: the address
- * and port rewrite with both checksums, TTL, FIB lookup, MAC rewrite, redirect, metrics).
+ * and port rewrite with both checksums, TTL, FIB lookup, MAC rewrite, redirect, metrics; for a
+ * DSR flow, with .rodata lb_mode set by the test, the option inserted through np_ctx_grow_l3 or
+ * the ICMP fragmentation-needed built through np_ctx_set_len/np_ctx_grow_l2).
  * The whole ingress path (np_nodeport_ingress, new flows included) is not here: that is the XDP
- * entry's (DSR/XDP's work). Compiled for XDP it verifies since the SNAT allocator's tries became
- * a bpf_loop() callback (bench/README.md, SNAT churn: 53,704 instructions, was over the limit). */
+ * entry's (XDP's work). Compiled for XDP it verifies since the SNAT allocator's tries became a
+ * bpf_loop() callback (bench/README.md, SNAT churn: it was over the 1,000,000-instruction limit). */
 #include "lib/ctx_xdp.h"
 #include "lib/drop.h"
 #include "lib/maps.h"
