@@ -97,6 +97,14 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
   NP_LOG_INFO("datapath", "SNAT source ports %s (%s; node-port-range %u-%u, ip_local_port_range %s)",
               snat->str().c_str(), c.snatPorts.size() ? "--bpf-lb-snat-port-range" : "auto", c.nodePortMin,
               c.nodePortMax, ephemeral->str().c_str());
+  // Unconfirmed flows (a SYN flood) hold a SNAT port each, at most ctEmbryonicMax / 2 of them per
+  // backend: a range smaller than twice that can be emptied by a flood.
+  if (snat->size() < c.ctEmbryonicMax)
+    NP_LOG_WARN("datapath",
+                "SNAT source ports %s are %u per backend, fewer than twice the %u unconfirmed flows the embryonic "
+                "conntrack table holds: a SYN flood can take all of them. Narrow net.ipv4.ip_local_port_range "
+                "(e.g. to 32768-49151) or set --bpf-lb-snat-port-range",
+                snat->str().c_str(), snat->size(), c.ctEmbryonicMax / 2);
 
   NP_TRY(fs::ensureBpffs(c.bpfRoot));
   dp->pinDir_ = c.bpfRoot + "/nodepath";
