@@ -51,6 +51,7 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.ctEmbryonic = c.ctEmbryonicMax;
   s.affinity = c.affinityMapMax;
   s.affinityMatch = c.lbMapMax;
+  s.frag = c.fragMapMax;
   return s;
 }
 
@@ -59,8 +60,9 @@ uint32_t MapSizes::of(const std::string& mapName) const {
       {NP_STR(NP_MAP_SERVICES), services}, {NP_STR(NP_MAP_BACKENDS), backends},
       {NP_STR(NP_MAP_REVNAT), revNat},     {NP_STR(NP_MAP_SOCK_REV), sockRev},
       {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
-      {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_AFFINITY), affinity},
-      {NP_STR(NP_MAP_AFFINITY_MATCH), affinityMatch}, {NP_STR(NP_MAP_MAGLEV), maglev},
+      {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_FRAG), frag},
+      {NP_STR(NP_MAP_AFFINITY), affinity}, {NP_STR(NP_MAP_AFFINITY_MATCH), affinityMatch},
+      {NP_STR(NP_MAP_MAGLEV), maglev},
   };
   for (const auto& [name, size] : table)
     if (mapName == name) return size;

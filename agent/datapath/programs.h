@@ -36,6 +36,7 @@ struct MapSizes {
   uint32_t affinity = NP_DEFAULT_AFFINITY_MAX;
   uint32_t affinityMatch = NP_DEFAULT_LB_MAP_MAX;  // at most one per service slot
   uint32_t maglev = NP_DEFAULT_MAGLEV_MAX;
+  uint32_t frag = NP_DEFAULT_FRAG_MAX;
 
   static MapSizes fromConfig(const Config& c);
   // The configured size of a map by its name (NP_MAP_*); 0 for a fixed-size map.

@@ -27,6 +27,7 @@
 #define NP_MAP_CT_EMBRYONIC np_ctsyn4_v1
 #define NP_MAP_CT_STATS   np_ctstat_v1
 #define NP_MAP_NODES      np_nodes4_v1
+#define NP_MAP_FRAG       np_frag4_v1
 #define NP_MAP_METRICS    np_metrics_v1
 #define NP_MAP_AFFINITY   np_affinity4_v1
 #define NP_MAP_AFFINITY_MATCH np_affmatch_v1
@@ -53,6 +54,10 @@
  * round trips longer than a real handshake needs to confirm its flow. */
 #define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
 #define NP_DEFAULT_NODES_MAX     1024          /* not a flag */
+/* bpf-fragments-map-max (Cilium's key and default): datagrams in flight as fragments. An entry is
+ * needed only from a datagram's first fragment to its last, so this is plenty unless fragments
+ * are the normal case. */
+#define NP_DEFAULT_FRAG_MAX      8192
 #define NP_DEFAULT_AFFINITY_MAX  65536         /* bpf-lb-affinity-map-max: (service, client) pairs */
 /* Maglev: one table per routable frontend entry (NodePort on a node IP, external IP, LoadBalancer
  * IP); socket LB never uses one. bpf-lb-maglev-table-size is one of Cilium's primes. */
