@@ -619,7 +619,9 @@ int runSnatChurn(const Options& opt) {
   auto host = unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
   {
     auto maps = unwrap(np::datapath::BpfLbMaps::of(host->mapFd(NP_STR(NP_MAP_SERVICES)), host->mapFd(NP_STR(NP_MAP_BACKENDS)),
-                                                   host->mapFd(NP_STR(NP_MAP_REVNAT))),
+                                                   host->mapFd(NP_STR(NP_MAP_REVNAT)),
+                                                   host->mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
+                                                   host->mapFd(NP_STR(NP_MAP_MAGLEV)), NP_DEFAULT_MAGLEV_TABLE_SIZE),
                        "service maps");
     np::lb::NodeContext node;
     node.nodeIps = {np::Ipv4{ip(kNodeIp)}};
