@@ -28,6 +28,9 @@
 #define NP_MAP_CT_STATS   np_ctstat_v1
 #define NP_MAP_NODES      np_nodes4_v1
 #define NP_MAP_METRICS    np_metrics_v1
+/* Per loaded xdp.bpf.o, unpinned (np_xdp.h). */
+#define NP_MAP_XDP_STATS  np_xdpstat_v1
+#define NP_MAP_XDP_CALLS  np_xdpcall_v1
 
 #define NP_STR_(x) #x
 #define NP_STR(x) NP_STR_(x)

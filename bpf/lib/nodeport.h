@@ -40,20 +40,50 @@ const volatile struct np_nodeport_config np_nodeport_cfg = {
 	.snat_port_max = NP_DEFAULT_SNAT_PORT_MAX,
 };
 
-/* Rewrites the packet as entry e says and sends it on its way. */
-static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
-					      const struct np_ct_entry *e, __u32 dir)
+/* The route of the packet as entry e will leave it: what np_fib_redirect() looks up after the
+ * rewrite, looked up before anything changes. Returns the bpf_fib_lookup() result. */
+static __always_inline int np_nodeport_route(np_ctx_t *ctx, const struct np_pkt *p,
+					     const struct np_ct_entry *e,
+					     struct bpf_fib_lookup *fib)
+{
+	np_fib_init(ctx, p, fib);
+	if (e->nat_saddr)
+		fib->ipv4_src = e->nat_saddr;
+	if (e->nat_daddr)
+		fib->ipv4_dst = e->nat_daddr;
+	if (e->nat_sport)
+		fib->sport = e->nat_sport;
+	if (e->nat_dport)
+		fib->dport = e->nat_dport;
+	return np_ctx_fib_lookup(ctx, fib);
+}
+
+/* Rewrites the packet as entry e says and sends it on its way. fib: the route of the rewritten
+ * packet when the caller has looked it up (np_nodeport_route), else NULL. A hook that cannot
+ * resolve neighbours (XDP) looks the route up before it rewrites anything: without a neighbour
+ * (or any route) the packet goes on untouched (NP_CTX_DEFER) to tc, which resolves it or drops it
+ * with its reason; the flow's state is the same either way. */
+static __always_inline int np_nodeport_finish_routed(np_ctx_t *ctx, struct np_pkt *p,
+						     const struct np_ct_entry *e, __u32 dir,
+						     const struct bpf_fib_lookup *fib)
 {
 	bool redirect = e->flags & NP_CT_F_REDIRECT;
-	int ret = np_nat_apply(ctx, p, e);
+	struct bpf_fib_lookup route;
+	int ret;
 
+	if (redirect && !fib && !NP_CTX_HAS_NEIGH) {
+		if (np_nodeport_route(ctx, p, e, &route) != BPF_FIB_LKUP_RET_SUCCESS)
+			return NP_CTX_DEFER;
+		fib = &route;
+	}
+	ret = np_nat_apply(ctx, p, e);
 	if (ret < 0)
 		return np_drop(ctx, dir, -ret);
 	if (redirect) {
 		ret = np_ttl_dec(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
-		ret = np_fib_redirect(ctx, p);
+		ret = fib ? np_fib_redirect_to(ctx, fib) : np_fib_redirect(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
 	} else {
@@ -61,6 +91,12 @@ static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
 	}
 	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
 	return ret;
+}
+
+static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
+					      const struct np_ct_entry *e, __u32 dir)
+{
+	return np_nodeport_finish_routed(ctx, p, e, dir, NULL);
 }
 
 /* An existing service flow stays on its backend while the backend exists (terminating ones
@@ -89,30 +125,37 @@ static __always_inline bool np_nodeport_ct_usable(const struct np_ct_entry *e,
 }
 
 /* A packet of an unconfirmed flow: translated like any other; the first one that confirms the
- * flow moves it to the main table. */
+ * flow moves it to the main table. fib: as for np_nodeport_finish_routed(). */
 static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pkt *p,
 						     const struct np_ct_key *key,
-						     struct np_ct_entry *e, __u64 now, __u32 dir)
+						     struct np_ct_entry *e, __u64 now, __u32 dir,
+						     const struct bpf_fib_lookup *fib)
 {
 	__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), true);
 	int ret;
 
 	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
-		ret = np_nodeport_finish(ctx, p, e, dir);
+		ret = np_nodeport_finish_routed(ctx, p, e, dir, fib);
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key);
 		return ret;
 	}
 	if (expires)
 		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
-	return np_nodeport_finish(ctx, p, e, dir);
+	return np_nodeport_finish_routed(ctx, p, e, dir, fib);
 }
 
-/* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
- * table, translate. Not a frontend: passed untouched. */
-static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
+/* np_nodeport_new_flow_create(): the flow exists, translate the packet by its service entry. Not
+ * a verdict of any hook. */
+#define NP_NODEPORT_CREATED (-0x1000)
+
+/* First packet of a flow to a frontend: pick a backend and record both directions in the
+ * embryonic table; *fwd is the service entry the packet is then translated by (on tc's stack,
+ * where the verifier knows which of its rewrites are zero). Returns
+ * NP_NODEPORT_CREATED, or the packet's verdict (not a frontend: passed untouched). */
+static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_pkt *p, __u64 now,
+						       struct np_ct_entry *fwd)
 {
 	struct np_scratch *s;
-	struct np_ct_entry fwd;
 	struct np_svc_key svc_key;
 	struct np_svc_val *svc;
 	struct np_backend *be;
@@ -143,18 +186,22 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	rc = np_ctx_fib_lookup(ctx, &s->fib);
 	remote = (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
 		 s->fib.ifindex == np_ctx_ifindex(ctx);
+	/* A hook that cannot resolve the backend's neighbour (XDP) leaves the flow to tc before any
+	 * state exists. */
+	if (remote && rc == BPF_FIB_LKUP_RET_NO_NEIGH && !NP_CTX_HAS_NEIGH)
+		return NP_CTX_DEFER;
 
-	np_ct_init(&fwd, p, now, NP_CT_F_SERVICE);
-	fwd.nat_daddr = be->addr;
-	fwd.nat_dport = be->port;
-	fwd.backend_id = backend_id;
-	fwd.rev_nat_id = svc->rev_nat_id;
-	fwd.packets = 1;
-	fwd.bytes = np_ctx_len(ctx);
+	np_ct_init(fwd, p, now, NP_CT_F_SERVICE);
+	fwd->nat_daddr = be->addr;
+	fwd->nat_dport = be->port;
+	fwd->backend_id = backend_id;
+	fwd->rev_nat_id = svc->rev_nat_id;
+	fwd->packets = 1;
+	fwd->bytes = np_ctx_len(ctx);
 
 	__builtin_memset(&s->rev, 0, sizeof(s->rev));
 	s->rev.flags = NP_CT_F_REPLY;
-	s->rev.expires = fwd.expires;
+	s->rev.expires = fwd->expires;
 	s->rev.backend_id = backend_id;
 	s->rev.rev_nat_id = svc->rev_nat_id;
 	s->rev.nat_saddr = p->daddr;
@@ -164,8 +211,8 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		/* Before any state is created: a packet that cannot be forwarded holds no port. */
 		if (p->ttl <= 1)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
-		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
-		fwd.nat_saddr = np_nodeport_cfg.node_ip;
+		fwd->flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
+		fwd->nat_saddr = np_nodeport_cfg.node_ip;
 		s->rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		s->rev.nat_daddr = p->saddr;
 		s->rev.nat_dport = p->sport;
@@ -174,7 +221,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	/* The reply tuple comes from the one definition the conntrack library uses to pair the two
 	 * directions; for SNAT its destination port is the one allocated below. */
 	np_ct_key_from_pkt(&s->fwd_key, p, NP_CT_INGRESS);
-	np_ct_peer_key(&s->rev_key, &s->fwd_key, &fwd);
+	np_ct_peer_key(&s->rev_key, &s->fwd_key, fwd);
 	if (remote) {
 		__u16 port = np_snat_alloc(ctx, &s->rev_key, &s->rev, bpf_ntohs(p->sport),
 					   np_nodeport_cfg.snat_port_min,
@@ -182,7 +229,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 
 		if (!port)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NAT_NO_MAPPING);
-		fwd.nat_sport = bpf_htons(port);
+		fwd->nat_sport = bpf_htons(port);
 	} else {
 		/* A leftover under this reply key in the main table (its flow's service entry evicted)
 		 * would be found first and keep the new flow from ever being confirmed. */
@@ -191,39 +238,84 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 
-	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, &fwd) < 0) {
+	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, fwd) < 0) {
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
+	return NP_NODEPORT_CREATED;
+}
+
+/* First packet of a flow to a frontend: the flow is created and the packet translated. A hook
+ * that splits the path into tail calls (xdp.bpf.c) calls the two halves itself. */
+static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
+{
+	struct np_ct_entry fwd;
+	int ret = np_nodeport_new_flow_create(ctx, p, now, &fwd);
+
+	if (ret != NP_NODEPORT_CREATED)
+		return ret;
 	return np_nodeport_finish(ctx, p, &fwd, NP_METRIC_INGRESS);
 }
 
+/* The entry of the flow of a packet arriving on the device (key: its tuple as the client or a
+ * remote backend sends it), main table first, then embryonic (*embryonic says which). An entry
+ * that can no longer carry its flow is forgotten. NULL: the packet starts a new flow, or is not
+ * ours. */
+static __always_inline struct np_ct_entry *np_nodeport_ct_find(const struct np_pkt *p,
+								const struct np_ct_key *key,
+								__u64 now, bool *embryonic)
+{
+	struct np_ct_entry *e = bpf_map_lookup_elem(&NP_MAP_CT, key);
+
+	if (e) {
+		if (np_nodeport_ct_usable(e, p, now)) {
+			*embryonic = false;
+			return e;
+		}
+		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, key, e);
+	}
+	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, key);
+	if (e) {
+		if (np_nodeport_ct_usable(e, p, now)) {
+			*embryonic = true;
+			return e;
+		}
+		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key, e);
+	}
+	return NULL;
+}
+
+/* A packet of a known flow (e, found by np_nodeport_ct_find() under key): the entry is kept
+ * alive and the packet translated. fib: as for np_nodeport_finish_routed(). */
+static __always_inline int np_nodeport_ct_hit(np_ctx_t *ctx, struct np_pkt *p,
+					      const struct np_ct_key *key, struct np_ct_entry *e,
+					      bool embryonic, __u64 now,
+					      const struct bpf_fib_lookup *fib)
+{
+	__u64 expires;
+
+	if (embryonic)
+		return np_nodeport_embryonic_hit(ctx, p, key, e, now, NP_METRIC_INGRESS, fib);
+	expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
+	if (expires)
+		np_ct_sync_peer(&NP_MAP_CT, key, e, expires);
+	return np_nodeport_finish_routed(ctx, p, e, NP_METRIC_INGRESS, fib);
+}
+
 /* A parsed packet arriving on the device (tuple as the client or a remote backend sends it):
- * translated by its flow's entry (main table, then embryonic), or the start of a new flow. */
+ * translated by its flow's entry (main table, then embryonic), or the start of a new flow. A hook
+ * that splits the path into tail calls (xdp.bpf.c) calls the two stages itself. */
 static __always_inline int np_nodeport_ingress(np_ctx_t *ctx, struct np_pkt *p)
 {
 	struct np_ct_entry *e;
 	struct np_ct_key key;
 	__u64 now = np_ct_now();
+	bool embryonic = false;
 
 	np_ct_key_from_pkt(&key, p, NP_CT_INGRESS);
-	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
-	if (e) {
-		if (np_nodeport_ct_usable(e, p, now)) {
-			__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
-
-			if (expires)
-				np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
-			return np_nodeport_finish(ctx, p, e, NP_METRIC_INGRESS);
-		}
-		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, &key, e);
-	}
-	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
-	if (e) {
-		if (np_nodeport_ct_usable(e, p, now))
-			return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_INGRESS);
-		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &key, e);
-	}
+	e = np_nodeport_ct_find(p, &key, now, &embryonic);
+	if (e)
+		return np_nodeport_ct_hit(ctx, p, &key, e, embryonic, now, NULL);
 	return np_nodeport_new_flow(ctx, p, now);
 }
 
@@ -247,7 +339,7 @@ static __always_inline int np_nodeport_egress(np_ctx_t *ctx, struct np_pkt *p)
 	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
 	if (!e || np_ct_expired(e, now))
 		return NP_CTX_PASS;
-	return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_EGRESS);
+	return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_EGRESS, NULL);
 }
 
 #endif /* NP_LIB_NODEPORT_H */

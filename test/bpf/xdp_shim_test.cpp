@@ -97,13 +97,13 @@ TEST_F(XdpShimTest, RemoteBackendRewriteMatchesTc) {
   const PacketBuilder data = clientTcp(kClientPort, kTcpAck | kTcpPsh);
   PacketBuilder want = data;
   want.eth(kEns192Mac, kNode2Mac).ipSrc(kNodeIp).srcPort(snatPort).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63);
-  expectXdpLikeTc(data.build(), want.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+  expectXdpLikeTc(data.build(), want.build(), XDP_TX, TC_ACT_REDIRECT);
   EXPECT_TRUE(checksumsOk(want.build()));
 
   const PacketBuilder reply = remotePodTcp(kRemotePodA, snatPort, kTcpAck | kTcpPsh);
   PacketBuilder wantReply = reply;
   wantReply.eth(kEns192Mac, kClientMac).ipSrc(kNodeIp).srcPort(kNodePort).ipDst(kClientIp).dstPort(kClientPort).ttl(62);
-  expectXdpLikeTc(reply.build(), wantReply.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+  expectXdpLikeTc(reply.build(), wantReply.build(), XDP_TX, TC_ACT_REDIRECT);
 }
 
 // A local backend: DNAT only, the packet goes on to the stack (MACs and TTL untouched), here for
@@ -151,7 +151,7 @@ TEST_F(XdpShimTest, UdpChecksumsMatchTc) {
     const PacketBuilder in = datagram(0x1234);
     const Bytes want = translated(in).build();
     ASSERT_NE(udpCheck(in.build()), 0);
-    expectXdpLikeTc(in.build(), want, XDP_REDIRECT, TC_ACT_REDIRECT);
+    expectXdpLikeTc(in.build(), want, XDP_TX, TC_ACT_REDIRECT);
   }
   {
     SCOPED_TRACE("no checksum");
@@ -159,7 +159,7 @@ TEST_F(XdpShimTest, UdpChecksumsMatchTc) {
     in.l4Checksum(0);
     PacketBuilder want = translated(in);
     want.l4Checksum(0);
-    expectXdpLikeTc(in.build(), want.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+    expectXdpLikeTc(in.build(), want.build(), XDP_TX, TC_ACT_REDIRECT);
   }
   {
     SCOPED_TRACE("rewritten checksum is zero");
@@ -170,7 +170,7 @@ TEST_F(XdpShimTest, UdpChecksumsMatchTc) {
     ASSERT_LE(word, 0xffffu) << "no payload gives a zero checksum";
     const PacketBuilder in = datagram(static_cast<uint16_t>(word));
     ASSERT_NE(udpCheck(in.build()), 0xffff) << "the input must not already carry the special value";
-    expectXdpLikeTc(in.build(), translated(in).build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+    expectXdpLikeTc(in.build(), translated(in).build(), XDP_TX, TC_ACT_REDIRECT);
   }
 }
 
