@@ -149,12 +149,18 @@ const std::vector<Key>& keys() {
          if (v == "maglev") return bad("bpf-lb-algorithm", v, "is not supported by this build yet (random)");
          return bad("bpf-lb-algorithm", v, "is not an algorithm (random, maglev)");
        }},
-      {"bpf-lb-acceleration", "XDP acceleration: disabled", false,
-       [](Config&, const std::string& v) -> Status {
-         if (v == "disabled") return {};
-         if (v == "native" || v == "best-effort")
-           return bad("bpf-lb-acceleration", v, "is not supported by this build yet (disabled)");
-         return bad("bpf-lb-acceleration", v, "is not an acceleration mode (disabled, native, best-effort)");
+      {"bpf-lb-acceleration",
+       "XDP acceleration on the devices: disabled, native (refuse to start where a device cannot take native XDP) "
+       "or best-effort (tc alone on such a device)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v == "disabled") c.lbAcceleration = LbAcceleration::Disabled;
+         else if (v == "native") c.lbAcceleration = LbAcceleration::Native;
+         else if (v == "best-effort") c.lbAcceleration = LbAcceleration::BestEffort;
+         else if (v == "generic")
+           return bad("bpf-lb-acceleration", v, "is not supported: generic XDP is slower than tc (native, best-effort, disabled)");
+         else return bad("bpf-lb-acceleration", v, "is not an acceleration mode (disabled, native, best-effort)");
+         return {};
        }},
       {"node-port-range", "NodePort range MIN-MAX", false,
        [](Config& c, const std::string& v) -> Status {
@@ -270,6 +276,15 @@ const char* lbModeName(LbMode m) {
     case LbMode::Snat: return "SNAT";
     case LbMode::Dsr: return "DSR";
     case LbMode::Hybrid: return "Hybrid";
+  }
+  return "?";
+}
+
+const char* lbAccelerationName(LbAcceleration a) {
+  switch (a) {
+    case LbAcceleration::Disabled: return "Disabled";
+    case LbAcceleration::Native: return "Native";
+    case LbAcceleration::BestEffort: return "Best-Effort";
   }
   return "?";
 }

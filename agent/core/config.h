@@ -17,6 +17,9 @@
 namespace np {
 
 enum class LbMode { Snat, Dsr, Hybrid };
+// bpf-lb-acceleration: XDP on the native devices. Native refuses to start on a device that cannot
+// take XDP in driver mode; BestEffort falls back to tc alone for that device.
+enum class LbAcceleration { Disabled, Native, BestEffort };
 
 struct Config {
   std::string nodeName;                 // node-name
@@ -28,6 +31,7 @@ struct Config {
   std::string configDir;                // config-dir
   bool kubeProxyReplacement = true;     // kube-proxy-replacement
   LbMode lbMode = LbMode::Snat;         // bpf-lb-mode
+  LbAcceleration lbAcceleration = LbAcceleration::Disabled;  // bpf-lb-acceleration
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // node-port-range
   uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
   uint32_t lbMapMax = NP_DEFAULT_LB_MAP_MAX;  // bpf-lb-map-max: service and backend entries
@@ -46,6 +50,8 @@ struct Config {
 };
 
 const char* lbModeName(LbMode m);  // "SNAT", "DSR", "Hybrid"
+// As `cilium status` prints it: "Disabled", "Native", "Best-Effort".
+const char* lbAccelerationName(LbAcceleration a);
 
 // Parses argv (without argv[0]). Returns an error naming the flag and what is wrong; help is
 // reported as an Error with context "help" so main can print usage and exit 0.
