@@ -475,6 +475,8 @@ void conntrackStatus(const ct::Gc& gc, pb::StatusResponse& out, std::vector<std:
   g->set_runs(run->number);
   g->set_last_run_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(run->at.time_since_epoch()).count());
+  g->set_last_run_age_ms(static_cast<uint64_t>(std::max<int64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() - run->at).count(), 0)));
   g->set_last_duration_us(static_cast<uint64_t>(run->duration.count()));
   g->set_last_interval_ms(static_cast<uint64_t>(run->covers.count()));
   const std::string last = std::to_string((run->covers.count() + 500) / 1000) + "s";
@@ -491,6 +493,7 @@ void conntrackStatus(const ct::Gc& gc, pb::StatusResponse& out, std::vector<std:
     s->set_gc_deleted_last(t.gcDeleted);
     s->set_created_total(t.createdTotal);
     s->set_promoted_total(t.promotedTotal);
+    s->set_snat_entries(static_cast<uint32_t>(t.snatEntries));
     if (embryonic) {
       if (t.evicted > 0)
         problems.push_back("embryonic conntrack table full: " + std::to_string(t.evicted) +

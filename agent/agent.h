@@ -47,6 +47,8 @@ class Agent {
   // Every service in name order, in pages of at most `pageSize`.
   std::vector<pb::ListServicesResponse> listServices(size_t pageSize) const;
   Result<pb::ListLbResponse> listLb() const;
+  // The conntrack tables for `bpf ct list`: read from any thread (see Datapath::conntrackTables).
+  ct::Tables& conntrackTables() { return datapath_->conntrackTables(); }
   pb::ListNodesResponse listNodes() const;
   pb::StatusResponse status() const;
   Result<pb::ReconcileResponse> reconcile();

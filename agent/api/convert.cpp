@@ -1,5 +1,11 @@
 #include "api/convert.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <string>
+#include <utility>
+
 namespace np::api {
 
 Result<lb::Service> serviceFromProto(const pb::Service& in) {
@@ -63,6 +69,52 @@ pb::Service serviceToProto(const lb::Service& s) {
     pbb->set_state(b.state == lb::BackendState::Active ? pb::ACTIVE : pb::TERMINATING);
   }
   out.set_source(s.source);
+  return out;
+}
+
+namespace {
+
+std::string tcpFlagNames(uint8_t f) {
+  static constexpr std::pair<uint8_t, const char*> kNames[] = {
+      {0x02, "SYN"}, {0x10, "ACK"}, {0x08, "PSH"}, {0x01, "FIN"}, {0x04, "RST"}, {0x20, "URG"}, {0x40, "ECE"}, {0x80, "CWR"}};
+  std::string out;
+  for (const auto& [bit, name] : kNames) {
+    if (!(f & bit)) continue;
+    if (!out.empty()) out += "|";
+    out += name;
+  }
+  return out;
+}
+
+}  // namespace
+
+pb::CtEntry ctEntryToProto(np_ct_table t, const np_ct_key& k, const np_ct_entry& e, uint64_t nowNs) {
+  pb::CtEntry out;
+  out.set_table(t == NP_CT_TABLE_EMBRYONIC ? "embryonic" : "main");
+  out.set_hook(k.dir == NP_CT_EGRESS ? "egress" : "ingress");
+  out.set_protocol(k.proto == IPPROTO_UDP ? pb::UDP : k.proto == IPPROTO_TCP ? pb::TCP : pb::PROTOCOL_UNSPECIFIED);
+  out.set_src(Ipv4{k.saddr}.str());
+  out.set_sport(ntohs(k.sport));
+  out.set_dst(Ipv4{k.daddr}.str());
+  out.set_dport(ntohs(k.dport));
+  if (e.nat_saddr) out.set_xlate_src(Ipv4{e.nat_saddr}.str());
+  out.set_xlate_sport(ntohs(e.nat_sport));
+  if (e.nat_daddr) out.set_xlate_dst(Ipv4{e.nat_daddr}.str());
+  out.set_xlate_dport(ntohs(e.nat_dport));
+  static constexpr std::pair<uint16_t, const char*> kFlags[] = {
+      {NP_CT_F_SERVICE, "service"},        {NP_CT_F_REPLY, "reply"},     {NP_CT_F_SNAT, "snat"},
+      {NP_CT_F_REDIRECT, "redirect"},      {NP_CT_F_SEEN_NON_SYN, "established"},
+      {NP_CT_F_CLOSING, "closing"},        {NP_CT_F_REPLY_SEEN, "reply-seen"}};
+  for (const auto& [bit, name] : kFlags)
+    if (e.flags & bit) out.add_flags(name);
+  out.set_tcp_flags(tcpFlagNames(e.tcp_flags));
+  // Rounded towards expiry: "0s" is still alive, "-1s" is past its lifetime.
+  const int64_t left = static_cast<int64_t>(e.expires) - static_cast<int64_t>(nowNs);
+  out.set_expires_in_s(left >= 0 ? left / 1'000'000'000 : -((-left + 999'999'999) / 1'000'000'000));
+  out.set_backend_id(e.backend_id);
+  out.set_service_id(e.rev_nat_id);
+  out.set_packets(e.packets);
+  out.set_bytes(e.bytes);
   return out;
 }
 

@@ -7,7 +7,10 @@
 #include <future>
 
 #include "agent.grpc.pb.h"
+#include "api/convert.h"
 #include "core/log.h"
+#include "ct/gc.h"
+#include "ct/list.h"
 
 namespace np::api {
 
@@ -84,6 +87,49 @@ class Server::Service final : public pb::Agent::Service {
     }
     if (page.entries_size() > 0 && !writer->Write(page)) return grpc::Status::CANCELLED;
     return grpc::Status::OK;
+  }
+  // Streams while walking the kernel's tables, on this (gRPC) thread: a full table is hundreds of
+  // thousands of entries, and the agent's loop has no part in reading them.
+  grpc::Status ListConntrack(grpc::ServerContext* ctx, const pb::ListConntrackRequest* req,
+                             grpc::ServerWriter<pb::ListConntrackResponse>* writer) override {
+    ct::ListFilter filter;
+    filter.snatOnly = req->snat_only();
+    if (!req->address().empty()) {
+      auto a = Ipv4::parse(req->address());
+      if (!a) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "address \"" + lb::shown(req->address()) + "\" is not an IPv4 address");
+      filter.address = a->be;
+    }
+    if (req->table() == "main") filter.table = NP_CT_TABLE_MAIN;
+    else if (req->table() == "embryonic") filter.table = NP_CT_TABLE_EMBRYONIC;
+    else if (!req->table().empty())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unknown table \"" + lb::shown(req->table()) + "\" (main, embryonic)");
+    ct::Tables& tables = *onLoop([&] { return &agent_.conntrackTables(); });
+    const uint64_t now = ct::monotonicCoarseNs();
+    pb::ListConntrackResponse page;
+    size_t bytes = 0;
+    bool cancelled = false;
+    auto flush = [&] {
+      if (page.entries_size() == 0 || cancelled) return;
+      if (ctx->IsCancelled() || !writer->Write(page)) cancelled = true;
+      page.Clear();
+      bytes = 0;
+    };
+    for (np_ct_table t : {NP_CT_TABLE_MAIN, NP_CT_TABLE_EMBRYONIC}) {
+      if (filter.table && *filter.table != t) continue;
+      np::Status st = tables.walk(t, [&](const np_ct_key* keys, const np_ct_entry* entries, uint32_t n) {
+        for (uint32_t i = 0; i < n && !cancelled; ++i) {
+          if (!ct::matches(filter, t, keys[i], entries[i])) continue;
+          pb::CtEntry* e = page.add_entries();
+          *e = ctEntryToProto(t, keys[i], entries[i], now);
+          bytes += e->ByteSizeLong();
+          if (bytes >= kPageBytes) flush();
+        }
+      });
+      if (cancelled) return grpc::Status::CANCELLED;
+      if (!st) return toGrpc(st.error());
+    }
+    flush();
+    return cancelled ? grpc::Status::CANCELLED : grpc::Status::OK;
   }
   grpc::Status Reconcile(grpc::ServerContext*, const pb::ReconcileRequest*, pb::ReconcileResponse* resp) override {
     return reply(resp, [&] { return agent_.reconcile(); });

@@ -18,6 +18,7 @@ class BpfTables final : public Tables {
   uint32_t maxEntries(np_ct_table t) const override { return maps_[t].info().maxEntries; }
   Status walk(np_ct_table t, const Chunk& fn) override;
   Result<uint64_t> remove(np_ct_table t, const std::vector<np_ct_key>& keys) override;
+  std::optional<np_ct_entry> lookup(np_ct_table t, const np_ct_key& key) override { return maps_[t].lookup(key); }
   Result<Counters> counters() override;
 
  private:

@@ -1,5 +1,8 @@
 #include "ct/gc.h"
 
+#include <boost/container_hash/hash.hpp>
+#include <cstring>
+
 #include <time.h>
 
 #include <algorithm>
@@ -35,6 +38,86 @@ std::chrono::milliseconds nextInterval(const Run& run, std::chrono::milliseconds
 
 Gc::Gc(Tables& tables, std::function<uint64_t()> monoNs) : tables_(tables), monoNs_(std::move(monoNs)) {}
 
+namespace {
+
+// The identity of an entry: what it translates to and for which flow; not its counters or expiry,
+// which traffic changes.
+bool sameFlow(const np_ct_entry& a, const np_ct_entry& b) {
+  constexpr uint16_t kKind = NP_CT_F_SERVICE | NP_CT_F_REPLY | NP_CT_F_SNAT;
+  return a.nat_saddr == b.nat_saddr && a.nat_daddr == b.nat_daddr && a.nat_sport == b.nat_sport &&
+         a.nat_dport == b.nat_dport && a.backend_id == b.backend_id && a.rev_nat_id == b.rev_nat_id &&
+         (a.flags & kKind) == (b.flags & kKind);
+}
+
+}  // namespace
+
+size_t Gc::KeyHash::operator()(const np_ct_key& k) const noexcept {
+  uint64_t w[2];
+  static_assert(sizeof(w) == sizeof(k));
+  std::memcpy(w, &k, sizeof(k));
+  size_t h = boost::hash<uint64_t>{}(w[0]);
+  boost::hash_combine(h, w[1]);
+  return h;
+}
+
+bool Gc::KeyEq::operator()(const np_ct_key& a, const np_ct_key& b) const noexcept {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+// The reply entries of the service entries this run deleted (expired), where they are still that
+// flow's: looked up again now, since the datapath may have given the tuple to a new flow.
+Result<Gc::Removed> Gc::removePeersOf(np_ct_table t, const std::vector<std::pair<np_ct_key, np_ct_entry>>& services) {
+  Removed out;
+  std::vector<np_ct_key> keys;
+  for (const auto& [k, e] : services) {
+    np_ct_key pk;
+    np_ct_peer_key(&pk, &k, &e);
+    auto rev = tables_.lookup(t, pk);
+    if (!rev || !np_ct_reply_of(&k, &e, &pk, &*rev)) continue;
+    keys.push_back(pk);
+    out.keys.insert(pk);
+    if (rev->flags & NP_CT_F_SNAT && rev->expires + kExpiryGraceNs >= monoNs_()) ++out.snat;
+  }
+  if (keys.empty()) return out;
+  auto deleted = tables_.remove(t, keys);
+  if (!deleted) return deleted.error();
+  out.deleted = *deleted;
+  return out;
+}
+
+// Reply entries without their service entry: deleted when the previous run saw the same orphan.
+Result<Gc::Removed> Gc::removeOrphans(np_ct_table t, const std::vector<std::pair<np_ct_key, np_ct_entry>>& replies,
+                                      const KeyMap& servicePeer, const Removed& alreadyGone) {
+  std::vector<std::pair<np_ct_key, np_ct_entry>>& prev = orphans_[t];
+  boost::unordered_flat_map<np_ct_key, np_ct_entry, KeyHash, KeyEq> before;
+  for (const auto& [k, e] : prev) before.emplace(k, e);
+  prev.clear();
+
+  Removed out;
+  std::vector<np_ct_key> keys;
+  for (const auto& [rk, rev] : replies) {
+    if (alreadyGone.keys.contains(rk)) continue;
+    np_ct_key fk;
+    np_ct_peer_key(&fk, &rk, &rev);
+    auto it = servicePeer.find(fk);
+    if (it != servicePeer.end() && KeyEq{}(it->second, rk)) continue;  // its flow is alive
+    auto seen = before.find(rk);
+    if (seen == before.end() || !sameFlow(seen->second, rev)) {
+      prev.emplace_back(rk, rev);
+      continue;
+    }
+    // Orphaned in both runs. A service entry may have arrived since the walk: look once more.
+    if (auto svc = tables_.lookup(t, fk); svc && np_ct_reply_of(&fk, &*svc, &rk, &rev)) continue;
+    keys.push_back(rk);
+    if (rev.flags & NP_CT_F_SNAT) ++out.snat;
+  }
+  if (keys.empty()) return out;
+  auto deleted = tables_.remove(t, keys);
+  if (!deleted) return deleted.error();
+  out.deleted = *deleted;
+  return out;
+}
+
 Result<Run> Gc::runOnce() {
   const auto started = std::chrono::steady_clock::now();
   Run run;
@@ -52,13 +135,30 @@ Result<Run> Gc::runOnce() {
     uint64_t walked = 0;
     Status removeFailed;
     std::vector<np_ct_key> expired;
+    std::vector<std::pair<np_ct_key, np_ct_entry>> deletedServices;  // their reply entries go too
+    std::vector<std::pair<np_ct_key, np_ct_entry>> replies;          // live reply entries
+    KeyMap servicePeer;                                               // live service entry -> its reply key
     // Deleting chunk by chunk keeps the time between seeing an entry expired and deleting it
     // short: the datapath may revive the tuple (a new flow) in between, and would lose it.
     Status st = tables_.walk(t, [&](const np_ct_key* keys, const np_ct_entry* entries, uint32_t n) {
       walked += n;
       expired.clear();
-      for (uint32_t k = 0; k < n; ++k)
-        if (entries[k].expires + kExpiryGraceNs < now) expired.push_back(keys[k]);
+      for (uint32_t k = 0; k < n; ++k) {
+        const np_ct_entry& e = entries[k];
+        if (e.expires + kExpiryGraceNs < now) {
+          expired.push_back(keys[k]);
+          if (e.flags & NP_CT_F_SERVICE) deletedServices.emplace_back(keys[k], e);
+          continue;
+        }
+        if (e.flags & NP_CT_F_SNAT) ++s.snatEntries;
+        if (e.flags & NP_CT_F_SERVICE) {
+          np_ct_key pk;
+          np_ct_peer_key(&pk, &keys[k], &e);
+          servicePeer[keys[k]] = pk;
+        } else if (e.flags & NP_CT_F_REPLY) {
+          replies.emplace_back(keys[k], e);
+        }
+      }
       if (expired.empty() || !removeFailed.ok()) return;
       auto deleted = tables_.remove(t, expired);
       if (!deleted) {
@@ -75,6 +175,19 @@ Result<Run> Gc::runOnce() {
       lastError_ = removeFailed.error().message();
       return removeFailed.error();
     }
+    auto pairs = removePeersOf(t, deletedServices);
+    if (!pairs) {
+      lastError_ = pairs.error().message();
+      return pairs.error();
+    }
+    auto orphans = removeOrphans(t, replies, servicePeer, *pairs);
+    if (!orphans) {
+      lastError_ = orphans.error().message();
+      return orphans.error();
+    }
+    s.gcDeleted += pairs->deleted + orphans->deleted;
+    s.orphansDeleted = orphans->deleted;
+    s.snatEntries -= std::min(s.snatEntries, pairs->snat + orphans->snat);
     s.entries = walked >= s.gcDeleted ? walked - s.gcDeleted : 0;
   }
 

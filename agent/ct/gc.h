@@ -11,10 +11,13 @@
 #pragma once
 
 #include <array>
+#include <boost/unordered/unordered_flat_map.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -38,6 +41,8 @@ class Tables {
   virtual Status walk(np_ct_table t, const Chunk& fn) = 0;
   // Deletes the keys; returns how many this call deleted (keys already gone do not count).
   virtual Result<uint64_t> remove(np_ct_table t, const std::vector<np_ct_key>& keys) = 0;
+  // The entry under key now, if any.
+  virtual std::optional<np_ct_entry> lookup(np_ct_table t, const np_ct_key& key) = 0;
   // The datapath's counters, summed over CPUs.
   virtual Result<Counters> counters() = 0;
 };
@@ -46,7 +51,9 @@ struct TableStats {
   std::string name;
   uint32_t maxEntries = 0;
   uint64_t entries = 0;        // live entries counted by this run (after its deletions)
-  uint64_t gcDeleted = 0;      // expired entries this run deleted
+  uint64_t gcDeleted = 0;      // entries this run deleted (expired, their peers, orphans)
+  uint64_t orphansDeleted = 0; // ... of which reply entries whose flow's service entry was gone
+  uint64_t snatEntries = 0;    // live entries of SNAT'd flows (the NAT state)
   uint64_t evicted = 0;        // entries the LRU pushed out since the previous run (estimate)
   uint64_t evictedTotal = 0;   // ... since the GC started (sum of the runs' estimates)
   uint64_t createdTotal = 0;   // entries the datapath created since the GC started
@@ -66,6 +73,13 @@ struct Run {
 // the datapath's one-second refresh granularity of each other, and a SNAT reply entry must not be
 // deleted (its port handed out again) while its service entry is still alive.
 inline constexpr uint64_t kExpiryGraceNs = 2'000'000'000ULL;
+
+// A flow's two entries go together: when a run deletes an expired service entry it deletes that
+// flow's reply entry too, whatever the reply's own expiry says. A reply entry whose service entry
+// is gone (the LRU evicted it, or another flow took its tuple) can never be used again, but it
+// holds its tuple (for SNAT: a port): it is an orphan, and a run deletes it when the previous run
+// already saw it orphaned, unchanged (a flow being created inserts its reply entry an instant
+// before its service entry; two runs seconds apart never both see that).
 
 // Evictions between two runs, from what entered and left the table:
 //   entries(now) = entries(then) + created - deleted by the datapath - deleted by the GC - evicted
@@ -101,6 +115,22 @@ class Gc {
   std::optional<std::chrono::steady_clock::time_point> nextRun() const { return nextRun_; }
 
  private:
+  struct KeyHash {
+    size_t operator()(const np_ct_key& k) const noexcept;
+  };
+  struct KeyEq {
+    bool operator()(const np_ct_key& a, const np_ct_key& b) const noexcept;
+  };
+  using KeyMap = boost::unordered_flat_map<np_ct_key, np_ct_key, KeyHash, KeyEq>;
+  struct Removed {
+    uint64_t deleted = 0;  // entries the call deleted
+    uint64_t snat = 0;     // ... of which live SNAT entries
+    boost::unordered_flat_set<np_ct_key, KeyHash, KeyEq> keys;
+  };
+  Result<Removed> removePeersOf(np_ct_table t, const std::vector<std::pair<np_ct_key, np_ct_entry>>& services);
+  Result<Removed> removeOrphans(np_ct_table t, const std::vector<std::pair<np_ct_key, np_ct_entry>>& replies,
+                                const KeyMap& servicePeer, const Removed& alreadyGone);
+
   Tables& tables_;
   std::function<uint64_t()> monoNs_;
   std::optional<Run> last_;
@@ -109,6 +139,8 @@ class Gc {
   Counters prevCounters_{};
   std::chrono::steady_clock::time_point prevAt_;
   std::optional<std::chrono::steady_clock::time_point> nextRun_;
+  // Orphaned reply entries the previous run saw, per table, as (key, entry) to compare.
+  std::array<std::vector<std::pair<np_ct_key, np_ct_entry>>, kTables> orphans_;
 };
 
 }  // namespace np::ct

@@ -92,6 +92,9 @@ class Datapath {
   // The conntrack GC over this datapath's tables; runs are scheduled by the caller (ct::GcLoop).
   ct::Gc& conntrackGc() { return *ctGc_; }
   const ct::Gc& conntrackGc() const { return *ctGc_; }
+  // The conntrack tables themselves, for listing. Safe from any thread: reads go straight to the
+  // kernel through map fds that live as long as the datapath.
+  ct::Tables& conntrackTables() { return *ctTables_; }
 
   const std::string& pinDir() const { return pinDir_; }
   const std::string& cgroupPath() const { return cgroupPath_; }

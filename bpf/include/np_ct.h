@@ -58,6 +58,56 @@ struct np_ct_entry {
 NP_ASSERT_SIZE(struct np_ct_entry, 48);
 NP_ASSERT_OFFSET(struct np_ct_entry, packets, 32);
 
+/* How the two entries of a flow find each other: pure functions of the ABI, shared by the
+ * datapath (lib/ct.h) and the agent's GC (agent/ct/), so both pair entries the same way. */
+#ifdef __cplusplus
+#define NP_CT_PURE static inline
+#else
+#define NP_CT_PURE static inline __attribute__((always_inline))
+#endif
+
+/* The key of the other direction of the flow that entry e (found under key) belongs to: a
+ * service entry's reply entry, or a reply entry's service entry. */
+NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key,
+			       const struct np_ct_entry *e)
+{
+	__builtin_memset(pk, 0, sizeof(*pk));
+	pk->proto = key->proto;
+	if (e->flags & NP_CT_F_REPLY) {
+		/* client -> frontend, as ingress saw it */
+		pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
+		pk->sport = e->nat_dport ? e->nat_dport : key->dport;
+		pk->daddr = e->nat_saddr;
+		pk->dport = e->nat_sport;
+		pk->dir = NP_CT_INGRESS;
+		return;
+	}
+	/* backend -> client (egress), or backend -> node SNAT port (ingress) */
+	pk->saddr = e->nat_daddr;
+	pk->sport = e->nat_dport;
+	if (e->flags & NP_CT_F_SNAT) {
+		pk->daddr = e->nat_saddr;
+		pk->dport = e->nat_sport;
+		pk->dir = NP_CT_INGRESS;
+	} else {
+		pk->daddr = key->saddr;
+		pk->dport = key->sport;
+		pk->dir = NP_CT_EGRESS;
+	}
+}
+
+/* True if rev (found under pk, the peer key of service entry e found under key) is e's own reply
+ * entry: it translates back to e's client and frontend. A reply key can outlive its flow and be
+ * reused by another one (a SNAT port reclaimed after its flow expired). */
+NP_CT_PURE int np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_entry *e,
+			      const struct np_ct_key *pk, const struct np_ct_entry *rev)
+{
+	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
+	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
+	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&
+	       (rev->nat_dport ? rev->nat_dport : pk->dport) == key->sport;
+}
+
 /* Lifetimes, in seconds. Main table: Cilium's defaults. */
 #define NP_CT_LIFETIME_TCP      8000
 #define NP_CT_LIFETIME_TCP_SYN  60

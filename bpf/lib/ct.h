@@ -112,47 +112,7 @@ static __always_inline void np_ct_init(struct np_ct_entry *e, const struct np_pk
 	e->expires = now + np_ct_lifetime(p->proto, e->flags, true);
 }
 
-/* The key of the other direction of the flow that entry e (found under key) belongs to: a
- * service entry's reply entry, or a reply entry's service entry. */
-static __always_inline void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key,
-					   const struct np_ct_entry *e)
-{
-	__builtin_memset(pk, 0, sizeof(*pk));
-	pk->proto = key->proto;
-	if (e->flags & NP_CT_F_REPLY) {
-		/* client -> frontend, as ingress saw it */
-		pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
-		pk->sport = e->nat_dport ? e->nat_dport : key->dport;
-		pk->daddr = e->nat_saddr;
-		pk->dport = e->nat_sport;
-		pk->dir = NP_CT_INGRESS;
-		return;
-	}
-	/* backend -> client (egress), or backend -> node SNAT port (ingress) */
-	pk->saddr = e->nat_daddr;
-	pk->sport = e->nat_dport;
-	if (e->flags & NP_CT_F_SNAT) {
-		pk->daddr = e->nat_saddr;
-		pk->dport = e->nat_sport;
-		pk->dir = NP_CT_INGRESS;
-	} else {
-		pk->daddr = key->saddr;
-		pk->dport = key->sport;
-		pk->dir = NP_CT_EGRESS;
-	}
-}
-
-/* True if rev (found under pk, the peer key of service entry e found under key) is e's own reply
- * entry: it translates back to e's client and frontend. A reply key can outlive its flow and be
- * reused by another one (a SNAT port reclaimed after its flow expired). */
-static __always_inline bool np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_entry *e,
-					   const struct np_ct_key *pk, const struct np_ct_entry *rev)
-{
-	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
-	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
-	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&
-	       (rev->nat_dport ? rev->nat_dport : pk->dport) == key->sport;
-}
+/* np_ct_peer_key() and np_ct_reply_of() pair a flow's two entries: np_ct.h (the agent uses them too). */
 
 /* Counters of np_ctstat_v1 (NP_MAP_CT_STATS): plain per-CPU adds. */
 static __always_inline struct np_ct_stat *np_ct_stat(__u32 table)

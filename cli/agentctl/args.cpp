@@ -26,7 +26,7 @@ constexpr std::array kFlags{
     FlagSpec{"--verbose", false},    FlagSpec{"--port", true},       FlagSpec{"--protocol", true},
     FlagSpec{"--cluster-ip", true},  FlagSpec{"--node-port", true},  FlagSpec{"--external-ip", true},
     FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},     FlagSpec{"--file", true},
-    FlagSpec{"-f", true},
+    FlagSpec{"-f", true},            FlagSpec{"--address", true},    FlagSpec{"--table", true},
 };
 
 constexpr std::array<std::string_view, 2> kStatusFlags{"--brief", "--verbose"};
@@ -294,24 +294,25 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     commandName = "service " + s;
     used = 2;
   } else if (w0 == "bpf") {
-    if (sub(1).empty()) {
-      out.error = "bpf: missing subcommand (lb)";
+    const std::string what = sub(1);
+    if (what.empty()) {
+      out.error = "bpf: missing subcommand (lb, ct, nat)";
       return out;
     }
-    if (sub(1) != "lb") {
-      out.error = "bpf: unknown subcommand " + quoted(sub(1)) + " (lb)";
+    if (what != "lb" && what != "ct" && what != "nat") {
+      out.error = "bpf: unknown subcommand " + quoted(what) + " (lb, ct, nat)";
       return out;
     }
     if (sub(2).empty()) {
-      out.error = "bpf lb: missing subcommand (list)";
+      out.error = "bpf " + what + ": missing subcommand (list)";
       return out;
     }
     if (sub(2) != "list") {
-      out.error = "bpf lb: unknown subcommand " + quoted(sub(2)) + " (list)";
+      out.error = "bpf " + what + ": unknown subcommand " + quoted(sub(2)) + " (list)";
       return out;
     }
-    inv.command = Command::kBpfLbList;
-    commandName = "bpf lb list";
+    inv.command = what == "lb" ? Command::kBpfLbList : what == "ct" ? Command::kBpfCtList : Command::kBpfNatList;
+    commandName = "bpf " + what + " list";
     used = 3;
   } else if (w0 == "node") {
     if (sub(1).empty()) {
@@ -370,7 +371,10 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
   for (const auto& flag : commandFlags) {
     bool allowed = (inv.command == Command::kStatus && contains(kStatusFlags, flag.name)) ||
                    (inv.command == Command::kServiceUpsert && contains(kUpsertFlags, flag.name)) ||
-                   (inv.command == Command::kServiceApply && (flag.name == "--file" || flag.name == "-f"));
+                   (inv.command == Command::kServiceApply && (flag.name == "--file" || flag.name == "-f")) ||
+                   ((inv.command == Command::kBpfCtList || inv.command == Command::kBpfNatList) &&
+                    flag.name == "--address") ||
+                   (inv.command == Command::kBpfCtList && flag.name == "--table");
     if (!allowed) {
       out.error = "unknown flag " + quoted(flag.name) + " for " + quoted(commandName);
       return out;
@@ -406,6 +410,28 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
       inv.file = flag.value;
     }
     if (inv.file.empty()) out.error = "service apply: --file is required (a JSON {\"services\": [...]} file, or -)";
+  } else if (inv.command == Command::kBpfCtList || inv.command == Command::kBpfNatList) {
+    inv.ctFilter.set_snat_only(inv.command == Command::kBpfNatList);
+    std::vector<std::string> seen;
+    for (const auto& flag : commandFlags) {
+      if (std::find(seen.begin(), seen.end(), flag.name) != seen.end()) {
+        out.error = commandName + ": " + flag.name + " is given twice";
+        return out;
+      }
+      seen.push_back(flag.name);
+      if (flag.name == "--address") {
+        if (!isIpv4(flag.value)) {
+          out.error = commandName + ": --address: " + quoted(flag.value) + " is not an IPv4 address";
+          return out;
+        }
+        inv.ctFilter.set_address(flag.value);
+      } else if (flag.value == "main" || flag.value == "embryonic") {
+        inv.ctFilter.set_table(flag.value);
+      } else {
+        out.error = commandName + ": --table: unknown table " + quoted(flag.value) + " (main, embryonic)";
+        return out;
+      }
+    }
   }
   return out;
 }
@@ -433,6 +459,9 @@ std::string usageText() {
          "                                         (JSON {\"services\": [...]} as service list -o json prints;\n"
          "                                         - reads stdin); all or nothing\n"
          "  bpf lb list                          service map entries as the kernel holds them\n"
+         "  bpf ct list [--address IP] [--table main|embryonic]\n"
+         "                                       conntrack entries (both directions of every translated flow)\n"
+         "  bpf nat list [--address IP]          conntrack entries of SNAT'd flows (the NAT state)\n"
          "  node list                            nodes the agent knows\n"
          "  reconcile                            compare every service map with the model now, repair drift\n"
          "  state show                           the stored state of the local API: loaded, missing or unreadable\n"

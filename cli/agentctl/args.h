@@ -26,6 +26,8 @@ enum class Command {
   kServiceDelete,
   kServiceApply,
   kBpfLbList,
+  kBpfCtList,
+  kBpfNatList,
   kNodeList,
   kReconcile,
   kStateShow,
@@ -46,6 +48,7 @@ struct Invocation {
   std::string serviceName;                            // kServiceGet, kServiceDelete, kServiceUpsert
   nodepath::agent::v1::Service service;               // kServiceUpsert: fully built, name included
   std::string file;                                   // kServiceApply: path, or "-" for stdin
+  nodepath::agent::v1::ListConntrackRequest ctFilter; // kBpfCtList, kBpfNatList
 };
 
 // Either an invocation or the reason the command line is unusable (exit 2); never both.

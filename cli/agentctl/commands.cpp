@@ -205,6 +205,14 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
       out << (json ? toJson(resp) : formatLbList(resp));
       return kExitOk;
     }
+    case Command::kBpfCtList:
+    case Command::kBpfNatList: {
+      pb::ListConntrackResponse resp;
+      auto open = [&](grpc::ClientContext* c) { return stub.ListConntrack(c, inv.ctFilter); };
+      if (!callStream(inv, open, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatCtList(resp, inv.command == Command::kBpfNatList));
+      return kExitOk;
+    }
     case Command::kNodeList: {
       pb::ListNodesResponse resp;
       auto rpc = [&](grpc::ClientContext* c, const pb::ListNodesRequest& r,

@@ -228,17 +228,18 @@ std::string mapTable(const pb::StatusResponse& status) {
 std::string conntrackTable(const pb::StatusResponse& status) {
   Table table("  ");
   table.addRow({"Table", "Kind", "Max entries", "Entries", "Evicted (last GC interval)", "Evicted (total)",
-                "GC deleted (last)", "Created (total)", "Promoted (total)"});
+                "GC deleted (last)", "Created (total)", "Promoted (total)", "SNAT entries"});
   for (const auto& t : status.conntrack_tables()) {
     table.addRow({t.name(), t.kind(), std::to_string(t.max_entries()), std::to_string(t.entries()),
                   std::to_string(t.evicted_last()), std::to_string(t.evicted_total()),
                   std::to_string(t.gc_deleted_last()), std::to_string(t.created_total()),
-                  t.kind() == "embryonic" ? std::to_string(t.promoted_total()) : "-"});
+                  t.kind() == "embryonic" ? std::to_string(t.promoted_total()) : "-",
+                  std::to_string(t.snat_entries())});
   }
   const auto& gc = status.conntrack_gc();
   std::string line = "  GC: " + std::to_string(gc.runs()) + " runs";
   if (gc.runs() > 0) {
-    line += ", the last took " + std::to_string(gc.last_duration_us()) + " us and covers " +
+    line += ", the last " + std::to_string(gc.last_run_age_ms() / 1000) + " s ago took " + std::to_string(gc.last_duration_us()) + " us and covers " +
             std::to_string(gc.last_interval_ms()) + " ms";
   }
   line += ", next in " + std::to_string(gc.next_run_in_ms()) + " ms";
@@ -385,6 +386,43 @@ std::string formatLbList(const pb::ListLbResponse& list) {
     }
   }
   return table.render();
+}
+
+// One line per entry, Cilium's `bpf ct list global` shape: "TCP IN src:sport -> dst:dport", what
+// the entry rewrites, then its lifetime, counters and flags. Sorted by tuple so two listings
+// compare line by line.
+std::string formatCtList(const pb::ListConntrackResponse& list, bool nat) {
+  std::vector<const pb::CtEntry*> entries;
+  for (const auto& e : list.entries()) entries.push_back(&e);
+  auto key = [](const pb::CtEntry* e) {
+    return std::tuple(addressKey(e->src()), e->sport(), addressKey(e->dst()), e->dport(), e->protocol(),
+                      e->hook(), e->table());
+  };
+  std::stable_sort(entries.begin(), entries.end(), [&](const auto* a, const auto* b) { return key(a) < key(b); });
+  std::string out;
+  for (const auto* e : entries) {
+    out += protocolName(e->protocol());
+    out += e->hook() == "egress" ? " OUT " : " IN ";
+    out += e->src() + ":" + std::to_string(e->sport()) + " -> " + e->dst() + ":" + std::to_string(e->dport());
+    const bool src = !e->xlate_src().empty() || e->xlate_sport() != 0;
+    const bool dst = !e->xlate_dst().empty() || e->xlate_dport() != 0;
+    auto endpoint = [](const std::string& addr, const std::string& keep, uint32_t port, uint32_t keepPort) {
+      return (addr.empty() ? keep : addr) + ":" + std::to_string(port ? port : keepPort);
+    };
+    if (src) out += " XLATE_SRC " + endpoint(e->xlate_src(), e->src(), e->xlate_sport(), e->sport());
+    if (dst) out += " XLATE_DST " + endpoint(e->xlate_dst(), e->dst(), e->xlate_dport(), e->dport());
+    out += " expires=" + std::to_string(e->expires_in_s()) + "s";
+    if (e->expires_in_s() < 0) out += "(expired)";
+    out += " packets=" + std::to_string(e->packets()) + " bytes=" + std::to_string(e->bytes());
+    if (!e->tcp_flags().empty()) out += " tcp=" + e->tcp_flags();
+    if (e->service_id()) out += " revnat=" + std::to_string(e->service_id());
+    if (e->backend_id()) out += " backend=" + std::to_string(e->backend_id());
+    if (e->flags_size() > 0) out += " flags=" + join(e->flags(), ",");
+    out += " table=" + e->table();
+    out += "\n";
+  }
+  if (entries.empty()) out = nat ? "no NAT entries\n" : "no conntrack entries\n";
+  return out;
 }
 
 std::string formatReconcile(const pb::ReconcileReport& r) {

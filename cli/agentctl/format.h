@@ -34,6 +34,8 @@ std::string formatService(const nodepath::agent::v1::Service& service);
 // `cilium bpf lb list` layout: a frontend row with slot 0 and the flags, then one row per
 // backend slot with the first column blank. Entries sorted by address, port, protocol.
 std::string formatLbList(const nodepath::agent::v1::ListLbResponse& list);
+// `bpf ct list` / `bpf nat list` (nat: only the wording of an empty list differs).
+std::string formatCtList(const nodepath::agent::v1::ListConntrackResponse& list, bool nat);
 
 // What a whole-map reconcile did, in one line plus the counts.
 std::string formatReconcile(const nodepath::agent::v1::ReconcileReport& report);

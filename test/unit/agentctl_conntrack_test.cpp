@@ -18,6 +18,7 @@ pb::StatusResponse flooded() {
   t->set_max_entries(262144);
   t->set_entries(22);
   t->set_created_total(24);
+  t->set_snat_entries(10);
   t = r.add_conntrack_tables();
   t->set_name("np_ctsyn4_v1");
   t->set_kind("embryonic");
@@ -31,6 +32,7 @@ pb::StatusResponse flooded() {
   auto* gc = r.mutable_conntrack_gc();
   gc->set_runs(4);
   gc->set_last_duration_us(1800);
+  gc->set_last_run_age_ms(3400);
   gc->set_last_interval_ms(5003);
   gc->set_next_run_in_ms(4200);
   return r;
@@ -47,12 +49,12 @@ TEST(AgentctlStatus, ConntrackVerboseTableAndGc) {
   const std::string text = formatStatus(flooded(), StatusDetail::kVerbose);
   EXPECT_NE(text.find("Conntrack (evictions are estimates):\n"
                       "  Table          Kind          Max entries   Entries   Evicted (last GC interval)   "
-                      "Evicted (total)   GC deleted (last)   Created (total)   Promoted (total)\n"
+                      "Evicted (total)   GC deleted (last)   Created (total)   Promoted (total)   SNAT entries\n"
                       "  np_ct4_v1      established   262144        22        0                            "
-                      "0                 0                   24                -\n"
+                      "0                 0                   24                -                  10\n"
                       "  np_ctsyn4_v1   embryonic     16384         16384     40312                        "
-                      "90000             7                   106400            12\n"
-                      "  GC: 4 runs, the last took 1800 us and covers 5003 ms, next in 4200 ms\n"),
+                      "90000             7                   106400            12                 0\n"
+                      "  GC: 4 runs, the last 3 s ago took 1800 us and covers 5003 ms, next in 4200 ms\n"),
             std::string::npos)
       << text;
 }

@@ -98,9 +98,18 @@ TEST(AgentctlArgs, UsageErrorsNameWhatIsWrong) {
   EXPECT_EQ(parseError({"service", "get"}), "service get: missing NAME");
   EXPECT_EQ(parseError({"service", "delete", "a", "b"}),
             "service delete: unexpected argument \"b\"");
-  EXPECT_EQ(parseError({"bpf"}), "bpf: missing subcommand (lb)");
+  EXPECT_EQ(parseError({"bpf"}), "bpf: missing subcommand (lb, ct, nat)");
   EXPECT_EQ(parseError({"bpf", "lb"}), "bpf lb: missing subcommand (list)");
-  EXPECT_EQ(parseError({"bpf", "ct", "list"}), "bpf: unknown subcommand \"ct\" (lb)");
+  EXPECT_EQ(parseError({"bpf", "ipcache", "list"}), "bpf: unknown subcommand \"ipcache\" (lb, ct, nat)");
+  EXPECT_EQ(parseError({"bpf", "ct", "flush"}), "bpf ct: unknown subcommand \"flush\" (list)");
+  EXPECT_EQ(parseError({"bpf", "ct", "list", "--address", "10.0.0"}),
+            "bpf ct list: --address: \"10.0.0\" is not an IPv4 address");
+  EXPECT_EQ(parseError({"bpf", "ct", "list", "--table", "nat"}),
+            "bpf ct list: --table: unknown table \"nat\" (main, embryonic)");
+  EXPECT_EQ(parseError({"bpf", "nat", "list", "--table", "main"}), "unknown flag \"--table\" for \"bpf nat list\"");
+  EXPECT_EQ(parseError({"bpf", "ct", "list", "--address", "10.0.0.1", "--address", "10.0.0.2"}),
+            "bpf ct list: --address is given twice");
+  EXPECT_EQ(parseError({"bpf", "lb", "list", "--address", "10.0.0.1"}), "unknown flag \"--address\" for \"bpf lb list\"");
   EXPECT_EQ(parseError({"node", "get"}), "node: unknown subcommand \"get\" (list)");
 }
 
@@ -531,6 +540,63 @@ TEST(AgentctlBpfLb, ListUsesCiliumLayout) {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
+TEST(AgentctlArgs, ConntrackListTakesAnAddressAndATable) {
+  auto ct = parse({"bpf", "ct", "list", "--address=192.168.10.200", "--table", "embryonic"});
+  ASSERT_TRUE(ct.ok()) << ct.error;
+  EXPECT_EQ(ct.invocation.command, Command::kBpfCtList);
+  EXPECT_EQ(ct.invocation.ctFilter.address(), "192.168.10.200");
+  EXPECT_EQ(ct.invocation.ctFilter.table(), "embryonic");
+  EXPECT_FALSE(ct.invocation.ctFilter.snat_only());
+  auto nat = parse({"bpf", "nat", "list"});
+  ASSERT_TRUE(nat.ok()) << nat.error;
+  EXPECT_EQ(nat.invocation.command, Command::kBpfNatList);
+  EXPECT_TRUE(nat.invocation.ctFilter.snat_only());
+}
+
+// One line per entry in tuple order, like `cilium bpf ct list global`: the tuple the hook
+// matches, each rewrite, lifetime, counters, flags.
+TEST(AgentctlBpfCt, ListIsOneLinePerEntryInTupleOrder) {
+  pb::ListConntrackResponse list;
+  pb::CtEntry* rev = list.add_entries();
+  rev->set_table("main");
+  rev->set_hook("ingress");
+  rev->set_protocol(pb::TCP);
+  rev->set_src("10.0.2.10");
+  rev->set_sport(8080);
+  rev->set_dst("192.168.10.100");
+  rev->set_dport(32768);
+  rev->set_xlate_src("192.168.10.100");
+  rev->set_xlate_sport(30080);
+  rev->set_xlate_dst("192.168.10.200");
+  rev->set_xlate_dport(40000);
+  rev->set_expires_in_s(7990);
+  rev->set_packets(3);
+  rev->set_bytes(180);
+  rev->set_tcp_flags("SYN|ACK");
+  rev->set_service_id(2);
+  rev->set_backend_id(5);
+  rev->add_flags("reply");
+  rev->add_flags("snat");
+  pb::CtEntry* fwd = list.add_entries();
+  fwd->set_table("embryonic");
+  fwd->set_hook("egress");
+  fwd->set_protocol(pb::UDP);
+  fwd->set_src("10.0.1.10");
+  fwd->set_sport(53);
+  fwd->set_dst("192.168.10.200");
+  fwd->set_dport(5353);
+  fwd->set_xlate_sport(81);
+  fwd->set_expires_in_s(-2);
+  EXPECT_EQ(formatCtList(list, false),
+            "UDP OUT 10.0.1.10:53 -> 192.168.10.200:5353 XLATE_SRC 10.0.1.10:81 expires=-2s(expired) packets=0 "
+            "bytes=0 table=embryonic\n"
+            "TCP IN 10.0.2.10:8080 -> 192.168.10.100:32768 XLATE_SRC 192.168.10.100:30080 XLATE_DST "
+            "192.168.10.200:40000 expires=7990s packets=3 bytes=180 tcp=SYN|ACK revnat=2 backend=5 flags=reply,snat "
+            "table=main\n");
+  EXPECT_EQ(formatCtList(pb::ListConntrackResponse{}, true), "no NAT entries\n");
+  EXPECT_EQ(formatCtList(pb::ListConntrackResponse{}, false), "no conntrack entries\n");
+}
+
 TEST(AgentctlJson, UsesProtoFieldNamesAndPrintsZeroValues) {
   pb::ListServicesResponse list;
   auto* svc = list.add_services();
@@ -797,6 +863,7 @@ TEST(AgentctlMain, HelpListsEveryCommand) {
   EXPECT_EQ(runMain({"--help"}, &out, &err), 0);
   for (const char* cmd : {"status [--brief|--verbose]", "service list", "service get NAME",
                           "service upsert NAME", "service delete NAME", "bpf lb list",
+                          "bpf ct list [--address IP] [--table main|embryonic]", "bpf nat list [--address IP]",
                           "node list", "version", "help", "--socket PATH", "-o, --output FMT",
                           "service apply -f FILE", "reconcile", "state show", "state reload", "state accept",
                           "state reset",

@@ -3,6 +3,9 @@
 // schedule and its configuration flags.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+
+#include <cstring>
 #include <map>
 #include <tuple>
 
@@ -75,6 +78,11 @@ class FakeTables : public Tables {
     uint64_t n = 0;
     for (const auto& k : keys) n += tables[t].erase(k);
     return n;
+  }
+  std::optional<np_ct_entry> lookup(np_ct_table t, const np_ct_key& k) override {
+    auto it = tables[t].find(k);
+    if (it == tables[t].end()) return std::nullopt;
+    return it->second;
   }
   Result<Counters> counters() override { return stats; }
 };
@@ -168,6 +176,126 @@ TEST_F(GcTest, ConntrackGcEstimatesEvictionsFromKnownSequence) {
   EXPECT_EQ(s3.createdTotal, 26u);
   EXPECT_TRUE(underPressure(*gc.last()));
   EXPECT_EQ(gc.last()->number, 4u);
+}
+
+// A SNAT'd NodePort flow as the datapath keeps it: client 192.0.2.n:40000 -> frontend
+// 192.168.10.100:30080, backend 10.0.2.10:8080, node port 32768+n.
+struct Flow {
+  np_ct_key fwdKey{}, revKey{};
+  np_ct_entry fwd{}, rev{};
+};
+Flow snatFlow(uint32_t n, uint64_t expires) {
+  Flow f;
+  f.fwdKey.saddr = htonl(0xc0000200 + n);
+  f.fwdKey.daddr = htonl(0xc0a80a64);
+  f.fwdKey.sport = htons(40000);
+  f.fwdKey.dport = htons(30080);
+  f.fwdKey.proto = 6;
+  f.fwdKey.dir = NP_CT_INGRESS;
+  f.fwd.flags = NP_CT_F_SERVICE | NP_CT_F_SNAT | NP_CT_F_REDIRECT;
+  f.fwd.nat_saddr = htonl(0xc0a80a64);
+  f.fwd.nat_sport = htons(static_cast<uint16_t>(32768 + n));
+  f.fwd.nat_daddr = htonl(0x0a00020a);
+  f.fwd.nat_dport = htons(8080);
+  f.fwd.backend_id = 7;
+  f.fwd.rev_nat_id = 3;
+  f.fwd.expires = expires;
+  f.rev.flags = NP_CT_F_REPLY | NP_CT_F_SNAT | NP_CT_F_REDIRECT;
+  f.rev.nat_saddr = f.fwdKey.daddr;
+  f.rev.nat_sport = f.fwdKey.dport;
+  f.rev.nat_daddr = f.fwdKey.saddr;
+  f.rev.nat_dport = f.fwdKey.sport;
+  f.rev.backend_id = 7;
+  f.rev.rev_nat_id = 3;
+  f.rev.expires = expires;
+  np_ct_peer_key(&f.revKey, &f.fwdKey, &f.fwd);
+  return f;
+}
+
+void put(FakeTables& k, np_ct_table t, const Flow& f, bool withService = true) {
+  if (withService) k.tables[t][f.fwdKey] = f.fwd;
+  k.tables[t][f.revKey] = f.rev;
+}
+
+// The pairing the GC relies on is the datapath's own (np_ct.h): a flow's reply entry maps back to
+// its service entry and is recognised as its reply.
+TEST(ConntrackPair, ConntrackPeerKeysAreMutual) {
+  Flow f = snatFlow(1, 0);
+  np_ct_key back;
+  np_ct_peer_key(&back, &f.revKey, &f.rev);
+  EXPECT_EQ(std::memcmp(&back, &f.fwdKey, sizeof(back)), 0);
+  EXPECT_TRUE(np_ct_reply_of(&f.fwdKey, &f.fwd, &f.revKey, &f.rev));
+  EXPECT_EQ(f.revKey.daddr, htonl(0xc0a80a64));
+  EXPECT_EQ(f.revKey.dport, htons(32769));
+  np_ct_entry other = f.rev;
+  other.backend_id = 8;
+  EXPECT_FALSE(np_ct_reply_of(&f.fwdKey, &f.fwd, &f.revKey, &other));
+}
+
+// An expired flow goes as a pair even when its reply entry was refreshed later (still alive):
+// the flow is dead, and its SNAT port comes back. A live flow keeps both entries; SNAT entries
+// are counted.
+TEST_F(GcTest, ConntrackGcRemovesExpiredPairsTogether) {
+  Flow dead = snatFlow(1, now - 10 * kSec);
+  dead.rev.expires = now + 30 * kSec;  // one-sided traffic kept the reply alive
+  Flow live = snatFlow(2, now + 60 * kSec);
+  put(kernel, NP_CT_TABLE_MAIN, dead);
+  put(kernel, NP_CT_TABLE_MAIN, live);
+
+  const TableStats& s = run(NP_CT_TABLE_MAIN);
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.fwdKey));
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.revKey)) << "the reply entry of a dead flow stays behind";
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.fwdKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.revKey));
+  EXPECT_EQ(s.gcDeleted, 2u);
+  EXPECT_EQ(s.entries, 2u);
+  EXPECT_EQ(s.snatEntries, 2u);
+  EXPECT_EQ(s.orphansDeleted, 0u);
+}
+
+// A reply entry whose tuple another flow has taken meanwhile is not the dead flow's: kept.
+TEST_F(GcTest, ConntrackGcKeepsAReplyKeyANewFlowReused) {
+  Flow dead = snatFlow(1, now - 10 * kSec);
+  put(kernel, NP_CT_TABLE_MAIN, dead, /*withService=*/true);
+  kernel.tables[NP_CT_TABLE_MAIN].erase(dead.revKey);
+  Flow reuse = snatFlow(1, now + 60 * kSec);  // same reply key, another backend
+  reuse.rev.backend_id = reuse.fwd.backend_id = 9;
+  reuse.fwdKey.sport = htons(40001);
+  reuse.rev.nat_dport = reuse.fwdKey.sport;
+  kernel.tables[NP_CT_TABLE_MAIN][reuse.fwdKey] = reuse.fwd;
+  kernel.tables[NP_CT_TABLE_MAIN][reuse.revKey] = reuse.rev;
+  ASSERT_EQ(std::memcmp(&reuse.revKey, &dead.revKey, sizeof(np_ct_key)), 0);
+
+  run(NP_CT_TABLE_MAIN);
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.fwdKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(reuse.revKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(reuse.fwdKey));
+}
+
+// A reply entry whose service entry the LRU evicted holds its SNAT port until it expires; the GC
+// takes it once two runs saw it orphaned, and never a reply entry whose flow is alive, nor one
+// that was orphaned only at one run (a flow being created).
+TEST_F(GcTest, ConntrackGcReclaimsOrphanedReplyEntriesSeenTwice) {
+  Flow orphan = snatFlow(1, now + 50 * kSec);
+  Flow live = snatFlow(2, now + 50 * kSec);
+  Flow creating = snatFlow(3, now + 50 * kSec);
+  put(kernel, NP_CT_TABLE_EMBRYONIC, orphan, /*withService=*/false);
+  put(kernel, NP_CT_TABLE_EMBRYONIC, live);
+  put(kernel, NP_CT_TABLE_EMBRYONIC, creating, /*withService=*/false);
+
+  const TableStats& first = run(NP_CT_TABLE_EMBRYONIC);
+  EXPECT_EQ(first.orphansDeleted, 0u) << "one sighting is not enough";
+  EXPECT_EQ(kernel.tables[NP_CT_TABLE_EMBRYONIC].size(), 4u);
+
+  kernel.tables[NP_CT_TABLE_EMBRYONIC][creating.fwdKey] = creating.fwd;  // its service entry arrived
+  now += 5 * kSec;
+  const TableStats& second = run(NP_CT_TABLE_EMBRYONIC);
+  EXPECT_EQ(second.orphansDeleted, 1u);
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_EMBRYONIC].count(orphan.revKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_EMBRYONIC].count(live.revKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_EMBRYONIC].count(creating.revKey));
+  EXPECT_EQ(second.entries, 4u);
+  EXPECT_EQ(second.snatEntries, 4u);
 }
 
 TEST(ConntrackGcEstimate, ConntrackGcEvictionEstimateClampsAndSurvivesCounterReset) {
