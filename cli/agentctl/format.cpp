@@ -98,6 +98,9 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
     table.addRow({"Uptime:", formatDuration(status.uptime_seconds())});
   }
 
+  if (!status.xdp_acceleration().empty() && status.xdp_acceleration() != "Disabled")
+    table.addRow({"XDP Acceleration:", xdpAcceleration(status)});
+
   std::string socketLb = enabled(status.socket_lb());
   if (status.socket_lb() && !status.socket_lb_cgroup().empty()) {
     socketLb += " [cgroup " + status.socket_lb_cgroup() + "]";

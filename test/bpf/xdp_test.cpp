@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -407,6 +408,53 @@ TEST_F(XdpTest, MarkerMakesTcPassUntouched) {
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 2u) << "forwarded once more, by tc";
   auto detached = bpf::detachTc(env().ens192Ifindex, bpf::TcDirection::Ingress, "ens192");
   EXPECT_TRUE(detached.ok()) << detached.error().message();
+}
+
+// The FIB sends a translated packet out of another device than it came in on: XDP_REDIRECT
+// (tc: TC_ACT_REDIRECT), with the same bytes. The client of a SNAT'd flow sits behind lxcp1 (a
+// neighbour entry for it added here, in this test's namespace), so the backend's reply, which
+// arrives on ens192, leaves by lxcp1; the client's own segment goes back out of ens192 (XDP_TX).
+TEST_F(XdpTest, RedirectsToAnotherDevice) {
+  const MacAddr clientMac = np::test::mac("02:00:00:0a:01:0b");
+  ASSERT_EQ(std::system(("ip neigh replace 10.0.1.11 lladdr " + np::test::macToString(clientMac) +
+                         " dev lxcp1 nud permanent").c_str()),
+            0);
+  remoteService();
+  const uint32_t client = kLocalPodB;
+  auto world = [&](bool withXdp) {
+    std::vector<std::pair<int, Bytes>> seen;
+    PacketBuilder syn = clientTcp(kClientPort, kTcpSyn, client);
+    PacketBuilder synAck = remotePodTcp(kRemotePodA, kClientPort, kTcpSyn | kTcpAck);
+    for (const PacketBuilder* b : {&syn, &synAck}) {
+      if (withXdp) {
+        XdpRun x = xdp(b->build());
+        seen.emplace_back(x.verdict, x.out);
+      } else {
+        RunResult t = fromNetdev(b->build());
+        seen.emplace_back(t.verdict, t.out);
+      }
+    }
+    return seen;
+  };
+  const auto tc = world(false);
+  resetState();
+  const np_metric redirects = xdpStat(NP_XDP_STAT_REDIRECT);
+  const auto x = world(true);
+  ASSERT_EQ(tc.size(), 2u);
+  ASSERT_EQ(x.size(), 2u);
+  EXPECT_EQ(tc[0].first, TC_ACT_REDIRECT);
+  EXPECT_EQ(x[0].first, XDP_TX) << "the SYN goes back out of ens192";
+  EXPECT_EQ(tc[1].first, TC_ACT_REDIRECT);
+  EXPECT_EQ(x[1].first, XDP_REDIRECT) << "the reply leaves by lxcp1";
+  EXPECT_EQ(xdpStat(NP_XDP_STAT_REDIRECT).packets, redirects.packets + 1);
+  for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(samePacket(tc[i].second, x[i].second)) << "step " << i + 1;
+  ASSERT_GE(x[1].second.size(), 34u);
+  EXPECT_TRUE(std::equal(clientMac.begin(), clientMac.end(), x[1].second.begin())) << "destination MAC: the client's";
+  uint32_t dst;
+  std::memcpy(&dst, x[1].second.data() + 30, 4);
+  EXPECT_EQ(dst, client) << "reverse-translated to the client";
+  EXPECT_TRUE(checksumsOk(x[1].second));
+  EXPECT_EQ(std::system("ip neigh del 10.0.1.11 dev lxcp1"), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, XdpSameOutputAsTc, ::testing::ValuesIn(cases()),

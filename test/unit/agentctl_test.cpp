@@ -338,6 +338,9 @@ TEST(AgentctlStatus, XdpAccelerationPerDevice) {
   x->set_tx(20);
   x->set_pass(7);
   x->set_skipped(3);
+  EXPECT_NE(formatStatus(r, StatusDetail::kNormal).find("\nXDP Acceleration:       Native [ens192]\n"),
+            std::string::npos)
+      << formatStatus(r, StatusDetail::kNormal);
   std::string text = formatStatus(r, StatusDetail::kVerbose);
   EXPECT_NE(text.find("  XDP Acceleration:     Native [ens192]\n"), std::string::npos) << text;
   EXPECT_NE(text.find("  Name     Ifindex   IPv4             MAC                 TC ingress   TC egress   XDP      Error\n"
