@@ -22,6 +22,14 @@
  * one to the other in per-CPU scratch. A missing tail call (never, the array is filled at load)
  * leaves the packet to tc. Verifier figures: bench/README.md (bench/bpf_stack.sh). */
 #include "lib/ctx_xdp.h"
+#include "lib/ct.h"
+#include "lib/parse.h"
+
+/* The new flow's rewrite is a stage of its own (lib/nodeport.h calls this once the flow exists). */
+static __always_inline int np_xdp_new_flow_next(struct xdp_md *ctx, struct np_pkt *p,
+						const struct np_ct_entry *fwd);
+#define NP_NODEPORT_NEW_FLOW_NEXT np_xdp_new_flow_next
+
 #include "lib/drop.h"
 #include "lib/maps.h"
 #include "lib/nodeport.h"
@@ -139,17 +147,24 @@ int np_xdp_new_flow(struct xdp_md *ctx)
 {
 	struct np_scratch *s = np_scratch_get();
 	struct np_pkt p;
-	int ret;
 
 	if (!s)
 		return np_xdp_verdict(ctx, NP_CTX_DEFER);
 	p = s->pkt;
-	ret = np_nodeport_new_flow_create(ctx, &p, np_ct_now(), &s->fwd);
-	if (ret != NP_NODEPORT_CREATED)
-		return np_xdp_verdict(ctx, ret);
+	return np_xdp_verdict(ctx, np_nodeport_new_flow(ctx, &p, np_ct_now()));
+}
+
+static __always_inline int np_xdp_new_flow_next(struct xdp_md *ctx, struct np_pkt *p,
+						const struct np_ct_entry *fwd)
+{
+	struct np_scratch *s = np_scratch_get();
+
+	if (!s)
+		return NP_CTX_DEFER; /* never; tc translates by the flow's entry */
+	s->fwd = *fwd;
 	bpf_tail_call(ctx, &NP_MAP_XDP_CALLS, NP_XDP_CALL_NEW_FLOW_NAT);
 	/* Never (the array is filled at load): the flow exists, and tc translates by it. */
-	return np_xdp_verdict(ctx, NP_CTX_DEFER);
+	return NP_CTX_DEFER;
 }
 
 /* Tail-called by np_xdp_new_flow: the first packet of the flow it created (both in scratch) is

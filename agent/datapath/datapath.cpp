@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "bpf/attach.h"
@@ -195,6 +196,15 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
 
 Status Datapath::attachXdp(const Config& c) {
   std::vector<std::string> created;  // links this start made, undone when native refuses
+  // A device a previous agent accelerated and this one does not run on any more: its XDP goes.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(pinDir_ + "/links", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("xdp_", 0) != 0) continue;
+    const std::string device = name.substr(4);
+    if (std::none_of(devices_.begin(), devices_.end(), [&](const DeviceInfo& d) { return d.name == device; }))
+      NP_TRY(bpf::detachXdpPinned(entry.path().string(), device));
+  }
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceInfo& d = devices_[i];
     const std::string link = xdpLinkPath(pinDir_, d.name);

@@ -144,18 +144,20 @@ static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pk
 	return np_nodeport_finish_routed(ctx, p, e, dir, fib);
 }
 
-/* np_nodeport_new_flow_create(): the flow exists, translate the packet by its service entry. Not
- * a verdict of any hook. */
-#define NP_NODEPORT_CREATED (-0x1000)
+/* What the first packet of a new flow does once the flow exists: it is translated by its service
+ * entry and sent on. A hook that splits the path into tail calls defines
+ * NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) before it includes this header (xdp.bpf.c: the rewrite
+ * is its next stage). */
+#ifndef NP_NODEPORT_NEW_FLOW_NEXT
+#define NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) np_nodeport_finish(ctx, p, fwd, NP_METRIC_INGRESS)
+#endif
 
-/* First packet of a flow to a frontend: pick a backend and record both directions in the
- * embryonic table; *fwd is the service entry the packet is then translated by (on tc's stack,
- * where the verifier knows which of its rewrites are zero). Returns
- * NP_NODEPORT_CREATED, or the packet's verdict (not a frontend: passed untouched). */
-static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_pkt *p, __u64 now,
-						       struct np_ct_entry *fwd)
+/* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
+ * table, translate. Not a frontend: passed untouched. */
+static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
 {
 	struct np_scratch *s;
+	struct np_ct_entry fwd;
 	struct np_svc_key svc_key;
 	struct np_svc_val *svc;
 	struct np_backend *be;
@@ -191,17 +193,17 @@ static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_
 	if (remote && rc == BPF_FIB_LKUP_RET_NO_NEIGH && !NP_CTX_HAS_NEIGH)
 		return NP_CTX_DEFER;
 
-	np_ct_init(fwd, p, now, NP_CT_F_SERVICE);
-	fwd->nat_daddr = be->addr;
-	fwd->nat_dport = be->port;
-	fwd->backend_id = backend_id;
-	fwd->rev_nat_id = svc->rev_nat_id;
-	fwd->packets = 1;
-	fwd->bytes = np_ctx_len(ctx);
+	np_ct_init(&fwd, p, now, NP_CT_F_SERVICE);
+	fwd.nat_daddr = be->addr;
+	fwd.nat_dport = be->port;
+	fwd.backend_id = backend_id;
+	fwd.rev_nat_id = svc->rev_nat_id;
+	fwd.packets = 1;
+	fwd.bytes = np_ctx_len(ctx);
 
 	__builtin_memset(&s->rev, 0, sizeof(s->rev));
 	s->rev.flags = NP_CT_F_REPLY;
-	s->rev.expires = fwd->expires;
+	s->rev.expires = fwd.expires;
 	s->rev.backend_id = backend_id;
 	s->rev.rev_nat_id = svc->rev_nat_id;
 	s->rev.nat_saddr = p->daddr;
@@ -211,8 +213,8 @@ static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_
 		/* Before any state is created: a packet that cannot be forwarded holds no port. */
 		if (p->ttl <= 1)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
-		fwd->flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
-		fwd->nat_saddr = np_nodeport_cfg.node_ip;
+		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
+		fwd.nat_saddr = np_nodeport_cfg.node_ip;
 		s->rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		s->rev.nat_daddr = p->saddr;
 		s->rev.nat_dport = p->sport;
@@ -221,7 +223,7 @@ static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_
 	/* The reply tuple comes from the one definition the conntrack library uses to pair the two
 	 * directions; for SNAT its destination port is the one allocated below. */
 	np_ct_key_from_pkt(&s->fwd_key, p, NP_CT_INGRESS);
-	np_ct_peer_key(&s->rev_key, &s->fwd_key, fwd);
+	np_ct_peer_key(&s->rev_key, &s->fwd_key, &fwd);
 	if (remote) {
 		__u16 port = np_snat_alloc(ctx, &s->rev_key, &s->rev, bpf_ntohs(p->sport),
 					   np_nodeport_cfg.snat_port_min,
@@ -229,7 +231,7 @@ static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_
 
 		if (!port)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NAT_NO_MAPPING);
-		fwd->nat_sport = bpf_htons(port);
+		fwd.nat_sport = bpf_htons(port);
 	} else {
 		/* A leftover under this reply key in the main table (its flow's service entry evicted)
 		 * would be found first and keep the new flow from ever being confirmed. */
@@ -238,23 +240,11 @@ static __always_inline int np_nodeport_new_flow_create(np_ctx_t *ctx, struct np_
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 
-	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, fwd) < 0) {
+	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, &fwd) < 0) {
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
-	return NP_NODEPORT_CREATED;
-}
-
-/* First packet of a flow to a frontend: the flow is created and the packet translated. A hook
- * that splits the path into tail calls (xdp.bpf.c) calls the two halves itself. */
-static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
-{
-	struct np_ct_entry fwd;
-	int ret = np_nodeport_new_flow_create(ctx, p, now, &fwd);
-
-	if (ret != NP_NODEPORT_CREATED)
-		return ret;
-	return np_nodeport_finish(ctx, p, &fwd, NP_METRIC_INGRESS);
+	return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
 }
 
 /* The entry of the flow of a packet arriving on the device (key: its tuple as the client or a

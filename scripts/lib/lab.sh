@@ -335,10 +335,14 @@ lab_agent_start() {
   lab__node_index "$node" >/dev/null || return 1
   shift
   bin=$(lab__bin agent) || return 1
+  local prev=
   for arg in "$@"; do
-    case $arg in
-      --bpf-lb-acceleration=native | --bpf-lb-acceleration=best-effort) lab_lan_xdp_pass || return 1 ;;
+    case $prev:$arg in
+      *:--bpf-lb-acceleration=native | *:--bpf-lb-acceleration=best-effort | \
+        --bpf-lb-acceleration:native | --bpf-lb-acceleration:best-effort)
+        lab_lan_xdp_pass || return 1 ;;
     esac
+    prev=$arg
   done
   local dir=$LAB_DIR/$node
   mkdir -p "$dir/run" "$dir/config" || return 1
