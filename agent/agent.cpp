@@ -557,7 +557,9 @@ pb::StatusResponse Agent::status() const {
   if (hooks.size() != 4) problems.push_back("socket LB: " + std::to_string(hooks.size()) + "/4 hooks attached");
   out.set_socket_lb_cgroup(datapath_->cgroupPath());
   for (const auto& h : hooks) out.add_socket_lb_hooks(h);
-  out.set_lb_mode(lbModeName(config_.lbMode));
+  const LbMode lbMode = datapath_->lbMode();
+  out.set_lb_mode(lbModeName(lbMode));
+  if (lbMode != LbMode::Snat) out.set_dsr_dispatch_mode("IP Option/Extension");
   out.set_xdp_acceleration(lbAccelerationName(config_.lbAcceleration));
   out.set_backend_selection("Random");
   out.set_node_port_range(std::to_string(config_.nodePortMin) + "-" + std::to_string(config_.nodePortMax));

@@ -135,11 +135,11 @@ const std::vector<Key>& keys() {
          c.kubeProxyReplacement = *b;
          return {};
        }},
-      {"bpf-lb-mode", "snat, dsr or hybrid", false,
+      {"bpf-lb-mode", "remote backends: snat, dsr (IP option) or hybrid (DSR for TCP, SNAT for UDP)", false,
        [](Config& c, const std::string& v) -> Status {
          if (v == "snat") c.lbMode = LbMode::Snat;
-         else if (v == "dsr" || v == "hybrid")
-           return bad("bpf-lb-mode", v, "is not supported by this build yet (snat)");
+         else if (v == "dsr") c.lbMode = LbMode::Dsr;
+         else if (v == "hybrid") c.lbMode = LbMode::Hybrid;
          else return bad("bpf-lb-mode", v, "is not a load-balancing mode (snat, dsr, hybrid)");
          return {};
        }},

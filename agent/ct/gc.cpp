@@ -43,7 +43,7 @@ namespace {
 // The identity of an entry: what it translates to and for which flow; not its counters or expiry,
 // which traffic changes.
 bool sameFlow(const np_ct_entry& a, const np_ct_entry& b) {
-  constexpr uint16_t kKind = NP_CT_F_SERVICE | NP_CT_F_REPLY | NP_CT_F_SNAT;
+  constexpr uint16_t kKind = NP_CT_F_SERVICE | NP_CT_F_REPLY | NP_CT_F_SNAT | NP_CT_F_DSR | NP_CT_F_DSR_BACKEND;
   return a.nat_saddr == b.nat_saddr && a.nat_daddr == b.nat_daddr && a.nat_sport == b.nat_sport &&
          a.nat_dport == b.nat_dport && a.backend_id == b.backend_id && a.rev_nat_id == b.rev_nat_id &&
          (a.flags & kKind) == (b.flags & kKind);
@@ -147,11 +147,11 @@ Result<Run> Gc::runOnce() {
         const np_ct_entry& e = entries[k];
         if (e.expires + kExpiryGraceNs < now) {
           expired.push_back(keys[k]);
-          if (e.flags & NP_CT_F_SERVICE) deletedServices.emplace_back(keys[k], e);
+          if (np_ct_client_entry(&e)) deletedServices.emplace_back(keys[k], e);
           continue;
         }
         if (e.flags & NP_CT_F_SNAT) ++s.snatEntries;
-        if (e.flags & NP_CT_F_SERVICE) {
+        if (np_ct_client_entry(&e)) {
           np_ct_key pk;
           np_ct_peer_key(&pk, &keys[k], &e);
           servicePeer[keys[k]] = pk;

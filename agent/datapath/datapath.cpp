@@ -154,6 +154,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.nodeIp = d.ipv4;
     hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, NP_DEFAULT_SNAT_PORT_MIN));
     hp.snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
+    hp.lbMode = c.lbMode;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));
@@ -193,6 +194,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
                                    dp->pinDir_ + "/links/sock4_" + hook.name));
   return dp;
 }
+
+LbMode Datapath::lbMode() const { return hosts_.empty() ? LbMode::Snat : hosts_.front()->loadedLbMode(); }
 
 Status Datapath::attachXdp(const Config& c) {
   std::vector<std::string> created;  // links this start made, undone when native refuses

@@ -101,6 +101,8 @@ class Datapath {
   bool adoptedPins() const { return adoptedPins_; }
   Ipv4 nodeIp() const { return nodeIp_; }
   const std::vector<DeviceInfo>& devices() const { return devices_; }
+  // The LB mode the loaded tc programs run with (all devices load the same one).
+  LbMode lbMode() const;
 
  private:
   Datapath() = default;

@@ -90,6 +90,19 @@ Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& size
   return {};
 }
 
+namespace {
+
+uint8_t toBpf(LbMode m) {
+  switch (m) {
+    case LbMode::Dsr: return NP_LB_MODE_DSR;
+    case LbMode::Hybrid: return NP_LB_MODE_HYBRID;
+    case LbMode::Snat: break;
+  }
+  return NP_LB_MODE_SNAT;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir, const MapSizes& sizes,
                                                        const HostParams& p) {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
@@ -101,12 +114,21 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   cfg.node_ip = p.nodeIp.be;
   cfg.snat_port_min = p.snatPortMin;
   cfg.snat_port_max = p.snatPortMax;
+  cfg.lb_mode = toBpf(p.lbMode);
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
   return prog;
 }
 
 HostProgram::~HostProgram() { host_bpf__destroy(skel_); }
+
+LbMode HostProgram::loadedLbMode() const {
+  switch (skel_->rodata->np_nodeport_cfg.lb_mode) {
+    case NP_LB_MODE_DSR: return LbMode::Dsr;
+    case NP_LB_MODE_HYBRID: return LbMode::Hybrid;
+    default: return LbMode::Snat;
+  }
+}
 int HostProgram::fromNetdevFd() const { return bpf_program__fd(skel_->progs.np_from_netdev); }
 int HostProgram::toNetdevFd() const { return bpf_program__fd(skel_->progs.np_to_netdev); }
 int HostProgram::mapFd(const std::string& name) const { return findMapFd<host_bpf>(skel_->obj, name); }
@@ -122,6 +144,7 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, 
   cfg.node_ip = p.nodeIp.be;
   cfg.snat_port_min = p.snatPortMin;
   cfg.snat_port_max = p.snatPortMax;
+  cfg.lb_mode = toBpf(p.lbMode);
   int rc = xdp_bpf__load(skel);
   if (rc != 0) return sysError("load xdp.bpf.o for " + p.device, -rc);
   return prog;

@@ -53,6 +53,7 @@ struct HostParams {
   Ipv4 nodeIp;
   uint16_t snatPortMin = NP_DEFAULT_SNAT_PORT_MIN;  // host order
   uint16_t snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
+  LbMode lbMode = LbMode::Snat;  // bpf-lb-mode
 };
 
 // One loaded instance of host.bpf.o, for one device.
@@ -66,6 +67,8 @@ class HostProgram {
   // fd of a map by its name (e.g. "np_ct4_v1"), -1 if unknown.
   int mapFd(const std::string& name) const;
   const HostParams& params() const { return params_; }
+  // The LB mode the loaded program runs with, read back from its .rodata.
+  LbMode loadedLbMode() const;
 
  private:
   HostProgram(host_bpf* skel, HostParams params) : skel_(skel), params_(std::move(params)) {}

@@ -1,11 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Load-time configuration of the programs: the agent fills these .rodata structs before load,
  * so disabled features are dead code to the verifier. Every field is read by a program; a feature
- * adds its knobs when it lands (DSR: the LB mode; XDP: the device). Defaults: np_abi.h. */
+ * adds its knobs when it lands (XDP: the device). Defaults: np_abi.h. */
 #ifndef NP_CONFIG_H
 #define NP_CONFIG_H
 
 #include "np_abi.h"
+
+/* How the ingress node forwards to a remote backend (the agent's bpf-lb-mode). In every mode the
+ * backend node side of DSR (lib/dsr.h) is compiled in except SNAT: a node that never sends the
+ * option does not read it either. */
+enum np_lb_mode {
+	NP_LB_MODE_SNAT = 0,   /* SNAT to the node; replies come back through it */
+	NP_LB_MODE_DSR = 1,    /* DSR with the IPv4 option, TCP and UDP */
+	NP_LB_MODE_HYBRID = 2, /* DSR for TCP, SNAT for UDP */
+};
 
 /* lib/nodeport.h (np_nodeport_cfg): every program that runs the NodePort path; one instance per
  * native device. */
@@ -13,8 +22,10 @@ struct np_nodeport_config {
 	__be32 node_ip;         /* this node's IPv4 on the device, SNAT source */
 	__u16 snat_port_min;    /* SNAT source ports (disjoint from the NodePort range), host order */
 	__u16 snat_port_max;
+	__u8 lb_mode;           /* enum np_lb_mode */
+	__u8 pad[3];
 };
-NP_ASSERT_SIZE(struct np_nodeport_config, 8);
+NP_ASSERT_SIZE(struct np_nodeport_config, 12);
 
 /* sock.bpf.c (np_cfg): one instance per node. */
 struct np_sock_config {

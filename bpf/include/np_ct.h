@@ -39,6 +39,13 @@ enum np_ct_flags {
 	NP_CT_F_CLOSING   = 1 << 4, /* FIN or RST seen: short lifetime */
 	NP_CT_F_SNAT      = 1 << 5, /* source rewritten to the node (remote backend, SNAT mode) */
 	NP_CT_F_REPLY_SEEN = 1 << 6, /* the reply direction carried a packet (both entries say so) */
+	/* Ingress node, service entry of a DSR flow (lib/dsr.h): DNAT only, the client address kept,
+	 * the DSR option on every TCP SYN and UDP datagram. The flow has no reply entry here: the
+	 * backend's node answers the client itself. */
+	NP_CT_F_DSR       = 1 << 7,
+	/* Backend node, both entries of a flow recorded from a DSR option: client -> backend
+	 * (ingress, no rewrite) and backend -> client (egress, source rewritten to the frontend). */
+	NP_CT_F_DSR_BACKEND = 1 << 8,
 };
 
 struct np_ct_entry {
@@ -66,6 +73,14 @@ NP_ASSERT_OFFSET(struct np_ct_entry, packets, 32);
 #define NP_CT_PURE static inline __attribute__((always_inline))
 #endif
 
+/* The entry of a flow's client direction, whose reply entry np_ct_peer_key() names: a service
+ * entry, or the client -> backend entry DSR's backend node records. */
+NP_CT_PURE int np_ct_client_entry(const struct np_ct_entry *e)
+{
+	return (e->flags & NP_CT_F_SERVICE) ||
+	       (e->flags & (NP_CT_F_DSR_BACKEND | NP_CT_F_REPLY)) == NP_CT_F_DSR_BACKEND;
+}
+
 /* The key of the other direction of the flow that entry e (found under key) belongs to: a
  * service entry's reply entry, or a reply entry's service entry. */
 NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key,
@@ -73,6 +88,16 @@ NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key
 {
 	__builtin_memset(pk, 0, sizeof(*pk));
 	pk->proto = key->proto;
+	if ((e->flags & (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) ==
+	    (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) {
+		/* backend node of a DSR flow: the client sends to the backend itself */
+		pk->saddr = key->daddr;
+		pk->sport = key->dport;
+		pk->daddr = key->saddr;
+		pk->dport = key->sport;
+		pk->dir = NP_CT_INGRESS;
+		return;
+	}
 	if (e->flags & NP_CT_F_REPLY) {
 		/* client -> frontend, as ingress saw it */
 		pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
@@ -82,9 +107,10 @@ NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key
 		pk->dir = NP_CT_INGRESS;
 		return;
 	}
-	/* backend -> client (egress), or backend -> node SNAT port (ingress) */
-	pk->saddr = e->nat_daddr;
-	pk->sport = e->nat_dport;
+	/* backend -> client (egress), or backend -> node SNAT port (ingress); a flow without DNAT
+	 * (DSR's backend node) is answered by the address it was sent to */
+	pk->saddr = e->nat_daddr ? e->nat_daddr : key->daddr;
+	pk->sport = e->nat_dport ? e->nat_dport : key->dport;
 	if (e->flags & NP_CT_F_SNAT) {
 		pk->daddr = e->nat_saddr;
 		pk->dport = e->nat_sport;
@@ -102,6 +128,10 @@ NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key
 NP_CT_PURE int np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_entry *e,
 			      const struct np_ct_key *pk, const struct np_ct_entry *rev)
 {
+	/* DSR's backend node: the two keys mirror each other, no other flow has that reply key */
+	if (e->flags & NP_CT_F_DSR_BACKEND)
+		return (rev->flags & (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) ==
+		       (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND);
 	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
 	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
 	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&

@@ -14,6 +14,8 @@
 	X(INVALID_PACKET,     134, "INVALID_PACKET_DROPPED", "Invalid packet")                     \
 	X(TRUNCATED_HEADER,   135, "CT_TRUNCATED_OR_INVALID_HEADER",                               \
 	  "CT: Truncated or invalid header")                                                       \
+	/* Cilium's DROP_FRAG_NEEDED; flow.proto kept the number's older name. */                  \
+	X(FRAG_NEEDED,        136, "CT_MISSING_TCP_ACK_FLAG", "Fragmentation needed")              \
 	X(WRITE_ERROR,        141, "ERROR_WRITING_TO_PACKET", "Error writing to packet")           \
 	X(CSUM_L3,            153, "ERROR_WHILE_CORRECTING_L3_CHECKSUM",                           \
 	  "Error while correcting L3 checksum")                                                    \

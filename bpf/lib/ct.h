@@ -159,7 +159,7 @@ static __always_inline void np_ct_forget(void *map, __u32 table, const struct np
 	struct np_ct_key pk;
 	struct np_ct_entry *rev;
 
-	if (!(e->flags & NP_CT_F_SERVICE))
+	if (!np_ct_client_entry(e))
 		return;
 	np_ct_peer_key(&pk, key, e);
 	rev = bpf_map_lookup_elem(map, &pk);
@@ -200,11 +200,17 @@ static __always_inline void np_ct_sync_peer(void *map, const struct np_ct_key *k
  * entry after np_ct_refresh(). */
 static __always_inline bool np_ct_confirms(const struct np_ct_entry *e, const struct np_pkt *p)
 {
-	if (!(e->flags & NP_CT_F_SERVICE) || !(e->flags & NP_CT_F_REPLY_SEEN) ||
-	    (e->flags & NP_CT_F_CLOSING))
+	bool tcp_ack = (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK;
+
+	if (e->flags & NP_CT_F_CLOSING)
 		return false;
-	return p->proto != IPPROTO_TCP ||
-	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK;
+	/* The ingress node of a DSR flow never sees its replies: the client confirms by going on
+	 * (TCP: the handshake's ACK; UDP: a second datagram). */
+	if (e->flags & NP_CT_F_DSR)
+		return p->proto == IPPROTO_TCP ? tcp_ack : e->packets > 1;
+	if (!np_ct_client_entry(e) || !(e->flags & NP_CT_F_REPLY_SEEN))
+		return false;
+	return p->proto != IPPROTO_TCP || tcp_ack;
 }
 
 /* Moves a confirmed flow to the main table with the main table's lifetimes: the service entry e
@@ -219,6 +225,13 @@ static __always_inline bool np_ct_promote(const struct np_ct_key *key, struct np
 	struct np_ct_stat *s;
 	__u64 expires = now + np_ct_lifetime(key->proto, e->flags, false);
 
+	if (e->flags & NP_CT_F_DSR) {
+		/* the ingress node of a DSR flow holds no reply entry */
+		e->expires = expires;
+		if (np_ct_insert(&NP_MAP_CT, NP_CT_TABLE_MAIN, key, e) < 0)
+			return false;
+		goto promoted;
+	}
 	np_ct_peer_key(&pk, key, e);
 	rev = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &pk);
 	if (!rev || !np_ct_reply_of(key, e, &pk, rev))
@@ -235,6 +248,7 @@ static __always_inline bool np_ct_promote(const struct np_ct_key *key, struct np
 		return false;
 	}
 	np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &pk);
+promoted:
 	s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
 	if (s)
 		s->promoted++;

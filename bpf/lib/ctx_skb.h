@@ -18,6 +18,12 @@
  *   NP_CTX_DEFER                     verdict that hands the packet on untouched to the next hook that
  *                                    runs the same path (XDP -> tc), which then does the work the
  *                                    hook cannot (tc: the stack; nothing after it translates)
+ *   np_ctx_grow_l3(ctx, len)         insert len zero bytes right after the fixed 20-byte IPv4
+ *                                    header (room for an IP option); what follows moves back
+ *   np_ctx_grow_l2(ctx, len)         insert len zero bytes right after the Ethernet header (room
+ *                                    for a new outer IPv4 header)
+ *   np_ctx_set_len(ctx, len)         cut the packet to len bytes (len <= np_ctx_len(ctx))
+ * The three that resize the packet invalidate every packet pointer (re-read np_ctx_data()).
  * Everything returning int returns 0 (or a verdict) on success and < 0 on failure. */
 #ifndef NP_LIB_CTX_SKB_H
 #define NP_LIB_CTX_SKB_H
@@ -120,6 +126,24 @@ static __always_inline int np_ctx_redirect_neigh(np_ctx_t *ctx, __u32 ifindex, _
 	};
 
 	return bpf_redirect_neigh(ifindex, &p, sizeof(p), 0);
+}
+
+/* BPF_ADJ_ROOM_NET inserts after the fixed IPv4 header (the kernel's bpf_skb_net_base_len()),
+ * before any options the packet has; the checksum state of the skb stays right for the L4 header,
+ * which does not move in memory. */
+static __always_inline int np_ctx_grow_l3(np_ctx_t *ctx, __u32 len)
+{
+	return bpf_skb_adjust_room(ctx, len, BPF_ADJ_ROOM_NET, 0);
+}
+
+static __always_inline int np_ctx_grow_l2(np_ctx_t *ctx, __u32 len)
+{
+	return bpf_skb_adjust_room(ctx, len, BPF_ADJ_ROOM_MAC, 0);
+}
+
+static __always_inline int np_ctx_set_len(np_ctx_t *ctx, __u32 len)
+{
+	return bpf_skb_change_tail(ctx, len, 0);
 }
 
 #endif /* NP_LIB_CTX_SKB_H */

@@ -158,4 +158,45 @@ static __always_inline int np_ctx_redirect_neigh(np_ctx_t *ctx, __u32 ifindex, _
 	return -1;
 }
 
+/* Inserts len zero bytes after the first `keep` bytes: the head moves len bytes down
+ * (bpf_xdp_adjust_head) and the first keep bytes are copied to the new front. keep and len are
+ * constants after inlining; the copy goes up in 16-bit steps, which is a correct move for a
+ * destination below its source. */
+static __always_inline int np_ctx_xdp_insert(np_ctx_t *ctx, __u32 keep, __u32 len)
+{
+	__u8 *data, *data_end;
+	__u32 i;
+
+	if (bpf_xdp_adjust_head(ctx, -(int)len))
+		return -1;
+	data = np_ctx_data(ctx);
+	data_end = np_ctx_data_end(ctx);
+	if (data + len + keep > data_end)
+		return -1;
+#pragma unroll
+	for (i = 0; i + 1 < keep; i += 2)
+		*(__u16 *)(data + i) = *(__u16 *)(data + len + i);
+	if (keep & 1)
+		data[keep - 1] = data[len + keep - 1];
+#pragma unroll
+	for (i = 0; i < len; i++)
+		data[keep + i] = 0;
+	return 0;
+}
+
+static __always_inline int np_ctx_grow_l3(np_ctx_t *ctx, __u32 len)
+{
+	return np_ctx_xdp_insert(ctx, ETH_HLEN + sizeof(struct iphdr), len);
+}
+
+static __always_inline int np_ctx_grow_l2(np_ctx_t *ctx, __u32 len)
+{
+	return np_ctx_xdp_insert(ctx, ETH_HLEN, len);
+}
+
+static __always_inline int np_ctx_set_len(np_ctx_t *ctx, __u32 len)
+{
+	return bpf_xdp_adjust_tail(ctx, (int)len - (int)np_ctx_len(ctx));
+}
+
 #endif /* NP_LIB_CTX_XDP_H */

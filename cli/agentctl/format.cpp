@@ -106,6 +106,11 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
     socketLb += " [cgroup " + status.socket_lb_cgroup() + "]";
   }
   table.addRow({"Socket LB:", socketLb});
+  if (!status.lb_mode().empty()) {
+    std::string mode = status.lb_mode();
+    if (!status.dsr_dispatch_mode().empty()) mode += " (" + status.dsr_dispatch_mode() + ")";
+    table.addRow({"LB mode:", mode});
+  }
   table.addRow({"Services:", std::to_string(status.services()) + " services, " +
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
@@ -161,6 +166,9 @@ std::string kprDetails(const pb::StatusResponse& status) {
   }
   if (status.devices_size() > 0) details.addRow({"Devices:", deviceList(status)});
   if (!status.lb_mode().empty()) details.addRow({"Mode:", status.lb_mode()});
+  if (!status.dsr_dispatch_mode().empty()) {
+    details.addRow({"  DSR Dispatch Mode:", status.dsr_dispatch_mode()});
+  }
   if (!status.backend_selection().empty()) {
     details.addRow({"Backend Selection:", status.backend_selection()});
   }

@@ -66,6 +66,7 @@ void HostTest::SetUp() {
   p.device = "ens192";
   p.ifindex = env().ens192Ifindex;
   p.nodeIp = Ipv4{kNodeIp};
+  p.lbMode = lbMode_;
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());

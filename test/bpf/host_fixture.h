@@ -108,6 +108,9 @@ class HostTest : public ::testing::Test {
   const std::string& pinDir() const { return pinDir_; }
   const datapath::MapSizes& mapSizes() const { return sizes_; }
 
+  // The bpf-lb-mode the program is loaded with; a derived fixture sets it in its constructor.
+  void setLbMode(LbMode m) { lbMode_ = m; }
+
   // The embryonic table's size in this fixture (small, so a test can overflow it).
   static constexpr uint32_t kCtSynMax = 1024;
   static constexpr uint32_t kCtMainMax = 4096;
@@ -117,6 +120,7 @@ class HostTest : public ::testing::Test {
   static std::vector<std::pair<np_ct_key, np_ct_entry>> dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m);
 
   std::string pinDir_;
+  LbMode lbMode_ = LbMode::Snat;
   datapath::MapSizes sizes_;
   std::unique_ptr<datapath::HostProgram> prog_;
   std::optional<bpf::Map<np_svc_key, np_svc_val>> services_;

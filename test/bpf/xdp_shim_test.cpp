@@ -4,7 +4,7 @@
 // and the same conntrack entry its output must be byte for byte what tc's np_from_netdev makes
 // (both checked against the expected packet too): addresses, ports, TTL, MACs and both checksums,
 // which XDP computes by hand where tc has bpf_l3/l4_csum_replace(). Verdicts are the hook's own
-// (XDP_REDIRECT / TC_ACT_REDIRECT, XDP_PASS / TC_ACT_OK, XDP_DROP / TC_ACT_SHOT).
+// (XDP_TX: out of the device it came in on / TC_ACT_REDIRECT, XDP_PASS / TC_ACT_OK, XDP_DROP / TC_ACT_SHOT).
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -28,6 +28,8 @@ class XdpShimTest : public HostTest {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir().c_str());
     skel_ = xdp_shim_bpf__open_opts(&opts);
     ASSERT_NE(skel_, nullptr) << "open xdp_shim.bpf.o: " << std::strerror(errno);
+    skel_->rodata->np_nodeport_cfg.node_ip = kNodeIp;
+    skel_->rodata->np_nodeport_cfg.lb_mode = xdpLbMode_;
     auto sized = datapath::sizeMaps(skel_->obj, pinDir(), mapSizes());
     ASSERT_TRUE(sized.ok()) << sized.error().message();
     ASSERT_EQ(xdp_shim_bpf__load(skel_), 0) << "load xdp_shim.bpf.o (the verifier's log is above)";
@@ -70,14 +72,24 @@ class XdpShimTest : public HostTest {
     EXPECT_TRUE(samePacket(want, x.out)) << "XDP output";
     const np_metric after = metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED);
     EXPECT_EQ(after.packets, before.packets + 1) << "XDP counted no forwarded packet";
-    EXPECT_EQ(after.bytes, before.bytes + in.size()) << "XDP counted another length";
+    // Forwarded bytes are the packet as it leaves (with the DSR option, 8 more than came in).
+    EXPECT_EQ(after.bytes, before.bytes + want.size()) << "XDP counted another length";
     RunResult t = fromNetdev(in);
     EXPECT_EQ(t.verdict, tcVerdict);
+    EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).bytes, after.bytes + want.size())
+        << "tc counted another length";
     EXPECT_TRUE(samePacket(want, t.out)) << "tc output";
     EXPECT_TRUE(samePacket(t.out, x.out)) << "XDP and tc differ (expected: tc, actual: XDP)";
   }
 
+  // Both programs, tc's and XDP's, run in this bpf-lb-mode.
+  void setBothLbModes(LbMode tc, uint8_t xdp) {
+    setLbMode(tc);
+    xdpLbMode_ = xdp;
+  }
+
   xdp_shim_bpf* skel_ = nullptr;
+  uint8_t xdpLbMode_ = NP_LB_MODE_SNAT;
 };
 
 // A confirmed SNAT'd flow: the client's segment is DNAT'd + SNAT'd, TTL decremented, MACs set from
@@ -191,6 +203,66 @@ TEST_F(XdpShimTest, ParserVerdictsMatchTc) {
   EXPECT_EQ(x.verdict, XDP_PASS);
   EXPECT_TRUE(samePacket(arpIn, x.out));
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DSR on XDP: the packet grows at the head (bpf_xdp_adjust_head + moving Ethernet and IPv4 header
+// down) where tc grows it in the middle (bpf_skb_adjust_room); the bytes must be the same.
+
+class DsrXdpShimTest : public XdpShimTest {
+ protected:
+  DsrXdpShimTest() { setBothLbModes(LbMode::Dsr, NP_LB_MODE_DSR); }
+};
+
+// A DSR flow's retransmitted SYN: DNAT, TTL, MACs and the option after the fixed header, the
+// same through XDP as through tc.
+TEST_F(DsrXdpShimTest, SynOptionMatchesTc) {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  const PacketBuilder syn = clientTcp(kClientPort, kTcpSyn);
+  ASSERT_EQ(fromNetdev(syn.build()).verdict, TC_ACT_REDIRECT);
+  PacketBuilder want = syn;
+  want.eth(kEns192Mac, kNode2Mac).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63)
+      .ipOptions({0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x64});
+  expectXdpLikeTc(syn.build(), want.build(), XDP_TX, TC_ACT_REDIRECT);
+  EXPECT_TRUE(checksumsOk(want.build()));
+
+  // A SYN with options of its own: XDP moves those down with the rest of the header's tail.
+  PacketBuilder withOpts = clientTcp(kClientPort + 1, kTcpSyn);
+  withOpts.ipOptions({0x01, 0x01, 0x01, 0x00});
+  ASSERT_EQ(fromNetdev(withOpts.build()).verdict, TC_ACT_REDIRECT);
+  PacketBuilder want2 = withOpts;
+  want2.eth(kEns192Mac, kNode2Mac).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63)
+      .ipOptions({0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x64, 0x01, 0x01, 0x01, 0x00});
+  expectXdpLikeTc(withOpts.build(), want2.build(), XDP_TX, TC_ACT_REDIRECT);
+}
+
+// Too big for the option: the ICMP fragmentation-needed that XDP builds (the packet cut at the
+// tail, room made after the Ethernet header) is tc's, byte for byte, and counted the same.
+TEST_F(DsrXdpShimTest, FragNeededMatchesTc) {
+  constexpr uint16_t kUdpNodePort = 30053;
+  addBackend(2, kRemotePodA, kBackendPort, IPPROTO_UDP);
+  setService({kNodeIp, kUdpNodePort, IPPROTO_UDP}, kNodePortFlags, 8, {2});
+  auto datagram = [&](size_t len) {
+    PacketBuilder b;
+    b.eth(kClientMac, kEns192Mac).ipv4(kClientIp, kNodeIp).ipId(0x77).dontFragment().udp(kClientPort, kUdpNodePort)
+        .payload(Bytes(len, 'z'));
+    return b.build();
+  };
+  ASSERT_EQ(fromNetdev(datagram(10)).verdict, TC_ACT_REDIRECT);  // the flow XDP finds
+  const Bytes big = datagram(1500 - 28);
+  RunResult x = xdp(big);
+  EXPECT_EQ(x.verdict, XDP_TX);
+  RunResult t = fromNetdev(big);
+  EXPECT_EQ(t.verdict, TC_ACT_REDIRECT);
+  EXPECT_TRUE(samePacket(t.out, x.out)) << "XDP and tc differ (expected: tc, actual: XDP)";
+  ASSERT_EQ(x.out.size(), 14u + 20 + 8 + 84);
+  EXPECT_EQ(x.out[14 + 9], np::test::kIpProtoIcmp);
+  EXPECT_EQ(x.out[14 + 20], 3);
+  EXPECT_EQ(x.out[14 + 21], 4);
+  EXPECT_EQ(x.out[14 + 26] << 8 | x.out[14 + 27], 1492);
+  EXPECT_TRUE(checksumsOk(x.out));
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_FRAG_NEEDED).packets, 2u);
 }
 
 }  // namespace

@@ -457,6 +457,20 @@ TEST_F(XdpTest, RedirectsToAnotherDevice) {
   EXPECT_EQ(std::system("ip neigh del 10.0.1.11 dev lxcp1"), 0);
 }
 
+// Every --bpf-lb-mode gives an XDP object the verifier takes (the load-time mode decides which
+// of the path's branches exist: DSR adds the option and the ICMP error, hybrid has both).
+TEST_F(XdpTest, LoadsInEveryLbMode) {
+  for (LbMode mode : {LbMode::Snat, LbMode::Dsr, LbMode::Hybrid}) {
+    datapath::HostParams p;
+    p.device = "ens192";
+    p.ifindex = env().ens192Ifindex;
+    p.nodeIp = Ipv4{kNodeIp};
+    p.lbMode = mode;
+    auto prog = datapath::XdpProgram::load(pinDir(), mapSizes(), p);
+    EXPECT_TRUE(prog.ok()) << lbModeName(mode) << ": " << (prog.ok() ? "" : prog.error().message());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Table, XdpSameOutputAsTc, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return caseId(info.param.name); });
 

@@ -590,6 +590,41 @@ expect_no_service() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Captures on the LAN: tcpdump on a bridge port in the lan namespace (n1, n2, client, router:
+# the port each host's interface is plugged into), packets the host sends only (-Q in).
+
+# capture_start <name> <port>: starts capturing everything <port>'s host sends to
+# $NP_LAB_DIR/logs/capture-<name>.pcap and waits (10 s) until tcpdump listens.
+capture_start() {
+  local name=$1 port=$2 log=$NP_LAB_DIR/logs/capture-$1.log
+  command -v tcpdump >/dev/null || { echo "tcpdump is missing (Debian package tcpdump)"; return 1; }
+  mkdir -p "$NP_LAB_DIR/logs"
+  lab_bg "capture-$name" "$log" lab_host_exec lan \
+    tcpdump -i "$port" -Q in -nn -U --immediate-mode -s 256 -w "$NP_LAB_DIR/logs/capture-$name.pcap" ip || return 1
+  lab_wait_for_line "$log" 'listening on' 10
+}
+
+# capture_stop <name>: stops the capture (the file stays for capture_count).
+capture_stop() { lab_kill "capture-$1" INT; }
+
+# capture_count <name> <pcap filter>: how many captured packets match the filter.
+capture_count() {
+  tcpdump -r "$NP_LAB_DIR/logs/capture-$1.pcap" -nn "$2" 2>/dev/null | wc -l
+}
+
+# expect_captured <name> <op> <N> <what> <pcap filter>: the capture holds <op> N packets matching
+# the filter (op: eq, ge); says what it counted, and the first packets captured, otherwise.
+expect_captured() {
+  local name=$1 op=$2 n=$3 what=$4 filter=$5 got
+  got=$(capture_count "$name" "$filter")
+  if [[ $op == eq ]] && ((got == n)); then return 0; fi
+  if [[ $op == ge ]] && ((got >= n)); then return 0; fi
+  echo "expected $([[ $op == eq ]] && echo "exactly" || echo "at least") $n packets ($what) in capture $name, saw $got (filter: $filter); the capture starts:"
+  tcpdump -r "$NP_LAB_DIR/logs/capture-$name.pcap" -nn -v 2>/dev/null | head -n 12 | sed 's/^/  /'
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
 # XDP acceleration
 
 # xdp_mode <node> <device>: the device's XDP attach mode as the kernel reports it: "driver",

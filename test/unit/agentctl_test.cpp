@@ -288,6 +288,7 @@ const char* const kCannedSummary =
     "Node:                   k3s-1\n"
     "Uptime:                 1h2m3s\n"
     "Socket LB:              Enabled [cgroup /sys/fs/cgroup]\n"
+    "LB mode:                SNAT\n"
     "Services:               2 services, 3 frontends, 4 backends\n"
     "BPF root:               /sys/fs/bpf/nodepath\n";
 
@@ -365,6 +366,25 @@ TEST(AgentctlStatus, XdpAccelerationPerDevice) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("native (not attached)"), std::string::npos) << text;
+}
+
+// DSR and Hybrid: the dispatch mode follows the mode, as in Cilium's KubeProxyReplacement Details.
+TEST(AgentctlStatus, DsrModeShowsItsDispatchMode) {
+  pb::StatusResponse r = cannedStatus();
+  r.set_lb_mode("DSR");
+  r.set_dsr_dispatch_mode("IP Option/Extension");
+  const std::string normal = formatStatus(r, StatusDetail::kNormal);
+  EXPECT_NE(normal.find("LB mode:                DSR (IP Option/Extension)\n"), std::string::npos) << normal;
+  const std::string verbose = formatStatus(r, StatusDetail::kVerbose);
+  // The indented label widens the column by one.
+  EXPECT_NE(verbose.find("  Mode:                  DSR\n"
+                         "    DSR Dispatch Mode:   IP Option/Extension\n"
+                         "  Backend Selection:     Random\n"),
+            std::string::npos)
+      << verbose;
+  r.set_lb_mode("Hybrid");
+  EXPECT_NE(formatStatus(r, StatusDetail::kVerbose).find("  Mode:                  Hybrid\n    DSR Dispatch Mode:"),
+            std::string::npos);
 }
 
 TEST(AgentctlStatus, PrintsOnlyWhatTheResponseCarries) {

@@ -34,6 +34,14 @@ TEST(Config, FlagsInBothForms) {
   EXPECT_EQ(c->nodePortMax, 31999);
 }
 
+TEST(Config, LbModes) {
+  EXPECT_EQ(parse({"--bpf-lb-mode=snat"})->lbMode, LbMode::Snat);
+  EXPECT_EQ(parse({"--bpf-lb-mode=dsr"})->lbMode, LbMode::Dsr);
+  EXPECT_EQ(parse({"--bpf-lb-mode", "hybrid"})->lbMode, LbMode::Hybrid);
+  EXPECT_STREQ(lbModeName(LbMode::Dsr), "DSR");
+  EXPECT_STREQ(lbModeName(LbMode::Hybrid), "Hybrid");
+}
+
 TEST(Config, BadFlagsSayWhatIsWrong) {
   EXPECT_EQ(parse({"--no-such-flag=1"}).error().message(), "--no-such-flag: unknown flag (see --help)");
   EXPECT_EQ(parse({"--node-port-range=32000-31000"}).error().message(),

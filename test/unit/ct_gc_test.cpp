@@ -298,6 +298,51 @@ TEST_F(GcTest, ConntrackGcReclaimsOrphanedReplyEntriesSeenTwice) {
   EXPECT_EQ(second.snatEntries, 4u);
 }
 
+// A flow DSR's backend node recorded from the option: client 192.0.2.n:40000 -> pod
+// 10.0.1.10:8080 (ingress, no rewrite), pod -> client (egress, source back to 192.168.10.101:30080).
+Flow dsrBackendFlow(uint32_t n, uint64_t expires) {
+  Flow f;
+  f.fwdKey.saddr = htonl(0xc0000200 + n);
+  f.fwdKey.daddr = htonl(0x0a00010a);
+  f.fwdKey.sport = htons(40000);
+  f.fwdKey.dport = htons(8080);
+  f.fwdKey.proto = 6;
+  f.fwdKey.dir = NP_CT_INGRESS;
+  f.fwd.flags = NP_CT_F_DSR_BACKEND;
+  f.fwd.expires = expires;
+  f.rev.flags = NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND;
+  f.rev.nat_saddr = htonl(0xc0a80a65);
+  f.rev.nat_sport = htons(30080);
+  f.rev.expires = expires;
+  np_ct_peer_key(&f.revKey, &f.fwdKey, &f.fwd);
+  return f;
+}
+
+// The backend node's pair of a DSR flow is a pair to the GC as to the datapath: the reply entry
+// of a live flow is no orphan (however many runs see it), a dead flow goes with both entries.
+TEST_F(GcTest, DsrBackendPairsAreKeptAndRemovedTogether) {
+  Flow live = dsrBackendFlow(1, now + 60 * kSec);
+  Flow dead = dsrBackendFlow(2, now - 10 * kSec);
+  dead.rev.expires = now + 30 * kSec;
+  np_ct_key back;
+  np_ct_peer_key(&back, &live.revKey, &live.rev);
+  ASSERT_EQ(std::memcmp(&back, &live.fwdKey, sizeof(back)), 0);
+  EXPECT_EQ(live.revKey.dir, NP_CT_EGRESS);
+  EXPECT_EQ(live.revKey.saddr, live.fwdKey.daddr);
+  EXPECT_TRUE(np_ct_reply_of(&live.fwdKey, &live.fwd, &live.revKey, &live.rev));
+  put(kernel, NP_CT_TABLE_MAIN, live);
+  put(kernel, NP_CT_TABLE_MAIN, dead);
+
+  run(NP_CT_TABLE_MAIN);
+  now += 5 * kSec;
+  const TableStats& s = run(NP_CT_TABLE_MAIN);
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.fwdKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.revKey)) << "a live DSR flow's reply entry taken for an orphan";
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.fwdKey));
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.revKey));
+  EXPECT_EQ(s.orphansDeleted, 0u);
+}
+
 TEST(ConntrackGcEstimate, ConntrackGcEvictionEstimateClampsAndSurvivesCounterReset) {
   np_ct_stat a{10, 2, 0}, b{15, 4, 0};
   EXPECT_EQ(estimateEvictions(a, b, 100, 99, 0), 4u);   // +5 -2 -0 -(-1)

@@ -5,7 +5,9 @@
  * for the same input. It is loaded with host.bpf.o's pin directory and shares its maps. It parses
  * with the shared parser, finds the flow's conntrack entry (main table, then embryonic; read
  * only) and translates and forwards the packet as the entry says (np_nodeport_finish: the address
- * and port rewrite with both checksums, TTL, FIB lookup, MAC rewrite, redirect, metrics).
+ * and port rewrite with both checksums, TTL, FIB lookup, MAC rewrite, redirect, metrics; for a
+ * DSR flow, with .rodata lb_mode set by the test, the option inserted through np_ctx_grow_l3 or
+ * the ICMP fragmentation-needed built through np_ctx_set_len/np_ctx_grow_l2).
  * The whole ingress path (np_nodeport_ingress, new flows included) is not here: compiled for XDP
  * it does not verify yet (over the verifier's 1,000,000-instruction limit), which is DSR/XDP's
  * work. */
