@@ -328,14 +328,19 @@ lab_lan_xdp_pass() {
 # lab_agent_start <node> [extra agent flags...]: start nodepath-agent on the node in the
 # background (log $NP_LAB_DIR/<node>/agent.log, the previous one kept as agent.log.prev; pid in
 # agent.pid and pids/agent-<node>.pid). Does not wait: see lab_agent_wait. With XDP acceleration
-# (--bpf-lb-acceleration=native|best-effort) the LAN gets its XDP pass programs first.
+# (--bpf-lb-acceleration=native|best-effort, or that key in the node's config dir) the LAN gets
+# its XDP pass programs first.
 lab_agent_start() {
   lab__vars || return 1
   local node=${1:-} bin arg
   lab__node_index "$node" >/dev/null || return 1
   shift
   bin=$(lab__bin agent) || return 1
-  local prev=
+  local prev= accel=
+  [[ -r $LAB_DIR/$node/config/bpf-lb-acceleration ]] && read -r accel <"$LAB_DIR/$node/config/bpf-lb-acceleration"
+  case $accel in
+    native | best-effort) lab_lan_xdp_pass || return 1 ;;
+  esac
   for arg in "$@"; do
     case $prev:$arg in
       *:--bpf-lb-acceleration=native | *:--bpf-lb-acceleration=best-effort | \
