@@ -76,8 +76,16 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
     auto nodes = parseNodes(*text, c.nodeName);
     if (!nodes) return Error{0, c.configDir + "/nodes: " + nodes.error().context, nodes.error().detail};
     a->nodes_ = std::move(*nodes);
+    a->nodesText_ = std::move(*text);
     NP_TRY(a->datapath_->setNodes(a->nodes_));
   }
+  std::string direct;
+  for (const auto& d : a->datapath_->devices())
+    if (d.directRouting) direct = d.name;
+  auto pods = endpoint::PodNetwork::start(c, direct);
+  if (!pods) return pods.error();
+  a->pods_ = std::move(*pods);
+  a->pods_->setNodes(a->nodes_);
 
   lb::NodeContext node;
   for (const auto& d : a->datapath_->devices()) node.nodeIps.push_back(d.ipv4);
@@ -98,7 +106,54 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->scheduleReconcile();
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
   a->ctGc_->start();
+  a->scheduleNodesPoll();
   return a;
+}
+
+void Agent::reloadNodes() {
+  if (config_.configDir.empty()) return;
+  const std::string path = config_.configDir + "/nodes";
+  std::string text;
+  if (fs::exists(path)) {
+    auto t = fs::readFile(path);
+    if (!t) {
+      nodesError_ = t.error().message();
+      return;
+    }
+    text = std::move(*t);
+  }
+  if (text == nodesText_) {
+    nodesError_.clear();
+    return;
+  }
+  auto nodes = parseNodes(text, config_.nodeName);
+  if (!nodes) {
+    const std::string why = path + ": " + nodes.error().message() + "; keeping the previous node list";
+    if (why != nodesError_) NP_LOG_ERROR("nodes", "%s", why.c_str());
+    nodesError_ = why;
+    return;
+  }
+  if (Status st = datapath_->setNodes(*nodes); !st) {
+    nodesError_ = "apply " + path + ": " + st.error().message();
+    return;
+  }
+  NP_LOG_INFO("nodes", "node list changed: %zu nodes", nodes->size());
+  nodes_ = std::move(*nodes);
+  nodesText_ = std::move(text);
+  nodesError_.clear();
+  pods_->setNodes(nodes_);
+}
+
+void Agent::scheduleNodesPoll() {
+  // The nodes file is a ConfigMap key in a deployment: watched by polling, which also sees the
+  // kubelet's symlink swaps.
+  nodesTimer_.expires_after(std::chrono::seconds(1));
+  nodesTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    reloadNodes();
+    pods_->tick();
+    scheduleNodesPoll();
+  });
 }
 
 std::vector<lb::Service> Agent::validOnes(std::vector<lb::Service> services, std::vector<std::string>& rejected) const {
@@ -625,6 +680,9 @@ pb::StatusResponse Agent::status() const {
       problems.push_back("the last reconcile (" + std::to_string(ago) + "s ago) found the maps drifted from the model "
                          "and repaired them: " + reportLine(lastReconcile_));
   }
+
+  pods_->fillStatus(out, problems);
+  if (!nodesError_.empty()) problems.push_back("nodes: " + nodesError_);
 
   for (const auto& p : problems) out.add_problems(p);
   out.set_state(problems.empty() ? "Ok" : "Degraded");

@@ -29,6 +29,7 @@
 #include "core/nodes.h"
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
+#include "endpoint/pod_network.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
 
@@ -54,6 +55,11 @@ class Agent {
   Result<pb::ReconcileResponse> reconcile();
   Result<pb::StateResponse> state(pb::StateRequest::Action action);
 
+  // The pod network (CNI endpoints, IPAM, node routes, the conflist).
+  endpoint::PodNetwork& podNetwork() { return *pods_; }
+  // The API serves now: the CNI config may be written once the pod network is ready.
+  void apiReady() { pods_->setApiReady(); }
+
   // Returns freed memory to the system 200 ms from now. The API calls it after a large request's
   // handler has returned (gRPC frees the request on its own thread after that).
   void scheduleTrim();
@@ -62,7 +68,7 @@ class Agent {
   std::string socketPath() const { return config_.runDir + "/agent.sock"; }
 
  private:
-  explicit Agent(boost::asio::io_context& io) : io_(io), reconcileTimer_(io), trimTimer_(io) {}
+  explicit Agent(boost::asio::io_context& io) : io_(io), reconcileTimer_(io), trimTimer_(io), nodesTimer_(io) {}
 
   enum class StoreState { Ok, Missing, Unreadable };
   struct Applied {
@@ -80,6 +86,10 @@ class Agent {
   // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
   Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);
   void scheduleReconcile();
+  // Reads the nodes file of the config directory; applies it when it changed. An unreadable or
+  // invalid file keeps the last good list (status says why).
+  void reloadNodes();
+  void scheduleNodesPoll();
   pb::StateStatus stateStatus() const;
   // What `agentctl state accept` would take: the best source that loads, split into the services
   // that validate and the reasons for those that do not.
@@ -98,6 +108,9 @@ class Agent {
   std::unique_ptr<lb::Reconciler> lb_;
   std::unique_ptr<lb::ServiceStore> store_;
   std::vector<NodeEntry> nodes_;
+  std::string nodesText_;   // the nodes file as last applied
+  std::string nodesError_;  // why the current file is not applied
+  std::unique_ptr<endpoint::PodNetwork> pods_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start
@@ -114,6 +127,7 @@ class Agent {
 
   boost::asio::steady_timer reconcileTimer_;
   boost::asio::steady_timer trimTimer_;
+  boost::asio::steady_timer nodesTimer_;
   bool trimPending_ = false;
 };
 

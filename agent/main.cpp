@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   NP_LOG_INFO("agent", "serving the agent API on %s", (*agent)->socketPath().c_str());
+  (*agent)->apiReady();
 
   auto work = boost::asio::make_work_guard(io);
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);

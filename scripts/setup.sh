@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # tests and lab
   iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
+  containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
 )
 
 missing=()
@@ -32,3 +33,8 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Upstream Go tools the tests drive, built from their pinned modules (test/tools/go/) into a cache
+# outside the checkout; a no-op when the pinned version is built already.
+source "$(dirname "${BASH_SOURCE[0]}")/lib/gotools.sh"
+np_go_tool cnitool >/dev/null

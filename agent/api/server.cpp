@@ -141,6 +141,29 @@ class Server::Service final : public pb::Agent::Service {
     *resp = onLoop([&] { return agent_.listNodes(); });
     return grpc::Status::OK;
   }
+  grpc::Status CniAdd(grpc::ServerContext*, const pb::CniAddRequest* req, pb::CniAddResponse* resp) override {
+    return reply(resp, [&] { return agent_.podNetwork().add(*req); });
+  }
+  grpc::Status CniDel(grpc::ServerContext*, const pb::CniDelRequest* req, pb::CniDelResponse*) override {
+    np::Status st = onLoop([&] { return agent_.podNetwork().del(*req); });
+    return st ? grpc::Status::OK : toGrpc(st.error());
+  }
+  grpc::Status CniCheck(grpc::ServerContext*, const pb::CniCheckRequest* req, pb::CniCheckResponse* resp) override {
+    return reply(resp, [&] { return agent_.podNetwork().check(*req); });
+  }
+  grpc::Status CniGc(grpc::ServerContext*, const pb::CniGcRequest* req, pb::CniGcResponse* resp) override {
+    *resp = onLoop([&] { return agent_.podNetwork().gc(*req); });
+    return grpc::Status::OK;
+  }
+  grpc::Status CniStatus(grpc::ServerContext*, const pb::CniStatusRequest*, pb::CniStatusResponse* resp) override {
+    *resp = onLoop([&] { return agent_.podNetwork().cniStatus(); });
+    return grpc::Status::OK;
+  }
+  grpc::Status ListEndpoints(grpc::ServerContext*, const pb::ListEndpointsRequest*,
+                             pb::ListEndpointsResponse* resp) override {
+    *resp = onLoop([&] { return agent_.podNetwork().listEndpoints(); });
+    return grpc::Status::OK;
+  }
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse* resp) override {
     *resp = onLoop([&] { return agent_.status(); });
     return grpc::Status::OK;

@@ -246,6 +246,18 @@ const std::vector<Key>& keys() {
          c.lbReconcileIntervalSec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
          return {};
        }},
+      {"cni-conf-dir", "CNI config directory: 05-nodepath.conflist is written there once the agent is ready", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("cni-conf-dir", v, "is not an absolute path");
+         c.cniConfDir = v;
+         return {};
+       }},
+      {"cni-bin-dir", "CNI plugin directory the runtime runs nodepath-cni from (checked, shown in status)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("cni-bin-dir", v, "is not an absolute path");
+         c.cniBinDir = v;
+         return {};
+       }},
       {"log-level", "debug, info, warn, error", false,
        [](Config& c, const std::string& v) -> Status {
          if (v != "debug" && v != "info" && v != "warn" && v != "error")

@@ -44,6 +44,8 @@ struct Config {
   Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // cluster-pool-ipv4-cidr: pod addresses
   bool lbAllowUnsafeFrontends = false;  // lb-allow-unsafe-frontends: external/LB IPs on node or pod addresses
   uint32_t lbReconcileIntervalSec = 60;  // lb-reconcile-interval: whole-map reconcile period (0 = off)
+  std::string cniConfDir = "/etc/cni/net.d";  // cni-conf-dir: where 05-nodepath.conflist goes once ready
+  std::string cniBinDir = "/opt/cni/bin";     // cni-bin-dir: where the runtime finds nodepath-cni
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;

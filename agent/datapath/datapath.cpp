@@ -1,7 +1,6 @@
 #include "datapath/datapath.h"
 
 #include <fcntl.h>
-#include <ifaddrs.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -19,6 +18,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "np_abi.h"
+#include "routing/netlink.h"
 
 namespace np::datapath {
 
@@ -58,27 +58,23 @@ std::string xdpLinkPath(const std::string& pinDir, const std::string& device) {
   return pinDir + "/links/xdp_" + device;
 }
 
+// Device discovery goes through rtnetlink (libmnl): one dump of links and one of addresses.
 Result<DeviceInfo> deviceInfo(const std::string& name) {
+  auto nl = routing::Netlink::open();
+  if (!nl) return nl.error();
+  auto link = (*nl)->linkByName(name);
+  if (!link) return link.error();
+  if (!*link) return Error{ENODEV, "find device " + name, {}};
   DeviceInfo d;
   d.name = name;
-  d.ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-  if (d.ifindex == 0) return sysError("find device " + name);
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return sysError("open socket");
-  ifreq ifr{};
-  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
-  int rc = ioctl(s, SIOCGIFHWADDR, &ifr);
-  close(s);
-  if (rc < 0) return sysError("read MAC of " + name);
-  std::copy_n(reinterpret_cast<uint8_t*>(ifr.ifr_hwaddr.sa_data), 6, d.mac.begin());
-  ifaddrs* ifa = nullptr;
-  if (getifaddrs(&ifa) == 0) {
-    for (ifaddrs* a = ifa; a; a = a->ifa_next) {
-      if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || name != a->ifa_name) continue;
-      d.ipv4 = Ipv4{reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr};
-      break;
-    }
-    freeifaddrs(ifa);
+  d.ifindex = (*link)->ifindex;
+  d.mac = (*link)->mac;
+  auto addrs = (*nl)->addresses();
+  if (!addrs) return addrs.error();
+  for (const routing::Address& a : *addrs) {
+    if (a.ifindex != d.ifindex) continue;
+    d.ipv4 = a.ip;
+    break;
   }
   if (d.ipv4.isZero()) return error("device " + name, "has no IPv4 address");
   return d;
@@ -86,18 +82,19 @@ Result<DeviceInfo> deviceInfo(const std::string& name) {
 
 std::vector<std::string> autoDevices() {
   std::vector<std::string> out;
-  ifaddrs* ifa = nullptr;
-  if (getifaddrs(&ifa) != 0) return out;
-  for (ifaddrs* a = ifa; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || !(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK))
-      continue;
-    std::string n = a->ifa_name;
+  auto nl = routing::Netlink::open();
+  if (!nl) return out;
+  auto links = (*nl)->links();
+  auto addrs = (*nl)->addresses();
+  if (!links || !addrs) return out;
+  for (const routing::Address& a : *addrs) {
+    auto link = std::find_if(links->begin(), links->end(), [&](const routing::Link& l) { return l.ifindex == a.ifindex; });
+    if (link == links->end() || !link->up() || (link->flags & IFF_LOOPBACK)) continue;
+    const std::string& n = link->name;
     if (n.rfind("lxc", 0) == 0 || n.rfind("np_", 0) == 0) continue;
-    Ipv4 ip{reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr};
-    if (ip.isLoopback() || (ip.host() >> 16) == 0xa9fe) continue;  // link-local
+    if (a.ip.isLoopback() || (a.ip.host() >> 16) == 0xa9fe) continue;  // link-local
     if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
   }
-  freeifaddrs(ifa);
   return out;
 }
 

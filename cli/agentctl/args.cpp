@@ -27,6 +27,7 @@ constexpr std::array kFlags{
     FlagSpec{"--cluster-ip", true},  FlagSpec{"--node-port", true},  FlagSpec{"--external-ip", true},
     FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},     FlagSpec{"--file", true},
     FlagSpec{"-f", true},            FlagSpec{"--address", true},    FlagSpec{"--table", true},
+    FlagSpec{"--cni-conf-dir", true}, FlagSpec{"--force", false},
 };
 
 constexpr std::array<std::string_view, 2> kStatusFlags{"--brief", "--verbose"};
@@ -326,6 +327,22 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     inv.command = Command::kNodeList;
     commandName = "node list";
     used = 2;
+  } else if (w0 == "endpoint") {
+    if (sub(1).empty()) {
+      out.error = "endpoint: missing subcommand (list)";
+      return out;
+    }
+    if (sub(1) != "list") {
+      out.error = "endpoint: unknown subcommand " + quoted(sub(1)) + " (list)";
+      return out;
+    }
+    inv.command = Command::kEndpointList;
+    commandName = "endpoint list";
+    used = 2;
+  } else if (w0 == "cleanup") {
+    inv.command = Command::kCleanup;
+    commandName = "cleanup";
+    used = 1;
   } else if (w0 == "reconcile") {
     inv.command = Command::kReconcile;
     commandName = "reconcile";
@@ -374,7 +391,8 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
                    (inv.command == Command::kServiceApply && (flag.name == "--file" || flag.name == "-f")) ||
                    ((inv.command == Command::kBpfCtList || inv.command == Command::kBpfNatList) &&
                     flag.name == "--address") ||
-                   (inv.command == Command::kBpfCtList && flag.name == "--table");
+                   (inv.command == Command::kBpfCtList && flag.name == "--table") ||
+                   (inv.command == Command::kCleanup && (flag.name == "--cni-conf-dir" || flag.name == "--force"));
     if (!allowed) {
       out.error = "unknown flag " + quoted(flag.name) + " for " + quoted(commandName);
       return out;
@@ -395,6 +413,17 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     inv.statusDetail = brief     ? StatusDetail::kBrief
                        : verbose ? StatusDetail::kVerbose
                                  : StatusDetail::kNormal;
+  } else if (inv.command == Command::kCleanup) {
+    for (const auto& flag : commandFlags) {
+      if (flag.name == "--force") {
+        inv.force = true;
+      } else if (flag.value.empty() || flag.value[0] != '/') {
+        out.error = "cleanup: --cni-conf-dir: " + quoted(flag.value) + " is not an absolute path";
+        return out;
+      } else {
+        inv.cniConfDir = flag.value;
+      }
+    }
   } else if (inv.command == Command::kServiceUpsert) {
     out.error = buildService(inv.serviceName, commandFlags, &inv.service);
   } else if (inv.command == Command::kServiceApply) {
@@ -463,6 +492,11 @@ std::string usageText() {
          "                                       conntrack entries (both directions of every translated flow)\n"
          "  bpf nat list [--address IP]          conntrack entries of SNAT'd flows (the NAT state)\n"
          "  node list                            nodes the agent knows\n"
+         "  endpoint list                        pod endpoints (CNI attachments): pod, address, interfaces\n"
+         "  cleanup [--cni-conf-dir DIR] [--force]\n"
+         "                                       remove what the agent installed on this node: the CNI config\n"
+         "                                         (DIR/05-nodepath.conflist, default /etc/cni/net.d), its routes,\n"
+         "                                         np_host/np_net; refused while the agent runs (--force: anyway)\n"
          "  reconcile                            compare every service map with the model now, repair drift\n"
          "  state show                           the stored state of the local API: loaded, missing or unreadable\n"
          "  state reload                         read the state files again (after fixing them by hand)\n"

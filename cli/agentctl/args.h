@@ -34,6 +34,8 @@ enum class Command {
   kStateReload,
   kStateAccept,
   kStateReset,
+  kEndpointList,
+  kCleanup,
 };
 
 enum class OutputFormat { kTable, kJson };
@@ -49,6 +51,8 @@ struct Invocation {
   nodepath::agent::v1::Service service;               // kServiceUpsert: fully built, name included
   std::string file;                                   // kServiceApply: path, or "-" for stdin
   nodepath::agent::v1::ListConntrackRequest ctFilter; // kBpfCtList, kBpfNatList
+  std::string cniConfDir{"/etc/cni/net.d"};           // kCleanup: where the agent wrote its conflist
+  bool force = false;                                 // kCleanup: even while an agent answers
 };
 
 // Either an invocation or the reason the command line is unusable (exit 2); never both.

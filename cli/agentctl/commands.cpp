@@ -221,6 +221,14 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
       out << (json ? toJson(resp) : formatNodeList(resp));
       return kExitOk;
     }
+    case Command::kEndpointList: {
+      pb::ListEndpointsResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::ListEndpointsRequest& r,
+                     pb::ListEndpointsResponse* s) { return stub.ListEndpoints(c, r, s); };
+      if (!call(inv, rpc, pb::ListEndpointsRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp) : formatEndpointList(resp));
+      return kExitOk;
+    }
     case Command::kServiceApply: {
       std::string text;
       if (!readInput(inv.file, &text, err)) return kExitFailure;
@@ -268,6 +276,7 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
     }
     case Command::kHelp:
     case Command::kVersion:
+    case Command::kCleanup:
       break;
   }
   err << "agentctl: internal error: command needs no agent\n";
@@ -309,6 +318,25 @@ int agentctlMain(const std::vector<std::string>& args, std::string_view envSocke
       out << "agentctl " NP_AGENTCTL_VERSION "\n";
     }
     return kExitOk;
+  }
+  if (inv.command == Command::kCleanup) {
+    // Local: it must work with the agent stopped, and refuses while one runs (it would put
+    // back what cleanup removes).
+    if (!inv.force && socketError(inv.socketPath).empty()) {
+      grpc::ChannelArguments a;
+      a.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+      auto stub = pb::Agent::NewStub(
+          grpc::CreateCustomChannel("unix:" + inv.socketPath, grpc::InsecureChannelCredentials(), a));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      pb::StatusResponse st;
+      if (stub->Status(&ctx, pb::StatusRequest{}, &st).ok()) {
+        err << "agentctl: cleanup: the agent at " << inv.socketPath
+            << " is running and would put back what cleanup removes: stop it first (or --force)\n";
+        return kExitFailure;
+      }
+    }
+    return runCleanup(inv, out, err);
   }
   if (std::string problem = socketError(inv.socketPath); !problem.empty()) {
     err << "agentctl: " << problem << "\n";

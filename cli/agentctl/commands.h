@@ -27,6 +27,10 @@ inline constexpr std::chrono::seconds kBatchTimeout{300};
 int runCommand(const Invocation& inv, nodepath::agent::v1::Agent::StubInterface& stub,
                std::ostream& out, std::ostream& err);
 
+// `agentctl cleanup`, done here without the agent: removes the conflist from inv.cniConfDir, the
+// routes of the agent's protocol and the router device np_host/np_net (cleanup.cpp).
+int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err);
+
 // Why the socket cannot be used, judged from the file system before connecting so that the
 // common mistakes (agent not running, wrong path, not root) get a precise message rather than a
 // gRPC transport error. Empty if the path is a socket we may connect to; otherwise the message

@@ -1,5 +1,7 @@
 #include "format.h"
 
+#include <cstdio>
+
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -115,6 +117,25 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
   if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
+  if (status.has_ipam()) table.addRow({"IPAM:", ipamLine(status)});
+  if (status.has_cni()) {
+    const pb::CniConfStatus& c = status.cni();
+    std::string line = c.ready() ? "Ready" : "Not ready (" + c.reason() + ")";
+    line += c.conf_written() ? ", " + c.conf_path() : ", no config written";
+    if (!c.plugin_present()) line += ", no nodepath-cni in " + c.bin_dir();
+    table.addRow({"CNI:", line});
+  }
+  if (status.node_routes_size() > 0) {
+    std::vector<std::string> parts;
+    size_t installed = 0;
+    for (const auto& r : status.node_routes()) {
+      if (r.installed()) ++installed;
+      else parts.push_back(r.node() + ": " + r.error());
+    }
+    std::string line = std::to_string(installed) + "/" + std::to_string(status.node_routes_size()) + " installed";
+    if (!parts.empty()) line += " (" + join(parts, "; ") + ")";
+    table.addRow({"Node routes:", line});
+  }
   if (!status.bpf_root().empty()) table.addRow({"BPF root:", status.bpf_root()});
   if (status.has_local_state()) {
     const pb::StateStatus& st = status.local_state();
@@ -480,6 +501,35 @@ std::string formatNodeList(const pb::ListNodesResponse& list) {
   table.addRow({"NAME", "IP", "POD-CIDR", "LOCAL"});
   for (const auto* n : nodes) {
     table.addRow({n->name(), orDash(n->ip()), orDash(n->pod_cidr()), yesNo(n->local())});
+  }
+  return table.render();
+}
+
+std::string ipamLine(const pb::StatusResponse& status) {
+  const pb::IpamStatus& i = status.ipam();
+  if (i.pod_cidr().empty()) return "IPv4: disabled (no pod CIDR for this node)";
+  return "IPv4: " + std::to_string(i.allocated()) + "/" + std::to_string(i.capacity()) + " allocated from " +
+         i.pod_cidr() + ", router " + i.router();
+}
+
+std::string formatEndpointList(const pb::ListEndpointsResponse& list) {
+  std::vector<const pb::Endpoint*> eps;
+  for (const auto& e : list.endpoints()) eps.push_back(&e);
+  std::stable_sort(eps.begin(), eps.end(), [](const auto* a, const auto* b) {
+    auto key = [](const pb::Endpoint* e) {
+      unsigned a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+      sscanf(e->ipv4().c_str(), "%u.%u.%u.%u", &a1, &a2, &a3, &a4);
+      return (uint64_t{a1} << 24) | (a2 << 16) | (a3 << 8) | a4;
+    };
+    return key(a) < key(b);
+  });
+  Table table;
+  table.addRow({"POD", "CONTAINER", "IPV4", "INTERFACE", "HOST-IF", "HOST-IFINDEX", "MAC"});
+  for (const auto* e : eps) {
+    std::string pod = e->pod_name().empty() ? "-" : (e->pod_namespace().empty() ? "" : e->pod_namespace() + "/") + e->pod_name();
+    std::string cid = e->container_id().size() > 12 ? e->container_id().substr(0, 12) : e->container_id();
+    table.addRow({pod, cid, e->ipv4(), e->ifname() + " (" + e->netns() + ")", e->host_ifname(),
+                  std::to_string(e->host_ifindex()), e->pod_mac()});
   }
   return table.render();
 }

@@ -46,6 +46,12 @@ std::string formatState(const nodepath::agent::v1::StateResponse& state);
 // NAME IP POD-CIDR LOCAL, sorted by name.
 std::string formatNodeList(const nodepath::agent::v1::ListNodesResponse& list);
 
+// POD (namespace/name) CONTAINER IPV4 INTERFACE HOST-IF MAC, sorted by address.
+std::string formatEndpointList(const nodepath::agent::v1::ListEndpointsResponse& list);
+
+// "IPv4: 3/253 allocated from 10.0.1.0/24" ("disabled (...)" without a pod CIDR).
+std::string ipamLine(const nodepath::agent::v1::StatusResponse& status);
+
 // "10.0.1.5:8080" or "10.0.1.5:8080 (terminating)".
 std::string formatBackend(const nodepath::agent::v1::Backend& backend);
 

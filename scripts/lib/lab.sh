@@ -11,6 +11,8 @@
 #     netns             every namespace suffix created, one a line (lab_down deletes them)
 #     bpffs/            ONE bpffs mount; bpffs/<node> is each node's --bpf-root
 #     <node>/{run,config,agent.log,agent.pid}
+#     <node>/cni/{net.d,bin}  the node's --cni-conf-dir and --cni-bin-dir (bin: links to the
+#                       build's nodepath-cni and Debian's /usr/lib/cni/loopback)
 #     pids/<name>.pid   background processes started by lab_bg (+ <name>.start: start time)
 #     logs/             logs of background processes other than the agents
 #
@@ -297,6 +299,7 @@ lab__bin() { # <name>: path of a built binary, or fail saying so
     agentctl) p=$LAB_BUILD/cli/agentctl/agentctl ;;
     nptraffic) p=$LAB_BUILD/test/tools/nptraffic ;;
     xdp-pass) p=$LAB_BUILD/bpf/xdp_pass.bpf.o ;;
+    cni) p=$LAB_BUILD/cli/cni/nodepath-cni ;;
     *) return 1 ;;
   esac
   if [[ ! -x $p && ! ( $1 == xdp-pass && -f $p ) ]]; then
@@ -350,15 +353,20 @@ lab_agent_start() {
     prev=$arg
   done
   local dir=$LAB_DIR/$node
-  mkdir -p "$dir/run" "$dir/config" || return 1
+  mkdir -p "$dir/run" "$dir/config" "$dir/cni/net.d" "$dir/cni/bin" || return 1
   if [[ -s $dir/agent.log ]]; then
     mv -f "$dir/agent.log" "$dir/agent.log.prev" || return 1
   fi
   lab_bg "agent-$node" "$dir/agent.log" lab_node_exec "$node" "$bin" \
     --node-name "$node" --devices ens192 \
     --bpf-root "$LAB_DIR/bpffs/$node" --cgroup-root "$LAB_CGROOT/$node" \
-    --run-dir "$dir/run" --config-dir "$dir/config" "$@" || return 1
+    --run-dir "$dir/run" --config-dir "$dir/config" \
+    --cni-conf-dir "$dir/cni/net.d" --cni-bin-dir "$dir/cni/bin" "$@" || return 1
   cp "$LAB_DIR/pids/agent-$node.pid" "$dir/agent.pid"
+  # The node's CNI bin dir, as a runtime would find it: our plugin and Debian's loopback.
+  local cni
+  if cni=$(lab__bin cni 2>/dev/null); then ln -sfn "$cni" "$dir/cni/bin/nodepath-cni"; fi
+  if [[ -x /usr/lib/cni/loopback ]]; then ln -sfn /usr/lib/cni/loopback "$dir/cni/bin/loopback"; fi
 }
 
 # lab_agent_stop <node> [TERM|KILL]: stop the node's agent (KILL simulates a crash: pins and

@@ -1,0 +1,59 @@
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "commands.h"
+#include "routing/netlink.h"
+
+namespace nodepath::agentctl {
+
+int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err) {
+  int rc = kExitOk;
+  const std::string conf = inv.cniConfDir + "/05-nodepath.conflist";
+  if (unlink(conf.c_str()) == 0) {
+    out << "removed " << conf << "\n";
+  } else if (errno != ENOENT) {
+    err << "agentctl: cleanup: remove " << conf << ": " << std::strerror(errno) << "\n";
+    rc = kExitFailure;
+  }
+  auto nl = np::routing::Netlink::open();
+  if (!nl) {
+    err << "agentctl: cleanup: " << nl.error().message() << "\n";
+    return kExitFailure;
+  }
+  auto routes = (*nl)->routes();
+  if (!routes) {
+    err << "agentctl: cleanup: " << routes.error().message() << "\n";
+    return kExitFailure;
+  }
+  size_t removed = 0;
+  for (const np::routing::Route& r : *routes) {
+    if (r.protocol != np::routing::kRouteProtocol) continue;
+    if (np::Status st = (*nl)->deleteRoute(r); !st) {
+      err << "agentctl: cleanup: " << st.error().message() << "\n";
+      rc = kExitFailure;
+    } else {
+      ++removed;
+    }
+  }
+  out << "removed " << removed << " route" << (removed == 1 ? "" : "s") << " of the agent (proto "
+      << int(np::routing::kRouteProtocol) << ")\n";
+  // np_host and np_net are one veth pair: deleting one end removes both.
+  if (auto link = (*nl)->linkByName("np_host"); link && *link) {
+    if (np::Status st = (*nl)->deleteLink((*link)->ifindex, "np_host"); st) {
+      out << "removed np_host/np_net\n";
+    } else {
+      err << "agentctl: cleanup: " << st.error().message() << "\n";
+      rc = kExitFailure;
+    }
+  }
+  size_t pods = 0;
+  if (auto links = (*nl)->links())
+    for (const auto& l : *links) pods += l.name.rfind("lxc", 0) == 0 && l.kind == "veth";
+  if (pods)
+    out << pods << " pod interface" << (pods == 1 ? "" : "s") << " (lxc...) left: they go with their pods (CNI DEL)\n";
+  return rc;
+}
+
+}  // namespace nodepath::agentctl

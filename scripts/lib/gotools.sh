@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# Upstream Go test tools built from their Go modules (DESIGN.md §7), as a library:
+# `source scripts/lib/gotools.sh; np_go_tool cnitool` prints the path of the built binary,
+# building it first when the cache has none.
+#
+# Each tool has a pinned module under test/tools/go/<tool>/ (go.mod + go.sum committed, a
+# tools.go importing the tool's main package). Binaries go to a cache outside the checkout,
+# keyed by the tool, its version and the hash of go.sum:
+#   ${NP_TOOLS_CACHE:-/var/cache/nodepath/tools}/<tool>-<version>-<go.sum hash>/<tool>
+# with the module and build caches next to them (gomod/, gobuild/), so a pin change builds anew
+# and an unchanged pin never rebuilds. -mod=readonly: the build refuses a go.sum that does not
+# match what it downloads.
+
+if [[ -n ${_NP_GOTOOLS_LOADED:-} ]]; then
+  return 0
+fi
+_NP_GOTOOLS_LOADED=1
+
+NP_GOTOOLS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# tool -> main package, module whose version keys the cache
+declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool)
+declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni)
+
+np__go_tool_dir() { # <tool>: the cache dir for the pinned version
+  local tool=$1 src ver sum
+  src=$NP_GOTOOLS_REPO/test/tools/go/$tool
+  [[ -f $src/go.mod && -f $src/go.sum ]] || { echo "gotools: no pinned module for $tool in $src" >&2; return 1; }
+  ver=$(awk -v m="${NP_GO_TOOL_MOD[$tool]}" '$1 == m || ($1 == "require" && $2 == m) { print ($1 == "require" ? $3 : $2); exit }' "$src/go.mod")
+  [[ -n $ver ]] || { echo "gotools: $src/go.mod does not require ${NP_GO_TOOL_MOD[$tool]}" >&2; return 1; }
+  sum=$(sha256sum "$src/go.sum" | cut -c1-12)
+  printf '%s/%s-%s-%s\n' "${NP_TOOLS_CACHE:-/var/cache/nodepath/tools}" "$tool" "$ver" "$sum"
+}
+
+# np_go_tool <tool>: path of the built tool (builds it when missing).
+np_go_tool() {
+  local tool=${1:-} dir src
+  [[ -n ${NP_GO_TOOL_PKG[$tool]:-} ]] || { echo "gotools: unknown tool '$tool' (${!NP_GO_TOOL_PKG[*]})" >&2; return 1; }
+  dir=$(np__go_tool_dir "$tool") || return 1
+  if [[ -x $dir/$tool ]]; then
+    printf '%s\n' "$dir/$tool"
+    return 0
+  fi
+  command -v go >/dev/null || { echo "gotools: building $tool needs the Go toolchain (go) in PATH" >&2; return 1; }
+  src=$NP_GOTOOLS_REPO/test/tools/go/$tool
+  mkdir -p "$dir" || return 1
+  echo "gotools: building $tool into $dir" >&2
+  if ! (cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" GOMODCACHE="$dir/../gomod" GOCACHE="$dir/../gobuild" \
+    GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -o "$dir/$tool.tmp.$$" "${NP_GO_TOOL_PKG[$tool]}") >&2; then
+    rm -f "$dir/$tool.tmp.$$"
+    echo "gotools: building $tool failed" >&2
+    return 1
+  fi
+  mv -f "$dir/$tool.tmp.$$" "$dir/$tool" || return 1
+  printf '%s\n' "$dir/$tool"
+}

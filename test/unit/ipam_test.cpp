@@ -1,0 +1,136 @@
+// Node IPAM and the persisted endpoint records (agent/endpoint): allocation, reservation,
+// release, and a restore that neither loses nor double-assigns an address.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "endpoint/ipam.h"
+#include "endpoint/store.h"
+
+using namespace np;
+using EpRecord = np::endpoint::Endpoint;
+using np::endpoint::EndpointState;
+using np::endpoint::EndpointStore;
+using np::endpoint::Ipam;
+using np::endpoint::endpointsFromJson;
+using np::endpoint::endpointsToJson;
+
+namespace {
+
+Cidr cidr(const char* s) { return *Cidr::parse(s); }
+Ipv4 ip(const char* s) { return *Ipv4::parse(s); }
+
+EpRecord makeEndpoint(const char* id, const char* addr) {
+  EpRecord e;
+  e.containerId = id;
+  e.ifname = "eth0";
+  e.netns = std::string("/var/run/netns/") + id;
+  e.podNamespace = "default";
+  e.podName = id;
+  e.ip = ip(addr);
+  e.hostIfname = "lxc0123456789ab";
+  e.hostIfindex = 7;
+  e.hostMac = {0xaa, 0xbb, 0xcc, 0, 0, 1};
+  e.podMac = {0xaa, 0xbb, 0xcc, 0, 0, 2};
+  e.mtu = 1500;
+  e.createdUnix = 1700000000;
+  return e;
+}
+
+}  // namespace
+
+TEST(IpamAllocate, ReservesNetworkRouterAndBroadcast) {
+  auto ipam = Ipam::create(cidr("10.0.1.0/24"));
+  ASSERT_TRUE(ipam);
+  EXPECT_EQ(ipam->capacity(), 253u);
+  EXPECT_EQ(ipam->router(), ip("10.0.1.1"));
+  std::set<uint32_t> seen;
+  for (int i = 0; i < 253; ++i) {
+    auto a = ipam->allocate("pod" + std::to_string(i));
+    ASSERT_TRUE(a) << i;
+    EXPECT_FALSE(ipam->reserved(*a)) << a->str();
+    EXPECT_TRUE(seen.insert(a->host()).second) << "handed out twice: " << a->str();
+  }
+  EXPECT_EQ(seen.count(ip("10.0.1.0").host()), 0u);
+  EXPECT_EQ(seen.count(ip("10.0.1.1").host()), 0u);
+  EXPECT_EQ(seen.count(ip("10.0.1.255").host()), 0u);
+  auto full = ipam->allocate("one-too-many");
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().err, ENOSPC);
+}
+
+TEST(IpamAllocate, FirstIsDotTwoAndReleasedAddressesComeBackLast) {
+  auto ipam = Ipam::create(cidr("10.0.1.0/24"));
+  EXPECT_EQ(ipam->allocate("a").value(), ip("10.0.1.2"));
+  EXPECT_EQ(ipam->allocate("b").value(), ip("10.0.1.3"));
+  ipam->release(ip("10.0.1.2"));
+  EXPECT_EQ(ipam->allocate("c").value(), ip("10.0.1.4"));  // not .2 again at once
+  EXPECT_EQ(ipam->allocated(), 2u);
+}
+
+TEST(IpamAllocate, RefusesPoolsTooSmallForARouterAndPods) {
+  EXPECT_FALSE(Ipam::create(cidr("10.0.1.0/31")));
+  EXPECT_TRUE(Ipam::create(cidr("10.0.1.0/30")));
+}
+
+TEST(IpamRestore, RestoredAddressesAreNeverHandedOutAgain) {
+  auto ipam = Ipam::create(cidr("10.0.1.0/24"));
+  ASSERT_TRUE(ipam->restore(ip("10.0.1.2"), "a/eth0"));
+  ASSERT_TRUE(ipam->restore(ip("10.0.1.3"), "b/eth0"));
+  ipam->setLast(ip("10.0.1.3"));
+  EXPECT_EQ(ipam->allocate("c").value(), ip("10.0.1.4"));
+  EXPECT_EQ(ipam->restore(ip("10.0.1.2"), "other").error().err, EEXIST);
+  EXPECT_FALSE(ipam->restore(ip("10.0.1.1"), "router?"));   // reserved
+  EXPECT_FALSE(ipam->restore(ip("10.0.2.5"), "elsewhere"));  // outside
+  // Wrap-around skips what is taken.
+  ipam->setLast(ip("10.0.1.254"));
+  EXPECT_EQ(ipam->allocate("d").value(), ip("10.0.1.5"));
+}
+
+TEST(IpamPersist, EndpointsRoundTripThroughTheStateFile) {
+  const std::string dir = ::testing::TempDir() + "/np_ipam_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  EndpointStore store(dir);
+  EXPECT_EQ(store.load().error().err, ENOENT);
+  EndpointState s{cidr("10.0.1.0/24"), ip("10.0.1.3"), {makeEndpoint("a", "10.0.1.2"), makeEndpoint("b", "10.0.1.3")}};
+  ASSERT_TRUE(store.save(s));
+  auto back = store.load();
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->podCidr, s.podCidr);
+  EXPECT_EQ(back->lastAllocated, s.lastAllocated);
+  EXPECT_EQ(back->endpoints, s.endpoints);
+  // What a restarted agent makes of it: the same two addresses taken, the next one new.
+  auto ipam = Ipam::create(back->podCidr);
+  for (const EpRecord& e : back->endpoints) ASSERT_TRUE(ipam->restore(e.ip, e.key()));
+  ipam->setLast(back->lastAllocated);
+  EXPECT_EQ(ipam->allocate("c/eth0").value(), ip("10.0.1.4"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(IpamPersist, DecodingIsStrict) {
+  EndpointState s{cidr("10.0.1.0/24"), {}, {makeEndpoint("a", "10.0.1.2")}};
+  const std::string good = endpointsToJson(s);
+  ASSERT_TRUE(endpointsFromJson(good));
+  auto bad = [&](const std::string& from, const std::string& to) {
+    std::string t = good;
+    auto pos = t.find(from);
+    EXPECT_NE(pos, std::string::npos) << from;
+    t.replace(pos, from.size(), to);
+    auto r = endpointsFromJson(t);
+    EXPECT_FALSE(r) << t;
+    return r ? std::string() : r.error().message();
+  };
+  EXPECT_NE(bad("\"mtu\":1500", "\"mtu\":\"1500\"").find("mtu"), std::string::npos);
+  EXPECT_NE(bad("\"mtu\":1500", "\"mtu\":1500,\"extra\":1").find("unknown field \"extra\""), std::string::npos);
+  EXPECT_NE(bad("\"ipv4\":\"10.0.1.2\"", "\"ipv4\":\"10.0.1\"").find("ipv4"), std::string::npos);
+  EXPECT_NE(bad("\"version\":1", "\"version\":2").find("version"), std::string::npos);
+  EXPECT_NE(bad(",\"createdUnix\":1700000000", "").find("createdUnix"), std::string::npos);
+  // Two endpoints with one address: refused, never silently merged.
+  EndpointState twice{cidr("10.0.1.0/24"), {}, {makeEndpoint("a", "10.0.1.2"), makeEndpoint("b", "10.0.1.2")}};
+  auto r = endpointsFromJson(endpointsToJson(twice));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("10.0.1.2"), std::string::npos);
+  EXPECT_FALSE(endpointsFromJson("{not json"));
+}
