@@ -16,6 +16,14 @@
 //                service map miss, passed untouched (what every other packet of the node pays)
 // The first two go to a local backend (route via another device): DNAT + TC_ACT_OK.
 //
+// --snat-churn is another benchmark with the same program: rounds of new TCP connections to a
+// NodePort whose backends are all on another node (DNAT + SNAT to the node, redirected out), each
+// a full handshake (client SYN, backend SYN-ACK to the SNAT port, client ACK: the flow is
+// confirmed into the main conntrack table), none ever closed, so the main table fills and its LRU
+// evicts old flows' entries one by one. Per round it counts SYNs dropped for want of a SNAT port
+// ("no NAT mapping") and replies that did not reach the client that owns the flow, and reports the
+// mean ns per SYN the kernel measured (repeat 1, no wrapper: every packet is a different one).
+//
 // Runs in its own network + mount namespace (bpffs on a temporary directory): nothing remains.
 // Prints a Markdown table on stdout, progress and checks on stderr.
 #include <arpa/inet.h>
@@ -32,6 +40,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -68,11 +78,19 @@ struct Options {
   uint32_t repeat = 1000000;
   std::string workDir = "/tmp";
   std::string only;  // run only the NodePort cases whose name contains this (for profiling)
+  bool snatChurn = false;  // the SNAT churn benchmark instead of the ns-per-packet table
+  int rounds = 6;
+  uint32_t flows = 300000;  // new flows per round
+  int backends = 10;
 };
 
 void usage() {
   fputs("usage: datapath_bench [--runs N] [--repeat N] [--work-dir DIR] [--only TEXT]\n"
+        "       datapath_bench --snat-churn [--rounds N] [--flows N] [--backends N] [--work-dir DIR]\n"
         "  runs in a private network+mount namespace; needs root\n"
+        "  --snat-churn: rounds of --flows new connections (full handshakes, never closed) to a NodePort\n"
+        "          with --backends remote backends (SNAT); per round: SYNs dropped without a SNAT port,\n"
+        "          replies delivered to the wrong client, mean ns per SYN\n"
         "  --only: time only the NodePort cases whose name contains TEXT (and the references),\n"
         "          e.g. to profile one path with perf\n",
         stderr);
@@ -90,12 +108,18 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--repeat") o.repeat = static_cast<uint32_t>(std::stoul(next()));
     else if (a == "--work-dir") o.workDir = next();
     else if (a == "--only") o.only = next();
+    else if (a == "--snat-churn") o.snatChurn = true;
+    else if (a == "--rounds") o.rounds = std::stoi(next());
+    else if (a == "--flows") o.flows = static_cast<uint32_t>(std::stoul(next()));
+    else if (a == "--backends") o.backends = std::stoi(next());
     else if (a == "--help" || a == "-h") {
       usage();
       exit(0);
     } else throw std::runtime_error("unknown argument " + a);
   }
   if (o.runs < 1 || o.repeat < 1) throw std::runtime_error("--runs and --repeat must be at least 1");
+  if (o.rounds < 1 || o.flows < 1 || o.backends < 1 || o.backends > 200)
+    throw std::runtime_error("--rounds and --flows must be at least 1, --backends 1..200");
   return o;
 }
 
@@ -555,11 +579,179 @@ int runBench(const Options& opt) {
   return 0;
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// --snat-churn
+
+// Packets of ingress drop reason `reason` so far, summed over CPUs.
+uint64_t ingressDrops(int metricsFd, uint32_t reason) {
+  return unwrap(np::bpf::sumPerCpu<np_metric>(metricsFd, (NP_METRIC_INGRESS << 8) | reason), "read np_metrics_v1").packets;
+}
+
+int runSnatChurn(const Options& opt) {
+  constexpr const char* kChurnClientBase = "198.18.0.0";  // RFC 2544 range, routed via the LAN router
+  constexpr uint32_t kPortsPerClient = 50000;             // client ports 10000..59999 per address
+  constexpr uint16_t kClientPortBase = 10000;
+  enterPrivateNamespaces();
+  Bpffs bpffs(opt.workDir);
+  addVeth("ens192", "np_lan0", std::string(kNodeIp) + "/24");
+  // Backends on node 2, clients behind the LAN's router: both neighbours known, so every
+  // redirect rewrites the MACs itself.
+  must({"ip", "neigh", "add", "192.168.10.101", "lladdr", "02:00:00:0a:02:65", "dev", "ens192", "nud", "permanent"});
+  must({"ip", "neigh", "add", "192.168.10.1", "lladdr", "02:00:00:0a:00:01", "dev", "ens192", "nud", "permanent"});
+  must({"ip", "route", "add", "10.0.2.0/24", "via", "192.168.10.101", "dev", "ens192"});
+  must({"ip", "route", "add", "198.18.0.0/15", "via", "192.168.10.1", "dev", "ens192"});
+  writeFile("/proc/sys/net/ipv4/ip_forward", "1\n");
+  const int ifindex = static_cast<int>(if_nametoindex("ens192"));
+  const auto nodeMac = deviceMac("ens192");
+  const auto lanMac = np::test::mac("02:00:00:0a:00:01");
+  const auto node2Mac = np::test::mac("02:00:00:0a:02:65");
+
+  np::datapath::routeLibbpfLogs();
+  const std::string pinDir = bpffs.path() + "/nodepath";
+  if (mkdir(pinDir.c_str(), 0700) != 0) throw std::runtime_error("mkdir " + pinDir);
+  np::datapath::HostParams hp;
+  hp.device = "ens192";
+  hp.ifindex = ifindex;
+  hp.nodeIp = *np::Ipv4::parse(kNodeIp);
+  auto host = unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
+  {
+    auto maps = unwrap(np::datapath::BpfLbMaps::of(host->mapFd(NP_STR(NP_MAP_SERVICES)), host->mapFd(NP_STR(NP_MAP_BACKENDS)),
+                                                   host->mapFd(NP_STR(NP_MAP_REVNAT))),
+                       "service maps");
+    np::lb::NodeContext node;
+    node.nodeIps = {np::Ipv4{ip(kNodeIp)}};
+    np::lb::Reconciler reconciler(maps, node);
+    np::lb::Service svc;
+    svc.name = "bench/snat-churn";
+    svc.port = kNodePort;
+    svc.nodePort = kNodePort;
+    for (int i = 0; i < opt.backends; ++i)
+      svc.backends.push_back(
+          {np::Endpoint{np::Ipv4{ip("10.0.2." + std::to_string(10 + i))}, kBackendPort}, np::lb::BackendState::Active});
+    auto change = reconciler.upsert(std::move(svc));
+    if (!change) throw std::runtime_error("program the NodePort service: " + change.error().message());
+  }
+  const int ctFd = host->mapFd(NP_STR(NP_MAP_CT));
+  const int synFd = host->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC));
+  const int metricsFd = host->mapFd(NP_STR(NP_MAP_METRICS));
+  const uint32_t ctMax = unwrap(np::bpf::mapInfo(ctFd), "ct info").maxEntries;
+  const uint32_t synMax = unwrap(np::bpf::mapInfo(synFd), "embryonic ct info").maxEntries;
+  const int prog = host->fromNetdevFd();
+  fprintf(stderr,
+          "datapath_bench --snat-churn: %d rounds x %u new flows (SYN, SYN-ACK, ACK), %d remote backends, "
+          "SNAT ports %u-%u, conntrack LRU %u entries, embryonic %u\n",
+          opt.rounds, opt.flows, opt.backends, hp.snatPortMin, hp.snatPortMax, ctMax, synMax);
+
+  const uint32_t clientBase = ntohl(ip(kChurnClientBase));
+  uint64_t flow = 0;
+  printf("| round | new flows | SYNs dropped: no NAT mapping | other drops | replies to the wrong client | "
+         "handshakes completed | main table entries | ns per SYN (mean) |\n");
+  printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (int round = 1; round <= opt.rounds; ++round) {
+    const uint64_t natBefore = ingressDrops(metricsFd, NP_DROP_NAT_NO_MAPPING);
+    const Counters before = ingressCounters(metricsFd);
+    uint64_t wrongClient = 0, completed = 0, synNs = 0;
+    const uint64_t t0 = nowNs();
+    for (uint32_t i = 0; i < opt.flows; ++i, ++flow) {
+      const uint32_t client = htonl(clientBase + static_cast<uint32_t>(flow / kPortsPerClient));
+      const uint16_t cport = static_cast<uint16_t>(kClientPortBase + flow % kPortsPerClient);
+      const Bytes syn = np::test::PacketBuilder()
+                            .eth(lanMac, nodeMac)
+                            .ipv4(client, ip(kNodeIp))
+                            .tcp(cport, kNodePort, np::test::kTcpSyn)
+                            .seq(1000)
+                            .build();
+      Shot s = testRun(prog, syn, ifindex, 1);
+      synNs += s.ns;
+      if (s.retval != TC_ACT_REDIRECT) continue;  // dropped: counted by reason below
+      auto out = np::test::parse(s.out);
+      if (!out.ip || !out.tcp) throw std::runtime_error("SYN: the redirected packet is not TCP/IPv4");
+      const uint32_t backend = out.ip->daddr;
+      const uint16_t snatPort = out.tcp->sport;
+      const Bytes synAck = np::test::PacketBuilder()
+                               .eth(node2Mac, nodeMac)
+                               .ipv4(backend, ip(kNodeIp))
+                               .ttl(63)
+                               .tcp(kBackendPort, snatPort, np::test::kTcpSyn | np::test::kTcpAck)
+                               .seq(5000)
+                               .ackSeq(1001)
+                               .build();
+      s = testRun(prog, synAck, ifindex, 1);
+      auto reply = np::test::parse(s.out);
+      if (s.retval != TC_ACT_REDIRECT || !reply.ip || !reply.tcp || reply.ip->daddr != client ||
+          reply.tcp->dport != cport) {
+        ++wrongClient;
+        continue;
+      }
+      const Bytes ack = np::test::PacketBuilder()
+                            .eth(lanMac, nodeMac)
+                            .ipv4(client, ip(kNodeIp))
+                            .tcp(cport, kNodePort, np::test::kTcpAck)
+                            .seq(1001)
+                            .ackSeq(5001)
+                            .build();
+      s = testRun(prog, ack, ifindex, 1);
+      auto fwd = np::test::parse(s.out);
+      if (s.retval == TC_ACT_REDIRECT && fwd.ip && fwd.tcp && fwd.ip->daddr == backend && fwd.tcp->sport == snatPort)
+        ++completed;
+    }
+    const double secs = static_cast<double>(nowNs() - t0) / 1e9;
+    const Counters after = ingressCounters(metricsFd);
+    const uint64_t nat = ingressDrops(metricsFd, NP_DROP_NAT_NO_MAPPING) - natBefore;
+    const uint64_t other = after.dropped - before.dropped - nat;
+    const uint32_t entries = countEntries(ctFd);
+    {
+      // What holds the SNAT ports now: reply entries whose service entry is there (live flows)
+      // and orphans (service entry evicted), and the longest run of held ports of one backend.
+      auto all = unwrap(unwrap(np::bpf::Map<np_ct_key, np_ct_entry>::of(ctFd), "ct map").dump(), "dump ct");
+      std::set<std::pair<uint32_t, uint16_t>> fwdOf;  // (client, client port) with a service entry
+      for (const auto& [k, e] : all)
+        if (e.flags & NP_CT_F_SERVICE) fwdOf.insert({k.saddr, k.sport});
+      std::map<uint32_t, std::vector<bool>> held;
+      uint64_t live = 0, orphans = 0;
+      for (const auto& [k, e] : all) {
+        if (!(e.flags & NP_CT_F_REPLY)) continue;
+        if (!fwdOf.count({e.nat_daddr, e.nat_dport})) {
+          ++orphans;
+          continue;
+        }
+        ++live;
+        auto& v = held[k.saddr];
+        v.resize(65536);
+        v[ntohs(k.dport)] = true;
+      }
+      size_t longest = 0;
+      for (auto& [b, v] : held)
+        for (size_t i = hp.snatPortMin, run = 0; i <= hp.snatPortMax; ++i) {
+          run = v[i] ? run + 1 : 0;
+          longest = std::max(longest, run);
+        }
+      fprintf(stderr, "  round %d: reply entries: %llu of live flows, %llu orphans; longest run of held ports %zu\n",
+              round, static_cast<unsigned long long>(live), static_cast<unsigned long long>(orphans), longest);
+    }
+    auto pct = [&](uint64_t n) { return fixed(100.0 * static_cast<double>(n) / opt.flows, 2) + " %"; };
+    printf("| %d | %u | %llu (%s) | %llu | %llu | %llu | %u | %s |\n", round, opt.flows,
+           static_cast<unsigned long long>(nat), pct(nat).c_str(), static_cast<unsigned long long>(other),
+           static_cast<unsigned long long>(wrongClient), static_cast<unsigned long long>(completed), entries,
+           fixed(static_cast<double>(synNs) / opt.flows, 0).c_str());
+    fflush(stdout);
+    fprintf(stderr, "  round %d: %.1f s\n", round, secs);
+  }
+  printf("\n- %d remote backends (10.0.2.10..), SNAT ports %u-%u on %s (%u per backend), main conntrack LRU %u entries "
+         "(%u flows of two entries), embryonic %u; clients 198.18.0.0/15, %u ports each, every flow new.\n",
+         opt.backends, hp.snatPortMin, hp.snatPortMax, kNodeIp, hp.snatPortMax - hp.snatPortMin + 1u, ctMax, ctMax / 2,
+         synMax, kPortsPerClient);
+  fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    return runBench(parseArgs(argc, argv));
+    const Options opt = parseArgs(argc, argv);
+    return opt.snatChurn ? runSnatChurn(opt) : runBench(opt);
   } catch (const std::exception& e) {
     fprintf(stderr, "datapath_bench: %s\n", e.what());
     return 1;

@@ -104,7 +104,7 @@ SEC("xdp")
 int np_xdp_entry(struct xdp_md *ctx)
 {
 	const struct bpf_fib_lookup *fib = NULL;
-	bool embryonic = false;
+	bool embryonic = false, known = false;
 	struct np_scratch *s;
 	struct np_ct_entry *e;
 	struct np_ct_key key;
@@ -118,13 +118,18 @@ int np_xdp_entry(struct xdp_md *ctx)
 	}
 	if (ret < 0)
 		return np_xdp_verdict(ctx, np_drop(ctx, NP_METRIC_INGRESS, -ret));
+	/* ICMP errors about translated flows (lib/icmp.h) are rare: tc translates them. */
+	if (p.proto == IPPROTO_ICMP) {
+		np_xdp_count(NP_XDP_STAT_SKIPPED, np_ctx_len(ctx));
+		return XDP_PASS;
+	}
 	s = np_scratch_get();
 	if (!s)
 		return np_xdp_verdict(ctx, NP_CTX_DEFER);
 
 	now = np_ct_now();
 	np_ct_key_from_pkt(&key, &p, NP_CT_INGRESS);
-	e = np_nodeport_ct_find(&p, &key, now, &embryonic);
+	e = np_nodeport_ct_find(&p, &key, now, &embryonic, &known);
 	if (e) {
 		/* The route first: without a neighbour tc must do it all, and nothing (not even the
 		 * entry's refresh) has happened yet. */
@@ -136,6 +141,7 @@ int np_xdp_entry(struct xdp_md *ctx)
 		return np_xdp_verdict(ctx, np_nodeport_ct_hit(ctx, &p, &key, e, embryonic, now, fib));
 	}
 	s->pkt = p;
+	s->known = known;
 	bpf_tail_call(ctx, &NP_MAP_XDP_CALLS, NP_XDP_CALL_NEW_FLOW);
 	return np_xdp_verdict(ctx, NP_CTX_DEFER);
 }
@@ -151,7 +157,7 @@ int np_xdp_new_flow(struct xdp_md *ctx)
 	if (!s)
 		return np_xdp_verdict(ctx, NP_CTX_DEFER);
 	p = s->pkt;
-	return np_xdp_verdict(ctx, np_nodeport_new_flow(ctx, &p, np_ct_now()));
+	return np_xdp_verdict(ctx, np_nodeport_new_flow(ctx, &p, np_ct_now(), s->known));
 }
 
 static __always_inline int np_xdp_new_flow_next(struct xdp_md *ctx, struct np_pkt *p,

@@ -40,6 +40,16 @@ Result<uint32_t> parseUint(const std::string& key, const std::string& v, uint32_
   return out;
 }
 
+// "MIN-MAX" of ports 1..65535 with MIN <= MAX.
+Result<PortRange> parsePortRange(const std::string& key, const std::string& v) {
+  auto dash = v.find('-');
+  if (dash == std::string::npos) return bad(key, v, "is not a range MIN-MAX").error();
+  auto lo = parseUint(key, v.substr(0, dash), 1, 65535);
+  auto hi = parseUint(key, v.substr(dash + 1), 1, 65535);
+  if (!lo || !hi || *lo > *hi) return bad(key, v, "is not a range MIN-MAX of ports with MIN <= MAX").error();
+  return PortRange{static_cast<uint16_t>(*lo), static_cast<uint16_t>(*hi)};
+}
+
 Result<Cidr> parseCidr(const std::string& key, const std::string& v) {
   auto c = Cidr::parse(v);
   if (!c) return bad(key, v, "is not an IPv4 CIDR (like 10.43.0.0/16, host bits zero)").error();
@@ -164,15 +174,24 @@ const std::vector<Key>& keys() {
        }},
       {"node-port-range", "NodePort range MIN-MAX", false,
        [](Config& c, const std::string& v) -> Status {
-         auto dash = v.find('-');
-         if (dash == std::string::npos) return bad("node-port-range", v, "is not a range MIN-MAX");
-         auto lo = parseUint("node-port-range", v.substr(0, dash), 1, 65535);
-         auto hi = parseUint("node-port-range", v.substr(dash + 1), 1, 65535);
-         if (!lo || !hi || *lo > *hi) return bad("node-port-range", v, "is not a range MIN-MAX of ports with MIN <= MAX");
+         auto r = parsePortRange("node-port-range", v);
+         if (!r) return r.error();
          // SNAT source ports are taken above the range; leave room for them.
-         if (*hi > 64511) return bad("node-port-range", v, "leaves no room above it for SNAT ports (MAX <= 64511)");
-         c.nodePortMin = static_cast<uint16_t>(*lo);
-         c.nodePortMax = static_cast<uint16_t>(*hi);
+         if (r->max > 64511) return bad("node-port-range", v, "leaves no room above it for SNAT ports (MAX <= 64511)");
+         c.nodePortMin = r->min;
+         c.nodePortMax = r->max;
+         return {};
+       }},
+      {"bpf-lb-snat-port-range",
+       "source ports of SNAT'd NodePort flows MIN-MAX, outside node-port-range and the node's ephemeral ports "
+       "(net.ipv4.ip_local_port_range) (default: the largest such range above node-port-range)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto r = parsePortRange("bpf-lb-snat-port-range", v);
+         if (!r) return r.error();
+         if (r->size() < kMinSnatPorts)
+           return bad("bpf-lb-snat-port-range", v, "holds fewer than " + std::to_string(kMinSnatPorts) + " ports");
+         c.snatPorts = *r;
          return {};
        }},
       {"bpf-lb-map-max", "service and backend map entries", false,
@@ -204,6 +223,13 @@ const std::vector<Key>& keys() {
          auto d = parseDuration("conntrack-gc-interval", v, std::chrono::milliseconds(500), std::chrono::hours(12));
          if (!d) return d.error();
          c.ctGcInterval = *d;
+         return {};
+       }},
+      {"bpf-fragments-map-max", "IPv4 datagrams tracked while they arrive in fragments", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-fragments-map-max", v, 256, 16u << 20);
+         if (!n) return n.error();
+         c.fragMapMax = *n;
          return {};
        }},
       {"bpf-sock-rev-map-max", "socket reverse-NAT entries", false,
@@ -373,7 +399,45 @@ Result<Config> parseConfig(const std::vector<std::string>& args) {
   const auto overlap = [](const Cidr& a, const Cidr& b) { return a.contains(b.addr) || b.contains(a.addr); };
   if (overlap(c.serviceCidr, c.podCidr))
     return error("--service-cidr " + c.serviceCidr.str(), "overlaps --cluster-pool-ipv4-cidr " + c.podCidr.str());
+  const PortRange nodePorts{c.nodePortMin, c.nodePortMax};
+  if (c.snatPorts.size() && c.snatPorts.overlaps(nodePorts))
+    return error("--bpf-lb-snat-port-range " + c.snatPorts.str(), "overlaps --node-port-range " + nodePorts.str());
   return c;
+}
+
+Result<PortRange> readLocalPortRange(const std::string& path) {
+  std::ifstream f(path);
+  unsigned lo = 0, hi = 0;
+  if (!(f >> lo >> hi)) return error("read " + path, "no \"MIN MAX\" port range in it");
+  if (lo < 1 || hi > 65535 || lo > hi) return error("read " + path, std::to_string(lo) + " " + std::to_string(hi) + " is not a port range");
+  return PortRange{static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
+}
+
+Result<PortRange> snatPortRange(const Config& c, const PortRange& ephemeral) {
+  const PortRange nodePorts{c.nodePortMin, c.nodePortMax};
+  const std::string fix = "set --bpf-lb-snat-port-range to a range outside node-port-range " + nodePorts.str() +
+                          " and ip_local_port_range " + ephemeral.str() +
+                          ", or narrow the node's net.ipv4.ip_local_port_range";
+  if (c.snatPorts.size()) {
+    if (c.snatPorts.overlaps(ephemeral))
+      return error("--bpf-lb-snat-port-range " + c.snatPorts.str(),
+                   "overlaps the node's ephemeral ports (net.ipv4.ip_local_port_range " + ephemeral.str() +
+                       "): host connections and SNAT'd flows would compete for ports; " + fix);
+    return c.snatPorts;
+  }
+  // Above the NodePorts: below the ephemeral range, or above it.
+  const uint32_t from = uint32_t{c.nodePortMax} + 1;
+  PortRange below{}, above{};
+  if (ephemeral.min > from) below = {static_cast<uint16_t>(from), static_cast<uint16_t>(ephemeral.min - 1)};
+  const uint32_t aboveFrom = std::max(from, uint32_t{ephemeral.max} + 1);
+  if (aboveFrom <= 65535) above = {static_cast<uint16_t>(aboveFrom), 65535};
+  const PortRange best = below.size() > above.size() ? below : above;
+  if (best.size() < kMinSnatPorts)
+    return error("choose SNAT ports",
+                 "node-port-range " + nodePorts.str() + " and the node's ephemeral ports (net.ipv4.ip_local_port_range " +
+                     ephemeral.str() + ") leave " + std::to_string(best.size()) + " ports above the NodePorts, fewer than " +
+                     std::to_string(kMinSnatPorts) + "; " + fix);
+  return best;
 }
 
 }  // namespace np

@@ -21,6 +21,16 @@ enum class LbMode { Snat, Dsr, Hybrid };
 // take XDP in driver mode; BestEffort falls back to tc alone for that device.
 enum class LbAcceleration { Disabled, Native, BestEffort };
 
+// A range of ports, host order, both ends included.
+struct PortRange {
+  uint16_t min = 0;
+  uint16_t max = 0;
+  uint32_t size() const { return min && max >= min ? uint32_t{max} - min + 1 : 0; }  // 0-0: none
+  bool overlaps(const PortRange& o) const { return min <= o.max && o.min <= max; }
+  std::string str() const { return std::to_string(min) + "-" + std::to_string(max); }
+  bool operator==(const PortRange&) const = default;
+};
+
 struct Config {
   std::string nodeName;                 // node-name
   std::vector<std::string> devices;     // devices (empty = auto)
@@ -34,9 +44,11 @@ struct Config {
   LbAcceleration lbAcceleration = LbAcceleration::Disabled;  // bpf-lb-acceleration
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // node-port-range
   uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
+  PortRange snatPorts{};                // bpf-lb-snat-port-range (0-0 = auto: see snatPortRange())
   uint32_t lbMapMax = NP_DEFAULT_LB_MAP_MAX;  // bpf-lb-map-max: service and backend entries
   uint32_t ctMapMax = NP_DEFAULT_CT_MAX;      // bpf-ct-global-max: conntrack entries (both directions)
   uint32_t ctEmbryonicMax = NP_DEFAULT_CT_EMBRYONIC_MAX;  // bpf-ct-embryonic-max: unconfirmed flows' entries
+  uint32_t fragMapMax = NP_DEFAULT_FRAG_MAX;              // bpf-fragments-map-max: datagrams in fragments
   std::chrono::milliseconds ctGcInterval{30000};          // conntrack-gc-interval
   uint32_t sockRevMapMax = NP_DEFAULT_SOCK_REV_MAX;  // bpf-sock-rev-map-max
   std::string logLevel = "info";        // log-level
@@ -60,5 +72,21 @@ const char* lbAccelerationName(LbAcceleration a);
 Result<Config> parseConfig(const std::vector<std::string>& args);
 
 std::string configUsage();
+
+// The fewest SNAT source ports a range may hold (auto or configured).
+inline constexpr uint32_t kMinSnatPorts = 1024;
+
+// The node's ephemeral ports: "MIN MAX" as /proc/sys/net/ipv4/ip_local_port_range holds them
+// (the file shows the range of the network namespace of whoever opens it).
+Result<PortRange> readLocalPortRange(const std::string& path = "/proc/sys/net/ipv4/ip_local_port_range");
+
+// The SNAT source ports the datapath may use on a node whose ephemeral ports are `ephemeral`. They
+// must be disjoint from the node's own ephemeral ports (a host connection and a SNAT'd flow to the
+// same backend would otherwise compete for a port) and from the NodePort range. Configured
+// (--bpf-lb-snat-port-range): checked, an overlap is an error naming both ranges and the flag.
+// Auto: the larger of the gaps around the ephemeral range above the NodePort range (32768-65535
+// minus a stock 32768-60999 leaves 61000-65535); an error when that leaves fewer than
+// kMinSnatPorts.
+Result<PortRange> snatPortRange(const Config& c, const PortRange& ephemeral);
 
 }  // namespace np

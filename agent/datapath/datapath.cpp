@@ -115,6 +115,25 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     dp->devices_.push_back(*d);
   }
 
+  // Before anything is loaded: a SNAT range that collides with the node's own ports is a
+  // configuration error, not something to find out from connections that fail.
+  auto ephemeral = readLocalPortRange();
+  if (!ephemeral) return ephemeral.error();
+  auto snat = snatPortRange(c, *ephemeral);
+  if (!snat) return snat.error();
+  dp->snatPorts_ = *snat;
+  NP_LOG_INFO("datapath", "SNAT source ports %s (%s; node-port-range %u-%u, ip_local_port_range %s)",
+              snat->str().c_str(), c.snatPorts.size() ? "--bpf-lb-snat-port-range" : "auto", c.nodePortMin,
+              c.nodePortMax, ephemeral->str().c_str());
+  // Unconfirmed flows (a SYN flood) hold a SNAT port each, at most ctEmbryonicMax / 2 of them per
+  // backend: a range smaller than twice that can be emptied by a flood.
+  if (snat->size() < c.ctEmbryonicMax)
+    NP_LOG_WARN("datapath",
+                "SNAT source ports %s are %u per backend, fewer than twice the %u unconfirmed flows the embryonic "
+                "conntrack table holds: a SYN flood can take all of them. Narrow net.ipv4.ip_local_port_range "
+                "(e.g. to 32768-49151) or set --bpf-lb-snat-port-range",
+                snat->str().c_str(), snat->size(), c.ctEmbryonicMax / 2);
+
   NP_TRY(fs::ensureBpffs(c.bpfRoot));
   dp->pinDir_ = c.bpfRoot + "/nodepath";
   dp->adoptedPins_ = fs::exists(dp->pinDir_ + "/" NP_STR(NP_MAP_SERVICES));
@@ -149,8 +168,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.device = d.name;
     hp.ifindex = d.ifindex;
     hp.nodeIp = d.ipv4;
-    hp.snatPortMin = static_cast<uint16_t>(std::max<uint32_t>(c.nodePortMax + 1u, NP_DEFAULT_SNAT_PORT_MIN));
-    hp.snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
+    hp.snatPortMin = dp->snatPorts_.min;
+    hp.snatPortMax = dp->snatPorts_.max;
     hp.lbMode = c.lbMode;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
@@ -299,7 +318,8 @@ std::vector<std::string> Datapath::socketHooksAttached() const {
 std::vector<MapState> Datapath::mapStates() const {
   std::vector<MapState> out;
   for (const char* name : {NP_STR(NP_MAP_SERVICES), NP_STR(NP_MAP_BACKENDS), NP_STR(NP_MAP_REVNAT),
-                           NP_STR(NP_MAP_SOCK_REV), NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES)}) {
+                           NP_STR(NP_MAP_SOCK_REV), NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES),
+                           NP_STR(NP_MAP_FRAG)}) {
     int fd = sock_->mapFd(name);
     auto info = bpf::mapInfo(fd);
     if (!info) continue;

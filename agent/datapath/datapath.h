@@ -100,6 +100,8 @@ class Datapath {
   const std::string& cgroupPath() const { return cgroupPath_; }
   bool adoptedPins() const { return adoptedPins_; }
   Ipv4 nodeIp() const { return nodeIp_; }
+  // Source ports of SNAT'd flows (snatPortRange() of the config and the node's ephemeral ports).
+  PortRange snatPorts() const { return snatPorts_; }
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   // The LB mode the loaded tc programs run with (all devices load the same one).
   LbMode lbMode() const;
@@ -112,6 +114,7 @@ class Datapath {
   bpf::Fd cgroupFd_;
   bool adoptedPins_ = false;
   Ipv4 nodeIp_;
+  PortRange snatPorts_;
   std::vector<DeviceInfo> devices_;
   std::unique_ptr<SockProgram> sock_;
   std::vector<std::unique_ptr<HostProgram>> hosts_;

@@ -50,6 +50,7 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.sockRev = c.sockRevMapMax;
   s.ct = c.ctMapMax;
   s.ctEmbryonic = c.ctEmbryonicMax;
+  s.frag = c.fragMapMax;
   return s;
 }
 
@@ -58,7 +59,7 @@ uint32_t MapSizes::of(const std::string& mapName) const {
       {NP_STR(NP_MAP_SERVICES), services}, {NP_STR(NP_MAP_BACKENDS), backends},
       {NP_STR(NP_MAP_REVNAT), revNat},     {NP_STR(NP_MAP_SOCK_REV), sockRev},
       {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
-      {NP_STR(NP_MAP_NODES), nodes},
+      {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_FRAG), frag},
   };
   for (const auto& [name, size] : table)
     if (mapName == name) return size;

@@ -34,6 +34,7 @@ struct MapSizes {
   uint32_t ct = NP_DEFAULT_CT_MAX;
   uint32_t ctEmbryonic = NP_DEFAULT_CT_EMBRYONIC_MAX;
   uint32_t nodes = NP_DEFAULT_NODES_MAX;
+  uint32_t frag = NP_DEFAULT_FRAG_MAX;
 
   static MapSizes fromConfig(const Config& c);
   // The configured size of a map by its name (NP_MAP_*); 0 for a fixed-size map.

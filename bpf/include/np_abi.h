@@ -27,6 +27,7 @@
 #define NP_MAP_CT_EMBRYONIC np_ctsyn4_v1
 #define NP_MAP_CT_STATS   np_ctstat_v1
 #define NP_MAP_NODES      np_nodes4_v1
+#define NP_MAP_FRAG       np_frag4_v1
 #define NP_MAP_METRICS    np_metrics_v1
 /* Per loaded xdp.bpf.o, unpinned (np_xdp.h). */
 #define NP_MAP_XDP_STATS  np_xdpstat_v1
@@ -53,6 +54,10 @@
  * round trips longer than a real handshake needs to confirm its flow. */
 #define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
 #define NP_DEFAULT_NODES_MAX     1024          /* not a flag */
+/* bpf-fragments-map-max (Cilium's key and default): datagrams in flight as fragments. An entry is
+ * needed only from a datagram's first fragment to its last, so this is plenty unless fragments
+ * are the normal case. */
+#define NP_DEFAULT_FRAG_MAX      8192
 
 /* Default port ranges, host order: NodePorts (node-port-range, Kubernetes' default) and the SNAT
  * source ports above them (the agent starts SNAT right above a configured NodePort range). */

@@ -16,6 +16,8 @@
 	  "CT: Truncated or invalid header")                                                       \
 	/* Cilium's DROP_FRAG_NEEDED; flow.proto kept the number's older name. */                  \
 	X(FRAG_NEEDED,        136, "CT_MISSING_TCP_ACK_FLAG", "Fragmentation needed")              \
+	X(CT_CANT_CREATE,     138, "CT_CANNOT_CREATE_ENTRY_FROM_PACKET",                           \
+	  "CT: Can't create entry from packet")                                                    \
 	X(WRITE_ERROR,        141, "ERROR_WRITING_TO_PACKET", "Error writing to packet")           \
 	X(CSUM_L3,            153, "ERROR_WHILE_CORRECTING_L3_CHECKSUM",                           \
 	  "Error while correcting L3 checksum")                                                    \
@@ -27,6 +29,8 @@
 	X(NAT_NO_MAPPING,     167, "NO_MAPPING_FOR_NAT_MASQUERADE", "No mapping for NAT masquerade") \
 	X(FIB_LOOKUP_FAILED,  169, "FIB_LOOKUP_FAILED", "FIB lookup failed")                       \
 	X(IS_CLUSTER_IP,      174, "IS_A_CLUSTERIP", "Is a ClusterIP")                             \
+	X(FRAG_NOT_FOUND,     175, "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND",                     \
+	  "First logical datagram fragment not found")                                             \
 	X(TTL_EXCEEDED,       196, "TTL_EXCEEDED", "TTL exceeded")
 
 enum np_drop_reason {

@@ -52,10 +52,11 @@ static __always_inline __u64 np_ct_lifetime(__u8 proto, __u16 flags, bool embryo
 	return NP_CT_LIFETIME_TCP_SYN * NP_NSEC_PER_SEC;
 }
 
-/* Flags an entry gets from the packet that created or refreshed it. */
+/* Flags an entry gets from the packet that created or refreshed it. A later fragment carries no
+ * TCP flags: it says nothing about the connection's state. */
 static __always_inline __u16 np_ct_flags_for(const struct np_pkt *p, __u16 flags)
 {
-	if (p->proto == IPPROTO_TCP) {
+	if (p->proto == IPPROTO_TCP && np_pkt_has_l4(p)) {
 		if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 			flags |= NP_CT_F_CLOSING;
 		if (!(p->tcp_flags & TCP_FLAG_SYN))

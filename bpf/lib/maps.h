@@ -11,6 +11,7 @@
 #include "np_lb.h"
 #include "np_ct.h"
 #include "np_drop.h"
+#include "np_frag.h"
 
 /* Service entries: agent writes, every program reads. (frontend, slot) -> service/backend slot. */
 struct {
@@ -90,6 +91,16 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } NP_MAP_NODES SEC(".maps");
+
+/* Fragments: tc/XDP programs write (first fragment) and read (later ones). The datagram as it
+ * arrived (addresses, IP ID, protocol) -> its first fragment's L4 ports, network order. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_frag_key);
+	__type(value, struct np_frag_val);
+	__uint(max_entries, NP_DEFAULT_FRAG_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} NP_MAP_FRAG SEC(".maps");
 
 /* Metrics: programs count, agent sums per CPU. (dir << 8 | reason) -> packets, bytes. */
 struct {

@@ -19,10 +19,14 @@ static __always_inline __u32 np_l4_csum_flags(const struct np_pkt *p)
 	return p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 }
 
+/* The L4 checksum covers the pseudo-header: it changes with the address, except in a later
+ * fragment, which has no L4 header (the first fragment's checksum covers the whole datagram and
+ * is fixed there). */
 static __always_inline int np_rewrite_addr(np_ctx_t *ctx, struct np_pkt *p, __u32 off,
 					   __be32 from, __be32 to)
 {
-	if (np_ctx_l4_csum_replace(ctx, p->csum_off, from, to,
+	if (np_pkt_has_l4(p) &&
+	    np_ctx_l4_csum_replace(ctx, p->csum_off, from, to,
 				   np_l4_csum_flags(p) | BPF_F_PSEUDO_HDR | sizeof(to)) < 0)
 		return -NP_DROP_CSUM_L4;
 	if (np_ctx_l3_csum_replace(ctx, p->l3_off + __builtin_offsetof(struct iphdr, check), from,
@@ -43,8 +47,9 @@ static __always_inline int np_rewrite_port(np_ctx_t *ctx, struct np_pkt *p, __u3
 	return 0;
 }
 
-/* Applies the translation of a conntrack entry to the packet and to p. Returns 0 or a negative
- * drop reason. */
+/* Applies the translation of a conntrack entry to the packet and to p: addresses always, ports
+ * where there is an L4 header (not in a later fragment; p keeps the datagram's tuple either way).
+ * Returns 0 or a negative drop reason. */
 static __always_inline int np_nat_apply(np_ctx_t *ctx, struct np_pkt *p,
 					const struct np_ct_entry *e)
 {
@@ -63,6 +68,13 @@ static __always_inline int np_nat_apply(np_ctx_t *ctx, struct np_pkt *p,
 		if (ret < 0)
 			return ret;
 		p->daddr = e->nat_daddr;
+	}
+	if (!np_pkt_has_l4(p)) {
+		if (e->nat_sport)
+			p->sport = e->nat_sport;
+		if (e->nat_dport)
+			p->dport = e->nat_dport;
+		return 0;
 	}
 	/* TCP and UDP both keep source and destination ports in the first four bytes. */
 	if (e->nat_sport && e->nat_sport != p->sport) {
@@ -121,76 +133,120 @@ static __always_inline bool np_snat_port_taken_by_host(np_ctx_t *ctx, const stru
 	return true;
 }
 
-/* An expired reply entry's port is still in use while the service entry it belongs to is alive
- * and translates to that port: reclaiming it would hand the flow's replies to someone else. Both
- * entries of a flow are in the same table (`map`). */
+/* A reply entry `old` (found under rev_key in `map`) holds its SNAT port only while the service
+ * entry of its flow is alive in the same table and still translates to that port: reclaiming it
+ * then would hand the flow's replies to someone else. Anything else under a reply key is a
+ * leftover: an expired flow, or an orphan whose service entry the LRU evicted (the LRU evicts
+ * the two entries of a flow independently) or a new flow on the same tuple replaced. Both entries
+ * of a flow live in the same table. */
 static __always_inline bool np_snat_port_in_use(void *map, const struct np_ct_key *rev_key,
 						const struct np_ct_entry *old, __u64 now)
 {
 	struct np_ct_key fk;
 	struct np_ct_entry *fwd;
 
+	if (!(old->flags & NP_CT_F_REPLY))
+		return true; /* not a reply entry: never ours to reclaim */
 	np_ct_peer_key(&fk, rev_key, old);
 	fwd = bpf_map_lookup_elem(map, &fk);
 	return fwd && !np_ct_expired(fwd, now) && fwd->nat_sport == rev_key->dport &&
 	       fwd->nat_saddr == rev_key->daddr;
 }
 
-/* A port is free in the main table unless a confirmed flow holds it there. The leftover of an
- * expired flow is deleted: the reply key of the new flow goes to the embryonic table, and the
- * main table is looked up first. */
-static __always_inline bool np_snat_port_free_in_main(const struct np_ct_key *rev_key, __u64 now)
+/* True if no live flow holds the reply key rev_key in this table. A leftover there is deleted,
+ * so the port comes back as soon as a new flow asks for it. Looks up before anything is
+ * inserted: a BPF_NOEXIST insert into an LRU that fails still takes (and may evict) a node. */
+static __always_inline bool np_snat_port_free_in(void *map, __u32 table,
+						 const struct np_ct_key *rev_key, __u64 now)
 {
-	struct np_ct_entry *old = bpf_map_lookup_elem(&NP_MAP_CT, rev_key);
+	struct np_ct_entry *old = bpf_map_lookup_elem(map, rev_key);
 
 	if (!old)
 		return true;
-	if (!np_ct_expired(old, now) || np_snat_port_in_use(&NP_MAP_CT, rev_key, old, now))
+	if (np_snat_port_in_use(map, rev_key, old, now))
 		return false;
-	np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, rev_key);
+	np_ct_delete(map, table, rev_key);
 	return true;
 }
 
+/* One SNAT port candidate: free in both tables and towards the node's own sockets, then taken by
+ * inserting the new flow's reply entry into the embryonic table. */
+static __always_inline bool np_snat_take(np_ctx_t *ctx, struct np_ct_key *rev_key,
+					 const struct np_ct_entry *rev, __u64 now)
+{
+	struct np_ct_stat *s;
+
+	if (!np_snat_port_free_in(&NP_MAP_CT, NP_CT_TABLE_MAIN, rev_key, now) ||
+	    !np_snat_port_free_in(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, rev_key, now) ||
+	    np_snat_port_taken_by_host(ctx, rev_key))
+		return false;
+	/* Fails only when another CPU took the port since the lookup. */
+	if (bpf_map_update_elem(&NP_MAP_CT_EMBRYONIC, rev_key, rev, BPF_NOEXIST))
+		return false;
+	s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
+	if (s)
+		s->created++;
+	return true;
+}
+
+/* State of one np_snat_alloc() run, on its stack, for the bpf_loop() callback. */
+struct np_snat_search {
+	np_ctx_t *ctx;
+	struct np_ct_key *rev_key;
+	const struct np_ct_entry *rev;
+	__u64 now;
+	__u32 range;
+	__u16 min;
+	__u16 max;
+	__u16 port;   /* the candidate of this try (host order) */
+	__u16 found;  /* the port taken, 0 while none */
+};
+
+/* One try of np_snat_alloc(): the candidate, and a random next one. Returns 1 (stop) once a port
+ * is taken. Every retry is random, none sequential: probing the ports after a taken one (as
+ * Cilium does after its first retry) makes runs of taken ports that grow with every flow that
+ * lands in one, until some exceed the retries; under churn the drops grew round after round
+ * (bench/README.md, SNAT churn). A bpf_loop() callback: the verifier checks it once instead of
+ * once per try, which keeps the new-flow path far below its instruction limit whatever
+ * NP_SNAT_RETRIES is. */
+static long np_snat_try(__u32 i, void *data)
+{
+	struct np_snat_search *t = data;
+	__u16 port = t->port;
+
+	t->rev_key->dport = bpf_htons(port);
+	if (np_snat_take(t->ctx, t->rev_key, t->rev, t->now)) {
+		t->found = port;
+		return 1;
+	}
+	t->port = t->min + bpf_get_prandom_u32() % t->range;
+	return 0;
+}
+
 /* Inserts the reply entry `rev` of a new flow under `rev_key` into the embryonic table, with a
- * destination port from [min, max] that no socket of the node and no flow in either table holds:
- * keeps `start` when it is in range and free, then tries a random port, then the following ones,
- * at most NP_SNAT_RETRIES times. Returns the port (host order) or 0. */
+ * destination port from [min, max] that no socket of the node and no live flow in either table
+ * holds (leftovers of dead flows are reclaimed on the way): keeps `start` when it is in range and
+ * free, else tries random ports, NP_SNAT_RETRIES candidates in all.
+ * Returns the port (host order) or 0. */
 static __always_inline __u16 np_snat_alloc(np_ctx_t *ctx, struct np_ct_key *rev_key,
 					   const struct np_ct_entry *rev, __u16 start, __u16 min,
 					   __u16 max, __u64 now)
 {
-	__u32 range = (__u32)max - min + 1;
-	__u16 port = start;
-	int i;
+	struct np_snat_search t = {
+		.ctx = ctx,
+		.rev_key = rev_key,
+		.rev = rev,
+		.now = now,
+		.range = (__u32)max - min + 1,
+		.min = min,
+		.max = max,
+		.port = start,
+	};
 
-	if (port < min || port > max)
-		port = min + bpf_get_prandom_u32() % range;
-
-	for (i = 0; i < NP_SNAT_RETRIES; i++) {
-		struct np_ct_entry *old;
-
-		rev_key->dport = bpf_htons(port);
-		if (!np_snat_port_taken_by_host(ctx, rev_key) && np_snat_port_free_in_main(rev_key, now)) {
-			if (!bpf_map_update_elem(&NP_MAP_CT_EMBRYONIC, rev_key, rev, BPF_NOEXIST)) {
-				struct np_ct_stat *s = np_ct_stat(NP_CT_TABLE_EMBRYONIC);
-
-				if (s)
-					s->created++;
-				return port;
-			}
-			/* An unconfirmed flow's port comes back when its short lifetime is over. */
-			old = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, rev_key);
-			if (old && old->expires < now &&
-			    !np_snat_port_in_use(&NP_MAP_CT_EMBRYONIC, rev_key, old, now) &&
-			    !bpf_map_update_elem(&NP_MAP_CT_EMBRYONIC, rev_key, rev, BPF_ANY))
-				return port;
-		}
-		if (i == 0)
-			port = min + bpf_get_prandom_u32() % range;
-		else
-			port = port >= max ? min : port + 1;
-	}
-	return 0;
+	if (t.port < min || t.port > max)
+		t.port = min + bpf_get_prandom_u32() % t.range;
+	bpf_loop(NP_SNAT_RETRIES, np_snat_try, &t, 0);
+	return t.found;
 }
 
 #endif /* NP_LIB_NAT_H */

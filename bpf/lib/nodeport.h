@@ -16,8 +16,13 @@
  * which of its rewrites are zero and prunes those branches; from scratch it cannot, and with the
  * entry there too (232 bytes of stack) it walked 474,196 instructions instead of 264,231 (237,496
  * with everything on the stack). With DSR (lib/dsr.h) the frontend kept for the option costs 16
- * bytes: 288 of 512 in every mode; the verifier walks 291,335 instructions in snat mode, 18,983
- * in dsr (no SNAT allocation to explore) and 321,687 in hybrid. */
+ * bytes: 288 of 512 in every mode; the verifier walked 291,335 instructions in snat mode, 18,983
+ * in dsr (no SNAT allocation to explore) and 321,687 in hybrid, before the SNAT allocator's tries
+ * became a bpf_loop() callback (lib/nat.h; bench/README.md, SNAT churn, has the figures since).
+ *
+ * Also here: ICMP errors about translated flows go back translated (lib/icmp.h), fragments of a
+ * datagram follow its first one (lib/frag.h), only a SYN opens a TCP flow, and a backend the FIB
+ * cannot reach is a counted drop. */
 #ifndef NP_LIB_NODEPORT_H
 #define NP_LIB_NODEPORT_H
 
@@ -27,6 +32,7 @@
 #include "lib/drop.h"
 #include "lib/dsr.h"
 #include "lib/fib.h"
+#include "lib/icmp.h"
 #include "lib/lb.h"
 #include "lib/maps.h"
 #include "lib/metrics.h"
@@ -133,6 +139,50 @@ static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
 	return np_nodeport_finish_routed(ctx, p, e, dir, NULL);
 }
 
+/* Sends a packet translated by other means than np_nat_apply() (an ICMP error) on its way: to the
+ * stack, or (redirect) out through the FIB as this node forwards it. */
+static __always_inline int np_nodeport_send(np_ctx_t *ctx, struct np_pkt *p, bool redirect,
+					    __u32 dir)
+{
+	int ret = NP_CTX_PASS;
+
+	if (redirect) {
+		ret = np_ttl_dec(ctx, p);
+		if (ret < 0)
+			return np_drop(ctx, dir, -ret);
+		ret = np_fib_redirect(ctx, p);
+		if (ret < 0)
+			return np_drop(ctx, dir, -ret);
+	}
+	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
+	return ret;
+}
+
+/* An ICMP error about a packet of a translated flow (lib/icmp.h) goes back the way that flow's
+ * packets in its direction go, translated by the same entry: the entry of the quoted packet's
+ * answers. It does not refresh the flow. Any other ICMP message is not ours. */
+static __always_inline int np_nodeport_icmp(np_ctx_t *ctx, struct np_pkt *p, __u8 ct_dir,
+					    __u32 dir)
+{
+	struct np_icmp_err q;
+	struct np_ct_key key;
+	struct np_ct_entry *e;
+	int ret;
+
+	if (!np_icmp_error_parse(ctx, p, &q))
+		return NP_CTX_PASS;
+	np_icmp_error_key(&key, &q, ct_dir);
+	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
+	if (!e)
+		e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
+	if (!e || np_ct_expired(e, np_ct_now()))
+		return NP_CTX_PASS;
+	ret = np_icmp_error_rev_nat(ctx, p, &q, e);
+	if (ret < 0)
+		return np_drop(ctx, dir, -ret);
+	return np_nodeport_send(ctx, p, e->flags & NP_CT_F_REDIRECT, dir);
+}
+
 /* An existing service flow stays on its backend while the backend exists (terminating ones
  * drain), unless a new connection (SYN) would land on a terminating backend. */
 static __always_inline bool np_nodeport_backend_usable(const struct np_ct_entry *e,
@@ -206,9 +256,76 @@ static __always_inline int np_nodeport_new_dsr_flow(np_ctx_t *ctx, struct np_pkt
 #define NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) np_nodeport_finish(ctx, p, fwd, NP_METRIC_INGRESS)
 #endif
 
+/* Only a SYN opens a TCP connection: any other TCP packet to a frontend that no entry knows
+ * (a stray or spoofed ACK, a retransmission of a flow the table lost) would otherwise create state
+ * that lives as long as an established connection and hold a SNAT port for it. */
+static __always_inline bool np_nodeport_opens(const struct np_pkt *p)
+{
+	return p->proto != IPPROTO_TCP ||
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN;
+}
+
+/* An address of this node: the device's, or one the agent listed as this node's. */
+static __always_inline bool np_nodeport_local_addr(__be32 addr)
+{
+	const struct np_node_val *n;
+
+	if (addr == np_nodeport_cfg.node_ip)
+		return true;
+	n = bpf_map_lookup_elem(&NP_MAP_NODES, &addr);
+	return n && (n->flags & NP_NODE_F_LOCAL);
+}
+
+/* Where a new flow's backend is, from the route to it: reached back out of the device the packet
+ * came in on, it is remote (its replies would bypass this node, so the flow is SNAT'd to the
+ * node); routed to another device (a local pod, another native device) or an address of this node
+ * (hostNetwork), it is local: the packet goes to the stack with the client address kept. The
+ * lookup asks for the route only (no length: tc then checks the packet against the device's MTU
+ * and says FRAG_NEEDED with the device filled in). No route, or one that refuses (unreachable,
+ * blackhole, prohibit, forwarding off): the packet cannot be delivered, dropped with
+ * FIB_LOOKUP_FAILED before any state is created. Returns 1 remote, 0 local,
+ * NP_NODEPORT_BACKEND_DEFER (remote, but this hook cannot resolve the next hop: tc's job), or a
+ * negative drop reason. */
+#define NP_NODEPORT_BACKEND_DEFER 2
+static __always_inline int np_nodeport_backend_where(np_ctx_t *ctx, const struct np_pkt *p,
+						     const struct np_backend *be,
+						     struct bpf_fib_lookup *fib)
+{
+	int rc;
+
+	np_fib_init(ctx, p, fib);
+	fib->ipv4_dst = be->addr;
+	fib->dport = be->port;
+	fib->tot_len = 0;
+	rc = np_ctx_fib_lookup(ctx, fib);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		/* Too big for the device is still a route: to a local device the stack answers with
+		 * fragmentation-needed (translated back on egress); out again, the forward path decides
+		 * (DSR answers it itself). */
+		if (fib->ifindex != np_ctx_ifindex(ctx))
+			return 0;
+		/* A hook that cannot resolve the backend's neighbour (XDP) leaves the flow to tc before
+		 * any state exists. */
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !NP_CTX_HAS_NEIGH)
+			return NP_NODEPORT_BACKEND_DEFER;
+		return 1;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		/* A local address, or no route at all: the FIB does not say which. */
+		return np_nodeport_local_addr(be->addr) ? 0 : -NP_DROP_FIB_LOOKUP_FAILED;
+	default:
+		return -NP_DROP_FIB_LOOKUP_FAILED;
+	}
+}
+
 /* First packet of a flow to a frontend: pick a backend, record both directions in the embryonic
- * table, translate. Not a frontend: passed untouched. */
-static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
+ * table, translate. Not a frontend: passed untouched. `known`: the packet belongs to a flow whose
+ * entry could not carry it (its backend went away): it is moved to another backend whatever the
+ * packet is. */
+static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p, __u64 now,
+						bool known)
 {
 	struct np_scratch *s;
 	struct np_ct_entry fwd;
@@ -227,8 +344,12 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	}
 	if (!(svc->flags & NP_SVC_F_ROUTABLE))
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_IS_CLUSTER_IP);
-	if (p->frag)
-		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_FRAGMENT);
+	/* A later fragment follows its first one, which had no flow (it was dropped, or its entry is
+	 * gone): no backend can be chosen for part of a datagram. */
+	if (p->frag == NP_FRAG_LATER)
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_FRAG_NOT_FOUND);
+	if (!known && !np_nodeport_opens(p))
+		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE);
 	be = np_lb_select(&svc_key, svc, bpf_get_prandom_u32(), &backend_id);
 	if (!be)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NO_SERVICE_BACKEND);
@@ -236,19 +357,12 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	if (!s)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 
-	/* A backend reached back out of the device the packet came in on is remote: its replies
-	 * would bypass this node, so the flow is SNAT'd to the node. Anything else (a local pod,
-	 * the node itself) is handed to the stack with the client address kept. */
-	np_fib_init(ctx, p, &s->fib);
-	s->fib.ipv4_dst = be->addr;
-	s->fib.dport = be->port;
-	rc = np_ctx_fib_lookup(ctx, &s->fib);
-	remote = (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
-		 s->fib.ifindex == np_ctx_ifindex(ctx);
-	/* A hook that cannot resolve the backend's neighbour (XDP) leaves the flow to tc before any
-	 * state exists. */
-	if (remote && rc == BPF_FIB_LKUP_RET_NO_NEIGH && !NP_CTX_HAS_NEIGH)
+	rc = np_nodeport_backend_where(ctx, p, be, &s->fib);
+	if (rc < 0)
+		return np_drop(ctx, NP_METRIC_INGRESS, -rc);
+	if (rc == NP_NODEPORT_BACKEND_DEFER)
 		return NP_CTX_DEFER;
+	remote = rc;
 
 	np_ct_init(&fwd, p, now, NP_CT_F_SERVICE);
 	fwd.nat_daddr = be->addr;
@@ -308,11 +422,13 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 
 /* The entry of the flow of a packet arriving on the device (key: its tuple as the client or a
  * remote backend sends it), main table first, then embryonic (*embryonic says which). An entry
- * that can no longer carry its flow is forgotten. NULL: the packet starts a new flow, or is not
- * ours. */
+ * that can no longer carry its flow is forgotten; *known says there was a live one (its backend
+ * went away: the packet moves to another backend whatever it is, np_nodeport_new_flow()). NULL:
+ * the packet starts a new flow, or is not ours. */
 static __always_inline struct np_ct_entry *np_nodeport_ct_find(const struct np_pkt *p,
 								const struct np_ct_key *key,
-								__u64 now, bool *embryonic)
+								__u64 now, bool *embryonic,
+								bool *known)
 {
 	struct np_ct_entry *e = bpf_map_lookup_elem(&NP_MAP_CT, key);
 
@@ -321,6 +437,7 @@ static __always_inline struct np_ct_entry *np_nodeport_ct_find(const struct np_p
 			*embryonic = false;
 			return e;
 		}
+		*known = !np_ct_expired(e, now);
 		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, key, e);
 	}
 	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, key);
@@ -329,6 +446,7 @@ static __always_inline struct np_ct_entry *np_nodeport_ct_find(const struct np_p
 			*embryonic = true;
 			return e;
 		}
+		*known |= !np_ct_expired(e, now);
 		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key, e);
 	}
 	return NULL;
@@ -359,13 +477,15 @@ static __always_inline int np_nodeport_ingress(np_ctx_t *ctx, struct np_pkt *p)
 	struct np_ct_entry *e;
 	struct np_ct_key key;
 	__u64 now = np_ct_now();
-	bool embryonic = false;
+	bool embryonic = false, known = false;
 
+	if (p->proto == IPPROTO_ICMP)
+		return np_nodeport_icmp(ctx, p, NP_CT_INGRESS, NP_METRIC_INGRESS);
 	np_ct_key_from_pkt(&key, p, NP_CT_INGRESS);
-	e = np_nodeport_ct_find(p, &key, now, &embryonic);
+	e = np_nodeport_ct_find(p, &key, now, &embryonic, &known);
 	if (e)
 		return np_nodeport_ct_hit(ctx, p, &key, e, embryonic, now, NULL);
-	return np_nodeport_new_flow(ctx, p, now);
+	return np_nodeport_new_flow(ctx, p, now, known);
 }
 
 /* A parsed packet leaving by the device: replies of local backends get their frontend back.
@@ -376,6 +496,8 @@ static __always_inline int np_nodeport_egress(np_ctx_t *ctx, struct np_pkt *p)
 	struct np_ct_key key;
 	__u64 now = np_ct_now(), expires;
 
+	if (p->proto == IPPROTO_ICMP)
+		return np_nodeport_icmp(ctx, p, NP_CT_EGRESS, NP_METRIC_EGRESS);
 	np_ct_key_from_pkt(&key, p, NP_CT_EGRESS);
 	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
 	if (e && !np_ct_expired(e, now)) {

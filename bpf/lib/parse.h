@@ -1,11 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Ethernet/IPv4/TCP|UDP parsing into a flat description the rest of the library works on. */
+/* Ethernet/IPv4/TCP|UDP|ICMP parsing into a flat description the rest of the library works on.
+ * Fragments of TCP/UDP datagrams are parsed too: the later ones get their ports from the first
+ * (lib/frag.h). */
 #ifndef NP_LIB_PARSE_H
 #define NP_LIB_PARSE_H
 
 #include "lib/common.h"
 #include "lib/ctx.h"
+#include "lib/frag.h"
 #include "np_drop.h"
+
+enum np_frag_kind {
+	NP_FRAG_NONE = 0,  /* a whole datagram */
+	NP_FRAG_FIRST = 1, /* first fragment: L4 header present, its checksum covers the datagram */
+	NP_FRAG_LATER = 2, /* later fragment: no L4 header; ports from np_frag4_v1 */
+};
 
 struct np_pkt {
 	__be32 saddr;
@@ -15,19 +24,26 @@ struct np_pkt {
 	__u8 proto;
 	__u8 tcp_flags;  /* TCP_FLAG_* of this packet, 0 for UDP */
 	__u8 ttl;
-	__u8 frag;       /* 1: first fragment of a fragmented datagram */
+	__u8 frag;       /* enum np_frag_kind */
 	__u16 l3_off;    /* offset of the IPv4 header */
-	__u16 l4_off;    /* offset of the TCP/UDP header */
-	__u16 csum_off;  /* offset of the L4 checksum */
+	__u16 l4_off;    /* offset of the TCP/UDP/ICMP header (later fragments: of their data) */
+	__u16 csum_off;  /* offset of the L4 checksum (later fragments: none, 0) */
 	__u16 tot_len;   /* IPv4 total length */
 };
 
 enum np_parse_result {
-	NP_PARSE_OK = 0,   /* IPv4 TCP or UDP, headers present: translate it if it matches */
-	NP_PARSE_PASS = 1, /* not ours to look at (not IPv4, other L4, later fragment) */
+	NP_PARSE_OK = 0,   /* IPv4 TCP or UDP (headers present, or a fragment whose ports are known),
+			    * or an unfragmented ICMP message (header present, ports 0) */
+	NP_PARSE_PASS = 1, /* not ours to look at (not IPv4, other L4, a fragment of ICMP) */
 };
 
-/* Returns NP_PARSE_OK, NP_PARSE_PASS, or a negative enum np_drop_reason. */
+static __always_inline bool np_pkt_has_l4(const struct np_pkt *p)
+{
+	return p->frag != NP_FRAG_LATER;
+}
+
+/* Returns NP_PARSE_OK, NP_PARSE_PASS, or a negative enum np_drop_reason: a later fragment whose
+ * datagram's first fragment was not seen is -NP_DROP_FRAG_NOT_FOUND. */
 static __always_inline int np_parse(np_ctx_t *ctx, struct np_pkt *p)
 {
 	struct ethhdr *eth;
@@ -58,19 +74,34 @@ static __always_inline int np_parse(np_ctx_t *ctx, struct np_pkt *p)
 	p->tot_len = bpf_ntohs(ip->tot_len);
 	p->l3_off = ETH_HLEN;
 	p->tcp_flags = 0;
-	p->frag = 0;
+	p->frag = NP_FRAG_NONE;
+	p->sport = 0;
+	p->dport = 0;
+	l4_off = ETH_HLEN + ip->ihl * 4;
+	p->l4_off = l4_off;
+	p->csum_off = 0;
+	if (p->proto == IPPROTO_ICMP) {
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return NP_PARSE_PASS; /* ICMP errors are never fragmented */
+		if (np_ctx_pull(ctx, l4_off + 8) < 0)
+			return NP_PARSE_PASS; /* not even an ICMP header: nothing we would translate */
+		p->csum_off = l4_off + 2;
+		return NP_PARSE_OK;
+	}
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return NP_PARSE_PASS;
-	if (ip->frag_off & bpf_htons(IP_OFFSET))
-		return NP_PARSE_PASS; /* no L4 header here; fragments are not translated */
+	if (ip->frag_off & bpf_htons(IP_OFFSET)) {
+		p->frag = NP_FRAG_LATER;
+		if (!np_frag_ports(ip, &p->sport, &p->dport))
+			return -NP_DROP_FRAG_NOT_FOUND;
+		return NP_PARSE_OK;
+	}
 	if (ip->frag_off & bpf_htons(IP_MF))
-		p->frag = 1;
+		p->frag = NP_FRAG_FIRST;
 
-	l4_off = ETH_HLEN + ip->ihl * 4;
 	l4_len = p->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
 	if (np_ctx_pull(ctx, l4_off + l4_len) < 0)
 		return -NP_DROP_TRUNCATED_HEADER;
-	p->l4_off = l4_off;
 
 	if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = np_ctx_data(ctx) + l4_off;
@@ -90,6 +121,13 @@ static __always_inline int np_parse(np_ctx_t *ctx, struct np_pkt *p)
 		p->sport = udp->source;
 		p->dport = udp->dest;
 		p->csum_off = l4_off + __builtin_offsetof(struct udphdr, check);
+	}
+	if (p->frag == NP_FRAG_FIRST) {
+		/* The pull above may have moved the packet: ip is stale. */
+		ip = np_ctx_data(ctx) + ETH_HLEN;
+		if ((void *)(ip + 1) > np_ctx_data_end(ctx))
+			return -NP_DROP_TRUNCATED_HEADER;
+		np_frag_record(ip, p->sport, p->dport);
 	}
 	return NP_PARSE_OK;
 }

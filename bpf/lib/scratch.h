@@ -19,6 +19,7 @@ struct np_scratch {
 	struct np_ct_entry rev;      /* new flow: its reply entry */
 	struct np_pkt pkt;           /* XDP: the parsed packet, from the entry to its tail calls */
 	struct np_ct_entry fwd;      /* XDP: a new flow's service entry, from its creation to the rewrite */
+	__u8 known;                  /* XDP: np_nodeport_ct_find()'s `known`, from the entry to the new flow */
 };
 
 /* Scratch: the running tc/XDP program writes and reads, within one run; unpinned, one per loaded

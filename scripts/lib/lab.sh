@@ -490,6 +490,12 @@ lab__up_body() {
   for s in n1 n2; do
     lab__sysctl "$s" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
   done
+  # The nodes' own ephemeral ports end at 49151 (Linux's default range goes to 60999), so the
+  # agent's SNAT ports (disjoint from them) are 49152-65535: 16384 per backend, twice the flows
+  # the embryonic conntrack table holds, as a SYN flood must leave ports for real clients.
+  for s in n1 n2; do
+    lab__sysctl "$s" net.ipv4.ip_local_port_range="32768 49151"
+  done
 
   # LAN: bridge br0, one port per host. On the bridge-side peers: GRO on; TX checksumming off, so
   # that the LAN carries complete checksums as a wire does. A veth otherwise hands its peer the

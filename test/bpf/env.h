@@ -10,6 +10,8 @@
 //                   10.0.3.0/24 via 192.168.10.102   (a node whose MAC is not known yet)
 //                   198.51.100.0/24 via 192.168.10.1 (spoofed flood sources: the lab's router,
 //                                                     MAC not known)
+//                   unreachable 10.0.9.0/24, blackhole 10.0.8.0/24, prohibit 10.0.7.0/24
+//                   (routes that refuse); no default route: 203.0.113.0/24 has no route at all
 //   lxcp1   <-veth->  p1peer;  routes 10.0.1.10/32 and 10.0.1.11/32 dev lxcp1  (local pods)
 //   net.ipv4.ip_forward = 1 (bpf_fib_lookup() answers only for forwarding devices)
 #pragma once
@@ -35,6 +37,7 @@ inline const uint32_t kRemotePodA = ip("10.0.2.10");
 inline const uint32_t kRemotePodB = ip("10.0.2.11");
 inline const uint32_t kUnresolvedPod = ip("10.0.3.10");  // behind kNode3Ip
 inline const uint32_t kClusterIp = ip("10.43.0.50");
+inline const uint32_t kRouterIp = ip("192.168.10.1");
 
 inline const MacAddr kEns192Mac = np::test::mac("02:00:00:0a:01:64");
 inline const MacAddr kNode2Mac = np::test::mac("02:00:00:0a:02:65");

@@ -122,6 +122,83 @@ TEST(Config, BadValueInConfigDirectoryNamesTheFile) {
   EXPECT_NE(c.error().message().find(dir.string()), std::string::npos) << c.error().message();
 }
 
+// The SNAT source ports stay clear of the node's ephemeral ports (ip_local_port_range) and the
+// NodePorts: auto picks the largest free range above the NodePorts, a configured range that
+// collides is refused naming both ranges and the flag.
+TEST(SnatPortRange, AutoLeavesTheEphemeralPortsAlone) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  // Linux's default ephemeral range: what is left above it.
+  auto r = snatPortRange(*c, {32768, 60999});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, (PortRange{61000, 65535}));
+  // A node that moved its ephemeral ports up: the gap below them is larger.
+  r = snatPortRange(*c, {49152, 65535});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, (PortRange{32768, 49151}));
+  // Ephemeral ports below the NodePorts: everything above the NodePorts.
+  r = snatPortRange(*c, {10000, 29999});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, (PortRange{32768, 65535}));
+}
+
+TEST(SnatPortRange, NoRoomIsAnErrorNamingTheRanges) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  auto r = snatPortRange(*c, {1024, 65000});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(),
+            "choose SNAT ports: node-port-range 30000-32767 and the node's ephemeral ports "
+            "(net.ipv4.ip_local_port_range 1024-65000) leave 535 ports above the NodePorts, fewer than 1024; "
+            "set --bpf-lb-snat-port-range to a range outside node-port-range 30000-32767 and ip_local_port_range "
+            "1024-65000, or narrow the node's net.ipv4.ip_local_port_range");
+}
+
+TEST(SnatPortRange, ConfiguredRangeMustBeDisjoint) {
+  auto c = parse({"--bpf-lb-snat-port-range=40000-50000"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->snatPorts, (PortRange{40000, 50000}));
+  auto r = snatPortRange(*c, {32768, 60999});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(),
+            "--bpf-lb-snat-port-range 40000-50000: overlaps the node's ephemeral ports (net.ipv4.ip_local_port_range "
+            "32768-60999): host connections and SNAT'd flows would compete for ports; set --bpf-lb-snat-port-range "
+            "to a range outside node-port-range 30000-32767 and ip_local_port_range 32768-60999, or narrow the "
+            "node's net.ipv4.ip_local_port_range");
+  r = snatPortRange(*c, {32768, 39999});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, (PortRange{40000, 50000}));
+
+  EXPECT_EQ(parse({"--bpf-lb-snat-port-range=31000-40000"}).error().message(),
+            "--bpf-lb-snat-port-range 31000-40000: overlaps --node-port-range 30000-32767");
+  EXPECT_EQ(parse({"--bpf-lb-snat-port-range=40000-40100"}).error().message(),
+            "--bpf-lb-snat-port-range: \"40000-40100\" holds fewer than 1024 ports");
+  EXPECT_EQ(parse({"--bpf-lb-snat-port-range=5-4"}).error().message(),
+            "--bpf-lb-snat-port-range: \"5-4\" is not a range MIN-MAX of ports with MIN <= MAX");
+}
+
+TEST(SnatPortRange, ReadsTheKernelsFormat) {
+  std::filesystem::path f = std::filesystem::temp_directory_path() / ("np-portrange-" + std::to_string(getpid()));
+  std::ofstream(f) << "32768\t60999\n";
+  auto r = readLocalPortRange(f.string());
+  std::ofstream(f) << "garbage\n";
+  auto bad = readLocalPortRange(f.string());
+  std::filesystem::remove(f);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, (PortRange{32768, 60999}));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("no \"MIN MAX\" port range"), std::string::npos) << bad.error().message();
+}
+
+TEST(Config, FragmentsMapSize) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->fragMapMax, uint32_t{NP_DEFAULT_FRAG_MAX});
+  c = parse({"--bpf-fragments-map-max=16384"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->fragMapMax, 16384u);
+}
+
 TEST(NodesFile, ParsesNodesAndMarksTheLocalOne) {
   auto n = parseNodes("# lab\nn1 192.168.10.100 10.0.1.0/24\n\nn2 192.168.10.101 10.0.2.0/24  # peer\n", "n2");
   ASSERT_TRUE(n) << n.error().message();

@@ -8,9 +8,9 @@
  * and port rewrite with both checksums, TTL, FIB lookup, MAC rewrite, redirect, metrics; for a
  * DSR flow, with .rodata lb_mode set by the test, the option inserted through np_ctx_grow_l3 or
  * the ICMP fragmentation-needed built through np_ctx_set_len/np_ctx_grow_l2).
- * The whole ingress path (np_nodeport_ingress, new flows included) is not here: compiled for XDP
- * it does not verify yet (over the verifier's 1,000,000-instruction limit), which is DSR/XDP's
- * work. */
+ * The whole ingress path (np_nodeport_ingress, new flows included) is not here: that is the XDP
+ * entry's (XDP's work). Compiled for XDP it verifies since the SNAT allocator's tries became a
+ * bpf_loop() callback (bench/README.md, SNAT churn: it was over the 1,000,000-instruction limit). */
 #include "lib/ctx_xdp.h"
 #include "lib/drop.h"
 #include "lib/maps.h"
