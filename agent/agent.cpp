@@ -609,6 +609,23 @@ pb::StatusResponse Agent::status() const {
       s->set_error("tc program not attached");
       problems.push_back(d.info.name + ": tc program not attached");
     }
+    s->set_xdp(d.xdpMode == datapath::XdpMode::Off ? "" : datapath::xdpModeName(d.xdpMode));
+    s->set_xdp_fallback(d.xdpFallback);
+    s->set_xdp_attached(d.xdpAttached);
+    if (d.xdpMode == datapath::XdpMode::Native) {
+      pb::XdpCounters* x = s->mutable_xdp_counters();
+      x->set_tx(d.xdpStats[NP_XDP_STAT_TX].packets);
+      x->set_redirect(d.xdpStats[NP_XDP_STAT_REDIRECT].packets);
+      x->set_pass(d.xdpStats[NP_XDP_STAT_PASS].packets);
+      x->set_deferred(d.xdpStats[NP_XDP_STAT_DEFERRED].packets);
+      x->set_skipped(d.xdpStats[NP_XDP_STAT_SKIPPED].packets);
+      x->set_drop(d.xdpStats[NP_XDP_STAT_DROP].packets);
+      if (!d.xdpAttached) {
+        const std::string why = "XDP program not attached";
+        s->set_error(s->error().empty() ? why : s->error() + "; " + why);
+        problems.push_back(d.info.name + ": " + why);
+      }
+    }
   }
   auto hooks = datapath_->socketHooksAttached();
   out.set_socket_lb(hooks.size() == 4);
@@ -618,6 +635,7 @@ pb::StatusResponse Agent::status() const {
   const LbMode lbMode = datapath_->lbMode();
   out.set_lb_mode(lbModeName(lbMode));
   if (lbMode != LbMode::Snat) out.set_dsr_dispatch_mode("IP Option/Extension");
+  out.set_xdp_acceleration(lbAccelerationName(config_.lbAcceleration));
   out.set_backend_selection(backendSelectionName(config_));
   out.set_node_port_range(std::to_string(config_.nodePortMin) + "-" + std::to_string(config_.nodePortMax));
   out.set_services(static_cast<uint32_t>(lb_->services().size()));

@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tc on a native device: the NodePort / LoadBalancer / externalIP path of lib/nodeport.h.
  * Ingress: packets to frontends and replies of SNAT'd flows; egress: replies of local backends.
- * One instance per device (np_nodeport_cfg). */
+ * One instance per device (np_nodeport_cfg). With XDP acceleration xdp.bpf.c runs the ingress
+ * path first; what it marked done passes here untouched. */
 #include "lib/ctx_skb.h"
 #include "lib/drop.h"
 #include "lib/nodeport.h"
 #include "lib/parse.h"
+#include "lib/xfer.h"
 
 SEC("tc")
 int np_from_netdev(struct __sk_buff *ctx)
 {
 	struct np_pkt p;
-	int ret = np_parse(ctx, &p);
+	int ret;
 
+	/* xdp.bpf.c ran this path on the packet already (translated it, or found it is not ours). */
+	if (np_xfer_get(ctx) & NP_XFER_F_NODEPORT_DONE)
+		return NP_CTX_PASS;
+	ret = np_parse(ctx, &p);
 	if (ret == NP_PARSE_PASS)
 		return NP_CTX_PASS;
 	if (ret < 0)

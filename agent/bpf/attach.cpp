@@ -1,6 +1,7 @@
 #include "bpf/attach.h"
 
 #include <bpf/bpf.h>
+#include <linux/if_link.h>
 #include <unistd.h>
 
 #include "core/fs.h"
@@ -64,6 +65,70 @@ Status attachCgroupPinned(bpf_program* prog, int cgroupFd, const std::string& li
   bpf_link__disconnect(link);
   bpf_link__destroy(link);
   return {};
+}
+
+namespace {
+// The device a pinned XDP link is attached to (0: defunct, its device is gone), or an error when
+// the pin is not an XDP link.
+Result<uint32_t> xdpLinkIfindex(int linkFd) {
+  bpf_link_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(linkFd, &info, &len) != 0) return sysError("read link info");
+  if (info.type != BPF_LINK_TYPE_XDP) return error("read link info", "not an XDP link");
+  return info.xdp.ifindex;
+}
+}  // namespace
+
+Status attachXdpPinned(int progFd, int ifindex, const std::string& device, const std::string& linkPath) {
+  if (fs::exists(linkPath)) {
+    int fd = bpf_obj_get(linkPath.c_str());
+    if (fd >= 0) {
+      auto on = xdpLinkIfindex(fd);
+      int rc = on.ok() && *on == static_cast<uint32_t>(ifindex) ? bpf_link_update(fd, progFd, nullptr) : -1;
+      close(fd);
+      if (rc == 0) return {};
+    }
+    // Stale: the device went away (or was recreated), or the pin is not an XDP link. Removing
+    // the pin releases the old link, and with it any XDP it still holds.
+    unlink(linkPath.c_str());
+  }
+  LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = XDP_FLAGS_DRV_MODE);
+  int fd = bpf_link_create(progFd, ifindex, BPF_XDP, &opts);
+  if (fd < 0) return sysError("attach XDP in native (driver) mode to " + device);
+  if (bpf_obj_pin(fd, linkPath.c_str()) != 0) {
+    Error e = sysError("pin link " + linkPath);
+    close(fd);  // the last reference: detaches again
+    return e;
+  }
+  close(fd);
+  return {};
+}
+
+Status detachXdpPinned(const std::string& linkPath, const std::string& device) {
+  if (!fs::exists(linkPath)) return {};
+  int fd = bpf_obj_get(linkPath.c_str());
+  if (fd >= 0) {
+    // Explicitly, in case something else holds the link too; a defunct link has nothing to
+    // detach (ENOLINK).
+    if (bpf_link_detach(fd) != 0 && errno != ENOLINK && errno != EINVAL) {
+      Error e = sysError("detach XDP from " + device);
+      close(fd);
+      return e;
+    }
+    close(fd);
+  }
+  if (unlink(linkPath.c_str()) != 0 && errno != ENOENT) return sysError("remove pin " + linkPath);
+  return {};
+}
+
+Result<XdpAttached> xdpAttached(int ifindex) {
+  LIBBPF_OPTS(bpf_xdp_query_opts, opts);
+  int rc = bpf_xdp_query(ifindex, 0, &opts);
+  if (rc != 0) return sysError("query XDP on ifindex " + std::to_string(ifindex), -rc);
+  XdpAttached a;
+  a.driverProgId = opts.drv_prog_id;
+  a.genericProgId = opts.skb_prog_id;
+  return a;
 }
 
 uint32_t programId(int progFd) {

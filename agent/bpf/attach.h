@@ -1,6 +1,6 @@
 // Attaching programs to their hooks. tc programs go through a clsact qdisc (Debian 12's libbpf
-// has no tcx) with a fixed handle/priority and outlive the agent; cgroup programs are bpf_links
-// pinned next to the maps, which a restarted agent updates in place (atomically).
+// has no tcx) with a fixed handle/priority and outlive the agent; cgroup and XDP programs are
+// bpf_links pinned next to the maps, which a restarted agent updates in place (atomically).
 #pragma once
 
 #include <bpf/libbpf.h>
@@ -27,6 +27,23 @@ Status detachTc(int ifindex, TcDirection dir, const std::string& device);
 // Attaches prog to the cgroup through a bpf_link pinned at linkPath; if that pin exists (a
 // restarted agent) the link is updated to prog instead, so the hook is never absent.
 Status attachCgroupPinned(bpf_program* prog, int cgroupFd, const std::string& linkPath);
+
+// Attaches an XDP program to ifindex in driver (native) mode through a bpf_link pinned at
+// linkPath. If that pin holds a live XDP link on the same device (a restarted agent), the link is
+// updated to the new program instead: atomic, the device never runs without XDP. A pin that is
+// stale (its device is gone or another one) is replaced. Fails with the kernel's errno when the
+// device cannot take native XDP (EOPNOTSUPP: the driver has none; EBUSY: another XDP program is
+// attached without a link).
+Status attachXdpPinned(int progFd, int ifindex, const std::string& device, const std::string& linkPath);
+// Detaches the XDP link pinned at linkPath (if there is one) and removes the pin. Idempotent.
+Status detachXdpPinned(const std::string& linkPath, const std::string& device);
+
+// The XDP programs on a device now (IDs, 0 for none), read back from the kernel.
+struct XdpAttached {
+  uint32_t driverProgId = 0;   // native (driver) mode
+  uint32_t genericProgId = 0;  // generic (skb) mode
+};
+Result<XdpAttached> xdpAttached(int ifindex);
 
 uint32_t programId(int progFd);
 

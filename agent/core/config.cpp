@@ -188,12 +188,18 @@ const std::vector<Key>& keys() {
          c.affinityMapMax = *n;
          return {};
        }},
-      {"bpf-lb-acceleration", "XDP acceleration: disabled", false,
-       [](Config&, const std::string& v) -> Status {
-         if (v == "disabled") return {};
-         if (v == "native" || v == "best-effort")
-           return bad("bpf-lb-acceleration", v, "is not supported by this build yet (disabled)");
-         return bad("bpf-lb-acceleration", v, "is not an acceleration mode (disabled, native, best-effort)");
+      {"bpf-lb-acceleration",
+       "XDP acceleration on the devices: disabled, native (refuse to start where a device cannot take native XDP) "
+       "or best-effort (tc alone on such a device)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v == "disabled") c.lbAcceleration = LbAcceleration::Disabled;
+         else if (v == "native") c.lbAcceleration = LbAcceleration::Native;
+         else if (v == "best-effort") c.lbAcceleration = LbAcceleration::BestEffort;
+         else if (v == "generic")
+           return bad("bpf-lb-acceleration", v, "is not supported: generic XDP is slower than tc (native, best-effort, disabled)");
+         else return bad("bpf-lb-acceleration", v, "is not an acceleration mode (disabled, native, best-effort)");
+         return {};
        }},
       {"node-port-range", "NodePort range MIN-MAX", false,
        [](Config& c, const std::string& v) -> Status {
@@ -344,6 +350,15 @@ const char* lbModeName(LbMode m) {
 std::string backendSelectionName(const Config& c) {
   if (c.lbAlgorithm == LbAlgorithm::Random) return "Random";
   return "Maglev (Table Size: " + std::to_string(c.maglevTableSize) + ")";
+}
+
+const char* lbAccelerationName(LbAcceleration a) {
+  switch (a) {
+    case LbAcceleration::Disabled: return "Disabled";
+    case LbAcceleration::Native: return "Native";
+    case LbAcceleration::BestEffort: return "Best-Effort";
+  }
+  return "?";
 }
 
 std::string configUsage() {

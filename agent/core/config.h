@@ -18,6 +18,9 @@ namespace np {
 
 enum class LbMode { Snat, Dsr, Hybrid };
 enum class LbAlgorithm { Random, Maglev };
+// bpf-lb-acceleration: XDP on the native devices. Native refuses to start on a device that cannot
+// take XDP in driver mode; BestEffort falls back to tc alone for that device.
+enum class LbAcceleration { Disabled, Native, BestEffort };
 
 // A range of ports, host order, both ends included.
 struct PortRange {
@@ -42,6 +45,7 @@ struct Config {
   LbAlgorithm lbAlgorithm = LbAlgorithm::Random;              // bpf-lb-algorithm
   uint32_t maglevTableSize = NP_DEFAULT_MAGLEV_TABLE_SIZE;    // bpf-lb-maglev-table-size
   uint32_t affinityMapMax = NP_DEFAULT_AFFINITY_MAX;          // bpf-lb-affinity-map-max
+  LbAcceleration lbAcceleration = LbAcceleration::Disabled;  // bpf-lb-acceleration
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // node-port-range
   uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
   PortRange snatPorts{};                // bpf-lb-snat-port-range (0-0 = auto: see snatPortRange())
@@ -66,6 +70,8 @@ struct Config {
 const char* lbModeName(LbMode m);  // "SNAT", "DSR", "Hybrid"
 // "Random", "Maglev (Table Size: 16381)", as `cilium status --verbose` says it.
 std::string backendSelectionName(const Config& c);
+// As `cilium status` prints it: "Disabled", "Native", "Best-Effort".
+const char* lbAccelerationName(LbAcceleration a);
 
 // Parses argv (without argv[0]). Returns an error naming the flag and what is wrong; help is
 // reported as an Error with context "help" so main can print usage and exit 0.

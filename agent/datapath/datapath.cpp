@@ -1,12 +1,17 @@
 #include "datapath/datapath.h"
 
 #include <fcntl.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "bpf/attach.h"
@@ -24,6 +29,33 @@ const char* metricDirectionName(uint32_t dir) {
     case NP_METRIC_SOCK: return "socket";
   }
   return "?";
+}
+
+const char* xdpModeName(XdpMode m) {
+  switch (m) {
+    case XdpMode::Off: return "off";
+    case XdpMode::Native: return "native";
+    case XdpMode::TcFallback: return "tc fallback";
+  }
+  return "?";
+}
+
+std::string driverName(const std::string& device) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return "";
+  ethtool_drvinfo info{};
+  info.cmd = ETHTOOL_GDRVINFO;
+  ifreq ifr{};
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", device.c_str());
+  ifr.ifr_data = reinterpret_cast<char*>(&info);
+  int rc = ioctl(s, SIOCETHTOOL, &ifr);
+  close(s);
+  if (rc != 0) return "";
+  return std::string(info.driver, strnlen(info.driver, sizeof info.driver));
+}
+
+std::string xdpLinkPath(const std::string& pinDir, const std::string& device) {
+  return pinDir + "/links/xdp_" + device;
 }
 
 // Device discovery goes through rtnetlink (libmnl): one dump of links and one of addresses.
@@ -144,6 +176,15 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));
+    std::unique_ptr<XdpProgram> xdp;
+    if (c.lbAcceleration != LbAcceleration::Disabled) {
+      auto loaded = XdpProgram::load(dp->pinDir_, sizes, hp);
+      if (!loaded) return loaded.error();
+      xdp = std::move(*loaded);
+    }
+    dp->xdps_.push_back(std::move(xdp));
+    dp->xdpModes_.push_back(c.lbAcceleration == LbAcceleration::Disabled ? XdpMode::Off : XdpMode::Native);
+    dp->xdpFallbacks_.emplace_back();
   }
 
   auto maps = BpfLbMaps::of(dp->sock_->mapFd(NP_STR(NP_MAP_SERVICES)), dp->sock_->mapFd(NP_STR(NP_MAP_BACKENDS)),
@@ -164,6 +205,9 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     NP_TRY(bpf::attachTc(p.ifindex, bpf::TcDirection::Ingress, h->fromNetdevFd(), p.device));
     NP_TRY(bpf::attachTc(p.ifindex, bpf::TcDirection::Egress, h->toNetdevFd(), p.device));
   }
+  // XDP after tc: tc alone is the whole datapath (and knows XDP's "done" marker), XDP only
+  // takes work off it.
+  NP_TRY(dp->attachXdp(c));
   for (const auto& hook : dp->sock_->hooks())
     NP_TRY(bpf::attachCgroupPinned(hook.prog, dp->cgroupFd_.get(),
                                    dp->pinDir_ + "/links/sock4_" + hook.name));
@@ -171,6 +215,53 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
 }
 
 LbMode Datapath::lbMode() const { return hosts_.empty() ? LbMode::Snat : hosts_.front()->loadedLbMode(); }
+
+Status Datapath::attachXdp(const Config& c) {
+  std::vector<std::string> created;  // links this start made, undone when native refuses
+  // A device a previous agent accelerated and this one does not run on any more: its XDP goes.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(pinDir_ + "/links", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("xdp_", 0) != 0) continue;
+    const std::string device = name.substr(4);
+    if (std::none_of(devices_.begin(), devices_.end(), [&](const DeviceInfo& d) { return d.name == device; }))
+      NP_TRY(bpf::detachXdpPinned(entry.path().string(), device));
+  }
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const DeviceInfo& d = devices_[i];
+    const std::string link = xdpLinkPath(pinDir_, d.name);
+    if (c.lbAcceleration == LbAcceleration::Disabled) {
+      // Acceleration switched off: a previous agent's XDP goes away cleanly.
+      NP_TRY(bpf::detachXdpPinned(link, d.name));
+      continue;
+    }
+    const bool existed = fs::exists(link);
+    Status st = bpf::attachXdpPinned(xdps_[i]->entryFd(), d.ifindex, d.name, link);
+    if (st) {
+      if (!existed) created.push_back(d.name);
+      continue;
+    }
+    const std::string driver = driverName(d.name);
+    std::string why = st.error().message();
+    if (st.error().err == EOPNOTSUPP)
+      why += " (driver " + (driver.empty() ? std::string("unknown") : driver) + " has no native XDP)";
+    else if (!driver.empty())
+      why += " (driver " + driver + ")";
+    if (c.lbAcceleration == LbAcceleration::Native) {
+      for (const std::string& name : created) (void)bpf::detachXdpPinned(xdpLinkPath(pinDir_, name), name);
+      return Error{st.error().err, "--bpf-lb-acceleration=native",
+                   "device " + d.name + " cannot take native XDP: " + why +
+                       "; use --bpf-lb-acceleration=best-effort to run tc alone there"};
+    }
+    NP_LOG_WARN("datapath", "XDP acceleration (best-effort): %s falls back to tc: %s", d.name.c_str(), why.c_str());
+    // Whatever a previous agent left there is not ours to keep.
+    NP_TRY(bpf::detachXdpPinned(link, d.name));
+    xdps_[i].reset();
+    xdpModes_[i] = XdpMode::TcFallback;
+    xdpFallbacks_[i] = why;
+  }
+  return {};
+}
 
 Status Datapath::setNodes(const std::vector<NodeEntry>& nodes) {
   auto map = bpf::Map<uint32_t, np_node_val>::of(sock_->mapFd(NP_STR(NP_MAP_NODES)));
@@ -199,6 +290,14 @@ std::vector<DeviceState> Datapath::deviceStates() const {
     auto eg = bpf::tcProgramId(devices_[i].ifindex, bpf::TcDirection::Egress);
     s.ingress = in.ok() && *in != 0 && *in == bpf::programId(hosts_[i]->fromNetdevFd());
     s.egress = eg.ok() && *eg != 0 && *eg == bpf::programId(hosts_[i]->toNetdevFd());
+    s.xdpMode = xdpModes_[i];
+    s.xdpFallback = xdpFallbacks_[i];
+    if (xdps_[i]) {
+      auto x = bpf::xdpAttached(devices_[i].ifindex);
+      s.xdpAttached = x.ok() && x->driverProgId != 0 && x->driverProgId == bpf::programId(xdps_[i]->entryFd());
+      auto stats = bpf::sumPerCpuAll<np_metric>(xdps_[i]->mapFd(NP_STR(NP_MAP_XDP_STATS)), NP_XDP_STATS);
+      if (stats) std::copy_n(stats->begin(), std::min<size_t>(stats->size(), NP_XDP_STATS), s.xdpStats.begin());
+    }
     out.push_back(s);
   }
   return out;

@@ -22,6 +22,7 @@
 #include "datapath/lb_maps.h"
 #include "datapath/programs.h"
 #include "np_drop.h"
+#include "np_xdp.h"
 
 namespace np::datapath {
 
@@ -37,11 +38,27 @@ struct DeviceInfo {
 Result<DeviceInfo> deviceInfo(const std::string& name);
 // Devices with a global IPv4 address that are up, except loopback and our own pod devices.
 std::vector<std::string> autoDevices();
+// The device's driver as ethtool names it ("veth", "macvlan"), "" if it does not say.
+std::string driverName(const std::string& device);
+// Where a device's XDP link is pinned: <pinDir>/links/xdp_<device>.
+std::string xdpLinkPath(const std::string& pinDir, const std::string& device);
+
+// What XDP does on a device, by --bpf-lb-acceleration and what the device could take.
+enum class XdpMode {
+  Off,         // acceleration disabled
+  Native,      // our XDP program in driver mode
+  TcFallback,  // best-effort, and the device cannot take native XDP: tc alone
+};
+const char* xdpModeName(XdpMode m);  // "off", "native", "tc fallback"
 
 struct DeviceState {
   DeviceInfo info;
   bool ingress = false;  // our program is the tc ingress filter now
   bool egress = false;
+  XdpMode xdpMode = XdpMode::Off;  // what the agent set up
+  std::string xdpFallback;         // TcFallback: why the device cannot take native XDP
+  bool xdpAttached = false;        // Native: our program is the device's driver-mode XDP program now
+  std::array<np_metric, NP_XDP_STATS> xdpStats{};  // Native: counters of this device's program
 };
 
 struct MapState {
@@ -101,6 +118,12 @@ class Datapath {
   std::vector<DeviceInfo> devices_;
   std::unique_ptr<SockProgram> sock_;
   std::vector<std::unique_ptr<HostProgram>> hosts_;
+  // Per device (same index as devices_): the loaded XDP program when acceleration is on (null
+  // when disabled or fallen back), and the mode with the fallback reason.
+  std::vector<std::unique_ptr<XdpProgram>> xdps_;
+  std::vector<XdpMode> xdpModes_;
+  std::vector<std::string> xdpFallbacks_;
+  Status attachXdp(const Config& c);
   std::optional<BpfLbMaps> lbMaps_;
   std::optional<ct::BpfTables> ctTables_;
   std::unique_ptr<ct::Gc> ctGc_;

@@ -14,6 +14,7 @@
 #include "np_config.h"  // the skeletons' .rodata structs
 #include "host.skel.h"
 #include "sock.skel.h"
+#include "xdp.skel.h"
 
 namespace np::datapath {
 namespace {
@@ -138,6 +139,29 @@ LbMode HostProgram::loadedLbMode() const {
 int HostProgram::fromNetdevFd() const { return bpf_program__fd(skel_->progs.np_from_netdev); }
 int HostProgram::toNetdevFd() const { return bpf_program__fd(skel_->progs.np_to_netdev); }
 int HostProgram::mapFd(const std::string& name) const { return findMapFd<host_bpf>(skel_->obj, name); }
+
+Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, const MapSizes& sizes,
+                                                     const HostParams& p) {
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
+  xdp_bpf* skel = xdp_bpf__open_opts(&opts);
+  if (!skel) return sysError("open xdp.bpf.o");
+  std::unique_ptr<XdpProgram> prog(new XdpProgram(skel, p));
+  NP_TRY(sizeMaps(skel->obj, pinDir, sizes));
+  auto& cfg = skel->rodata->np_nodeport_cfg;
+  cfg.node_ip = p.nodeIp.be;
+  cfg.snat_port_min = p.snatPortMin;
+  cfg.snat_port_max = p.snatPortMax;
+  cfg.lb_mode = toBpf(p.lbMode);
+  skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
+  skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  int rc = xdp_bpf__load(skel);
+  if (rc != 0) return sysError("load xdp.bpf.o for " + p.device, -rc);
+  return prog;
+}
+
+XdpProgram::~XdpProgram() { xdp_bpf__destroy(skel_); }
+int XdpProgram::entryFd() const { return bpf_program__fd(skel_->progs.np_xdp_entry); }
+int XdpProgram::mapFd(const std::string& name) const { return findMapFd<xdp_bpf>(skel_->obj, name); }
 
 Result<std::unique_ptr<SockProgram>> SockProgram::load(const std::string& pinDir, const MapSizes& sizes,
                                                        const SockParams& p) {

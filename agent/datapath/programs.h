@@ -16,6 +16,7 @@
 
 struct host_bpf;
 struct sock_bpf;
+struct xdp_bpf;
 struct bpf_program;
 struct bpf_object;
 
@@ -83,6 +84,24 @@ class HostProgram {
  private:
   HostProgram(host_bpf* skel, HostParams params) : skel_(skel), params_(std::move(params)) {}
   host_bpf* skel_;
+  HostParams params_;
+};
+
+// One loaded instance of xdp.bpf.o, for one device: the entry program (what is attached) and
+// the stages it tail-calls, filled into its own program array at load. Same parameters as the
+// device's HostProgram: both run the NodePort path with the same configuration.
+class XdpProgram {
+ public:
+  static Result<std::unique_ptr<XdpProgram>> load(const std::string& pinDir, const MapSizes& sizes,
+                                                  const HostParams& params);
+  ~XdpProgram();
+  int entryFd() const;
+  int mapFd(const std::string& name) const;
+  const HostParams& params() const { return params_; }
+
+ private:
+  XdpProgram(xdp_bpf* skel, HostParams params) : skel_(skel), params_(std::move(params)) {}
+  xdp_bpf* skel_;
   HostParams params_;
 };
 

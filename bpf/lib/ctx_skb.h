@@ -14,6 +14,10 @@
  *   np_ctx_redirect(ctx, ifindex)    verdict that sends the packet out of ifindex as it is
  *   np_ctx_redirect_neigh(ctx, ifindex, nh)  the same with the kernel resolving next hop nh's MAC;
  *                                    < 0 where the hook cannot (XDP)
+ *   NP_CTX_HAS_NEIGH                 1 if np_ctx_redirect_neigh() works on this hook
+ *   NP_CTX_DEFER                     verdict that hands the packet on untouched to the next hook that
+ *                                    runs the same path (XDP -> tc), which then does the work the
+ *                                    hook cannot (tc: the stack; nothing after it translates)
  *   np_ctx_grow_l3(ctx, len)         insert len zero bytes right after the fixed 20-byte IPv4
  *                                    header (room for an IP option); what follows moves back
  *   np_ctx_grow_l2(ctx, len)         insert len zero bytes right after the Ethernet header (room
@@ -35,6 +39,8 @@ typedef struct __sk_buff np_ctx_t;
 #define NP_CTX_PASS     TC_ACT_OK
 #define NP_CTX_DROP     TC_ACT_SHOT
 #define NP_CTX_REDIRECT TC_ACT_REDIRECT
+#define NP_CTX_DEFER    TC_ACT_OK
+#define NP_CTX_HAS_NEIGH 1
 
 static __always_inline __u32 np_ctx_len(const np_ctx_t *ctx)
 {

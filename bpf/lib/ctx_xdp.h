@@ -19,6 +19,10 @@ typedef struct xdp_md np_ctx_t;
 #define NP_CTX_PASS     XDP_PASS
 #define NP_CTX_DROP     XDP_DROP
 #define NP_CTX_REDIRECT XDP_REDIRECT
+/* Not an XDP verdict: the XDP entry turns it into XDP_PASS without the "done" marker
+ * (lib/xfer.h), so tc runs the whole path on the untouched packet. */
+#define NP_CTX_DEFER    0x100
+#define NP_CTX_HAS_NEIGH 0
 
 /* Offsets into the packet are bounded so the verifier can check direct accesses at them; the
  * headers the library touches are all within the first few hundred bytes. */
@@ -139,8 +143,12 @@ static __always_inline int np_ctx_fib_lookup(np_ctx_t *ctx, struct bpf_fib_looku
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 }
 
+/* Out of the device it came in on: XDP_TX, which needs no redirect map or target device lookup;
+ * any other device: XDP_REDIRECT. */
 static __always_inline int np_ctx_redirect(np_ctx_t *ctx, __u32 ifindex)
 {
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
 	return bpf_redirect(ifindex, 0);
 }
 

@@ -33,9 +33,20 @@ static __always_inline int np_fib_lookup(np_ctx_t *ctx, const struct np_pkt *p,
 	return np_ctx_fib_lookup(ctx, fib);
 }
 
+/* Sends the packet out by a successful lookup's result: its device, with its MACs. Returns a
+ * verdict or a negative drop reason. */
+static __always_inline int np_fib_redirect_to(np_ctx_t *ctx, const struct bpf_fib_lookup *fib)
+{
+	if (np_ctx_store(ctx, 0, fib->dmac, ETH_ALEN) < 0 ||
+	    np_ctx_store(ctx, ETH_ALEN, fib->smac, ETH_ALEN) < 0)
+		return -NP_DROP_WRITE_ERROR;
+	return np_ctx_redirect(ctx, fib->ifindex);
+}
+
 /* Sends the packet out of the device the FIB chose: with the neighbour's MAC when the kernel
  * knows it, else through the hook's neighbour resolution (tc: bpf_redirect_neigh(); XDP has none:
- * a FIB failure for now). Returns a verdict or a negative drop reason. The lookup lives on the
+ * a FIB failure, which is why XDP looks the route up before it rewrites, lib/nodeport.h).
+ * Returns a verdict or a negative drop reason. The lookup lives on the
  * stack: this runs for every redirected packet of an established flow, where one stack slot is
  * cheaper than a scratch lookup, and the deepest path (a new flow) has room for it. */
 static __always_inline int np_fib_redirect(np_ctx_t *ctx, const struct np_pkt *p)
@@ -43,12 +54,8 @@ static __always_inline int np_fib_redirect(np_ctx_t *ctx, const struct np_pkt *p
 	struct bpf_fib_lookup fib;
 	int rc = np_fib_lookup(ctx, p, &fib);
 
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (np_ctx_store(ctx, 0, fib.dmac, ETH_ALEN) < 0 ||
-		    np_ctx_store(ctx, ETH_ALEN, fib.smac, ETH_ALEN) < 0)
-			return -NP_DROP_WRITE_ERROR;
-		return np_ctx_redirect(ctx, fib.ifindex);
-	}
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+		return np_fib_redirect_to(ctx, &fib);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		rc = np_ctx_redirect_neigh(ctx, fib.ifindex, fib.ipv4_dst);
 		if (rc >= 0)

@@ -51,17 +51,47 @@ const volatile struct np_nodeport_config np_nodeport_cfg = {
 	.snat_port_max = NP_DEFAULT_SNAT_PORT_MAX,
 };
 
+/* The route of the packet as entry e will leave it: what np_fib_redirect() looks up after the
+ * rewrite, looked up before anything changes. Returns the bpf_fib_lookup() result. */
+static __always_inline int np_nodeport_route(np_ctx_t *ctx, const struct np_pkt *p,
+					     const struct np_ct_entry *e,
+					     struct bpf_fib_lookup *fib)
+{
+	np_fib_init(ctx, p, fib);
+	if (e->nat_saddr)
+		fib->ipv4_src = e->nat_saddr;
+	if (e->nat_daddr)
+		fib->ipv4_dst = e->nat_daddr;
+	if (e->nat_sport)
+		fib->sport = e->nat_sport;
+	if (e->nat_dport)
+		fib->dport = e->nat_dport;
+	return np_ctx_fib_lookup(ctx, fib);
+}
+
 /* Rewrites the packet as entry e says and sends it on its way; with dsr_opt (DSR flows only,
  * whose packet fits with it: np_dsr_fits()) it leaves with the DSR option for the frontend it was
- * sent to. */
-static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
-					       const struct np_ct_entry *e, __u32 dir, bool dsr_opt)
+ * sent to. fib: the route of the rewritten packet when the caller has looked it up
+ * (np_nodeport_route), else NULL. A hook that cannot resolve neighbours (XDP) looks the route up
+ * before it rewrites anything: without a neighbour (or any route) the packet goes on untouched
+ * (NP_CTX_DEFER) to tc, which resolves it or drops it with its reason; the flow's state is the
+ * same either way. */
+static __always_inline int np_nodeport_forward_routed(np_ctx_t *ctx, struct np_pkt *p,
+						      const struct np_ct_entry *e, __u32 dir,
+						      bool dsr_opt, const struct bpf_fib_lookup *fib)
 {
 	bool redirect = e->flags & NP_CT_F_REDIRECT;
 	__be32 fe_addr = p->daddr;
 	__be16 fe_port = p->dport;
-	int ret = np_nat_apply(ctx, p, e);
+	struct bpf_fib_lookup route;
+	int ret;
 
+	if (redirect && !fib && !NP_CTX_HAS_NEIGH) {
+		if (np_nodeport_route(ctx, p, e, &route) != BPF_FIB_LKUP_RET_SUCCESS)
+			return NP_CTX_DEFER;
+		fib = &route;
+	}
+	ret = np_nat_apply(ctx, p, e);
 	if (ret < 0)
 		return np_drop(ctx, dir, -ret);
 	if (redirect) {
@@ -73,7 +103,7 @@ static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
 			if (ret < 0)
 				return np_drop(ctx, dir, -ret);
 		}
-		ret = np_fib_redirect(ctx, p);
+		ret = fib ? np_fib_redirect_to(ctx, fib) : np_fib_redirect(ctx, p);
 		if (ret < 0)
 			return np_drop(ctx, dir, -ret);
 	} else {
@@ -83,17 +113,30 @@ static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
 	return ret;
 }
 
+static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
+					       const struct np_ct_entry *e, __u32 dir, bool dsr_opt)
+{
+	return np_nodeport_forward_routed(ctx, p, e, dir, dsr_opt, NULL);
+}
+
 /* Rewrites the packet as entry e says and sends it on its way; a DSR packet too big for its
- * option becomes an ICMP error instead. */
-static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
-					      const struct np_ct_entry *e, __u32 dir)
+ * option becomes an ICMP error instead. fib: as for np_nodeport_forward_routed(). */
+static __always_inline int np_nodeport_finish_routed(np_ctx_t *ctx, struct np_pkt *p,
+						     const struct np_ct_entry *e, __u32 dir,
+						     const struct bpf_fib_lookup *fib)
 {
 	bool dsr_opt = np_dsr_for(np_nodeport_cfg.lb_mode, p->proto) && np_dsr_wants_opt(e, p);
 	int verdict;
 
 	if (dsr_opt && !np_dsr_fits(ctx, p, dir, &verdict))
 		return verdict;
-	return np_nodeport_forward(ctx, p, e, dir, dsr_opt);
+	return np_nodeport_forward_routed(ctx, p, e, dir, dsr_opt, fib);
+}
+
+static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
+					      const struct np_ct_entry *e, __u32 dir)
+{
+	return np_nodeport_finish_routed(ctx, p, e, dir, NULL);
 }
 
 /* Sends a packet translated by other means than np_nat_apply() (an ICMP error) on its way: to the
@@ -167,22 +210,23 @@ static __always_inline bool np_nodeport_ct_usable(const struct np_ct_entry *e,
 }
 
 /* A packet of an unconfirmed flow: translated like any other; the first one that confirms the
- * flow moves it to the main table. */
+ * flow moves it to the main table. fib: as for np_nodeport_finish_routed(). */
 static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pkt *p,
 						     const struct np_ct_key *key,
-						     struct np_ct_entry *e, __u64 now, __u32 dir)
+						     struct np_ct_entry *e, __u64 now, __u32 dir,
+						     const struct bpf_fib_lookup *fib)
 {
 	__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), true);
 	int ret;
 
 	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
-		ret = np_nodeport_finish(ctx, p, e, dir);
+		ret = np_nodeport_finish_routed(ctx, p, e, dir, fib);
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key);
 		return ret;
 	}
 	if (expires)
 		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
-	return np_nodeport_finish(ctx, p, e, dir);
+	return np_nodeport_finish_routed(ctx, p, e, dir, fib);
 }
 
 /* The backend for a new flow from outside: lib/lb.h's choice with the client's address as its
@@ -221,6 +265,14 @@ static __always_inline int np_nodeport_new_dsr_flow(np_ctx_t *ctx, struct np_pkt
 	return np_nodeport_forward(ctx, p, fwd, NP_METRIC_INGRESS, dsr_opt);
 }
 
+/* What the first packet of a new flow does once the flow exists: it is translated by its service
+ * entry and sent on. A hook that splits the path into tail calls defines
+ * NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) before it includes this header (xdp.bpf.c: the rewrite
+ * is its next stage). */
+#ifndef NP_NODEPORT_NEW_FLOW_NEXT
+#define NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) np_nodeport_finish(ctx, p, fwd, NP_METRIC_INGRESS)
+#endif
+
 /* Only a SYN opens a TCP connection: any other TCP packet to a frontend that no entry knows
  * (a stray or spoofed ACK, a retransmission of a flow the table lost) would otherwise create state
  * that lives as long as an established connection and hold a SNAT port for it. */
@@ -248,8 +300,10 @@ static __always_inline bool np_nodeport_local_addr(__be32 addr)
  * lookup asks for the route only (no length: tc then checks the packet against the device's MTU
  * and says FRAG_NEEDED with the device filled in). No route, or one that refuses (unreachable,
  * blackhole, prohibit, forwarding off): the packet cannot be delivered, dropped with
- * FIB_LOOKUP_FAILED before any state is created. Returns 1 remote, 0 local, or a negative drop
- * reason. */
+ * FIB_LOOKUP_FAILED before any state is created. Returns 1 remote, 0 local,
+ * NP_NODEPORT_BACKEND_DEFER (remote, but this hook cannot resolve the next hop: tc's job), or a
+ * negative drop reason. */
+#define NP_NODEPORT_BACKEND_DEFER 2
 static __always_inline int np_nodeport_backend_where(np_ctx_t *ctx, const struct np_pkt *p,
 						     const struct np_backend *be,
 						     struct bpf_fib_lookup *fib)
@@ -268,7 +322,13 @@ static __always_inline int np_nodeport_backend_where(np_ctx_t *ctx, const struct
 		/* Too big for the device is still a route: to a local device the stack answers with
 		 * fragmentation-needed (translated back on egress); out again, the forward path decides
 		 * (DSR answers it itself). */
-		return fib->ifindex == np_ctx_ifindex(ctx);
+		if (fib->ifindex != np_ctx_ifindex(ctx))
+			return 0;
+		/* A hook that cannot resolve the backend's neighbour (XDP) leaves the flow to tc before
+		 * any state exists. */
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !NP_CTX_HAS_NEIGH)
+			return NP_NODEPORT_BACKEND_DEFER;
+		return 1;
 	case BPF_FIB_LKUP_RET_NOT_FWDED:
 		/* A local address, or no route at all: the FIB does not say which. */
 		return np_nodeport_local_addr(be->addr) ? 0 : -NP_DROP_FIB_LOOKUP_FAILED;
@@ -317,6 +377,8 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	rc = np_nodeport_backend_where(ctx, p, be, &s->fib);
 	if (rc < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, -rc);
+	if (rc == NP_NODEPORT_BACKEND_DEFER)
+		return NP_CTX_DEFER;
 	remote = rc;
 
 	np_ct_init(&fwd, p, now, NP_CT_F_SERVICE);
@@ -372,40 +434,74 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
-	return np_nodeport_finish(ctx, p, &fwd, NP_METRIC_INGRESS);
+	return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
+}
+
+/* The entry of the flow of a packet arriving on the device (key: its tuple as the client or a
+ * remote backend sends it), main table first, then embryonic (*embryonic says which). An entry
+ * that can no longer carry its flow is forgotten; *known says there was a live one (its backend
+ * went away: the packet moves to another backend whatever it is, np_nodeport_new_flow()). NULL:
+ * the packet starts a new flow, or is not ours. */
+static __always_inline struct np_ct_entry *np_nodeport_ct_find(const struct np_pkt *p,
+								const struct np_ct_key *key,
+								__u64 now, bool *embryonic,
+								bool *known)
+{
+	struct np_ct_entry *e = bpf_map_lookup_elem(&NP_MAP_CT, key);
+
+	if (e) {
+		if (np_nodeport_ct_usable(e, p, now)) {
+			*embryonic = false;
+			return e;
+		}
+		*known = !np_ct_expired(e, now);
+		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, key, e);
+	}
+	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, key);
+	if (e) {
+		if (np_nodeport_ct_usable(e, p, now)) {
+			*embryonic = true;
+			return e;
+		}
+		*known |= !np_ct_expired(e, now);
+		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key, e);
+	}
+	return NULL;
+}
+
+/* A packet of a known flow (e, found by np_nodeport_ct_find() under key): the entry is kept
+ * alive and the packet translated. fib: as for np_nodeport_finish_routed(). */
+static __always_inline int np_nodeport_ct_hit(np_ctx_t *ctx, struct np_pkt *p,
+					      const struct np_ct_key *key, struct np_ct_entry *e,
+					      bool embryonic, __u64 now,
+					      const struct bpf_fib_lookup *fib)
+{
+	__u64 expires;
+
+	if (embryonic)
+		return np_nodeport_embryonic_hit(ctx, p, key, e, now, NP_METRIC_INGRESS, fib);
+	expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
+	if (expires)
+		np_ct_sync_peer(&NP_MAP_CT, key, e, expires);
+	return np_nodeport_finish_routed(ctx, p, e, NP_METRIC_INGRESS, fib);
 }
 
 /* A parsed packet arriving on the device (tuple as the client or a remote backend sends it):
- * translated by its flow's entry (main table, then embryonic), or the start of a new flow. */
+ * translated by its flow's entry (main table, then embryonic), or the start of a new flow. A hook
+ * that splits the path into tail calls (xdp.bpf.c) calls the two stages itself. */
 static __always_inline int np_nodeport_ingress(np_ctx_t *ctx, struct np_pkt *p)
 {
 	struct np_ct_entry *e;
 	struct np_ct_key key;
 	__u64 now = np_ct_now();
-	bool known = false;
+	bool embryonic = false, known = false;
 
 	if (p->proto == IPPROTO_ICMP)
 		return np_nodeport_icmp(ctx, p, NP_CT_INGRESS, NP_METRIC_INGRESS);
 	np_ct_key_from_pkt(&key, p, NP_CT_INGRESS);
-	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
-	if (e) {
-		if (np_nodeport_ct_usable(e, p, now)) {
-			__u64 expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
-
-			if (expires)
-				np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
-			return np_nodeport_finish(ctx, p, e, NP_METRIC_INGRESS);
-		}
-		known = !np_ct_expired(e, now);
-		np_ct_forget(&NP_MAP_CT, NP_CT_TABLE_MAIN, &key, e);
-	}
-	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
-	if (e) {
-		if (np_nodeport_ct_usable(e, p, now))
-			return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_INGRESS);
-		known |= !np_ct_expired(e, now);
-		np_ct_forget(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &key, e);
-	}
+	e = np_nodeport_ct_find(p, &key, now, &embryonic, &known);
+	if (e)
+		return np_nodeport_ct_hit(ctx, p, &key, e, embryonic, now, NULL);
 	return np_nodeport_new_flow(ctx, p, now, known);
 }
 
@@ -431,7 +527,7 @@ static __always_inline int np_nodeport_egress(np_ctx_t *ctx, struct np_pkt *p)
 	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
 	if (!e || np_ct_expired(e, now))
 		return NP_CTX_PASS;
-	return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_EGRESS);
+	return np_nodeport_embryonic_hit(ctx, p, &key, e, now, NP_METRIC_EGRESS, NULL);
 }
 
 #endif /* NP_LIB_NODEPORT_H */

@@ -46,6 +46,23 @@ std::string deviceList(const pb::StatusResponse& status) {
   return join(parts, ", ");
 }
 
+// `XDP Acceleration: Native [ens192]`, as cilium prints it, with the devices XDP runs on now;
+// best-effort also names the devices that fell back to tc, and why.
+std::string xdpAcceleration(const pb::StatusResponse& status) {
+  std::string out = status.xdp_acceleration();
+  std::vector<std::string> native, other;
+  for (const auto& dev : status.devices()) {
+    if (dev.xdp() == "native") {
+      native.push_back(dev.xdp_attached() ? dev.name() : dev.name() + " (not attached)");
+    } else if (dev.xdp() == "tc fallback") {
+      other.push_back(dev.name() + ": tc fallback, " + dev.xdp_fallback());
+    }
+  }
+  if (!native.empty()) out += " [" + join(native, ", ") + "]";
+  if (!other.empty()) out += " [" + join(other, "; ") + "]";
+  return out;
+}
+
 // "12/262144 established, 16384/16384 embryonic (40312 evicted in the last 5s)".
 std::string conntrackSummary(const pb::StatusResponse& status) {
   std::vector<std::string> parts;
@@ -82,6 +99,9 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   if (status.uptime_seconds() > 0) {
     table.addRow({"Uptime:", formatDuration(status.uptime_seconds())});
   }
+
+  if (!status.xdp_acceleration().empty() && status.xdp_acceleration() != "Disabled")
+    table.addRow({"XDP Acceleration:", xdpAcceleration(status)});
 
   std::string socketLb = enabled(status.socket_lb());
   if (status.socket_lb() && !status.socket_lb_cgroup().empty()) {
@@ -174,6 +194,7 @@ std::string kprDetails(const pb::StatusResponse& status) {
     details.addRow({"Backend Selection:", status.backend_selection()});
   }
   details.addRow({"Session Affinity:", enabled(status.kube_proxy_replacement() == "True")});
+  if (!status.xdp_acceleration().empty()) details.addRow({"XDP Acceleration:", xdpAcceleration(status)});
   out += details.render();
 
   // With kube-proxy replacement off the agent does not own any service type.
@@ -194,12 +215,38 @@ std::string kprDetails(const pb::StatusResponse& status) {
 
 std::string deviceTable(const pb::StatusResponse& status) {
   Table table("  ");
-  table.addRow({"Name", "Ifindex", "IPv4", "MAC", "TC ingress", "TC egress", "Error"});
+  // The XDP column only with acceleration on (some device has an XDP mode).
+  const bool withXdp = std::any_of(status.devices().begin(), status.devices().end(),
+                                   [](const pb::DeviceStatus& d) { return !d.xdp().empty(); });
+  std::vector<std::string> header{"Name", "Ifindex", "IPv4", "MAC", "TC ingress", "TC egress"};
+  if (withXdp) header.push_back("XDP");
+  header.push_back("Error");
+  table.addRow(std::move(header));
+  bool native = false;
   for (const auto& dev : status.devices()) {
-    table.addRow({dev.name(), std::to_string(dev.ifindex()), orDash(dev.ipv4()), orDash(dev.mac()),
-                  yesNo(dev.tc_ingress()), yesNo(dev.tc_egress()), orDash(dev.error())});
+    std::vector<std::string> row{dev.name(),         std::to_string(dev.ifindex()), orDash(dev.ipv4()),
+                                 orDash(dev.mac()),  yesNo(dev.tc_ingress()),       yesNo(dev.tc_egress())};
+    if (withXdp) {
+      std::string mode = orDash(dev.xdp());
+      if (dev.xdp() == "native" && !dev.xdp_attached()) mode += " (not attached)";
+      row.push_back(std::move(mode));
+    }
+    row.push_back(orDash(dev.error()));
+    table.addRow(std::move(row));
+    native = native || dev.xdp() == "native";
   }
-  return "Device Attachments:\n" + table.render();
+  std::string out = "Device Attachments:\n" + table.render();
+  if (!native) return out;
+  // What each device's XDP program did since it was loaded: the proof it handles the traffic.
+  Table counters("  ");
+  counters.addRow({"Device", "TX", "Redirect", "Pass (done)", "To tc", "Skipped", "Drop"});
+  for (const auto& dev : status.devices()) {
+    if (dev.xdp() != "native") continue;
+    const auto& c = dev.xdp_counters();
+    counters.addRow({dev.name(), std::to_string(c.tx()), std::to_string(c.redirect()), std::to_string(c.pass()),
+                     std::to_string(c.deferred()), std::to_string(c.skipped()), std::to_string(c.drop())});
+  }
+  return out + "XDP packets:\n" + counters.render();
 }
 
 std::string mapTable(const pb::StatusResponse& status) {

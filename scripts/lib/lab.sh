@@ -298,25 +298,60 @@ lab__bin() { # <name>: path of a built binary, or fail saying so
     agent) p=$LAB_BUILD/agent/nodepath-agent ;;
     agentctl) p=$LAB_BUILD/cli/agentctl/agentctl ;;
     nptraffic) p=$LAB_BUILD/test/tools/nptraffic ;;
+    xdp-pass) p=$LAB_BUILD/bpf/xdp_pass.bpf.o ;;
     cni) p=$LAB_BUILD/cli/cni/nodepath-cni ;;
     *) return 1 ;;
   esac
-  if [[ ! -x $p ]]; then
+  if [[ ! -x $p && ! ( $1 == xdp-pass && -f $p ) ]]; then
     lab__log "$p does not exist yet: build it first (cmake -S $LAB_REPO -B $LAB_BUILD -G Ninja && cmake --build $LAB_BUILD)"
     return 1
   fi
   printf '%s\n' "$p"
 }
 
+# lab_lan_xdp_pass: an XDP program that passes everything (test/tools/xdp_pass.bpf.c) on every
+# bridge-side peer of the LAN, so that what a node's XDP sends back out of its LAN device
+# (XDP_TX) arrives: a veth hands XDP frames only to a peer with an XDP program of its own (GRO
+# on the peer was not enough on this kernel: the frames vanished). Idempotent.
+lab_lan_xdp_pass() {
+  lab__vars || return 1
+  local obj port
+  obj=$(lab__bin xdp-pass) || return 1
+  for port in n1 n2 client router; do
+    if ip -n "$LAB_P-lan" -d link show dev "$port" | grep -q 'prog/xdp'; then
+      continue
+    fi
+    ip -n "$LAB_P-lan" link set dev "$port" xdpdrv obj "$obj" sec xdp || {
+      lab__log "cannot attach the XDP pass program to the LAN port $port"
+      return 1
+    }
+  done
+}
+
 # lab_agent_start <node> [extra agent flags...]: start nodepath-agent on the node in the
 # background (log $NP_LAB_DIR/<node>/agent.log, the previous one kept as agent.log.prev; pid in
-# agent.pid and pids/agent-<node>.pid). Does not wait: see lab_agent_wait.
+# agent.pid and pids/agent-<node>.pid). Does not wait: see lab_agent_wait. With XDP acceleration
+# (--bpf-lb-acceleration=native|best-effort, or that key in the node's config dir) the LAN gets
+# its XDP pass programs first.
 lab_agent_start() {
   lab__vars || return 1
-  local node=${1:-} bin
+  local node=${1:-} bin arg
   lab__node_index "$node" >/dev/null || return 1
   shift
   bin=$(lab__bin agent) || return 1
+  local prev= accel=
+  [[ -r $LAB_DIR/$node/config/bpf-lb-acceleration ]] && read -r accel <"$LAB_DIR/$node/config/bpf-lb-acceleration"
+  case $accel in
+    native | best-effort) lab_lan_xdp_pass || return 1 ;;
+  esac
+  for arg in "$@"; do
+    case $prev:$arg in
+      *:--bpf-lb-acceleration=native | *:--bpf-lb-acceleration=best-effort | \
+        --bpf-lb-acceleration:native | --bpf-lb-acceleration:best-effort)
+        lab_lan_xdp_pass || return 1 ;;
+    esac
+    prev=$arg
+  done
   local dir=$LAB_DIR/$node
   mkdir -p "$dir/run" "$dir/config" "$dir/cni/net.d" "$dir/cni/bin" || return 1
   if [[ -s $dir/agent.log ]]; then
@@ -462,8 +497,11 @@ lab__up_body() {
     lab__sysctl "$s" net.ipv4.ip_local_port_range="32768 49151"
   done
 
-  # LAN: bridge br0, one port per host; GRO on the bridge-side peers so that XDP_TX from a
-  # host's interface is not dropped on them.
+  # LAN: bridge br0, one port per host. On the bridge-side peers: GRO on; TX checksumming off, so
+  # that the LAN carries complete checksums as a wire does. A veth otherwise hands its peer the
+  # sender's CHECKSUM_PARTIAL skbs, whose L4 checksum field holds only the pseudo-header sum: tc's
+  # helpers know that from the skb, but XDP sees bytes, and a segment it rewrites and sends on
+  # with XDP_TX would arrive with a wrong sum. (XDP_TX itself needs more: lab_lan_xdp_pass.)
   ip -n "$LAB_P-lan" link add br0 type bridge
   ip -n "$LAB_P-lan" link set br0 up
   local port host ifname
@@ -472,7 +510,7 @@ lab__up_body() {
     lab__veth lan "$port" "$host" "$ifname"
     ip -n "$LAB_P-lan" link set "$port" master br0
     ip -n "$LAB_P-lan" link set "$port" up
-    nsenter --net="$(lab__netns_path lan)" -- ethtool -K "$port" gro on >/dev/null
+    nsenter --net="$(lab__netns_path lan)" -- ethtool -K "$port" gro on tx off >/dev/null
   done
 
   # Nodes.

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -46,8 +47,10 @@ uint64_t monotonicNs() {
 
 void HostTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  // bpffs refuses names with dots in them.
-  pinDir_ = env().bpffs + "/" + info->test_suite_name() + "_" + info->name();
+  // bpffs refuses names with dots in them; parameterized tests have slashes in theirs.
+  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
+  std::replace(name.begin(), name.end(), '/', '_');
+  pinDir_ = env().bpffs + "/" + name;
   std::filesystem::remove_all(pinDir_);  // a leftover of an earlier --gtest_repeat iteration
   ASSERT_EQ(::mkdir(pinDir_.c_str(), 0700), 0) << pinDir_ << ": " << std::strerror(errno);
 

@@ -63,6 +63,8 @@ class HostTest : public ::testing::Test {
   RunResult toNetdev(const Bytes& in) { return run(prog_->toNetdevFd(), in, true); }
   // The same, leaving a refused run (RunResult::error) to the caller.
   RunResult tryFromNetdev(const Bytes& in) { return run(prog_->fromNetdevFd(), in, false); }
+  // The loaded tc ingress program (to attach it for a test that runs real traffic through it).
+  int tcFromNetdevFd() const { return prog_->fromNetdevFd(); }
 
   // Map set-up in the agent's order and layout (agent/lb/reconciler.cpp expandInto): backends,
   // then slots 1..n (selectable first, then terminating), then the master entry (slot 0, count =

@@ -330,5 +330,17 @@ TEST_F(MaglevSelection, FlowWithoutConntrackReturnsToItsBackend) {
   EXPECT_LE(moved, 2u) << "flows of the remaining backends stay (Maglev moves ~1/N)";
 }
 
+// XDP runs the same new-flow code: with Maglev (and affinity) in its .rodata the verifier takes
+// those paths too, and must accept them.
+TEST_F(MaglevSelection, XdpProgramLoadsWithMaglevSelection) {
+  datapath::HostParams p;
+  p.device = "ens192";
+  p.ifindex = env().ens192Ifindex;
+  p.nodeIp = Ipv4{kNodeIp};
+  p.lb = lbParams();
+  auto prog = datapath::XdpProgram::load(pinDir(), mapSizes(), p);
+  ASSERT_TRUE(prog.ok()) << prog.error().message() << " (the verifier's log is above)";
+}
+
 }  // namespace
 }  // namespace np::bpftest

@@ -4,7 +4,7 @@
 // and the same conntrack entry its output must be byte for byte what tc's np_from_netdev makes
 // (both checked against the expected packet too): addresses, ports, TTL, MACs and both checksums,
 // which XDP computes by hand where tc has bpf_l3/l4_csum_replace(). Verdicts are the hook's own
-// (XDP_REDIRECT / TC_ACT_REDIRECT, XDP_PASS / TC_ACT_OK, XDP_DROP / TC_ACT_SHOT).
+// (XDP_TX: out of the device it came in on / TC_ACT_REDIRECT, XDP_PASS / TC_ACT_OK, XDP_DROP / TC_ACT_SHOT).
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -109,13 +109,13 @@ TEST_F(XdpShimTest, RemoteBackendRewriteMatchesTc) {
   const PacketBuilder data = clientTcp(kClientPort, kTcpAck | kTcpPsh);
   PacketBuilder want = data;
   want.eth(kEns192Mac, kNode2Mac).ipSrc(kNodeIp).srcPort(snatPort).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63);
-  expectXdpLikeTc(data.build(), want.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+  expectXdpLikeTc(data.build(), want.build(), XDP_TX, TC_ACT_REDIRECT);
   EXPECT_TRUE(checksumsOk(want.build()));
 
   const PacketBuilder reply = remotePodTcp(kRemotePodA, snatPort, kTcpAck | kTcpPsh);
   PacketBuilder wantReply = reply;
   wantReply.eth(kEns192Mac, kClientMac).ipSrc(kNodeIp).srcPort(kNodePort).ipDst(kClientIp).dstPort(kClientPort).ttl(62);
-  expectXdpLikeTc(reply.build(), wantReply.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+  expectXdpLikeTc(reply.build(), wantReply.build(), XDP_TX, TC_ACT_REDIRECT);
 }
 
 // A local backend: DNAT only, the packet goes on to the stack (MACs and TTL untouched), here for
@@ -163,7 +163,7 @@ TEST_F(XdpShimTest, UdpChecksumsMatchTc) {
     const PacketBuilder in = datagram(0x1234);
     const Bytes want = translated(in).build();
     ASSERT_NE(udpCheck(in.build()), 0);
-    expectXdpLikeTc(in.build(), want, XDP_REDIRECT, TC_ACT_REDIRECT);
+    expectXdpLikeTc(in.build(), want, XDP_TX, TC_ACT_REDIRECT);
   }
   {
     SCOPED_TRACE("no checksum");
@@ -171,7 +171,7 @@ TEST_F(XdpShimTest, UdpChecksumsMatchTc) {
     in.l4Checksum(0);
     PacketBuilder want = translated(in);
     want.l4Checksum(0);
-    expectXdpLikeTc(in.build(), want.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+    expectXdpLikeTc(in.build(), want.build(), XDP_TX, TC_ACT_REDIRECT);
   }
   {
     SCOPED_TRACE("rewritten checksum is zero");
@@ -182,7 +182,7 @@ TEST_F(XdpShimTest, UdpChecksumsMatchTc) {
     ASSERT_LE(word, 0xffffu) << "no payload gives a zero checksum";
     const PacketBuilder in = datagram(static_cast<uint16_t>(word));
     ASSERT_NE(udpCheck(in.build()), 0xffff) << "the input must not already carry the special value";
-    expectXdpLikeTc(in.build(), translated(in).build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+    expectXdpLikeTc(in.build(), translated(in).build(), XDP_TX, TC_ACT_REDIRECT);
   }
 }
 
@@ -224,7 +224,7 @@ TEST_F(DsrXdpShimTest, SynOptionMatchesTc) {
   PacketBuilder want = syn;
   want.eth(kEns192Mac, kNode2Mac).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63)
       .ipOptions({0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x64});
-  expectXdpLikeTc(syn.build(), want.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+  expectXdpLikeTc(syn.build(), want.build(), XDP_TX, TC_ACT_REDIRECT);
   EXPECT_TRUE(checksumsOk(want.build()));
 
   // A SYN with options of its own: XDP moves those down with the rest of the header's tail.
@@ -234,7 +234,7 @@ TEST_F(DsrXdpShimTest, SynOptionMatchesTc) {
   PacketBuilder want2 = withOpts;
   want2.eth(kEns192Mac, kNode2Mac).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63)
       .ipOptions({0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x64, 0x01, 0x01, 0x01, 0x00});
-  expectXdpLikeTc(withOpts.build(), want2.build(), XDP_REDIRECT, TC_ACT_REDIRECT);
+  expectXdpLikeTc(withOpts.build(), want2.build(), XDP_TX, TC_ACT_REDIRECT);
 }
 
 // Too big for the option: the ICMP fragmentation-needed that XDP builds (the packet cut at the
@@ -252,7 +252,7 @@ TEST_F(DsrXdpShimTest, FragNeededMatchesTc) {
   ASSERT_EQ(fromNetdev(datagram(10)).verdict, TC_ACT_REDIRECT);  // the flow XDP finds
   const Bytes big = datagram(1500 - 28);
   RunResult x = xdp(big);
-  EXPECT_EQ(x.verdict, XDP_REDIRECT);
+  EXPECT_EQ(x.verdict, XDP_TX);
   RunResult t = fromNetdev(big);
   EXPECT_EQ(t.verdict, TC_ACT_REDIRECT);
   EXPECT_TRUE(samePacket(t.out, x.out)) << "XDP and tc differ (expected: tc, actual: XDP)";

@@ -14,11 +14,13 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-e2e_init DsrRemoteBackend npe_dsr
+e2e_init "${E2E_ACCELERATION:+Xdp}DsrRemoteBackend" npe_dsr
 E2E_LAB_MADE=1
 require "lab topology up" lab_up
 for node in n1 n2; do
   echo dsr >"$NP_LAB_DIR/$node/config/bpf-lb-mode"
+  # XdpDsrRemoteBackend runs this test with XDP acceleration (E2E_ACCELERATION=native).
+  if [[ -n ${E2E_ACCELERATION:-} ]]; then echo "$E2E_ACCELERATION" >"$NP_LAB_DIR/$node/config/bpf-lb-acceleration"; fi
   require "agent on $node started (bpf-lb-mode dsr)" lab_agent_start "$node"
 done
 for node in n1 n2; do
@@ -91,5 +93,15 @@ check "replies leave n2 for the client with 192.168.10.100:30081 as the source" 
   'udp and src host 192.168.10.100 and src port 30081 and dst host 192.168.10.200'
 check "nothing of the replies leaves n1" expect_captured n1-udp eq 0 "packets to the client out of n1" \
   'dst host 192.168.10.200'
+
+if [[ -n ${E2E_ACCELERATION:-} ]]; then
+  for node in n1 n2; do
+    check "$node: ens192 runs XDP in driver mode" expect_xdp_native "$node" ens192
+  done
+  # 20 connections (SYN, ACK, data, FIN at least) and 20 datagrams, each sent on by XDP_TX.
+  check "n1's XDP program forwarded the client's packets itself (XDP_TX >= 100)" expect_xdp_counter_grew n1 ens192 tx 0 100
+  check "n2's XDP program recorded the flows from the option and passed them on done (>= 100)" \
+    expect_xdp_counter_grew n2 ens192 pass 0 100
+fi
 
 e2e_finish

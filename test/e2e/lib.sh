@@ -179,7 +179,7 @@ e2e_init() {
   lab__vars || exit 1
   # A snapshot of the binaries: a rebuild during the test (others build in the same tree) can
   # neither make one vanish for a moment nor swap the agent a restart test restarts.
-  for b in agent agentctl nptraffic cni; do
+  for b in agent agentctl nptraffic cni xdp-pass; do
     if ! rel=$(lab__bin "$b"); then
       fail "$E2E_NAME" "the $b binary is missing under $NP_BUILD_DIR (build first: ninja -C $NP_BUILD_DIR)"
       exit 1
@@ -659,5 +659,90 @@ expect_captured() {
   if [[ $op == ge ]] && ((got >= n)); then return 0; fi
   echo "expected $([[ $op == eq ]] && echo "exactly" || echo "at least") $n packets ($what) in capture $name, saw $got (filter: $filter); the capture starts:"
   tcpdump -r "$NP_LAB_DIR/logs/capture-$name.pcap" -nn -v 2>/dev/null | head -n 12 | sed 's/^/  /'
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# XDP acceleration
+
+# xdp_mode <node> <device>: the device's XDP attach mode as the kernel reports it: "driver",
+# "generic", "none".
+xdp_mode() {
+  lab__vars || return 1
+  local mode
+  mode=$(ip -n "$LAB_P-$1" -j -d link show dev "$2" | jq -r '.[0].xdp.mode // 0') || return 1
+  case $mode in
+    0) echo none ;;
+    1) echo driver ;;
+    2) echo generic ;;
+    *) echo "mode $mode" ;;
+  esac
+}
+
+# expect_xdp_native <node> <device>: the device runs an XDP program in driver (native) mode, and
+# it is the one the agent says it attached (status: xdp native, attached).
+expect_xdp_native() {
+  local node=$1 dev=$2 mode out
+  mode=$(xdp_mode "$node" "$dev") || { echo "cannot read $dev on $node"; return 1; }
+  if [[ $mode != driver ]]; then
+    echo "expected $dev on $node to run XDP in driver mode, the kernel says: $mode"
+    return 1
+  fi
+  out=$(agentctl_json "$node" status) || { echo "agentctl status failed: $out"; return 1; }
+  if jq -e --arg d "$dev" '.devices[] | select(.name == $d) | .xdp == "native" and .xdp_attached == true' \
+    <<<"$out" >/dev/null; then
+    return 0
+  fi
+  echo "expected status to show $dev with xdp native and attached, saw $(jq -c --arg d "$dev" '.devices[] | select(.name == $d) | {xdp, xdp_attached, xdp_fallback, error}' <<<"$out")"
+  return 1
+}
+
+# expect_no_xdp <node> <device>: no XDP program on the device.
+expect_no_xdp() {
+  local mode
+  mode=$(xdp_mode "$1" "$2") || { echo "cannot read $2 on $1"; return 1; }
+  [[ $mode == none ]] && return 0
+  echo "expected no XDP program on $2 of $1, the kernel says: $mode"
+  ip -n "$LAB_P-$1" -d link show dev "$2" | sed 's/^/  /'
+  return 1
+}
+
+# xdp_counter <node> <device> <tx|redirect|pass|deferred|skipped|drop>: the XDP program's counter.
+xdp_counter() {
+  agentctl_json "$1" status | jq -r --arg d "$2" --arg c "$3" \
+    '.devices[] | select(.name == $d) | .xdp_counters[$c] // 0 | tonumber'
+}
+
+# expect_xdp_counter_grew <node> <device> <counter> <before> <at least>
+expect_xdp_counter_grew() {
+  local now
+  now=$(xdp_counter "$1" "$2" "$3") || { echo "cannot read the XDP counters of $1"; return 1; }
+  if ((now - $4 >= $5)); then
+    return 0
+  fi
+  echo "expected XDP counter $3 of $2 on $1 to grow by at least $5 from $4, it is $now"
+  agentctl_json "$1" status | jq -c --arg d "$2" '.devices[] | select(.name == $d) | .xdp_counters'
+  return 1
+}
+
+# expect_xdp_counter <node> <device> <counter> <value>
+expect_xdp_counter() {
+  local now
+  now=$(xdp_counter "$1" "$2" "$3") || { echo "cannot read the XDP counters of $1"; return 1; }
+  ((now == $4)) && return 0
+  echo "expected XDP counter $3 of $2 on $1 to be $4, it is $now"
+  return 1
+}
+
+# expect_status_line <node> <extended regex>: a line of `agentctl status --verbose` matches
+# (leading spaces ignored).
+expect_status_line() {
+  local out
+  out=$(lab_agentctl "$1" status --verbose 2>&1) || true
+  if sed 's/^ *//' <<<"$out" | grep -Eq -- "$2"; then
+    return 0
+  fi
+  echo "expected a line of agentctl status --verbose on $1 to match /$2/, saw:"
+  printf '%s\n' "$out" | sed 's/^/  /'
   return 1
 }

@@ -370,6 +370,47 @@ TEST(AgentctlStatus, VerboseAddsKprDetailsDevicesMapsAndCounters) {
   EXPECT_EQ(formatStatus(cannedStatus(), StatusDetail::kVerbose), expected);
 }
 
+// XDP acceleration as cilium prints it ("XDP Acceleration: Native [ens192]"), per device: the
+// devices XDP runs on, a best-effort device that fell back to tc with the reason, a device whose
+// program is not attached; the device table gains an XDP column and the programs' counters.
+TEST(AgentctlStatus, XdpAccelerationPerDevice) {
+  pb::StatusResponse r = cannedStatus();
+  r.set_xdp_acceleration("Native");
+  r.mutable_devices(0)->set_xdp("native");
+  r.mutable_devices(0)->set_xdp_attached(true);
+  auto* x = r.mutable_devices(0)->mutable_xdp_counters();
+  x->set_tx(20);
+  x->set_pass(7);
+  x->set_skipped(3);
+  EXPECT_NE(formatStatus(r, StatusDetail::kNormal).find("\nXDP Acceleration:       Native [ens192]\n"),
+            std::string::npos)
+      << formatStatus(r, StatusDetail::kNormal);
+  std::string text = formatStatus(r, StatusDetail::kVerbose);
+  EXPECT_NE(text.find("  XDP Acceleration:     Native [ens192]\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("  Name     Ifindex   IPv4             MAC                 TC ingress   TC egress   XDP      Error\n"
+                      "  ens192   2         192.168.10.100   00:50:56:aa:bb:cc   yes          yes         native   -\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("XDP packets:\n"
+                      "  Device   TX   Redirect   Pass (done)   To tc   Skipped   Drop\n"
+                      "  ens192   20   0          7             0       3         0\n"),
+            std::string::npos)
+      << text;
+
+  r.set_xdp_acceleration("Best-Effort");
+  auto* mv = r.add_devices();
+  mv->set_name("mv0");
+  mv->set_xdp("tc fallback");
+  mv->set_xdp_fallback("attach XDP in native (driver) mode to mv0: Operation not supported (driver macvlan has no native XDP)");
+  r.mutable_devices(0)->set_xdp_attached(false);
+  text = formatStatus(r, StatusDetail::kVerbose);
+  EXPECT_NE(text.find("  XDP Acceleration:     Best-Effort [ens192 (not attached)] [mv0: tc fallback, attach XDP in "
+                      "native (driver) mode to mv0: Operation not supported (driver macvlan has no native XDP)]\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("native (not attached)"), std::string::npos) << text;
+}
+
 // DSR and Hybrid: the dispatch mode follows the mode, as in Cilium's KubeProxyReplacement Details.
 TEST(AgentctlStatus, DsrModeShowsItsDispatchMode) {
   pb::StatusResponse r = cannedStatus();

@@ -54,6 +54,26 @@ TEST(Config, BadFlagsSayWhatIsWrong) {
             "--bpf-lb-map-max: \"12\" is not a number in 1024..16777216");
 }
 
+// --bpf-lb-acceleration: Cilium's key and values; generic XDP (slower than tc) and typos are refused
+// with what is accepted.
+TEST(XdpConfig, AccelerationModes) {
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->lbAcceleration, LbAcceleration::Disabled);
+  for (auto [v, want] : {std::pair{"native", LbAcceleration::Native}, {"best-effort", LbAcceleration::BestEffort},
+                         {"disabled", LbAcceleration::Disabled}}) {
+    c = parse({std::string("--bpf-lb-acceleration=") + v});
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_EQ(c->lbAcceleration, want) << v;
+  }
+  EXPECT_STREQ(lbAccelerationName(LbAcceleration::BestEffort), "Best-Effort");
+  EXPECT_EQ(parse({"--bpf-lb-acceleration=fast"}).error().message(),
+            "--bpf-lb-acceleration: \"fast\" is not an acceleration mode (disabled, native, best-effort)");
+  EXPECT_EQ(parse({"--bpf-lb-acceleration=generic"}).error().message(),
+            "--bpf-lb-acceleration: \"generic\" is not supported: generic XDP is slower than tc (native, best-effort, "
+            "disabled)");
+}
+
 TEST(Config, TrustKeys) {
   auto c = parse({});
   ASSERT_TRUE(c);
