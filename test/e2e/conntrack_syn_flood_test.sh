@@ -19,13 +19,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rate=${E2E_FLOOD_RATE:-10000}
-seconds=${E2E_FLOOD_SECONDS:-15}
+seconds=${E2E_FLOOD_SECONDS:-20}
 read -r -a n1_flags <<<"${E2E_CT_FLOOD_AGENT_FLAGS:---bpf-ct-global-max 65536 --conntrack-gc-interval 2s}"
-# Real connections: one every 50 ms for the flood's duration minus 5 s: up to 3 s to notice
-# that the flood arrived, and 2 s for one attempt that times out (--timeout-ms 2000; each waits
-# for the one before), so that all of them start and end while it runs.
+# Real connections: one every 50 ms for the flood's duration minus 10 s: up to 3 s to notice that
+# the flood arrived, and 2 s for each of the (at most 1 %, 2 of 200) attempts that may time out
+# (--timeout-ms 2000; each waits for the one before), so that all of them start and end while it
+# runs. A real handshake whose unconfirmed entries the flood evicts between its SYN and its ACK
+# is lost: only a SYN opens a flow, so its ACK finds nothing.
 interval_ms=50
-legit=$(((seconds - 5) * 1000 / interval_ms))
+legit=$(((seconds - 10) * 1000 / interval_ms))
 frontend=192.168.10.100:30080
 
 e2e_init ConntrackSynFloodKeepsEstablished npe_ctf
