@@ -151,6 +151,23 @@ std::string backendIp(int i) { return "10.0.1." + std::to_string(10 + i); }
 
 // The NodePort service, programmed by the agent's own reconciler through the real maps: the
 // benchmark times exactly what the agent writes.
+// host.bpf.o on node 1's ens192: its parameters, and the program with its maps pinned under
+// <bpffs>/nodepath at the default sizes.
+np::datapath::HostParams hostParams(int ifindex) {
+  np::datapath::HostParams hp;
+  hp.device = "ens192";
+  hp.ifindex = ifindex;
+  hp.nodeIp = *np::Ipv4::parse(kNodeIp);
+  return hp;
+}
+
+auto loadHost(const std::string& bpffs, const np::datapath::HostParams& hp) {
+  np::datapath::routeLibbpfLogs();
+  const std::string pinDir = bpffs + "/nodepath";
+  if (mkdir(pinDir.c_str(), 0700) != 0) throw std::runtime_error("mkdir " + pinDir);
+  return unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
+}
+
 void programService(const np::datapath::HostProgram& prog) {
   auto maps = unwrap(np::datapath::BpfLbMaps::of(prog.mapFd(NP_STR(NP_MAP_SERVICES)), prog.mapFd(NP_STR(NP_MAP_BACKENDS)),
                                                  prog.mapFd(NP_STR(NP_MAP_REVNAT)),
@@ -329,14 +346,8 @@ int runBench(const Options& opt) {
   const int ifindex = static_cast<int>(if_nametoindex("ens192"));
   const auto nodeMac = deviceMac("ens192");
 
-  np::datapath::routeLibbpfLogs();
-  const std::string pinDir = bpffs.path() + "/nodepath";
-  if (mkdir(pinDir.c_str(), 0700) != 0) throw std::runtime_error("mkdir " + pinDir);
-  np::datapath::HostParams hp;
-  hp.device = "ens192";
-  hp.ifindex = ifindex;
-  hp.nodeIp = *np::Ipv4::parse(kNodeIp);
-  auto host = unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
+  const np::datapath::HostParams hp = hostParams(ifindex);
+  auto host = loadHost(bpffs.path(), hp);
   programService(*host);
   const int ctFd = host->mapFd(NP_STR(NP_MAP_CT));
   const int synFd = host->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC));
@@ -609,14 +620,8 @@ int runSnatChurn(const Options& opt) {
   const auto lanMac = np::test::mac("02:00:00:0a:00:01");
   const auto node2Mac = np::test::mac("02:00:00:0a:02:65");
 
-  np::datapath::routeLibbpfLogs();
-  const std::string pinDir = bpffs.path() + "/nodepath";
-  if (mkdir(pinDir.c_str(), 0700) != 0) throw std::runtime_error("mkdir " + pinDir);
-  np::datapath::HostParams hp;
-  hp.device = "ens192";
-  hp.ifindex = ifindex;
-  hp.nodeIp = *np::Ipv4::parse(kNodeIp);
-  auto host = unwrap(np::datapath::HostProgram::load(pinDir, np::datapath::MapSizes{}, hp), "load host.bpf.o");
+  const np::datapath::HostParams hp = hostParams(ifindex);
+  auto host = loadHost(bpffs.path(), hp);
   {
     auto maps = unwrap(np::datapath::BpfLbMaps::of(host->mapFd(NP_STR(NP_MAP_SERVICES)), host->mapFd(NP_STR(NP_MAP_BACKENDS)),
                                                    host->mapFd(NP_STR(NP_MAP_REVNAT)),
