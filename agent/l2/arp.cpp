@@ -58,6 +58,7 @@ const char* arpIgnoreName(ArpIgnore why) {
     case ArpIgnore::NotRequest: return "not a request";
     case ArpIgnore::NotForUs: return "not addressed to this interface";
     case ArpIgnore::BadSender: return "bad sender address";
+    case ArpIgnore::OtherVlan: return "tagged for another VLAN";
     case ArpIgnore::count_: break;
   }
   return "?";
@@ -79,6 +80,10 @@ ArpParse parseArpRequest(std::span<const uint8_t> f, const Mac& ourMac,
   off += 2;
   if (type != kEthArp) {
     out.why = ArpIgnore::NotArp;
+    return out;
+  }
+  if (tci && (*tci & 0x0fff) != 0) {
+    out.why = ArpIgnore::OtherVlan;
     return out;
   }
   if (f.size() < off + kArpBody) return out;  // Truncated
@@ -114,13 +119,12 @@ ArpParse parseArpRequest(std::span<const uint8_t> f, const Mac& ourMac,
 }
 
 std::vector<uint8_t> buildArpReply(const ArpRequest& req, const Mac& ourMac) {
-  return frame(req.ethSrc, ourMac, req.vlanTci, 2, ourMac, req.targetIp, req.senderMac,
+  return frame(req.ethSrc, ourMac, std::nullopt, 2, ourMac, req.targetIp, req.senderMac,
                req.senderIp);
 }
 
-std::vector<uint8_t> buildGratuitousArp(Ipv4 ip, const Mac& ourMac,
-                                        std::optional<uint16_t> vlanTci) {
-  return frame(kBroadcastMac, ourMac, vlanTci, 2, ourMac, ip, kBroadcastMac, ip);
+std::vector<uint8_t> buildGratuitousArp(Ipv4 ip, const Mac& ourMac) {
+  return frame(kBroadcastMac, ourMac, std::nullopt, 2, ourMac, ip, kBroadcastMac, ip);
 }
 
 }  // namespace np::l2

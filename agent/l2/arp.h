@@ -26,13 +26,15 @@ enum class ArpIgnore : uint8_t {
   NotRequest,     // opcode is not 1 (a reply, RARP, ...)
   NotForUs,       // Ethernet destination neither broadcast nor this interface's MAC
   BadSender,      // sender hardware address is broadcast or multicast
+  OtherVlan,      // tagged with a VLAN ID: it belongs to that VLAN's device (ens192.100), whose
+                  // own responder sees it untagged; with no such device this node is not on it
   count_,
 };
 const char* arpIgnoreName(ArpIgnore why);
 
 struct ArpRequest {
   Mac ethSrc{};                     // Ethernet source (where the reply goes)
-  std::optional<uint16_t> vlanTci;  // the 802.1Q TCI when the request was tagged
+  std::optional<uint16_t> vlanTci;  // the 802.1Q TCI of a priority-tagged request (VLAN ID 0)
   Mac senderMac{};                  // ar_sha
   Ipv4 senderIp;                    // ar_spa (0.0.0.0 for an RFC 5227 probe)
   Ipv4 targetIp;                    // ar_tpa: the address asked for
@@ -43,21 +45,21 @@ struct ArpParse {
   ArpIgnore why = ArpIgnore::Truncated;  // else why not
 };
 
-// frame: a whole Ethernet frame as read from an AF_PACKET/SOCK_RAW socket (or with its VLAN tag
-// removed by the driver: then pass the tag from PACKET_AUXDATA as vlanTci). ourMac: the MAC of
+// frame: a whole Ethernet frame as read from an AF_PACKET/SOCK_RAW socket. The kernel moves a
+// VLAN tag out of the frame into PACKET_AUXDATA: pass it as auxVlanTci; a tag still in the frame
+// is read from there. ourMac: the MAC of
 // the interface the frame came in on.
 ArpParse parseArpRequest(std::span<const uint8_t> frame, const Mac& ourMac,
                          std::optional<uint16_t> auxVlanTci = std::nullopt);
 
-// The reply to req saying "req.targetIp is at ourMac": unicast to the requester, on the request's
-// VLAN when it was tagged. A probe (sender 0.0.0.0) is answered the same way (RFC 5227 §2.1.1: the
+// The reply to req saying "req.targetIp is at ourMac": unicast to the requester, untagged (a
+// priority-tagged request, VLAN ID 0, is answered untagged). A probe (sender 0.0.0.0) is answered the same way (RFC 5227 §2.1.1: the
 // prober must learn the address is taken).
 std::vector<uint8_t> buildArpReply(const ArpRequest& req, const Mac& ourMac);
 
 // The gratuitous ARP a node sends when it becomes the holder of ip: an ARP reply broadcast,
 // sender and target address both ip, sender MAC ourMac (what Cilium 1.15 sends, and what Linux's
 // arp_accept=0 neighbours use to refresh an existing entry).
-std::vector<uint8_t> buildGratuitousArp(Ipv4 ip, const Mac& ourMac,
-                                        std::optional<uint16_t> vlanTci = std::nullopt);
+std::vector<uint8_t> buildGratuitousArp(Ipv4 ip, const Mac& ourMac);
 
 }  // namespace np::l2

@@ -59,19 +59,21 @@ TEST(L2Arp, UnicastToUsIsAnsweredUnicastToSomeoneElseIsNot) {
   EXPECT_EQ(p.why, ArpIgnore::NotForUs);
 }
 
-TEST(L2Arp, VlanTaggedRequestIsAnsweredOnItsVlan) {
+TEST(L2Arp, VlanTaggedRequestIsLeftToThatVlansDevice) {
+  // Tagged in the frame, or with the tag the kernel moved into PACKET_AUXDATA: not ours.
   auto p = parseArpRequest(request(kBroadcastMac, ip("192.168.20.7"), 0x0064), kOurs);
+  EXPECT_FALSE(p.request);
+  EXPECT_EQ(p.why, ArpIgnore::OtherVlan);
+  p = parseArpRequest(request(kBroadcastMac, ip("192.168.20.7")), kOurs, uint16_t{0x2064});
+  EXPECT_EQ(p.why, ArpIgnore::OtherVlan);
+  // Priority-tagged (VLAN ID 0, PCP 5) is the untagged LAN: answered, untagged.
+  p = parseArpRequest(request(kBroadcastMac, ip("192.168.20.7"), 0xa000), kOurs);
   ASSERT_TRUE(p.request);
-  ASSERT_TRUE(p.request->vlanTci);
-  EXPECT_EQ(*p.request->vlanTci, 0x0064);
   auto reply = buildArpReply(*p.request, kOurs);
-  ASSERT_GE(reply.size(), 46u);
-  EXPECT_EQ(reply[12], 0x81);
-  EXPECT_EQ(reply[13], 0x00);
-  EXPECT_EQ(reply[15], 0x64);
-  EXPECT_EQ(reply[16], 0x08);
-  EXPECT_EQ(reply[17], 0x06);
-  EXPECT_EQ(reply[18 + 7], 2);  // opcode reply
+  ASSERT_EQ(reply.size(), 60u);
+  EXPECT_EQ(reply[12], 0x08);
+  EXPECT_EQ(reply[13], 0x06);
+  EXPECT_EQ(reply[21], 2);  // opcode reply
 }
 
 TEST(L2Arp, TruncatedAndMalformedFramesAreIgnoredWithAReason) {
