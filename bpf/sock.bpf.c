@@ -36,12 +36,53 @@ static __always_inline bool np_sock_nodeport_addr(__be32 addr, __u16 port)
 	return bpf_map_lookup_elem(&NP_MAP_NODES, &addr) != NULL;
 }
 
+/* Records on the socket that its traffic to backend be stands for service addr:port, so its
+ * replies can be shown as coming from the service. Returns 0, or -1 when the record cannot be
+ * kept (no socket, no memory). */
+static __always_inline int np_sock_rev_remember(struct bpf_sock_addr *ctx, const struct np_backend *be,
+						__be32 addr, __be16 port, __u16 rev_nat_id)
+{
+	struct np_sock_rev_store *st;
+	struct np_sock_rev_slot *s = NULL;
+	__u32 i, idx = NP_SOCK_REV_SLOTS;
+
+	if (!ctx->sk)
+		return -1;
+	st = bpf_sk_storage_get(&NP_MAP_SOCK_REV, ctx->sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return -1;
+	bpf_spin_lock(&st->lock);
+	/* The backend's slot if it has one (a reconnect, the next datagram), else a free one, else
+	 * the oldest. */
+	for (i = 0; i < NP_SOCK_REV_SLOTS; i++) {
+		if (st->slot[i].backend_addr == be->addr && st->slot[i].backend_port == be->port) {
+			idx = i;
+			break;
+		}
+		if (idx == NP_SOCK_REV_SLOTS && !st->slot[i].backend_addr)
+			idx = i;
+	}
+	if (idx >= NP_SOCK_REV_SLOTS) {
+		idx = st->next % NP_SOCK_REV_SLOTS;
+		st->next++;
+	}
+	if (idx < NP_SOCK_REV_SLOTS)
+		s = &st->slot[idx];
+	if (s) {
+		s->backend_addr = be->addr;
+		s->backend_port = be->port;
+		s->addr = addr;
+		s->port = port;
+		s->rev_nat_id = rev_nat_id;
+	}
+	bpf_spin_unlock(&st->lock);
+	return 0;
+}
+
 /* Translates ctx's destination when it is a service frontend. Returns 0, or -EHOSTUNREACH when
  * the service has no backend (the caller then refuses the connect/send). */
 static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 {
-	struct np_sock_rev_key rkey = {};
-	struct np_sock_rev_val rval = {};
 	struct np_svc_key key;
 	struct np_svc_val *svc, *rsvc;
 	struct np_lb_client client;
@@ -73,15 +114,9 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 		return -EHOSTUNREACH;
 	}
 
-	rkey.cookie = cookie;
-	rkey.addr = be->addr;
-	rkey.port = be->port;
-	rval.addr = addr;
-	rval.port = port;
-	rval.rev_nat_id = svc->rev_nat_id;
-	/* Without the reverse entry getpeername()/recvmsg() would show the backend: better to keep
+	/* Without the reverse record getpeername()/recvmsg() would show the backend: better to keep
 	 * the service address then and let the packet path handle it. */
-	if (bpf_map_update_elem(&NP_MAP_SOCK_REV, &rkey, &rval, BPF_ANY) < 0)
+	if (np_sock_rev_remember(ctx, be, addr, port, svc->rev_nat_id) < 0)
 		return 0;
 
 	ctx->user_ip4 = be->addr;
@@ -92,17 +127,31 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 
 static __always_inline void np_sock4_xlate_rev(struct bpf_sock_addr *ctx)
 {
-	struct np_sock_rev_key rkey = {};
-	struct np_sock_rev_val *rval;
+	struct np_sock_rev_store *st;
+	__be32 addr = ctx->user_ip4;
+	__be16 port = (__be16)ctx->user_port;
+	__be32 svc_addr = 0;
+	__be16 svc_port = 0;
+	int i;
 
-	rkey.cookie = bpf_get_socket_cookie(ctx);
-	rkey.addr = ctx->user_ip4;
-	rkey.port = (__be16)ctx->user_port;
-	rval = bpf_map_lookup_elem(&NP_MAP_SOCK_REV, &rkey);
-	if (!rval)
+	if (!ctx->sk)
 		return;
-	ctx->user_ip4 = rval->addr;
-	ctx->user_port = (__u32)rval->port;
+	st = bpf_sk_storage_get(&NP_MAP_SOCK_REV, ctx->sk, NULL, 0);
+	if (!st)
+		return;
+	bpf_spin_lock(&st->lock);
+	for (i = 0; i < NP_SOCK_REV_SLOTS; i++) {
+		if (st->slot[i].backend_addr == addr && st->slot[i].backend_port == port) {
+			svc_addr = st->slot[i].addr;
+			svc_port = st->slot[i].port;
+			break;
+		}
+	}
+	bpf_spin_unlock(&st->lock);
+	if (!svc_addr)
+		return;
+	ctx->user_ip4 = svc_addr;
+	ctx->user_port = (__u32)svc_port;
 }
 
 SEC("cgroup/connect4")

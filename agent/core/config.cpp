@@ -261,11 +261,13 @@ const std::vector<Key>& keys() {
          c.fragMapMax = *n;
          return {};
        }},
-      {"bpf-sock-rev-map-max", "socket reverse-NAT entries", false,
-       [](Config& c, const std::string& v) -> Status {
+      {"bpf-sock-rev-map-max",
+       "accepted for Cilium compatibility and checked, but sizes nothing: the socket LB keeps its reverse "
+       "state with each socket (SK_STORAGE), freed when the socket closes",
+       false,
+       [](Config&, const std::string& v) -> Status {
          auto n = parseUint("bpf-sock-rev-map-max", v, 1024, 16u << 20);
          if (!n) return n.error();
-         c.sockRevMapMax = *n;
          return {};
        }},
       {"service-cidr", "the range ClusterIPs come from (k3s --service-cidr)", false,

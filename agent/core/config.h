@@ -54,7 +54,6 @@ struct Config {
   uint32_t ctEmbryonicMax = NP_DEFAULT_CT_EMBRYONIC_MAX;  // bpf-ct-embryonic-max: unconfirmed flows' entries
   uint32_t fragMapMax = NP_DEFAULT_FRAG_MAX;              // bpf-fragments-map-max: datagrams in fragments
   std::chrono::milliseconds ctGcInterval{30000};          // conntrack-gc-interval
-  uint32_t sockRevMapMax = NP_DEFAULT_SOCK_REV_MAX;  // bpf-sock-rev-map-max
   std::string logLevel = "info";        // log-level
   Cidr serviceCidr{Ipv4::fromHost(0x0a2b0000), 16};  // service-cidr: ClusterIPs (k3s: 10.43.0.0/16)
   Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // cluster-pool-ipv4-cidr: pod addresses

@@ -321,7 +321,7 @@ std::vector<std::string> Datapath::socketHooksAttached() const {
 std::vector<MapState> Datapath::mapStates() const {
   std::vector<MapState> out;
   for (const char* name : {NP_STR(NP_MAP_SERVICES), NP_STR(NP_MAP_BACKENDS), NP_STR(NP_MAP_REVNAT),
-                           NP_STR(NP_MAP_SOCK_REV), NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES), NP_STR(NP_MAP_FRAG),
+                           NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES), NP_STR(NP_MAP_FRAG),
                            NP_STR(NP_MAP_AFFINITY), NP_STR(NP_MAP_AFFINITY_MATCH), NP_STR(NP_MAP_MAGLEV)}) {
     int fd = sock_->mapFd(name);
     auto info = bpf::mapInfo(fd);

@@ -47,7 +47,6 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.services = c.lbMapMax;
   s.backends = c.lbMapMax;
   // revNat keeps its default whatever bpf-lb-map-max says: it holds every service ID.
-  s.sockRev = c.sockRevMapMax;
   s.ct = c.ctMapMax;
   s.ctEmbryonic = c.ctEmbryonicMax;
   s.affinity = c.affinityMapMax;
@@ -59,7 +58,7 @@ MapSizes MapSizes::fromConfig(const Config& c) {
 uint32_t MapSizes::of(const std::string& mapName) const {
   const std::pair<const char*, uint32_t> table[] = {
       {NP_STR(NP_MAP_SERVICES), services}, {NP_STR(NP_MAP_BACKENDS), backends},
-      {NP_STR(NP_MAP_REVNAT), revNat},     {NP_STR(NP_MAP_SOCK_REV), sockRev},
+      {NP_STR(NP_MAP_REVNAT), revNat},
       {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
       {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_FRAG), frag},
       {NP_STR(NP_MAP_AFFINITY), affinity}, {NP_STR(NP_MAP_AFFINITY_MATCH), affinityMatch},

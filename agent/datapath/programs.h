@@ -30,7 +30,6 @@ struct MapSizes {
   uint32_t services = NP_DEFAULT_LB_MAP_MAX;
   uint32_t backends = NP_DEFAULT_LB_MAP_MAX;
   uint32_t revNat = NP_DEFAULT_REVNAT_MAX;
-  uint32_t sockRev = NP_DEFAULT_SOCK_REV_MAX;
   uint32_t ct = NP_DEFAULT_CT_MAX;
   uint32_t ctEmbryonic = NP_DEFAULT_CT_EMBRYONIC_MAX;
   uint32_t nodes = NP_DEFAULT_NODES_MAX;

@@ -22,7 +22,7 @@
 #define NP_MAP_SERVICES   np_svc4_v1
 #define NP_MAP_BACKENDS   np_backend4_v1
 #define NP_MAP_REVNAT     np_revnat4_v1
-#define NP_MAP_SOCK_REV   np_sockrev4_v1
+#define NP_MAP_SOCK_REV   np_sockrev4_v2
 #define NP_MAP_CT         np_ct4_v1
 #define NP_MAP_CT_EMBRYONIC np_ctsyn4_v1
 #define NP_MAP_CT_STATS   np_ctstat_v1
@@ -49,7 +49,6 @@
  * + 10 slots) = 110,000 service entries plus NodePort and LB frontends. */
 #define NP_DEFAULT_LB_MAP_MAX    262144        /* bpf-lb-map-max: services and backends */
 #define NP_DEFAULT_REVNAT_MAX    NP_SVC_ID_MAX /* one entry per service ID, not a flag */
-#define NP_DEFAULT_SOCK_REV_MAX  262144        /* bpf-sock-rev-map-max */
 #define NP_DEFAULT_CT_MAX        262144        /* bpf-ct-global-max */
 /* bpf-ct-embryonic-max. Unconfirmed flows (two entries each): 8192 flows hold at most 8192 of the
  * 32768 SNAT ports a backend offers, so a flood of them leaves three quarters of every backend's

@@ -4,6 +4,8 @@
 #ifndef NP_LB_H
 #define NP_LB_H
 
+#include <linux/bpf.h> /* struct bpf_spin_lock */
+
 #include "np_abi.h"
 
 /* Service lookup scope. Every frontend has an EXT entry, which is what traffic from outside the
@@ -83,22 +85,32 @@ struct np_revnat {
 };
 NP_ASSERT_SIZE(struct np_revnat, 8);
 
-/* np_sockrev4_v1: socket programs write (connect/sendmsg) and read (recvmsg/getpeername). LRU.
- * (socket cookie, backend) -> the service address the application asked for. */
-struct np_sock_rev_key {
-	__u64 cookie; /* bpf_get_socket_cookie() */
-	__be32 addr;  /* backend address */
-	__be16 port;  /* backend port */
+/* np_sockrev4_v2: socket programs write (connect/sendmsg) and read (recvmsg/getpeername).
+ * SK_STORAGE: the state lives with the socket and is freed with it, so nothing is ever evicted
+ * while a socket lives, however many other sockets come and go (v1 was an LRU keyed by the socket
+ * cookie: after ~262k connects every connect evicted one, and a long-idle socket could lose its
+ * entry and see the backend's address). One record per socket: the backends it was sent to, each
+ * with the service address the application used. A connected socket uses one slot; an
+ * unconnected UDP socket sending to several services uses one per backend, and past
+ * NP_SOCK_REV_SLOTS the oldest is reused. */
+#define NP_SOCK_REV_SLOTS 8
+
+struct np_sock_rev_slot {
+	__be32 backend_addr; /* where the socket's datagrams/connection went (0 = free slot) */
+	__be32 addr;         /* service address the application asked for */
+	__be16 backend_port;
+	__be16 port;         /* service port */
+	__u16 rev_nat_id;    /* service ID */
 	__u8 pad[2];
 };
-NP_ASSERT_SIZE(struct np_sock_rev_key, 16);
+NP_ASSERT_SIZE(struct np_sock_rev_slot, 16);
 
-struct np_sock_rev_val {
-	__be32 addr;      /* service address */
-	__be16 port;      /* service port */
-	__u16 rev_nat_id; /* service ID */
+struct np_sock_rev_store {
+	struct bpf_spin_lock lock; /* sendmsg() on one socket can run on several CPUs at once */
+	__u32 next;                /* slot to reuse next when all are taken */
+	struct np_sock_rev_slot slot[NP_SOCK_REV_SLOTS];
 };
-NP_ASSERT_SIZE(struct np_sock_rev_val, 8);
+NP_ASSERT_SIZE(struct np_sock_rev_store, 8 + 16 * NP_SOCK_REV_SLOTS);
 
 /* np_nodes4_v1: agent writes, programs read. HASH. node IP -> node. Lets the socket LB treat
  * <any node IP>:<NodePort> like the NodePort wildcard. */

@@ -43,12 +43,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } NP_MAP_REVNAT SEC(".maps");
 
-/* Socket reverse NAT: socket programs write and read. (cookie, backend) -> service address. */
+/* Socket reverse NAT: socket programs write and read. Per socket (freed with it): the backends
+ * it was sent to -> the service address. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct np_sock_rev_key);
-	__type(value, struct np_sock_rev_val);
-	__uint(max_entries, NP_DEFAULT_SOCK_REV_MAX);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__type(key, int);
+	__type(value, struct np_sock_rev_store);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } NP_MAP_SOCK_REV SEC(".maps");
 

@@ -58,7 +58,6 @@ void HostTest::SetUp() {
   sizes_.services = 1024;
   sizes_.backends = 1024;
   sizes_.revNat = 1024;
-  sizes_.sockRev = 1024;
   sizes_.ct = kCtMainMax;
   sizes_.ctEmbryonic = kCtSynMax;
   sizes_.nodes = 64;

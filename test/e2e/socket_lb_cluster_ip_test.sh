@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SocketLbClusterIp: socket-level load balancing of ClusterIP services for processes on a node and
 # in its pods (the cgroup connect4/sendmsg4/recvmsg4/getpeername4 hooks), TCP and UDP, and a
-# service without backends refusing connect() at once.
+# service without backends refusing connect() at once, and a long-idle UDP socket that keeps
+# seeing the service address after 300,000 other connects.
 #
 # Lab: agent on n1 (n2 runs none: it only routes to its pods); echo servers in n1-p1 and n2-p1.
 # Services on n1:
@@ -49,6 +50,21 @@ traffic lab_node_exec n1 -- connect 10.43.0.53:53 --udp --count 20
 check "node 1 -> ClusterIP 10.43.0.53:53 (UDP): 20/20 requests answered from the service address" expect_ok 20
 check "...backend n1-p1 answers some of them" expect_id n1-p1 +
 check "...backend n2-p1 answers some of them" expect_id n2-p1 +
+
+# --- a long-idle unconnected UDP socket keeps its reverse translation however many other sockets
+# use the service meanwhile: the state lives with the socket (v1 kept it in a 262,144-entry LRU
+# that 300,000 other connects evicted it from, and the reply then came from the backend).
+udp_idle_keeps_service() {
+  if [[ $E2E_RC == 0 ]] && grep -q '^udpidle: ok$' "$E2E_OUT"; then
+    grep -E '^udpidle: (before|churn|after)' "$E2E_OUT" | e2e__indent
+    return 0
+  fi
+  e2e__seen
+  return 1
+}
+traffic lab_node_exec n1 -- udpidle 10.43.0.53:53 --churn 300000
+check "node 1: an unconnected UDP socket idle while 300,000 other sockets connect() to 10.43.0.53:53 still gets replies from 10.43.0.53:53 (recvmsg)" \
+  udp_idle_keeps_service
 
 # --- from a pod: its cgroup is below the node's, where the hooks are attached.
 traffic lab_pod_exec n1 p2 -- connect 10.43.0.20:80 --count 20

@@ -63,7 +63,10 @@ constexpr std::string_view kUsage =
     "                    [--verbose] [--connect-only] [--interval-ms T]\n"
     "                    [--source-port P]   (UDP: attempt N from port P+N-1, printed as sport=.. id=..)\n"
     "  nptraffic hold ADDR:PORT [--timeout-ms T]\n"
-    "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n";
+    "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n"
+    "  nptraffic udpidle ADDR:PORT --churn N [--timeout-ms T]\n"
+    "                    (an unconnected UDP socket asks ADDR:PORT, N other sockets connect() to it,\n"
+    "                     then it asks again: both replies must come from ADDR:PORT)\n";
 
 class UsageError : public std::runtime_error {
  public:
@@ -296,7 +299,13 @@ struct SynFloodOptions {
   uint64_t durationMs = 0; // 0 = until count are sent
 };
 
-using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions, SynFloodOptions>;
+struct UdpIdleOptions {
+  sockaddr_in target{};
+  uint64_t churn = 0;
+  int timeoutMs = kDefaultConnectTimeoutMs;
+};
+
+using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions, SynFloodOptions, UdpIdleOptions>;
 
 void addPort(std::vector<uint16_t>& ports, std::string_view text, std::string_view flag) {
   uint16_t port = parsePort(text, flag);
@@ -454,6 +463,27 @@ SynFloodOptions parseSynFlood(ArgCursor& args) {
   return o;
 }
 
+UdpIdleOptions parseUdpIdle(ArgCursor& args) {
+  UdpIdleOptions o;
+  std::optional<sockaddr_in> target;
+  while (!args.done()) {
+    std::string_view tok = args.next();
+    if (tok == "--churn") {
+      o.churn = parseNumber(args.value(tok), 1, 10'000'000, "--churn");
+    } else if (tok == "--timeout-ms") {
+      o.timeoutMs = parseTimeout(args.value(tok));
+    } else if (!tok.starts_with("-") && !target) {
+      target = parseEndpoint(tok);
+    } else {
+      unexpected("udpidle", tok);
+    }
+  }
+  if (!target) throw UsageError("udpidle needs ADDR:PORT");
+  if (o.churn == 0) throw UsageError("udpidle needs --churn N");
+  o.target = *target;
+  return o;
+}
+
 Command parseCommandLine(int argc, char** argv) {
   if (argc < 2) throw UsageError("missing subcommand");
   std::string_view sub = argv[1];
@@ -463,6 +493,7 @@ Command parseCommandLine(int argc, char** argv) {
   if (sub == "connect") return parseConnect(args);
   if (sub == "hold") return parseHold(args);
   if (sub == "synflood") return parseSynFlood(args);
+  if (sub == "udpidle") return parseUdpIdle(args);
   throw UsageError("unknown subcommand '" + std::string(sub) + "'");
 }
 
@@ -1069,6 +1100,68 @@ int runServe(const ServeOptions& o) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------------------
+// udpidle: does a long-idle unconnected UDP socket still see replies from the service address
+// after many other sockets used the service? (Reverse translation state that other sockets can
+// evict would show the backend's address instead.)
+
+// One request from fd to target; the source address of the reply, or an error.
+Result<sockaddr_in> askFrom(int fd, const sockaddr_in& target, int timeoutMs) {
+  Deadline deadline(timeoutMs);
+  const std::string_view msg = "idle";
+  if (::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<const sockaddr*>(&target), sizeof target) < 0)
+    return sysError("sendto");
+  std::vector<char> buf(65536);
+  for (;;) {
+    if (auto err = waitFor(fd, POLLIN, deadline, "recvfrom")) return *err;
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    ssize_t n = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n >= 0) return from;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return sysError("recvfrom");
+  }
+}
+
+bool sameEndpoint(const sockaddr_in& a, const sockaddr_in& b) {
+  return a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port;
+}
+
+int runUdpIdle(const UdpIdleOptions& o) {
+  Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    logErrno("socket");
+    return kExitFailure;
+  }
+  auto first = askFrom(fd.get(), o.target, o.timeoutMs);
+  if (!first.ok()) {
+    std::cout << "udpidle: first request: " << first.error().text() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "udpidle: before: reply from " << formatAddr(first.value()) << "\n";
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < o.churn; ++i) {
+    Fd other(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!other || ::connect(other.get(), reinterpret_cast<const sockaddr*>(&o.target), sizeof o.target) != 0) {
+      logErrno("churn connect");
+      return kExitFailure;
+    }
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  std::cout << "udpidle: churn: " << o.churn << " other sockets connected in " << ms.count() << " ms\n";
+  auto second = askFrom(fd.get(), o.target, o.timeoutMs);
+  if (!second.ok()) {
+    std::cout << "udpidle: second request: " << second.error().text() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "udpidle: after: reply from " << formatAddr(second.value()) << "\n";
+  if (!sameEndpoint(first.value(), o.target) || !sameEndpoint(second.value(), o.target)) {
+    std::cout << "udpidle: FAIL: a reply did not come from " << formatAddr(o.target) << "\n";
+    return kExitFailure;
+  }
+  std::cout << "udpidle: ok\n";
+  return kExitOk;
+}
+
 int main(int argc, char** argv) {
   // Writes to a reader that went away must be an error return, not a silent death.
   ::signal(SIGPIPE, SIG_IGN);
@@ -1085,5 +1178,6 @@ int main(int argc, char** argv) {
   if (auto* o = std::get_if<ServeOptions>(&command)) return runServe(*o);
   if (auto* o = std::get_if<ConnectOptions>(&command)) return runConnect(*o);
   if (auto* o = std::get_if<SynFloodOptions>(&command)) return runSynFlood(*o);
+  if (auto* o = std::get_if<UdpIdleOptions>(&command)) return runUdpIdle(*o);
   return runHold(std::get<HoldOptions>(command));
 }
