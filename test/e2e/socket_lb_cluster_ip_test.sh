@@ -51,9 +51,10 @@ check "node 1 -> ClusterIP 10.43.0.53:53 (UDP): 20/20 requests answered from the
 check "...backend n1-p1 answers some of them" expect_id n1-p1 +
 check "...backend n2-p1 answers some of them" expect_id n2-p1 +
 
-# --- a long-idle unconnected UDP socket keeps its reverse translation however many other sockets
+# --- a long-idle connected UDP socket keeps its reverse translation however many other sockets
 # use the service meanwhile: the state lives with the socket (v1 kept it in a 262,144-entry LRU
-# that 300,000 other connects evicted it from, and the reply then came from the backend).
+# that 300,000 other connects evicted it from: getpeername() and recvfrom() then showed the
+# backend).
 udp_idle_keeps_service() {
   if [[ $E2E_RC == 0 ]] && grep -q '^udpidle: ok$' "$E2E_OUT"; then
     grep -E '^udpidle: (before|churn|after)' "$E2E_OUT" | e2e__indent
@@ -63,7 +64,7 @@ udp_idle_keeps_service() {
   return 1
 }
 traffic lab_node_exec n1 -- udpidle 10.43.0.53:53 --churn 300000
-check "node 1: an unconnected UDP socket idle while 300,000 other sockets connect() to 10.43.0.53:53 still gets replies from 10.43.0.53:53 (recvmsg)" \
+check "node 1: a connected UDP socket idle while 300,000 other sockets connect() to 10.43.0.53:53 still sees 10.43.0.53:53 as its peer and as its replies' source" \
   udp_idle_keeps_service
 
 # --- from a pod: its cgroup is below the node's, where the hooks are attached.

@@ -65,8 +65,8 @@ constexpr std::string_view kUsage =
     "  nptraffic hold ADDR:PORT [--timeout-ms T]\n"
     "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n"
     "  nptraffic udpidle ADDR:PORT --churn N [--timeout-ms T]\n"
-    "                    (an unconnected UDP socket asks ADDR:PORT, N other sockets connect() to it,\n"
-    "                     then it asks again: both replies must come from ADDR:PORT)\n";
+    "                    (a connected UDP socket asks ADDR:PORT, N other sockets connect() to it and\n"
+    "                     getpeername(), then it asks again: replies and its peer must be ADDR:PORT)\n";
 
 class UsageError : public std::runtime_error {
  public:
@@ -1101,16 +1101,16 @@ int runServe(const ServeOptions& o) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// udpidle: does a long-idle unconnected UDP socket still see replies from the service address
-// after many other sockets used the service? (Reverse translation state that other sockets can
-// evict would show the backend's address instead.)
+// udpidle: does a long-idle connected UDP socket still see the service address - as its peer
+// (getpeername) and as the source of replies (recvfrom) - after many other sockets used the
+// service? Reverse translation state that other sockets can evict would show the backend's
+// address instead. (An unconnected socket would not show it: each sendto() translates afresh.)
 
-// One request from fd to target; the source address of the reply, or an error.
-Result<sockaddr_in> askFrom(int fd, const sockaddr_in& target, int timeoutMs) {
+// One request on connected fd; the source address of the reply as recvfrom() shows it.
+Result<sockaddr_in> askFrom(int fd, int timeoutMs) {
   Deadline deadline(timeoutMs);
   const std::string_view msg = "idle";
-  if (::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<const sockaddr*>(&target), sizeof target) < 0)
-    return sysError("sendto");
+  if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) < 0) return sysError("send");
   std::vector<char> buf(65536);
   for (;;) {
     if (auto err = waitFor(fd, POLLIN, deadline, "recvfrom")) return *err;
@@ -1126,18 +1126,31 @@ bool sameEndpoint(const sockaddr_in& a, const sockaddr_in& b) {
   return a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port;
 }
 
+// "reply from A, peer B"; sets ok=false when either is not the target.
+std::string idleCheck(int fd, const sockaddr_in& target, int timeoutMs, bool& ok) {
+  auto from = askFrom(fd, timeoutMs);
+  if (!from.ok()) {
+    ok = false;
+    return from.error().text();
+  }
+  sockaddr_in peer{};
+  socklen_t len = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+    ok = false;
+    return "getpeername: " + std::string(std::strerror(errno));
+  }
+  ok = sameEndpoint(from.value(), target) && sameEndpoint(peer, target);
+  return "reply from " + formatAddr(from.value()) + ", peer " + formatAddr(peer);
+}
+
 int runUdpIdle(const UdpIdleOptions& o) {
   Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    logErrno("socket");
+  if (!fd || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&o.target), sizeof o.target) != 0) {
+    logErrno("udpidle connect");
     return kExitFailure;
   }
-  auto first = askFrom(fd.get(), o.target, o.timeoutMs);
-  if (!first.ok()) {
-    std::cout << "udpidle: first request: " << first.error().text() << "\n";
-    return kExitFailure;
-  }
-  std::cout << "udpidle: before: reply from " << formatAddr(first.value()) << "\n";
+  bool okBefore = false, okAfter = false;
+  std::cout << "udpidle: before: " << idleCheck(fd.get(), o.target, o.timeoutMs, okBefore) << "\n";
   const auto start = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < o.churn; ++i) {
     Fd other(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -1145,17 +1158,20 @@ int runUdpIdle(const UdpIdleOptions& o) {
       logErrno("churn connect");
       return kExitFailure;
     }
+    // Use the translation as a live client would (getpeername() reads it back), so reverse
+    // state shared between sockets sees every other socket as recently used.
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(other.get(), reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+      logErrno("churn getpeername");
+      return kExitFailure;
+    }
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   std::cout << "udpidle: churn: " << o.churn << " other sockets connected in " << ms.count() << " ms\n";
-  auto second = askFrom(fd.get(), o.target, o.timeoutMs);
-  if (!second.ok()) {
-    std::cout << "udpidle: second request: " << second.error().text() << "\n";
-    return kExitFailure;
-  }
-  std::cout << "udpidle: after: reply from " << formatAddr(second.value()) << "\n";
-  if (!sameEndpoint(first.value(), o.target) || !sameEndpoint(second.value(), o.target)) {
-    std::cout << "udpidle: FAIL: a reply did not come from " << formatAddr(o.target) << "\n";
+  std::cout << "udpidle: after: " << idleCheck(fd.get(), o.target, o.timeoutMs, okAfter) << "\n";
+  if (!okBefore || !okAfter) {
+    std::cout << "udpidle: FAIL: expected replies from and a peer of " << formatAddr(o.target) << "\n";
     return kExitFailure;
   }
   std::cout << "udpidle: ok\n";
