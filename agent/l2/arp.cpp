@@ -20,19 +20,14 @@ void put16(uint8_t* p, uint16_t v) {
   p[1] = static_cast<uint8_t>(v);
 }
 
-// Ethernet (+ tag) + ARP body, op given, padded to the minimum frame.
-std::vector<uint8_t> frame(const Mac& dst, const Mac& src, std::optional<uint16_t> vlanTci,
-                           uint16_t op, const Mac& sha, Ipv4 spa, const Mac& tha, Ipv4 tpa) {
-  std::vector<uint8_t> f(kEthHdr + (vlanTci ? kVlanHdr : 0) + kArpBody, 0);
+// An untagged Ethernet frame with an ARP body, op given, padded to the minimum frame.
+std::vector<uint8_t> frame(const Mac& dst, const Mac& src, uint16_t op, const Mac& sha, Ipv4 spa,
+                           const Mac& tha, Ipv4 tpa) {
+  std::vector<uint8_t> f(kEthHdr + kArpBody, 0);
   uint8_t* p = f.data();
   std::memcpy(p, dst.data(), 6);
   std::memcpy(p + 6, src.data(), 6);
   p += 12;
-  if (vlanTci) {
-    put16(p, kEthVlan);
-    put16(p + 2, *vlanTci);
-    p += 4;
-  }
   put16(p, kEthArp);
   p += 2;
   put16(p, 1);         // hardware: Ethernet
@@ -119,12 +114,12 @@ ArpParse parseArpRequest(std::span<const uint8_t> f, const Mac& ourMac,
 }
 
 std::vector<uint8_t> buildArpReply(const ArpRequest& req, const Mac& ourMac) {
-  return frame(req.ethSrc, ourMac, std::nullopt, 2, ourMac, req.targetIp, req.senderMac,
+  return frame(req.ethSrc, ourMac, 2, ourMac, req.targetIp, req.senderMac,
                req.senderIp);
 }
 
 std::vector<uint8_t> buildGratuitousArp(Ipv4 ip, const Mac& ourMac) {
-  return frame(kBroadcastMac, ourMac, std::nullopt, 2, ourMac, ip, kBroadcastMac, ip);
+  return frame(kBroadcastMac, ourMac, 2, ourMac, ip, kBroadcastMac, ip);
 }
 
 }  // namespace np::l2
