@@ -116,6 +116,7 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   table.addRow({"Services:", std::to_string(status.services()) + " services, " +
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
+  if (!status.masquerading().empty()) table.addRow({"Masquerading:", status.masquerading()});
   if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
   if (status.has_ipam()) table.addRow({"IPAM:", ipamLine(status)});
   if (status.has_cni()) {
