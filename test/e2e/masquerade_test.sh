@@ -5,7 +5,8 @@
 # reverse translation. Pod-to-pod traffic to node 2 keeps the pod's address. Status says
 # "Masquerading: BPF [ens192] 10.0.0.0/16 [IPv4: Enabled, IPv6: Disabled]" on node 1 and
 # "Disabled" on node 2. With --install-no-conntrack-iptables-rules node 1's raw table holds the
-# NOTRACK chains (once, across a restart) and agentctl cleanup removes them.
+# NOTRACK chains (once, across a restart) and agentctl cleanup removes them. With a one-port
+# --bpf-masquerade-port-range a second flow to the same host and port is a counted drop in status.
 #
 # Lab: agents on n1 (masquerade, NOTRACK, from its config dir) and n2 (defaults); pods: n1-c1
 # (CNI), n2-p1 (by hand); servers on n2-p1 and on the inet host.
@@ -106,6 +107,23 @@ require "...ready" lab_agent_wait n1 30
 check "after the restart the rules are there once (idempotent)" notrack_rules
 traffic lab_pod_exec n1 c1 -- connect "$INET:8080" --count 3
 check "after the restart the pod still reaches $INET as $NODE1" eval 'expect_ok 3 && expect_only_peer "$NODE1"'
+
+# --- exhaustion: one masquerade port, three flows to one host:port ---------------------------
+require "restart node 1's agent with --bpf-masquerade-port-range 61000-61000" lab_agent_stop n1
+echo 61000-61000 >"$NP_LAB_DIR/n1/config/bpf-masquerade-port-range"
+require "...start" lab_agent_start n1
+require "...ready" lab_agent_wait n1 30
+traffic lab_pod_exec n1 c1 -- connect "$INET:9999" --udp --count 3 --source-port 50000 --timeout-ms 300
+exhausted() {
+  local out n
+  out=$(lab_agentctl n1 status --verbose 2>&1) || true
+  n=$(sed -nE 's/^ *egress +167 \(No mapping for NAT masquerade\) +([0-9]+) .*/\1/p' <<<"$out")
+  [[ ${n:-0} == 2 ]] && return 0
+  echo "expected 2 egress drops 167 (No mapping for NAT masquerade) in status, saw '${n:-none}':"
+  grep -A12 'Datapath counters' <<<"$out" | sed 's/^/  /'
+  return 1
+}
+check "the 2nd and 3rd flow find no port: 2 drops 167 (No mapping for NAT masquerade) in status" exhausted
 
 require "DEL default/web-1" cni DEL c1 n1-c1
 require "stop node 1's agent" lab_agent_stop n1
