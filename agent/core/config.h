@@ -61,6 +61,11 @@ struct Config {
   uint32_t lbReconcileIntervalSec = 60;  // lb-reconcile-interval: whole-map reconcile period (0 = off)
   std::string cniConfDir = "/etc/cni/net.d";  // cni-conf-dir: where 05-nodepath.conflist goes once ready
   std::string cniBinDir = "/opt/cni/bin";     // cni-bin-dir: where the runtime finds nodepath-cni
+  // Kubernetes: the API server (never the ClusterIP this agent implements) and how to log in. With
+  // neither set services come from the local API only.
+  std::string k8sApiServer;   // k8s-api-server (https://host:port; default: the kubeconfig's)
+  std::string k8sKubeconfig;  // k8s-kubeconfig-path (empty: in-cluster token and CA)
+  bool k8sEnabled() const { return !k8sApiServer.empty() || !k8sKubeconfig.empty(); }
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;
