@@ -21,6 +21,7 @@ namespace np {
 namespace {
 
 constexpr const char* kLocal = "local";
+constexpr const char* kKubernetes = k8s::kSourceKubernetes;
 
 std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -113,6 +114,17 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->store_ = std::make_unique<lb::ServiceStore>(c.runDir + "/state");
 
   a->sources_[kLocal] = false;
+  if (c.k8sEnabled()) {
+    // Kubernetes is a source of desired state: the restore barrier waits for its first full sync.
+    // An API server that is down leaves the datapath as pinned (status says why).
+    a->sources_[kKubernetes] = false;
+    Agent* self = a.get();
+    auto w = k8s::ServiceWatcher::start(
+        io, c, [self](lb::Change ch) { self->applyKubernetes(std::move(ch)); },
+        [self] { self->markSynced(kKubernetes); });
+    if (!w) return Error{w.error().err, "kubernetes: " + w.error().context, w.error().detail};
+    a->k8s_ = std::move(*w);
+  }
   a->loadLocal();
   a->scheduleReconcile();
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
@@ -320,7 +332,60 @@ void Agent::trimStep(const boost::system::error_code& ec) {
   trimTimer_.async_wait([this](const boost::system::error_code& e) { trimStep(e); });
 }
 
+void Agent::applyKubernetes(lb::Change change) {
+  // Deletes of names the model does not hold (refused earlier) are no-ops; a name a local service
+  // holds is the local API's: Kubernetes does not take it over.
+  lb::Change c;
+  for (std::string& n : change.deletes) {
+    k8sRejected_.erase(n);
+    const lb::Service* s = lb_->find(n);
+    if (s && s->source == kKubernetes) c.deletes.push_back(std::move(n));
+  }
+  for (lb::Service& s : change.upserts) {
+    const lb::Service* cur = lb_->find(s.name);
+    if (cur && cur->source != kKubernetes) {
+      k8sRejected_[s.name] = "the name is a " + cur->source + " service's";
+      continue;
+    }
+    c.upserts.push_back(std::move(s));
+  }
+  if (c.upserts.empty() && c.deletes.empty()) return;
+  auto one = [this](lb::Change ch) -> Status {
+    auto p = lb_->prepare(std::move(ch));
+    if (!p) return p.error();
+    if (p->empty()) return {};
+    return lb_->commit(*p);
+  };
+  const size_t n = c.upserts.size() + c.deletes.size();
+  lb::Change whole = c;
+  if (Status st = one(std::move(whole)); st) {
+    for (const lb::Service& s : c.upserts) k8sRejected_.erase(s.name);
+    NP_LOG_DEBUG("k8s", "applied %zu service changes", n);
+    return;
+  }
+  // Something in it is refused: apply what can be, one by one, so one bad service does not hold
+  // back the others.
+  for (std::string& d : c.deletes) (void)one(lb::Change{{}, {d}});
+  for (lb::Service& s : c.upserts) {
+    const std::string name = s.name;
+    if (Status st = one(lb::Change{{std::move(s)}, {}}); !st) {
+      if (k8sRejected_[name] != st.error().message())
+        NP_LOG_WARN("k8s", "service %s refused: %s", name.c_str(), st.error().message().c_str());
+      k8sRejected_[name] = st.error().message();
+    } else {
+      k8sRejected_.erase(name);
+    }
+  }
+}
+
 Result<Agent::Applied> Agent::applyChange(lb::Change change) {
+  // The local API does not overwrite or delete what Kubernetes owns.
+  for (const lb::Service& s : change.upserts)
+    if (const lb::Service* cur = lb_->find(s.name); cur && cur->source == kKubernetes)
+      return Error{EPERM, "service " + lb::shownName(s.name), "is owned by Kubernetes; change it through the API server"};
+  for (const std::string& n : change.deletes)
+    if (const lb::Service* cur = lb_->find(n); cur && cur->source == kKubernetes)
+      return Error{EPERM, "service " + lb::shownName(n), "is owned by Kubernetes; change it through the API server"};
   if (storeState_ != StoreState::Ok)
     return Error{ENOTRECOVERABLE, "change services",
                  "the stored state is not loaded (" + storeReason_ +
@@ -685,11 +750,15 @@ pb::StatusResponse Agent::status() const {
     pb::SourceStatus* s = out.add_sources();
     s->set_name(name);
     s->set_synced(done);
+    if (name == kKubernetes && k8s_) s->set_detail(k8s_->summary());
     if (!done && !(name == kLocal && storeState_ != StoreState::Ok))
-      problems.push_back("waiting for " + name + " to sync; " +
+      problems.push_back("waiting for " + name + " to sync" + (name == kKubernetes && k8s_ ? " (" + k8s_->summary() + ")" : "") + "; " +
                          plural(out.local_state().stale_frontends(), "stale frontend is", "stale frontends are") +
                          " kept until then");
   }
+  if (!k8sRejected_.empty())
+    problems.push_back(plural(k8sRejected_.size(), "Kubernetes service port is", "Kubernetes service ports are") +
+                       " refused (" + k8sRejected_.begin()->first + ": " + k8sRejected_.begin()->second + ")");
   if (lb_->diverged()) problems.push_back("the maps differ from the model: " + lb_->diverged()->message() +
                                           "; the next reconcile repairs it");
   if (!store_->broken().empty()) problems.push_back("stored state: " + store_->broken());

@@ -30,6 +30,7 @@
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
 #include "endpoint/pod_network.h"
+#include "k8s/watcher.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
 
@@ -84,6 +85,9 @@ class Agent {
   // others' reasons go to `rejected`.
   std::vector<lb::Service> validOnes(std::vector<lb::Service> services, std::vector<std::string>& rejected) const;
   void markSynced(const std::string& source);
+  // Applies a change of the Kubernetes source: not persisted (the API server has it); a change
+  // the model refuses as a whole is applied service by service, the refused ones reported.
+  void applyKubernetes(lb::Change change);
   bool synced() const;
   // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
   Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);
@@ -113,6 +117,8 @@ class Agent {
   std::string nodesText_;   // the nodes file as last applied
   std::string nodesError_;  // why the current file is not applied
   std::unique_ptr<endpoint::PodNetwork> pods_;
+  std::unique_ptr<k8s::ServiceWatcher> k8s_;  // with --k8s-api-server / --k8s-kubeconfig-path
+  std::map<std::string, std::string> k8sRejected_;  // model name -> why the model refused it
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start

@@ -6,7 +6,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config git
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
-  libmnl-dev libssl-dev
+  libmnl-dev libssl-dev libyaml-cpp-dev
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev
   libboost-program-options1.81-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
@@ -38,3 +38,5 @@ fi
 # outside the checkout; a no-op when the pinned version is built already.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/gotools.sh"
 np_go_tool cnitool >/dev/null
+# the k8s tier: a real kube-apiserver + etcd (test/k8s/tools/)
+for t in etcd etcdctl kube-apiserver kubectl; do np_go_tool "$t" >/dev/null; done

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Sets up the machine if needed, builds, and runs every test tier: unit (no root), bpf
-# (BPF_PROG_TEST_RUN, root) and e2e (the netns lab with real agents, root). Exits non-zero on any
+# (BPF_PROG_TEST_RUN, root), e2e (the netns lab with real agents, root) and k8s (the lab with a
+# real kube-apiserver + etcd built by setup.sh, root). Exits non-zero on any
 # failure. NP_TEST_LABELS=unit (or "unit|bpf") runs a subset; NP_BUILD_DIR picks the build dir.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${NP_BUILD_DIR:-$repo/build}
-labels=${NP_TEST_LABELS:-unit|bpf|e2e}
+labels=${NP_TEST_LABELS:-unit|bpf|e2e|k8s}
 
 if [[ $(id -u) -ne 0 && $labels != unit ]]; then
-  echo "test: the bpf and e2e tiers need root (run as root, or NP_TEST_LABELS=unit)" >&2
+  echo "test: the bpf, e2e and k8s tiers need root (run as root, or NP_TEST_LABELS=unit)" >&2
   exit 1
 fi
 

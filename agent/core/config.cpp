@@ -350,6 +350,19 @@ const std::vector<Key>& keys() {
          c.cniBinDir = v;
          return {};
        }},
+      {"k8s-api-server", "Kubernetes API server URL (https://host:port); with it services come from Kubernetes",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.rfind("https://", 0) != 0 || v.size() <= 8) return bad("k8s-api-server", v, "is not an https:// URL");
+         c.k8sApiServer = v;
+         return {};
+       }},
+      {"k8s-kubeconfig-path", "kubeconfig for the Kubernetes API (default: in-cluster service account)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v.empty() || v[0] != '/') return bad("k8s-kubeconfig-path", v, "is not an absolute path");
+         c.k8sKubeconfig = v;
+         return {};
+       }},
       {"log-level", "debug, info, warn, error", false,
        [](Config& c, const std::string& v) -> Status {
          if (v != "debug" && v != "info" && v != "warn" && v != "error")

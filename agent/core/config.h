@@ -65,6 +65,11 @@ struct Config {
   bool enableBpfMasquerade = false;     // enable-bpf-masquerade: pod traffic leaving the CIDR gets the node's address
   PortRange masqPorts{};                // bpf-masquerade-port-range (0-0 = the SNAT ports: see masqPortRange())
   bool installNoConntrackRules = false;  // install-no-conntrack-iptables-rules: raw NOTRACK for pod traffic
+  // Kubernetes: the API server (never the ClusterIP this agent implements) and how to log in. With
+  // neither set services come from the local API only.
+  std::string k8sApiServer;   // k8s-api-server (https://host:port; default: the kubeconfig's)
+  std::string k8sKubeconfig;  // k8s-kubeconfig-path (empty: in-cluster token and CA)
+  bool k8sEnabled() const { return !k8sApiServer.empty() || !k8sKubeconfig.empty(); }
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;

@@ -19,12 +19,24 @@ _NP_GOTOOLS_LOADED=1
 NP_GOTOOLS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # tool -> main package, module whose version keys the cache
-declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool)
-declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni)
+declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool
+  [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver [kubectl]=k8s.io/kubernetes/cmd/kubectl
+  [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
+declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni
+  [kube-apiserver]=k8s.io/kubernetes [kubectl]=k8s.io/kubernetes
+  [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
+# tool -> pinned module dir (relative to the repo) when it is not test/tools/go/<tool>: the k8s
+# tier's tools share one module per upstream repository (test/k8s/tools/).
+declare -A NP_GO_TOOL_SRC=([kube-apiserver]=test/k8s/tools/kube [kubectl]=test/k8s/tools/kube
+  [etcd]=test/k8s/tools/etcd [etcdctl]=test/k8s/tools/etcd)
+
+np__go_tool_src() { # <tool>: the pinned module's directory
+  printf '%s/%s\n' "$NP_GOTOOLS_REPO" "${NP_GO_TOOL_SRC[$1]:-test/tools/go/$1}"
+}
 
 np__go_tool_dir() { # <tool>: the cache dir for the pinned version
   local tool=$1 src ver sum
-  src=$NP_GOTOOLS_REPO/test/tools/go/$tool
+  src=$(np__go_tool_src "$tool")
   [[ -f $src/go.mod && -f $src/go.sum ]] || { echo "gotools: no pinned module for $tool in $src" >&2; return 1; }
   ver=$(awk -v m="${NP_GO_TOOL_MOD[$tool]}" '$1 == m || ($1 == "require" && $2 == m) { print ($1 == "require" ? $3 : $2); exit }' "$src/go.mod")
   [[ -n $ver ]] || { echo "gotools: $src/go.mod does not require ${NP_GO_TOOL_MOD[$tool]}" >&2; return 1; }
@@ -42,11 +54,11 @@ np_go_tool() {
     return 0
   fi
   command -v go >/dev/null || { echo "gotools: building $tool needs the Go toolchain (go) in PATH" >&2; return 1; }
-  src=$NP_GOTOOLS_REPO/test/tools/go/$tool
+  src=$(np__go_tool_src "$tool")
   mkdir -p "$dir" || return 1
   echo "gotools: building $tool into $dir" >&2
   if ! (cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" GOMODCACHE="$dir/../gomod" GOCACHE="$dir/../gobuild" \
-    GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -o "$dir/$tool.tmp.$$" "${NP_GO_TOOL_PKG[$tool]}") >&2; then
+    GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/$tool.tmp.$$" "${NP_GO_TOOL_PKG[$tool]}") >&2; then
     rm -f "$dir/$tool.tmp.$$"
     echo "gotools: building $tool failed" >&2
     return 1

@@ -1,0 +1,65 @@
+// Kubernetes Services and their EndpointSlices, merged as kube-proxy merges them, turned into the
+// agent's service model (one lb::Service per service port, source "kubernetes"). Pure: the
+// watchers feed objects in, the agent takes the changes out.
+//
+// Semantics (kube-proxy's pkg/proxy/endpointslicecache.go and servicechangetracker.go):
+// - A service port becomes "<ns>/<name>:<port name>" ("<ns>/<name>" when the port is unnamed).
+// - Its backends are the endpoints of every IPv4 slice labelled kubernetes.io/service-name=<name>
+//   in the namespace, at the slice port with the same name and protocol; an address listed by two
+//   slices counts once (ready wins).
+// - ready endpoints serve; serving+terminating ones are kept as terminating (they take new
+//   connections only when no endpoint is ready); the others are left out.
+// - ExternalName and headless (clusterIP None) services, SCTP ports and non-IPv4 ClusterIPs are
+//   skipped. NodePorts, externalIPs and status.loadBalancer.ingress IPs are frontends.
+// - Topology hints are ignored.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "k8s/objects.h"
+#include "lb/model.h"
+#include "lb/reconciler.h"
+
+namespace np::k8s {
+
+inline constexpr const char* kSourceKubernetes = "kubernetes";
+
+// The model services of one Kubernetes service and its slices (empty when it is skipped).
+std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const K8sSlice*>& slices);
+
+class ServiceCache {
+ public:
+  void upsertService(K8sService s);
+  void deleteService(const std::string& key);
+  void upsertSlice(K8sSlice s);
+  void deleteSlice(const std::string& key);
+  // A relist: the complete current set replaces what the cache held (objects gone are deleted).
+  void replaceServices(std::vector<K8sService> all);
+  void replaceSlices(std::vector<K8sSlice> all);
+
+  // What changed in the model since the last take: new versions of the services of every touched
+  // Kubernetes service and the names that went away.
+  lb::Change takeChange();
+  bool dirty() const { return !dirty_.empty(); }
+  // Every model service the cache stands for now (after the last takeChange()).
+  size_t modelServices() const;
+  // Undoes a take whose change the agent could not apply: its services count as changed again.
+  void markDirty(const std::string& serviceKey) { dirty_.insert(serviceKey); }
+  // The Kubernetes service ("<ns>/<name>") a model service name belongs to.
+  static std::string serviceKeyOf(const std::string& modelName);
+
+  size_t services() const { return services_.size(); }
+  size_t slices() const { return slices_.size(); }
+
+ private:
+  std::map<std::string, K8sService> services_;
+  std::map<std::string, K8sSlice> slices_;
+  std::map<std::string, std::set<std::string>> slicesOf_;  // service key -> slice keys
+  std::map<std::string, std::vector<std::string>> emitted_;  // service key -> model names
+  std::set<std::string> dirty_;
+};
+
+}  // namespace np::k8s

@@ -1,0 +1,124 @@
+#include "k8s/watcher.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "core/log.h"
+
+namespace np::k8s {
+
+namespace json = boost::json;
+
+Result<std::unique_ptr<ServiceWatcher>> ServiceWatcher::start(boost::asio::io_context& io, const Config& config,
+                                                              Apply apply, std::function<void()> onSynced,
+                                                              ReflectorOptions opt) {
+  auto api = resolveApiConfig(config.k8sApiServer, config.k8sKubeconfig);
+  if (!api) return api.error();
+  auto client = Client::create(io, std::move(*api));
+  if (!client) return client.error();
+  std::unique_ptr<ServiceWatcher> w(new ServiceWatcher());
+  w->client_ = std::move(*client);
+  w->apply_ = std::move(apply);
+  w->onSynced_ = std::move(onSynced);
+  ServiceWatcher* self = w.get();
+
+  Reflector::Handler svc;
+  svc.replace = [self](std::vector<json::object> items) -> Status {
+    std::vector<K8sService> all;
+    for (const json::object& o : items) {
+      auto s = decodeService(o);
+      if (!s) {
+        ++self->decodeErrors_;
+        NP_LOG_WARN("k8s", "%s (skipped)", s.error().message().c_str());
+        continue;
+      }
+      all.push_back(std::move(*s));
+    }
+    self->cache_.replaceServices(std::move(all));
+    return {};
+  };
+  svc.event = [self](EventType t, json::object o) -> Status {
+    if (t == EventType::Deleted) {
+      self->cache_.deleteService(objectKey(o));
+      return {};
+    }
+    auto s = decodeService(o);
+    if (!s) {
+      ++self->decodeErrors_;
+      return s.error();
+    }
+    self->cache_.upsertService(std::move(*s));
+    return {};
+  };
+  svc.flush = [self] { self->flush(); };
+
+  Reflector::Handler sl;
+  sl.replace = [self](std::vector<json::object> items) -> Status {
+    std::vector<K8sSlice> all;
+    for (const json::object& o : items) {
+      auto s = decodeSlice(o);
+      if (!s) {
+        ++self->decodeErrors_;
+        NP_LOG_WARN("k8s", "%s (skipped)", s.error().message().c_str());
+        continue;
+      }
+      all.push_back(std::move(*s));
+    }
+    self->cache_.replaceSlices(std::move(all));
+    return {};
+  };
+  sl.event = [self](EventType t, json::object o) -> Status {
+    if (t == EventType::Deleted) {
+      self->cache_.deleteSlice(objectKey(o));
+      return {};
+    }
+    auto s = decodeSlice(o);
+    if (!s) {
+      ++self->decodeErrors_;
+      return s.error();
+    }
+    self->cache_.upsertSlice(std::move(*s));
+    return {};
+  };
+  sl.flush = [self] { self->flush(); };
+
+  w->services_ = std::make_shared<Reflector>(*w->client_, "services", "/api/v1/services", kProxySelector, svc, opt);
+  w->slices_ = std::make_shared<Reflector>(*w->client_, "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices",
+                                           kProxySelector, sl, opt);
+  boost::asio::co_spawn(io, w->services_->run(), boost::asio::detached);
+  boost::asio::co_spawn(io, w->slices_->run(), boost::asio::detached);
+  NP_LOG_INFO("k8s", "watching services and endpointslices at %s (%s)", w->client_->config().server.c_str(),
+              w->client_->config().origin.c_str());
+  return w;
+}
+
+ServiceWatcher::~ServiceWatcher() {
+  // The reflectors' coroutines hold them; they call back into this object only while it lives.
+  for (auto* r : {services_.get(), slices_.get()})
+    if (r) r->stop();
+}
+
+void ServiceWatcher::flush() {
+  if (!services_->stats().synced || !slices_->stats().synced) return;  // the first change is the whole state
+  if (!cache_.dirty() && synced_) return;
+  apply_(cache_.takeChange());
+  if (!synced_) {
+    synced_ = true;
+    if (onSynced_) onSynced_();
+  }
+}
+
+std::string ServiceWatcher::summary() const {
+  auto one = [](const Reflector& r) {
+    const auto& s = r.stats();
+    std::string out = r.kind() + " " + (s.synced ? "synced" : "not synced") + " (lists " + std::to_string(s.lists) +
+                      ", watches " + std::to_string(s.watches) + ", 410s " + std::to_string(s.expired) + ", errors " +
+                      std::to_string(s.errors) + ")";
+    if (!s.synced && !s.lastError.empty()) out += ": " + s.lastError;
+    return out;
+  };
+  return client_->config().server + ": " + one(*services_) + "; " + one(*slices_) + "; " +
+         std::to_string(cache_.modelServices()) + " service ports; topology hints ignored";
+}
+
+}  // namespace np::k8s

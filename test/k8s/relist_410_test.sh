@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# K8sCompactionForcesRelist: with the API server's watch cache off, `etcdctl compact` +
+# `defrag` of the revisions the agents' watches started from makes the re-opened watches answer
+# 410 Gone: the agents relist (410s counted in status), keep a held connection, and follow the
+# change made meanwhile.
+#
+# Lab: agent on n1; echo servers in n1-p1 (10.0.1.10) and n2-p1 (10.0.2.10).
+# shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+e2e_init K8sCompactionForcesRelist npk8s_410
+export K8S_WATCH_CACHE=false
+k8s_lab_up n1
+require "echo servers in n1-p1 and n2-p1" e2e_serve n1/p1 n2/p1
+check "n1's kubernetes source syncs" eventually 20 expect_k8s_synced n1
+
+objects() { # <endpoint json>...
+  local eps
+  eps=$(IFS=,; echo "$*")
+  k8s_apply <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.43.0.30
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [$eps]
+YAML
+}
+ep1='{"addresses":["10.0.1.10"],"conditions":{"ready":true},"nodeName":"n1"}'
+ep2='{"addresses":["10.0.2.10"],"conditions":{"ready":true},"nodeName":"n2"}'
+
+require "Service default/web + EndpointSlice (10.0.1.10, 10.0.2.10)" objects "$ep1" "$ep2"
+check "n1: default/web:http with 2 backends" eventually 10 expect_service n1 default/web:http '(.backends | length) == 2'
+require "a connection held from node 1 to the ClusterIP 10.43.0.30:80" hold_start web lab_node_exec n1 -- 10.43.0.30:80
+check "...it echoes" expect_hold_echo web tok-1 '*' '*'
+
+# The agents' watches hold the resourceVersion of their last event. Take the API server away
+# (the agents retry), change the slice through a second API server on the same etcd that the
+# agents do not know (port 6444), compact etcd past the agents' revision, then bring the first
+# back: their watches re-open from a compacted revision.
+require "kube-apiserver stopped" k8s_apiserver_stop
+require "a second kube-apiserver on :6444 (unknown to the agents)" eval 'K8S_PORT=6444 k8s_apiserver_start k8s-apiserver2'
+objects_via2() { K8S_KUBECTL_ARGS="--server https://192.168.10.100:6444" objects "$@"; }
+require "the slice changed to 10.0.2.10 only, through the second API server" objects_via2 "$ep2"
+rev() { k8s_etcdctl endpoint status -w json | jq -r '.[0].Status.header.revision'; }
+require "etcd compacted to its current revision and defragmented" \
+  eval 'r=$(rev) && k8s_etcdctl compact "$r" >/dev/null && k8s_etcdctl defrag >/dev/null'
+require "the second kube-apiserver stopped" k8s_apiserver_stop k8s-apiserver2
+require "the first kube-apiserver back (watch cache off)" k8s_apiserver_start
+check "n1 saw 410 Gone and relisted" eventually 60 expect_k8s_count_above n1 services 410s 0
+check "n1: follows the change (1 backend, 10.0.2.10)" eventually 30 expect_service n1 default/web:http \
+  '(.backends | length) == 1 and .backends[0].address == "10.0.2.10"'
+check "the held connection still echoes" expect_hold_echo web tok-2 '*' '*'
+check "n1's kubernetes source is synced" expect_k8s_synced n1
+
+e2e_finish
