@@ -3,13 +3,16 @@
 # bench/README.md: one section per benchmark, replaced on every run (the run before is kept below
 # it, to show the spread). Benchmarks report numbers; they never fail on them.
 #
-#   scripts/bench.sh                 both benchmarks
+#   scripts/bench.sh                 the datapath and program benchmarks
 #   scripts/bench.sh datapath        ns per packet of the NodePort path (BPF_PROG_TEST_RUN)
 #   scripts/bench.sh program         10,000 services x 10 backends through a real agent
-#   --no-readme                      print only, leave bench/README.md alone
+#   scripts/bench.sh compare         nodepath vs kube-proxy (iptables legacy/nft, nftables) and a
+#                                    clean path at 10 / 1,000 / 10,000 services (~15 min; writes
+#                                    bench/compare/plots/*.png too)
+#   --no-readme                      print only, leave bench/README.md (and the plots) alone
 #
-# NP_BUILD_DIR picks the build directory; NP_BENCH_DATAPATH_ARGS / NP_BENCH_PROGRAM_ARGS replace
-# the default arguments of the two programs (see their --help).
+# NP_BUILD_DIR picks the build directory; NP_BENCH_DATAPATH_ARGS / NP_BENCH_PROGRAM_ARGS /
+# NP_BENCH_COMPARE_ARGS replace the default arguments of the programs (see their --help).
 # shellcheck disable=SC2317  # functions are called indirectly ("run_$b", the EXIT trap)
 set -euo pipefail
 
@@ -18,15 +21,16 @@ build=${NP_BUILD_DIR:-$repo/build}
 readme=$repo/bench/README.md
 datapath_args=${NP_BENCH_DATAPATH_ARGS:---runs 7 --repeat 1000000}
 program_args=${NP_BENCH_PROGRAM_ARGS:---reps 3 --baseline-reps 5}
+compare_args=${NP_BENCH_COMPARE_ARGS:-}
 
 which=()
 update_readme=1
 for a in "$@"; do
   case $a in
-    datapath|program) which+=("$a") ;;
+    datapath|program|compare) which+=("$a") ;;
     --no-readme) update_readme=0 ;;
     -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown argument $a (datapath, program, --no-readme)" >&2; exit 2 ;;
+    *) echo "bench: unknown argument $a (datapath, program, compare, --no-readme)" >&2; exit 2 ;;
   esac
 done
 [[ ${#which[@]} -gt 0 ]] || which=(datapath program)
@@ -37,7 +41,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 [[ -f $build/build.ninja ]] || cmake -S "$repo" -B "$build" -G Ninja >/dev/null
-cmake --build "$build" --target datapath_bench program_bench nodepath-agent agentctl
+cmake --build "$build" --target datapath_bench program_bench nodepath-agent agentctl npload npkpgen
 
 # Everything the programs create lives in their own network + mount namespace or under $work and
 # one cgroup; they remove it themselves, this trap is the second line.
@@ -164,6 +168,50 @@ under 5 ms, RSS back to where it was after the refused request.
 **Command.** \`sudo scripts/bench.sh program\` (runs \`build/bench/program_bench $program_args\`).
 EOF
   [[ $update_readme -eq 1 ]] && update_section program "$work/program.intro" "$work/program.results"
+  return 0
+}
+
+run_compare() {
+  local out=$work/compare
+  echo "== compare: nodepath vs kube-proxy (iptables legacy/nft, nftables) and a clean path =="
+  # shellcheck disable=SC2086
+  NP_BUILD_DIR=$build "$repo/bench/compare/compare.sh" --out "$out" $compare_args
+  {
+    echo "_Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $machine._"
+    echo
+    cat "$out/results.md"
+    echo
+    echo '![TCP_CRR rate vs services](compare/plots/rate-vs-services.png)'
+    echo '![connect() latency CDF](compare/plots/connect-cdf.png)'
+  } >"$work/compare.results"
+  cat >"$work/compare.intro" <<EOF
+## nodepath against kube-proxy: ClusterIP from a process on the node
+
+**What.** \`bench/compare/compare.sh\`: five twin network namespaces, one per datapath, each
+wired by a veth to one backend namespace (10 backends on lo, one \`npload serve\`): **clean**
+(no translation; the client picks a backend itself), **nodepath** (a real \`nodepath-agent\`, socket
+LB on the variant's cgroup), **ipt-legacy** / **ipt-nft** (kube-proxy's iptables mode as
+\`bench/compare/npkpgen\` writes it, loaded with \`iptables-legacy-restore\` / \`iptables-nft-restore\`)
+and **nftables** (kube-proxy's nftables mode, \`nft -f\`). Every variant gets the same N services x 10
+endpoints. The load tool (\`npload\`) and the server run pinned to one CPU. Shapes: TCP_CRR
+(connect, 1-line request, reply, close), TCP_RR and UDP_RR (up to 1,024 long-lived sockets, one per
+service; UDP_RR runs on the same set reprogrammed as UDP services). Each variant is first checked
+(20 sampled services, 150 connections each, must be answered by exactly their 10 backends), then
+timed in rounds (every variant once a round, order rotated, round 0 dropped); ratios are to the
+clean path in the same round. Between slices the variant's netfilter conntrack table is flushed
+(\`conntrack -F\`); the server closes first so TIME_WAIT never sits on a client's ports.
+Programming: one restore / \`nft -f\` / \`agentctl service apply\` of the full set into an empty
+datapath, then one added service (kube-proxy's partial sync; nodepath through the CLI, whose own
+start-up is included). Not here yet: NodePort from a LAN client (tc/XDP, SNAT/DSR) and per-packet
+ClusterIP with the socket LB off.
+
+**Command.** \`sudo scripts/bench.sh compare\` (runs \`bench/compare/compare.sh $compare_args\`).
+EOF
+  if [[ $update_readme -eq 1 ]]; then
+    mkdir -p "$repo/bench/compare/plots"
+    cp "$out/rate-vs-services.png" "$out/connect-cdf.png" "$repo/bench/compare/plots/"
+    update_section compare "$work/compare.intro" "$work/compare.results"
+  fi
   return 0
 }
 

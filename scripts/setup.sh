@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # tests and lab
   iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
+  nftables conntrack gnuplot-nox libcli11-dev  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
 )
 
