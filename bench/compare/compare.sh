@@ -178,6 +178,14 @@ for ((t = 0; t < 100; t++)); do
   sleep 0.05
 done
 
+# CPU time (user + system, ms) the agent has used so far; 0 without an agent.
+agent_cpu_ms() {
+  local pid
+  pid=$(head -1 "$cg/agent/cgroup.procs" 2>/dev/null) || true
+  [[ -n $pid ]] || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "/proc/$pid/stat"
+}
+
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # --- programming -------------------------------------------------------------------------------
@@ -241,9 +249,15 @@ run_shape() {
       cdf=()
       [[ $shape == crr && $r == "$rounds" ]] && cdf=(--cdf "$out/raw/cdf-$n-$v.txt")
       raw=$out/raw/$shape-$n-$v-$r.json
+      local a0
+      a0=$(agent_cpu_ms)
       cg_exec "$v" "$P-$v" taskset -c "$cpu" "$npload" "$shape" --targets "$targets" \
         --duration-ms "$slice_ms" --seed "$r" "${cdf[@]}" >"$raw" ||
         die "$v: $shape slice at $n services had errors ($(cat "$raw"))"
+      # The agent's own CPU while the slice ran (it is not pinned; work it does in the
+      # background, e.g. a periodic sweep that grows with the service count, shows here).
+      [[ $v == nodepath ]] && printf 'agentcpu\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$r" \
+        "$(($(agent_cpu_ms) - a0))" >>"$results"
       ((r == 0)) && continue
       printf 'run\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$v" "$r" "$(jq -r .rate "$raw")" \
         "$(jq -r .connect_p99_us "$raw")" >>"$results"
@@ -340,6 +354,19 @@ md=$out/results.md
     done
     echo
   done
+  if grep -q '^agentcpu' "$results"; then
+    echo "**nodepath-agent's own CPU** while nodepath's slices ran (ms of CPU per second of slice, median over rounds; it is not pinned, so this is work it does beside the datapath):"
+    echo
+    for shape in "${shape_list[@]}"; do
+      printf -- '- %s:' "$shape"
+      for n in "${scale_list[@]}"; do
+        m=$(awk -F'\t' -v s="$shape" -v n="$n" -v ms="$slice_ms" '$1 == "agentcpu" && $2 == s && $3 == n && $4 > 0 { print $5 * 1000 / ms }' "$results" | stat | cut -d' ' -f1)
+        printf ' %s at %s services;' "$m" "$n"
+      done
+      echo
+    done
+    echo
+  fi
   echo "**Programming** the full set (one restore / one \`nft -f\` / one \`agentctl service apply\`) and then one added service (kube-proxy's partial sync: KUBE-SERVICES rewritten, the new chains added; nftables: one transaction; nodepath: one apply), in ms; nodepath-agent's VmRSS after programming."
   echo
   echo "| datapath | services | full set (ms) | one added service (ms) | agent RSS |"
