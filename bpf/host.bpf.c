@@ -7,6 +7,7 @@
 #include "lib/drop.h"
 #include "lib/nodeport.h"
 #include "lib/parse.h"
+#include "lib/pod.h"
 #include "lib/xfer.h"
 
 SEC("tc")
@@ -23,7 +24,12 @@ int np_from_netdev(struct __sk_buff *ctx)
 		return NP_CTX_PASS;
 	if (ret < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
-	return np_nodeport_ingress(ctx, &p);
+	ret = np_nodeport_ingress(ctx, &p);
+	if (ret != NP_CTX_PASS)
+		return ret;
+	/* Passed by the NodePort path (translated back, or not a service packet): a local pod's
+	 * packet goes straight to it. */
+	return np_pod_from_netdev(ctx, &p);
 }
 
 SEC("tc")

@@ -115,17 +115,23 @@ class HostTest : public ::testing::Test {
 
   // The bpf-lb-mode the program is loaded with; a derived fixture sets it in its constructor.
   void setLbMode(LbMode m) { lbMode_ = m; }
+  // BPF host routing (lib/pod.h's delivery to local pods) in the loaded program; off by default.
+  void setBpfHostRouting(bool on) { bpfHostRouting_ = on; }
+
+  // One packet through a program as if it arrived on device ifindex (a pod's veth, say).
+  RunResult runOn(int progFd, const Bytes& in, int ifindex) { return run(progFd, in, true, ifindex); }
 
   // The embryonic table's size in this fixture (small, so a test can overflow it).
   static constexpr uint32_t kCtSynMax = 1024;
   static constexpr uint32_t kCtMainMax = 4096;
 
  private:
-  RunResult run(int progFd, const Bytes& in, bool mustRun);
+  RunResult run(int progFd, const Bytes& in, bool mustRun, int ifindex = 0);
   static std::vector<std::pair<np_ct_key, np_ct_entry>> dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m);
 
   std::string pinDir_;
   LbMode lbMode_ = LbMode::Snat;
+  bool bpfHostRouting_ = false;
   datapath::MapSizes sizes_;
   std::unique_ptr<datapath::HostProgram> prog_;
   std::optional<bpf::Map<np_svc_key, np_svc_val>> services_;
