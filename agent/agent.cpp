@@ -86,6 +86,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   if (!pods) return pods.error();
   a->pods_ = std::move(*pods);
   a->pods_->setNodes(a->nodes_);
+  a->pods_->setDatapath(&a->datapath_->lxcEndpoints());
 
   lb::NodeContext node;
   for (const auto& d : a->datapath_->devices()) node.nodeIps.push_back(d.ipv4);
@@ -636,6 +637,8 @@ pb::StatusResponse Agent::status() const {
   out.set_lb_mode(lbModeName(lbMode));
   if (lbMode != LbMode::Snat) out.set_dsr_dispatch_mode("IP Option/Extension");
   out.set_xdp_acceleration(lbAccelerationName(config_.lbAcceleration));
+  out.set_host_routing(datapath_->bpfHostRouting() ? "BPF" : "Legacy");
+  out.set_host_routing_reason(datapath_->legacyRoutingReason());
   out.set_backend_selection(backendSelectionName(config_));
   out.set_node_port_range(std::to_string(config_.nodePortMin) + "-" + std::to_string(config_.nodePortMax));
   out.set_services(static_cast<uint32_t>(lb_->services().size()));

@@ -117,6 +117,11 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
   if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
+  if (!status.host_routing().empty()) {
+    std::string line = status.host_routing();
+    if (!status.host_routing_reason().empty()) line += " (" + status.host_routing_reason() + ")";
+    table.addRow({"Host Routing:", line});
+  }
   if (status.has_ipam()) table.addRow({"IPAM:", ipamLine(status)});
   if (status.has_cni()) {
     const pb::CniConfStatus& c = status.cni();
