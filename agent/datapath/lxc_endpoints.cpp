@@ -38,10 +38,13 @@ Status LxcEndpoints::detach(const endpoint::Endpoint& e) {
   // Only the entry of this endpoint: an address another endpoint took over since stays.
   if (auto cur = map_.lookup(e.ip.be); cur && cur->ifindex == static_cast<uint32_t>(e.hostIfindex))
     NP_TRY(map_.remove(e.ip.be));
+  // The filters go with the veth, which the endpoint's removal deletes: taking them off first is
+  // best effort (a veth whose qdisc someone removed must not make DEL fail).
   char name[IF_NAMESIZE];
   if (e.hostIfindex > 0 && if_indextoname(static_cast<unsigned>(e.hostIfindex), name) && e.hostIfname == name) {
-    NP_TRY(bpf::detachTc(e.hostIfindex, bpf::TcDirection::Ingress, e.hostIfname));
-    NP_TRY(bpf::detachTc(e.hostIfindex, bpf::TcDirection::Egress, e.hostIfname));
+    for (auto dir : {bpf::TcDirection::Ingress, bpf::TcDirection::Egress})
+      if (Status st = bpf::detachTc(e.hostIfindex, dir, e.hostIfname); !st)
+        NP_LOG_DEBUG("endpoint", "%s", st.error().message().c_str());
   }
   return {};
 }
