@@ -17,7 +17,11 @@
  * host-network backends get their frontend back.
  *
  * With legacy host routing (np_pod_cfg.bpf_host_routing = 0) everything is the same except that
- * packets go to the stack instead of being redirected. */
+ * packets go to the stack instead of being redirected.
+ *
+ * ICMP errors about a pod-started service flow (a local or host-network backend's port
+ * unreachable) reach the pod translated back (lib/icmp.h); errors from a remote backend arrive on
+ * the native device, where the NodePort path's ICMP handling finds the same reply entry. */
 #ifndef NP_LIB_POD_H
 #define NP_LIB_POD_H
 
@@ -25,6 +29,7 @@
 #include "lib/ctx.h"
 #include "lib/ct.h"
 #include "lib/drop.h"
+#include "lib/icmp.h"
 #include "lib/lb.h"
 #include "lib/maps.h"
 #include "lib/metrics.h"
@@ -230,6 +235,28 @@ static __always_inline int np_pod_rev_xlate(np_ctx_t *ctx, struct np_pkt *p, __u
 	return ret < 0 ? ret : 1;
 }
 
+/* An ICMP error about a packet of a pod-started service flow (a local backend's port
+ * unreachable, a host-network backend's fragmentation needed) goes to the pod about the packet
+ * as the pod sent it: translated by the flow's reply entry (lib/icmp.h), like the replies.
+ * Returns 1 (translated), 0 (not such an error), or a negative drop reason. */
+static __always_inline int np_pod_icmp_rev_xlate(np_ctx_t *ctx, struct np_pkt *p, __u64 now)
+{
+	struct np_icmp_err q;
+	struct np_ct_key key;
+	struct np_ct_entry *e;
+	int ret;
+
+	if (!np_icmp_error_parse(ctx, p, &q))
+		return 0;
+	np_icmp_error_key(&key, &q, NP_CT_INGRESS);
+	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
+	if (!e || !(e->flags & NP_CT_F_LXC) || !(e->flags & NP_CT_F_REPLY) ||
+	    np_ct_expired(e, now))
+		return 0;
+	ret = np_icmp_error_rev_nat(ctx, p, &q, e);
+	return ret < 0 ? ret : 1;
+}
+
 /* Only a SYN opens a TCP connection (as on the NodePort path). */
 static __always_inline bool np_pod_opens(const struct np_pkt *p)
 {
@@ -358,14 +385,16 @@ static __always_inline int np_pod_from_container(np_ctx_t *ctx)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
 	if (ret == NP_PARSE_PASS)
 		return NP_CTX_PASS; /* another L4 protocol, an ICMP fragment: the stack routes it */
-	if (p.proto != IPPROTO_ICMP) {
-		now = np_ct_now();
+	now = np_ct_now();
+	if (p.proto == IPPROTO_ICMP) {
+		ret = np_pod_icmp_rev_xlate(ctx, &p, now);
+	} else {
 		ret = np_pod_rev_xlate(ctx, &p, now);
 		if (ret == 0)
 			ret = np_pod_svc_xlate(ctx, &p, now);
-		if (ret < 0)
-			return np_drop(ctx, NP_METRIC_INGRESS, -ret);
 	}
+	if (ret < 0)
+		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
 	ret = np_pod_route(ctx, &p);
 	if (ret < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
@@ -380,9 +409,12 @@ static __always_inline int np_pod_to_container(np_ctx_t *ctx)
 	struct np_pkt p;
 	int ret;
 
-	if (np_parse(ctx, &p) != NP_PARSE_OK || p.proto == IPPROTO_ICMP)
+	if (np_parse(ctx, &p) != NP_PARSE_OK)
 		return NP_CTX_PASS;
-	ret = np_pod_rev_xlate(ctx, &p, np_ct_now());
+	if (p.proto == IPPROTO_ICMP)
+		ret = np_pod_icmp_rev_xlate(ctx, &p, np_ct_now());
+	else
+		ret = np_pod_rev_xlate(ctx, &p, np_ct_now());
 	if (ret < 0)
 		return np_drop(ctx, NP_METRIC_EGRESS, -ret);
 	return NP_CTX_PASS;

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -364,6 +365,56 @@ TEST_F(LxcTest, LxcServiceWithoutBackendOrStrayAckIsDropped) {
   EXPECT_EQ(fromPodA(podATcp(kClusterIp, 80, kTcpAck).build()).verdict, TC_ACT_SHOT);
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE).packets, 1u);
   EXPECT_EQ(ctCount(), 0u);
+}
+
+// The IPv4 packet of a frame, and an ICMP error message quoting it (as correctness_test.cpp).
+Bytes ipPacket(const Bytes& frame) { return Bytes(frame.begin() + 14, frame.end()); }
+Bytes icmpUnreach(const Bytes& quote) {
+  Bytes m(8 + quote.size(), 0);
+  m[0] = 3;  // destination unreachable
+  m[1] = 3;  // port unreachable
+  std::copy(quote.begin(), quote.end(), m.begin() + 8);
+  const uint16_t c = np::test::inetChecksum(m);
+  m[2] = static_cast<uint8_t>(c >> 8);
+  m[3] = static_cast<uint8_t>(c);
+  return m;
+}
+PacketBuilder icmpFrame(const MacAddr& src, const MacAddr& dst, uint32_t from, uint32_t to, const Bytes& message) {
+  PacketBuilder b;
+  b.eth(src, dst).ipv4(from, to).ipId(0x7777).ipProto(np::test::kIpProtoIcmp).payload(message);
+  return b;
+}
+
+// A local backend's port unreachable about a translated datagram reaches the pod about the
+// datagram as the pod sent it (to the ClusterIP), from the ClusterIP: a connected UDP socket
+// accepts it (ECONNREFUSED) instead of ignoring an error about a peer it never sent to.
+TEST_F(LxcTest, LxcIcmpErrorFromLocalBackendReachesPodAsItsOwnPacket) {
+  addBackend(1, kLocalPodB, 5353, IPPROTO_UDP);
+  setService(kClusterIpUdp, 0, kRevNat, {1});
+  PacketBuilder q;
+  q.eth(kPodAMac, kLxcAMac).ipv4(kLocalPodA, kClusterIp).udp(kPodPort, 53).payload("query");
+  RunResult r = fromPodA(q.build());
+  ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+  const Bytes atB = r.out;
+
+  const Bytes err = icmpUnreach(ipPacket(atB));
+  RunResult back = fromPodB(icmpFrame(kPodBMac, kLxcBMac, kLocalPodB, kLocalPodA, err).build());
+  EXPECT_EQ(back.verdict, TC_ACT_REDIRECT);
+  PacketBuilder asSent = q;
+  asSent.ttl(63);  // the quote is the datagram as B got it, one hop later
+  PacketBuilder want = icmpFrame(kLxcAMac, kPodAMac, kClusterIp, kLocalPodA, icmpUnreach(ipPacket(asSent.build())));
+  want.ttl(63);
+  EXPECT_TRUE(samePacket(want.build(), back.out));
+  EXPECT_TRUE(checksumsOk(back.out));
+
+  // An ICMP error about no flow of ours is routed untouched (a pod pinging is no error).
+  PacketBuilder stray = icmpFrame(kPodBMac, kLxcBMac, kLocalPodB, kLocalPodA, icmpUnreach(ipPacket(
+      PacketBuilder().eth(kPodAMac, kLxcAMac).ipv4(kLocalPodA, kLocalPodB).udp(1, 2).build())));
+  RunResult s = fromPodB(stray.build());
+  EXPECT_EQ(s.verdict, TC_ACT_REDIRECT);
+  PacketBuilder wantStray = stray;
+  wantStray.eth(kLxcAMac, kPodAMac).ttl(63);
+  EXPECT_TRUE(samePacket(wantStray.build(), s.out));
 }
 
 // ---------------------------------------------------------------------------------------------
