@@ -2,7 +2,8 @@
 # PodBpfHostRouting: pods made through nodepath-cni on node 1 and node 2 talk TCP and UDP across
 # the nodes through lxc.bpf.c (BPF host routing: redirect_peer into the pod, FIB + redirect out of
 # it), both see each other's real pod addresses and so does the LAN (capture); a pod process
-# outside the socket-LB cgroup reaches a ClusterIP through lxc.bpf.c's per-packet translation;
+# outside the socket-LB cgroup reaches a ClusterIP through lxc.bpf.c's per-packet translation
+# (TCP, UDP, and a service whose backend is the pod itself: hairpin);
 # status says `Host Routing: BPF`; a killed and restarted agent keeps pod connectivity; with
 # --enable-host-legacy-routing status says Legacy and pods still talk through the stack.
 #
@@ -91,6 +92,12 @@ require "service default/pods-udp (ClusterIP 10.43.0.71:53/UDP -> c2)" \
 traffic outside -- connect 10.43.0.71:53 --udp --count 5
 check "...and a UDP ClusterIP (5/5)" expect_ok 5
 check "...c2 sees c1's own address" expect_only_peer "$IP1"
+
+require "service default/self (ClusterIP 10.43.0.72:80 -> c1 itself)" \
+  lab_agentctl n1 service upsert default/self --port 80 --cluster-ip 10.43.0.72 --backend "$IP1:8080"
+traffic outside -- connect 10.43.0.72:80 --count 5
+check "c1 reaches a ClusterIP whose backend is c1 itself (hairpin, 5/5)" expect_ok 5
+check "...and sees that connection come from the hairpin address 169.254.42.1" expect_only_peer 169.254.42.1
 
 # --- restart -------------------------------------------------------------------------------------
 prog_id() { # <node> <container>: the ID of the program on the pod veth's tc ingress
