@@ -10,6 +10,7 @@
 #include "api/convert.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "routing/notrack.h"
 #include "np_drop.h"
 
 #ifndef NP_VERSION
@@ -86,6 +87,11 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   if (!pods) return pods.error();
   a->pods_ = std::move(*pods);
   a->pods_->setNodes(a->nodes_);
+  if (c.installNoConntrackRules) {
+    NP_TRY(routing::installNoTrack(c.nativeRoutingCidr));
+    NP_LOG_INFO("routing", "raw-table NOTRACK rules for %s installed (%s, %s)", c.nativeRoutingCidr.str().c_str(),
+                routing::kNoTrackPreChain, routing::kNoTrackOutputChain);
+  }
   a->pods_->setDatapath(&a->datapath_->lxcEndpoints());
 
   lb::NodeContext node;
@@ -637,6 +643,11 @@ pb::StatusResponse Agent::status() const {
   out.set_lb_mode(lbModeName(lbMode));
   if (lbMode != LbMode::Snat) out.set_dsr_dispatch_mode("IP Option/Extension");
   out.set_xdp_acceleration(lbAccelerationName(config_.lbAcceleration));
+  {
+    std::vector<std::string> names;
+    for (const auto& d : datapath_->devices()) names.push_back(d.name);
+    out.set_masquerading(masqueradingLine(datapath_->masquerading(), names, config_.nativeRoutingCidr));
+  }
   out.set_host_routing(datapath_->bpfHostRouting() ? "BPF" : "Legacy");
   out.set_host_routing_reason(datapath_->legacyRoutingReason());
   out.set_backend_selection(backendSelectionName(config_));

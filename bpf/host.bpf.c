@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-/* tc on a native device: the NodePort / LoadBalancer / externalIP path of lib/nodeport.h.
- * Ingress: packets to frontends and replies of SNAT'd flows; egress: replies of local backends.
+/* tc on a native device: the NodePort / LoadBalancer / externalIP path of lib/nodeport.h, and BPF
+ * masquerade of pod traffic (lib/masq.h).
+ * Ingress: packets to frontends and replies of SNAT'd and masqueraded flows; egress: replies of
+ * local backends, pod traffic leaving the native-routing CIDR.
  * One instance per device (np_nodeport_cfg). With XDP acceleration xdp.bpf.c runs the ingress
  * path first; what it marked done passes here untouched. */
 #include "lib/ctx_skb.h"
 #include "lib/drop.h"
+#include "lib/masq.h"
 #include "lib/nodeport.h"
 #include "lib/parse.h"
 #include "lib/pod.h"
@@ -24,6 +27,11 @@ int np_from_netdev(struct __sk_buff *ctx)
 		return NP_CTX_PASS;
 	if (ret < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
+	if (p.proto == IPPROTO_ICMP) {
+		ret = np_masq_icmp_ingress(ctx, &p);
+		if (ret != NP_MASQ_NOT_OURS)
+			return ret;
+	}
 	ret = np_nodeport_ingress(ctx, &p);
 	if (ret != NP_CTX_PASS)
 		return ret;
@@ -40,6 +48,8 @@ int np_to_netdev(struct __sk_buff *ctx)
 	/* Egress sees what the stack built: anything we cannot parse is not ours to judge. */
 	if (np_parse(ctx, &p) != NP_PARSE_OK)
 		return NP_CTX_PASS;
+	if (np_masq_wants(ctx, &p))
+		return np_masq_egress(ctx, &p);
 	return np_nodeport_egress(ctx, &p);
 }
 

@@ -135,7 +135,8 @@ pb::CtEntry ctEntryToProto(np_ct_table t, const np_ct_key& k, const np_ct_entry&
       {NP_CT_F_SERVICE, "service"},        {NP_CT_F_REPLY, "reply"},     {NP_CT_F_SNAT, "snat"},
       {NP_CT_F_REDIRECT, "redirect"},      {NP_CT_F_SEEN_NON_SYN, "established"},
       {NP_CT_F_CLOSING, "closing"},        {NP_CT_F_REPLY_SEEN, "reply-seen"},
-      {NP_CT_F_DSR, "dsr"},                {NP_CT_F_DSR_BACKEND, "dsr-backend"}};
+      {NP_CT_F_DSR, "dsr"},                {NP_CT_F_DSR_BACKEND, "dsr-backend"},
+      {NP_CT_F_MASQ, "masq"}};
   for (const auto& [bit, name] : kFlags)
     if (e.flags & bit) out.add_flags(name);
   out.set_tcp_flags(tcpFlagNames(e.tcp_flags));

@@ -284,6 +284,41 @@ const std::vector<Key>& keys() {
          c.podCidr = *cidr;
          return {};
        }},
+      {"ipv4-native-routing-cidr", "pod traffic to addresses in this range is routed natively, never masqueraded",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto cidr = parseCidr("ipv4-native-routing-cidr", v);
+         if (!cidr) return cidr.error();
+         c.nativeRoutingCidr = *cidr;
+         return {};
+       }},
+      {"enable-bpf-masquerade",
+       "masquerade pod traffic leaving ipv4-native-routing-cidr (not to nodes) to the node's address in BPF (true/false)",
+       true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("enable-bpf-masquerade", v);
+         if (!b) return b.error();
+         c.enableBpfMasquerade = *b;
+         return {};
+       }},
+      {"bpf-masquerade-port-range",
+       "source ports (and ICMP echo identifiers) of masqueraded flows MIN-MAX, outside node-port-range and the "
+       "node's ephemeral ports (default: the SNAT ports, bpf-lb-snat-port-range)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto r = parsePortRange("bpf-masquerade-port-range", v);
+         if (!r) return r.error();
+         c.masqPorts = *r;
+         return {};
+       }},
+      {"install-no-conntrack-iptables-rules",
+       "install raw-table NOTRACK rules for pod-network traffic, so netfilter conntrack skips it (true/false)", true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("install-no-conntrack-iptables-rules", v);
+         if (!b) return b.error();
+         c.installNoConntrackRules = *b;
+         return {};
+       }},
       {"lb-allow-unsafe-frontends", "accept external and LoadBalancer IPs that are a node's address or a pod's (true/false)",
        true,
        [](Config& c, const std::string& v) -> Status {
@@ -446,6 +481,8 @@ Result<Config> parseConfig(const std::vector<std::string>& args) {
   const PortRange nodePorts{c.nodePortMin, c.nodePortMax};
   if (c.snatPorts.size() && c.snatPorts.overlaps(nodePorts))
     return error("--bpf-lb-snat-port-range " + c.snatPorts.str(), "overlaps --node-port-range " + nodePorts.str());
+  if (c.masqPorts.size() && c.masqPorts.overlaps(nodePorts))
+    return error("--bpf-masquerade-port-range " + c.masqPorts.str(), "overlaps --node-port-range " + nodePorts.str());
   return c;
 }
 
@@ -482,6 +519,21 @@ Result<PortRange> snatPortRange(const Config& c, const PortRange& ephemeral) {
                      ephemeral.str() + ") leave " + std::to_string(best.size()) + " ports above the NodePorts, fewer than " +
                      std::to_string(kMinSnatPorts) + "; " + fix);
   return best;
+}
+
+Result<PortRange> masqPortRange(const Config& c, const PortRange& ephemeral, const PortRange& snat) {
+  if (!c.masqPorts.size()) return snat;
+  if (c.masqPorts.overlaps(ephemeral))
+    return error("--bpf-masquerade-port-range " + c.masqPorts.str(),
+                 "overlaps the node's ephemeral ports " + ephemeral.str() + " (net.ipv4.ip_local_port_range)");
+  return c.masqPorts;
+}
+
+std::string masqueradingLine(bool enabled, const std::vector<std::string>& devices, const Cidr& cidr) {
+  if (!enabled) return "Disabled";
+  std::string list;
+  for (const auto& d : devices) list += (list.empty() ? "" : ", ") + d;
+  return "BPF [" + list + "] " + cidr.str() + " [IPv4: Enabled, IPv6: Disabled]";
 }
 
 }  // namespace np

@@ -62,6 +62,10 @@ struct Config {
   uint32_t lbReconcileIntervalSec = 60;  // lb-reconcile-interval: whole-map reconcile period (0 = off)
   std::string cniConfDir = "/etc/cni/net.d";  // cni-conf-dir: where 05-nodepath.conflist goes once ready
   std::string cniBinDir = "/opt/cni/bin";     // cni-bin-dir: where the runtime finds nodepath-cni
+  Cidr nativeRoutingCidr{Ipv4::fromHost(0x0a000000), 16};  // ipv4-native-routing-cidr: not masqueraded within
+  bool enableBpfMasquerade = false;     // enable-bpf-masquerade: pod traffic leaving the CIDR gets the node's address
+  PortRange masqPorts{};                // bpf-masquerade-port-range (0-0 = the SNAT ports: see masqPortRange())
+  bool installNoConntrackRules = false;  // install-no-conntrack-iptables-rules: raw NOTRACK for pod traffic
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;
@@ -94,5 +98,15 @@ Result<PortRange> readLocalPortRange(const std::string& path = "/proc/sys/net/ip
 // minus a stock 32768-60999 leaves 61000-65535); an error when that leaves fewer than
 // kMinSnatPorts.
 Result<PortRange> snatPortRange(const Config& c, const PortRange& ephemeral);
+
+// The source ports (and ICMP echo identifiers) BPF masquerade gives pod flows: the configured
+// --bpf-masquerade-port-range, else the SNAT ports (`snat`, from snatPortRange()). Masquerade and
+// NodePort SNAT take ports through one allocator over one conntrack, so sharing the range is safe;
+// a configured range is checked against the node's ephemeral ports like the SNAT one.
+Result<PortRange> masqPortRange(const Config& c, const PortRange& ephemeral, const PortRange& snat);
+
+// The status line's value, as `cilium status` prints it: "BPF [ens192] 10.0.0.0/16 [IPv4: Enabled,
+// IPv6: Disabled]", or "Disabled".
+std::string masqueradingLine(bool enabled, const std::vector<std::string>& devices, const Cidr& cidr);
 
 }  // namespace np

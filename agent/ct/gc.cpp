@@ -43,7 +43,8 @@ namespace {
 // The identity of an entry: what it translates to and for which flow; not its counters or expiry,
 // which traffic changes.
 bool sameFlow(const np_ct_entry& a, const np_ct_entry& b) {
-  constexpr uint16_t kKind = NP_CT_F_SERVICE | NP_CT_F_REPLY | NP_CT_F_SNAT | NP_CT_F_DSR | NP_CT_F_DSR_BACKEND;
+  constexpr uint16_t kKind = NP_CT_F_SERVICE | NP_CT_F_REPLY | NP_CT_F_SNAT | NP_CT_F_DSR | NP_CT_F_DSR_BACKEND |
+                            NP_CT_F_MASQ;
   return a.nat_saddr == b.nat_saddr && a.nat_daddr == b.nat_daddr && a.nat_sport == b.nat_sport &&
          a.nat_dport == b.nat_dport && a.backend_id == b.backend_id && a.rev_nat_id == b.rev_nat_id &&
          (a.flags & kKind) == (b.flags & kKind);

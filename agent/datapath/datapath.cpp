@@ -134,6 +134,13 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
                 "(e.g. to 32768-49151) or set --bpf-lb-snat-port-range",
                 snat->str().c_str(), snat->size(), c.ctEmbryonicMax / 2);
 
+  auto masq = masqPortRange(c, *ephemeral, *snat);
+  if (!masq) return masq.error();
+  dp->masqPorts_ = *masq;
+  if (c.enableBpfMasquerade)
+    NP_LOG_INFO("datapath", "BPF masquerade of pod traffic leaving %s: source ports %s",
+                c.nativeRoutingCidr.str().c_str(), masq->str().c_str());
+
   NP_TRY(fs::ensureBpffs(c.bpfRoot));
   dp->pinDir_ = c.bpfRoot + "/nodepath";
   dp->adoptedPins_ = fs::exists(dp->pinDir_ + "/" NP_STR(NP_MAP_SERVICES));
@@ -182,6 +189,10 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.snatPortMax = dp->snatPorts_.max;
     hp.lb = lb;
     hp.lbMode = c.lbMode;
+    hp.masquerade = c.enableBpfMasquerade;
+    hp.masqCidr = c.nativeRoutingCidr;
+    hp.masqPortMin = dp->masqPorts_.min;
+    hp.masqPortMax = dp->masqPorts_.max;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));
@@ -221,6 +232,11 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     NP_TRY(bpf::attachCgroupPinned(hook.prog, dp->cgroupFd_.get(),
                                    dp->pinDir_ + "/links/sock4_" + hook.name));
   return dp;
+}
+
+bool Datapath::masquerading() const {
+  return !hosts_.empty() &&
+         std::all_of(hosts_.begin(), hosts_.end(), [](const auto& h) { return h->loadedMasquerade(); });
 }
 
 LbMode Datapath::lbMode() const { return hosts_.empty() ? LbMode::Snat : hosts_.front()->loadedLbMode(); }

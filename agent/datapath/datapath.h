@@ -103,6 +103,9 @@ class Datapath {
   Ipv4 nodeIp() const { return nodeIp_; }
   // Source ports of SNAT'd flows (snatPortRange() of the config and the node's ephemeral ports).
   PortRange snatPorts() const { return snatPorts_; }
+  PortRange masqPorts() const { return masqPorts_; }
+  // Every device's loaded program masquerades pod traffic (read back from the programs).
+  bool masquerading() const;
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   // The LB mode the loaded tc programs run with (all devices load the same one).
   LbMode lbMode() const;
@@ -122,6 +125,7 @@ class Datapath {
   bool adoptedPins_ = false;
   Ipv4 nodeIp_;
   PortRange snatPorts_;
+  PortRange masqPorts_;
   std::vector<DeviceInfo> devices_;
   std::unique_ptr<SockProgram> sock_;
   std::vector<std::unique_ptr<HostProgram>> hosts_;

@@ -1,6 +1,7 @@
 // The one translation unit that includes the BPF skeletons.
 #include "datapath/programs.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -107,6 +108,15 @@ uint8_t toBpf(LbMode m) {
   return NP_LB_MODE_SNAT;
 }
 
+void setMasq(volatile np_masq_config& m, const HostParams& p) {
+  m.enabled = p.masquerade ? 1 : 0;
+  const uint32_t mask = p.masqCidr.prefix ? htonl(~uint32_t{0} << (32 - p.masqCidr.prefix)) : 0;
+  m.cidr = p.masqCidr.addr.be & mask;
+  m.cidr_mask = mask;
+  m.port_min = p.masqPortMin;
+  m.port_max = p.masqPortMax;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir, const MapSizes& sizes,
@@ -123,6 +133,7 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
   cfg.lb_mode = toBpf(p.lbMode);
+  setMasq(skel->rodata->np_masq_cfg, p);
   skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
@@ -138,6 +149,7 @@ LbMode HostProgram::loadedLbMode() const {
     default: return LbMode::Snat;
   }
 }
+bool HostProgram::loadedMasquerade() const { return skel_->rodata->np_masq_cfg.enabled != 0; }
 int HostProgram::fromNetdevFd() const { return bpf_program__fd(skel_->progs.np_from_netdev); }
 int HostProgram::toNetdevFd() const { return bpf_program__fd(skel_->progs.np_to_netdev); }
 int HostProgram::mapFd(const std::string& name) const { return findMapFd<host_bpf>(skel_->obj, name); }

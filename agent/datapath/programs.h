@@ -65,6 +65,11 @@ struct HostParams {
   uint16_t snatPortMax = NP_DEFAULT_SNAT_PORT_MAX;
   LbParams lb;
   LbMode lbMode = LbMode::Snat;  // bpf-lb-mode
+  // BPF masquerade (np_masq_config): pod traffic from masqCidr leaving it, not to a node.
+  bool masquerade = false;
+  Cidr masqCidr{Ipv4::fromHost(0x0a000000), 16};
+  uint16_t masqPortMin = NP_DEFAULT_SNAT_PORT_MIN;  // host order
+  uint16_t masqPortMax = NP_DEFAULT_SNAT_PORT_MAX;
   bool bpfHostRouting = false;   // deliver to local pods with bpf_redirect_peer (lib/pod.h)
 };
 
@@ -81,6 +86,8 @@ class HostProgram {
   const HostParams& params() const { return params_; }
   // The LB mode the loaded program runs with, read back from its .rodata.
   LbMode loadedLbMode() const;
+  // Whether the loaded program masquerades, read back from its .rodata.
+  bool loadedMasquerade() const;
 
  private:
   HostProgram(host_bpf* skel, HostParams params) : skel_(skel), params_(std::move(params)) {}

@@ -27,6 +27,18 @@ struct np_nodeport_config {
 };
 NP_ASSERT_SIZE(struct np_nodeport_config, 12);
 
+/* lib/masq.h (np_masq_cfg): BPF masquerade on a native device's egress; one instance per device,
+ * like np_nodeport_config (whose node_ip is the masquerade address). */
+struct np_masq_config {
+	__be32 cidr;         /* ipv4-native-routing-cidr: network address */
+	__be32 cidr_mask;    /* its netmask */
+	__u16 port_min;      /* masquerade source ports / ICMP echo identifiers, host order */
+	__u16 port_max;
+	__u8 enabled;        /* enable-bpf-masquerade */
+	__u8 pad[3];
+};
+NP_ASSERT_SIZE(struct np_masq_config, 16);
+
 /* sock.bpf.c (np_cfg): one instance per node. */
 struct np_sock_config {
 	__be32 node_ip;        /* this node's IPv4 (NodePort via the node address) */

@@ -47,6 +47,11 @@ enum np_ct_flags {
 	/* Backend node, both entries of a flow recorded from a DSR option: client -> backend
 	 * (ingress, no rewrite) and backend -> client (egress, source rewritten to the frontend). */
 	NP_CT_F_DSR_BACKEND = 1 << 8,
+	/* BPF masquerade (lib/masq.h), both entries of a pod's flow to outside the native-routing
+	 * CIDR: pod -> remote (egress, source rewritten to the node and a masquerade port) and
+	 * remote -> node:port (ingress, destination rewritten back to the pod). ICMP echo flows use
+	 * the identifier as the port: requests as the source port, replies as the destination. */
+	NP_CT_F_MASQ      = 1 << 9,
 	/* Both entries of a service flow a pod started, translated per packet by lxc.bpf.c: the
 	 * service entry is keyed NP_CT_LXC, its reply entry (backend -> pod) NP_CT_INGRESS, looked up
 	 * wherever the reply arrives (a local pod's lxc, the native device, the pod's lxc egress). */
@@ -83,7 +88,8 @@ NP_ASSERT_OFFSET(struct np_ct_entry, packets, 32);
 NP_CT_PURE int np_ct_client_entry(const struct np_ct_entry *e)
 {
 	return (e->flags & NP_CT_F_SERVICE) ||
-	       (e->flags & (NP_CT_F_DSR_BACKEND | NP_CT_F_REPLY)) == NP_CT_F_DSR_BACKEND;
+	       (e->flags & (NP_CT_F_DSR_BACKEND | NP_CT_F_REPLY)) == NP_CT_F_DSR_BACKEND ||
+	       (e->flags & (NP_CT_F_MASQ | NP_CT_F_REPLY)) == NP_CT_F_MASQ;
 }
 
 /* The key of the other direction of the flow that entry e (found under key) belongs to: a
@@ -101,6 +107,15 @@ NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key
 		pk->daddr = key->saddr;
 		pk->dport = key->sport;
 		pk->dir = NP_CT_INGRESS;
+		return;
+	}
+	if ((e->flags & (NP_CT_F_REPLY | NP_CT_F_MASQ)) == (NP_CT_F_REPLY | NP_CT_F_MASQ)) {
+		/* masquerade: the pod -> remote entry, as egress saw it */
+		pk->saddr = e->nat_daddr;
+		pk->sport = e->nat_dport;
+		pk->daddr = key->saddr;
+		pk->dport = key->sport;
+		pk->dir = NP_CT_EGRESS;
 		return;
 	}
 	if (e->flags & NP_CT_F_REPLY) {
@@ -137,6 +152,10 @@ NP_CT_PURE int np_ct_reply_of(const struct np_ct_key *key, const struct np_ct_en
 	if (e->flags & NP_CT_F_DSR_BACKEND)
 		return (rev->flags & (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND)) ==
 		       (NP_CT_F_REPLY | NP_CT_F_DSR_BACKEND);
+	/* masquerade: the reply entry translates back to the pod's address and port */
+	if (e->flags & NP_CT_F_MASQ)
+		return (rev->flags & (NP_CT_F_REPLY | NP_CT_F_MASQ)) == (NP_CT_F_REPLY | NP_CT_F_MASQ) &&
+		       rev->nat_daddr == key->saddr && rev->nat_dport == key->sport;
 	return (rev->flags & NP_CT_F_REPLY) && rev->backend_id == e->backend_id &&
 	       rev->nat_saddr == key->daddr && rev->nat_sport == key->dport &&
 	       (rev->nat_daddr ? rev->nat_daddr : pk->daddr) == key->saddr &&

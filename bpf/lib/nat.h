@@ -169,7 +169,8 @@ static __always_inline bool np_snat_port_free_in(void *map, __u32 table,
 	return true;
 }
 
-/* One SNAT port candidate: free in both tables and towards the node's own sockets, then taken by
+/* One SNAT port candidate: free in both tables and towards the node's own sockets (TCP/UDP; an
+ * ICMP echo identifier of masquerade has no socket to ask), then taken by
  * inserting the new flow's reply entry into the embryonic table. */
 static __always_inline bool np_snat_take(np_ctx_t *ctx, struct np_ct_key *rev_key,
 					 const struct np_ct_entry *rev, __u64 now)
@@ -178,7 +179,7 @@ static __always_inline bool np_snat_take(np_ctx_t *ctx, struct np_ct_key *rev_ke
 
 	if (!np_snat_port_free_in(&NP_MAP_CT, NP_CT_TABLE_MAIN, rev_key, now) ||
 	    !np_snat_port_free_in(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, rev_key, now) ||
-	    np_snat_port_taken_by_host(ctx, rev_key))
+	    (rev_key->proto != IPPROTO_ICMP && np_snat_port_taken_by_host(ctx, rev_key)))
 		return false;
 	/* Fails only when another CPU took the port since the lookup. */
 	if (bpf_map_update_elem(&NP_MAP_CT_EMBRYONIC, rev_key, rev, BPF_NOEXIST))

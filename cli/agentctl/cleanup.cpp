@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "routing/netlink.h"
+#include "routing/notrack.h"
 
 namespace nodepath::agentctl {
 
@@ -15,6 +16,14 @@ int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err) {
     out << "removed " << conf << "\n";
   } else if (errno != ENOENT) {
     err << "agentctl: cleanup: remove " << conf << ": " << std::strerror(errno) << "\n";
+    rc = kExitFailure;
+  }
+  // The NOTRACK rules (--install-no-conntrack-iptables-rules); no iptables at all: nothing of ours.
+  if (auto nt = np::routing::removeNoTrack(); nt) {
+    if (*nt) out << "removed iptables raw chains " << np::routing::kNoTrackPreChain << ", "
+                 << np::routing::kNoTrackOutputChain << "\n";
+  } else if (nt.error().message().find("not found") == std::string::npos) {
+    err << "agentctl: cleanup: " << nt.error().message() << "\n";
     rc = kExitFailure;
   }
   auto nl = np::routing::Netlink::open();

@@ -70,6 +70,11 @@ void HostTest::SetUp() {
   p.nodeIp = Ipv4{kNodeIp};
   p.lb = lbParams();
   p.lbMode = lbMode_;
+  p.masquerade = masq_;
+  if (masq_) {
+    p.masqPortMin = masqPortMin_;
+    p.masqPortMax = masqPortMax_;
+  }
   p.bpfHostRouting = bpfHostRouting_;
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();

@@ -115,6 +115,12 @@ class HostTest : public ::testing::Test {
 
   // The bpf-lb-mode the program is loaded with; a derived fixture sets it in its constructor.
   void setLbMode(LbMode m) { lbMode_ = m; }
+  // BPF masquerade of 10.0.0.0/16 with these ports; a derived fixture calls it in its constructor.
+  void setMasquerade(uint16_t portMin, uint16_t portMax) {
+    masq_ = true;
+    masqPortMin_ = portMin;
+    masqPortMax_ = portMax;
+  }
   // BPF host routing (lib/pod.h's delivery to local pods) in the loaded program; off by default.
   void setBpfHostRouting(bool on) { bpfHostRouting_ = on; }
 
@@ -131,6 +137,9 @@ class HostTest : public ::testing::Test {
 
   std::string pinDir_;
   LbMode lbMode_ = LbMode::Snat;
+  bool masq_ = false;
+  uint16_t masqPortMin_ = 0;
+  uint16_t masqPortMax_ = 0;
   bool bpfHostRouting_ = false;
   datapath::MapSizes sizes_;
   std::unique_ptr<datapath::HostProgram> prog_;

@@ -193,6 +193,77 @@ TEST(SnatPortRange, ReadsTheKernelsFormat) {
   EXPECT_NE(bad.error().message().find("no \"MIN MAX\" port range"), std::string::npos) << bad.error().message();
 }
 
+// BPF masquerade and NOTRACK: Cilium's keys, off by default (Cilium's agent defaults; the Helm
+// chart turns them on as the seed's values say), from flags and from the config directory.
+TEST(MasqueradeConfig, KeysAndDefaults) {
+  auto d = parse({});
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->enableBpfMasquerade);
+  EXPECT_FALSE(d->installNoConntrackRules);
+  EXPECT_EQ(d->nativeRoutingCidr.str(), "10.0.0.0/16");
+  EXPECT_EQ(d->masqPorts.size(), 0u);
+
+  auto c = parse({"--enable-bpf-masquerade", "--ipv4-native-routing-cidr=10.1.0.0/16",
+                  "--bpf-masquerade-port-range", "61000-62999", "--install-no-conntrack-iptables-rules=true"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->enableBpfMasquerade);
+  EXPECT_TRUE(c->installNoConntrackRules);
+  EXPECT_EQ(c->nativeRoutingCidr.str(), "10.1.0.0/16");
+  EXPECT_EQ(c->masqPorts, (PortRange{61000, 62999}));
+
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("np-config-masq-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "enable-bpf-masquerade") << "true\n";
+  std::ofstream(dir / "install-no-conntrack-iptables-rules") << "true";
+  auto fromDir = parse({"--config-dir", dir.string()});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(fromDir) << fromDir.error().message();
+  EXPECT_TRUE(fromDir->enableBpfMasquerade);
+  EXPECT_TRUE(fromDir->installNoConntrackRules);
+  EXPECT_EQ(fromDir->origin["enable-bpf-masquerade"], "config-dir");
+}
+
+TEST(MasqueradeConfig, BadValuesSayWhatIsWrong) {
+  auto a = parse({"--enable-bpf-masquerade=maybe"});
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message().find("enable-bpf-masquerade"), std::string::npos) << a.error().message();
+  auto b = parse({"--ipv4-native-routing-cidr=10.0.0.0/33"});
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message().find("ipv4-native-routing-cidr"), std::string::npos) << b.error().message();
+  auto c = parse({"--bpf-masquerade-port-range=30500-40000"});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("overlaps --node-port-range"), std::string::npos) << c.error().message();
+}
+
+// Masquerade shares the SNAT ports unless told otherwise; a configured range must stay clear of
+// the node's ephemeral ports.
+TEST(MasqueradeConfig, PortRange) {
+  const PortRange snat{61000, 65535}, ephemeral{32768, 60999};
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  auto shared = masqPortRange(*c, ephemeral, snat);
+  ASSERT_TRUE(shared);
+  EXPECT_EQ(*shared, snat);
+  auto own = parse({"--bpf-masquerade-port-range=61000-61999"});
+  ASSERT_TRUE(own);
+  auto ownRange = masqPortRange(*own, ephemeral, snat);
+  ASSERT_TRUE(ownRange);
+  EXPECT_EQ(*ownRange, (PortRange{61000, 61999}));
+  auto bad = parse({"--bpf-masquerade-port-range=50000-60000"});
+  ASSERT_TRUE(bad);
+  auto r = masqPortRange(*bad, ephemeral, snat);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("ephemeral"), std::string::npos) << r.error().message();
+}
+
+TEST(MasqueradeConfig, StatusLineAsCiliumPrintsIt) {
+  const Cidr cidr{Ipv4::fromHost(0x0a000000), 16};
+  EXPECT_EQ(masqueradingLine(true, {"ens192"}, cidr), "BPF [ens192] 10.0.0.0/16 [IPv4: Enabled, IPv6: Disabled]");
+  EXPECT_EQ(masqueradingLine(true, {"ens192", "eth1"}, cidr),
+            "BPF [ens192, eth1] 10.0.0.0/16 [IPv4: Enabled, IPv6: Disabled]");
+  EXPECT_EQ(masqueradingLine(false, {"ens192"}, cidr), "Disabled");
+}
+
 TEST(Config, FragmentsMapSize) {
   auto c = parse({});
   ASSERT_TRUE(c);

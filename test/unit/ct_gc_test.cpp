@@ -344,6 +344,61 @@ TEST_F(GcTest, DsrBackendPairsAreKeptAndRemovedTogether) {
   EXPECT_EQ(s.orphansDeleted, 0u);
 }
 
+// A masqueraded pod flow (lib/masq.h): pod -> host keyed as egress sees it, host -> node:port as
+// ingress sees it; built the way the datapath builds it (np_ct_peer_key of the forward entry).
+Flow masqFlow(uint32_t n, uint64_t expires) {
+  Flow f;
+  f.fwdKey.saddr = htonl(0x0a00010a);  // pod 10.0.1.10
+  f.fwdKey.daddr = htonl(0xcb00710a + n);  // 203.0.113.10 + n
+  f.fwdKey.sport = htons(1234);
+  f.fwdKey.dport = htons(443);
+  f.fwdKey.proto = 6;
+  f.fwdKey.dir = NP_CT_EGRESS;
+  f.fwd.flags = NP_CT_F_MASQ | NP_CT_F_SNAT;
+  f.fwd.nat_saddr = htonl(0xc0a80a64);
+  f.fwd.nat_sport = htons(61000);
+  f.fwd.expires = expires;
+  f.rev.flags = NP_CT_F_MASQ | NP_CT_F_REPLY;
+  f.rev.nat_daddr = f.fwdKey.saddr;
+  f.rev.nat_dport = f.fwdKey.sport;
+  f.rev.expires = expires;
+  np_ct_peer_key(&f.revKey, &f.fwdKey, &f.fwd);
+  return f;
+}
+
+// The masquerade pair is a pair to the GC as to the datapath: the reply key is (host, node,
+// port, ingress), maps back to the forward entry, a live flow's reply entry is never an orphan and
+// a dead flow goes with both entries.
+TEST_F(GcTest, MasqueradePairsAreKeptAndRemovedTogether) {
+  Flow live = masqFlow(1, now + 60 * kSec);
+  Flow dead = masqFlow(2, now - 10 * kSec);
+  dead.rev.expires = now + 30 * kSec;
+  EXPECT_EQ(live.revKey.saddr, live.fwdKey.daddr);
+  EXPECT_EQ(live.revKey.daddr, htonl(0xc0a80a64));
+  EXPECT_EQ(live.revKey.dport, htons(61000));
+  EXPECT_EQ(live.revKey.dir, NP_CT_INGRESS);
+  np_ct_key back;
+  np_ct_peer_key(&back, &live.revKey, &live.rev);
+  ASSERT_EQ(std::memcmp(&back, &live.fwdKey, sizeof(back)), 0);
+  EXPECT_TRUE(np_ct_client_entry(&live.fwd));
+  EXPECT_FALSE(np_ct_client_entry(&live.rev));
+  EXPECT_TRUE(np_ct_reply_of(&live.fwdKey, &live.fwd, &live.revKey, &live.rev));
+  np_ct_entry other = live.rev;
+  other.nat_dport = htons(999);
+  EXPECT_FALSE(np_ct_reply_of(&live.fwdKey, &live.fwd, &live.revKey, &other)) << "another pod port's reply";
+  put(kernel, NP_CT_TABLE_MAIN, live);
+  put(kernel, NP_CT_TABLE_MAIN, dead);
+
+  run(NP_CT_TABLE_MAIN);
+  now += 5 * kSec;
+  const TableStats& s = run(NP_CT_TABLE_MAIN);
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.fwdKey));
+  EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.revKey)) << "a live masqueraded flow's reply taken for an orphan";
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.fwdKey));
+  EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.revKey));
+  EXPECT_EQ(s.orphansDeleted, 0u);
+}
+
 // A service flow a pod started, translated per packet by lxc.bpf.c: pod 10.0.1.10:45000 ->
 // ClusterIP 10.43.0.50:80 (keyed at the pod's veth, NP_CT_LXC), backend 10.0.2.10:8080 -> pod
 // (keyed NP_CT_INGRESS, wherever the reply arrives). hairpin: the backend is the pod itself, the

@@ -11,6 +11,7 @@
 
 #include "routing/netlink.h"
 #include "routing/node_routes.h"
+#include "routing/notrack.h"
 
 using namespace np;
 using namespace np::routing;
@@ -139,3 +140,33 @@ TEST(RoutingNodeRoutes, NoAddressMeansNoPeerIsOnTheLink) {
   EXPECT_TRUE(plan.routes.empty());
   EXPECT_NE(plan.nodes.at(0).error.find("no IPv4 address"), std::string::npos);
 }
+
+namespace np::routing {
+namespace {
+
+// --install-no-conntrack-iptables-rules: both directions of pod traffic skip conntrack, in our
+// own raw chains (what `iptables -t raw -S` then shows).
+TEST(NoTrackRules, BothDirectionsInOwnRawChains) {
+  const auto rules = noTrackRules(Cidr{Ipv4::fromHost(0x0a000000), 16});
+  ASSERT_EQ(rules.size(), 4u);
+  auto text = [](const std::vector<std::string>& r) {
+    std::string s;
+    for (const auto& a : r) s += (s.empty() ? "" : " ") + a;
+    return s;
+  };
+  EXPECT_EQ(text(rules[0]),
+            "-t raw -A NODEPATH_PRE_raw -s 10.0.0.0/16 -m comment --comment nodepath: NOTRACK for pod traffic -j CT --notrack");
+  EXPECT_EQ(text(rules[1]).substr(0, 43), "-t raw -A NODEPATH_PRE_raw -d 10.0.0.0/16 -");
+  EXPECT_EQ(text(rules[2]).substr(0, 46), "-t raw -A NODEPATH_OUTPUT_raw -s 10.0.0.0/16 -");
+  EXPECT_EQ(text(rules[3]).substr(0, 46), "-t raw -A NODEPATH_OUTPUT_raw -d 10.0.0.0/16 -");
+}
+
+// No iptables binary: a clear error, nothing half done.
+TEST(NoTrackRules, MissingIptablesIsAClearError) {
+  auto st = installNoTrack(Cidr{Ipv4::fromHost(0x0a000000), 16}, "/nonexistent/iptables");
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message().find("not found"), std::string::npos) << st.error().message();
+}
+
+}  // namespace
+}  // namespace np::routing
