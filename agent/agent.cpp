@@ -93,6 +93,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
     NP_LOG_INFO("routing", "raw-table NOTRACK rules for %s installed (%s, %s)", c.nativeRoutingCidr.str().c_str(),
                 routing::kNoTrackPreChain, routing::kNoTrackOutputChain);
   }
+  a->pods_->setDatapath(&a->datapath_->lxcEndpoints());
 
   lb::NodeContext node;
   for (const auto& d : a->datapath_->devices()) node.nodeIps.push_back(d.ipv4);
@@ -712,6 +713,8 @@ pb::StatusResponse Agent::status() const {
     for (const auto& d : datapath_->devices()) names.push_back(d.name);
     out.set_masquerading(masqueradingLine(datapath_->masquerading(), names, config_.nativeRoutingCidr));
   }
+  out.set_host_routing(datapath_->bpfHostRouting() ? "BPF" : "Legacy");
+  out.set_host_routing_reason(datapath_->legacyRoutingReason());
   out.set_backend_selection(backendSelectionName(config_));
   out.set_node_port_range(std::to_string(config_.nodePortMin) + "-" + std::to_string(config_.nodePortMax));
   out.set_services(static_cast<uint32_t>(lb_->services().size()));

@@ -10,6 +10,7 @@
 #include "lib/masq.h"
 #include "lib/nodeport.h"
 #include "lib/parse.h"
+#include "lib/pod.h"
 #include "lib/xfer.h"
 
 SEC("tc")
@@ -31,7 +32,12 @@ int np_from_netdev(struct __sk_buff *ctx)
 		if (ret != NP_MASQ_NOT_OURS)
 			return ret;
 	}
-	return np_nodeport_ingress(ctx, &p);
+	ret = np_nodeport_ingress(ctx, &p);
+	if (ret != NP_CTX_PASS)
+		return ret;
+	/* Passed by the NodePort path (translated back, or not a service packet): a local pod's
+	 * packet goes straight to it. */
+	return np_pod_from_netdev(ctx, &p);
 }
 
 SEC("tc")

@@ -121,7 +121,7 @@ std::string tcpFlagNames(uint8_t f) {
 pb::CtEntry ctEntryToProto(np_ct_table t, const np_ct_key& k, const np_ct_entry& e, uint64_t nowNs) {
   pb::CtEntry out;
   out.set_table(t == NP_CT_TABLE_EMBRYONIC ? "embryonic" : "main");
-  out.set_hook(k.dir == NP_CT_EGRESS ? "egress" : "ingress");
+  out.set_hook(k.dir == NP_CT_EGRESS ? "egress" : k.dir == NP_CT_LXC ? "lxc" : "ingress");
   out.set_protocol(k.proto == IPPROTO_UDP ? pb::UDP : k.proto == IPPROTO_TCP ? pb::TCP : pb::PROTOCOL_UNSPECIFIED);
   out.set_src(Ipv4{k.saddr}.str());
   out.set_sport(ntohs(k.sport));

@@ -327,6 +327,14 @@ const std::vector<Key>& keys() {
          c.lbAllowUnsafeFrontends = *b;
          return {};
        }},
+      {"enable-host-legacy-routing", "route pod traffic through the node's stack instead of BPF host routing (true/false)",
+       true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("enable-host-legacy-routing", v);
+         if (!b) return b.error();
+         c.enableHostLegacyRouting = *b;
+         return {};
+       }},
       {"lb-reconcile-interval", "how often every service map is compared with the model and repaired (0 = never)", false,
        [](Config& c, const std::string& v) -> Status {
          if (v == "0") {

@@ -58,6 +58,7 @@ struct Config {
   Cidr serviceCidr{Ipv4::fromHost(0x0a2b0000), 16};  // service-cidr: ClusterIPs (k3s: 10.43.0.0/16)
   Cidr podCidr{Ipv4::fromHost(0x0a000000), 16};      // cluster-pool-ipv4-cidr: pod addresses
   bool lbAllowUnsafeFrontends = false;  // lb-allow-unsafe-frontends: external/LB IPs on node or pod addresses
+  bool enableHostLegacyRouting = false; // enable-host-legacy-routing: pod traffic through the stack, no redirects
   uint32_t lbReconcileIntervalSec = 60;  // lb-reconcile-interval: whole-map reconcile period (0 = off)
   std::string cniConfDir = "/etc/cni/net.d";  // cni-conf-dir: where 05-nodepath.conflist goes once ready
   std::string cniBinDir = "/opt/cni/bin";     // cni-bin-dir: where the runtime finds nodepath-cni

@@ -171,8 +171,17 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
   if (!sock) return sock.error();
   dp->sock_ = std::move(*sock);
 
+  if (c.enableHostLegacyRouting) dp->legacyRoutingReason_ = "--enable-host-legacy-routing";
+  else if (kernelHasBpfHostRouting(&dp->legacyRoutingReason_)) dp->bpfHostRouting_ = true;
+  auto lxc = LxcProgram::load(dp->pinDir_, sizes, {dp->bpfHostRouting_, lb});
+  if (!lxc) return lxc.error();
+  auto lxcEndpoints = LxcEndpoints::of(std::move(*lxc));
+  if (!lxcEndpoints) return lxcEndpoints.error();
+  dp->lxc_ = std::move(*lxcEndpoints);
+
   for (const DeviceInfo& d : dp->devices_) {
     HostParams hp;
+    hp.bpfHostRouting = dp->bpfHostRouting_;
     hp.device = d.name;
     hp.ifindex = d.ifindex;
     hp.nodeIp = d.ipv4;

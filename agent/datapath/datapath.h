@@ -20,6 +20,7 @@
 #include "ct/gc.h"
 #include "datapath/drop_reasons.h"  // dropReasonName()
 #include "datapath/lb_maps.h"
+#include "datapath/lxc_endpoints.h"
 #include "datapath/programs.h"
 #include "np_drop.h"
 #include "np_xdp.h"
@@ -108,6 +109,12 @@ class Datapath {
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   // The LB mode the loaded tc programs run with (all devices load the same one).
   LbMode lbMode() const;
+  // Pod endpoints: np_lxc4_v1 and lxc.bpf.c on each pod veth.
+  LxcEndpoints& lxcEndpoints() { return *lxc_; }
+  const LxcEndpoints& lxcEndpoints() const { return *lxc_; }
+  // Host routing the loaded programs run with: BPF (redirects), or Legacy (the stack) and why.
+  bool bpfHostRouting() const { return bpfHostRouting_; }
+  const std::string& legacyRoutingReason() const { return legacyRoutingReason_; }
 
  private:
   Datapath() = default;
@@ -131,6 +138,9 @@ class Datapath {
   std::optional<BpfLbMaps> lbMaps_;
   std::optional<ct::BpfTables> ctTables_;
   std::unique_ptr<ct::Gc> ctGc_;
+  std::unique_ptr<LxcEndpoints> lxc_;
+  bool bpfHostRouting_ = false;
+  std::string legacyRoutingReason_;
 };
 
 }  // namespace np::datapath

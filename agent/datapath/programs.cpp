@@ -13,9 +13,11 @@
 #include "core/log.h"
 #include "np_abi.h"
 #include "np_config.h"  // the skeletons' .rodata structs
+#include "np_lxc.h"     // np_pod_config
 #include "host.skel.h"
 #include "sock.skel.h"
 #include "xdp.skel.h"
+#include "lxc.skel.h"
 
 namespace np::datapath {
 namespace {
@@ -132,6 +134,7 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
   cfg.lb_mode = toBpf(p.lbMode);
   setMasq(skel->rodata->np_masq_cfg, p);
+  skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
   return prog;
@@ -201,5 +204,36 @@ std::array<SockProgram::Hook, 4> SockProgram::hooks() const {
 }
 
 int SockProgram::mapFd(const std::string& name) const { return findMapFd<sock_bpf>(skel_->obj, name); }
+
+Result<std::unique_ptr<LxcProgram>> LxcProgram::load(const std::string& pinDir, const MapSizes& sizes,
+                                                     const LxcParams& p) {
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
+  lxc_bpf* skel = lxc_bpf__open_opts(&opts);
+  if (!skel) return sysError("open lxc.bpf.o");
+  std::unique_ptr<LxcProgram> prog(new LxcProgram(skel, p));
+  NP_TRY(sizeMaps(skel->obj, pinDir, sizes));
+  skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
+  skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
+  skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  int rc = lxc_bpf__load(skel);
+  if (rc != 0) return sysError("load lxc.bpf.o", -rc);
+  return prog;
+}
+
+LxcProgram::~LxcProgram() { lxc_bpf__destroy(skel_); }
+int LxcProgram::fromContainerFd() const { return bpf_program__fd(skel_->progs.np_from_container); }
+int LxcProgram::toContainerFd() const { return bpf_program__fd(skel_->progs.np_to_container); }
+int LxcProgram::mapFd(const std::string& name) const { return findMapFd<lxc_bpf>(skel_->obj, name); }
+
+bool kernelHasBpfHostRouting(std::string* why) {
+  for (auto [helper, name] : {std::pair{BPF_FUNC_redirect_peer, "bpf_redirect_peer"},
+                              std::pair{BPF_FUNC_redirect_neigh, "bpf_redirect_neigh"}}) {
+    if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, helper, nullptr) != 1) {
+      if (why) *why = std::string("kernel lacks ") + name;
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace np::datapath

@@ -17,6 +17,7 @@
 struct host_bpf;
 struct sock_bpf;
 struct xdp_bpf;
+struct lxc_bpf;
 struct bpf_program;
 struct bpf_object;
 
@@ -69,6 +70,7 @@ struct HostParams {
   Cidr masqCidr{Ipv4::fromHost(0x0a000000), 16};
   uint16_t masqPortMin = NP_DEFAULT_SNAT_PORT_MIN;  // host order
   uint16_t masqPortMax = NP_DEFAULT_SNAT_PORT_MAX;
+  bool bpfHostRouting = false;   // deliver to local pods with bpf_redirect_peer (lib/pod.h)
 };
 
 // One loaded instance of host.bpf.o, for one device.
@@ -135,5 +137,32 @@ class SockProgram {
   explicit SockProgram(sock_bpf* skel) : skel_(skel) {}
   sock_bpf* skel_;
 };
+
+struct LxcParams {
+  bool bpfHostRouting = false;  // redirects (BPF host routing) or the stack (legacy)
+  LbParams lb;
+};
+
+// The loaded lxc.bpf.o: one instance serves every pod veth of the node (tc ingress: from the
+// pod, tc egress: to the pod).
+class LxcProgram {
+ public:
+  static Result<std::unique_ptr<LxcProgram>> load(const std::string& pinDir, const MapSizes& sizes,
+                                                  const LxcParams& params);
+  ~LxcProgram();
+  int fromContainerFd() const;
+  int toContainerFd() const;
+  int mapFd(const std::string& name) const;
+  const LxcParams& params() const { return params_; }
+
+ private:
+  LxcProgram(lxc_bpf* skel, LxcParams params) : skel_(skel), params_(params) {}
+  lxc_bpf* skel_;
+  LxcParams params_;
+};
+
+// Whether this kernel runs BPF host routing (bpf_redirect_peer and bpf_redirect_neigh in tc
+// programs); the reason when it does not.
+bool kernelHasBpfHostRouting(std::string* why);
 
 }  // namespace np::datapath

@@ -95,6 +95,22 @@ void PodNetwork::syncRoutes() {
   routes_ = std::move(*applied);
 }
 
+void PodNetwork::setDatapath(EndpointDatapath* dp) {
+  dp_ = dp;
+  dpError_.clear();
+  if (!dp_) return;
+  for (const Endpoint& e : endpoints_->endpoints()) {
+    if (Status st = dp_->attach(e); !st) {
+      dpError_ = "adopt endpoint " + e.key() + ": " + st.error().message();
+      NP_LOG_ERROR("endpoint", "%s", dpError_.c_str());
+    }
+  }
+  if (Status st = dp_->prune(endpoints_->endpoints()); !st) {
+    dpError_ = "prune endpoint map: " + st.error().message();
+    NP_LOG_ERROR("endpoint", "%s", dpError_.c_str());
+  }
+}
+
 void PodNetwork::setApiReady() {
   apiReady_ = true;
   updateConf();
@@ -134,8 +150,15 @@ void PodNetwork::updateConf() {
 
 Result<pb::CniAddResponse> PodNetwork::add(const pb::CniAddRequest& req) {
   bool existed = false;
+  if (!dp_) return Error{ENOTRECOVERABLE, "add endpoint", "the datapath is not ready"};
   auto e = endpoints_->add({req.container_id(), req.ifname(), req.netns(), req.pod_namespace(), req.pod_name()}, &existed);
   if (!e) return e.error();
+  if (Status st = dp_->attach(*e); !st) {
+    // All or nothing: a pod without its program would have no working network.
+    (void)dp_->detach(*e);
+    if (!existed) (void)endpoints_->del(req.container_id(), req.ifname(), req.netns());
+    return Error{EIO, "attach lxc program to " + e->hostIfname, st.error().message()};
+  }
   pb::CniAddResponse out;
   *out.mutable_endpoint() = toProto(*e, endpoints_->ipam()->router());
   out.set_existed(existed);
@@ -143,6 +166,12 @@ Result<pb::CniAddResponse> PodNetwork::add(const pb::CniAddRequest& req) {
 }
 
 Status PodNetwork::del(const pb::CniDelRequest& req) {
+  if (dp_) {
+    for (const Endpoint& e : endpoints_->endpoints()) {
+      if (e.containerId != req.container_id() || e.ifname != req.ifname()) continue;
+      NP_TRY(dp_->detach(e));
+    }
+  }
   return endpoints_->del(req.container_id(), req.ifname(), req.netns());
 }
 
@@ -159,7 +188,10 @@ pb::CniGcResponse PodNetwork::gc(const pb::CniGcRequest& req) {
   for (const pb::CniAttachment& a : req.valid_attachments()) valid.insert({a.container_id(), a.ifname()});
   pb::CniGcResponse out;
   const Ipv4 router = endpoints_->ipam() ? endpoints_->ipam()->router() : Ipv4{};
-  for (const Endpoint& e : endpoints_->gc(valid)) *out.add_released() = toProto(e, router);
+  for (const Endpoint& e : endpoints_->gc(valid)) {
+    if (dp_) (void)dp_->detach(e);
+    *out.add_released() = toProto(e, router);
+  }
   return out;
 }
 
@@ -200,6 +232,7 @@ void PodNetwork::fillStatus(pb::StatusResponse& out, std::vector<std::string>& p
   cni->set_plugin_present(access(plugin.c_str(), X_OK) == 0);
   if (!endpoints_->ready() && !endpoints_->unconfigured()) problems.push_back("CNI: " + endpoints_->reason());
   if (!confError_.empty()) problems.push_back("CNI: " + confError_);
+  if (!dpError_.empty()) problems.push_back("endpoints: " + dpError_);
   for (const routing::NodeRouteState& s : routes_) {
     pb::NodeRouteStatus* r = out.add_node_routes();
     r->set_node(s.node);

@@ -17,6 +17,7 @@
 #include "agent.pb.h"
 #include "core/config.h"
 #include "core/nodes.h"
+#include "endpoint/datapath.h"
 #include "endpoint/manager.h"
 #include "routing/netlink.h"
 #include "routing/node_routes.h"
@@ -39,6 +40,10 @@ class PodNetwork {
 
   // The node list changed (or is read the first time): this node's pod CIDR, the node routes.
   void setNodes(const std::vector<NodeEntry>& nodes);
+  // The datapath that programs endpoints (lxc.bpf.c). Adopts every recorded endpoint at once (a
+  // restarted agent re-attaches the new program) and removes map entries of pods that are gone.
+  // Until it is set, ADD is refused (the pod would have no datapath).
+  void setDatapath(EndpointDatapath* dp);
   // The API is served: from now on the conflist may be written.
   void setApiReady();
   // Retries what can recover on its own (router device, a conflist removed by hand).
@@ -60,6 +65,8 @@ class PodNetwork {
 
   Config config_;
   std::string device_;
+  EndpointDatapath* dp_ = nullptr;
+  std::string dpError_;  // why adopting an endpoint failed
   std::unique_ptr<routing::Netlink> nl_;
   std::unique_ptr<Manager> endpoints_;
   std::vector<NodeEntry> nodes_;

@@ -15,6 +15,7 @@
 enum np_ct_dir {
 	NP_CT_INGRESS = 0, /* tc ingress / XDP on the native device */
 	NP_CT_EGRESS = 1,  /* tc egress on the native device */
+	NP_CT_LXC = 2,     /* tc ingress on a pod's lxc device: service flows a pod starts */
 };
 
 /* np_ct4_v1 (confirmed flows) and np_ctsyn4_v1 (unconfirmed flows): tc programs write and read;
@@ -51,6 +52,10 @@ enum np_ct_flags {
 	 * remote -> node:port (ingress, destination rewritten back to the pod). ICMP echo flows use
 	 * the identifier as the port: requests as the source port, replies as the destination. */
 	NP_CT_F_MASQ      = 1 << 9,
+	/* Both entries of a service flow a pod started, translated per packet by lxc.bpf.c: the
+	 * service entry is keyed NP_CT_LXC, its reply entry (backend -> pod) NP_CT_INGRESS, looked up
+	 * wherever the reply arrives (a local pod's lxc, the native device, the pod's lxc egress). */
+	NP_CT_F_LXC       = 1 << 10,
 };
 
 struct np_ct_entry {
@@ -119,7 +124,7 @@ NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key
 		pk->sport = e->nat_dport ? e->nat_dport : key->dport;
 		pk->daddr = e->nat_saddr;
 		pk->dport = e->nat_sport;
-		pk->dir = NP_CT_INGRESS;
+		pk->dir = (e->flags & NP_CT_F_LXC) ? NP_CT_LXC : NP_CT_INGRESS;
 		return;
 	}
 	/* backend -> client (egress), or backend -> node SNAT port (ingress); a flow without DNAT
@@ -133,7 +138,7 @@ NP_CT_PURE void np_ct_peer_key(struct np_ct_key *pk, const struct np_ct_key *key
 	} else {
 		pk->daddr = key->saddr;
 		pk->dport = key->sport;
-		pk->dir = NP_CT_EGRESS;
+		pk->dir = (e->flags & NP_CT_F_LXC) ? NP_CT_INGRESS : NP_CT_EGRESS;
 	}
 }
 

@@ -11,6 +11,7 @@
  * table (agent/datapath/drop_reasons.h); test/unit/drop_reason_test.cpp checks both against
  * flow.proto. A new reason is one line here, numbered as Hubble numbers it. */
 #define NP_DROP_REASONS(X)                                                                      \
+	X(INVALID_SOURCE_IP,  132, "INVALID_SOURCE_IP", "Invalid source ip")                     \
 	X(INVALID_PACKET,     134, "INVALID_PACKET_DROPPED", "Invalid packet")                     \
 	X(TRUNCATED_HEADER,   135, "CT_TRUNCATED_OR_INVALID_HEADER",                               \
 	  "CT: Truncated or invalid header")                                                       \

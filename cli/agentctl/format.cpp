@@ -116,6 +116,12 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   table.addRow({"Services:", std::to_string(status.services()) + " services, " +
                                  std::to_string(status.frontends()) + " frontends, " +
                                  std::to_string(status.backends()) + " backends"});
+  // Host Routing before Masquerading, as cilium status prints them.
+  if (!status.host_routing().empty()) {
+    std::string line = status.host_routing();
+    if (!status.host_routing_reason().empty()) line += " (" + status.host_routing_reason() + ")";
+    table.addRow({"Host Routing:", line});
+  }
   if (!status.masquerading().empty()) table.addRow({"Masquerading:", status.masquerading()});
   if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
   if (status.has_ipam()) table.addRow({"IPAM:", ipamLine(status)});

@@ -75,6 +75,7 @@ void HostTest::SetUp() {
     p.masqPortMin = masqPortMin_;
     p.masqPortMax = masqPortMax_;
   }
+  p.bpfHostRouting = bpfHostRouting_;
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());
@@ -112,11 +113,11 @@ void HostTest::TearDown() {
   EXPECT_FALSE(ec) << "remove " << pinDir_ << ": " << ec.message();
 }
 
-RunResult HostTest::run(int progFd, const Bytes& in, bool mustRun) {
+RunResult HostTest::run(int progFd, const Bytes& in, bool mustRun, int ifindex) {
   RunResult r;
   r.out.resize(in.size() + 256);
   __sk_buff ctxIn{};
-  ctxIn.ifindex = static_cast<uint32_t>(env().ens192Ifindex);  // the program sees the device
+  ctxIn.ifindex = static_cast<uint32_t>(ifindex ? ifindex : env().ens192Ifindex);  // the program sees the device
   __sk_buff ctxOut{};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
               .data_size_in = static_cast<uint32_t>(in.size()),

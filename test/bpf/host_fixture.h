@@ -121,13 +121,18 @@ class HostTest : public ::testing::Test {
     masqPortMin_ = portMin;
     masqPortMax_ = portMax;
   }
+  // BPF host routing (lib/pod.h's delivery to local pods) in the loaded program; off by default.
+  void setBpfHostRouting(bool on) { bpfHostRouting_ = on; }
+
+  // One packet through a program as if it arrived on device ifindex (a pod's veth, say).
+  RunResult runOn(int progFd, const Bytes& in, int ifindex) { return run(progFd, in, true, ifindex); }
 
   // The embryonic table's size in this fixture (small, so a test can overflow it).
   static constexpr uint32_t kCtSynMax = 1024;
   static constexpr uint32_t kCtMainMax = 4096;
 
  private:
-  RunResult run(int progFd, const Bytes& in, bool mustRun);
+  RunResult run(int progFd, const Bytes& in, bool mustRun, int ifindex = 0);
   static std::vector<std::pair<np_ct_key, np_ct_entry>> dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m);
 
   std::string pinDir_;
@@ -135,6 +140,7 @@ class HostTest : public ::testing::Test {
   bool masq_ = false;
   uint16_t masqPortMin_ = 0;
   uint16_t masqPortMax_ = 0;
+  bool bpfHostRouting_ = false;
   datapath::MapSizes sizes_;
   std::unique_ptr<datapath::HostProgram> prog_;
   std::optional<bpf::Map<np_svc_key, np_svc_val>> services_;

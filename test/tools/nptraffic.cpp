@@ -64,6 +64,9 @@ constexpr std::string_view kUsage =
     "                    [--source-port P]   (UDP: attempt N from port P+N-1, printed as sport=.. id=..)\n"
     "  nptraffic hold ADDR:PORT [--timeout-ms T]\n"
     "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n"
+    "  nptraffic rate ADDR:PORT (--rr | --crr) --duration-ms T\n"
+    "                    (TCP transactions for T ms: --rr request/response on one connection,\n"
+    "                     --crr connect + request/response + close each; prints transactions= per_sec=)\n"
     "  nptraffic udpidle ADDR:PORT --churn N [--timeout-ms T]\n"
     "                    (a connected UDP socket asks ADDR:PORT, N other sockets connect() to it and\n"
     "                     getpeername(), then it asks again: replies and its peer must be ADDR:PORT)\n";
@@ -305,7 +308,13 @@ struct UdpIdleOptions {
   int timeoutMs = kDefaultConnectTimeoutMs;
 };
 
-using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions, SynFloodOptions, UdpIdleOptions>;
+struct RateOptions {
+  sockaddr_in target{};
+  bool crr = false;
+  uint64_t durationMs = 0;
+};
+
+using Command = std::variant<ServeOptions, ConnectOptions, HoldOptions, SynFloodOptions, UdpIdleOptions, RateOptions>;
 
 void addPort(std::vector<uint16_t>& ports, std::string_view text, std::string_view flag) {
   uint16_t port = parsePort(text, flag);
@@ -407,6 +416,31 @@ HoldOptions parseHold(ArgCursor& args) {
   return o;
 }
 
+RateOptions parseRate(ArgCursor& args) {
+  RateOptions o;
+  std::optional<sockaddr_in> target;
+  bool mode = false;
+  while (!args.done()) {
+    std::string_view tok = args.next();
+    if (tok == "--rr" || tok == "--crr") {
+      args.noValue(tok);
+      o.crr = tok == "--crr";
+      mode = true;
+    } else if (tok == "--duration-ms") {
+      o.durationMs = parseNumber(args.value(tok), 1, 3600000, "--duration-ms");
+    } else if (!tok.starts_with("-") && !target) {
+      target = parseEndpoint(tok);
+    } else {
+      unexpected("rate", tok);
+    }
+  }
+  if (!target) throw UsageError("rate needs ADDR:PORT");
+  if (!mode) throw UsageError("rate needs --rr or --crr");
+  if (!o.durationMs) throw UsageError("rate needs --duration-ms");
+  o.target = *target;
+  return o;
+}
+
 // Where a spoofed flood may come from: the documentation ranges of RFC 5737 only, which no real
 // host uses.
 bool isDocumentationRange(uint32_t net, int bits) {
@@ -494,6 +528,7 @@ Command parseCommandLine(int argc, char** argv) {
   if (sub == "hold") return parseHold(args);
   if (sub == "synflood") return parseSynFlood(args);
   if (sub == "udpidle") return parseUdpIdle(args);
+  if (sub == "rate") return parseRate(args);
   throw UsageError("unknown subcommand '" + std::string(sub) + "'");
 }
 
@@ -694,6 +729,42 @@ int runHold(const HoldOptions& o) {
     }
     std::cout << reply.value() << std::endl;
   }
+  return kExitOk;
+}
+
+// TCP transactions per second for a benchmark: one request line and its reply is a transaction.
+int runRate(const RateOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::milliseconds(o.durationMs);
+  uint64_t n = 0;
+  Fd conn;
+  LineReader reader;
+  while (Clock::now() < end) {
+    Deadline deadline(kDefaultConnectTimeoutMs);
+    if (!conn) {
+      Result<Fd> c = connectTcp(o.target, deadline);
+      if (!c.ok()) {
+        std::cerr << "error: " << c.error().text() << "\n";
+        return kExitFailure;
+      }
+      conn = std::move(c.value());
+      reader = LineReader();
+    }
+    if (auto err = sendAll(conn.get(), "r\n", deadline)) {
+      std::cerr << "error: " << err->text() << "\n";
+      return kExitFailure;
+    }
+    Result<std::string> reply = reader.readLine(conn.get(), deadline);
+    if (!reply.ok()) {
+      std::cerr << "error: " << reply.error().text() << "\n";
+      return kExitFailure;
+    }
+    ++n;
+    if (o.crr) conn.reset();
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  std::cout << "transactions=" << n << " per_sec=" << static_cast<uint64_t>(n / secs) << "\n";
   return kExitOk;
 }
 
@@ -1195,5 +1266,6 @@ int main(int argc, char** argv) {
   if (auto* o = std::get_if<ConnectOptions>(&command)) return runConnect(*o);
   if (auto* o = std::get_if<SynFloodOptions>(&command)) return runSynFlood(*o);
   if (auto* o = std::get_if<UdpIdleOptions>(&command)) return runUdpIdle(*o);
+  if (auto* o = std::get_if<RateOptions>(&command)) return runRate(*o);
   return runHold(std::get<HoldOptions>(command));
 }

@@ -370,6 +370,18 @@ TEST(AgentctlStatus, VerboseAddsKprDetailsDevicesMapsAndCounters) {
   EXPECT_EQ(formatStatus(cannedStatus(), StatusDetail::kVerbose), expected);
 }
 
+// Host routing as cilium prints it: "Host Routing: BPF", or "Legacy" with the reason.
+TEST(AgentctlStatus, HostRoutingLine) {
+  pb::StatusResponse r = cannedStatus();
+  r.set_host_routing("BPF");
+  std::string text = formatStatus(r, StatusDetail::kNormal);
+  EXPECT_NE(text.find("\nHost Routing:           BPF\n"), std::string::npos) << text;
+  r.set_host_routing("Legacy");
+  r.set_host_routing_reason("--enable-host-legacy-routing");
+  text = formatStatus(r, StatusDetail::kNormal);
+  EXPECT_NE(text.find("\nHost Routing:           Legacy (--enable-host-legacy-routing)\n"), std::string::npos) << text;
+}
+
 // XDP acceleration as cilium prints it ("XDP Acceleration: Native [ens192]"), per device: the
 // devices XDP runs on, a best-effort device that fell back to tc with the reason, a device whose
 // program is not attached; the device table gains an XDP column and the programs' counters.

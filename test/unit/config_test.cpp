@@ -80,6 +80,7 @@ TEST(Config, TrustKeys) {
   EXPECT_EQ(c->serviceCidr.str(), "10.43.0.0/16");
   EXPECT_EQ(c->podCidr.str(), "10.0.0.0/16");
   EXPECT_FALSE(c->lbAllowUnsafeFrontends);
+  EXPECT_FALSE(c->enableHostLegacyRouting);
   EXPECT_EQ(c->lbReconcileIntervalSec, 60u);
   c = parse({"--service-cidr=10.96.0.0/12", "--lb-reconcile-interval", "5m", "--lb-allow-unsafe-frontends"});
   ASSERT_TRUE(c) << c.error().message();
@@ -87,6 +88,8 @@ TEST(Config, TrustKeys) {
   EXPECT_EQ(c->lbReconcileIntervalSec, 300u);
   EXPECT_TRUE(c->lbAllowUnsafeFrontends);
   EXPECT_EQ(parse({"--lb-reconcile-interval=0"})->lbReconcileIntervalSec, 0u);
+  EXPECT_TRUE(parse({"--enable-host-legacy-routing"})->enableHostLegacyRouting);
+  EXPECT_FALSE(parse({"--enable-host-legacy-routing=false"})->enableHostLegacyRouting);
   EXPECT_EQ(parse({"--service-cidr=10.43.0.1/16"}).error().message(),
             "--service-cidr: \"10.43.0.1/16\" is not an IPv4 CIDR (like 10.43.0.0/16, host bits zero)");
   EXPECT_EQ(parse({"--lb-reconcile-interval=soon"}).error().message(),

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "ct/gc.h"
+#include "np_lxc.h"
 
 namespace np::ct {
 namespace {
@@ -396,6 +397,69 @@ TEST_F(GcTest, MasqueradePairsAreKeptAndRemovedTogether) {
   EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.fwdKey));
   EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.revKey));
   EXPECT_EQ(s.orphansDeleted, 0u);
+}
+
+// A service flow a pod started, translated per packet by lxc.bpf.c: pod 10.0.1.10:45000 ->
+// ClusterIP 10.43.0.50:80 (keyed at the pod's veth, NP_CT_LXC), backend 10.0.2.10:8080 -> pod
+// (keyed NP_CT_INGRESS, wherever the reply arrives). hairpin: the backend is the pod itself, the
+// connection comes from 169.254.42.1.
+Flow lxcFlow(uint32_t n, uint64_t expires, bool hairpin = false) {
+  Flow f;
+  f.fwdKey.saddr = htonl(0x0a00010a);
+  f.fwdKey.daddr = htonl(0x0a2b0032);
+  f.fwdKey.sport = htons(static_cast<uint16_t>(45000 + n));
+  f.fwdKey.dport = htons(80);
+  f.fwdKey.proto = 6;
+  f.fwdKey.dir = NP_CT_LXC;
+  f.fwd.flags = NP_CT_F_SERVICE | NP_CT_F_LXC;
+  f.fwd.nat_daddr = hairpin ? f.fwdKey.saddr : htonl(0x0a00020a);
+  f.fwd.nat_dport = htons(8080);
+  f.fwd.backend_id = 1;
+  f.fwd.expires = expires;
+  f.rev.flags = NP_CT_F_REPLY | NP_CT_F_LXC;
+  f.rev.backend_id = 1;
+  f.rev.nat_saddr = f.fwdKey.daddr;
+  f.rev.nat_sport = f.fwdKey.dport;
+  if (hairpin) {
+    f.fwd.flags |= NP_CT_F_SNAT;
+    f.fwd.nat_saddr = htonl(NP_LXC_HAIRPIN_ADDR_HOST);
+    f.fwd.nat_sport = f.fwdKey.sport;
+    f.rev.flags |= NP_CT_F_SNAT;
+    f.rev.nat_daddr = f.fwdKey.saddr;
+    f.rev.nat_dport = f.fwdKey.sport;
+  }
+  f.rev.expires = expires;
+  np_ct_peer_key(&f.revKey, &f.fwdKey, &f.fwd);
+  return f;
+}
+
+// The GC pairs a pod's service flow as lxc.bpf.c does: the reply entry is keyed at ingress by the
+// backend's tuple, a live flow's reply is no orphan, a dead flow goes with both entries.
+TEST_F(GcTest, LxcServiceFlowPairsAreKeptAndRemovedTogether) {
+  for (bool hairpin : {false, true}) {
+    Flow live = lxcFlow(1, now + 60 * kSec, hairpin);
+    Flow dead = lxcFlow(2, now - 10 * kSec, hairpin);
+    dead.rev.expires = now + 30 * kSec;
+    EXPECT_EQ(live.revKey.dir, NP_CT_INGRESS);
+    EXPECT_EQ(live.revKey.saddr, live.fwd.nat_daddr);
+    EXPECT_EQ(live.revKey.daddr, hairpin ? htonl(NP_LXC_HAIRPIN_ADDR_HOST) : live.fwdKey.saddr);
+    np_ct_key back;
+    np_ct_peer_key(&back, &live.revKey, &live.rev);
+    EXPECT_EQ(std::memcmp(&back, &live.fwdKey, sizeof(back)), 0) << "hairpin " << hairpin;
+    EXPECT_TRUE(np_ct_reply_of(&live.fwdKey, &live.fwd, &live.revKey, &live.rev));
+    kernel.tables[NP_CT_TABLE_MAIN].clear();
+    put(kernel, NP_CT_TABLE_MAIN, live);
+    put(kernel, NP_CT_TABLE_MAIN, dead);
+
+    run(NP_CT_TABLE_MAIN);
+    now += 5 * kSec;
+    const TableStats& s = run(NP_CT_TABLE_MAIN);
+    EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.fwdKey));
+    EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.revKey)) << "a live pod flow's reply taken for an orphan";
+    EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.fwdKey));
+    EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.revKey));
+    EXPECT_EQ(s.orphansDeleted, 0u);
+  }
 }
 
 TEST(ConntrackGcEstimate, ConntrackGcEvictionEstimateClampsAndSurvivesCounterReset) {

@@ -98,6 +98,7 @@ struct EnumValue {
   const char* symbol;
 };
 constexpr EnumValue kEnumValues[] = {
+    {NP_DROP_INVALID_SOURCE_IP, "NP_DROP_INVALID_SOURCE_IP"},
     {NP_DROP_INVALID_PACKET, "NP_DROP_INVALID_PACKET"},
     {NP_DROP_TRUNCATED_HEADER, "NP_DROP_TRUNCATED_HEADER"},
     {NP_DROP_FRAG_NEEDED, "NP_DROP_FRAG_NEEDED"},
