@@ -57,6 +57,10 @@ class Agent {
 
   // The pod network (CNI endpoints, IPAM, node routes, the conflist).
   endpoint::PodNetwork& podNetwork() { return *pods_; }
+  // CNI ADD/DEL/GC with the pod's HostPorts (portMappings) programmed, removed and released.
+  Result<pb::CniAddResponse> cniAdd(const pb::CniAddRequest& req);
+  Status cniDel(const pb::CniDelRequest& req);
+  pb::CniGcResponse cniGc(const pb::CniGcRequest& req);
   // The API serves now: the CNI config may be written once the pod network is ready.
   void apiReady() { pods_->setApiReady(); }
 
@@ -84,6 +88,9 @@ class Agent {
   // others' reasons go to `rejected`.
   std::vector<lb::Service> validOnes(std::vector<lb::Service> services, std::vector<std::string>& rejected) const;
   void markSynced(const std::string& source);
+  // Programs (or removes) HostPort services without the service store: endpoints.json keeps them.
+  Status applyHostPorts(lb::Change change);
+  void restoreHostPorts();
   bool synced() const;
   // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
   Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);
