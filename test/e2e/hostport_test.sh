@@ -3,7 +3,7 @@
 # (hostPort 9080 -> containerPort 8080, TCP and UDP; 9081/TCP on hostIP 192.168.10.101) is reachable from the lab client at node 2's
 # address:9080; the mappings show in `agentctl service list` as HostPort services (source cni); a
 # second pod asking for the same hostPort/protocol is refused (exit 1, CNI error code 7) and leaves no
-# endpoint behind; the mappings survive a kill -9 and restart of the agent; DEL removes them
+# endpoint behind, as is one asking for a port a NodePort holds; the mappings survive a kill -9 and restart of the agent; DEL removes them
 # (the client's connections then fail).
 #
 # Lab: agents on n1 and n2; pods: n2-c1 (CNI, default/web-1), n2-c2 (CNI, refused).
@@ -59,6 +59,14 @@ check "a second pod asking for 9080/TCP too is refused with CNI code 7 naming th
 check "...and leaves no endpoint behind" eval '[[ -z $(endpoint_ip c2) ]]'
 check "...nor a service of its own" expect_no_service n2 hostport/default/web-2/tcp/9080
 check "the first pod is still served" served
+require "a local NodePort service default/np on 30080" \
+  lab_agentctl n2 service upsert default/np --port 80 --cluster-ip 10.43.0.80 --node-port 30080 --backend 10.0.2.10:8080
+MAPPINGS='[{"hostPort":30080,"containerPort":8080,"protocol":"tcp"}]'
+check "a pod asking for hostPort 30080/TCP is refused: the NodePort has it" \
+  expect_refused 1 "\"code\":7,.*already used by service default/np" cni ADD c2 n2-c2
+check "...and leaves no endpoint behind" eval '[[ -z $(endpoint_ip c2) ]]'
+require "delete default/np" lab_agentctl n2 service delete default/np
+MAPPINGS='[{"hostPort":9080,"containerPort":8080,"protocol":"tcp"},{"hostPort":9080,"containerPort":8080,"protocol":"udp"},{"hostPort":9081,"containerPort":8080,"protocol":"tcp","hostIP":"192.168.10.101"}]'
 
 # --- an agent restart keeps them -----------------------------------------------------------
 require "kill -9 node 2's agent" lab_agent_stop n2 KILL
