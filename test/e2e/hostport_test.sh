@@ -4,7 +4,7 @@
 # address:9080; the mappings show in `agentctl service list` as HostPort services (source cni); a
 # second pod asking for the same hostPort/protocol is refused (exit 1, CNI error code 7) and leaves no
 # endpoint behind, as is one asking for a port a NodePort holds; the mappings survive a kill -9 and restart of the agent; DEL removes them
-# (the client's connections then fail).
+# (the client's connections then fail), and so does GC of an attachment the runtime no longer lists.
 #
 # Lab: agents on n1 and n2; pods: n2-c1 (CNI, default/web-1), n2-c2 (CNI, refused).
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
@@ -89,4 +89,17 @@ refused_after() {
   expect_all_fail 3 '.'
 }
 check "...and the client's connections to $NODE2:9080 fail" refused_after
+
+# --- GC releases the HostPorts of attachments the runtime no longer lists ------------------
+MAPPINGS='[{"hostPort":9082,"containerPort":8080,"protocol":"tcp"}]'
+lab_netns_create n2-c3
+require "ADD pod default/web-3 with hostPort 9082" cni ADD c3 n2-c3
+check "hostport/default/web-3/tcp/9082 is listed" expect_service n2 hostport/default/web-3/tcp/9082
+gc_none() { # GC with an empty valid-attachments list: the runtime has no pods left
+  printf '{"cniVersion":"1.1.0","name":"nodepath","type":"nodepath-cni","socket":"%s","cni.dev/valid-attachments":[]}' "$SOCK" |
+    lab_node_exec n2 env -i PATH="$PATH" CNI_COMMAND=GC CNI_PATH="$CNIBIN" "$CNIBIN/nodepath-cni"
+}
+require "GC with no valid attachments" gc_none
+check "after GC hostport/default/web-3/tcp/9082 is gone" expect_no_service n2 hostport/default/web-3/tcp/9082
+check "...and so is the endpoint" eval '[[ -z $(endpoint_ip c3) ]]'
 e2e_finish
