@@ -10,6 +10,7 @@
 #include "api/convert.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "endpoint/hostport.h"
 #include "routing/notrack.h"
 #include "np_drop.h"
 
@@ -126,7 +127,9 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
     if (!w) return Error{w.error().err, "kubernetes: " + w.error().context, w.error().detail};
     a->k8s_ = std::move(*w);
   }
+  a->sources_[lb::kHostPortSource] = false;
   a->loadLocal();
+  a->restoreHostPorts();
   a->scheduleReconcile();
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
   a->ctGc_->start();
@@ -262,6 +265,83 @@ void Agent::loadLocal() {
   storeReason_.clear();
   if (store_->compactionDue()) (void)store_->compact(lb_->services());
   markSynced(kLocal);
+}
+
+Status Agent::applyHostPorts(lb::Change change) {
+  auto p = lb_->prepare(std::move(change));
+  if (!p) return p.error();
+  if (p->empty()) return {};
+  return lb_->commit(*p);
+}
+
+void Agent::restoreHostPorts() {
+  std::vector<lb::Service> all;
+  for (const endpoint::Endpoint& e : pods_->endpoints())
+    for (lb::Service& s : endpoint::hostPortServices(e)) all.push_back(std::move(s));
+  std::vector<std::string> rejected;
+  std::vector<lb::Service> keep = validOnes(std::move(all), rejected);
+  for (const std::string& why : rejected) NP_LOG_ERROR("cni", "a stored HostPort is not restored: %s", why.c_str());
+  const size_t n = keep.size();
+  if (Status st = applyHostPorts(lb::Change{std::move(keep), {}}); !st)
+    NP_LOG_ERROR("cni", "restoring %zu HostPorts failed: %s", n, st.error().message().c_str());
+  else if (n)
+    NP_LOG_INFO("cni", "restored %zu HostPorts from %s", n, "the endpoint records");
+  markSynced(lb::kHostPortSource);
+}
+
+Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
+  auto r = pods_->add(req);
+  if (!r) return r;
+  const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname());
+  if (!e || e->portMappings.empty()) return r;
+  std::vector<lb::Service> services = endpoint::hostPortServices(*e);
+  Status st = endpoint::checkHostPorts(services, lb_->node());
+  if (st) st = applyHostPorts(lb::Change{std::move(services), {}});
+  if (!st) {
+    // All or nothing: the pod this ADD made goes again (one that existed before stays).
+    if (!r->existed()) {
+      pb::CniDelRequest del;
+      del.set_container_id(req.container_id());
+      del.set_ifname(req.ifname());
+      del.set_netns(req.netns());
+      if (Status d = pods_->del(del); !d)
+        NP_LOG_ERROR("cni", "undo the ADD of %s/%s: %s", req.container_id().c_str(), req.ifname().c_str(),
+                     d.error().message().c_str());
+    }
+    NP_LOG_WARN("cni", "ADD %s/%s refused: %s", req.container_id().c_str(), req.ifname().c_str(),
+                st.error().message().c_str());
+    // A conflict is the request's fault (CNI code 7), never "the interface exists".
+    return Error{st.error().err == EEXIST ? 0 : st.error().err, "HostPorts of the pod", st.error().message()};
+  }
+  NP_LOG_INFO("cni", "%zu HostPorts of %s/%s programmed", e->portMappings.size(), req.container_id().c_str(),
+              req.ifname().c_str());
+  return r;
+}
+
+Status Agent::cniDel(const pb::CniDelRequest& req) {
+  std::vector<std::string> names;
+  if (const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname())) names = endpoint::hostPortNames(*e);
+  std::vector<std::string> gone;
+  for (const std::string& n : names)
+    if (lb_->find(n)) gone.push_back(n);
+  if (!gone.empty()) NP_TRY(applyHostPorts(lb::Change{{}, std::move(gone)}));
+  return pods_->del(req);
+}
+
+pb::CniGcResponse Agent::cniGc(const pb::CniGcRequest& req) {
+  pb::CniGcResponse out = pods_->gc(req);
+  std::vector<std::string> gone;
+  for (const auto& [name, s] : lb_->services()) {
+    if (s.source != lb::kHostPortSource) continue;
+    bool held = false;
+    for (const endpoint::Endpoint& e : pods_->endpoints())
+      for (const std::string& n : endpoint::hostPortNames(e)) held |= n == name;
+    if (!held) gone.push_back(name);
+  }
+  if (!gone.empty())
+    if (Status st = applyHostPorts(lb::Change{{}, std::move(gone)}); !st)
+      NP_LOG_ERROR("cni", "GC: removing released HostPorts failed: %s", st.error().message().c_str());
+  return out;
 }
 
 void Agent::markSynced(const std::string& source) {

@@ -58,6 +58,10 @@ class Agent {
 
   // The pod network (CNI endpoints, IPAM, node routes, the conflist).
   endpoint::PodNetwork& podNetwork() { return *pods_; }
+  // CNI ADD/DEL/GC with the pod's HostPorts (portMappings) programmed, removed and released.
+  Result<pb::CniAddResponse> cniAdd(const pb::CniAddRequest& req);
+  Status cniDel(const pb::CniDelRequest& req);
+  pb::CniGcResponse cniGc(const pb::CniGcRequest& req);
   // The API serves now: the CNI config may be written once the pod network is ready.
   void apiReady() { pods_->setApiReady(); }
 
@@ -88,6 +92,9 @@ class Agent {
   // Applies a change of the Kubernetes source: not persisted (the API server has it); a change
   // the model refuses as a whole is applied service by service, the refused ones reported.
   void applyKubernetes(lb::Change change);
+  // Programs (or removes) HostPort services without the service store: endpoints.json keeps them.
+  Status applyHostPorts(lb::Change change);
+  void restoreHostPorts();
   bool synced() const;
   // Runs a whole-map reconcile; `drift` says whether differences count as drift (not at restore).
   Result<lb::Reconciler::ReconcileReport> runReconcile(const char* why, bool drift);

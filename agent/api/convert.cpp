@@ -91,6 +91,8 @@ pb::Service serviceToProto(const lb::Service& s, const lb::NodeContext* node) {
     if (node) pbb->set_local(lb::isLocal(b, *node));
   }
   out.set_source(s.source);
+  if (s.hostPort != 0) out.set_host_port(s.hostPort);
+  if (s.hostIp) out.set_host_ip(s.hostIp->str());
   if (s.sessionAffinity == lb::SessionAffinity::ClientIp) {
     out.set_session_affinity(lb::sessionAffinityName(s.sessionAffinity));
     out.set_session_affinity_timeout_seconds(s.affinityTimeoutSec);

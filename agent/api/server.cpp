@@ -142,17 +142,17 @@ class Server::Service final : public pb::Agent::Service {
     return grpc::Status::OK;
   }
   grpc::Status CniAdd(grpc::ServerContext*, const pb::CniAddRequest* req, pb::CniAddResponse* resp) override {
-    return reply(resp, [&] { return agent_.podNetwork().add(*req); });
+    return reply(resp, [&] { return agent_.cniAdd(*req); });
   }
   grpc::Status CniDel(grpc::ServerContext*, const pb::CniDelRequest* req, pb::CniDelResponse*) override {
-    np::Status st = onLoop([&] { return agent_.podNetwork().del(*req); });
+    np::Status st = onLoop([&] { return agent_.cniDel(*req); });
     return st ? grpc::Status::OK : toGrpc(st.error());
   }
   grpc::Status CniCheck(grpc::ServerContext*, const pb::CniCheckRequest* req, pb::CniCheckResponse* resp) override {
     return reply(resp, [&] { return agent_.podNetwork().check(*req); });
   }
   grpc::Status CniGc(grpc::ServerContext*, const pb::CniGcRequest* req, pb::CniGcResponse* resp) override {
-    *resp = onLoop([&] { return agent_.podNetwork().gc(*req); });
+    *resp = onLoop([&] { return agent_.cniGc(*req); });
     return grpc::Status::OK;
   }
   grpc::Status CniStatus(grpc::ServerContext*, const pb::CniStatusRequest*, pb::CniStatusResponse* resp) override {

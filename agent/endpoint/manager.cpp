@@ -130,6 +130,7 @@ Result<Endpoint> Manager::add(const AddRequest& req, bool* existed) {
   e.netns = req.netns;
   e.podNamespace = req.podNamespace;
   e.podName = req.podName;
+  e.portMappings = req.portMappings;
   e.ip = *ip;
   auto made = [&]() -> Result<Endpoint> {
     auto podNl = routing::Netlink::openIn(req.netns);

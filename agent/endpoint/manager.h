@@ -35,6 +35,7 @@ struct AddRequest {
   std::string netns;
   std::string podNamespace;
   std::string podName;
+  std::vector<PortMapping> portMappings;  // kept with the endpoint
 };
 
 class Manager {

@@ -18,7 +18,9 @@ std::string confList(const std::string& socketPath) {
       {"cniVersion", "1.0.0"},
       {"cniVersions", json::array{"0.3.1", "0.4.0", "1.0.0", "1.1.0"}},
       {"name", kNetworkName},
-      {"plugins", json::array{json::object{{"type", kPluginName}, {"socket", socketPath}}}},
+      {"plugins", json::array{json::object{{"type", kPluginName},
+                                           {"socket", socketPath},
+                                           {"capabilities", json::object{{"portMappings", true}}}}}},
   };
   return json::serialize(conf) + "\n";
 }
@@ -148,10 +150,35 @@ void PodNetwork::updateConf() {
   }
 }
 
+const Endpoint* PodNetwork::find(const std::string& containerId, const std::string& ifname) const {
+  for (const Endpoint& e : endpoints_->endpoints())
+    if (e.containerId == containerId && e.ifname == ifname) return &e;
+  return nullptr;
+}
+
 Result<pb::CniAddResponse> PodNetwork::add(const pb::CniAddRequest& req) {
+  AddRequest ar{req.container_id(), req.ifname(), req.netns(), req.pod_namespace(), req.pod_name(), {}};
+  for (int i = 0; i < req.port_mappings_size(); ++i) {
+    const pb::PortMapping& in = req.port_mappings(i);
+    const std::string where = "port mapping " + std::to_string(i);
+    PortMapping m;
+    if (in.host_port() == 0 || in.host_port() > 65535 || in.container_port() == 0 || in.container_port() > 65535)
+      return error(where, "host port " + std::to_string(in.host_port()) + " / container port " +
+                              std::to_string(in.container_port()) + ": a port is 1-65535");
+    m.hostPort = static_cast<uint16_t>(in.host_port());
+    m.containerPort = static_cast<uint16_t>(in.container_port());
+    if (in.protocol() == pb::UDP) m.protocol = Protocol::Udp;
+    else if (in.protocol() == pb::TCP || in.protocol() == pb::PROTOCOL_UNSPECIFIED) m.protocol = Protocol::Tcp;
+    else return error(where, "protocol must be TCP or UDP");
+    if (!in.host_ip().empty() && in.host_ip() != "0.0.0.0") {
+      m.hostIp = Ipv4::parse(in.host_ip());
+      if (!m.hostIp) return error(where, "host IP \"" + in.host_ip().substr(0, 64) + "\" is not an IPv4 address");
+    }
+    ar.portMappings.push_back(m);
+  }
   bool existed = false;
   if (!dp_) return Error{ENOTRECOVERABLE, "add endpoint", "the datapath is not ready"};
-  auto e = endpoints_->add({req.container_id(), req.ifname(), req.netns(), req.pod_namespace(), req.pod_name()}, &existed);
+  auto e = endpoints_->add(ar, &existed);
   if (!e) return e.error();
   if (Status st = dp_->attach(*e); !st) {
     // All or nothing: a pod without its program would have no working network.

@@ -55,6 +55,9 @@ class PodNetwork {
   pb::CniGcResponse gc(const pb::CniGcRequest& req);
   pb::CniStatusResponse cniStatus() const;
   pb::ListEndpointsResponse listEndpoints() const;
+  // The endpoint of an attachment (nullptr: none); every endpoint.
+  const Endpoint* find(const std::string& containerId, const std::string& ifname) const;
+  const std::vector<Endpoint>& endpoints() const { return endpoints_->endpoints(); }
 
   void fillStatus(pb::StatusResponse& out, std::vector<std::string>& problems) const;
 

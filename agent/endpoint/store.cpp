@@ -22,6 +22,12 @@ bool parseMac(const std::string& text, std::array<uint8_t, 6>& out) {
 std::string endpointsToJson(const EndpointState& s) {
   json::array eps;
   for (const Endpoint& e : s.endpoints) {
+    json::array pms;
+    for (const PortMapping& m : e.portMappings)
+      pms.push_back(json::object{{"hostPort", m.hostPort},
+                                 {"containerPort", m.containerPort},
+                                 {"protocol", m.protocol == Protocol::Udp ? "udp" : "tcp"},
+                                 {"hostIP", m.hostIp ? m.hostIp->str() : std::string()}});
     eps.push_back(json::object{
         {"containerId", e.containerId},
         {"ifname", e.ifname},
@@ -35,10 +41,11 @@ std::string endpointsToJson(const EndpointState& s) {
         {"podMac", formatMac(e.podMac.data())},
         {"mtu", e.mtu},
         {"createdUnix", e.createdUnix},
+        {"portMappings", std::move(pms)},
     });
   }
   json::object root{
-      {"version", 1},
+      {"version", 2},
       {"podCidr", s.podCidr.str()},
       {"lastAllocated", s.lastAllocated.isZero() ? std::string() : s.lastAllocated.str()},
       {"endpoints", std::move(eps)},
@@ -93,7 +100,9 @@ Result<EndpointState> endpointsFromJson(const std::string& text) {
   Fields top{root.get_object(), "endpoints"};
   NP_TRY(top.keys({"version", "podCidr", "lastAllocated", "endpoints"}));
   NP_FIELD(version, top.num("version", 0, 1000));
-  if (version != 1) return error("endpoints", "version " + std::to_string(version) + " is not one this agent reads (1)");
+  // Version 2 added portMappings (HostPorts); a version 1 file has none.
+  if (version != 1 && version != 2)
+    return error("endpoints", "version " + std::to_string(version) + " is not one this agent reads (1, 2)");
   EndpointState s;
   NP_FIELD(cidr, top.str("podCidr"));
   auto c = Cidr::parse(cidr);
@@ -114,8 +123,12 @@ Result<EndpointState> endpointsFromJson(const std::string& text) {
     Fields f{v.get_object(), where};
     if (auto id = v.get_object().if_contains("containerId"); id && id->is_string())
       f.where += " (" + std::string(id->get_string()) + ")";
-    NP_TRY(f.keys({"containerId", "ifname", "netns", "podNamespace", "podName", "ipv4", "hostIfname", "hostIfindex",
-                   "hostMac", "podMac", "mtu", "createdUnix"}));
+    if (version == 1)
+      NP_TRY(f.keys({"containerId", "ifname", "netns", "podNamespace", "podName", "ipv4", "hostIfname", "hostIfindex",
+                     "hostMac", "podMac", "mtu", "createdUnix"}));
+    else
+      NP_TRY(f.keys({"containerId", "ifname", "netns", "podNamespace", "podName", "ipv4", "hostIfname", "hostIfindex",
+                     "hostMac", "podMac", "mtu", "createdUnix", "portMappings"}));
     Endpoint e;
     NP_FIELD(cid, f.str("containerId"));
     NP_FIELD(ifname, f.str("ifname"));
@@ -144,6 +157,32 @@ Result<EndpointState> endpointsFromJson(const std::string& text) {
     e.hostIfindex = static_cast<int>(hidx);
     e.mtu = static_cast<uint32_t>(mtu);
     e.createdUnix = created;
+    if (version >= 2) {
+      const json::value& pl = v.get_object().at("portMappings");
+      if (!pl.is_array()) return error(f.where, "field \"portMappings\" is not a list");
+      size_t j = 0;
+      for (const json::value& pv : pl.get_array()) {
+        const std::string pwhere = f.where + ": portMappings[" + std::to_string(j++) + "]";
+        if (!pv.is_object()) return error(pwhere, "is not an object");
+        Fields pf{pv.get_object(), pwhere};
+        NP_TRY(pf.keys({"hostPort", "containerPort", "protocol", "hostIP"}));
+        NP_FIELD(hp, pf.num("hostPort", 1, 65535));
+        NP_FIELD(cp, pf.num("containerPort", 1, 65535));
+        NP_FIELD(proto, pf.str("protocol"));
+        NP_FIELD(hip, pf.str("hostIP"));
+        PortMapping m;
+        m.hostPort = static_cast<uint16_t>(hp);
+        m.containerPort = static_cast<uint16_t>(cp);
+        if (proto == "tcp") m.protocol = Protocol::Tcp;
+        else if (proto == "udp") m.protocol = Protocol::Udp;
+        else return error(pwhere, "protocol \"" + proto + "\" is not tcp or udp");
+        if (!hip.empty()) {
+          m.hostIp = Ipv4::parse(hip);
+          if (!m.hostIp) return error(pwhere, "hostIP \"" + hip + "\" is not an IPv4 address");
+        }
+        e.portMappings.push_back(m);
+      }
+    }
     for (const Endpoint& o : s.endpoints) {
       if (o.key() == e.key()) return error(f.where, "attachment " + e.key() + " is listed twice");
       if (o.ip == e.ip) return error(f.where, "address " + ip + " is also " + o.key() + "'s");

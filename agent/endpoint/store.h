@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,16 @@
 #include "core/result.h"
 
 namespace np::endpoint {
+
+// A HostPort of the pod (CNI portMappings): hostIp:hostPort (no hostIp: every node address) ->
+// <pod IP>:containerPort. Kept with the endpoint: a restarted agent programs them again.
+struct PortMapping {
+  uint16_t hostPort = 0;
+  uint16_t containerPort = 0;
+  Protocol protocol = Protocol::Tcp;
+  std::optional<Ipv4> hostIp;
+  bool operator==(const PortMapping&) const = default;
+};
 
 struct Endpoint {
   std::string containerId;
@@ -28,6 +39,7 @@ struct Endpoint {
   std::array<uint8_t, 6> podMac{};
   uint32_t mtu = 0;
   int64_t createdUnix = 0;
+  std::vector<PortMapping> portMappings;
 
   std::string key() const { return containerId + "/" + ifname; }
   bool operator==(const Endpoint&) const = default;

@@ -1,7 +1,9 @@
 #include "lb/model.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
+#include <string_view>
 
 namespace np::lb {
 
@@ -12,6 +14,7 @@ const char* frontendTypeName(FrontendType t) {
     case FrontendType::NodePortWildcard: return "NodePort";
     case FrontendType::ExternalIp: return "ExternalIP";
     case FrontendType::LoadBalancer: return "LoadBalancer";
+    case FrontendType::HostPort: return "HostPort";
   }
   return "?";
 }
@@ -43,6 +46,12 @@ std::string Frontend::str() const {
 
 std::vector<Frontend> frontendsOf(const Service& s, const NodeContext& node) {
   std::vector<Frontend> out;
+  if (s.hostPort != 0) {
+    if (s.hostIp) out.push_back({*s.hostIp, s.hostPort, s.protocol, FrontendType::HostPort});
+    else
+      for (Ipv4 ip : node.nodeIps) out.push_back({ip, s.hostPort, s.protocol, FrontendType::HostPort});
+    return out;
+  }
   if (s.clusterIp) out.push_back({*s.clusterIp, s.port, s.protocol, FrontendType::ClusterIp});
   if (s.nodePort != 0) {
     out.push_back({Ipv4{}, s.nodePort, s.protocol, FrontendType::NodePortWildcard});
@@ -91,7 +100,59 @@ bool isDns1123Label(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
 }
 
+// A HostPort service: one pod backend, no other frontend kind, its address one of this node's.
+Status validateHostPort(const Service& s, const NodeContext& node) {
+  const std::string ctx = "HostPort " + shown(s.name);
+  if (!isHostPortName(s.name))
+    return error(ctx, "name must be hostport/<namespace>/<pod>/<tcp|udp>/<host port>");
+  if (s.source != kHostPortSource) return error(ctx, "HostPorts come from the CNI plugin only (source \"cni\")");
+  if (s.protocol != Protocol::Tcp && s.protocol != Protocol::Udp) return error(ctx, "protocol must be TCP or UDP");
+  if (s.hostPort == 0) return error(ctx, "host port 0 is not a port (1-65535)");
+  if (s.port != s.hostPort) return error(ctx, "port must equal the host port");
+  if (s.clusterIp || s.nodePort != 0 || !s.externalIps.empty() || !s.loadBalancerIps.empty())
+    return error(ctx, "a HostPort has no other frontend (cluster IP, NodePort, external or LoadBalancer IPs)");
+  if (s.hostIp) {
+    NP_TRY(checkAddress(ctx + ": host IP", *s.hostIp));
+    if (std::find(node.nodeIps.begin(), node.nodeIps.end(), *s.hostIp) == node.nodeIps.end())
+      return error(ctx, "host IP " + s.hostIp->str() + " is not an address of this node");
+  } else if (node.nodeIps.empty()) {
+    return error(ctx, "this node has no address to serve it on");
+  }
+  if (s.backends.size() != 1) return error(ctx, "needs exactly one backend, the pod");
+  const Backend& b = s.backends.front();
+  if (b.addr.port == 0) return error(ctx, "container port 0 is not a port");
+  NP_TRY(checkAddress(ctx + ": pod address", b.addr.ip));
+  if (s.sessionAffinity != SessionAffinity::None || s.affinityTimeoutSec != kDefaultAffinityTimeoutSec ||
+      s.externalTrafficPolicy != TrafficPolicy::Cluster || s.internalTrafficPolicy != TrafficPolicy::Cluster)
+    return error(ctx, "a HostPort has no session affinity or traffic policies");
+  return {};
+}
+
 }  // namespace
+
+std::string hostPortName(const std::string& podNamespace, const std::string& podName, Protocol p, uint16_t hostPort) {
+  return "hostport/" + podNamespace + "/" + podName + "/" + (p == Protocol::Udp ? "udp" : "tcp") + "/" +
+         std::to_string(hostPort);
+}
+
+bool isHostPortName(std::string_view name) {
+  constexpr std::string_view kPrefix = "hostport/";
+  if (name.size() > 400 || !name.starts_with(kPrefix)) return false;
+  std::string_view rest = name.substr(kPrefix.size());
+  std::vector<std::string_view> parts;
+  for (size_t at = 0;;) {
+    size_t slash = rest.find('/', at);
+    parts.push_back(rest.substr(at, slash == std::string_view::npos ? std::string_view::npos : slash - at));
+    if (slash == std::string_view::npos) break;
+    at = slash + 1;
+  }
+  if (parts.size() != 4) return false;
+  if (!isDns1123Label(parts[0]) || !isNodeName(parts[1])) return false;  // pod names are DNS-1123 subdomains
+  if (parts[2] != "tcp" && parts[2] != "udp") return false;
+  if (parts[3].empty() || parts[3].size() > 5 || !std::all_of(parts[3].begin(), parts[3].end(), ::isdigit)) return false;
+  const int port = std::stoi(std::string(parts[3]));
+  return port >= 1 && port <= 65535 && std::to_string(port) == parts[3];
+}
 
 std::string shown(std::string_view value) {
   constexpr size_t kShown = 80;
@@ -124,6 +185,7 @@ void normalize(Service& s) {
 }
 
 Status validate(const Service& s, const NodeContext& node) {
+  if (s.hostPort != 0 || isHostPortName(s.name) || s.source == kHostPortSource) return validateHostPort(s, node);
   NP_TRY(validateName(s.name));
   const std::string ctx = "service " + s.name;
   if (s.port == 0) return error(ctx, "port 0 is not a port (1-65535)");

@@ -53,7 +53,12 @@ struct Service {
   uint32_t affinityTimeoutSec = kDefaultAffinityTimeoutSec;  // ClientIP only; kept at the default otherwise
   TrafficPolicy externalTrafficPolicy = TrafficPolicy::Cluster;  // NodePort, external and LB IPs
   TrafficPolicy internalTrafficPolicy = TrafficPolicy::Cluster;  // ClusterIP from this node
-  std::string source = "local";  // "local" or "kubernetes"
+  std::string source = "local";  // "local", "kubernetes" or "cni" (a pod's HostPort)
+  // A HostPort (CNI portMappings): hostPort != 0 makes this a node-scoped frontend and nothing
+  // else: hostIp:hostPort (no hostIp: every node address) -> its one backend, the pod. Its name is
+  // hostPortName(); port equals hostPort.
+  uint16_t hostPort = 0;
+  std::optional<Ipv4> hostIp;
   bool operator==(const Service&) const = default;
 };
 
@@ -90,11 +95,16 @@ inline constexpr size_t kMaxBackendsPerService = UINT16_MAX;
 std::string shown(std::string_view value);
 inline std::string shownName(const std::string& name) { return shown(name); }
 
+// The source of HostPort services, and their names: "hostport/<ns>/<pod>/<tcp|udp>/<hostPort>".
+inline constexpr const char* kHostPortSource = "cni";
+std::string hostPortName(const std::string& podNamespace, const std::string& podName, Protocol p, uint16_t hostPort);
+bool isHostPortName(std::string_view name);
+
 // Checks a service name: "<namespace>/<name>" or "<namespace>/<name>:<port name>", each part a
 // DNS-1123 label as Kubernetes requires.
 Status validateName(const std::string& name);
 
-enum class FrontendType : uint8_t { ClusterIp, NodePort, NodePortWildcard, ExternalIp, LoadBalancer };
+enum class FrontendType : uint8_t { ClusterIp, NodePort, NodePortWildcard, ExternalIp, LoadBalancer, HostPort };
 const char* frontendTypeName(FrontendType t);
 
 struct Frontend {

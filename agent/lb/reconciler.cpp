@@ -15,6 +15,8 @@ uint8_t flagsFor(FrontendType t) {
     case FrontendType::ClusterIp: return 0;
     case FrontendType::NodePortWildcard: return NP_SVC_F_NODEPORT;
     case FrontendType::NodePort: return NP_SVC_F_NODEPORT | NP_SVC_F_ROUTABLE;
+    // A HostPort is served like a NodePort on one of the node's addresses.
+    case FrontendType::HostPort: return NP_SVC_F_NODEPORT | NP_SVC_F_ROUTABLE;
     case FrontendType::ExternalIp: return NP_SVC_F_EXTERNAL_IP | NP_SVC_F_ROUTABLE;
     case FrontendType::LoadBalancer: return NP_SVC_F_LOADBALANCER | NP_SVC_F_ROUTABLE;
   }
@@ -69,7 +71,8 @@ bool Reconciler::terminating(uint64_t key, const TerminatingUsers* delta) const 
 namespace {
 
 bool routable(FrontendType t) {
-  return t == FrontendType::NodePort || t == FrontendType::ExternalIp || t == FrontendType::LoadBalancer;
+  return t == FrontendType::NodePort || t == FrontendType::ExternalIp || t == FrontendType::LoadBalancer ||
+         t == FrontendType::HostPort;
 }
 
 }  // namespace

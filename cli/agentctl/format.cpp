@@ -397,6 +397,9 @@ std::string formatService(const pb::Service& svc) {
   table.addRow({"Port:", std::to_string(svc.port())});
   table.addRow({"Cluster IP:", orDash(svc.cluster_ip())});
   table.addRow({"Node port:", svc.node_port() == 0 ? "-" : std::to_string(svc.node_port())});
+  if (svc.host_port() != 0)
+    table.addRow({"Host port:", (svc.host_ip().empty() ? std::string("(node addresses)") : svc.host_ip()) + ":" +
+                                    std::to_string(svc.host_port())});
   table.addRow({"External IPs:", orDash(join(svc.external_ips(), ", "))});
   table.addRow({"LB IPs:", orDash(join(svc.load_balancer_ips(), ", "))});
   if (!svc.session_affinity().empty()) table.addRow({"Session affinity:", affinityText(svc)});

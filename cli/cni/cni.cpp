@@ -176,6 +176,55 @@ std::variant<std::string, CniError> parseVersionRequest(std::string_view text) {
   return version;
 }
 
+namespace {
+
+// runtimeConfig.portMappings as containerd and CRI-O send it (the portmap plugin's format):
+// [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "10.1.2.3"}].
+std::optional<CniError> parsePortMappings(const json::object& conf, std::vector<PortMapping>& out) {
+  const json::value* rc = conf.if_contains("runtimeConfig");
+  if (!rc) return std::nullopt;
+  if (!rc->is_object()) return CniError{kInvalidConfig, "\"runtimeConfig\" is not an object", {}};
+  const json::value* list = rc->get_object().if_contains("portMappings");
+  if (!list || list->is_null()) return std::nullopt;
+  if (!list->is_array()) return CniError{kInvalidConfig, "\"runtimeConfig.portMappings\" is not a list", {}};
+  size_t i = 0;
+  for (const json::value& v : list->get_array()) {
+    const std::string where = "runtimeConfig.portMappings[" + std::to_string(i++) + "]";
+    if (!v.is_object()) return CniError{kInvalidConfig, where + " is not an object", {}};
+    const json::object& m = v.get_object();
+    PortMapping pm;
+    auto port = [&](const char* key, bool required, unsigned& dst) -> std::optional<CniError> {
+      const json::value* p = m.if_contains(key);
+      if (!p) {
+        if (required) return CniError{kInvalidConfig, where + ": \"" + key + "\" is missing", {}};
+        return std::nullopt;
+      }
+      int64_t n = -1;
+      if (p->is_int64()) n = p->get_int64();
+      else if (p->is_uint64() && p->get_uint64() <= 65535) n = static_cast<int64_t>(p->get_uint64());
+      else if (p->is_double() && p->get_double() == static_cast<double>(static_cast<int64_t>(p->get_double())))
+        n = static_cast<int64_t>(p->get_double());
+      if (n < 1 || n > 65535) return CniError{kInvalidConfig, where + ": \"" + key + "\" is not a port (1-65535)", {}};
+      dst = static_cast<unsigned>(n);
+      return std::nullopt;
+    };
+    if (auto e = port("hostPort", true, pm.hostPort)) return e;
+    if (auto e = port("containerPort", true, pm.containerPort)) return e;
+    std::string proto;
+    if (auto e = stringField(m, "protocol", false, proto)) return CniError{kInvalidConfig, where + ": " + e->msg, {}};
+    for (char& c : proto) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (proto.empty()) proto = "tcp";
+    if (proto != "tcp" && proto != "udp")
+      return CniError{kInvalidConfig, where + ": protocol \"" + proto + "\" is not tcp or udp", {}};
+    pm.protocol = proto;
+    if (auto e = stringField(m, "hostIP", false, pm.hostIp)) return CniError{kInvalidConfig, where + ": " + e->msg, {}};
+    out.push_back(std::move(pm));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::variant<NetConf, CniError> parseConf(std::string_view text, Command command) {
   auto parsed = parseObject(text);
   if (auto* e = std::get_if<CniError>(&parsed)) return *e;
@@ -203,6 +252,9 @@ std::variant<NetConf, CniError> parseConf(std::string_view text, Command command
   }
   if (command == Command::kCheck && !conf.prevResult)
     return CniError{kInvalidConfig, "CHECK needs \"prevResult\" (the result of the ADD) in the network configuration", {}};
+  if (command == Command::kAdd) {
+    if (auto e = parsePortMappings(o, conf.portMappings)) return *e;
+  }
   if (command == Command::kGc) {
     // Spec 1.1.0 names it cni.dev/valid-attachments; libcni also sends the older misspelling.
     const json::value* list = o.if_contains("cni.dev/valid-attachments");

@@ -70,6 +70,15 @@ struct Attachment {
   std::string ifname;
 };
 
+// One entry of runtimeConfig.portMappings (the portMappings capability).
+struct PortMapping {
+  unsigned hostPort = 0;
+  unsigned containerPort = 0;
+  std::string protocol = "tcp";  // "tcp" or "udp", lowercase
+  std::string hostIp;            // "" when not given
+  bool operator==(const PortMapping&) const = default;
+};
+
 struct NetConf {
   std::string cniVersion;
   std::string name;
@@ -77,6 +86,7 @@ struct NetConf {
   std::string socket{kDefaultSocket};
   std::optional<boost::json::object> prevResult;
   std::vector<Attachment> validAttachments;  // GC: cni.dev/valid-attachments
+  std::vector<PortMapping> portMappings;     // ADD: runtimeConfig.portMappings
 };
 
 // The request configuration for `command`: code 6 when it is not JSON (an object), 7 when a key

@@ -107,6 +107,13 @@ int main() {
       req.set_netns(env.netns);
       req.set_pod_namespace(env.podNamespace());
       req.set_pod_name(env.podName());
+      for (const PortMapping& m : conf.portMappings) {
+        pb::PortMapping* out = req.add_port_mappings();
+        out->set_host_port(m.hostPort);
+        out->set_container_port(m.containerPort);
+        out->set_protocol(m.protocol == "udp" ? pb::UDP : pb::TCP);
+        out->set_host_ip(m.hostIp);
+      }
       pb::CniAddResponse resp;
       grpc::Status s = stub->CniAdd(&ctx, req, &resp);
       if (!s.ok()) return fail(fromGrpc(s, conf.socket), version);

@@ -566,6 +566,22 @@ TEST(AgentctlServices, GetIsAKeyValueBlockWithOneBackendPerLine) {
             "                10.0.2.7:8080 (terminating)\n");
 }
 
+TEST(AgentctlServices, GetShowsAHostPortAndItsAddress) {
+  pb::Service svc;
+  svc.set_name("hostport/default/web-1/tcp/9080");
+  svc.set_source("cni");
+  svc.set_protocol(pb::TCP);
+  svc.set_port(9080);
+  svc.set_host_port(9080);
+  auto* b = svc.add_backends();
+  b->set_address("10.0.2.2");
+  b->set_port(8080);
+  EXPECT_NE(formatService(svc).find("Host port:      (node addresses):9080\n"), std::string::npos) << formatService(svc);
+  svc.set_host_ip("192.168.10.101");
+  EXPECT_NE(formatService(svc).find("Host port:      192.168.10.101:9080\n"), std::string::npos) << formatService(svc);
+  EXPECT_EQ(formatService(webService()).find("Host port"), std::string::npos);
+}
+
 TEST(AgentctlNodes, ListIsSortedByName) {
   pb::ListNodesResponse list;
   auto* n = list.add_nodes();

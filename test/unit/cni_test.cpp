@@ -100,6 +100,39 @@ TEST(CniConf, UndecodableStdinIsCode6BadConfigCode7) {
             kInvalidConfig);  // CHECK without prevResult
 }
 
+TEST(CniConf, PortMappingsFromRuntimeConfigAreParsedOnAdd) {
+  const char* conf = R"({"cniVersion":"1.0.0","name":"n","type":"t","runtimeConfig":{"portMappings":[
+      {"hostPort":8080,"containerPort":80,"protocol":"tcp"},
+      {"hostPort":5353,"containerPort":53,"protocol":"UDP","hostIP":"10.99.0.2"},
+      {"hostPort":9090,"containerPort":90}]}})";
+  auto c = std::get<NetConf>(parseConf(conf, Command::kAdd));
+  ASSERT_EQ(c.portMappings.size(), 3u);
+  EXPECT_EQ(c.portMappings[0], (PortMapping{8080, 80, "tcp", ""}));
+  EXPECT_EQ(c.portMappings[1], (PortMapping{5353, 53, "udp", "10.99.0.2"}));
+  EXPECT_EQ(c.portMappings[2], (PortMapping{9090, 90, "tcp", ""}));  // protocol defaults to tcp
+  // DEL carries them too, but only ADD uses them.
+  EXPECT_TRUE(std::get<NetConf>(parseConf(conf, Command::kDel)).portMappings.empty());
+  EXPECT_TRUE(std::get<NetConf>(parseConf(R"({"cniVersion":"1.0.0","name":"n","type":"t"})", Command::kAdd))
+                  .portMappings.empty());
+}
+
+TEST(CniConf, BadPortMappingsAreCode7NamingTheEntry) {
+  auto err = [](const std::string& pm) {
+    return std::get<CniError>(
+        parseConf(R"({"cniVersion":"1.0.0","name":"n","type":"t","runtimeConfig":{"portMappings":)" + pm + "}}",
+                  Command::kAdd));
+  };
+  EXPECT_EQ(err("{}").code, kInvalidConfig);
+  auto e = err(R"([{"hostPort":80,"containerPort":80},{"containerPort":80}])");
+  EXPECT_EQ(e.code, kInvalidConfig);
+  EXPECT_NE(e.msg.find("portMappings[1]"), std::string::npos) << e.msg;
+  EXPECT_NE(e.msg.find("hostPort"), std::string::npos) << e.msg;
+  EXPECT_EQ(err(R"([{"hostPort":70000,"containerPort":80}])").code, kInvalidConfig);
+  EXPECT_EQ(err(R"([{"hostPort":0,"containerPort":80}])").code, kInvalidConfig);
+  EXPECT_NE(err(R"([{"hostPort":80,"containerPort":80,"protocol":"sctp"}])").msg.find("sctp"), std::string::npos);
+  EXPECT_EQ(err(R"([{"hostPort":80,"containerPort":80,"hostIP":5}])").code, kInvalidConfig);
+}
+
 TEST(CniConf, VersionsOutsideTheListOrTooOldForTheCommandAreCode1) {
   EXPECT_EQ(std::get<CniError>(parseConf(R"({"cniVersion":"0.2.0","name":"n","type":"t"})", Command::kAdd)).code,
             kIncompatibleVersion);

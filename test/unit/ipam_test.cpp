@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "endpoint/hostport.h"
 #include "endpoint/ipam.h"
 #include "endpoint/store.h"
 
@@ -109,6 +110,38 @@ TEST(IpamPersist, EndpointsRoundTripThroughTheStateFile) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(IpamPersist, PortMappingsRoundTripWithTheirHostIp) {
+  EpRecord e = makeEndpoint("a", "10.0.1.2");
+  e.portMappings.push_back({8080, 80, np::Protocol::Tcp, std::nullopt});
+  e.portMappings.push_back({5353, 53, np::Protocol::Udp, ip("10.99.0.2")});
+  EndpointState s{cidr("10.0.1.0/24"), {}, {e}};
+  const std::string text = endpointsToJson(s);
+  auto back = endpointsFromJson(text);
+  ASSERT_TRUE(back) << back.error().message();
+  ASSERT_EQ(back->endpoints.size(), 1u);
+  EXPECT_EQ(back->endpoints[0].portMappings, e.portMappings);
+  EXPECT_EQ(back->endpoints[0].portMappings[1].hostIp, ip("10.99.0.2"));  // the hostIP is kept
+  // A bad mapping names the endpoint and the entry.
+  std::string t = text;
+  t.replace(t.find("\"hostPort\":5353"), 15, "\"hostPort\":0");
+  auto r = endpointsFromJson(t);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("portMappings[1]"), std::string::npos) << r.error().message();
+  t = text;
+  t.replace(t.find("\"10.99.0.2\""), 11, "\"10.99.0\"");
+  EXPECT_FALSE(endpointsFromJson(t));
+}
+
+TEST(IpamPersist, AVersion1FileLoadsWithoutPortMappings) {
+  EndpointState s{cidr("10.0.1.0/24"), {}, {makeEndpoint("a", "10.0.1.2")}};
+  std::string t = endpointsToJson(s);
+  t.replace(t.find("\"version\":2"), 11, "\"version\":1");
+  t.replace(t.find(",\"portMappings\":[]"), 18, "");
+  auto r = endpointsFromJson(t);
+  ASSERT_TRUE(r) << r.error().message() << "\n" << t;
+  EXPECT_TRUE(r->endpoints[0].portMappings.empty());
+}
+
 TEST(IpamPersist, DecodingIsStrict) {
   EndpointState s{cidr("10.0.1.0/24"), {}, {makeEndpoint("a", "10.0.1.2")}};
   const std::string good = endpointsToJson(s);
@@ -125,7 +158,7 @@ TEST(IpamPersist, DecodingIsStrict) {
   EXPECT_NE(bad("\"mtu\":1500", "\"mtu\":\"1500\"").find("mtu"), std::string::npos);
   EXPECT_NE(bad("\"mtu\":1500", "\"mtu\":1500,\"extra\":1").find("unknown field \"extra\""), std::string::npos);
   EXPECT_NE(bad("\"ipv4\":\"10.0.1.2\"", "\"ipv4\":\"10.0.1\"").find("ipv4"), std::string::npos);
-  EXPECT_NE(bad("\"version\":1", "\"version\":2").find("version"), std::string::npos);
+  EXPECT_NE(bad("\"version\":2", "\"version\":3").find("version"), std::string::npos);
   EXPECT_NE(bad(",\"createdUnix\":1700000000", "").find("createdUnix"), std::string::npos);
   // Two endpoints with one address: refused, never silently merged.
   EndpointState twice{cidr("10.0.1.0/24"), {}, {makeEndpoint("a", "10.0.1.2"), makeEndpoint("b", "10.0.1.2")}};
@@ -133,4 +166,29 @@ TEST(IpamPersist, DecodingIsStrict) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("10.0.1.2"), std::string::npos);
   EXPECT_FALSE(endpointsFromJson("{not json"));
+}
+
+TEST(HostPorts, AnEndpointsMappingsAreServicesOfThePod) {
+  EpRecord e = makeEndpoint("ABCDEF0123456789", "10.0.1.2");
+  e.podNamespace.clear();
+  e.podName.clear();
+  e.portMappings.push_back({8080, 80, np::Protocol::Tcp, std::nullopt});
+  e.portMappings.push_back({5353, 53, np::Protocol::Udp, ip("192.168.10.100")});
+  auto svcs = np::endpoint::hostPortServices(e);
+  ASSERT_EQ(svcs.size(), 2u);
+  EXPECT_EQ(svcs[0].name, "hostport/default/abcdef012345/tcp/8080");  // no K8S_ args: the container ID
+  EXPECT_EQ(svcs[0].source, "cni");
+  EXPECT_EQ(svcs[0].backends.at(0).addr.str(), "10.0.1.2:80");
+  EXPECT_EQ(svcs[1].hostIp, ip("192.168.10.100"));
+  np::lb::NodeContext node;
+  node.nodeIps = {ip("192.168.10.100")};
+  EXPECT_TRUE(np::endpoint::checkHostPorts(svcs, node));
+  e.podNamespace = "shop";
+  e.podName = "web-0";
+  EXPECT_EQ(np::endpoint::hostPortNames(e).at(1), "hostport/shop/web-0/udp/5353");
+  // The same hostPort/protocol twice in one pod: refused before anything is programmed.
+  e.portMappings.push_back({8080, 81, np::Protocol::Tcp, ip("192.168.10.100")});
+  auto st = np::endpoint::checkHostPorts(np::endpoint::hostPortServices(e), node);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message().find("hostport/shop/web-0/tcp/8080"), std::string::npos) << st.error().message();
 }

@@ -19,6 +19,84 @@ NodeContext node() {
 
 std::string why(const Status& s) { return s ? "" : s.error().message(); }
 
+// HostPorts (CNI portMappings): a frontend kind of its own, on the node's addresses, below the
+// NodePort range, refused when it clashes with a NodePort or another HostPort.
+Service hostPort(uint16_t port, const char* backend, std::optional<Ipv4> hostIp = std::nullopt,
+                 Protocol proto = Protocol::Tcp) {
+  Service s;
+  s.name = hostPortName("default", "web-0", proto, port);
+  s.protocol = proto;
+  s.port = port;
+  s.hostPort = port;
+  s.hostIp = hostIp;
+  s.source = kHostPortSource;
+  s.backends.push_back({ep(backend), BackendState::Active, {}});
+  return s;
+}
+
+TEST(HostPortModel, FrontendsAreTheNodeAddressesOrTheHostIp) {
+  NodeContext n = node();
+  n.nodeIps.push_back(ip("192.168.20.100"));
+  auto f = frontendsOf(hostPort(8080, "10.0.1.10:80"), n);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].str(), "192.168.10.100:8080/TCP");
+  EXPECT_EQ(f[1].str(), "192.168.20.100:8080/TCP");
+  EXPECT_EQ(f[0].type, FrontendType::HostPort);
+  EXPECT_STREQ(frontendTypeName(f[0].type), "HostPort");
+  auto one = frontendsOf(hostPort(8080, "10.0.1.10:80", ip("192.168.20.100")), n);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].str(), "192.168.20.100:8080/TCP");
+}
+
+TEST(HostPortModel, APortBelowTheNodePortRangeOnANodeAddressValidates) {
+  EXPECT_EQ(why(validate(hostPort(8080, "10.0.1.10:80"), node())), "");
+  EXPECT_EQ(why(validate(hostPort(53, "10.0.1.10:53", ip("192.168.10.100"), Protocol::Udp), node())), "");
+  EXPECT_EQ(hostPortName("default", "web-0", Protocol::Udp, 53), "hostport/default/web-0/udp/53");
+}
+
+TEST(HostPortModel, RefusesAHostIpThatIsNotThisNodes) {
+  EXPECT_NE(why(validate(hostPort(8080, "10.0.1.10:80", ip("192.168.10.7")), node())).find("not an address of this node"),
+            std::string::npos);
+}
+
+TEST(HostPortModel, RefusesWhatIsNotAHostPort) {
+  auto s = hostPort(8080, "10.0.1.10:80");
+  s.source = "local";  // the local API cannot make one
+  EXPECT_NE(why(validate(s, node())).find("CNI plugin only"), std::string::npos);
+  s = hostPort(8080, "10.0.1.10:80");
+  s.nodePort = 30080;
+  EXPECT_NE(why(validate(s, node())).find("no other frontend"), std::string::npos);
+  s = hostPort(8080, "10.0.1.10:80");
+  s.backends.push_back({ep("10.0.1.11:80"), BackendState::Active, {}});
+  EXPECT_NE(why(validate(s, node())).find("exactly one backend"), std::string::npos);
+  s = hostPort(8080, "10.0.1.10:80");
+  s.name = "hostport/default/web-0/sctp/8080";
+  EXPECT_NE(why(validate(s, node())).find("name must be"), std::string::npos);
+  EXPECT_FALSE(isHostPortName("hostport/default/web-0/tcp/0"));
+  EXPECT_FALSE(isHostPortName("hostport/default/web-0/tcp/080"));
+  EXPECT_FALSE(isHostPortName("default/web"));
+  EXPECT_TRUE(isHostPortName("hostport/kube-system/coredns-7b98449c4-x2x.a/udp/53"));
+}
+
+TEST(HostPortModel, ClashesWithANodePortOrAnotherHostPortAreConflicts) {
+  FrontendOwners owners;
+  auto np = clusterIpService("t/np", "10.43.0.20", 80, {"10.0.1.10:8080"});
+  np.nodePort = 30080;
+  addOwner(owners, np, node());
+  auto clash = hostPort(30080, "10.0.1.11:80");
+  auto st = checkConflicts(clash, node(), owners);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message().find("192.168.10.100:30080/TCP is already used by service t/np"), std::string::npos)
+      << st.error().message();
+  // The same number over UDP is another frontend.
+  EXPECT_TRUE(checkConflicts(hostPort(30080, "10.0.1.11:80", std::nullopt, Protocol::Udp), node(), owners));
+  auto a = hostPort(8080, "10.0.1.11:80");
+  addOwner(owners, a, node());
+  auto b = hostPort(8080, "10.0.1.12:80", ip("192.168.10.100"));
+  b.name = hostPortName("default", "web-1", Protocol::Tcp, 8080);
+  EXPECT_FALSE(checkConflicts(b, node(), owners));
+}
+
 TEST(ServiceModel, AcceptsAClusterIpServiceWithBackends) {
   EXPECT_TRUE(validate(clusterIpService("demo/echo", "10.43.0.20", 80, {"10.0.1.10:8080"}), node()));
 }
