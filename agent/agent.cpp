@@ -112,6 +112,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
   a->ctGc_->start();
   a->scheduleNodesPoll();
+  if (c.enableHubble) NP_TRY(a->startFlows());
   return a;
 }
 

@@ -30,6 +30,7 @@
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
 #include "endpoint/pod_network.h"
+#include "flows/flows.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
 
@@ -113,6 +114,10 @@ class Agent {
   std::string nodesText_;   // the nodes file as last applied
   std::string nodesError_;  // why the current file is not applied
   std::unique_ptr<endpoint::PodNetwork> pods_;
+  std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
+  boost::asio::steady_timer flowServicesTimer_{io_};
+  Status startFlows();          // agent_flows.cpp
+  void scheduleFlowServices();  // names flows' services (agent_flows.cpp)
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start

@@ -6,7 +6,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config git
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
-  libmnl-dev libssl-dev
+  libmnl-dev libssl-dev libcli11-dev
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev
   libboost-program-options1.81-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
@@ -38,3 +38,4 @@ fi
 # outside the checkout; a no-op when the pinned version is built already.
 source "$(dirname "${BASH_SOURCE[0]}")/lib/gotools.sh"
 np_go_tool cnitool >/dev/null
+np_go_tool hubble >/dev/null

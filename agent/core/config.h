@@ -61,6 +61,13 @@ struct Config {
   uint32_t lbReconcileIntervalSec = 60;  // lb-reconcile-interval: whole-map reconcile period (0 = off)
   std::string cniConfDir = "/etc/cni/net.d";  // cni-conf-dir: where 05-nodepath.conflist goes once ready
   std::string cniBinDir = "/opt/cni/bin";     // cni-bin-dir: where the runtime finds nodepath-cni
+  // Flows (agent/flows/).
+  bool enableHubble = true;                     // enable-hubble: flow events and the Hubble API
+  uint32_t hubbleEventBufferCapacity = 4095;    // hubble-event-buffer-capacity: flows kept
+  std::string hubbleListenAddress = ":4244";    // hubble-listen-address: TCP; empty = unix socket only
+  uint8_t monitorAggregation = 2;               // monitor-aggregation: none/low/medium/max (np_trace.h)
+  uint16_t monitorAggregationIntervalSec = 5;   // monitor-aggregation-interval
+  uint32_t eventsMapSize = 4u << 20;            // bpf-events-ring-size: bytes of np_events_v1
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;

@@ -173,6 +173,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.snatPortMax = dp->snatPorts_.max;
     hp.lb = lb;
     hp.lbMode = c.lbMode;
+    hp.trace = {c.enableHubble, c.monitorAggregation, c.monitorAggregationIntervalSec};
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));

@@ -52,6 +52,7 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.affinity = c.affinityMapMax;
   s.affinityMatch = c.lbMapMax;
   s.frag = c.fragMapMax;
+  s.events = c.eventsMapSize;
   return s;
 }
 
@@ -62,7 +63,7 @@ uint32_t MapSizes::of(const std::string& mapName) const {
       {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
       {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_FRAG), frag},
       {NP_STR(NP_MAP_AFFINITY), affinity}, {NP_STR(NP_MAP_AFFINITY_MATCH), affinityMatch},
-      {NP_STR(NP_MAP_MAGLEV), maglev},
+      {NP_STR(NP_MAP_MAGLEV), maglev},     {NP_STR(NP_MAP_EVENTS), events},
   };
   for (const auto& [name, size] : table)
     if (mapName == name) return size;
@@ -96,6 +97,13 @@ Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& size
 
 namespace {
 
+template <typename Rodata>
+void setTrace(Rodata* ro, const TraceParams& t) {
+  ro->np_trace_cfg.enabled = t.enabled ? 1 : 0;
+  ro->np_trace_cfg.aggregation = t.aggregation;
+  ro->np_trace_cfg.interval_s = t.intervalSec;
+}
+
 uint8_t toBpf(LbMode m) {
   switch (m) {
     case LbMode::Dsr: return NP_LB_MODE_DSR;
@@ -121,6 +129,7 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
   cfg.lb_mode = toBpf(p.lbMode);
+  setTrace(skel->rodata, p.trace);
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
   return prog;
@@ -153,6 +162,7 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, 
   cfg.lb_mode = toBpf(p.lbMode);
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  setTrace(skel->rodata, p.trace);
   int rc = xdp_bpf__load(skel);
   if (rc != 0) return sysError("load xdp.bpf.o for " + p.device, -rc);
   return prog;

@@ -70,6 +70,7 @@ void HostTest::SetUp() {
   p.nodeIp = Ipv4{kNodeIp};
   p.lb = lbParams();
   p.lbMode = lbMode_;
+  p.trace = traceParams();
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());
