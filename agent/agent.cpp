@@ -363,6 +363,7 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     NP_LOG_WARN("lb", "change refused by the kernel: %s", st.error().message().c_str());
     return st.error();
   }
+  publishFlowServices();  // flows of a new service are named from their first packet
   if (store_->compactionDue()) {
     const auto t0 = std::chrono::steady_clock::now();
     if (Status st = store_->compact(lb_->services()); !st)

@@ -116,8 +116,10 @@ class Agent {
   std::unique_ptr<endpoint::PodNetwork> pods_;
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
   boost::asio::steady_timer flowServicesTimer_{io_};
+  size_t flowServiceCount_ = SIZE_MAX;
   Status startFlows();          // agent_flows.cpp
-  void scheduleFlowServices();  // names flows' services (agent_flows.cpp)
+  void scheduleFlowServices();  // names flows' services (agent_flows.cpp), every second
+  void publishFlowServices();   // ...and now
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start

@@ -29,9 +29,22 @@ Status Agent::startFlows() {
   return {};
 }
 
+void Agent::publishFlowServices() {
+  if (!flows_) return;
+  auto names = flows::serviceNames(lb_->services(), lb_->applied().revNat);
+  if (names.size() != flowServiceCount_) {
+    NP_LOG_DEBUG("flows", "%zu service IDs named (of %zu reverse-NAT entries)", names.size(),
+                 lb_->applied().revNat.size());
+    flowServiceCount_ = names.size();
+  }
+  flows_->setServices(std::move(names));
+}
+
+// Besides every API change (publishFlowServices at the call site): the sources that change the
+// model without going through it (restore, reconcile) are picked up within a second.
 void Agent::scheduleFlowServices() {
   if (!flows_) return;
-  flows_->setServices(flows::serviceNames(lb_->services(), lb_->applied().revNat));
+  publishFlowServices();
   flowServicesTimer_.expires_after(std::chrono::seconds(1));
   flowServicesTimer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) scheduleFlowServices();

@@ -95,8 +95,10 @@ std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const Decod
   ip->set_destination(ip4(daddr));
   bool xlated = ev.flags & NP_EVENT_F_XLATED;
   bool reply = ev.flags & NP_EVENT_F_REPLY;
-  if (xlated && ev.orig_saddr != saddr) {
-    // Hubble: source is the address before SNAT, source_xlated after it.
+  // Hubble: source is the address before SNAT (with its port), source_xlated after it; the
+  // destination is the packet's as it left (after DNAT).
+  bool srcXlated = xlated && (ev.orig_saddr != saddr);
+  if (srcXlated) {
     ip->set_source(ip4(ev.orig_saddr));
     ip->set_source_xlated(ip4(saddr));
   }
@@ -119,12 +121,12 @@ std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const Decod
 
   if (firstFragment && proto == 6 && l4len >= 14) {
     auto* t = f.mutable_l4()->mutable_tcp();
-    t->set_source_port(be16(l4));
+    t->set_source_port(srcXlated ? ntohs(ev.orig_sport) : be16(l4));
     t->set_destination_port(be16(l4 + 2));
     setTcpFlags(t->mutable_flags(), l4[13]);
   } else if (firstFragment && proto == 17 && l4len >= 4) {
     auto* u = f.mutable_l4()->mutable_udp();
-    u->set_source_port(be16(l4));
+    u->set_source_port(srcXlated ? ntohs(ev.orig_sport) : be16(l4));
     u->set_destination_port(be16(l4 + 2));
   } else if (firstFragment && proto == 1 && l4len >= 2) {
     auto* i = f.mutable_l4()->mutable_icmpv4();

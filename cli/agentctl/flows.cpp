@@ -217,7 +217,8 @@ int runFlows(const std::vector<std::string>& args, const std::string& agentSocke
   auto reader = stub->GetFlows(&ctx, inv.request);
   observer::GetFlowsResponse r;
   google::protobuf::util::JsonPrintOptions jo;
-  jo.preserve_proto_field_names = inv.output == "jsonpb";
+  // Field names as in the .proto, as hubble observe -o json prints them.
+  jo.preserve_proto_field_names = true;
   while (reader->Read(&r)) {
     if (r.has_lost_events()) {
       err << "agentctl: " << r.lost_events().num_events_lost() << " flows lost (fell behind the ring)\n";

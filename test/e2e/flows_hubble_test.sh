@@ -45,7 +45,7 @@ check "agentctl flows: the SYN to the remote backend, SNAT'd, named after its se
   eventually 5 expect_flow_line \
   '^[A-Z][a-z]{2} [ 0-9]{2} [0-9:.]+: 192\.168\.10\.200:[0-9]+ \(as 192\.168\.10\.100\) -> 10\.0\.2\.10:8080 \(svc default/remote\) to-network FORWARDED \(TCP Flags: SYN\)$'
 check "agentctl flows: the reply comes back translated to the client" \
-  expect_flow_line '^.*: 10\.0\.2\.10:8080 -> 192\.168\.10\.200:[0-9]+ \(reply of svc default/remote\) to-network FORWARDED \(TCP Flags: SYN, ACK\)$'
+  expect_flow_line '^.*: 10\.0\.2\.10:8080 \(as 192\.168\.10\.100\) -> 192\.168\.10\.200:[0-9]+ \(reply of svc default/remote\) to-network FORWARDED \(TCP Flags: SYN, ACK\)$'
 check "agentctl flows --verdict DROPPED: the SYN to the empty service, with its reason" \
   expect_flow_line '^.*: 192\.168\.10\.200:[0-9]+ -> 192\.168\.10\.100:30090 from-network DROPPED \(SERVICE_BACKEND_NOT_FOUND\) \(TCP Flags: SYN\)$' \
   --verdict DROPPED
