@@ -19,9 +19,13 @@ std::string ip4(uint32_t be) {
 }
 
 std::string mac(const uint8_t* m) {
-  char buf[18];
-  snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-  return buf;
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string s(17, ':');
+  for (int i = 0; i < 6; i++) {
+    s[i * 3] = hex[m[i] >> 4];
+    s[i * 3 + 1] = hex[m[i] & 0xf];
+  }
+  return s;
 }
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
