@@ -61,7 +61,8 @@ struct np_ct_entry {
 	/* Flow events (lib/trace.h): kept here so aggregation costs no lookup of its own. Zero in an
 	 * entry written before they existed: that flow is reported once more, nothing else. */
 	__u8 trace_flags;  /* TCP flags already reported in this direction */
-	__u16 trace_time;  /* when it was last reported: seconds, low 16 bits; 0 never */
+	__u16 trace_time;  /* when it was last reported: CLOCK_MONOTONIC_COARSE >> 30 (~1.07 s), low
+			    * 16 bits; 0 never */
 	__u64 packets;     /* packets translated by this entry */
 	__u64 bytes;       /* bytes translated by this entry */
 };

@@ -97,7 +97,7 @@ enum np_trace_aggregation {
 struct np_trace_config {
 	__u8 enabled;       /* 0: no events at all (dead code) */
 	__u8 aggregation;   /* enum np_trace_aggregation */
-	__u16 interval_s;   /* report a known flow at least this often, seconds */
+	__u16 interval_s;   /* report a known flow at least this often, seconds (counted in 2^30 ns) */
 };
 NP_ASSERT_SIZE(struct np_trace_config, 4);
 

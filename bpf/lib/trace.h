@@ -111,7 +111,10 @@ static __always_inline bool np_trace_wanted(struct np_ct_entry *e, __u8 tcp_flag
 	mask = np_trace_cfg.aggregation == NP_TRACE_AGG_LOW ?
 		       0xff : (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST);
 	seen = e->trace_flags | (tcp_flags & mask);
-	now = (__u16)(bpf_ktime_get_ns() / NP_NSEC_PER_SEC);
+	/* The coarse clock conntrack uses, in units of 2^30 ns (1.07 s): no division, and the
+	 * cheaper clock, on the established path (datapath_bench --trace: ~+12 % per packet with
+	 * bpf_ktime_get_ns() and a division here). */
+	now = (__u16)(bpf_ktime_get_coarse_ns() >> 30);
 	if (!now)
 		now = 1;
 	last = e->trace_time;
