@@ -134,6 +134,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
   a->ctGc_->start();
   a->scheduleNodesPoll();
+  if (c.enableHubble) NP_TRY(a->startFlows());
   return a;
 }
 
@@ -514,6 +515,7 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     NP_LOG_WARN("lb", "change refused by the kernel: %s", st.error().message().c_str());
     return st.error();
   }
+  publishFlowServices();  // flows of a new service are named from their first packet
   if (store_->compactionDue()) {
     const auto t0 = std::chrono::steady_clock::now();
     if (Status st = store_->compact(lb_->services()); !st)

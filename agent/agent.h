@@ -31,6 +31,7 @@
 #include "datapath/datapath.h"
 #include "endpoint/pod_network.h"
 #include "k8s/watcher.h"
+#include "flows/flows.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
 
@@ -126,6 +127,12 @@ class Agent {
   std::unique_ptr<endpoint::PodNetwork> pods_;
   std::unique_ptr<k8s::ServiceWatcher> k8s_;  // with --k8s-api-server / --k8s-kubeconfig-path
   std::map<std::string, std::string> k8sRejected_;  // model name -> why the model refused it
+  std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
+  boost::asio::steady_timer flowServicesTimer_{io_};
+  size_t flowServiceCount_ = SIZE_MAX;
+  Status startFlows();          // agent_flows.cpp
+  void scheduleFlowServices();  // names flows' services (agent_flows.cpp), every second
+  void publishFlowServices();   // ...and now
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start

@@ -84,8 +84,12 @@ struct Options {
   int backends = 10;
 };
 
+// --trace: host.bpf.o loaded with flow events on (monitor aggregation medium, 5 s), to compare the
+// same cases with tracing off and on.
+bool gTrace = false;
+
 void usage() {
-  fputs("usage: datapath_bench [--runs N] [--repeat N] [--work-dir DIR] [--only TEXT]\n"
+  fputs("usage: datapath_bench [--runs N] [--repeat N] [--work-dir DIR] [--only TEXT] [--trace]\n"
         "       datapath_bench --snat-churn [--rounds N] [--flows N] [--backends N] [--work-dir DIR]\n"
         "  runs in a private network+mount namespace; needs root\n"
         "  --snat-churn: rounds of --flows new connections (full handshakes, never closed) to a NodePort\n"
@@ -109,6 +113,7 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--work-dir") o.workDir = next();
     else if (a == "--only") o.only = next();
     else if (a == "--snat-churn") o.snatChurn = true;
+    else if (a == "--trace") gTrace = true;
     else if (a == "--rounds") o.rounds = std::stoi(next());
     else if (a == "--flows") o.flows = static_cast<uint32_t>(std::stoul(next()));
     else if (a == "--backends") o.backends = std::stoi(next());
@@ -158,6 +163,7 @@ np::datapath::HostParams hostParams(int ifindex) {
   hp.device = "ens192";
   hp.ifindex = ifindex;
   hp.nodeIp = *np::Ipv4::parse(kNodeIp);
+  hp.trace = {gTrace, NP_TRACE_AGG_MEDIUM, NP_DEFAULT_TRACE_INTERVAL_S};
   return hp;
 }
 

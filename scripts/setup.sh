@@ -6,14 +6,14 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config git
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
-  libmnl-dev libssl-dev libyaml-cpp-dev
+  libmnl-dev libssl-dev libyaml-cpp-dev libcli11-dev
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev
   libboost-program-options1.81-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
   # tests and lab
   iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
-  nftables conntrack gnuplot-nox libcli11-dev  # the kube-proxy comparison (bench/compare)
+  nftables conntrack gnuplot-nox  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
 )
 
@@ -41,3 +41,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/gotools.sh"
 np_go_tool cnitool >/dev/null
 # the k8s tier: a real kube-apiserver + etcd (test/k8s/tools/)
 for t in etcd etcdctl kube-apiserver kubectl; do np_go_tool "$t" >/dev/null; done
+np_go_tool hubble >/dev/null

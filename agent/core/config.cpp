@@ -369,6 +369,54 @@ const std::vector<Key>& keys() {
        [](Config& c, const std::string& v) -> Status {
          if (v.empty() || v[0] != '/') return bad("k8s-kubeconfig-path", v, "is not an absolute path");
          c.k8sKubeconfig = v;
+          return {};
+        }},
+      {"enable-hubble", "flow events in the datapath, the flow store and the Hubble API (true/false)", true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("enable-hubble", v);
+         if (!b) return b.error();
+         c.enableHubble = *b;
+         return {};
+       }},
+      {"hubble-event-buffer-capacity", "flows kept in the agent's ring (2^n-1, like Cilium's)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("hubble-event-buffer-capacity", v, 1, 65535);
+         if (!n) return n.error();
+         if (((*n + 1) & *n) != 0) return bad("hubble-event-buffer-capacity", v, "is not one less than a power of two");
+         c.hubbleEventBufferCapacity = *n;
+         return {};
+       }},
+      {"hubble-listen-address", "TCP address of the Hubble API (host:port or :port; empty = unix socket only)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (!v.empty() && v.find(':') == std::string::npos)
+           return bad("hubble-listen-address", v, "is not host:port or :port");
+         c.hubbleListenAddress = v;
+         return {};
+       }},
+      {"monitor-aggregation", "flow events of established flows: none, low, medium, max", false,
+       [](Config& c, const std::string& v) -> Status {
+         static const char* names[] = {"none", "low", "medium", "max"};
+         for (uint8_t i = 0; i < 4; i++)
+           if (v == names[i]) {
+             c.monitorAggregation = i;
+             return {};
+           }
+         return bad("monitor-aggregation", v, "is not a level (none, low, medium, max)");
+       }},
+      {"monitor-aggregation-interval", "report an established flow at least this often (seconds or 5s)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto d = parseDuration("monitor-aggregation-interval", v, std::chrono::seconds(1), std::chrono::hours(1));
+         if (!d) return d.error();
+         c.monitorAggregationIntervalSec =
+             static_cast<uint16_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+         return {};
+       }},
+      {"bpf-events-ring-size", "bytes of the flow event ring buffer (a power of two, >= 4096)", false,
+       [](Config& c, const std::string& v) -> Status {
+         auto n = parseUint("bpf-events-ring-size", v, 4096, 1u << 30);
+         if (!n) return n.error();
+         if ((*n & (*n - 1)) != 0) return bad("bpf-events-ring-size", v, "is not a power of two");
+         c.eventsMapSize = *n;
          return {};
        }},
       {"log-level", "debug, info, warn, error", false,

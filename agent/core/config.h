@@ -71,6 +71,13 @@ struct Config {
   std::string k8sApiServer;   // k8s-api-server (https://host:port; default: the kubeconfig's)
   std::string k8sKubeconfig;  // k8s-kubeconfig-path (empty: in-cluster token and CA)
   bool k8sEnabled() const { return !k8sApiServer.empty() || !k8sKubeconfig.empty(); }
+  // Flows (agent/flows/).
+  bool enableHubble = true;                     // enable-hubble: flow events and the Hubble API
+  uint32_t hubbleEventBufferCapacity = 4095;    // hubble-event-buffer-capacity: flows kept
+  std::string hubbleListenAddress = ":4244";    // hubble-listen-address: TCP; empty = unix socket only
+  uint8_t monitorAggregation = 2;               // monitor-aggregation: none/low/medium/max (np_trace.h)
+  uint16_t monitorAggregationIntervalSec = 5;   // monitor-aggregation-interval
+  uint32_t eventsMapSize = 4u << 20;            // bpf-events-ring-size: bytes of np_events_v1
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;

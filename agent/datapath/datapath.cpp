@@ -193,6 +193,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.masqCidr = c.nativeRoutingCidr;
     hp.masqPortMin = dp->masqPorts_.min;
     hp.masqPortMax = dp->masqPorts_.max;
+    hp.trace = {c.enableHubble, c.monitorAggregation, c.monitorAggregationIntervalSec};
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));

@@ -55,6 +55,7 @@ MapSizes MapSizes::fromConfig(const Config& c) {
   s.affinity = c.affinityMapMax;
   s.affinityMatch = c.lbMapMax;
   s.frag = c.fragMapMax;
+  s.events = c.eventsMapSize;
   return s;
 }
 
@@ -65,7 +66,7 @@ uint32_t MapSizes::of(const std::string& mapName) const {
       {NP_STR(NP_MAP_CT), ct},             {NP_STR(NP_MAP_CT_EMBRYONIC), ctEmbryonic},
       {NP_STR(NP_MAP_NODES), nodes},       {NP_STR(NP_MAP_FRAG), frag},
       {NP_STR(NP_MAP_AFFINITY), affinity}, {NP_STR(NP_MAP_AFFINITY_MATCH), affinityMatch},
-      {NP_STR(NP_MAP_MAGLEV), maglev},
+      {NP_STR(NP_MAP_MAGLEV), maglev},     {NP_STR(NP_MAP_EVENTS), events},
   };
   for (const auto& [name, size] : table)
     if (mapName == name) return size;
@@ -98,6 +99,13 @@ Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& size
 }
 
 namespace {
+
+template <typename Rodata>
+void setTrace(Rodata* ro, const TraceParams& t) {
+  ro->np_trace_cfg.enabled = t.enabled ? 1 : 0;
+  ro->np_trace_cfg.aggregation = t.aggregation;
+  ro->np_trace_cfg.interval_s = t.intervalSec;
+}
 
 uint8_t toBpf(LbMode m) {
   switch (m) {
@@ -135,6 +143,7 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   cfg.lb_mode = toBpf(p.lbMode);
   setMasq(skel->rodata->np_masq_cfg, p);
   skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
+  setTrace(skel->rodata, p.trace);
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
   return prog;
@@ -168,6 +177,7 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, 
   cfg.lb_mode = toBpf(p.lbMode);
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  setTrace(skel->rodata, p.trace);
   int rc = xdp_bpf__load(skel);
   if (rc != 0) return sysError("load xdp.bpf.o for " + p.device, -rc);
   return prog;

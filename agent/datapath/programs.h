@@ -13,6 +13,7 @@
 #include "core/net.h"
 #include "core/result.h"
 #include "np_abi.h"
+#include "np_trace.h"
 
 struct host_bpf;
 struct sock_bpf;
@@ -38,6 +39,7 @@ struct MapSizes {
   uint32_t affinityMatch = NP_DEFAULT_LB_MAP_MAX;  // at most one per service slot
   uint32_t maglev = NP_DEFAULT_MAGLEV_MAX;
   uint32_t frag = NP_DEFAULT_FRAG_MAX;
+  uint32_t events = NP_DEFAULT_EVENTS_SIZE;  // bytes
 
   static MapSizes fromConfig(const Config& c);
   // The configured size of a map by its name (NP_MAP_*); 0 for a fixed-size map.
@@ -57,6 +59,13 @@ struct LbParams {
   uint32_t maglevTableSize = NP_DEFAULT_MAGLEV_TABLE_SIZE;
 };
 
+// Flow events (np_trace_config), the same for every packet program.
+struct TraceParams {
+  bool enabled = false;
+  uint8_t aggregation = 2;  // enum np_trace_aggregation
+  uint16_t intervalSec = 5;
+};
+
 struct HostParams {
   std::string device;
   int ifindex = 0;
@@ -71,6 +80,7 @@ struct HostParams {
   uint16_t masqPortMin = NP_DEFAULT_SNAT_PORT_MIN;  // host order
   uint16_t masqPortMax = NP_DEFAULT_SNAT_PORT_MAX;
   bool bpfHostRouting = false;   // deliver to local pods with bpf_redirect_peer (lib/pod.h)
+  TraceParams trace;
 };
 
 // One loaded instance of host.bpf.o, for one device.

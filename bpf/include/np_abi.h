@@ -35,6 +35,8 @@
 /* Per loaded xdp.bpf.o, unpinned (np_xdp.h). */
 #define NP_MAP_XDP_STATS  np_xdpstat_v1
 #define NP_MAP_XDP_CALLS  np_xdpcall_v1
+#define NP_MAP_EVENTS     np_events_v1
+#define NP_MAP_EVENT_STATS np_evstat_v1
 
 #define NP_STR_(x) #x
 #define NP_STR(x) NP_STR_(x)

@@ -68,12 +68,17 @@ struct np_ct_entry {
 	__u16 rev_nat_id;  /* service flows: the frontend */
 	__u16 flags;       /* enum np_ct_flags */
 	__u8 tcp_flags;    /* OR of TCP flags seen in this direction */
-	__u8 pad[3];
+	/* Flow events (lib/trace.h): kept here so aggregation costs no lookup of its own. Zero in an
+	 * entry written before they existed: that flow is reported once more, nothing else. */
+	__u8 trace_flags;  /* TCP flags already reported in this direction */
+	__u16 trace_time;  /* when it was last reported: CLOCK_MONOTONIC_COARSE >> 30 (~1.07 s), low
+			    * 16 bits; 0 never */
 	__u64 packets;     /* packets translated by this entry */
 	__u64 bytes;       /* bytes translated by this entry */
 };
 NP_ASSERT_SIZE(struct np_ct_entry, 48);
 NP_ASSERT_OFFSET(struct np_ct_entry, packets, 32);
+NP_ASSERT_OFFSET(struct np_ct_entry, trace_time, 30);
 
 /* How the two entries of a flow find each other: pure functions of the ABI, shared by the
  * datapath (lib/ct.h) and the agent's GC (agent/ct/), so both pair entries the same way. */

@@ -39,6 +39,7 @@
 #include "lib/nat.h"
 #include "lib/parse.h"
 #include "lib/scratch.h"
+#include "lib/trace.h"
 #include "np_config.h"
 #include "np_ct.h"
 #include "np_drop.h"
@@ -83,6 +84,9 @@ static __always_inline int np_nodeport_forward_routed(np_ctx_t *ctx, struct np_p
 	bool redirect = e->flags & NP_CT_F_REDIRECT;
 	__be32 fe_addr = p->daddr;
 	__be16 fe_port = p->dport;
+	struct np_trace_orig orig = {
+		.saddr = p->saddr, .daddr = p->daddr, .sport = p->sport, .dport = p->dport,
+	};
 	struct bpf_fib_lookup route;
 	int ret;
 
@@ -110,6 +114,11 @@ static __always_inline int np_nodeport_forward_routed(np_ctx_t *ctx, struct np_p
 		ret = NP_CTX_PASS;
 	}
 	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
+	/* The entry is the flow's own (map value, or the new flow's copy): aggregation state lives
+	 * there. */
+	np_trace_xlate(ctx, (struct np_ct_entry *)e, &orig,
+		       redirect || dir == NP_METRIC_EGRESS ? NP_TRACE_TO_NETWORK : NP_TRACE_TO_STACK,
+		       p->tcp_flags);
 	return ret;
 }
 

@@ -1,4 +1,5 @@
 #include "commands.h"
+#include "flows.h"
 
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
@@ -301,6 +302,24 @@ std::string socketError(const std::string& path) {
 
 int agentctlMain(const std::vector<std::string>& args, std::string_view envSocket,
                  std::ostream& out, std::ostream& err) {
+  // `flows` has its own parser (CLI11) and talks to the Hubble API, not the agent API.
+  {
+    std::string sock = envSocket.empty() ? std::string(kDefaultSocket) : std::string(envSocket);
+    std::vector<std::string> rest;
+    bool isFlows = false;
+    for (size_t i = 0; i < args.size(); i++) {
+      if (args[i] == "--socket" && i + 1 < args.size()) {
+        sock = args[++i];
+      } else if (args[i].rfind("--socket=", 0) == 0) {
+        sock = args[i].substr(9);
+      } else if (!isFlows && rest.empty() && args[i] == "flows") {
+        isFlows = true;
+      } else {
+        rest.push_back(args[i]);
+      }
+    }
+    if (isFlows) return runFlows(rest, sock, out, err);
+  }
   ParseOutcome parsed = parseArgs(args, envSocket);
   if (!parsed.ok()) {
     err << "agentctl: " << parsed.error << "\nRun 'agentctl --help' for usage.\n";

@@ -19,16 +19,20 @@ _NP_GOTOOLS_LOADED=1
 NP_GOTOOLS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # tool -> main package, module whose version keys the cache
-declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool
+declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool [hubble]=./hubble
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
-declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni
+declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni [hubble]=github.com/cilium/cilium
   [kube-apiserver]=k8s.io/kubernetes [kubectl]=k8s.io/kubernetes
   [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
 # tool -> pinned module dir (relative to the repo) when it is not test/tools/go/<tool>: the k8s
 # tier's tools share one module per upstream repository (test/k8s/tools/).
 declare -A NP_GO_TOOL_SRC=([kube-apiserver]=test/k8s/tools/kube [kubectl]=test/k8s/tools/kube
   [etcd]=test/k8s/tools/etcd [etcdctl]=test/k8s/tools/etcd)
+# Tools whose module cannot be built as a dependency (replace lines in its go.mod): the module is
+# downloaded (checked against the pin's go.sum), copied out of the module cache and the package
+# (relative to the module root) is built there with -mod=mod.
+declare -A NP_GO_TOOL_INMOD=([hubble]=1)
 
 np__go_tool_src() { # <tool>: the pinned module's directory
   printf '%s/%s\n' "$NP_GOTOOLS_REPO" "${NP_GO_TOOL_SRC[$1]:-test/tools/go/$1}"
@@ -44,6 +48,21 @@ np__go_tool_dir() { # <tool>: the cache dir for the pinned version
   printf '%s/%s-%s-%s\n' "${NP_TOOLS_CACHE:-/var/cache/nodepath/tools}" "$tool" "$ver" "$sum"
 }
 
+np__go_build_in_module() { # <tool> <dir> <src>: build inside a copy of the pinned module
+  local tool=$1 dir=$2 src=$3 mod=${NP_GO_TOOL_MOD[$1]} ver moddir work rc
+  ver=$(basename "$dir" | sed -E "s/^$tool-(.*)-[0-9a-f]{12}\$/\1/")
+  moddir=$(cd "$src" && GOFLAGS="-mod=readonly" GOMODCACHE="$dir/../gomod" GOCACHE="$dir/../gobuild" GOTOOLCHAIN=local \
+    go mod download -json "$mod@$ver" | awk -F'"' '$2 == "Dir" { print $4 }') || return 1
+  [[ -d $moddir ]] || { echo "gotools: no module dir for $mod@$ver" >&2; return 1; }
+  work=$(mktemp -d "$dir/../build-$tool.XXXXXX") || return 1
+  cp -r "$moddir/." "$work/" && chmod -R u+w "$work"
+  (cd "$work" && GOFLAGS="-mod=mod -buildvcs=false" GOMODCACHE="$dir/../gomod" GOCACHE="$dir/../gobuild" \
+    GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -o "$dir/$tool.tmp.$$" "${NP_GO_TOOL_PKG[$tool]}") >&2
+  rc=$?
+  rm -rf "$work"
+  return $rc
+}
+
 # np_go_tool <tool>: path of the built tool (builds it when missing).
 np_go_tool() {
   local tool=${1:-} dir src
@@ -57,7 +76,13 @@ np_go_tool() {
   src=$(np__go_tool_src "$tool")
   mkdir -p "$dir" || return 1
   echo "gotools: building $tool into $dir" >&2
-  if ! (cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" GOMODCACHE="$dir/../gomod" GOCACHE="$dir/../gobuild" \
+  if [[ -n ${NP_GO_TOOL_INMOD[$tool]:-} ]]; then
+    if ! np__go_build_in_module "$tool" "$dir" "$src"; then
+      rm -f "$dir/$tool.tmp.$$"
+      echo "gotools: building $tool failed" >&2
+      return 1
+    fi
+  elif ! (cd "$src" && GOFLAGS="-mod=readonly -buildvcs=false" GOMODCACHE="$dir/../gomod" GOCACHE="$dir/../gobuild" \
     GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/$tool.tmp.$$" "${NP_GO_TOOL_PKG[$tool]}") >&2; then
     rm -f "$dir/$tool.tmp.$$"
     echo "gotools: building $tool failed" >&2

@@ -76,6 +76,7 @@ void HostTest::SetUp() {
     p.masqPortMax = masqPortMax_;
   }
   p.bpfHostRouting = bpfHostRouting_;
+  p.trace = traceParams();
   auto prog = datapath::HostProgram::load(pinDir_, sizes_, p);
   ASSERT_TRUE(prog.ok()) << prog.error().message();
   prog_ = std::move(prog.value());

@@ -111,6 +111,8 @@ class HostTest : public ::testing::Test {
   int mapFd(const std::string& name) const { return prog_->mapFd(name); }
   // Backend selection the program is loaded with (np_lb_config); a fixture may override it.
   virtual datapath::LbParams lbParams() const { return {}; }
+  // Flow events the program is loaded with (off unless a fixture turns them on).
+  virtual datapath::TraceParams traceParams() const { return {}; }
   const datapath::MapSizes& mapSizes() const { return sizes_; }
 
   // The bpf-lb-mode the program is loaded with; a derived fixture sets it in its constructor.

@@ -1,0 +1,54 @@
+// The agent's side of the flows subsystem (agent/flows/): started after the datapath (it reads
+// the pinned event ring buffer), and told which service each rev-NAT ID names.
+#include "agent.h"
+#include "core/log.h"
+#include "flows/services.h"
+
+#ifndef NP_VERSION
+#define NP_VERSION "0.0.0"
+#endif
+
+namespace np {
+
+Status Agent::startFlows() {
+  flows::FlowsConfig fc;
+  fc.pinDir = datapath_->pinDir();
+  fc.runDir = config_.runDir;
+  fc.listenAddress = config_.hubbleListenAddress;
+  fc.nodeName = config_.nodeName;
+  std::string port = ":4244";
+  if (auto colon = config_.hubbleListenAddress.rfind(':'); colon != std::string::npos)
+    port = config_.hubbleListenAddress.substr(colon);
+  fc.nodeAddress = datapath_->nodeIp().str() + port;
+  fc.version = std::string("nodepath ") + NP_VERSION;
+  fc.capacity = config_.hubbleEventBufferCapacity;
+  auto f = flows::Flows::start(fc);
+  if (!f) return f.error();
+  flows_ = std::move(*f);
+  scheduleFlowServices();
+  return {};
+}
+
+void Agent::publishFlowServices() {
+  if (!flows_) return;
+  auto names = flows::serviceNames(lb_->services(), lb_->applied().revNat);
+  if (names.size() != flowServiceCount_) {
+    NP_LOG_DEBUG("flows", "%zu service IDs named (of %zu reverse-NAT entries)", names.size(),
+                 lb_->applied().revNat.size());
+    flowServiceCount_ = names.size();
+  }
+  flows_->setServices(std::move(names));
+}
+
+// Besides every API change (publishFlowServices at the call site): the sources that change the
+// model without going through it (restore, reconcile) are picked up within a second.
+void Agent::scheduleFlowServices() {
+  if (!flows_) return;
+  publishFlowServices();
+  flowServicesTimer_.expires_after(std::chrono::seconds(1));
+  flowServicesTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) scheduleFlowServices();
+  });
+}
+
+}  // namespace np

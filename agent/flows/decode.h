@@ -1,0 +1,40 @@
+// Decoding the datapath's flow events (bpf/include/np_trace.h) into Hubble flows. Pure: no kernel,
+// no threads; the enrichment the agent knows (node name, services by rev-NAT ID) comes in as
+// data.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "flow/flow.pb.h"
+
+namespace np::flows {
+
+struct ServiceName {
+  std::string name;
+  std::string ns;
+};
+
+struct DecodeContext {
+  std::string nodeName;
+  int64_t monoToRealtimeNs = 0;  // add to bpf_ktime_get_ns() for wall-clock time
+  // Service of a rev-NAT ID, if known. May be empty.
+  std::function<std::optional<ServiceName>(uint16_t)> service;
+  // Device name of an ifindex, if known. May be empty.
+  std::function<std::string(uint32_t)> ifname;
+};
+
+// One ring-buffer record (size bytes) into a flow. nullopt: not an event of ours (short, or a
+// snippet without IPv4); the caller counts it.
+std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const DecodeContext& ctx);
+
+// "10.0.1.5:8080" style endpoint text of one side, for tables.
+std::string flowSummary(const flow::Flow& f);
+
+// CLOCK_REALTIME - CLOCK_MONOTONIC now, in ns.
+int64_t monoToRealtimeOffsetNs();
+
+}  // namespace np::flows

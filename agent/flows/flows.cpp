@@ -1,0 +1,107 @@
+#include "flows/flows.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "core/log.h"
+#include "flows/hubble_server.h"
+#include "np_abi.h"
+#include "np_trace.h"
+
+namespace np::flows {
+
+Flows::Flows(const FlowsConfig& cfg) : cfg_(cfg), store_(cfg.capacity) {}
+
+Result<std::unique_ptr<Flows>> Flows::start(const FlowsConfig& cfg) {
+  std::unique_ptr<Flows> f(new Flows(cfg));
+  std::string evPin = cfg.pinDir + "/" NP_STR(NP_MAP_EVENTS);
+  f->eventsFd_ = bpf_obj_get(evPin.c_str());
+  if (f->eventsFd_ < 0) return sysError("open " + evPin);
+  std::string stPin = cfg.pinDir + "/" NP_STR(NP_MAP_EVENT_STATS);
+  f->statsFd_ = bpf_obj_get(stPin.c_str());  // counters only: missing is not fatal
+  f->rb_ = ring_buffer__new(f->eventsFd_, &Flows::onEvent, f.get(), nullptr);
+  if (!f->rb_) return sysError("ring buffer on " + evPin);
+  f->decodeCtx_.nodeName = cfg.nodeName;
+  f->decodeCtx_.monoToRealtimeNs = monoToRealtimeOffsetNs();
+  Flows* self = f.get();
+  f->decodeCtx_.service = [self](uint16_t id) -> std::optional<ServiceName> {
+    std::lock_guard<std::mutex> l(self->svcMu_);
+    auto it = self->services_.find(id);
+    if (it == self->services_.end()) return std::nullopt;
+    return it->second;
+  };
+  f->decodeCtx_.ifname = [](uint32_t ifindex) {
+    char buf[IF_NAMESIZE] = {};
+    return std::string(if_indextoname(ifindex, buf) ? buf : "");
+  };
+  auto srv = HubbleServer::start(*f);
+  if (!srv) return srv.error();
+  f->server_ = std::move(*srv);
+  f->reader_ = std::thread([self] { self->run(); });
+  NP_LOG_INFO("flows", "flow events from %s, %zu flows kept, Hubble API on %s/hubble.sock%s%s", evPin.c_str(),
+              cfg.capacity, cfg.runDir.c_str(), cfg.listenAddress.empty() ? "" : " and ",
+              cfg.listenAddress.c_str());
+  return f;
+}
+
+Flows::~Flows() {
+  stop_ = true;
+  if (reader_.joinable()) reader_.join();
+  store_.close();
+  server_.reset();
+  if (rb_) ring_buffer__free(rb_);
+  if (eventsFd_ >= 0) close(eventsFd_);
+  if (statsFd_ >= 0) close(statsFd_);
+}
+
+int Flows::onEvent(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<Flows*>(ctx);
+  self->received_++;
+  auto f = decodeEvent(data, size, self->decodeCtx_);
+  if (!f) {
+    self->undecodable_++;
+    return 0;
+  }
+  self->store_.push(std::move(*f));
+  return 0;
+}
+
+void Flows::run() {
+  while (!stop_) {
+    int rc = ring_buffer__poll(rb_, 100);
+    if (rc < 0 && rc != -EINTR) {
+      NP_LOG_WARN("flows", "ring buffer poll: %s", strerror(-rc));
+      usleep(100000);
+    }
+  }
+}
+
+void Flows::setServices(std::map<uint16_t, ServiceName> services) {
+  std::lock_guard<std::mutex> l(svcMu_);
+  services_ = std::move(services);
+}
+
+FlowCounters Flows::counters() const {
+  FlowCounters c;
+  c.received = received_;
+  c.undecodable = undecodable_;
+  if (statsFd_ >= 0) {
+    int n = libbpf_num_possible_cpus();
+    if (n > 0) {
+      std::vector<np_trace_stat> v(static_cast<size_t>(n));
+      uint32_t zero = 0;
+      if (bpf_map_lookup_elem(statsFd_, &zero, v.data()) == 0)
+        for (const auto& s : v) {
+          c.datapathEmitted += s.emitted;
+          c.datapathLost += s.lost;
+        }
+    }
+  }
+  return c;
+}
+
+}  // namespace np::flows

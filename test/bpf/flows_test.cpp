@@ -1,0 +1,161 @@
+// Flow events (bpf/lib/trace.h) from host.bpf.c under BPF_PROG_TEST_RUN: the events a translated
+// and a dropped packet leave in np_events_v1, read back and decoded the way the agent does
+// (agent/flows/decode.cpp), and the conntrack-held aggregation of established flows.
+#include <bpf/libbpf.h>
+
+#include <vector>
+
+#include "flows.h"
+#include "flows/decode.h"
+#include "np_trace.h"
+
+namespace np::bpftest {
+namespace {
+
+class FlowsTest : public HostTest {
+ protected:
+  datapath::TraceParams traceParams() const override { return {true, NP_TRACE_AGG_MEDIUM, 5}; }
+
+  // Every event written since the last call, raw.
+  std::vector<np_trace_event> drain() {
+    std::vector<np_trace_event> out;
+    ring_buffer* rb = ring_buffer__new(
+        mapFd(NP_STR(NP_MAP_EVENTS)),
+        [](void* ctx, void* data, size_t size) -> int {
+          np_trace_event ev{};
+          std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
+          static_cast<std::vector<np_trace_event>*>(ctx)->push_back(ev);
+          return 0;
+        },
+        &out, nullptr);
+    EXPECT_NE(rb, nullptr);
+    if (rb) {
+      ring_buffer__consume(rb);
+      ring_buffer__free(rb);
+    }
+    return out;
+  }
+
+  flow::Flow decode(const np_trace_event& ev) {
+    flows::DecodeContext ctx;
+    ctx.nodeName = "node-1";
+    ctx.service = [](uint16_t id) -> std::optional<flows::ServiceName> {
+      if (id == kRevNat) return flows::ServiceName{"web", "default"};
+      return std::nullopt;
+    };
+    auto f = flows::decodeEvent(&ev, sizeof ev, ctx);
+    EXPECT_TRUE(f.has_value());
+    return f ? *f : flow::Flow{};
+  }
+};
+
+TEST_F(FlowsTest, FlowsEventForTranslatedSynHasBothTuplesAndService) {
+  addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  drain();
+
+  RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
+  ASSERT_EQ(r.verdict, TC_ACT_OK);
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 1u);
+  const np_trace_event& ev = evs[0];
+  EXPECT_EQ(ev.type, NP_EVENT_TRACE);
+  EXPECT_EQ(ev.point, NP_TRACE_TO_STACK);
+  EXPECT_EQ(ev.verdict, NP_VERDICT_FORWARDED);
+  EXPECT_EQ(ev.reason, 0);
+  EXPECT_EQ(ev.rev_nat_id, kRevNat);
+  EXPECT_EQ(ev.tcp_flags, kTcpSyn);
+  EXPECT_EQ(ev.flags, NP_EVENT_F_XLATED);
+  EXPECT_EQ(ev.ifindex, static_cast<uint32_t>(env().ens192Ifindex));
+  EXPECT_EQ(ev.len, r.out.size());
+  EXPECT_EQ(ev.orig_saddr, kClientIp);
+  EXPECT_EQ(ev.orig_daddr, kNodeIp);
+  EXPECT_EQ(ntohs(ev.orig_sport), kClientPort);
+  EXPECT_EQ(ntohs(ev.orig_dport), kNodePort);
+  // The snippet is the packet as it left: translated to the pod.
+  ASSERT_GE(ev.cap_len, 54);
+  EXPECT_EQ(0, std::memcmp(ev.data, r.out.data(), ev.cap_len));
+
+  flow::Flow f = decode(ev);
+  EXPECT_EQ(f.verdict(), flow::FORWARDED);
+  EXPECT_EQ(f.trace_observation_point(), flow::TO_STACK);
+  EXPECT_EQ(f.ip().source(), "192.168.10.200");
+  EXPECT_EQ(f.ip().destination(), Ipv4{kLocalPodA}.str());
+  EXPECT_EQ(f.l4().tcp().source_port(), kClientPort);
+  EXPECT_EQ(f.l4().tcp().destination_port(), kBackendPort);
+  EXPECT_TRUE(f.l4().tcp().flags().syn());
+  EXPECT_EQ(f.destination_service().name(), "web");
+  EXPECT_EQ(f.destination_service().namespace_(), "default");
+  EXPECT_FALSE(f.is_reply().value());
+  EXPECT_EQ(f.node_name(), "node-1");
+}
+
+TEST_F(FlowsTest, FlowsEventForSnatedRemoteBackendShowsSourceXlated) {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  drain();
+
+  RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
+  ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].point, NP_TRACE_TO_NETWORK);
+  flow::Flow f = decode(evs[0]);
+  EXPECT_EQ(f.ip().source(), "192.168.10.200");
+  EXPECT_EQ(f.ip().source_xlated(), Ipv4{kNodeIp}.str());
+  EXPECT_EQ(f.ip().destination(), Ipv4{kRemotePodA}.str());
+  EXPECT_EQ(f.trace_observation_point(), flow::TO_NETWORK);
+}
+
+TEST_F(FlowsTest, FlowsEventForDropCarriesReason) {
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {});  // no backend
+  drain();
+
+  RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
+  ASSERT_EQ(r.verdict, TC_ACT_SHOT);
+  auto evs = drain();
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].type, NP_EVENT_DROP);
+  EXPECT_EQ(evs[0].verdict, NP_VERDICT_DROPPED);
+  EXPECT_EQ(evs[0].reason, NP_DROP_NO_SERVICE_BACKEND);
+  EXPECT_EQ(evs[0].point, NP_TRACE_FROM_NETWORK);
+  flow::Flow f = decode(evs[0]);
+  EXPECT_EQ(f.verdict(), flow::DROPPED);
+  EXPECT_EQ(f.drop_reason_desc(), flow::SERVICE_BACKEND_NOT_FOUND);
+  EXPECT_EQ(f.ip().destination(), Ipv4{kNodeIp}.str());
+  EXPECT_EQ(f.l4().tcp().destination_port(), kNodePort);
+}
+
+TEST_F(FlowsTest, FlowsAggregationSuppressesRepeatsAndReportsFlagChange) {
+  addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);  // confirms
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck | kTcpPsh).build()).verdict, TC_ACT_OK);
+  auto opening = drain();
+  EXPECT_GE(opening.size(), 2u) << "the SYN and the reply's SYN-ACK are reported";
+
+  for (int i = 0; i < 20; i++)
+    ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck | kTcpPsh).build()).verdict, TC_ACT_OK);
+  EXPECT_EQ(drain().size(), 0u) << "repeats of an established flow within the interval are aggregated";
+
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpFin | kTcpAck).build()).verdict, TC_ACT_OK);
+  auto fin = drain();
+  ASSERT_EQ(fin.size(), 1u) << "a FIN is a flag change: reported";
+  EXPECT_EQ(fin[0].tcp_flags, kTcpFin | kTcpAck);
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpFin | kTcpAck).build()).verdict, TC_ACT_OK);
+  EXPECT_EQ(drain().size(), 0u) << "a FIN already reported is not reported again";
+
+  // The interval: as if it passed (the entry's record of the last report moved back).
+  auto key = clientKey(kClientPort);
+  auto e = ctMain(key);
+  ASSERT_TRUE(e);
+  e->trace_time = static_cast<uint16_t>(e->trace_time - 10);
+  ASSERT_TRUE(ctMainMap().update(key, *e).ok());
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  EXPECT_EQ(drain().size(), 1u) << "an established flow is reported again once the interval passed";
+}
+
+}  // namespace
+}  // namespace np::bpftest

@@ -1,0 +1,310 @@
+// Flows, pure parts: the BPF enums (np_trace.h, np_drop.h) agree with our Hubble flow.proto, the
+// decoder turns an event into the flow a Hubble client expects, the store keeps the last N, the
+// filters select as hubble observe's flags mean, and GetFlows honours number/first/follow/since.
+#include <gtest/gtest.h>
+
+#include <google/protobuf/util/time_util.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "flow/flow.pb.h"
+#include "flows.h"  // agentctl
+#include "flows/decode.h"
+#include "flows/filter.h"
+#include "flows/hubble_server.h"
+#include "flows/services.h"
+#include "flows/store.h"
+#include "np_drop.h"
+#include "np_trace.h"
+
+namespace np::flows {
+namespace {
+
+TEST(FlowsProto, DropReasonsTracePointsAndVerdictsMatchFlowProto) {
+#define CHECK_DROP_(sym, num, hubble, desc)                                                    \
+  {                                                                                             \
+    const auto* v = flow::DropReason_descriptor()->FindValueByNumber(num);                      \
+    ASSERT_NE(v, nullptr) << "flow.proto has no DropReason " << num << " (NP_DROP_" #sym ")"; \
+    EXPECT_EQ(v->name(), hubble) << "NP_DROP_" #sym;                                          \
+  }
+  NP_DROP_REASONS(CHECK_DROP_)
+#undef CHECK_DROP_
+#define CHECK_POINT_(sym, num, hubble)                                                \
+  {                                                                                    \
+    const auto* v = flow::TraceObservationPoint_descriptor()->FindValueByNumber(num);  \
+    ASSERT_NE(v, nullptr) << "NP_TRACE_" #sym;                                        \
+    EXPECT_EQ(v->name(), hubble) << "NP_TRACE_" #sym;                                 \
+  }
+  NP_TRACE_POINTS(CHECK_POINT_)
+#undef CHECK_POINT_
+#define CHECK_VERDICT_(sym, num, hubble)                                    \
+  {                                                                          \
+    const auto* v = flow::Verdict_descriptor()->FindValueByNumber(num);      \
+    ASSERT_NE(v, nullptr) << "NP_VERDICT_" #sym;                            \
+    EXPECT_EQ(v->name(), hubble) << "NP_VERDICT_" #sym;                     \
+  }
+  NP_VERDICTS(CHECK_VERDICT_)
+#undef CHECK_VERDICT_
+  // Field numbers the hubble CLI reads, as in Hubble's flow.proto.
+  const auto* d = flow::Flow::descriptor();
+  EXPECT_EQ(d->FindFieldByName("verdict")->number(), 2);
+  EXPECT_EQ(d->FindFieldByName("drop_reason_desc")->number(), 25);
+  EXPECT_EQ(d->FindFieldByName("trace_observation_point")->number(), 24);
+  EXPECT_EQ(d->FindFieldByName("is_reply")->number(), 26);
+  EXPECT_EQ(d->FindFieldByName("destination_service")->number(), 21);
+}
+
+// A TCP SYN client -> pod, as tc left it after DNAT from 192.168.10.100:30080.
+np_trace_event synEvent() {
+  np_trace_event ev{};
+  ev.ktime = 5'000'000'000ULL;
+  ev.type = NP_EVENT_TRACE;
+  ev.point = NP_TRACE_TO_STACK;
+  ev.verdict = NP_VERDICT_FORWARDED;
+  ev.ifindex = 3;
+  ev.rev_nat_id = 7;
+  ev.tcp_flags = 0x02;
+  ev.flags = NP_EVENT_F_XLATED;
+  ev.orig_saddr = htonl(0xc0a80ac8);  // 192.168.10.200
+  ev.orig_daddr = htonl(0xc0a80a64);  // 192.168.10.100
+  ev.orig_sport = htons(40000);
+  ev.orig_dport = htons(30080);
+  uint8_t pkt[54] = {};
+  const uint8_t dmac[6] = {2, 0, 0, 0, 0, 1}, smac[6] = {2, 0, 0, 0, 0, 2};
+  std::memcpy(pkt, dmac, 6);
+  std::memcpy(pkt + 6, smac, 6);
+  pkt[12] = 0x08;
+  uint8_t* ip = pkt + 14;
+  ip[0] = 0x45;
+  ip[3] = 40;
+  ip[8] = 64;
+  ip[9] = 6;
+  const uint8_t src[4] = {192, 168, 10, 200}, dst[4] = {10, 0, 1, 10};
+  std::memcpy(ip + 12, src, 4);
+  std::memcpy(ip + 16, dst, 4);
+  uint8_t* tcp = ip + 20;
+  tcp[0] = 40000 >> 8;
+  tcp[1] = 40000 & 0xff;
+  tcp[2] = 8080 >> 8;
+  tcp[3] = 8080 & 0xff;
+  tcp[12] = 0x50;
+  tcp[13] = 0x02;
+  std::memcpy(ev.data, pkt, sizeof pkt);
+  ev.cap_len = sizeof pkt;
+  ev.len = sizeof pkt;
+  return ev;
+}
+
+TEST(FlowsDecode, TranslatedSynBecomesHubbleFlow) {
+  np_trace_event ev = synEvent();
+  DecodeContext ctx;
+  ctx.nodeName = "node-1";
+  ctx.monoToRealtimeNs = 1'700'000'000LL * 1'000'000'000LL;
+  ctx.service = [](uint16_t id) -> std::optional<ServiceName> {
+    if (id == 7) return ServiceName{"web", "default"};
+    return std::nullopt;
+  };
+  auto f = decodeEvent(&ev, sizeof ev, ctx);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->time().seconds(), 1'700'000'005);
+  EXPECT_EQ(f->verdict(), flow::FORWARDED);
+  EXPECT_EQ(f->type(), flow::L3_L4);
+  EXPECT_EQ(f->event_type().type(), 4);
+  EXPECT_EQ(f->trace_observation_point(), flow::TO_STACK);
+  EXPECT_EQ(f->ip().source(), "192.168.10.200");
+  EXPECT_EQ(f->ip().destination(), "10.0.1.10");
+  EXPECT_EQ(f->ip().source_xlated(), "");  // DNAT only
+  EXPECT_EQ(f->l4().tcp().source_port(), 40000u);
+  EXPECT_EQ(f->l4().tcp().destination_port(), 8080u);
+  EXPECT_TRUE(f->l4().tcp().flags().syn());
+  EXPECT_FALSE(f->l4().tcp().flags().ack());
+  EXPECT_EQ(f->destination_service().name(), "web");
+  EXPECT_EQ(f->destination_service().namespace_(), "default");
+  EXPECT_EQ(f->ethernet().source(), "02:00:00:00:00:02");
+  EXPECT_EQ(f->node_name(), "node-1");
+  EXPECT_EQ(f->interface().index(), 3u);
+  EXPECT_FALSE(f->is_reply().value());
+}
+
+TEST(FlowsDecode, DropCarriesReasonAndShortOrForeignRecordsAreRefused) {
+  np_trace_event ev = synEvent();
+  ev.type = NP_EVENT_DROP;
+  ev.verdict = NP_VERDICT_DROPPED;
+  ev.reason = NP_DROP_NO_SERVICE_BACKEND;
+  ev.flags = 0;
+  ev.point = NP_TRACE_FROM_NETWORK;
+  auto f = decodeEvent(&ev, sizeof ev, {});
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->verdict(), flow::DROPPED);
+  EXPECT_EQ(f->drop_reason_desc(), flow::SERVICE_BACKEND_NOT_FOUND);
+  EXPECT_EQ(f->drop_reason(), 158u);
+  EXPECT_EQ(f->traffic_direction(), flow::INGRESS);
+
+  EXPECT_FALSE(decodeEvent(&ev, 10, {}));  // shorter than the header
+  np_trace_event arp = synEvent();
+  arp.data[12] = 0x08;
+  arp.data[13] = 0x06;
+  EXPECT_FALSE(decodeEvent(&arp, sizeof arp, {}));
+  np_trace_event bad = synEvent();
+  bad.cap_len = 200;  // more than the snippet holds
+  EXPECT_FALSE(decodeEvent(&bad, sizeof bad, {}));
+}
+
+flow::Flow mkFlow(const std::string& src, const std::string& dst, uint32_t dport, flow::Verdict v, int64_t sec = 0) {
+  flow::Flow f;
+  f.mutable_ip()->set_source(src);
+  f.mutable_ip()->set_destination(dst);
+  f.mutable_l4()->mutable_tcp()->set_source_port(40000);
+  f.mutable_l4()->mutable_tcp()->set_destination_port(dport);
+  f.set_verdict(v);
+  f.mutable_time()->set_seconds(sec);
+  return f;
+}
+
+TEST(FlowsStore, KeepsTheLastCapacityFlows) {
+  FlowStore s(3);
+  for (int i = 0; i < 5; i++) s.push(mkFlow("1.1.1.1", "2.2.2.2", 80 + i, flow::FORWARDED));
+  auto st = s.stats();
+  EXPECT_EQ(st.seen, 5u);
+  EXPECT_EQ(st.num, 3u);
+  std::vector<std::pair<uint64_t, flow::Flow>> out;
+  EXPECT_EQ(s.read(0, out), 5u);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].first, 2u);
+  EXPECT_EQ(out[0].second.l4().tcp().destination_port(), 82u);
+}
+
+TEST(FlowsFilter, IpPortProtocolVerdictAndBlacklist) {
+  flow::Flow f = mkFlow("192.168.10.200", "10.0.1.10", 8080, flow::FORWARDED);
+  flow::FlowFilter ff;
+  ff.add_source_ip("192.168.10.0/24");
+  EXPECT_TRUE(matches(ff, f));
+  ff.add_destination_port("8080");
+  EXPECT_TRUE(matches(ff, f));
+  ff.add_verdict(flow::DROPPED);
+  EXPECT_FALSE(matches(ff, f));
+  flow::FlowFilter p;
+  p.add_protocol("udp");
+  EXPECT_FALSE(matches(p, f));
+  p.add_protocol("TCP");
+  EXPECT_TRUE(matches(p, f));
+  google::protobuf::RepeatedPtrField<flow::FlowFilter> wl, bl;
+  EXPECT_TRUE(allowed(wl, bl, f));
+  bl.Add()->add_destination_ip("10.0.1.10");
+  EXPECT_FALSE(allowed(wl, bl, f));
+}
+
+TEST(FlowsGetFlows, NumberFirstSinceAndFollow) {
+  FlowStore s(100);
+  for (int i = 0; i < 10; i++) s.push(mkFlow("1.1.1.1", "2.2.2.2", 1000 + i, flow::FORWARDED, 100 + i));
+  auto ports = [&](const observer::GetFlowsRequest& req) {
+    std::vector<uint32_t> got;
+    serveGetFlows(
+        s, req, "n1",
+        [&](const observer::GetFlowsResponse& r) {
+          got.push_back(r.flow().l4().tcp().destination_port());
+          EXPECT_EQ(r.node_name(), "n1");
+          return true;
+        },
+        [] { return false; });
+    return got;
+  };
+  observer::GetFlowsRequest last3;
+  last3.set_number(3);
+  EXPECT_EQ(ports(last3), (std::vector<uint32_t>{1007, 1008, 1009}));
+  observer::GetFlowsRequest first2;
+  first2.set_number(2);
+  first2.set_first(true);
+  EXPECT_EQ(ports(first2), (std::vector<uint32_t>{1000, 1001}));
+  observer::GetFlowsRequest since;
+  since.mutable_since()->set_seconds(108);
+  EXPECT_EQ(ports(since), (std::vector<uint32_t>{1008, 1009}));
+  observer::GetFlowsRequest filtered;
+  filtered.set_number(100);
+  filtered.add_whitelist()->add_destination_port("1004");
+  EXPECT_EQ(ports(filtered), (std::vector<uint32_t>{1004}));
+
+  // follow: the last 1, then flows pushed while the stream is open, until the client goes.
+  observer::GetFlowsRequest follow;
+  follow.set_number(1);
+  follow.set_follow(true);
+  std::atomic<bool> gone{false};
+  std::vector<uint32_t> got;
+  std::mutex mu;
+  std::thread t([&] {
+    serveGetFlows(
+        s, follow, "n1",
+        [&](const observer::GetFlowsResponse& r) {
+          std::lock_guard<std::mutex> l(mu);
+          got.push_back(r.flow().l4().tcp().destination_port());
+          return true;
+        },
+        [&] { return gone.load(); });
+  });
+  auto waitFor = [&](size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (got.size() >= n) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  waitFor(1);  // the history part is out: what comes next is followed
+  s.push(mkFlow("1.1.1.1", "2.2.2.2", 2000, flow::FORWARDED, 200));
+  waitFor(2);
+  gone = true;
+  t.join();
+  EXPECT_EQ(got, (std::vector<uint32_t>{1009, 2000}));
+}
+
+TEST(FlowsServices, RevNatIdNamesItsService) {
+  std::map<std::string, lb::Service> svcs;
+  lb::Service web;
+  web.name = "default/web:http";
+  web.port = 80;
+  web.clusterIp = Ipv4::parse("10.43.0.20");
+  web.nodePort = 30080;
+  svcs[web.name] = web;
+  std::map<uint16_t, np_revnat> rn;
+  rn[3] = np_revnat{Ipv4::parse("10.43.0.20")->be, htons(80), {}};
+  rn[4] = np_revnat{Ipv4::parse("192.168.10.100")->be, htons(30080), {}};
+  rn[5] = np_revnat{Ipv4::parse("10.43.0.99")->be, htons(80), {}};
+  auto names = serviceNames(svcs, rn);
+  ASSERT_EQ(names.count(3), 1u);
+  EXPECT_EQ(names[3].name, "web");
+  EXPECT_EQ(names[3].ns, "default");
+  EXPECT_EQ(names[4].name, "web");
+  EXPECT_EQ(names.count(5), 0u);
+}
+
+TEST(FlowsAgentctl, FlagsBecomeHubbleFiltersAndLinesReadLikeHubble) {
+  nodepath::agentctl::FlowsInvocation inv;
+  EXPECT_EQ(nodepath::agentctl::parseFlowsArgs({"--last", "5", "--ip", "10.0.1.10", "--protocol", "tcp", "--verdict",
+                                                "dropped"},
+                                               "/run/x/hubble.sock", inv),
+            "");
+  EXPECT_EQ(inv.request.number(), 5u);
+  ASSERT_EQ(inv.request.whitelist_size(), 2);
+  EXPECT_EQ(inv.request.whitelist(0).source_ip(0), "10.0.1.10");
+  EXPECT_EQ(inv.request.whitelist(1).destination_ip(0), "10.0.1.10");
+  EXPECT_EQ(inv.request.whitelist(1).verdict(0), flow::DROPPED);
+  EXPECT_EQ(inv.server, "/run/x/hubble.sock");
+  nodepath::agentctl::FlowsInvocation bad;
+  EXPECT_NE(nodepath::agentctl::parseFlowsArgs({"--verdict", "maybe"}, "s", bad), "");
+  EXPECT_NE(nodepath::agentctl::parseFlowsArgs({"--frob"}, "s", bad), "");
+
+  flow::Flow f = mkFlow("192.168.10.200", "10.0.1.10", 8080, flow::DROPPED);
+  f.set_drop_reason_desc(flow::SERVICE_BACKEND_NOT_FOUND);
+  f.set_trace_observation_point(flow::FROM_NETWORK);
+  f.mutable_l4()->mutable_tcp()->mutable_flags()->set_syn(true);
+  std::string line = nodepath::agentctl::formatFlowLine(f);
+  EXPECT_NE(line.find("192.168.10.200:40000 -> 10.0.1.10:8080"), std::string::npos) << line;
+  EXPECT_NE(line.find("from-network DROPPED (SERVICE_BACKEND_NOT_FOUND) (TCP Flags: SYN)"), std::string::npos) << line;
+}
+
+}  // namespace
+}  // namespace np::flows
