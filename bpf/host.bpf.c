@@ -4,7 +4,7 @@
  * Ingress: packets to frontends and replies of SNAT'd and masqueraded flows; egress: replies of
  * local backends, pod traffic leaving the native-routing CIDR.
  * One instance per device (np_nodeport_cfg). With XDP acceleration xdp.bpf.c runs the ingress
- * path first; what it marked done passes here untouched. */
+ * path first; what it marked done skips it here (only pod delivery is left). */
 #include "lib/ctx_skb.h"
 #include "lib/drop.h"
 #include "lib/masq.h"
@@ -19,9 +19,13 @@ int np_from_netdev(struct __sk_buff *ctx)
 	struct np_pkt p;
 	int ret;
 
-	/* xdp.bpf.c ran this path on the packet already (translated it, or found it is not ours). */
-	if (np_xfer_get(ctx) & NP_XFER_F_NODEPORT_DONE)
-		return NP_CTX_PASS;
+	/* xdp.bpf.c ran the NodePort path on the packet already (translated it, or found it is not
+	 * ours): what is left is delivery, and a local pod's packet still goes straight to it. */
+	if (np_xfer_get(ctx) & NP_XFER_F_NODEPORT_DONE) {
+		if (np_parse(ctx, &p) != NP_PARSE_OK)
+			return NP_CTX_PASS;
+		return np_pod_from_netdev(ctx, &p);
+	}
 	ret = np_parse(ctx, &p);
 	if (ret == NP_PARSE_PASS)
 		return NP_CTX_PASS;

@@ -12,8 +12,20 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-e2e_init PodBpfHostRouting npe_lxc
-e2e_lab_up n1 n2
+e2e_init "${E2E_ACCELERATION:+Xdp}PodBpfHostRouting" npe_lxc
+if [[ -n ${E2E_ACCELERATION:-} ]]; then
+  # XdpPodBpfHostRouting: the same with XDP acceleration on both nodes, where XDP runs the
+  # NodePort path first and tc only delivers (its packets into pods must still be redirected).
+  E2E_LAB_MADE=1
+  require "lab topology up" lab_up
+  for node in n1 n2; do
+    echo "$E2E_ACCELERATION" >"$NP_LAB_DIR/$node/config/bpf-lb-acceleration"
+    require "agent on $node started (bpf-lb-acceleration $E2E_ACCELERATION)" lab_agent_start "$node"
+  done
+  for node in n1 n2; do require "agent on $node ready" lab_agent_wait "$node" 30; done
+else
+  e2e_lab_up n1 n2
+fi
 
 conf() { printf '{"cniVersion":"1.0.0","name":"nodepath","type":"nodepath-cni","socket":"%s"}' "$NP_LAB_DIR/$1/run/agent.sock"; }
 cni() { # <node> <command> <container> <ns suffix>: the node's plugin as a runtime runs it
