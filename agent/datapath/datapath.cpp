@@ -173,7 +173,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
 
   if (c.enableHostLegacyRouting) dp->legacyRoutingReason_ = "--enable-host-legacy-routing";
   else if (kernelHasBpfHostRouting(&dp->legacyRoutingReason_)) dp->bpfHostRouting_ = true;
-  auto lxc = LxcProgram::load(dp->pinDir_, sizes, {dp->bpfHostRouting_, lb});
+  const TraceParams trace{c.enableHubble, c.monitorAggregation, c.monitorAggregationIntervalSec};
+  auto lxc = LxcProgram::load(dp->pinDir_, sizes, {dp->bpfHostRouting_, lb, trace});
   if (!lxc) return lxc.error();
   auto lxcEndpoints = LxcEndpoints::of(std::move(*lxc));
   if (!lxcEndpoints) return lxcEndpoints.error();
@@ -193,7 +194,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     hp.masqCidr = c.nativeRoutingCidr;
     hp.masqPortMin = dp->masqPorts_.min;
     hp.masqPortMax = dp->masqPorts_.max;
-    hp.trace = {c.enableHubble, c.monitorAggregation, c.monitorAggregationIntervalSec};
+    hp.trace = trace;
     auto host = HostProgram::load(dp->pinDir_, sizes, hp);
     if (!host) return host.error();
     dp->hosts_.push_back(std::move(*host));

@@ -225,6 +225,7 @@ Result<std::unique_ptr<LxcProgram>> LxcProgram::load(const std::string& pinDir, 
   skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  setTrace(skel->rodata, p.trace);
   int rc = lxc_bpf__load(skel);
   if (rc != 0) return sysError("load lxc.bpf.o", -rc);
   return prog;

@@ -151,6 +151,7 @@ class SockProgram {
 struct LxcParams {
   bool bpfHostRouting = false;  // redirects (BPF host routing) or the stack (legacy)
   LbParams lb;
+  TraceParams trace;            // its drops (spoofed sources, ...) are flow events too
 };
 
 // The loaded lxc.bpf.o: one instance serves every pod veth of the node (tc ingress: from the

@@ -6,6 +6,7 @@
 // Pods: A (10.0.1.10) on lxcp1, B (10.0.1.11) on p1peer (any device of the test namespace does:
 // the program compares the arrival device with the endpoint's).
 #include <arpa/inet.h>
+#include <bpf/libbpf.h>
 #include <net/if.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "flows.h"
 #include "host_fixture.h"
 #include "np_lxc.h"
+#include "np_trace.h"
 
 namespace np::bpftest {
 namespace {
@@ -47,6 +49,7 @@ class LxcTest : public HostTest {
     ASSERT_GT(lxcB_, 0);
     datapath::LxcParams p;
     p.bpfHostRouting = hostRouting();
+    p.trace = traceParams();
     auto prog = datapath::LxcProgram::load(pinDir(), mapSizes(), p);
     ASSERT_TRUE(prog.ok()) << prog.error().message();
     lxc_ = std::move(prog.value());
@@ -212,6 +215,35 @@ TEST_F(LxcTest, LxcSpoofedSourceIsDropped) {
   }
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_INVALID_SOURCE_IP).packets, 3u);
   EXPECT_EQ(stat(NP_LXC_STAT_FIB), 0u);
+}
+
+// With flow events on (as the agent loads it with --enable-hubble), a pod's spoofed packet is a
+// drop event naming the reason and the pod's veth: Hubble shows what lxc.bpf.c dropped.
+class LxcTracedTest : public LxcTest {
+ protected:
+  datapath::TraceParams traceParams() const override { return {true, NP_TRACE_AGG_MEDIUM, 5}; }
+};
+
+TEST_F(LxcTracedTest, LxcSpoofedSourceIsADropEvent) {
+  RunResult r = fromPodA(podATcp(kRemotePodB, kBackendPort, kTcpSyn, kLocalPodB).build());
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+  std::vector<np_trace_event> events;
+  ring_buffer* rb = ring_buffer__new(
+      mapFd(NP_STR(NP_MAP_EVENTS)),
+      [](void* ctx, void* data, size_t size) -> int {
+        np_trace_event ev{};
+        std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
+        static_cast<std::vector<np_trace_event>*>(ctx)->push_back(ev);
+        return 0;
+      },
+      &events, nullptr);
+  ASSERT_NE(rb, nullptr);
+  ring_buffer__consume(rb);
+  ring_buffer__free(rb);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, NP_EVENT_DROP);
+  EXPECT_EQ(events[0].reason, NP_DROP_INVALID_SOURCE_IP);
+  EXPECT_EQ(events[0].ifindex, static_cast<uint32_t>(lxcA_));
 }
 
 // Short and malformed IPv4 packets are dropped with their reason.
