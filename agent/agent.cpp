@@ -93,6 +93,9 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
     NP_TRY(routing::installNoTrack(c.nativeRoutingCidr));
     NP_LOG_INFO("routing", "raw-table NOTRACK rules for %s installed (%s, %s)", c.nativeRoutingCidr.str().c_str(),
                 routing::kNoTrackPreChain, routing::kNoTrackOutputChain);
+  } else if (auto removed = routing::removeNoTrack(); removed && *removed > 0) {
+    // The flag was turned off since the rules were installed: they go, as the flag says.
+    NP_LOG_INFO("routing", "raw-table NOTRACK rules removed (install-no-conntrack-iptables-rules is off)");
   }
   a->pods_->setDatapath(&a->datapath_->lxcEndpoints());
 
@@ -272,7 +275,9 @@ Status Agent::applyHostPorts(lb::Change change) {
   auto p = lb_->prepare(std::move(change));
   if (!p) return p.error();
   if (p->empty()) return {};
-  return lb_->commit(*p);
+  Status st = lb_->commit(*p);
+  if (st) publishFlowServices();  // flows of a new HostPort are named from their first packet
+  return st;
 }
 
 void Agent::restoreHostPorts() {
@@ -436,7 +441,9 @@ void Agent::applyKubernetes(lb::Change change) {
     auto p = lb_->prepare(std::move(ch));
     if (!p) return p.error();
     if (p->empty()) return {};
-    return lb_->commit(*p);
+    Status st = lb_->commit(*p);
+    if (st) publishFlowServices();  // as for the local API: named from the first packet
+    return st;
   };
   const size_t n = c.upserts.size() + c.deletes.size();
   lb::Change whole = c;
@@ -571,7 +578,8 @@ Status Agent::deleteService(const std::string& name) {
 }
 
 Result<pb::GetServiceResponse> Agent::getService(const std::string& name) const {
-  NP_TRY(lb::validateName(name));
+  // HostPort services (hostport/<ns>/<pod>/<proto>/<port>) can be read, not changed, here.
+  if (!lb::isHostPortName(name)) NP_TRY(lb::validateName(name));
   const lb::Service* s = lb_->find(name);
   if (!s) return Error{ENOENT, "service " + name, "not found"};
   pb::GetServiceResponse out;
