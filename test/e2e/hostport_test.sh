@@ -44,6 +44,12 @@ with_host_ip() {
   expect_service n2 "$ONEIP" '(.source == "cni") and (.host_port == 9081) and (.host_ip == "192.168.10.101")'
 }
 check "...and $ONEIP on hostIP 192.168.10.101 only" with_host_ip
+get_one() {
+  local out
+  out=$(lab_agentctl n2 service get "$TCP" 2>&1) || { echo "agentctl service get $TCP failed: $out"; return 1; }
+  grep -q "$IP1:8080" <<<"$out" || { echo "service get $TCP does not show the backend $IP1:8080:"; echo "$out"; return 1; }
+}
+check "agentctl service get $TCP shows it (with its backend)" get_one
 served() {
   traffic lab_client_exec -- connect "$NODE2:9080" --count 5
   expect_ok 5 || return 1
