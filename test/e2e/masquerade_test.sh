@@ -125,6 +125,14 @@ exhausted() {
 }
 check "the 2nd and 3rd flow find no port: 2 drops 167 (No mapping for NAT masquerade) in status" exhausted
 
+restart_n1() { lab_agent_stop n1 && lab_agent_start n1 && lab_agent_wait n1 30; }
+echo false >"$NP_LAB_DIR/n1/config/install-no-conntrack-iptables-rules"
+require "restart node 1's agent with install-no-conntrack-iptables-rules false" restart_n1
+check "...and n1's raw table no longer holds the NODEPATH chains" eval '! raw | grep -q NODEPATH'
+echo true >"$NP_LAB_DIR/n1/config/install-no-conntrack-iptables-rules"
+require "restart node 1's agent with the flag on again" restart_n1
+check "...and the rules are back" notrack_rules
+
 require "DEL default/web-1" cni DEL c1 n1-c1
 require "stop node 1's agent" lab_agent_stop n1
 check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d"
