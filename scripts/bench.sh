@@ -12,7 +12,8 @@
 #   --no-readme                      print only, leave bench/README.md (and the plots) alone
 #
 # NP_BUILD_DIR picks the build directory; NP_BENCH_DATAPATH_ARGS / NP_BENCH_PROGRAM_ARGS /
-# NP_BENCH_COMPARE_ARGS replace the default arguments of the programs (see their --help).
+# NP_BENCH_COMPARE_ARGS replace the default arguments of the programs (see their --help);
+# NP_BENCH_COMPARE_OUT=DIR records an earlier `bench/compare/compare.sh --out DIR` run instead.
 # shellcheck disable=SC2317  # functions are called indirectly ("run_$b", the EXIT trap)
 set -euo pipefail
 
@@ -174,8 +175,15 @@ EOF
 run_compare() {
   local out=$work/compare
   echo "== compare: nodepath vs kube-proxy (iptables legacy/nft, nftables) and a clean path =="
-  # shellcheck disable=SC2086
-  NP_BUILD_DIR=$build "$repo/bench/compare/compare.sh" --out "$out" $compare_args
+  if [[ -n ${NP_BENCH_COMPARE_OUT:-} ]]; then
+    # The output of a compare.sh run made before (e.g. from a snapshot of the binaries while the
+    # tree was being rebuilt): record it instead of running again.
+    [[ -f $NP_BENCH_COMPARE_OUT/results.md ]] || { echo "bench: no results.md in $NP_BENCH_COMPARE_OUT" >&2; exit 1; }
+    out=$NP_BENCH_COMPARE_OUT
+  else
+    # shellcheck disable=SC2086
+    NP_BUILD_DIR=$build "$repo/bench/compare/compare.sh" --out "$out" $compare_args
+  fi
   {
     echo "_Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $machine._"
     echo
@@ -199,7 +207,8 @@ service; UDP_RR runs on the same set reprogrammed as UDP services). Each variant
 (20 sampled services, 150 connections each, must be answered by exactly their 10 backends), then
 timed in rounds (every variant once a round, order rotated, round 0 dropped); ratios are to the
 clean path in the same round. Between slices the variant's netfilter conntrack table is flushed
-(\`conntrack -F\`); the server closes first so TIME_WAIT never sits on a client's ports.
+(\`conntrack -F\`); the server closes first and keeps no TIME_WAIT (\`tcp_max_tw_buckets=0\` in its
+namespace), so no variant carries old connections into the next slice.
 Programming: one restore / \`nft -f\` / \`agentctl service apply\` of the full set into an empty
 datapath, then one added service (kube-proxy's partial sync; nodepath through the CLI, whose own
 start-up is included). Not here yet: NodePort from a LAN client (tc/XDP, SNAT/DSR) and per-packet
