@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real kube-apiserver + etcd in a lab (scripts/lib/k8s.sh): `up` brings the lab topology up if
 # needed, generates the CA, serving certificate, service-account keys and the admin kubeconfig,
-# and starts etcd and kube-apiserver in node n1's namespace on 192.168.10.100:6443; `down` stops
-# them (apiserver first) and, when `up` made the lab, the lab too.
+# and starts etcd and kube-apiserver in node n1's namespace on 192.168.10.100:6443, then
+# applies nodepath's CRDs (deploy/crds, waiting until Established) and RBAC (deploy/rbac); `down`
+# stops them (apiserver first) and, when `up` made the lab, the lab too.
 #   NP_LAB_PREFIX=k8s1 scripts/k8s-env.sh up
 #   NP_LAB_PREFIX=k8s1 scripts/k8s-env.sh kubectl get svc -A
 #   NP_LAB_PREFIX=k8s1 scripts/k8s-env.sh down

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # A real kube-apiserver + etcd for the k8s tier, inside a lab (DESIGN.md §7), as a library:
 #   source scripts/lib/k8s.sh
-#   k8s_up            # certs, etcd, kube-apiserver in node n1's namespace on :6443; waits for /readyz
+#   k8s_up            # certs, etcd, kube-apiserver in node n1's namespace on :6443; waits for /readyz,
+#                     # then applies deploy/crds (waiting until Established) and deploy/rbac
 #   k8s_kubectl get svc -A
 #   k8s_apiserver_restart
 #   k8s_down          # apiserver first, then etcd, by PID; the certs go with the lab dir
@@ -143,10 +144,23 @@ k8s_up() {
   lab_is_up || { k8s__log "lab $LAB_P is not up"; return 1; }
   k8s__tools || return 1
   k8s__certs || return 1
-  if ! k8s__start_etcd || ! k8s__start_apiserver; then
+  if ! k8s__start_etcd || ! k8s__start_apiserver || ! k8s_deploy_apply; then
     k8s_down
     return 1
   fi
+}
+
+# k8s_deploy_apply: nodepath's CRDs (deploy/crds) and RBAC (deploy/rbac), as the cluster would have
+# them; waits until the API server reports the CRDs Established (their resources are served).
+k8s_deploy_apply() {
+  k8s__vars || return 1
+  local out
+  out=$(k8s_kubectl apply --server-side --force-conflicts -f "$K8S_REPO/deploy/crds" 2>&1) ||
+    { k8s__log "applying deploy/crds failed: $out"; return 1; }
+  out=$(k8s_kubectl wait --for condition=established --timeout=30s -f "$K8S_REPO/deploy/crds" 2>&1) ||
+    { k8s__log "the CRDs are not Established after 30 s: $out"; return 1; }
+  out=$(k8s_kubectl apply -f "$K8S_REPO/deploy/rbac" 2>&1) ||
+    { k8s__log "applying deploy/rbac failed: $out"; return 1; }
 }
 
 # k8s_apiserver_stop / k8s_apiserver_start [name]: for restart tests (etcd keeps running). With a
