@@ -1,8 +1,6 @@
 // Flow events (bpf/lib/trace.h) from host.bpf.c under BPF_PROG_TEST_RUN: the events a translated
 // and a dropped packet leave in np_events_v1, read back and decoded the way the agent does
 // (agent/flows/decode.cpp), and the conntrack-held aggregation of established flows.
-#include <bpf/libbpf.h>
-
 #include <vector>
 
 #include "flows.h"
@@ -15,26 +13,6 @@ namespace {
 class FlowsTest : public HostTest {
  protected:
   datapath::TraceParams traceParams() const override { return {true, NP_TRACE_AGG_MEDIUM, 5}; }
-
-  // Every event written since the last call, raw.
-  std::vector<np_trace_event> drain() {
-    std::vector<np_trace_event> out;
-    ring_buffer* rb = ring_buffer__new(
-        mapFd(NP_STR(NP_MAP_EVENTS)),
-        [](void* ctx, void* data, size_t size) -> int {
-          np_trace_event ev{};
-          std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
-          static_cast<std::vector<np_trace_event>*>(ctx)->push_back(ev);
-          return 0;
-        },
-        &out, nullptr);
-    EXPECT_NE(rb, nullptr);
-    if (rb) {
-      ring_buffer__consume(rb);
-      ring_buffer__free(rb);
-    }
-    return out;
-  }
 
   flow::Flow decode(const np_trace_event& ev) {
     flows::DecodeContext ctx;
@@ -52,11 +30,11 @@ class FlowsTest : public HostTest {
 TEST_F(FlowsTest, FlowsEventForTranslatedSynHasBothTuplesAndService) {
   addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  drain();
+  drainEvents();
 
   RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
   ASSERT_EQ(r.verdict, TC_ACT_OK);
-  auto evs = drain();
+  auto evs = drainEvents();
   ASSERT_EQ(evs.size(), 1u);
   const np_trace_event& ev = evs[0];
   EXPECT_EQ(ev.type, NP_EVENT_TRACE);
@@ -93,11 +71,11 @@ TEST_F(FlowsTest, FlowsEventForTranslatedSynHasBothTuplesAndService) {
 TEST_F(FlowsTest, FlowsEventForSnatedRemoteBackendShowsSourceXlated) {
   addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  drain();
+  drainEvents();
 
   RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
   ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
-  auto evs = drain();
+  auto evs = drainEvents();
   ASSERT_EQ(evs.size(), 1u);
   EXPECT_EQ(evs[0].point, NP_TRACE_TO_NETWORK);
   flow::Flow f = decode(evs[0]);
@@ -109,11 +87,11 @@ TEST_F(FlowsTest, FlowsEventForSnatedRemoteBackendShowsSourceXlated) {
 
 TEST_F(FlowsTest, FlowsEventForDropCarriesReason) {
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {});  // no backend
-  drain();
+  drainEvents();
 
   RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
   ASSERT_EQ(r.verdict, TC_ACT_SHOT);
-  auto evs = drain();
+  auto evs = drainEvents();
   ASSERT_EQ(evs.size(), 1u);
   EXPECT_EQ(evs[0].type, NP_EVENT_DROP);
   EXPECT_EQ(evs[0].verdict, NP_VERDICT_DROPPED);
@@ -133,19 +111,19 @@ TEST_F(FlowsTest, FlowsAggregationSuppressesRepeatsAndReportsFlagChange) {
   ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);  // confirms
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck | kTcpPsh).build()).verdict, TC_ACT_OK);
-  auto opening = drain();
+  auto opening = drainEvents();
   EXPECT_GE(opening.size(), 2u) << "the SYN and the reply's SYN-ACK are reported";
 
   for (int i = 0; i < 20; i++)
     ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck | kTcpPsh).build()).verdict, TC_ACT_OK);
-  EXPECT_EQ(drain().size(), 0u) << "repeats of an established flow within the interval are aggregated";
+  EXPECT_EQ(drainEvents().size(), 0u) << "repeats of an established flow within the interval are aggregated";
 
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpFin | kTcpAck).build()).verdict, TC_ACT_OK);
-  auto fin = drain();
+  auto fin = drainEvents();
   ASSERT_EQ(fin.size(), 1u) << "a FIN is a flag change: reported";
   EXPECT_EQ(fin[0].tcp_flags, kTcpFin | kTcpAck);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpFin | kTcpAck).build()).verdict, TC_ACT_OK);
-  EXPECT_EQ(drain().size(), 0u) << "a FIN already reported is not reported again";
+  EXPECT_EQ(drainEvents().size(), 0u) << "a FIN already reported is not reported again";
 
   // The interval: as if it passed (the entry's record of the last report moved back).
   auto key = clientKey(kClientPort);
@@ -154,7 +132,7 @@ TEST_F(FlowsTest, FlowsAggregationSuppressesRepeatsAndReportsFlagChange) {
   e->trace_time = static_cast<uint16_t>(e->trace_time - 10);
   ASSERT_TRUE(ctMainMap().update(key, *e).ok());
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
-  EXPECT_EQ(drain().size(), 1u) << "an established flow is reported again once the interval passed";
+  EXPECT_EQ(drainEvents().size(), 1u) << "an established flow is reported again once the interval passed";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -261,6 +262,25 @@ void HostTest::advanceClock(uint64_t seconds) {
       ASSERT_TRUE(st.ok()) << st.error().message();
     }
   }
+}
+
+std::vector<np_trace_event> HostTest::drainEvents() {
+  std::vector<np_trace_event> out;
+  ring_buffer* rb = ring_buffer__new(
+      mapFd(NP_STR(NP_MAP_EVENTS)),
+      [](void* ctx, void* data, size_t size) -> int {
+        np_trace_event ev{};
+        std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
+        static_cast<std::vector<np_trace_event>*>(ctx)->push_back(ev);
+        return 0;
+      },
+      &out, nullptr);
+  EXPECT_NE(rb, nullptr);
+  if (rb) {
+    ring_buffer__consume(rb);
+    ring_buffer__free(rb);
+  }
+  return out;
 }
 
 }  // namespace np::bpftest

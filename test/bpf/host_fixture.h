@@ -19,6 +19,7 @@
 #include "np_ct.h"
 #include "np_drop.h"
 #include "np_lb.h"
+#include "np_trace.h"
 #include "packet.h"
 
 namespace np::bpftest {
@@ -113,6 +114,8 @@ class HostTest : public ::testing::Test {
   virtual datapath::LbParams lbParams() const { return {}; }
   // Flow events the program is loaded with (off unless a fixture turns them on).
   virtual datapath::TraceParams traceParams() const { return {}; }
+  // Every flow event written to np_events_v1 since the last call (events on: traceParams()).
+  std::vector<np_trace_event> drainEvents();
   const datapath::MapSizes& mapSizes() const { return sizes_; }
 
   // The bpf-lb-mode the program is loaded with; a derived fixture sets it in its constructor.

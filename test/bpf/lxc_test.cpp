@@ -6,7 +6,6 @@
 // Pods: A (10.0.1.10) on lxcp1, B (10.0.1.11) on p1peer (any device of the test namespace does:
 // the program compares the arrival device with the endpoint's).
 #include <arpa/inet.h>
-#include <bpf/libbpf.h>
 #include <net/if.h>
 
 #include <algorithm>
@@ -227,19 +226,7 @@ class LxcTracedTest : public LxcTest {
 TEST_F(LxcTracedTest, LxcSpoofedSourceIsADropEvent) {
   RunResult r = fromPodA(podATcp(kRemotePodB, kBackendPort, kTcpSyn, kLocalPodB).build());
   EXPECT_EQ(r.verdict, TC_ACT_SHOT);
-  std::vector<np_trace_event> events;
-  ring_buffer* rb = ring_buffer__new(
-      mapFd(NP_STR(NP_MAP_EVENTS)),
-      [](void* ctx, void* data, size_t size) -> int {
-        np_trace_event ev{};
-        std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
-        static_cast<std::vector<np_trace_event>*>(ctx)->push_back(ev);
-        return 0;
-      },
-      &events, nullptr);
-  ASSERT_NE(rb, nullptr);
-  ring_buffer__consume(rb);
-  ring_buffer__free(rb);
+  std::vector<np_trace_event> events = drainEvents();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].type, NP_EVENT_DROP);
   EXPECT_EQ(events[0].reason, NP_DROP_INVALID_SOURCE_IP);
