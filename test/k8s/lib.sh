@@ -72,3 +72,21 @@ expect_frontends_include() {
   echo "expected the service map of $node to hold ${missing[*]}, saw [${got//$'\n'/ }]"
   return 1
 }
+
+# web_slice_yaml <endpoint json>...: the EndpointSlice default/web-1 of service default/web (port
+# http, 8080/TCP) with these endpoints, as YAML for k8s_apply.
+web_slice_yaml() {
+  local eps
+  eps=$(IFS=,; echo "$*")
+  cat <<YAML
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints: [$eps]
+YAML
+}
+# The lab's pod backends n1-p1 and n2-p1 as ready EndpointSlice endpoints.
+WEB_EP_N1='{"addresses":["10.0.1.10"],"conditions":{"ready":true},"nodeName":"n1"}'
+WEB_EP_N2='{"addresses":["10.0.2.10"],"conditions":{"ready":true},"nodeName":"n2"}'

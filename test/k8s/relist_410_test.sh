@@ -15,10 +15,9 @@ k8s_lab_up n1
 require "echo servers in n1-p1 and n2-p1" e2e_serve n1/p1 n2/p1
 check "n1's kubernetes source syncs" eventually 20 expect_k8s_synced n1
 
-objects() { # <endpoint json>...
-  local eps
-  eps=$(IFS=,; echo "$*")
-  k8s_apply <<YAML
+objects() { # <endpoint json>...: Service default/web and its EndpointSlice with these endpoints
+  {
+    cat <<'YAML'
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}
@@ -26,16 +25,12 @@ spec:
   clusterIP: 10.43.0.30
   ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints: [$eps]
 YAML
+    web_slice_yaml "$@"
+  } | k8s_apply
 }
-ep1='{"addresses":["10.0.1.10"],"conditions":{"ready":true},"nodeName":"n1"}'
-ep2='{"addresses":["10.0.2.10"],"conditions":{"ready":true},"nodeName":"n2"}'
+ep1=$WEB_EP_N1
+ep2=$WEB_EP_N2
 
 require "Service default/web + EndpointSlice (10.0.1.10, 10.0.2.10)" objects "$ep1" "$ep2"
 check "n1: default/web:http with 2 backends" eventually 10 expect_service n1 default/web:http '(.backends | length) == 2'

@@ -29,20 +29,9 @@ spec:
 YAML
 }
 # slice <endpoint json>...: the EndpointSlice default/web-1 with these endpoints
-slice() {
-  local eps
-  eps=$(IFS=,; echo "$*")
-  k8s_apply <<YAML
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}]
-endpoints: [$eps]
-YAML
-}
-ep1='{"addresses":["10.0.1.10"],"conditions":{"ready":true},"nodeName":"n1"}'
-ep2='{"addresses":["10.0.2.10"],"conditions":{"ready":true},"nodeName":"n2"}'
+slice() { web_slice_yaml "$@" | k8s_apply; }
+ep1=$WEB_EP_N1
+ep2=$WEB_EP_N2
 ep2term='{"addresses":["10.0.2.10"],"conditions":{"ready":false,"serving":true,"terminating":true},"nodeName":"n2"}'
 
 require "Service default/web created through the API server" service
