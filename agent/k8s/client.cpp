@@ -59,20 +59,34 @@ Result<std::unique_ptr<Client>> Client::create(asio::io_context& io, ApiConfig c
 }
 
 awaitable<Result<HttpResponse>> Client::get(std::string target, std::chrono::seconds timeout) {
-  auto r = co_await once(target, nullptr, timeout, false);
-  if (r && r->status == 401 && !cfg_.tokenFile.empty()) r = co_await once(target, nullptr, timeout, true);
+  Req req{"GET", &target};
+  auto r = co_await once(req, nullptr, timeout, false);
+  if (r && r->status == 401 && !cfg_.tokenFile.empty()) r = co_await once(req, nullptr, timeout, true);
   co_return r;
 }
 
 awaitable<Result<HttpResponse>> Client::stream(std::string target, OnBytes onBytes, std::chrono::seconds idle) {
-  auto r = co_await once(target, &onBytes, idle, false);
-  if (r && r->status == 401 && !cfg_.tokenFile.empty()) r = co_await once(target, &onBytes, idle, true);
+  Req req{"GET", &target};
+  auto r = co_await once(req, &onBytes, idle, false);
+  if (r && r->status == 401 && !cfg_.tokenFile.empty()) r = co_await once(req, &onBytes, idle, true);
   co_return r;
 }
 
-awaitable<Result<HttpResponse>> Client::once(const std::string& target, const OnBytes* onBytes,
-                                             std::chrono::seconds timeout, bool forceToken) {
-  const std::string what = "GET " + cfg_.server + target.substr(0, target.find('?'));
+awaitable<Result<HttpResponse>> Client::request(std::string method, std::string target, std::string body,
+                                                std::string contentType, std::chrono::seconds timeout) {
+  Req req{std::move(method), &target, &body, &contentType};
+  // A 401 answers before the server acts, so resending after a token re-read cannot apply twice.
+  auto r = co_await once(req, nullptr, timeout, false);
+  if (r && r->status == 401 && !cfg_.tokenFile.empty()) r = co_await once(req, nullptr, timeout, true);
+  co_return r;
+}
+
+awaitable<Result<HttpResponse>> Client::once(Req rq, const OnBytes* onBytes, std::chrono::seconds timeout,
+                                             bool forceToken) {
+  const std::string& target = *rq.target;
+  const std::string what = rq.method + " " + cfg_.server + target.substr(0, target.find('?'));
+  const http::verb verb = http::string_to_verb(rq.method);
+  if (verb == http::verb::unknown) co_return Error{EINVAL, what, "not an HTTP method"};
   std::string bearer;
   if (!cfg_.token.empty() || !cfg_.tokenFile.empty()) {
     auto t = token_.get(forceToken);
@@ -94,7 +108,12 @@ awaitable<Result<HttpResponse>> Client::once(const std::string& target, const On
   auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, use_tuple);
   if (hec) co_return Error{0, what, "TLS handshake: " + hec.message()};
 
-  http::request<http::empty_body> req{http::verb::get, target, 11};
+  http::request<http::string_body> req{verb, target, 11};
+  if (rq.body) {
+    req.body() = *rq.body;
+    req.set(http::field::content_type, *rq.contentType);
+    req.prepare_payload();
+  }
   req.set(http::field::host, cfg_.host);
   req.set(http::field::user_agent, "nodepath-agent");
   req.set(http::field::accept, "application/json");

@@ -37,12 +37,24 @@ class Client {
   using OnBytes = std::function<Status(std::string_view)>;
   boost::asio::awaitable<Result<HttpResponse>> stream(std::string target, OnBytes onBytes, std::chrono::seconds idle);
 
+  // A request with a body (POST, PUT, PATCH, DELETE): the whole response, as `get`. contentType
+  // is the body's type: application/json, or for PATCH application/merge-patch+json,
+  // application/strategic-merge-patch+json, application/json-patch+json.
+  boost::asio::awaitable<Result<HttpResponse>> request(std::string method, std::string target, std::string body,
+                                                       std::string contentType, std::chrono::seconds timeout);
+
   const ApiConfig& config() const { return cfg_; }
 
  private:
   Client(boost::asio::io_context& io, ApiConfig cfg);
-  boost::asio::awaitable<Result<HttpResponse>> once(const std::string& target, const OnBytes* onBytes,
-                                                    std::chrono::seconds timeout, bool forceToken);
+  struct Req {
+    std::string method = "GET";
+    const std::string* target = nullptr;
+    const std::string* body = nullptr;  // nullptr: no body
+    const std::string* contentType = nullptr;
+  };
+  boost::asio::awaitable<Result<HttpResponse>> once(Req req, const OnBytes* onBytes, std::chrono::seconds timeout,
+                                                    bool forceToken);
   boost::asio::io_context& io_;
   ApiConfig cfg_;
   boost::asio::ssl::context ssl_;
