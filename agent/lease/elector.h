@@ -87,6 +87,8 @@ class Elector {
 
   // True while this elector may act as the holder (see the header comment).
   bool isLeader(Time now) const;
+  // When isLeader() turns false unless a renewal succeeds first (meaningful while leader).
+  Time leaderUntil() const { return renewedAt_ + t_.renewDeadline; }
   // The holder as last observed ("" when none or unknown).
   const std::string& observedHolder() const { return observed_.record.holder; }
   const std::string& identity() const { return identity_; }

@@ -298,6 +298,7 @@ lab__bin() { # <name>: path of a built binary, or fail saying so
     agent) p=$LAB_BUILD/agent/nodepath-agent ;;
     agentctl) p=$LAB_BUILD/cli/agentctl/agentctl ;;
     nptraffic) p=$LAB_BUILD/test/tools/nptraffic ;;
+    lease-probe) p=$LAB_BUILD/test/tools/np-lease-probe ;;
     xdp-pass) p=$LAB_BUILD/bpf/xdp_pass.bpf.o ;;
     cni) p=$LAB_BUILD/cli/cni/nodepath-cni ;;
     *) return 1 ;;

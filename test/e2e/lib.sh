@@ -179,7 +179,7 @@ e2e_init() {
   lab__vars || exit 1
   # A snapshot of the binaries: a rebuild during the test (others build in the same tree) can
   # neither make one vanish for a moment nor swap the agent a restart test restarts.
-  for b in agent agentctl nptraffic cni xdp-pass; do
+  for b in agent agentctl nptraffic cni xdp-pass lease-probe; do
     if ! rel=$(lab__bin "$b"); then
       fail "$E2E_NAME" "the $b binary is missing under $NP_BUILD_DIR (build first: ninja -C $NP_BUILD_DIR)"
       exit 1

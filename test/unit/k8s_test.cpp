@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "k8s/kubeconfig.h"
+#include "k8s/lease.h"
 #include "k8s/objects.h"
 #include "k8s/service_cache.h"
 #include "k8s/watch.h"
@@ -410,6 +411,68 @@ TEST(K8sKubeconfig, TokenFileReReadWhenForced) {
   EXPECT_EQ(t.get().value(), "one");      // cached for a minute
   EXPECT_EQ(t.get(true).value(), "two");  // after a 401
   std::remove(path.c_str());
+}
+
+// --- coordination.k8s.io/v1 Lease on the wire ---
+
+TEST(LeaseCodec, MicroTimeIsRfc3339UtcWithMicroseconds) {
+  using namespace std::chrono;
+  const system_clock::time_point t = sys_days{year{2026} / 12 / 2} + hours(21) + minutes(3) + seconds(4) +
+                                     microseconds(56);
+  EXPECT_EQ(microTime(t), "2026-12-02T21:03:04.000056Z");
+}
+
+TEST(LeaseCodec, DecodesALeaseAsTheApiServerReturnsIt) {
+  // as kube-apiserver v1.36.3 answered a GET (managedFields trimmed)
+  auto l = decodeLease(R"({"kind":"Lease","apiVersion":"coordination.k8s.io/v1",
+    "metadata":{"name":"op","namespace":"cilium","uid":"5d1c","resourceVersion":"812",
+      "creationTimestamp":"2026-12-02T21:00:00Z"},
+    "spec":{"holderIdentity":"node-1","leaseDurationSeconds":15,
+      "acquireTime":"2026-12-02T21:00:00.000000Z","renewTime":"2026-12-02T21:00:04.500000Z",
+      "leaseTransitions":3,"strategy":"OldestEmulationVersion"}})");
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->resourceVersion, "812");
+  EXPECT_EQ(l->record.holder, "node-1");
+  EXPECT_EQ(l->record.leaseDurationSeconds, 15);
+  EXPECT_EQ(l->record.acquireTime, "2026-12-02T21:00:00.000000Z");
+  EXPECT_EQ(l->record.renewTime, "2026-12-02T21:00:04.500000Z");
+  EXPECT_EQ(l->record.transitions, 3);
+}
+
+TEST(LeaseCodec, AReleasedOrEmptyLeaseHasNoHolder) {
+  auto l = decodeLease(R"({"metadata":{"resourceVersion":"9"},"spec":{}})");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->record.holder, "");
+  EXPECT_EQ(l->record.transitions, 0);
+  auto n = decodeLease(R"({"metadata":{"resourceVersion":"9"}})");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->record.holder, "");
+}
+
+TEST(LeaseCodec, MalformedLeasesAreErrorsNamingTheField) {
+  EXPECT_FALSE(decodeLease("not json"));
+  EXPECT_FALSE(decodeLease("[1]"));
+  auto bad = decodeLease(R"({"spec":{"leaseDurationSeconds":"15"}})");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("leaseDurationSeconds"), std::string::npos);
+  EXPECT_FALSE(decodeLease(R"({"spec":{"holderIdentity":7}})"));
+}
+
+TEST(LeaseCodec, EncodeRoundTripsAndCarriesThePrecondition) {
+  lease::Record r{"node-2", 2, "2026-12-02T21:00:00.000001Z", "2026-12-02T21:00:01.000002Z", 4};
+  const std::string put = encodeLease("cilium", "x", r, "77");
+  auto back = decodeLease(put);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->record, r);
+  EXPECT_EQ(back->resourceVersion, "77");
+  auto o = json::parse(put).as_object();
+  EXPECT_EQ(o.at("apiVersion").as_string(), "coordination.k8s.io/v1");
+  EXPECT_EQ(o.at("kind").as_string(), "Lease");
+  EXPECT_EQ(o.at("metadata").as_object().at("namespace").as_string(), "cilium");
+  // a create carries no resourceVersion (the server would refuse one)
+  auto post = json::parse(encodeLease("cilium", "x", r, "")).as_object();
+  EXPECT_FALSE(post.at("metadata").as_object().contains("resourceVersion"));
+  EXPECT_EQ(leasePath("cilium", "x"), "/apis/coordination.k8s.io/v1/namespaces/cilium/leases/x");
 }
 
 }  // namespace
