@@ -21,13 +21,17 @@ NP_GOTOOLS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # tool -> main package, module whose version keys the cache
 declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool [hubble]=./hubble
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver [kubectl]=k8s.io/kubernetes/cmd/kubectl
+  [kubelet]=k8s.io/kubernetes/cmd/kubelet [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+  [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler [helm]=helm.sh/helm/v4/cmd/helm
   [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
 declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni [hubble]=github.com/cilium/cilium
-  [kube-apiserver]=k8s.io/kubernetes [kubectl]=k8s.io/kubernetes
+  [kube-apiserver]=k8s.io/kubernetes [kubectl]=k8s.io/kubernetes [kubelet]=k8s.io/kubernetes
+  [kube-controller-manager]=k8s.io/kubernetes [kube-scheduler]=k8s.io/kubernetes [helm]=helm.sh/helm/v4
   [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
 # tool -> pinned module dir (relative to the repo) when it is not test/tools/go/<tool>: the k8s
 # tier's tools share one module per upstream repository (test/k8s/tools/).
 declare -A NP_GO_TOOL_SRC=([kube-apiserver]=test/k8s/tools/kube [kubectl]=test/k8s/tools/kube
+  [kubelet]=test/k8s/tools/kube [kube-controller-manager]=test/k8s/tools/kube [kube-scheduler]=test/k8s/tools/kube
   [etcd]=test/k8s/tools/etcd [etcdctl]=test/k8s/tools/etcd)
 # Tools whose module cannot be built as a dependency (replace lines in its go.mod): the module is
 # downloaded (checked against the pin's go.sum), copied out of the module cache and the package
