@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -18,6 +19,11 @@ int main(int argc, char** argv) {
   // half the runs; none with one arena). The agent's threads are few and mostly idle.
   mallopt(M_ARENA_MAX, 1);
   std::vector<std::string> args(argv + 1, argv + argc);
+  // --check-config: parse the flags and --config-dir (a ConfigMap), say what each key came from,
+  // and exit (0 valid, 2 not) without touching the node: for charts and for "why did it not start".
+  const auto check = std::find(args.begin(), args.end(), "--check-config");
+  const bool checkOnly = check != args.end();
+  if (checkOnly) args.erase(check);
   auto config = np::parseConfig(args);
   if (!config) {
     if (config.error().context == "help") {
@@ -26,6 +32,11 @@ int main(int argc, char** argv) {
     }
     fprintf(stderr, "nodepath-agent: %s\n", config.error().message().c_str());
     return 2;
+  }
+  if (checkOnly) {
+    for (const auto& [key, origin] : config->origin) printf("%s (from %s)\n", key.c_str(), origin.c_str());
+    printf("configuration ok\n");
+    return 0;
   }
   const std::string& level = config->logLevel;
   np::log::setLevel(level == "debug"  ? np::log::Level::Debug

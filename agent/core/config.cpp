@@ -42,9 +42,10 @@ Result<uint32_t> parseUint(const std::string& key, const std::string& v, uint32_
   return out;
 }
 
-// "MIN-MAX" of ports 1..65535 with MIN <= MAX.
+// "MIN-MAX" of ports 1..65535 with MIN <= MAX; "MIN,MAX" too, as cilium-config writes
+// node-port-range.
 Result<PortRange> parsePortRange(const std::string& key, const std::string& v) {
-  auto dash = v.find('-');
+  auto dash = v.find_first_of("-,");
   if (dash == std::string::npos) return bad(key, v, "is not a range MIN-MAX").error();
   auto lo = parseUint(key, v.substr(0, dash), 1, 65535);
   auto hi = parseUint(key, v.substr(dash + 1), 1, 65535);
@@ -85,14 +86,17 @@ Result<std::chrono::milliseconds> parseDuration(const std::string& key, const st
   return milliseconds(static_cast<int64_t>(total));
 }
 
+// Commas or blanks: a flag says "eth0,eth1", Cilium's ConfigMap key says "eth0 eth1".
 std::vector<std::string> splitList(const std::string& v) {
   std::vector<std::string> out;
   std::string item;
-  std::istringstream in(v);
-  while (std::getline(in, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
+  for (char ch : v + ",") {
+    if (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n') {
+      if (!item.empty()) out.push_back(std::move(item));
+      item.clear();
+    } else {
+      item.push_back(ch);
+    }
   }
   return out;
 }
@@ -105,7 +109,7 @@ const std::vector<Key>& keys() {
          c.nodeName = v;
          return {};
        }},
-      {"devices", "native devices, comma-separated (default: devices with a global IPv4 address)", false,
+      {"devices", "native devices, comma- or space-separated (default: devices with a global IPv4 address)", false,
        [](Config& c, const std::string& v) -> Status {
          c.devices = splitList(v);
          for (auto& d : c.devices)

@@ -34,6 +34,21 @@ TEST(Config, FlagsInBothForms) {
   EXPECT_EQ(c->nodePortMax, 31999);
 }
 
+TEST(Config, DevicesAsCiliumsConfigMapWritesThem) {
+  // cilium-config's "devices" key is blank-separated; a flag is comma-separated
+  EXPECT_EQ(parse({"--devices=ens192 eth1"})->devices, (std::vector<std::string>{"ens192", "eth1"}));
+  EXPECT_EQ(parse({"--devices= ens192,  eth1 ,"})->devices, (std::vector<std::string>{"ens192", "eth1"}));
+}
+
+TEST(Config, NodePortRangeAsCiliumsConfigMapWritesIt) {
+  auto c = parse({"--node-port-range=30000,32767"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->nodePortMin, 30000);
+  EXPECT_EQ(c->nodePortMax, 32767);
+  EXPECT_FALSE(parse({"--node-port-range=30000"}));
+  EXPECT_FALSE(parse({"--node-port-range=32767,30000"}));
+}
+
 TEST(Config, LbModes) {
   EXPECT_EQ(parse({"--bpf-lb-mode=snat"})->lbMode, LbMode::Snat);
   EXPECT_EQ(parse({"--bpf-lb-mode=dsr"})->lbMode, LbMode::Dsr);
