@@ -15,6 +15,7 @@ packages=(
   iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
   nftables conntrack gnuplot-nox  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
+  python3-yaml  # the chart test reads rendered manifests
 )
 
 missing=()
@@ -42,3 +43,5 @@ np_go_tool cnitool >/dev/null
 # the k8s tier: a real kube-apiserver + etcd (test/k8s/tools/)
 for t in etcd etcdctl kube-apiserver kubectl; do np_go_tool "$t" >/dev/null; done
 np_go_tool hubble >/dev/null
+# the chart tests (deploy/helm/nodepath)
+np_go_tool helm >/dev/null

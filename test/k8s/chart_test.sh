@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# K8sHelmChart: deploy/helm/nodepath with the seed's `--set` flags, against a real kube-apiserver:
+#  - it renders, and every object it renders passes the API server's own validation
+#    (`kubectl apply --dry-run=server`), CRDs included;
+#  - the seed's flags land in the ConfigMap as cilium-config's keys, and the agent accepts that
+#    ConfigMap as its --config-dir (`nodepath-agent --check-config`);
+#  - values nodepath does not support, unknown keys and contradictions fail `helm template` with a
+#    message naming them; hubble.ui/relay without images say so in NOTES;
+#  - `helm install` creates the DaemonSet, operator, ConfigMap and RBAC in namespace cilium,
+#    `helm upgrade` with a changed value changes the ConfigMap and rolls the pod template, and
+#    `helm uninstall` removes them (the CRDs stay, as Helm does for crds/).
+#
+# Lab: no agents; kube-apiserver + etcd in n1.
+# shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+e2e_init K8sHelmChart npk8s_chart
+E2E_LAB_MADE=1
+require "lab topology up" lab_up
+require "kube-apiserver and etcd up in n1" k8s_up
+HELM=$(np_go_tool helm)
+CHART=$E2E_REPO/deploy/helm/nodepath
+AGENT=$(lab__bin agent)
+# the seed's install line (and its later l2announcements upgrade), verbatim
+SEED=(--set operator.replicas=1 --set ipam.mode=cluster-pool --set ipam.operator.clusterPoolIPv4PodCIDRList=10.0.0.0/16
+  --set routingMode=native --set autoDirectNodeRoutes=true --set ipv4NativeRoutingCIDR=10.0.0.0/16
+  --set bpf.masquerade=true --set kubeProxyReplacement=true --set loadBalancer.mode=dsr
+  --set loadBalancer.acceleration=native --set hubble.relay.enabled=true --set hubble.ui.enabled=true
+  --set installNoConntrackIptablesRules=true --set l2announcements.enabled=true)
+helm_() { lab_node_exec n1 env HOME="$E2E_TMP" "$HELM" --kubeconfig "$K8S_KUBECONFIG" "$@"; }
+render() { helm_ template nodepath "$CHART" --namespace cilium --include-crds "$@" 2>/dev/null; }
+
+expect_server_accepts() { # every rendered object passes the API server's validation
+  local out
+  render "${SEED[@]}" >"$E2E_TMP/seed.yaml" || { echo "helm template failed"; return 1; }
+  out=$(k8s_kubectl apply --dry-run=server -f - <"$E2E_TMP/seed.yaml" 2>&1) || { echo "$out"; return 1; }
+  grep -q 'daemonset.apps/nodepath created (server dry run)' <<<"$out" || { echo "$out"; return 1; }
+  grep -q 'deployment.apps/nodepath-operator created (server dry run)' <<<"$out" || { echo "$out"; return 1; }
+}
+check "the seed's flags render, and the API server accepts every object (apply --dry-run=server)" expect_server_accepts
+
+configmap_dir() { # <dir>: the rendered ConfigMap's keys as files, as the kubelet mounts them
+  python3 - "$1" "$E2E_TMP/seed.yaml" <<'PY'
+import os, sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[2])):
+    if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "nodepath-config":
+        for k, v in doc["data"].items():
+            open(os.path.join(sys.argv[1], k), "w").write(v)
+PY
+}
+expect_key() { # <key> <value>
+  local got
+  got=$(cat "$E2E_TMP/cm/$1" 2>/dev/null) || { echo "no key $1 in the ConfigMap"; return 1; }
+  [[ $got == "$2" ]] || { echo "$1 is '$got', not '$2'"; return 1; }
+}
+require "the ConfigMap's keys as files" eval 'mkdir -p "$E2E_TMP/cm" && configmap_dir "$E2E_TMP/cm"'
+check "bpf.masquerade=true -> enable-bpf-masquerade: true" expect_key enable-bpf-masquerade true
+check "loadBalancer.mode=dsr -> bpf-lb-mode: dsr" expect_key bpf-lb-mode dsr
+check "loadBalancer.acceleration=native -> bpf-lb-acceleration: native" expect_key bpf-lb-acceleration native
+check "ipam.operator.clusterPoolIPv4PodCIDRList=10.0.0.0/16 -> cluster-pool-ipv4-cidr" expect_key cluster-pool-ipv4-cidr 10.0.0.0/16
+check "ipv4NativeRoutingCIDR -> ipv4-native-routing-cidr" expect_key ipv4-native-routing-cidr 10.0.0.0/16
+check "installNoConntrackIptablesRules=true -> install-no-conntrack-iptables-rules" expect_key install-no-conntrack-iptables-rules true
+check "l2announcements.enabled=true -> enable-l2-announcements" expect_key enable-l2-announcements true
+check "the agent accepts the ConfigMap as its --config-dir" \
+  eval '"$AGENT" --config-dir "$E2E_TMP/cm" --node-name n1 --check-config | grep -qx "configuration ok"'
+
+expect_refused() { # <regex> <helm args...>: helm template fails saying regex
+  local re=$1 out
+  shift
+  if out=$(helm_ template nodepath "$CHART" --namespace cilium "$@" 2>&1); then
+    echo "helm template $* succeeded"
+    return 1
+  fi
+  grep -Eq -- "$re" <<<"$out" || { echo "expected /$re/ in: $out"; return 1; }
+}
+check "routingMode=tunnel is refused, naming routingMode" expect_refused 'routingMode' --set routingMode=tunnel
+check "an unknown key (tunnelProtocol) is refused, naming it" expect_refused 'tunnelProtocol' --set tunnelProtocol=vxlan
+check "loadBalancer.mode=bogus is refused" expect_refused 'loadBalancer.mode' --set loadBalancer.mode=bogus
+check "kubeProxyReplacement=false is refused (nodepath replaces kube-proxy)" expect_refused 'kubeProxyReplacement' \
+  --set kubeProxyReplacement=false
+check "bpf.masquerade without ipv4NativeRoutingCIDR is refused with the reason" \
+  expect_refused 'bpf.masquerade=true needs ipv4NativeRoutingCIDR' --set bpf.masquerade=true
+check "two pool CIDRs are refused (one IPv4 pool)" expect_refused 'exactly one IPv4 pool' \
+  --set 'ipam.operator.clusterPoolIPv4PodCIDRList={10.0.0.0/16,10.1.0.0/16}'
+check "a pool that is not a CIDR is refused" expect_refused 'clusterPoolIPv4PodCIDRList' \
+  --set ipam.operator.clusterPoolIPv4PodCIDRList=10.0.0.0
+
+expect_notes() {
+  local out
+  out=$(helm_ install nodepath "$CHART" --namespace cilium --dry-run=client "${SEED[@]}" 2>&1) || { echo "$out"; return 1; }
+  grep -q 'hubble.ui.enabled=true: nodepath ships no Hubble UI image' <<<"$out" || { echo "no UI note in: $out"; return 1; }
+  grep -q 'hubble.relay.enabled=true: nodepath ships no hubble-relay image' <<<"$out" || { echo "no relay note"; return 1; }
+}
+check "hubble.ui/relay without images say so in NOTES, not silently" expect_notes
+
+# k8s_up applied deploy/rbac as the other tests need it; the chart owns those objects here.
+require "deploy/rbac's agent and operator objects deleted (the release will own them)" \
+  eval 'k8s_kubectl delete -f "$E2E_REPO/deploy/rbac/agent.yaml" -f "$E2E_REPO/deploy/rbac/operator.yaml" >/dev/null'
+check "helm install with the seed's flags" eval 'helm_ install nodepath "$CHART" --namespace cilium "${SEED[@]}" >/dev/null'
+check "...creates the DaemonSet, the operator Deployment (1 replica) and the ConfigMap" eval \
+  'k8s_kubectl -n cilium get ds/nodepath cm/nodepath-config >/dev/null &&
+   [[ $(k8s_kubectl -n cilium get deploy nodepath-operator -o jsonpath={.spec.replicas}) == 1 ]]'
+sum() { k8s_kubectl -n cilium get ds nodepath -o jsonpath='{.spec.template.metadata.annotations.nodepath\.io/config-checksum}'; }
+sum0=$(sum)
+check "helm upgrade with loadBalancer.mode=snat" \
+  eval 'helm_ upgrade nodepath "$CHART" --namespace cilium "${SEED[@]}" --set loadBalancer.mode=snat >/dev/null'
+check "...changes the ConfigMap" eval '[[ $(k8s_kubectl -n cilium get cm nodepath-config -o jsonpath={.data.bpf-lb-mode}) == snat ]]'
+check "...and the pod template (the agents restart with it)" eval '[[ $(sum) != "$sum0" ]]'
+check "helm uninstall" eval 'helm_ uninstall nodepath --namespace cilium >/dev/null'
+check "...removes the DaemonSet, Deployment, ConfigMap and RBAC" eval \
+  '! k8s_kubectl -n cilium get ds/nodepath 2>/dev/null && ! k8s_kubectl -n cilium get deploy/nodepath-operator 2>/dev/null &&
+   ! k8s_kubectl -n cilium get cm/nodepath-config 2>/dev/null && ! k8s_kubectl get clusterrole/nodepath-agent 2>/dev/null'
+
+e2e_finish
