@@ -27,7 +27,7 @@ constexpr std::array kFlags{
     FlagSpec{"--cluster-ip", true},  FlagSpec{"--node-port", true},  FlagSpec{"--external-ip", true},
     FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},     FlagSpec{"--file", true},
     FlagSpec{"-f", true},            FlagSpec{"--address", true},    FlagSpec{"--table", true},
-    FlagSpec{"--cni-conf-dir", true}, FlagSpec{"--force", false},
+    FlagSpec{"--cni-conf-dir", true}, FlagSpec{"--force", false},   FlagSpec{"--bpf-root", true},
     FlagSpec{"--session-affinity", true},                           FlagSpec{"--session-affinity-timeout", true},
     FlagSpec{"--external-traffic-policy", true},                    FlagSpec{"--internal-traffic-policy", true},
 };
@@ -450,7 +450,8 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
                    ((inv.command == Command::kBpfCtList || inv.command == Command::kBpfNatList) &&
                     flag.name == "--address") ||
                    (inv.command == Command::kBpfCtList && flag.name == "--table") ||
-                   (inv.command == Command::kCleanup && (flag.name == "--cni-conf-dir" || flag.name == "--force"));
+                   (inv.command == Command::kCleanup &&
+                    (flag.name == "--cni-conf-dir" || flag.name == "--force" || flag.name == "--bpf-root"));
     if (!allowed) {
       out.error = "unknown flag " + quoted(flag.name) + " for " + quoted(commandName);
       return out;
@@ -476,8 +477,10 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
       if (flag.name == "--force") {
         inv.force = true;
       } else if (flag.value.empty() || flag.value[0] != '/') {
-        out.error = "cleanup: --cni-conf-dir: " + quoted(flag.value) + " is not an absolute path";
+        out.error = "cleanup: " + flag.name + ": " + quoted(flag.value) + " is not an absolute path";
         return out;
+      } else if (flag.name == "--bpf-root") {
+        inv.bpfRoot = flag.value;
       } else {
         inv.cniConfDir = flag.value;
       }
@@ -557,7 +560,7 @@ std::string usageText() {
          "  bpf nat list [--address IP]          conntrack entries of SNAT'd flows (the NAT state)\n"
          "  node list                            nodes the agent knows\n"
          "  endpoint list                        pod endpoints (CNI attachments): pod, address, interfaces\n"
-         "  cleanup [--cni-conf-dir DIR] [--force]\n"
+         "  cleanup [--cni-conf-dir DIR] [--bpf-root DIR] [--force]\n"
          "                                       remove what the agent installed on this node: the CNI config\n"
          "                                         (DIR/05-nodepath.conflist, default /etc/cni/net.d), its routes,\n"
          "                                         np_host/np_net; refused while the agent runs (--force: anyway)\n"

@@ -52,6 +52,7 @@ struct Invocation {
   std::string file;                                   // kServiceApply: path, or "-" for stdin
   nodepath::agent::v1::ListConntrackRequest ctFilter; // kBpfCtList, kBpfNatList
   std::string cniConfDir{"/etc/cni/net.d"};           // kCleanup: where the agent wrote its conflist
+  std::string bpfRoot{"/sys/fs/bpf"};                 // kCleanup: the agent's --bpf-root (pins in <it>/nodepath)
   bool force = false;                                 // kCleanup: even while an agent answers
 };
 

@@ -3,6 +3,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include <bpf/bpf.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "bpf/attach.h"
 #include "commands.h"
 #include "routing/netlink.h"
 #include "routing/notrack.h"
@@ -57,9 +63,48 @@ int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err) {
       rc = kExitFailure;
     }
   }
+  // The datapath. tc filters first (they hold the programs and through them the maps), only the
+  // ones at our handle/priority running one of our programs (np_*), so a filter someone else put
+  // there stays. Then the pins: unpinning a cgroup or XDP link detaches it (no agent holds it).
+  size_t filters = 0;
+  auto links = (*nl)->links();
+  if (!links) {
+    err << "agentctl: cleanup: " << links.error().message() << "\n";
+    return kExitFailure;
+  }
+  for (const auto& l : *links) {
+    for (auto dir : {np::bpf::TcDirection::Ingress, np::bpf::TcDirection::Egress}) {
+      auto id = np::bpf::tcProgramId(l.ifindex, dir);
+      if (!id || *id == 0) continue;
+      int fd = bpf_prog_get_fd_by_id(*id);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      uint32_t len = sizeof info;
+      const bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind("np_", 0) == 0;
+      close(fd);
+      if (!ours) continue;
+      if (np::Status st = np::bpf::detachTc(l.ifindex, dir, l.name); !st) {
+        err << "agentctl: cleanup: " << st.error().message() << "\n";
+        rc = kExitFailure;
+      } else {
+        ++filters;
+      }
+    }
+  }
+  out << "removed " << filters << " tc filter" << (filters == 1 ? "" : "s") << " of the agent\n";
+  const std::filesystem::path pins = std::filesystem::path(inv.bpfRoot) / "nodepath";
+  std::error_code ec;
+  if (std::filesystem::exists(pins, ec)) {
+    const auto n = std::filesystem::remove_all(pins, ec);
+    if (ec) {
+      err << "agentctl: cleanup: remove " << pins.string() << ": " << ec.message() << "\n";
+      rc = kExitFailure;
+    } else {
+      out << "removed " << pins.string() << " (" << n << " pins: maps, cgroup and XDP links)\n";
+    }
+  }
   size_t pods = 0;
-  if (auto links = (*nl)->links())
-    for (const auto& l : *links) pods += l.name.rfind("lxc", 0) == 0 && l.kind == "veth";
+  for (const auto& l : *links) pods += l.name.rfind("lxc", 0) == 0 && l.kind == "veth";
   if (pods)
     out << pods << " pod interface" << (pods == 1 ? "" : "s") << " (lxc...) left: they go with their pods (CNI DEL)\n";
   return rc;

@@ -28,7 +28,9 @@ int runCommand(const Invocation& inv, nodepath::agent::v1::Agent::StubInterface&
                std::ostream& out, std::ostream& err);
 
 // `agentctl cleanup`, done here without the agent: removes the conflist from inv.cniConfDir, the
-// routes of the agent's protocol and the router device np_host/np_net (cleanup.cpp).
+// routes of the agent's protocol, the router device np_host/np_net, the NOTRACK rules, and the
+// datapath: nodepath's tc filters on every device and everything pinned in <bpf-root>/nodepath
+// (maps, and the cgroup and XDP links, which detach with their pins) (cleanup.cpp).
 int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err);
 
 // Why the socket cannot be used, judged from the file system before connecting so that the

@@ -3,7 +3,7 @@
 # node 2 (made by hand) both ways over the agents' direct node routes; an agent restart keeps the
 # pod's address and never hands it out twice; DEL frees the address and the routes; the node
 # routes follow the nodes file (a node leaving it loses its route, a node behind a router is
-# refused with a status line); agentctl cleanup removes the conflist, the agent's routes and
+# refused with a status line); agentctl cleanup removes the datapath, the conflist, the agent's routes and
 # np_host/np_net, and is refused while the agent runs.
 #
 # Lab: agents on n1 and n2; pods: n1-c1 (CNI, default/web-1), n2-p1 (by hand, 10.0.2.10).
@@ -125,7 +125,18 @@ check "agentctl cleanup is refused while the agent runs" \
   expect_refused 1 'is running' lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d"
 require "DEL default/web-1" cni DEL c1 n1-c1
 require "stop node 1's agent" lab_agent_stop n1
-check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d"
+check "the datapath is in place while the agent is stopped (tc on ens192, pins)" eval \
+  'tc -n "$N1" filter show dev ens192 ingress | grep -q np_from_netdev && test -d "$NP_LAB_DIR/bpffs/n1/nodepath"'
+check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d" \
+  --bpf-root "$NP_LAB_DIR/bpffs/n1"
+datapath_gone() {
+  local tcs
+  tcs=$(tc -n "$N1" filter show dev ens192 ingress; tc -n "$N1" filter show dev ens192 egress)
+  [[ -z $tcs && ! -e $NP_LAB_DIR/bpffs/n1/nodepath ]] && return 0
+  echo "after cleanup: tc on ens192: '$tcs'; pins: $(ls "$NP_LAB_DIR/bpffs/n1/nodepath" 2>&1 | head -3)"
+  return 1
+}
+check "...and removed the datapath: no tc filter on ens192, no pins under <bpf-root>/nodepath" datapath_gone
 cleaned() {
   local left
   left=$(ip -n "$N1" route show proto 202)

@@ -135,7 +135,8 @@ check "...and the rules are back" notrack_rules
 
 require "DEL default/web-1" cni DEL c1 n1-c1
 require "stop node 1's agent" lab_agent_stop n1
-check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d"
+check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d" \
+  --bpf-root "$NP_LAB_DIR/bpffs/n1"
 check "...and n1's raw table holds nothing of ours" eval '! raw | grep -q NODEPATH'
 
 e2e_finish
