@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "api/server.h"
 #include "core/log.h"
+#include "uninstall.h"
 
 int main(int argc, char** argv) {
   // One malloc arena for every thread: gRPC's threads parse requests of hundreds of MB, and in
@@ -44,6 +45,10 @@ int main(int argc, char** argv) {
                     : level == "error" ? np::log::Level::Error
                                        : np::log::Level::Info);
 
+  const std::string uninstallMarker = np::uninstallMarker();
+  np::clearUninstallMarker(*config, uninstallMarker);
+  const np::Config keep = *config;  // for the uninstall check after the agent is gone
+
   boost::asio::io_context io;
   auto agent = np::Agent::start(std::move(*config), io);
   if (!agent) {
@@ -69,5 +74,7 @@ int main(int argc, char** argv) {
     }).detach();
   });
   io.run();
+  // Our own map and link handles may stay open: unpinned, they go when this process exits.
+  if (np::uninstallRequested(keep, uninstallMarker)) return np::runUninstallCleanup(keep) == 0 ? 0 : 1;
   return 0;
 }
