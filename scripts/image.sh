@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# nodepath's node image, built without a registry or a container engine: the agent, operator,
+# agentctl, nodepath-cni (+ the loopback plugin), iptables for the NOTRACK rules, a static busybox
+# for the init steps, and exactly the shared libraries those need (from ldd), written as an OCI
+# image archive that `ctr -n k8s.io images import` and `k3s ctr images import` accept.
+# Same inputs, same digest: the layer is a tar sorted by name with mtime 0 and owner 0.
+#
+#   scripts/image.sh [--build-dir DIR] [--out FILE] [--name localhost/nodepath:TAG]
+#   -> prints the archive's path and the image's manifest digest
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/oci.sh
+source "$REPO/scripts/lib/oci.sh"
+
+build=$REPO/build
+out=
+version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$REPO/deploy/helm/nodepath/Chart.yaml")
+name=localhost/nodepath:$version
+while (($#)); do
+  case $1 in
+    --build-dir) build=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --name) name=$2; shift 2 ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "image: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+out=${out:-$build/nodepath-image.tar}
+
+need() { [[ -x $1 ]] || { echo "image: $1 is missing (${2:-build first: cmake --build $build})" >&2; exit 1; }; }
+need "$build/agent/nodepath-agent"
+need "$build/operator/nodepath-operator"
+need "$build/cli/agentctl/agentctl"
+need "$build/cli/cni/nodepath-cni"
+need /usr/lib/cni/loopback "install containernetworking-plugins: scripts/setup.sh"
+need /bin/busybox "install busybox-static: scripts/setup.sh"
+need /usr/sbin/xtables-nft-multi "install iptables: scripts/setup.sh"
+command -v ldd >/dev/null || { echo "image: ldd is missing" >&2; exit 1; }
+
+root=$(mktemp -d "${TMPDIR:-/tmp}/nodepath-image.XXXXXX")
+trap 'rm -rf "$root"' EXIT
+
+put() { # <src> <dest in image> [mode]
+  install -D -m "${3:-0755}" "$1" "$root$2"
+}
+# Shared libraries the ELF files need, at the paths the loader looks them up by (their real
+# files, so a symlinked lib dir on the build host does not matter).
+libs() {
+  local f lib
+  for f in "$@"; do
+    ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^[[:space:]]*\/[^ ]*ld-linux/{print $1}'
+  done | sort -u | while read -r lib; do
+    [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+  done
+}
+
+# nodepath's own binaries without their debug info (a RelWithDebInfo build is 4x larger).
+ours() { put "$1" "$2" && strip --strip-debug "$root$2"; }
+ours "$build/agent/nodepath-agent" /usr/bin/nodepath-agent
+ours "$build/operator/nodepath-operator" /usr/bin/nodepath-operator
+ours "$build/cli/agentctl/agentctl" /usr/bin/agentctl
+ours "$build/cli/cni/nodepath-cni" /usr/libexec/nodepath/cni/nodepath-cni
+put /usr/lib/cni/loopback /usr/libexec/nodepath/cni/loopback
+put "$REPO/deploy/image/nodepath-install-cni" /usr/bin/nodepath-install-cni
+# iptables (the agent runs `iptables` for the NOTRACK rules): the nft backend, as Debian's and
+# k3s's default, and legacy for hosts that still use it; their extensions are dlopen()ed.
+put /usr/sbin/xtables-nft-multi /usr/sbin/xtables-nft-multi
+put /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-legacy-multi
+for t in iptables iptables-save iptables-restore; do
+  ln -s xtables-nft-multi "$root/usr/sbin/$t"
+  ln -s xtables-legacy-multi "$root/usr/sbin/$t-legacy"
+done
+mkdir -p "$root/usr/lib/x86_64-linux-gnu/xtables"
+cp -a /usr/lib/x86_64-linux-gnu/xtables/. "$root/usr/lib/x86_64-linux-gnu/xtables/"
+# busybox for the init steps' sh, mount, grep, cp, mv, ...
+put /bin/busybox /bin/busybox
+for a in sh cat cp grep head ln ls mkdir mount mv rm sed sleep chmod umount; do
+  ln -s busybox "$root/bin/$a"
+done
+libs "$root/usr/bin/nodepath-agent" "$root/usr/bin/nodepath-operator" "$root/usr/bin/agentctl" \
+  "$root/usr/libexec/nodepath/cni/nodepath-cni" "$root/usr/libexec/nodepath/cni/loopback" \
+  "$root/usr/sbin/xtables-nft-multi" "$root/usr/sbin/xtables-legacy-multi" "$root"/usr/lib/x86_64-linux-gnu/xtables/*.so
+mkdir -p "$root/tmp" "$root/var/run/nodepath" "$root/etc"
+chmod 1777 "$root/tmp"
+printf 'root:x:0:0:root:/:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:x:0:\n' >"$root/etc/group"
+
+oci_image "$out" "$name" "$root" /usr/bin/nodepath-agent
