@@ -19,6 +19,8 @@
 #   /etc/cni/net.d, /opt/cni/bin  the lab's $LAB_DIR/<node>/cni/{net.d,bin} (the agent's conflist,
 #                                 nodepath-cni and loopback)
 #   /sys/fs/bpf                   a bpffs of its own
+#   /run/nodepath/cgroupv2        the node's cgroup2 cgroup (np-$P/<node>, where its pods' cgroups
+#                                 are): a DaemonSet's cgroup.hostRoot that is never the machine's root
 #   /proc/sys/{vm/overcommit_memory,kernel/panic,kernel/panic_on_oops}
 #                                 files holding the values kubelet wants, so it never writes the
 #                                 machine's own
@@ -50,7 +52,8 @@ CLUSTER_PAUSE_IMAGE=localhost/np-pause:1
 CLUSTER_ECHO_IMAGE=localhost/np-echo:1
 # Host directories a node's mount namespace mounts over: created (empty) when missing, removed on
 # down when still empty (rmdir fails harmlessly while another run's node uses them).
-CLUSTER_MOUNTPOINTS=(/var/lib/cni /etc/cni/net.d /opt/cni/bin /run/containerd /var/lib/kubelet)
+CLUSTER_MOUNTPOINTS=(/var/lib/cni /etc/cni/net.d /opt/cni/bin /run/containerd /var/lib/kubelet
+  /run/nodepath/cgroupv2)
 
 cluster__log() { printf 'cluster: %s\n' "$*" >&2; }
 
@@ -233,6 +236,7 @@ mount --bind '$ln/cni/bin' /opt/cni/bin
 mount --bind '$nd/log' /var/log
 mount --bind '$nd/kubelet-var' /var/lib/kubelet
 mount -t bpf bpf /sys/fs/bpf
+mount --bind '$LAB_CGROOT/$node' /run/nodepath/cgroupv2
 mount --bind '$nd/sysctl/overcommit_memory' /proc/sys/vm/overcommit_memory
 mount --bind '$nd/sysctl/panic' /proc/sys/kernel/panic
 mount --bind '$nd/sysctl/panic_on_oops' /proc/sys/kernel/panic_on_oops

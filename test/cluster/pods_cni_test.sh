@@ -10,6 +10,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 e2e_init ClusterPodsThroughNodepathCni npc
+host_sysctls() { cat /proc/sys/vm/overcommit_memory /proc/sys/kernel/panic /proc/sys/kernel/panic_on_oops | tr '\n' ' '; }
+SYSCTLS=$(host_sysctls)
 T0=$SECONDS
 cluster_lab_up
 
@@ -18,6 +20,16 @@ check "Node n2 goes Ready" eventually 60 expect_node_ready n2
 conflist_on() { lab_node_exec "$1" cat /etc/cni/net.d/05-nodepath.conflist | jq -e '.plugins[0].type == "nodepath-cni"' >/dev/null; }
 check "the node's /etc/cni/net.d (its own mount namespace) holds the agent's conflist" conflist_on n1
 READY_S=$((SECONDS - T0))
+node_cgroup() { # the node's /run/nodepath/cgroupv2 is its lab cgroup, holding kubelet's kubepods
+  local t
+  t=$(lab_node_exec "$1" stat -f -c %T /run/nodepath/cgroupv2) || return 1
+  [[ $t == cgroup2fs ]] && lab_node_exec "$1" test -d /run/nodepath/cgroupv2/kubepods && return 0
+  echo "expected cgroup2fs with kubepods/ at /run/nodepath/cgroupv2 on $1, saw '$t': $(lab_node_exec "$1" ls /run/nodepath/cgroupv2 | tr '\n' ' ')"
+  return 1
+}
+check "n1's /run/nodepath/cgroupv2 is the node's own cgroup2 cgroup (kubepods below it)" node_cgroup n1
+same_sysctls() { [[ $(host_sysctls) == "$SYSCTLS" ]] && return 0; echo "the machine's vm.overcommit_memory kernel.panic kernel.panic_on_oops were '$SYSCTLS', now '$(host_sysctls)'"; return 1; }
+check "the machine's sysctls kubelet sets are untouched (the nodes see files over them: $SYSCTLS)" same_sysctls
 
 require "the echo Deployment applied" cluster_apply <<YAML
 apiVersion: apps/v1
