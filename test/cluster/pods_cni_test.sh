@@ -86,6 +86,16 @@ if [[ $NS1 == /* && $NS2 == /* ]]; then
   check "the pod on n2 reaches the kubernetes ClusterIP (5/5 connects)" expect_ok 5
 fi
 
+exec_in_pod() { # kubectl exec (API server -> the kubelet at the node's InternalIP) runs nptraffic in the pod
+  local pod out
+  pod=$(awk '$2 == "n2" { print $1; exit }' <<<"$PODS")
+  out=$(cluster_kubectl exec "$pod" -- /nptraffic connect "$IP1:8080" --count 3 2>&1) || { echo "kubectl exec $pod failed: $out"; return 1; }
+  grep -qx 'ok=3 fail=0' <<<"$out" && return 0
+  echo "expected ok=3 fail=0 from nptraffic in $pod, saw: $out"
+  return 1
+}
+check "kubectl exec into the pod on n2 runs its nptraffic, which reaches the pod on n1 (3/3)" exec_in_pod
+
 RSS=$(cluster_rss_mib)
 echo "measure: bring-up to both Nodes Ready ${READY_S} s (cluster_up ${CLUSTER_UP_SECONDS:-?} s), pods Running ${PODS_S} s after the apply; RSS of everything ${RSS} MiB"
 check "everything fits in 1.5 GiB of RSS (${RSS} MiB)" eval '((RSS < 1536))'
