@@ -341,7 +341,7 @@ cluster_up() {
   cluster__log "control plane and nodes ${nodes[*]} up in $CLUSTER_UP_SECONDS s"
 }
 
-# cluster__kill_v1 <hierarchy>/np-$P: SIGKILL whatever is still in the v1 cgroups (containers that
+# cluster__v1_down: SIGKILL whatever is still in the v1 cgroups (containers that
 # outlived their shims), then remove them bottom-up.
 cluster__v1_down() {
   local rc=0 mp root f pid
@@ -385,11 +385,22 @@ cluster_down() {
   for node in n1 n2; do lab_kill "containerd-$node" || rc=1; done
   for name in k8s-scheduler k8s-controller-manager; do lab_kill "$name" || rc=1; done
   for node in n1 n2; do lab_kill "node-mnt-$node" || rc=1; done
-  if [[ -s $CLUSTER_DIR/made-dirs ]]; then
+  # The mount point dirs we made, unless another run's nodes may mount on them: rmdir succeeds on
+  # a dir that is a mount point only in another mount namespace, and detaches those mounts.
+  if [[ -s $CLUSTER_DIR/made-dirs ]] && ! cluster__other_runs; then
     while read -r f; do rmdir "$f" 2>/dev/null || true; done < <(tac "$CLUSTER_DIR/made-dirs")
     : >"$CLUSTER_DIR/made-dirs"
   fi
   return $rc
+}
+
+cluster__other_runs() { # another lab's cluster has a node mount namespace holder running
+  local f
+  for f in /run/nodepath-lab/*/pids/node-mnt-*.pid; do
+    [[ -e $f && $f != "$LAB_DIR/pids/"* ]] || continue
+    lab__pid_alive "$(head -n1 "$f")" && return 0
+  done
+  return 1
 }
 
 # The node's containerd-shim processes: children of init whose cgroup2 cgroup is the node's.
