@@ -35,7 +35,7 @@ oci_image() {
   [[ -d $root ]] || { echo "oci: $root is not a directory" >&2; return 1; }
   [[ $name == *:* ]] || { echo "oci: image name '$name' has no tag" >&2; return 1; }
   command -v jq >/dev/null || { echo "oci: jq is missing (scripts/setup.sh)" >&2; return 1; }
-  local work layout diff layer cfg man entry
+  local work layout diff layer cfg man entry a
   work=$(mktemp -d "${TMPDIR:-/tmp}/oci.XXXXXX") || return 1
   layout=$work/layout
   mkdir -p "$layout/blobs/sha256"
@@ -45,7 +45,13 @@ oci_image() {
     diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
     gzip -n -9 -c "$work/layer.tar" >"$work/layer.tar.gz"
     read -r layer_digest layer_size < <(oci__blob "$layout" "$work/layer.tar.gz")
-    entry=$(jq -cn '$ARGS.positional' --args "$@")
+    # Not `jq --args "$@"`: jq 1.6 reads an entrypoint argument like --id as its own option.
+    entry='[]'
+    # (One argument a line: an entrypoint argument holding a newline is refused.)
+    if (($#)); then
+      for a in "$@"; do [[ $a != *$'\n'* ]] || { echo "oci: an entrypoint argument holds a newline" >&2; exit 1; }; done
+      entry=$(printf '%s\n' "$@" | jq -R . | jq -cs .) || exit 1
+    fi
     jq -cnS --argjson entry "$entry" --arg diff "$diff" '{
         architecture: "amd64", os: "linux",
         config: ({Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
