@@ -41,10 +41,11 @@ oci_image() {
   mkdir -p "$layout/blobs/sha256"
   (
     set -euo pipefail
-    oci__tar "$root" "$work/layer.tar"
-    diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-    gzip -n -9 -c "$work/layer.tar" >"$work/layer.tar.gz"
-    read -r layer_digest layer_size < <(oci__blob "$layout" "$work/layer.tar.gz")
+    # Every step says `|| exit 1`: set -e does not act in a subshell whose status its caller tests.
+    oci__tar "$root" "$work/layer.tar" || exit 1
+    diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1) || exit 1
+    gzip -n -9 -c "$work/layer.tar" >"$work/layer.tar.gz" || exit 1
+    read -r layer_digest layer_size < <(oci__blob "$layout" "$work/layer.tar.gz") && [[ -n $layer_size ]] || exit 1
     # Not `jq --args "$@"`: jq 1.6 reads an entrypoint argument like --id as its own option.
     entry='[]'
     # (One argument a line: an entrypoint argument holding a newline is refused.)
@@ -57,23 +58,23 @@ oci_image() {
         config: ({Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
                  + (if ($entry | length) > 0 then {Entrypoint: $entry} else {} end)),
         rootfs: {type: "layers", diff_ids: [$diff]}
-      }' >"$work/config.json"
-    read -r cfg_digest cfg_size < <(oci__blob "$layout" "$work/config.json")
+      }' >"$work/config.json" || exit 1
+    read -r cfg_digest cfg_size < <(oci__blob "$layout" "$work/config.json") && [[ -n $cfg_size ]] || exit 1
     jq -cn --arg cd "$cfg_digest" --argjson cs "$cfg_size" --arg ld "$layer_digest" --argjson ls "$layer_size" '{
         schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
         config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
         layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: $ld, size: $ls}]
-      }' >"$work/manifest.json"
-    read -r man_digest man_size < <(oci__blob "$layout" "$work/manifest.json")
+      }' >"$work/manifest.json" || exit 1
+    read -r man_digest man_size < <(oci__blob "$layout" "$work/manifest.json") && [[ -n $man_size ]] || exit 1
     jq -cn --arg md "$man_digest" --argjson ms "$man_size" --arg name "$name" --arg tag "${name##*:}" '{
         schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
         manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $md, size: $ms,
           annotations: {"io.containerd.image.name": $name, "org.opencontainers.image.ref.name": $tag}}]
-      }' >"$layout/index.json"
-    printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-    mkdir -p "$(dirname "$out")"
-    oci__tar "$layout" "$out.tmp" oci-layout index.json blobs
-    mv -f "$out.tmp" "$out"
+      }' >"$layout/index.json" || exit 1
+    printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout" || exit 1
+    mkdir -p "$(dirname "$out")" || exit 1
+    oci__tar "$layout" "$out.tmp" oci-layout index.json blobs || exit 1
+    mv -f "$out.tmp" "$out" || exit 1
     echo "$man_digest"
   )
   local rc=$?
