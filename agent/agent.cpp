@@ -294,10 +294,21 @@ void Agent::restoreHostPorts() {
   std::vector<lb::Service> keep = validOnes(std::move(all), rejected);
   for (const std::string& why : rejected) NP_LOG_ERROR("cni", "a stored HostPort is not restored: %s", why.c_str());
   const size_t n = keep.size();
-  if (Status st = applyHostPorts(lb::Change{std::move(keep), {}}); !st)
-    NP_LOG_ERROR("cni", "restoring %zu HostPorts failed: %s", n, st.error().message().c_str());
-  else if (n)
-    NP_LOG_INFO("cni", "restored %zu HostPorts from %s", n, "the endpoint records");
+  lb::Change whole{keep, {}};
+  if (Status st = applyHostPorts(std::move(whole)); st) {
+    if (n) NP_LOG_INFO("cni", "restored %zu HostPorts from %s", n, "the endpoint records");
+  } else {
+    // One the model refuses (a frontend a local or Kubernetes service holds now, ...) costs only
+    // itself: the others are restored one by one.
+    size_t restored = 0;
+    for (lb::Service& s : keep) {
+      if (Status one = applyHostPorts(lb::Change{{std::move(s)}, {}}); !one)
+        NP_LOG_ERROR("cni", "a stored HostPort is not restored: %s", one.error().message().c_str());
+      else
+        ++restored;
+    }
+    NP_LOG_INFO("cni", "restored %zu of %zu HostPorts from %s", restored, n, "the endpoint records");
+  }
   markSynced(lb::kHostPortSource);
 }
 

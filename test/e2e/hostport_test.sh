@@ -75,9 +75,33 @@ require "delete default/np" lab_agentctl n2 service delete default/np
 MAPPINGS='[{"hostPort":9080,"containerPort":8080,"protocol":"tcp"},{"hostPort":9080,"containerPort":8080,"protocol":"udp"},{"hostPort":9081,"containerPort":8080,"protocol":"tcp","hostIP":"192.168.10.101"}]'
 
 # --- an agent restart keeps them -----------------------------------------------------------
+# ...each on its own: while the agent is down, web-1's record gains a mapping whose port a local
+# NodePort holds now and one that is not a mapping at all (hostPort 0); neither may cost the
+# others.
+require "a local NodePort service default/np2 on 30081" \
+  lab_agentctl n2 service upsert default/np2 --port 80 --cluster-ip 10.43.0.81 --node-port 30081 --backend 10.0.2.10:8080
 require "kill -9 node 2's agent" lab_agent_stop n2 KILL
+EPS=$NP_LAB_DIR/n2/run/state/endpoints.json
+spoil_record() {
+  local t
+  t=$(jq '(.endpoints[] | select(.containerId == "c1") | .portMappings) +=
+        [{"hostPort":30081,"containerPort":8080,"protocol":"tcp","hostIP":""},
+         {"hostPort":0,"containerPort":8080,"protocol":"tcp","hostIP":""}]' "$EPS") || return 1
+  printf '%s\n' "$t" >"$EPS"
+}
+require "web-1's stored record gains a 30081/TCP mapping (the NodePort's) and a hostPort 0" spoil_record
 require "restart node 2's agent" lab_agent_start n2
 require "...ready" lab_agent_wait n2 30
+not_restored_logged() {
+  local n
+  n=$(grep -c 'a stored HostPort is not restored' "$NP_LAB_DIR/n2/agent.log" || true)
+  ((n == 2)) && return 0
+  echo "expected 2 'a stored HostPort is not restored' lines in n2's agent log, saw $n:"
+  grep 'HostPort' "$NP_LAB_DIR/n2/agent.log" | sed 's/^/  /'
+  return 1
+}
+check "the two spoiled mappings are reported, one line each" not_restored_logged
+check "...and the NodePort's 30081 is not taken over" expect_no_service n2 hostport/default/web-1/tcp/30081
 check "after the restart $TCP is still listed" hostport_listed "$TCP"
 check "...and $UDP" hostport_listed "$UDP"
 check "...and $ONEIP keeps its hostIP" with_host_ip
