@@ -319,6 +319,11 @@ Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
   if (!e || e->portMappings.empty()) return r;
   std::vector<lb::Service> services = endpoint::hostPortServices(*e);
   Status st = endpoint::checkHostPorts(services, lb_->node());
+  for (const lb::Service& s : services) {
+    if (!st) break;
+    if (const endpoint::Endpoint* o = endpoint::hostPortHolder(pods_->endpoints(), s.name, *e))
+      st = error("HostPort " + s.name, "is held by sandbox " + o->containerId + " of the same pod; it is released when that sandbox is deleted (CNI DEL)");
+  }
   if (st) st = applyHostPorts(lb::Change{std::move(services), {}});
   if (!st) {
     // All or nothing: the pod this ADD made goes again (one that existed before stays).
@@ -343,10 +348,11 @@ Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
 
 Status Agent::cniDel(const pb::CniDelRequest& req) {
   std::vector<std::string> names;
-  if (const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname())) names = endpoint::hostPortNames(*e);
+  const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname());
+  if (e) names = endpoint::hostPortNames(*e);
   std::vector<std::string> gone;
-  for (const std::string& n : names)
-    if (lb_->find(n)) gone.push_back(n);
+  for (const std::string& n : names)  // not one another sandbox of the pod holds (hostPortHolder)
+    if (lb_->find(n) && !endpoint::hostPortHolder(pods_->endpoints(), n, *e)) gone.push_back(n);
   if (!gone.empty()) NP_TRY(applyHostPorts(lb::Change{{}, std::move(gone)}));
   return pods_->del(req);
 }

@@ -24,7 +24,7 @@ conf() {
 cni() { # <command> <container> <ns suffix>: the plugin on n2 as a runtime runs it
   printf '%s' "$(conf)" | lab_node_exec n2 env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="$2" \
     CNI_NETNS="/var/run/netns/$NP_LAB_PREFIX-$3" CNI_IFNAME=eth0 CNI_PATH="$CNIBIN" \
-    CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-${2#c}" "$CNIBIN/nodepath-cni"
+    CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=${POD:-web-${2#c}}" "$CNIBIN/nodepath-cni"
 }
 endpoint_ip() { agentctl_json n2 endpoint list | jq -r --arg c "$1" '.endpoints[] | select(.container_id == $c) | .ipv4'; }
 TCP=hostport/default/web-1/tcp/9080
@@ -65,6 +65,16 @@ check "a second pod asking for 9080/TCP too is refused with CNI code 7 naming th
 check "...and leaves no endpoint behind" eval '[[ -z $(endpoint_ip c2) ]]'
 check "...nor a service of its own" expect_no_service n2 hostport/default/web-2/tcp/9080
 check "the first pod is still served" served
+# A second sandbox of the same pod (a restarted sandbox whose old one is not deleted yet) names
+# the same HostPort services: it may not take them over, and its DEL may not remove them.
+sandbox2() { POD=web-1 cni "$1" c1b n2-c1b; }
+lab_netns_create n2-c1b
+check "a second sandbox of pod web-1 asking for the same HostPorts is refused with CNI code 7 naming c1" \
+  expect_refused 1 "\"code\":7,.*held by sandbox c1 of the same pod" sandbox2 ADD
+check "...and leaves no endpoint behind" eval '[[ -z $(endpoint_ip c1b) ]]'
+require "DEL of the refused sandbox, as the runtime follows a failed ADD" sandbox2 DEL
+check "$TCP still goes to the first sandbox ($IP1)" hostport_listed "$TCP"
+check "...which is still served" served
 require "a local NodePort service default/np on 30080" \
   lab_agentctl n2 service upsert default/np --port 80 --cluster-ip 10.43.0.80 --node-port 30080 --backend 10.0.2.10:8080
 MAPPINGS='[{"hostPort":30080,"containerPort":8080,"protocol":"tcp"}]'

@@ -40,6 +40,34 @@ EpRecord makeEndpoint(const char* id, const char* addr) {
   return e;
 }
 
+// A second sandbox of the same pod names the same HostPort services (the name carries the pod):
+// the sandbox that holds one is found, so its ADD is refused and the holder's DEL is not undone
+// by the other's; another pod or another port is no holder.
+TEST(HostPortSandbox, HostPortHolderIsTheOtherSandboxOfThePod) {
+  auto sandbox = [](const char* id, const char* addr, const char* pod, uint16_t port) {
+    EpRecord e = makeEndpoint(id, addr);
+    e.podNamespace = "default";
+    e.podName = pod;
+    e.portMappings.push_back({port, 8080, np::Protocol::Tcp, std::nullopt});
+    return e;
+  };
+  const EpRecord old = sandbox("c-old", "10.0.1.2", "web-1", 9080);
+  const EpRecord fresh = sandbox("c-new", "10.0.1.3", "web-1", 9080);
+  const EpRecord other = sandbox("c-other", "10.0.1.4", "web-2", 9080);
+  const EpRecord otherPort = sandbox("c-port", "10.0.1.5", "web-1", 9090);
+  const std::vector<EpRecord> all{old, fresh, other, otherPort};
+  const std::string name = np::endpoint::hostPortNames(fresh).at(0);
+  EXPECT_EQ(name, "hostport/default/web-1/tcp/9080");
+  const EpRecord* h = np::endpoint::hostPortHolder(all, name, fresh);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->containerId, "c-old");
+  h = np::endpoint::hostPortHolder(all, name, old);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->containerId, "c-new");
+  EXPECT_EQ(np::endpoint::hostPortHolder({old, other, otherPort}, name, old), nullptr)
+      << "only the same pod's same mapping holds it";
+}
+
 }  // namespace
 
 TEST(IpamAllocate, ReservesNetworkRouterAndBroadcast) {
