@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <malloc.h>
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -276,7 +278,11 @@ Status Agent::applyHostPorts(lb::Change change) {
   if (!p) return p.error();
   if (p->empty()) return {};
   Status st = lb_->commit(*p);
-  if (st) publishFlowServices();  // flows of a new HostPort are named from their first packet
+  if (st) {
+    publishFlowServices();  // flows of a new HostPort are named from their first packet
+    // A HostPort that went may have held what a refused Kubernetes service wants.
+    if (!k8sRejected_.empty()) boost::asio::post(io_, [this] { retryRefusedK8s(true); });
+  }
   return st;
 }
 
@@ -288,10 +294,21 @@ void Agent::restoreHostPorts() {
   std::vector<lb::Service> keep = validOnes(std::move(all), rejected);
   for (const std::string& why : rejected) NP_LOG_ERROR("cni", "a stored HostPort is not restored: %s", why.c_str());
   const size_t n = keep.size();
-  if (Status st = applyHostPorts(lb::Change{std::move(keep), {}}); !st)
-    NP_LOG_ERROR("cni", "restoring %zu HostPorts failed: %s", n, st.error().message().c_str());
-  else if (n)
-    NP_LOG_INFO("cni", "restored %zu HostPorts from %s", n, "the endpoint records");
+  lb::Change whole{keep, {}};
+  if (Status st = applyHostPorts(std::move(whole)); st) {
+    if (n) NP_LOG_INFO("cni", "restored %zu HostPorts from %s", n, "the endpoint records");
+  } else {
+    // One the model refuses (a frontend a local or Kubernetes service holds now, ...) costs only
+    // itself: the others are restored one by one.
+    size_t restored = 0;
+    for (lb::Service& s : keep) {
+      if (Status one = applyHostPorts(lb::Change{{std::move(s)}, {}}); !one)
+        NP_LOG_ERROR("cni", "a stored HostPort is not restored: %s", one.error().message().c_str());
+      else
+        ++restored;
+    }
+    NP_LOG_INFO("cni", "restored %zu of %zu HostPorts from %s", restored, n, "the endpoint records");
+  }
   markSynced(lb::kHostPortSource);
 }
 
@@ -302,6 +319,11 @@ Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
   if (!e || e->portMappings.empty()) return r;
   std::vector<lb::Service> services = endpoint::hostPortServices(*e);
   Status st = endpoint::checkHostPorts(services, lb_->node());
+  for (const lb::Service& s : services) {
+    if (!st) break;
+    if (const endpoint::Endpoint* o = endpoint::hostPortHolder(pods_->endpoints(), s.name, *e))
+      st = error("HostPort " + s.name, "is held by sandbox " + o->containerId + " of the same pod; it is released when that sandbox is deleted (CNI DEL)");
+  }
   if (st) st = applyHostPorts(lb::Change{std::move(services), {}});
   if (!st) {
     // All or nothing: the pod this ADD made goes again (one that existed before stays).
@@ -326,10 +348,11 @@ Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
 
 Status Agent::cniDel(const pb::CniDelRequest& req) {
   std::vector<std::string> names;
-  if (const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname())) names = endpoint::hostPortNames(*e);
+  const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname());
+  if (e) names = endpoint::hostPortNames(*e);
   std::vector<std::string> gone;
-  for (const std::string& n : names)
-    if (lb_->find(n)) gone.push_back(n);
+  for (const std::string& n : names)  // not one another sandbox of the pod holds (hostPortHolder)
+    if (lb_->find(n) && !endpoint::hostPortHolder(pods_->endpoints(), n, *e)) gone.push_back(n);
   if (!gone.empty()) NP_TRY(applyHostPorts(lb::Change{{}, std::move(gone)}));
   return pods_->del(req);
 }
@@ -422,21 +445,33 @@ void Agent::trimStep(const boost::system::error_code& ec) {
 void Agent::applyKubernetes(lb::Change change) {
   // Deletes of names the model does not hold (refused earlier) are no-ops; a name a local service
   // holds is the local API's: Kubernetes does not take it over.
+  // Refused ports are retried (k8s/refused.h): whatever happens below, the timer follows.
+  struct Reschedule {
+    Agent* a;
+    ~Reschedule() { a->scheduleK8sRetry(); }
+  } reschedule{this};
+  const auto now = std::chrono::steady_clock::now();
+  auto refuse = [&](const std::string& name, const std::string& why) {
+    if (k8sRejected_.refuse(name, why, now)) NP_LOG_WARN("k8s", "service %s refused: %s", name.c_str(), why.c_str());
+  };
   lb::Change c;
   for (std::string& n : change.deletes) {
-    k8sRejected_.erase(n);
+    k8sRejected_.forget(n);
     const lb::Service* s = lb_->find(n);
     if (s && s->source == kKubernetes) c.deletes.push_back(std::move(n));
   }
   for (lb::Service& s : change.upserts) {
     const lb::Service* cur = lb_->find(s.name);
     if (cur && cur->source != kKubernetes) {
-      k8sRejected_[s.name] = "the name is a " + cur->source + " service's";
+      refuse(s.name, "the name is a " + cur->source + " service's");
       continue;
     }
     c.upserts.push_back(std::move(s));
   }
   if (c.upserts.empty() && c.deletes.empty()) return;
+  // A deleted Kubernetes service frees its frontends and map space: what was refused for want of
+  // them may fit now.
+  if (!c.deletes.empty()) k8sRejected_.retryAllNow(now);
   auto one = [this](lb::Change ch) -> Status {
     auto p = lb_->prepare(std::move(ch));
     if (!p) return p.error();
@@ -448,7 +483,7 @@ void Agent::applyKubernetes(lb::Change change) {
   const size_t n = c.upserts.size() + c.deletes.size();
   lb::Change whole = c;
   if (Status st = one(std::move(whole)); st) {
-    for (const lb::Service& s : c.upserts) k8sRejected_.erase(s.name);
+    for (const lb::Service& s : c.upserts) k8sRejected_.forget(s.name);
     NP_LOG_DEBUG("k8s", "applied %zu service changes", n);
     return;
   }
@@ -458,13 +493,40 @@ void Agent::applyKubernetes(lb::Change change) {
   for (lb::Service& s : c.upserts) {
     const std::string name = s.name;
     if (Status st = one(lb::Change{{std::move(s)}, {}}); !st) {
-      if (k8sRejected_[name] != st.error().message())
-        NP_LOG_WARN("k8s", "service %s refused: %s", name.c_str(), st.error().message().c_str());
-      k8sRejected_[name] = st.error().message();
+      refuse(name, st.error().message());
     } else {
-      k8sRejected_.erase(name);
+      if (k8sRejected_.entries().contains(name)) NP_LOG_INFO("k8s", "service %s applied (refused before)", name.c_str());
+      k8sRejected_.forget(name);
     }
   }
+}
+
+void Agent::retryRefusedK8s(bool all) {
+  if (!k8s_ || k8sRejected_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (all) k8sRejected_.retryAllNow(now);
+  const std::vector<std::string> names = k8sRejected_.due(now);
+  if (names.empty()) return scheduleK8sRetry();
+  NP_LOG_DEBUG("k8s", "retrying %zu refused service ports", names.size());
+  k8s_->retry(names);  // through applyKubernetes: applied (forgotten) or refused again (later)
+  // A name the retry did not hand over (its Kubernetes service did not list it again) waits a
+  // step longer rather than spinning.
+  for (const std::string& n : names)
+    if (auto it = k8sRejected_.entries().find(n); it != k8sRejected_.entries().end() && it->second.due <= now)
+      k8sRejected_.refuse(n, it->second.reason, now);
+  scheduleK8sRetry();
+}
+
+void Agent::scheduleK8sRetry() {
+  const auto next = k8sRejected_.nextDue();
+  if (!next) {
+    k8sRetryTimer_.cancel();
+    return;
+  }
+  k8sRetryTimer_.expires_at(*next);
+  k8sRetryTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) retryRefusedK8s(false);
+  });
 }
 
 Result<Agent::Applied> Agent::applyChange(lb::Change change) {
@@ -523,6 +585,9 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     return st.error();
   }
   publishFlowServices();  // flows of a new service are named from their first packet
+  // A local service deleted or moved may have held the name or a frontend a refused Kubernetes
+  // service wants: try those again once this change is done.
+  if (!k8sRejected_.empty()) boost::asio::post(io_, [this] { retryRefusedK8s(true); });
   if (store_->compactionDue()) {
     const auto t0 = std::chrono::steady_clock::now();
     if (Status st = store_->compact(lb_->services()); !st)
@@ -851,7 +916,8 @@ pb::StatusResponse Agent::status() const {
   }
   if (!k8sRejected_.empty())
     problems.push_back(plural(k8sRejected_.size(), "Kubernetes service port is", "Kubernetes service ports are") +
-                       " refused (" + k8sRejected_.begin()->first + ": " + k8sRejected_.begin()->second + ")");
+                       " refused (" + k8sRejected_.entries().begin()->first + ": " +
+                       k8sRejected_.entries().begin()->second.reason + "; retried)");
   if (lb_->diverged()) problems.push_back("the maps differ from the model: " + lb_->diverged()->message() +
                                           "; the next reconcile repairs it");
   if (!store_->broken().empty()) problems.push_back("stored state: " + store_->broken());

@@ -30,6 +30,7 @@
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
 #include "endpoint/pod_network.h"
+#include "k8s/refused.h"
 #include "k8s/watcher.h"
 #include "flows/flows.h"
 #include "lb/reconciler.h"
@@ -126,7 +127,11 @@ class Agent {
   std::string nodesError_;  // why the current file is not applied
   std::unique_ptr<endpoint::PodNetwork> pods_;
   std::unique_ptr<k8s::ServiceWatcher> k8s_;  // with --k8s-api-server / --k8s-kubeconfig-path
-  std::map<std::string, std::string> k8sRejected_;  // model name -> why the model refused it
+  k8s::RefusedServices k8sRejected_;  // model names the model refused, why, and when to retry
+  boost::asio::steady_timer k8sRetryTimer_{io_};
+  // Tries the refused Kubernetes service ports again: those due, or (all) every one now.
+  void retryRefusedK8s(bool all);
+  void scheduleK8sRetry();
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
   boost::asio::steady_timer flowServicesTimer_{io_};
   size_t flowServiceCount_ = SIZE_MAX;

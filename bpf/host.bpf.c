@@ -33,6 +33,9 @@ int np_from_netdev(struct __sk_buff *ctx)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
 	if (p.proto == IPPROTO_ICMP) {
 		ret = np_masq_icmp_ingress(ctx, &p);
+		/* An echo reply translated back to its pod is delivered like any other packet. */
+		if (ret == NP_CTX_PASS)
+			return np_pod_from_netdev(ctx, &p);
 		if (ret != NP_MASQ_NOT_OURS)
 			return ret;
 	}

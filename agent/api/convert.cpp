@@ -124,7 +124,12 @@ pb::CtEntry ctEntryToProto(np_ct_table t, const np_ct_key& k, const np_ct_entry&
   pb::CtEntry out;
   out.set_table(t == NP_CT_TABLE_EMBRYONIC ? "embryonic" : "main");
   out.set_hook(k.dir == NP_CT_EGRESS ? "egress" : k.dir == NP_CT_LXC ? "lxc" : "ingress");
-  out.set_protocol(k.proto == IPPROTO_UDP ? pb::UDP : k.proto == IPPROTO_TCP ? pb::TCP : pb::PROTOCOL_UNSPECIFIED);
+  switch (k.proto) {
+    case IPPROTO_TCP: out.set_protocol(pb::TCP); break;
+    case IPPROTO_UDP: out.set_protocol(pb::UDP); break;
+    case IPPROTO_ICMP: out.set_protocol(pb::ICMP); break;
+    default: out.set_protocol(pb::PROTOCOL_UNSPECIFIED); break;
+  }
   out.set_src(Ipv4{k.saddr}.str());
   out.set_sport(ntohs(k.sport));
   out.set_dst(Ipv4{k.daddr}.str());
@@ -138,7 +143,7 @@ pb::CtEntry ctEntryToProto(np_ct_table t, const np_ct_key& k, const np_ct_entry&
       {NP_CT_F_REDIRECT, "redirect"},      {NP_CT_F_SEEN_NON_SYN, "established"},
       {NP_CT_F_CLOSING, "closing"},        {NP_CT_F_REPLY_SEEN, "reply-seen"},
       {NP_CT_F_DSR, "dsr"},                {NP_CT_F_DSR_BACKEND, "dsr-backend"},
-      {NP_CT_F_MASQ, "masq"}};
+      {NP_CT_F_MASQ, "masq"},              {NP_CT_F_LXC, "lxc"}};
   for (const auto& [bit, name] : kFlags)
     if (e.flags & bit) out.add_flags(name);
   out.set_tcp_flags(tcpFlagNames(e.tcp_flags));

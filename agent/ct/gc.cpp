@@ -1,4 +1,5 @@
 #include "ct/gc.h"
+#include "ct/list.h"
 
 #include <boost/container_hash/hash.hpp>
 #include <cstring>
@@ -77,7 +78,7 @@ Result<Gc::Removed> Gc::removePeersOf(np_ct_table t, const std::vector<std::pair
     if (!rev || !np_ct_reply_of(&k, &e, &pk, &*rev)) continue;
     keys.push_back(pk);
     out.keys.insert(pk);
-    if (rev->flags & NP_CT_F_SNAT && rev->expires + kExpiryGraceNs >= monoNs_()) ++out.snat;
+    if (isNatMapping(*rev) && rev->expires + kExpiryGraceNs >= monoNs_()) ++out.snat;
   }
   if (keys.empty()) return out;
   auto deleted = tables_.remove(t, keys);
@@ -110,7 +111,7 @@ Result<Gc::Removed> Gc::removeOrphans(np_ct_table t, const std::vector<std::pair
     // Orphaned in both runs. A service entry may have arrived since the walk: look once more.
     if (auto svc = tables_.lookup(t, fk); svc && np_ct_reply_of(&fk, &*svc, &rk, &rev)) continue;
     keys.push_back(rk);
-    if (rev.flags & NP_CT_F_SNAT) ++out.snat;
+    if (isNatMapping(rev)) ++out.snat;
   }
   if (keys.empty()) return out;
   auto deleted = tables_.remove(t, keys);
@@ -151,7 +152,7 @@ Result<Run> Gc::runOnce() {
           if (np_ct_client_entry(&e)) deletedServices.emplace_back(keys[k], e);
           continue;
         }
-        if (e.flags & NP_CT_F_SNAT) ++s.snatEntries;
+        if (isNatMapping(e)) ++s.snatEntries;
         if (np_ct_client_entry(&e)) {
           np_ct_key pk;
           np_ct_peer_key(&pk, &keys[k], &e);

@@ -53,7 +53,7 @@ struct TableStats {
   uint64_t entries = 0;        // live entries counted by this run (after its deletions)
   uint64_t gcDeleted = 0;      // entries this run deleted (expired, their peers, orphans)
   uint64_t orphansDeleted = 0; // ... of which reply entries whose flow's service entry was gone
-  uint64_t snatEntries = 0;    // live entries of SNAT'd flows (the NAT state)
+  uint64_t snatEntries = 0;    // live SNAT'd or masqueraded connections, each once (ct::isNatMapping)
   uint64_t evicted = 0;        // entries the LRU pushed out since the previous run (estimate)
   uint64_t evictedTotal = 0;   // ... since the GC started (sum of the runs' estimates)
   uint64_t createdTotal = 0;   // entries the datapath created since the GC started
@@ -124,7 +124,7 @@ class Gc {
   using KeyMap = boost::unordered_flat_map<np_ct_key, np_ct_key, KeyHash, KeyEq>;
   struct Removed {
     uint64_t deleted = 0;  // entries the call deleted
-    uint64_t snat = 0;     // ... of which live SNAT entries
+    uint64_t snat = 0;     // ... of which live NAT mappings (counted by the walk)
     boost::unordered_flat_set<np_ct_key, KeyHash, KeyEq> keys;
   };
   Result<Removed> removePeersOf(np_ct_table t, const std::vector<std::pair<np_ct_key, np_ct_entry>>& services);

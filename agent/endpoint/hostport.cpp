@@ -42,6 +42,15 @@ std::vector<std::string> hostPortNames(const Endpoint& e) {
   return out;
 }
 
+const Endpoint* hostPortHolder(const std::vector<Endpoint>& endpoints, const std::string& name, const Endpoint& self) {
+  for (const Endpoint& o : endpoints) {
+    if (o.key() == self.key()) continue;
+    for (const std::string& n : hostPortNames(o))
+      if (n == name) return &o;
+  }
+  return nullptr;
+}
+
 Status checkHostPorts(const std::vector<lb::Service>& services, const lb::NodeContext& node) {
   lb::FrontendOwners owners;
   for (const lb::Service& s : services) {

@@ -29,6 +29,8 @@ Manager::Manager(std::string stateDir, routing::Netlink& host)
   if (loaded) {
     state_ = std::move(*loaded);
     stateLoaded_ = true;
+    for (const std::string& why : state_.droppedPortMappings)
+      NP_LOG_ERROR("endpoint", "a stored HostPort is not restored: %s", why.c_str());
   } else if (loaded.error().err == ENOENT) {
     stateLoaded_ = true;
   } else {

@@ -92,6 +92,31 @@ struct Fields {
 
 }  // namespace
 
+namespace {
+
+Result<PortMapping> portMappingFromJson(const json::value& pv, const std::string& pwhere) {
+  if (!pv.is_object()) return error(pwhere, "is not an object");
+  Fields pf{pv.get_object(), pwhere};
+  NP_TRY(pf.keys({"hostPort", "containerPort", "protocol", "hostIP"}));
+  NP_FIELD(hp, pf.num("hostPort", 1, 65535));
+  NP_FIELD(cp, pf.num("containerPort", 1, 65535));
+  NP_FIELD(proto, pf.str("protocol"));
+  NP_FIELD(hip, pf.str("hostIP"));
+  PortMapping m;
+  m.hostPort = static_cast<uint16_t>(hp);
+  m.containerPort = static_cast<uint16_t>(cp);
+  if (proto == "tcp") m.protocol = Protocol::Tcp;
+  else if (proto == "udp") m.protocol = Protocol::Udp;
+  else return error(pwhere, "protocol \"" + proto + "\" is not tcp or udp");
+  if (!hip.empty()) {
+    m.hostIp = Ipv4::parse(hip);
+    if (!m.hostIp) return error(pwhere, "hostIP \"" + hip + "\" is not an IPv4 address");
+  }
+  return m;
+}
+
+}  // namespace
+
 Result<EndpointState> endpointsFromJson(const std::string& text) {
   boost::system::error_code ec;
   json::value root = json::parse(text, ec);
@@ -163,24 +188,13 @@ Result<EndpointState> endpointsFromJson(const std::string& text) {
       size_t j = 0;
       for (const json::value& pv : pl.get_array()) {
         const std::string pwhere = f.where + ": portMappings[" + std::to_string(j++) + "]";
-        if (!pv.is_object()) return error(pwhere, "is not an object");
-        Fields pf{pv.get_object(), pwhere};
-        NP_TRY(pf.keys({"hostPort", "containerPort", "protocol", "hostIP"}));
-        NP_FIELD(hp, pf.num("hostPort", 1, 65535));
-        NP_FIELD(cp, pf.num("containerPort", 1, 65535));
-        NP_FIELD(proto, pf.str("protocol"));
-        NP_FIELD(hip, pf.str("hostIP"));
-        PortMapping m;
-        m.hostPort = static_cast<uint16_t>(hp);
-        m.containerPort = static_cast<uint16_t>(cp);
-        if (proto == "tcp") m.protocol = Protocol::Tcp;
-        else if (proto == "udp") m.protocol = Protocol::Udp;
-        else return error(pwhere, "protocol \"" + proto + "\" is not tcp or udp");
-        if (!hip.empty()) {
-          m.hostIp = Ipv4::parse(hip);
-          if (!m.hostIp) return error(pwhere, "hostIP \"" + hip + "\" is not an IPv4 address");
+        // One bad mapping is dropped (and said so), not the endpoint or the file.
+        auto m = portMappingFromJson(pv, pwhere);
+        if (!m) {
+          s.droppedPortMappings.push_back(m.error().message());
+          continue;
         }
-        e.portMappings.push_back(m);
+        e.portMappings.push_back(*m);
       }
     }
     for (const Endpoint& o : s.endpoints) {

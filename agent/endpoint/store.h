@@ -49,6 +49,9 @@ struct EndpointState {
   Cidr podCidr;               // the pool the addresses came from
   Ipv4 lastAllocated;         // IPAM's round-robin position
   std::vector<Endpoint> endpoints;
+  // HostPort mappings left out at load, each with why (a bad entry costs only itself: the
+  // endpoint and its other mappings load). Never written back as such.
+  std::vector<std::string> droppedPortMappings;
 };
 
 std::string endpointsToJson(const EndpointState& s);

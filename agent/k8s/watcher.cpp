@@ -108,6 +108,11 @@ void ServiceWatcher::flush() {
   }
 }
 
+void ServiceWatcher::retry(const std::vector<std::string>& modelNames) {
+  for (const std::string& n : modelNames) cache_.markDirty(ServiceCache::serviceKeyOf(n));
+  flush();
+}
+
 std::string ServiceWatcher::summary() const {
   auto one = [](const Reflector& r) {
     const auto& s = r.stats();

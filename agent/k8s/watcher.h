@@ -32,6 +32,9 @@ class ServiceWatcher {
   const Reflector& services() const { return *services_; }
   const Reflector& slices() const { return *slices_; }
   const ApiConfig& api() const { return client_->config(); }
+  // Hands the current version of these model services' Kubernetes services to the agent again
+  // (ones it refused, to retry them), with whatever else changed meanwhile.
+  void retry(const std::vector<std::string>& modelNames);
   // One line for `status`.
   std::string summary() const;
   uint64_t decodeErrors() const { return decodeErrors_; }

@@ -420,8 +420,9 @@ static __always_inline int np_pod_to_container(np_ctx_t *ctx)
 	return NP_CTX_PASS;
 }
 
-/* host.bpf.c, tc ingress of a native device, after the NodePort path passed p (translated back
- * or not a service packet; p says where it goes now): a packet for a local pod goes straight
+/* host.bpf.c, tc ingress of a native device, after the NodePort path (and masquerade) passed p
+ * (translated back or not a service packet; p says where it goes now): a packet for a local pod
+ * gets a pod-started service flow's frontend back if it is that flow's reply, then goes straight
  * into the pod's namespace. Anything else is the stack's. */
 static __always_inline int np_pod_from_netdev(np_ctx_t *ctx, struct np_pkt *p)
 {
@@ -433,6 +434,16 @@ static __always_inline int np_pod_from_netdev(np_ctx_t *ctx, struct np_pkt *p)
 	ep = np_pod_endpoint(p->daddr);
 	if (!ep)
 		return NP_CTX_PASS;
+	/* A pod-started service flow whose packets also left masqueraded (a backend outside the
+	 * cluster): the NodePort path undid the masquerade only, and the stack's way in (the veth's
+	 * tc egress, np_pod_to_container) is skipped by the redirect, so the service is undone here.
+	 * For any other packet this finds no entry. */
+	if (p->proto == IPPROTO_ICMP)
+		ret = np_pod_icmp_rev_xlate(ctx, p, np_ct_now());
+	else
+		ret = np_pod_rev_xlate(ctx, p, np_ct_now());
+	if (ret < 0)
+		return np_drop(ctx, NP_METRIC_INGRESS, -ret);
 	ret = np_pod_deliver(ctx, p, ep);
 	if (ret < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, -ret);

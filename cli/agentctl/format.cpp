@@ -579,6 +579,8 @@ std::string protocolName(pb::Protocol protocol) {
       return "TCP";
     case pb::UDP:
       return "UDP";
+    case pb::ICMP:
+      return "ICMP";
     case pb::PROTOCOL_UNSPECIFIED:
       return "-";
     default:

@@ -36,10 +36,11 @@ constexpr uint16_t kPodPort = 45000;
 
 class LxcTest : public HostTest {
  protected:
-  LxcTest() { setBpfHostRouting(hostRouting()); }
   virtual bool hostRouting() const { return true; }
 
   void SetUp() override {
+    // Here, not in the constructor: a derived fixture's hostRouting() is only called from here.
+    setBpfHostRouting(hostRouting());
     HostTest::SetUp();
     if (HasFatalFailure()) return;
     lxcA_ = static_cast<int>(if_nametoindex("lxcp1"));
@@ -464,6 +465,133 @@ TEST_F(LxcLegacyTest, LxcLegacyRoutingHandsPacketsToStack) {
 
   EXPECT_EQ(fromPodA(podATcp(kRemotePodB, kBackendPort, kTcpSyn, kLocalPodB).build()).verdict, TC_ACT_SHOT)
       << "anti-spoofing holds in legacy mode too";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masquerade with BPF host routing: a reply is translated back before delivery decides where it
+// goes.
+
+const uint32_t kOutsideHost = ip("198.51.100.7");  // routed via 192.168.10.1 (no neighbour)
+
+class LxcMasqTest : public LxcTest {
+ protected:
+  LxcMasqTest() { setMasquerade(40000, 40999); }
+
+  // Pod A's SYN as lxc.bpf.c forwards it, then through ens192's egress: the masquerade port.
+  uint16_t sendOut(const PacketBuilder& syn, uint32_t dst, uint16_t dport) {
+    RunResult r = fromPodA(syn.build());
+    EXPECT_EQ(r.verdict, TC_ACT_REDIRECT) << "forwarded to ens192 by the FIB";
+    RunResult e = toNetdev(r.out);
+    EXPECT_EQ(e.verdict, TC_ACT_OK);
+    auto fwd = ct(ctKey(kLocalPodA, kPodPort, dst, dport, IPPROTO_TCP, NP_CT_EGRESS));
+    EXPECT_TRUE(fwd) << "no masquerade entry pod A -> " << dst;
+    return fwd ? ntohs(fwd->nat_sport) : 0;
+  }
+  static PacketBuilder answer(uint32_t src, uint16_t sport, uint16_t masqPort) {
+    PacketBuilder b;
+    b.eth(kClientMac, kEns192Mac).ipv4(src, kNodeIp).ipId(0x3333).dontFragment()
+        .tcp(sport, masqPort, kTcpSyn | kTcpAck).seq(7000).ackSeq(1001);
+    return b;
+  }
+};
+
+// Pod A to an internet host: the SYN-ACK arriving on ens192 gets pod A's address and port back and
+// goes straight into pod A (bpf_redirect_peer), not to the stack.
+TEST_F(LxcMasqTest, MasqueradeReplyGoesIntoPodByBpfHostRouting) {
+  const uint16_t port = sendOut(podATcp(kOutsideHost, 443, kTcpSyn), kOutsideHost, 443);
+  ASSERT_NE(port, 0);
+  const PacketBuilder synAck = answer(kOutsideHost, 443, port);
+  RunResult back = fromNetdev(synAck.build());
+  EXPECT_EQ(back.verdict, TC_ACT_REDIRECT) << "delivered into pod A by bpf_redirect_peer";
+  PacketBuilder want = synAck;
+  want.eth(kLxcAMac, kPodAMac).ipDst(kLocalPodA).dstPort(kPodPort).ttl(63);
+  EXPECT_TRUE(samePacket(want.build(), back.out));
+  EXPECT_TRUE(checksumsOk(back.out));
+}
+
+// A ClusterIP whose backend is outside the cluster: lxc.bpf.c DNATs pod A's SYN to the backend,
+// ens192 masquerades it. The reply needs both undone, the masquerade and then the service, before
+// it goes into pod A: pod A's socket knows the ClusterIP, not the backend.
+TEST_F(LxcMasqTest, MasqueradedServiceReplyGetsFrontendBackBeforeDelivery) {
+  addBackend(1, kOutsideHost, 443, IPPROTO_TCP);
+  setService(kClusterIpTcp, 0, kRevNat, {1});
+  const uint16_t port = sendOut(podATcp(kClusterIp, 80, kTcpSyn), kOutsideHost, 443);
+  ASSERT_NE(port, 0);
+  const PacketBuilder synAck = answer(kOutsideHost, 443, port);
+  RunResult back = fromNetdev(synAck.build());
+  EXPECT_EQ(back.verdict, TC_ACT_REDIRECT) << "delivered into pod A by bpf_redirect_peer";
+  PacketBuilder want = synAck;
+  want.eth(kLxcAMac, kPodAMac).ipSrc(kClusterIp).srcPort(80).ipDst(kLocalPodA).dstPort(kPodPort).ttl(63);
+  EXPECT_TRUE(samePacket(want.build(), back.out));
+  EXPECT_TRUE(checksumsOk(back.out));
+  auto rev = ctMain(ctKey(kOutsideHost, 443, kLocalPodA, kPodPort, IPPROTO_TCP, NP_CT_INGRESS));
+  ASSERT_TRUE(rev) << "the service's reply entry";
+  EXPECT_EQ(rev->packets, 1u) << "the reply went through the service's reply entry once";
+}
+
+// An ICMP echo message with its checksum (identifier, sequence, a few bytes of data).
+Bytes echoMessage(uint8_t type, uint16_t id, uint16_t seq) {
+  Bytes m = {type, 0, 0, 0, static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id),
+             static_cast<uint8_t>(seq >> 8), static_cast<uint8_t>(seq), 'p', 'i', 'n', 'g'};
+  const uint16_t c = np::test::inetChecksum(m);
+  m[2] = static_cast<uint8_t>(c >> 8);
+  m[3] = static_cast<uint8_t>(c);
+  return m;
+}
+
+// Pod A pings an internet host: the echo reply, translated back to pod A's identifier on ens192,
+// goes into pod A like any other packet, not to the stack.
+TEST_F(LxcMasqTest, MasqueradeEchoReplyGoesIntoPodByBpfHostRouting) {
+  constexpr uint16_t kPodId = 0x1234;
+  PacketBuilder req;
+  req.eth(kPodAMac, kLxcAMac).ipv4(kLocalPodA, kOutsideHost).ipId(0x0a0a).dontFragment()
+      .ipProto(np::test::kIpProtoIcmp).payload(echoMessage(8, kPodId, 1));
+  RunResult r = fromPodA(req.build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  EXPECT_EQ(toNetdev(r.out).verdict, TC_ACT_OK);
+  auto fwd = ct(ctKey(kLocalPodA, kPodId, kOutsideHost, 0, IPPROTO_ICMP, NP_CT_EGRESS));
+  ASSERT_TRUE(fwd) << "no masquerade entry for the echo request";
+  const uint16_t id = ntohs(fwd->nat_sport);
+
+  PacketBuilder reply;
+  reply.eth(kClientMac, kEns192Mac).ipv4(kOutsideHost, kNodeIp).ipId(0x3333).dontFragment()
+      .ipProto(np::test::kIpProtoIcmp).payload(echoMessage(0, id, 1));
+  RunResult back = fromNetdev(reply.build());
+  EXPECT_EQ(back.verdict, TC_ACT_REDIRECT) << "delivered into pod A by bpf_redirect_peer";
+  PacketBuilder want;
+  want.eth(kLxcAMac, kPodAMac).ipv4(kOutsideHost, kLocalPodA).ipId(0x3333).dontFragment().ttl(63)
+      .ipProto(np::test::kIpProtoIcmp).payload(echoMessage(0, kPodId, 1));
+  EXPECT_TRUE(samePacket(want.build(), back.out));
+  EXPECT_TRUE(checksumsOk(back.out));
+}
+
+class LxcMasqLegacyTest : public LxcMasqTest {
+ protected:
+  bool hostRouting() const override { return false; }
+};
+
+// The same with legacy host routing: ens192 undoes the masquerade and hands the packet to the
+// stack, and the pod's veth (tc egress) undoes the service on the way in.
+TEST_F(LxcMasqLegacyTest, MasqueradedServiceReplyGetsFrontendBackThroughStack) {
+  addBackend(1, kOutsideHost, 443, IPPROTO_TCP);
+  setService(kClusterIpTcp, 0, kRevNat, {1});
+  RunResult r = fromPodA(podATcp(kClusterIp, 80, kTcpSyn).build());
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  EXPECT_EQ(toNetdev(r.out).verdict, TC_ACT_OK);
+  auto fwd = ct(ctKey(kLocalPodA, kPodPort, kOutsideHost, 443, IPPROTO_TCP, NP_CT_EGRESS));
+  ASSERT_TRUE(fwd);
+  const PacketBuilder synAck = answer(kOutsideHost, 443, ntohs(fwd->nat_sport));
+  RunResult back = fromNetdev(synAck.build());
+  EXPECT_EQ(back.verdict, TC_ACT_OK) << "to the stack";
+  PacketBuilder mid = synAck;
+  mid.ipDst(kLocalPodA).dstPort(kPodPort);
+  EXPECT_TRUE(samePacket(mid.build(), back.out));
+  RunResult in = toPodA(back.out);
+  EXPECT_EQ(in.verdict, TC_ACT_OK);
+  PacketBuilder want = mid;
+  want.ipSrc(kClusterIp).srcPort(80);
+  EXPECT_TRUE(samePacket(want.build(), in.out));
+  EXPECT_TRUE(checksumsOk(in.out));
 }
 
 }  // namespace

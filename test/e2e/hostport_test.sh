@@ -24,7 +24,7 @@ conf() {
 cni() { # <command> <container> <ns suffix>: the plugin on n2 as a runtime runs it
   printf '%s' "$(conf)" | lab_node_exec n2 env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="$2" \
     CNI_NETNS="/var/run/netns/$NP_LAB_PREFIX-$3" CNI_IFNAME=eth0 CNI_PATH="$CNIBIN" \
-    CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-${2#c}" "$CNIBIN/nodepath-cni"
+    CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=${POD:-web-${2#c}}" "$CNIBIN/nodepath-cni"
 }
 endpoint_ip() { agentctl_json n2 endpoint list | jq -r --arg c "$1" '.endpoints[] | select(.container_id == $c) | .ipv4'; }
 TCP=hostport/default/web-1/tcp/9080
@@ -65,6 +65,16 @@ check "a second pod asking for 9080/TCP too is refused with CNI code 7 naming th
 check "...and leaves no endpoint behind" eval '[[ -z $(endpoint_ip c2) ]]'
 check "...nor a service of its own" expect_no_service n2 hostport/default/web-2/tcp/9080
 check "the first pod is still served" served
+# A second sandbox of the same pod (a restarted sandbox whose old one is not deleted yet) names
+# the same HostPort services: it may not take them over, and its DEL may not remove them.
+sandbox2() { POD=web-1 cni "$1" c1b n2-c1b; }
+lab_netns_create n2-c1b
+check "a second sandbox of pod web-1 asking for the same HostPorts is refused with CNI code 7 naming c1" \
+  expect_refused 1 "\"code\":7,.*held by sandbox c1 of the same pod" sandbox2 ADD
+check "...and leaves no endpoint behind" eval '[[ -z $(endpoint_ip c1b) ]]'
+require "DEL of the refused sandbox, as the runtime follows a failed ADD" sandbox2 DEL
+check "$TCP still goes to the first sandbox ($IP1)" hostport_listed "$TCP"
+check "...which is still served" served
 require "a local NodePort service default/np on 30080" \
   lab_agentctl n2 service upsert default/np --port 80 --cluster-ip 10.43.0.80 --node-port 30080 --backend 10.0.2.10:8080
 MAPPINGS='[{"hostPort":30080,"containerPort":8080,"protocol":"tcp"}]'
@@ -75,9 +85,33 @@ require "delete default/np" lab_agentctl n2 service delete default/np
 MAPPINGS='[{"hostPort":9080,"containerPort":8080,"protocol":"tcp"},{"hostPort":9080,"containerPort":8080,"protocol":"udp"},{"hostPort":9081,"containerPort":8080,"protocol":"tcp","hostIP":"192.168.10.101"}]'
 
 # --- an agent restart keeps them -----------------------------------------------------------
+# ...each on its own: while the agent is down, web-1's record gains a mapping whose port a local
+# NodePort holds now and one that is not a mapping at all (hostPort 0); neither may cost the
+# others.
+require "a local NodePort service default/np2 on 30081" \
+  lab_agentctl n2 service upsert default/np2 --port 80 --cluster-ip 10.43.0.81 --node-port 30081 --backend 10.0.2.10:8080
 require "kill -9 node 2's agent" lab_agent_stop n2 KILL
+EPS=$NP_LAB_DIR/n2/run/state/endpoints.json
+spoil_record() {
+  local t
+  t=$(jq '(.endpoints[] | select(.containerId == "c1") | .portMappings) +=
+        [{"hostPort":30081,"containerPort":8080,"protocol":"tcp","hostIP":""},
+         {"hostPort":0,"containerPort":8080,"protocol":"tcp","hostIP":""}]' "$EPS") || return 1
+  printf '%s\n' "$t" >"$EPS"
+}
+require "web-1's stored record gains a 30081/TCP mapping (the NodePort's) and a hostPort 0" spoil_record
 require "restart node 2's agent" lab_agent_start n2
 require "...ready" lab_agent_wait n2 30
+not_restored_logged() {
+  local n
+  n=$(grep -c 'a stored HostPort is not restored' "$NP_LAB_DIR/n2/agent.log" || true)
+  ((n == 2)) && return 0
+  echo "expected 2 'a stored HostPort is not restored' lines in n2's agent log, saw $n:"
+  grep 'HostPort' "$NP_LAB_DIR/n2/agent.log" | sed 's/^/  /'
+  return 1
+}
+check "the two spoiled mappings are reported, one line each" not_restored_logged
+check "...and the NodePort's 30081 is not taken over" expect_no_service n2 hostport/default/web-1/tcp/30081
 check "after the restart $TCP is still listed" hostport_listed "$TCP"
 check "...and $UDP" hostport_listed "$UDP"
 check "...and $ONEIP keeps its hostIP" with_host_ip

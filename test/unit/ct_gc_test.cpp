@@ -5,12 +5,14 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <tuple>
 
 #include "core/config.h"
 #include "ct/gc.h"
+#include "ct/list.h"
 #include "np_lxc.h"
 
 namespace np::ct {
@@ -234,8 +236,8 @@ TEST(ConntrackPair, ConntrackPeerKeysAreMutual) {
 }
 
 // An expired flow goes as a pair even when its reply entry was refreshed later (still alive):
-// the flow is dead, and its SNAT port comes back. A live flow keeps both entries; SNAT entries
-// are counted.
+// the flow is dead, and its SNAT port comes back. A live flow keeps both entries and counts as one
+// SNAT'd connection.
 TEST_F(GcTest, ConntrackGcRemovesExpiredPairsTogether) {
   Flow dead = snatFlow(1, now - 10 * kSec);
   dead.rev.expires = now + 30 * kSec;  // one-sided traffic kept the reply alive
@@ -250,7 +252,7 @@ TEST_F(GcTest, ConntrackGcRemovesExpiredPairsTogether) {
   EXPECT_TRUE(kernel.tables[NP_CT_TABLE_MAIN].count(live.revKey));
   EXPECT_EQ(s.gcDeleted, 2u);
   EXPECT_EQ(s.entries, 2u);
-  EXPECT_EQ(s.snatEntries, 2u);
+  EXPECT_EQ(s.snatEntries, 1u) << "one live SNAT'd connection";
   EXPECT_EQ(s.orphansDeleted, 0u);
 }
 
@@ -296,7 +298,7 @@ TEST_F(GcTest, ConntrackGcReclaimsOrphanedReplyEntriesSeenTwice) {
   EXPECT_TRUE(kernel.tables[NP_CT_TABLE_EMBRYONIC].count(live.revKey));
   EXPECT_TRUE(kernel.tables[NP_CT_TABLE_EMBRYONIC].count(creating.revKey));
   EXPECT_EQ(second.entries, 4u);
-  EXPECT_EQ(second.snatEntries, 4u);
+  EXPECT_EQ(second.snatEntries, 2u) << "two live SNAT'd connections (live, creating)";
 }
 
 // A flow DSR's backend node recorded from the option: client 192.0.2.n:40000 -> pod
@@ -460,6 +462,49 @@ TEST_F(GcTest, LxcServiceFlowPairsAreKeptAndRemovedTogether) {
     EXPECT_FALSE(kernel.tables[NP_CT_TABLE_MAIN].count(dead.revKey));
     EXPECT_EQ(s.orphansDeleted, 0u);
   }
+}
+
+// What status and `bpf nat list` call NAT: a SNAT'd NodePort flow and a masqueraded pod flow
+// count once each, whatever their entries' flags, and show both entries in the list; a pod's
+// plain service flow and its hairpin (LXC | SNAT to the hairpin address) are no NAT at all. A
+// reply entry whose forward entry is gone still holds its port: it counts until the GC takes it.
+TEST_F(GcTest, NatCountsEveryMasqueradedOrSnatConnectionOnce) {
+  const Flow snat = snatFlow(1, now + 60 * kSec);
+  const Flow masq = masqFlow(1, now + 60 * kSec);
+  const Flow masqOrphan = masqFlow(2, now + 60 * kSec);
+  const Flow pod = lxcFlow(1, now + 60 * kSec);
+  const Flow hairpin = lxcFlow(2, now + 60 * kSec, /*hairpin=*/true);
+  put(kernel, NP_CT_TABLE_MAIN, snat);
+  put(kernel, NP_CT_TABLE_MAIN, masq);
+  put(kernel, NP_CT_TABLE_MAIN, masqOrphan, /*withService=*/false);
+  put(kernel, NP_CT_TABLE_MAIN, pod);
+  put(kernel, NP_CT_TABLE_MAIN, hairpin);
+
+  const TableStats& s = run(NP_CT_TABLE_MAIN);
+  EXPECT_EQ(s.entries, 9u);
+  EXPECT_EQ(s.snatEntries, 3u) << "the SNAT'd flow, the masqueraded one and the orphan's held port";
+
+  ListFilter nat;
+  nat.snatOnly = true;
+  std::vector<np_ct_key> listed;
+  for (const auto& [k, e] : kernel.tables[NP_CT_TABLE_MAIN])
+    if (matches(nat, NP_CT_TABLE_MAIN, k, e)) listed.push_back(k);
+  auto has = [&](const np_ct_key& k) {
+    return std::any_of(listed.begin(), listed.end(),
+                       [&](const np_ct_key& l) { return std::memcmp(&l, &k, sizeof(k)) == 0; });
+  };
+  EXPECT_EQ(listed.size(), 5u);
+  EXPECT_TRUE(has(snat.fwdKey) && has(snat.revKey)) << "both entries of the SNAT'd flow";
+  EXPECT_TRUE(has(masq.fwdKey) && has(masq.revKey)) << "both entries of the masqueraded flow";
+  EXPECT_TRUE(has(masqOrphan.revKey));
+  EXPECT_FALSE(has(hairpin.fwdKey) || has(hairpin.revKey)) << "a pod's hairpin is not NAT";
+  EXPECT_FALSE(has(pod.fwdKey) || has(pod.revKey));
+
+  // The orphan goes at the second run that sees it, and with it its count.
+  now += 5 * kSec;
+  const TableStats& s2 = run(NP_CT_TABLE_MAIN);
+  EXPECT_EQ(s2.orphansDeleted, 1u);
+  EXPECT_EQ(s2.snatEntries, 2u);
 }
 
 TEST(ConntrackGcEstimate, ConntrackGcEvictionEstimateClampsAndSurvivesCounterReset) {

@@ -40,6 +40,34 @@ EpRecord makeEndpoint(const char* id, const char* addr) {
   return e;
 }
 
+// A second sandbox of the same pod names the same HostPort services (the name carries the pod):
+// the sandbox that holds one is found, so its ADD is refused and the holder's DEL is not undone
+// by the other's; another pod or another port is no holder.
+TEST(HostPortSandbox, HostPortHolderIsTheOtherSandboxOfThePod) {
+  auto sandbox = [](const char* id, const char* addr, const char* pod, uint16_t port) {
+    EpRecord e = makeEndpoint(id, addr);
+    e.podNamespace = "default";
+    e.podName = pod;
+    e.portMappings.push_back({port, 8080, np::Protocol::Tcp, std::nullopt});
+    return e;
+  };
+  const EpRecord old = sandbox("c-old", "10.0.1.2", "web-1", 9080);
+  const EpRecord fresh = sandbox("c-new", "10.0.1.3", "web-1", 9080);
+  const EpRecord other = sandbox("c-other", "10.0.1.4", "web-2", 9080);
+  const EpRecord otherPort = sandbox("c-port", "10.0.1.5", "web-1", 9090);
+  const std::vector<EpRecord> all{old, fresh, other, otherPort};
+  const std::string name = np::endpoint::hostPortNames(fresh).at(0);
+  EXPECT_EQ(name, "hostport/default/web-1/tcp/9080");
+  const EpRecord* h = np::endpoint::hostPortHolder(all, name, fresh);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->containerId, "c-old");
+  h = np::endpoint::hostPortHolder(all, name, old);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->containerId, "c-new");
+  EXPECT_EQ(np::endpoint::hostPortHolder({old, other, otherPort}, name, old), nullptr)
+      << "only the same pod's same mapping holds it";
+}
+
 }  // namespace
 
 TEST(IpamAllocate, ReservesNetworkRouterAndBroadcast) {
@@ -121,15 +149,37 @@ TEST(IpamPersist, PortMappingsRoundTripWithTheirHostIp) {
   ASSERT_EQ(back->endpoints.size(), 1u);
   EXPECT_EQ(back->endpoints[0].portMappings, e.portMappings);
   EXPECT_EQ(back->endpoints[0].portMappings[1].hostIp, ip("10.99.0.2"));  // the hostIP is kept
-  // A bad mapping names the endpoint and the entry.
-  std::string t = text;
-  t.replace(t.find("\"hostPort\":5353"), 15, "\"hostPort\":0");
-  auto r = endpointsFromJson(t);
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("portMappings[1]"), std::string::npos) << r.error().message();
-  t = text;
-  t.replace(t.find("\"10.99.0.2\""), 11, "\"10.99.0\"");
-  EXPECT_FALSE(endpointsFromJson(t));
+  EXPECT_TRUE(back->droppedPortMappings.empty());
+}
+
+// HostPort restore is per entry: a bad mapping (hostPort 0, a hostIP that is no address, an
+// unknown protocol) is dropped and said so, naming the endpoint and the entry; the endpoint, its
+// other mappings and the other endpoints load.
+TEST(IpamPersist, BadPortMappingCostsOnlyItself) {
+  EpRecord a = makeEndpoint("a", "10.0.1.2");
+  a.portMappings.push_back({8080, 80, np::Protocol::Tcp, std::nullopt});
+  a.portMappings.push_back({5353, 53, np::Protocol::Udp, ip("10.99.0.2")});
+  a.portMappings.push_back({9090, 90, np::Protocol::Tcp, std::nullopt});
+  EpRecord b = makeEndpoint("b", "10.0.1.3");
+  b.portMappings.push_back({7070, 70, np::Protocol::Udp, std::nullopt});
+  const std::string text = endpointsToJson(EndpointState{cidr("10.0.1.0/24"), {}, {a, b}});
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"hostPort\":5353", "\"hostPort\":0"},
+           {"\"10.99.0.2\"", "\"10.99.0\""},
+           {"\"protocol\":\"udp\",\"hostIP\":\"10.99.0.2\"", "\"protocol\":\"sctp\",\"hostIP\":\"10.99.0.2\""}}) {
+    std::string t = text;
+    ASSERT_NE(t.find(from), std::string::npos) << from << " in " << t;
+    t.replace(t.find(from), from.size(), to);
+    auto r = endpointsFromJson(t);
+    ASSERT_TRUE(r) << from << " -> " << to << ": " << r.error().message();
+    ASSERT_EQ(r->endpoints.size(), 2u);
+    EXPECT_EQ(r->endpoints[0].portMappings, (std::vector<np::endpoint::PortMapping>{a.portMappings[0], a.portMappings[2]}))
+        << from << " -> " << to;
+    EXPECT_EQ(r->endpoints[1].portMappings, b.portMappings);
+    ASSERT_EQ(r->droppedPortMappings.size(), 1u);
+    EXPECT_NE(r->droppedPortMappings[0].find("portMappings[1]"), std::string::npos) << r->droppedPortMappings[0];
+    EXPECT_NE(r->droppedPortMappings[0].find("(a)"), std::string::npos) << r->droppedPortMappings[0];
+  }
 }
 
 TEST(IpamPersist, AVersion1FileLoadsWithoutPortMappings) {

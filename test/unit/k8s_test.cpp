@@ -11,6 +11,7 @@
 #include "k8s/kubeconfig.h"
 #include "k8s/lease.h"
 #include "k8s/objects.h"
+#include "k8s/refused.h"
 #include "k8s/service_cache.h"
 #include "k8s/watch.h"
 
@@ -473,6 +474,63 @@ TEST(LeaseCodec, EncodeRoundTripsAndCarriesThePrecondition) {
   auto post = json::parse(encodeLease("cilium", "x", r, "")).as_object();
   EXPECT_FALSE(post.at("metadata").as_object().contains("resourceVersion"));
   EXPECT_EQ(leasePath("cilium", "x"), "/apis/coordination.k8s.io/v1/namespaces/cilium/leases/x");
+}
+
+// A refused service port is tried again on its own: 1 s after the first refusal, doubling, at
+// most 60 s; retryAllNow() (a local service changed) makes every one due at once without
+// resetting its backoff; an applied or deleted name is forgotten.
+TEST(K8sRefused, RefusedServiceRetriedWithBackoff) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  RefusedServices r;
+  const auto t0 = RefusedServices::Clock::time_point{} + seconds(1000);
+  EXPECT_FALSE(r.nextDue());
+  EXPECT_TRUE(r.refuse("default/web:http", "the name is a local service's", t0));
+  EXPECT_EQ(r.size(), 1u);
+  EXPECT_EQ(*r.nextDue(), t0 + seconds(1));
+  EXPECT_TRUE(r.due(t0).empty());
+  EXPECT_EQ(r.due(t0 + seconds(1)), std::vector<std::string>{"default/web:http"});
+
+  // Refused again at each try: 2 s, 4 s, ... never more than 60 s; the same reason is no news.
+  auto t = t0 + seconds(1);
+  EXPECT_FALSE(r.refuse("default/web:http", "the name is a local service's", t));
+  EXPECT_EQ(*r.nextDue(), t + seconds(2));
+  for (int i = 0; i < 10; ++i) r.refuse("default/web:http", "the name is a local service's", t);
+  EXPECT_EQ(*r.nextDue(), t + seconds(60));
+  EXPECT_EQ(RefusedServices::backoff(1), milliseconds(1000));
+  EXPECT_EQ(RefusedServices::backoff(3), milliseconds(4000));
+  EXPECT_EQ(RefusedServices::backoff(100), milliseconds(60000));
+
+  // Another one, and the local service in the way goes: both are due now.
+  r.refuse("default/api:grpc", "frontend 10.43.0.9:443/TCP is held by local-svc", t);
+  EXPECT_EQ(r.due(t).size(), 0u);
+  r.retryAllNow(t);
+  EXPECT_EQ(r.due(t), (std::vector<std::string>{"default/api:grpc", "default/web:http"}));
+  EXPECT_EQ(r.entries().at("default/web:http").attempts, 12u) << "backoff kept";
+
+  // Applied on the retry: gone from the list status shows.
+  r.forget("default/web:http");
+  r.forget("default/api:grpc");
+  EXPECT_TRUE(r.empty());
+  EXPECT_FALSE(r.nextDue());
+}
+
+// The retry goes through the cache: marking a refused model service's Kubernetes service dirty
+// hands its current version over again (ServiceWatcher::retry), nothing else.
+TEST(K8sRefused, RetryReemitsTheRefusedServicesKubernetesService) {
+  ServiceCache c;
+  c.upsertService(svc("service_nodeport.json"));
+  c.upsertSlice(slice("slice_web_a.json"));
+  lb::Change ch = c.takeChange();
+  ASSERT_EQ(ch.upserts.size(), 2u);
+  EXPECT_FALSE(c.dirty());
+  c.markDirty(ServiceCache::serviceKeyOf("default/web:http"));
+  ch = c.takeChange();
+  EXPECT_TRUE(ch.deletes.empty());
+  ASSERT_EQ(ch.upserts.size(), 2u);
+  const lb::Service* http = find(ch.upserts, "default/web:http");
+  ASSERT_NE(http, nullptr);
+  EXPECT_FALSE(http->backends.empty());
 }
 
 }  // namespace
