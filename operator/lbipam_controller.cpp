@@ -21,6 +21,7 @@ struct LbIpamController::State : std::enable_shared_from_this<LbIpamController::
   lbipam::Allocator alloc;
   std::map<lbipam::ServiceKey, json::object> objects;  // the services as last seen
   std::shared_ptr<k8s::Reflector> pools, services;
+  std::map<std::string, std::string> poolStatusSent;  // pool -> the conditions last written
   bool busy = false, dirty = false;
   Stats stats;
 
@@ -195,6 +196,51 @@ struct LbIpamController::State : std::enable_shared_from_this<LbIpamController::
       if (it != outcomes.end() && it->second.satisfied)
         NP_LOG_INFO("lbipam", "%s: %s", j.key.str().c_str(), it->second.ips.empty() ? "-" : it->second.ips[0].str().c_str());
       if (j.warn) co_await event(j.key, j.uid, *j.warn);
+    }
+    co_await poolStatus();
+  }
+
+  // Each pool's status as Cilium 1.15 writes it: cilium.io/IPsTotal, IPsAvailable, IPsUsed
+  // (Unknown, reason noreason, the count as the message: `kubectl get ippools` shows IPS
+  // AVAILABLE) and cilium.io/PoolConflict (False resolved, or True cidr_overlap naming the other
+  // pool). Written when the numbers change.
+  boost::asio::awaitable<void> poolStatus() {
+    std::vector<std::pair<std::string, std::string>> jobs;
+    for (const auto& [name, p] : alloc.pools()) {
+      uint64_t total = p.size(), used = alloc.used(name);
+      std::string other;
+      for (const auto& [n2, p2] : alloc.pools()) {
+        if (n2 == name) continue;
+        for (const auto& a : p.ranges)
+          for (const auto& b : p2.ranges)
+            if (a.first <= b.last && b.first <= a.last) other = n2;
+      }
+      std::string now = k8s::microTime(std::chrono::system_clock::now()).substr(0, 19) + "Z";
+      auto cnt = [&](const char* type, uint64_t n) {
+        return json::object{{"type", type}, {"status", "Unknown"}, {"reason", "noreason"},
+                            {"message", std::to_string(n)}, {"lastTransitionTime", now}};
+      };
+      json::object conflict{{"type", "cilium.io/PoolConflict"},
+                            {"status", other.empty() ? "False" : "True"},
+                            {"reason", other.empty() ? "resolved" : "cidr_overlap"},
+                            {"message", other.empty() ? "" : "Pool overlaps with the CIDRs of pool '" + other + "'"},
+                            {"lastTransitionTime", now}};
+      std::string key = std::to_string(total) + "/" + std::to_string(used) + "/" + other;
+      if (poolStatusSent[name] == key) continue;
+      poolStatusSent[name] = key;
+      json::array conds{cnt("cilium.io/IPsTotal", total), cnt("cilium.io/IPsAvailable", total - used),
+                        cnt("cilium.io/IPsUsed", used), conflict};
+      jobs.emplace_back(name, json::serialize(json::object{{"status", json::object{{"conditions", conds}}}}));
+    }
+    for (auto& [name, body] : jobs) {
+      auto r = co_await client->request("PATCH", "/apis/cilium.io/v2alpha1/ciliumloadbalancerippools/" + name + "/status",
+                                        body, "application/merge-patch+json", 10s);
+      if (!r || r->status / 100 != 2) {
+        ++stats.patchErrors;
+        poolStatusSent.erase(name);
+        NP_LOG_WARN("lbipam", "patch pool %s status: %s", name.c_str(),
+                    r ? (std::to_string(r->status) + " " + r->body.substr(0, 200)).c_str() : r.error().message().c_str());
+      }
     }
   }
 

@@ -81,6 +81,12 @@ require "Service web deleted" k8s_kubectl delete svc -n default web --wait=false
 got_thief() { [[ $(external_ip thief) == "$taken" ]] || { echo "thief holds '$(external_ip thief)'"; return 1; }; }
 check "thief now holds $taken (deleting web freed it)" eventually 15 got_thief
 check "...satisfied" eventually 5 expect_cond thief True satisfied
+pool_row() { # kubectl get ippools: DISABLED false, CONFLICTING False, IPS AVAILABLE 253 (one of 254 used)
+  local out
+  out=$(k8s_kubectl get ippools lb-ip-pool --no-headers 2>&1)
+  [[ $out =~ ^lb-ip-pool\ +false\ +False\ +253\  ]] || { echo "kubectl get ippools: $out"; return 1; }
+}
+check "kubectl get ippools shows the pool's status: 253 available, no conflict" eventually 10 pool_row
 
 require "operator b started" operator b
 renew() { k8s_kubectl get lease -n cilium cilium-operator-resource-lock -o jsonpath='{.spec.renewTime}' 2>/dev/null; }
