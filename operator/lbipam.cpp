@@ -191,6 +191,7 @@ const std::map<ServiceKey, Outcome>& Allocator::reconcile() {
   for (const auto& [k, s] : services_) {
     if (!s.loadBalancer) continue;
     Outcome& o = out[k];
+    if (!s.invalid.empty()) continue;
     std::vector<Ipv4> held;
     if (auto prev = outcomes_.find(k); prev != outcomes_.end()) held = prev->second.ips;
     else held = s.ingress;
@@ -208,6 +209,10 @@ const std::map<ServiceKey, Outcome>& Allocator::reconcile() {
     if (!s.loadBalancer) continue;
     Outcome& o = out[k];
     o.satisfied = true;
+    if (!s.invalid.empty()) {
+      o = Outcome{{}, false, "invalid_request", s.invalid};
+      continue;
+    }
     if (!s.requested.empty()) {
       for (Ipv4 ip : s.requested) {
         if (std::find(o.ips.begin(), o.ips.end(), ip) != o.ips.end()) continue;

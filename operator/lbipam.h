@@ -13,7 +13,7 @@
 //     annotation (comma-separated) names the addresses; otherwise the first free address of
 //     the first enabled pool (by name) whose serviceSelector matches.
 // Failures carry Cilium's reasons: no_pool, pool_selector_mismatch, already_allocated,
-// out_of_ips.
+// out_of_ips, and invalid_request for a request that cannot be read.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -67,6 +67,7 @@ struct Service {
   std::vector<Ipv4> requested;  // spec.loadBalancerIP or the annotation
   std::vector<Ipv4> ingress;    // status.loadBalancer.ingress[].ip
   int64_t generation = 0;
+  std::string invalid;  // set: the request cannot be read (the reason); the service gets nothing
 };
 
 // A Service object; a malformed requested address is refused with the reason.

@@ -56,8 +56,12 @@ struct LbIpamController::State : std::enable_shared_from_this<LbIpamController::
     if (!s) {
       ++stats.badServices;
       NP_LOG_WARN("lbipam", "%s", s.error().message().c_str());
-      // Keep it ours with its current holdings but no request we cannot read: it gets no_pool.
-      alloc.removeService(k);
+      // It is told why on its condition (invalid_request), and holds nothing meanwhile.
+      lbipam::Service bad;
+      bad.key = k;
+      bad.loadBalancer = true;
+      bad.invalid = s.error().message();
+      alloc.upsertService(std::move(bad));
       objects[k] = std::move(o);
       return;
     }

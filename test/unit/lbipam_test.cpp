@@ -232,3 +232,19 @@ TEST(LbIpam, MalformedPoolsAreRefusedWithAReason) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message().find("not an IPv4 address"), std::string::npos);
 }
+
+TEST(LbIpam, UnreadableRequestGetsInvalidRequestAndHoldsNothing) {
+  Allocator a;
+  a.upsertPool(pool(kSeedPool));
+  Service bad;
+  bad.key = key("bad");
+  bad.loadBalancer = true;
+  bad.ingress = {*Ipv4::parse("192.168.20.1")};
+  bad.invalid = "Service default/bad: requested address \"1.2.3\" is not an IPv4 address";
+  a.upsertService(bad);
+  a.upsertService(svc("a-good"));
+  a.reconcile();
+  EXPECT_EQ(outcome(a, "bad").reason, "invalid_request");
+  EXPECT_NE(outcome(a, "bad").message.find("1.2.3"), std::string::npos);
+  EXPECT_EQ(ipOf(a, "a-good"), "192.168.20.1");  // sorts first: bad holds nothing
+}
