@@ -30,6 +30,7 @@
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
 #include "endpoint/pod_network.h"
+#include "k8s/ciliumnode_sync.h"
 #include "k8s/watcher.h"
 #include "flows/flows.h"
 #include "lb/reconciler.h"
@@ -126,6 +127,8 @@ class Agent {
   std::string nodesError_;  // why the current file is not applied
   std::unique_ptr<endpoint::PodNetwork> pods_;
   std::unique_ptr<k8s::ServiceWatcher> k8s_;  // with --k8s-api-server / --k8s-kubeconfig-path
+  std::unique_ptr<k8s::CiliumNodeSync> ciliumNodes_;  // ipam=cluster-pool: the node list from CiliumNodes
+  void applyClusterNodes(const k8s::ClusterNodes& cn);
   std::map<std::string, std::string> k8sRejected_;  // model name -> why the model refused it
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
   boost::asio::steady_timer flowServicesTimer_{io_};
