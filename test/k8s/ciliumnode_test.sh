@@ -111,18 +111,24 @@ check "n2's IPAM takes $c2" eventually 20 expect_ipam n2 "$c2"
 check "n1 routes n2's $c2 via 192.168.10.101" eventually 20 expect_route n1 "$c2" 192.168.10.101
 check "n2 routes n1's $c1 via 192.168.10.100" eventually 20 expect_route n2 "$c1" 192.168.10.100
 
-# Restart with a pool of four /24s (10.0.0.0/22, which holds the first two): both keep theirs.
+# n0 (sorting before n1) joins while the operator runs: a restarted operator that handed out
+# CIDRs afresh in name order would move every node.
+require "CiliumNode n0 (192.168.10.110) created" peer_node n0 192.168.10.110
+check "n0 gets a third /24" eventually 20 expect_cidr n0 "$re24"
+c0=$(cidr_of n0)
+check "...distinct from n1's and n2's ($c0)" eval '[[ $c0 != "$c1" && $c0 != "$c2" ]]'
+# Restart with a pool of four /24s (10.0.0.0/22, which holds the first three): all keep theirs.
 require "the operator stopped" lab_kill operator
 require "the operator restarted with --cluster-pool-ipv4-cidr=10.0.0.0/22" operator --cluster-pool-ipv4-cidr=10.0.0.0/22
 require "CiliumNode n3 (192.168.10.103) created" peer_node n3 192.168.10.103
 check "the restarted operator serves n3" eventually 20 expect_cidr n3 '^10\.0\.[0-3]\.0/24$'
 c3=$(cidr_of n3)
-check "n1 kept $c1 across the restart" expect_cidr n1 "^${c1//./\\.}\$"
-check "n2 kept $c2 across the restart" expect_cidr n2 "^${c2//./\\.}\$"
-check "n3's $c3 is neither of theirs" eval '[[ $c3 != "$c1" && $c3 != "$c2" ]]'
+for n in n0 n1 n2; do
+  v=c${n#n}
+  check "$n kept ${!v} across the restart" expect_cidr "$n" "^${!v//./\\.}\$"
+done
+check "n3's $c3 is none of theirs" eval '[[ $c3 != "$c0" && $c3 != "$c1" && $c3 != "$c2" ]]'
 check "n1 routes n3's $c3 via 192.168.10.103" eventually 20 expect_route n1 "$c3" 192.168.10.103
-require "CiliumNode n4 (192.168.10.104) created" peer_node n4 192.168.10.104
-check "n4 gets the pool's last /24" eventually 20 expect_cidr n4 '^10\.0\.[0-3]\.0/24$'
 require "CiliumNode n5 (192.168.10.105) created" peer_node n5 192.168.10.105
 expect_exhausted() {
   local e
