@@ -16,6 +16,8 @@ packages=(
   nftables conntrack gnuplot-nox  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
   python3-yaml  # the chart test reads rendered manifests
+  busybox-static  # the node image's shell for its init steps (scripts/image.sh)
+  containerd runc  # the cluster tier (scripts/lib/cluster.sh): each lab node runs its own containerd
 )
 
 missing=()
@@ -34,6 +36,13 @@ if ((${#missing[@]})); then
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The cluster tier starts a containerd per lab node, never the machine's: where the package
+  # brought a system containerd up (systemd without a policy-rc.d refusing it), stop and disable it.
+  if [[ " ${missing[*]} " == *" containerd "* ]] && [[ -d /run/systemd/system ]] &&
+    systemctl is-enabled containerd.service >/dev/null 2>&1; then
+    echo "setup: stopping and disabling the system containerd.service (the tests run their own)"
+    systemctl disable --now containerd.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Upstream Go tools the tests drive, built from their pinned modules (test/tools/go/) into a cache
@@ -45,3 +54,5 @@ for t in etcd etcdctl kube-apiserver kubectl; do np_go_tool "$t" >/dev/null; don
 np_go_tool hubble >/dev/null
 # the chart tests (deploy/helm/nodepath)
 np_go_tool helm >/dev/null
+# the cluster tier (test/cluster): real kubelets and the rest of the control plane
+for t in kubelet kube-controller-manager kube-scheduler; do np_go_tool "$t" >/dev/null; done

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Sets up the machine if needed, builds, and runs every test tier: unit (no root), bpf
-# (BPF_PROG_TEST_RUN, root), e2e (the netns lab with real agents, root) and k8s (the lab with a
-# real kube-apiserver + etcd built by setup.sh, root). Exits non-zero on any
+# (BPF_PROG_TEST_RUN, root), e2e (the netns lab with real agents, root), k8s (the lab with a
+# real kube-apiserver + etcd built by setup.sh, root) and cluster (real kubelets + containerd on
+# the lab's nodes, root). Exits non-zero on any
 # failure. NP_TEST_LABELS=unit (or "unit|bpf") runs a subset; NP_BUILD_DIR picks the build dir.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${NP_BUILD_DIR:-$repo/build}
-labels=${NP_TEST_LABELS:-unit|bpf|e2e|k8s}
+labels=${NP_TEST_LABELS:-unit|bpf|e2e|k8s|cluster}
 
 if [[ $(id -u) -ne 0 && $labels != unit ]]; then
-  echo "test: the bpf, e2e and k8s tiers need root (run as root, or NP_TEST_LABELS=unit)" >&2
+  echo "test: the bpf, e2e, k8s and cluster tiers need root (run as root, or NP_TEST_LABELS=unit)" >&2
   exit 1
 fi
 
@@ -20,7 +21,7 @@ cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/nu
 cmake --build "$build"
 
 # Every test must belong to a tier: a test without a label would silently never run.
-unlabelled=$(ctest --test-dir "$build" -N -LE '^(unit|bpf|e2e|k8s)$' | sed -n 's/^ *Test *#[0-9]*: //p')
+unlabelled=$(ctest --test-dir "$build" -N -LE '^(unit|bpf|e2e|k8s|cluster)$' | sed -n 's/^ *Test *#[0-9]*: //p')
 if [[ -n $unlabelled ]]; then
   echo "test: tests without a tier label: $unlabelled" >&2
   exit 1

@@ -1,5 +1,7 @@
 #include "k8s/reflector.h"
 
+#include <malloc.h>
+
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -38,6 +40,22 @@ awaitable<void> Reflector::sleep(std::chrono::milliseconds d) {
   co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
+namespace {
+
+// What no watcher reads and every object carries, dropped as soon as an object is parsed (as
+// kube-proxy's informers do with a transform): managedFields is often half of an object, and a
+// relist holds every object of a kind at once (at 10,000 EndpointSlices: tens of MiB).
+void trim(json::object& o) {
+  auto* m = o.if_contains("metadata");
+  if (!m || !m->is_object()) return;
+  json::object& meta = m->as_object();
+  meta.erase("managedFields");
+  if (auto* a = meta.if_contains("annotations"); a && a->is_object())
+    a->as_object().erase("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+}  // namespace
+
 awaitable<Result<std::string>> Reflector::list(const std::string& rv) {
   std::vector<json::object> items;
   std::string cont, listRv;
@@ -64,7 +82,10 @@ awaitable<Result<std::string>> Reflector::list(const std::string& rv) {
     json::object& o = v.as_object();
     if (auto* its = o.if_contains("items"); its && its->is_array())
       for (json::value& it : its->as_array())
-        if (it.is_object()) items.push_back(std::move(it.as_object()));
+        if (it.is_object()) {
+          trim(it.as_object());
+          items.push_back(std::move(it.as_object()));
+        }
     cont.clear();
     if (auto* m = o.if_contains("metadata"); m && m->is_object()) {
       if (auto* c = m->as_object().if_contains("continue"); c && c->is_string()) cont = c->as_string();
@@ -72,7 +93,11 @@ awaitable<Result<std::string>> Reflector::list(const std::string& rv) {
     }
     if (cont.empty()) break;
   }
-  if (Status st = h_.replace(std::move(items)); !st) co_return st.error();
+  const Status replaced = h_.replace(std::move(items));
+  // A relist held every object twice for a moment (JSON and decoded); give that back to the
+  // system rather than keep it as the process's high-water mark.
+  malloc_trim(0);
+  if (!replaced) co_return replaced.error();
   co_return listRv;
 }
 
@@ -108,6 +133,7 @@ awaitable<Reflector::Outcome> Reflector::watch() {
       } else {
         ++stats_.events;
         ++events;
+        trim(ev->object);
         if (Status st = h_.event(ev->type, std::move(ev->object)); !st) NP_LOG_WARN("k8s", "%s: %s", kind_.c_str(), st.error().message().c_str());
       }
       if (!rv.empty()) stats_.resourceVersion = rv;

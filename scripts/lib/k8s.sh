@@ -133,7 +133,8 @@ k8s__start_apiserver() { # [name]: a second one needs its own name (and K8S_PORT
     --service-account-key-file "$K8S_DIR/sa.pub" --service-account-signing-key-file "$K8S_DIR/sa.key" \
     --service-cluster-ip-range 10.43.0.0/16 --authorization-mode RBAC --allow-privileged=true \
     --disable-admission-plugins ServiceAccount --enable-priority-and-fairness=false --profiling=false \
-    --watch-cache="${K8S_WATCH_CACHE:-true}" --v 1 || return 1
+    --watch-cache="${K8S_WATCH_CACHE:-true}" --kubelet-preferred-address-types InternalIP,Hostname \
+    --v 1 || return 1
   lab_poll 90 k8s__readyz || { k8s__log "kube-apiserver not ready after 90 s (see $K8S_DIR/$name.log)"; return 1; }
   k8s__log "kube-apiserver ready at $K8S_SERVER in $((SECONDS - t0)) s"
 }

@@ -149,6 +149,11 @@ lab__join_and_exec() { # <cgroup dir> <netns suffix> cmd...
   fi
   [[ -d $cg ]] || mkdir -p "$cg" || return 1
   echo 0 >"$cg/cgroup.procs" || return 1
+  # A node of the cluster tier (scripts/lib/cluster.sh) has a mount namespace of its own too.
+  local mnt
+  if mnt=$(lab__bg_pid "node-mnt-$ns" 2>/dev/null); then
+    exec nsenter --mount="/proc/$mnt/ns/mnt" --net="$(lab__netns_path "$ns")" --wd="$PWD" -- "$@"
+  fi
   exec nsenter --net="$(lab__netns_path "$ns")" -- "$@"
 }
 
@@ -680,6 +685,11 @@ lab__down_body() {
   if [[ -d $LAB_CGROOT ]] && lab__cg_self_inside; then
     lab__log "this shell runs inside lab $LAB_P (cgroup np-$LAB_P): run the teardown from outside the lab"
     return 1
+  fi
+
+  # 0. The cluster tier's nodes (kubelet, containers, containerd, v1 cgroups) go first.
+  if declare -F cluster_down >/dev/null; then
+    cluster_down || rc=1
   fi
 
   # 1. Background processes we recorded: TERM all, wait, then KILL.

@@ -35,39 +35,46 @@ oci_image() {
   [[ -d $root ]] || { echo "oci: $root is not a directory" >&2; return 1; }
   [[ $name == *:* ]] || { echo "oci: image name '$name' has no tag" >&2; return 1; }
   command -v jq >/dev/null || { echo "oci: jq is missing (scripts/setup.sh)" >&2; return 1; }
-  local work layout diff layer cfg man entry
+  local work layout diff layer cfg man entry a
   work=$(mktemp -d "${TMPDIR:-/tmp}/oci.XXXXXX") || return 1
   layout=$work/layout
   mkdir -p "$layout/blobs/sha256"
   (
     set -euo pipefail
-    oci__tar "$root" "$work/layer.tar"
-    diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-    gzip -n -9 -c "$work/layer.tar" >"$work/layer.tar.gz"
-    read -r layer_digest layer_size < <(oci__blob "$layout" "$work/layer.tar.gz")
-    entry=$(jq -cn '$ARGS.positional' --args "$@")
+    # Every step says `|| exit 1`: set -e does not act in a subshell whose status its caller tests.
+    oci__tar "$root" "$work/layer.tar" || exit 1
+    diff=sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1) || exit 1
+    gzip -n -9 -c "$work/layer.tar" >"$work/layer.tar.gz" || exit 1
+    read -r layer_digest layer_size < <(oci__blob "$layout" "$work/layer.tar.gz") && [[ -n $layer_size ]] || exit 1
+    # Not `jq --args "$@"`: jq 1.6 reads an entrypoint argument like --id as its own option.
+    entry='[]'
+    # (One argument a line: an entrypoint argument holding a newline is refused.)
+    if (($#)); then
+      for a in "$@"; do [[ $a != *$'\n'* ]] || { echo "oci: an entrypoint argument holds a newline" >&2; exit 1; }; done
+      entry=$(printf '%s\n' "$@" | jq -R . | jq -cs .) || exit 1
+    fi
     jq -cnS --argjson entry "$entry" --arg diff "$diff" '{
         architecture: "amd64", os: "linux",
         config: ({Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
                  + (if ($entry | length) > 0 then {Entrypoint: $entry} else {} end)),
         rootfs: {type: "layers", diff_ids: [$diff]}
-      }' >"$work/config.json"
-    read -r cfg_digest cfg_size < <(oci__blob "$layout" "$work/config.json")
+      }' >"$work/config.json" || exit 1
+    read -r cfg_digest cfg_size < <(oci__blob "$layout" "$work/config.json") && [[ -n $cfg_size ]] || exit 1
     jq -cn --arg cd "$cfg_digest" --argjson cs "$cfg_size" --arg ld "$layer_digest" --argjson ls "$layer_size" '{
         schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
         config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
         layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: $ld, size: $ls}]
-      }' >"$work/manifest.json"
-    read -r man_digest man_size < <(oci__blob "$layout" "$work/manifest.json")
+      }' >"$work/manifest.json" || exit 1
+    read -r man_digest man_size < <(oci__blob "$layout" "$work/manifest.json") && [[ -n $man_size ]] || exit 1
     jq -cn --arg md "$man_digest" --argjson ms "$man_size" --arg name "$name" --arg tag "${name##*:}" '{
         schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
         manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $md, size: $ms,
           annotations: {"io.containerd.image.name": $name, "org.opencontainers.image.ref.name": $tag}}]
-      }' >"$layout/index.json"
-    printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-    mkdir -p "$(dirname "$out")"
-    oci__tar "$layout" "$out.tmp" oci-layout index.json blobs
-    mv -f "$out.tmp" "$out"
+      }' >"$layout/index.json" || exit 1
+    printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout" || exit 1
+    mkdir -p "$(dirname "$out")" || exit 1
+    oci__tar "$layout" "$out.tmp" oci-layout index.json blobs || exit 1
+    mv -f "$out.tmp" "$out" || exit 1
     echo "$man_digest"
   )
   local rc=$?
