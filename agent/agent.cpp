@@ -75,7 +75,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
               a->datapath_->adoptedPins() ? "adopted pinned maps" : "new maps",
               a->datapath_->nodeIp().str().c_str());
 
-  if (!c.configDir.empty() && fs::exists(c.configDir + "/nodes")) {
+  if (!c.clusterPool() && !c.configDir.empty() && fs::exists(c.configDir + "/nodes")) {
     auto text = fs::readFile(c.configDir + "/nodes");
     if (!text) return text.error();
     auto nodes = parseNodes(*text, c.nodeName);
@@ -90,7 +90,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   auto pods = endpoint::PodNetwork::start(c, direct);
   if (!pods) return pods.error();
   a->pods_ = std::move(*pods);
-  a->pods_->setNodes(a->nodes_);
+  a->pods_->setNodes(a->nodes_, c.clusterPool() ? "waiting for the CiliumNodes to be listed" : "");
   if (c.installNoConntrackRules) {
     NP_TRY(routing::installNoTrack(c.nativeRoutingCidr));
     NP_LOG_INFO("routing", "raw-table NOTRACK rules for %s installed (%s, %s)", c.nativeRoutingCidr.str().c_str(),
@@ -132,6 +132,14 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
     if (!w) return Error{w.error().err, "kubernetes: " + w.error().context, w.error().detail};
     a->k8s_ = std::move(*w);
   }
+  if (c.clusterPool()) {
+    // Cluster mode: the CiliumNodes replace the nodes file (direct routes, this node's pod CIDR).
+    Agent* self = a.get();
+    auto cn = k8s::CiliumNodeSync::start(io, c, a->datapath_->nodeIp(),
+                                         [self](const k8s::ClusterNodes& n) { self->applyClusterNodes(n); });
+    if (!cn) return Error{cn.error().err, "kubernetes: " + cn.error().context, cn.error().detail};
+    a->ciliumNodes_ = std::move(*cn);
+  }
   a->sources_[lb::kHostPortSource] = false;
   a->loadLocal();
   a->restoreHostPorts();
@@ -143,8 +151,21 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   return a;
 }
 
+void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
+  if (Status st = datapath_->setNodes(cn.nodes); !st) {
+    nodesError_ = "apply the CiliumNodes' node list: " + st.error().message();
+    NP_LOG_ERROR("nodes", "%s", nodesError_.c_str());
+    return;
+  }
+  NP_LOG_INFO("nodes", "node list from CiliumNodes: %zu nodes%s%s", cn.nodes.size(),
+              cn.localMissing.empty() ? "" : "; ", cn.localMissing.c_str());
+  nodesError_.clear();
+  nodes_ = cn.nodes;
+  pods_->setNodes(nodes_, cn.localMissing);
+}
+
 void Agent::reloadNodes() {
-  if (config_.configDir.empty()) return;
+  if (config_.configDir.empty() || ciliumNodes_) return;
   const std::string path = config_.configDir + "/nodes";
   std::string text;
   if (fs::exists(path)) {
@@ -908,7 +929,7 @@ pb::StatusResponse Agent::status() const {
     pb::SourceStatus* s = out.add_sources();
     s->set_name(name);
     s->set_synced(done);
-    if (name == kKubernetes && k8s_) s->set_detail(k8s_->summary());
+    if (name == kKubernetes && k8s_) s->set_detail(k8s_->summary() + (ciliumNodes_ ? "; " + ciliumNodes_->summary() : ""));
     if (!done && !(name == kLocal && storeState_ != StoreState::Ok))
       problems.push_back("waiting for " + name + " to sync" + (name == kKubernetes && k8s_ ? " (" + k8s_->summary() + ")" : "") + "; " +
                          plural(out.local_state().stale_frontends(), "stale frontend is", "stale frontends are") +
@@ -942,6 +963,8 @@ pb::StatusResponse Agent::status() const {
 
   pods_->fillStatus(out, problems);
   if (!nodesError_.empty()) problems.push_back("nodes: " + nodesError_);
+  if (ciliumNodes_ && !ciliumNodes_->current().localMissing.empty())
+    problems.push_back("CNI: " + ciliumNodes_->current().localMissing);
 
   for (const auto& p : problems) out.add_problems(p);
   out.set_state(problems.empty() ? "Ok" : "Degraded");

@@ -30,6 +30,7 @@
 #include "ct/gc_loop.h"
 #include "datapath/datapath.h"
 #include "endpoint/pod_network.h"
+#include "k8s/ciliumnode_sync.h"
 #include "k8s/refused.h"
 #include "k8s/watcher.h"
 #include "flows/flows.h"
@@ -132,6 +133,8 @@ class Agent {
   // Tries the refused Kubernetes service ports again: those due, or (all) every one now.
   void retryRefusedK8s(bool all);
   void scheduleK8sRetry();
+  std::unique_ptr<k8s::CiliumNodeSync> ciliumNodes_;  // ipam=cluster-pool: the node list from CiliumNodes
+  void applyClusterNodes(const k8s::ClusterNodes& cn);
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
   boost::asio::steady_timer flowServicesTimer_{io_};
   size_t flowServiceCount_ = SIZE_MAX;

@@ -288,6 +288,13 @@ const std::vector<Key>& keys() {
          c.podCidr = *cidr;
          return {};
        }},
+      {"ipam", "where pod CIDRs come from: nodes-file (the config dir's nodes file) or cluster-pool (CiliumNodes)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         if (v != "nodes-file" && v != "cluster-pool") return bad("ipam", v, "is not nodes-file or cluster-pool");
+         c.ipamMode = v;
+         return {};
+       }},
       {"ipv4-native-routing-cidr", "pod traffic to addresses in this range is routed natively, never masqueraded",
        false,
        [](Config& c, const std::string& v) -> Status {

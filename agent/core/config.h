@@ -71,6 +71,10 @@ struct Config {
   std::string k8sApiServer;   // k8s-api-server (https://host:port; default: the kubeconfig's)
   std::string k8sKubeconfig;  // k8s-kubeconfig-path (empty: in-cluster token and CA)
   bool k8sEnabled() const { return !k8sApiServer.empty() || !k8sKubeconfig.empty(); }
+  // ipam: "nodes-file" (the config dir's nodes file) or "cluster-pool" (with a k8s API: this
+  // node's CiliumNode, its pod CIDR from the operator, peers' routes from theirs).
+  std::string ipamMode = "nodes-file";
+  bool clusterPool() const { return k8sEnabled() && ipamMode == "cluster-pool"; }
   // Flows (agent/flows/).
   bool enableHubble = true;                     // enable-hubble: flow events and the Hubble API
   uint32_t hubbleEventBufferCapacity = 4095;    // hubble-event-buffer-capacity: flows kept

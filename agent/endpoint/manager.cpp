@@ -50,14 +50,15 @@ void Manager::setReason(std::string why) {
   reason_ = std::move(why);
 }
 
-void Manager::setPodCidr(std::optional<Cidr> cidr) {
+void Manager::setPodCidr(std::optional<Cidr> cidr, const std::string& missing) {
   if (!stateLoaded_) return setReason("stored endpoints unreadable: " + stateError_);
   if (ipam_ && cidr && ipam_->pool() == *cidr && reason_.empty()) return;
   wanted_ = cidr;
   if (!cidr) {
-    if (ipam_) return setReason("this node is no longer in the node list; keeping pod CIDR " + ipam_->pool().str() +
+    if (ipam_) return setReason((missing.empty() ? "this node is no longer in the node list" : missing) +
+                                "; keeping pod CIDR " + ipam_->pool().str() +
                                 " for the existing endpoints, new pods are refused");
-    return setReason("no pod CIDR for this node: the node list has no entry for it");
+    return setReason(missing.empty() ? "no pod CIDR for this node: the node list has no entry for it" : missing);
   }
   if (!state_.endpoints.empty() && !(state_.podCidr == *cidr)) {
     return setReason("the node list gives pod CIDR " + cidr->str() + " but " +

@@ -46,7 +46,8 @@ class Manager {
 
   // The node's pod CIDR (from the node list; nullopt: this node is not listed). Creates the
   // router device when needed. Refused while endpoints hold addresses of another CIDR.
-  void setPodCidr(std::optional<Cidr> cidr);
+  // `missing`: why there is none, for the refusals (default: the node list has no entry).
+  void setPodCidr(std::optional<Cidr> cidr, const std::string& missing = {});
 
   Result<Endpoint> add(const AddRequest& req, bool* existed = nullptr);
   Status del(const std::string& containerId, const std::string& ifname, const std::string& netns);

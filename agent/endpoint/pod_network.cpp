@@ -54,7 +54,7 @@ Result<std::unique_ptr<PodNetwork>> PodNetwork::start(const Config& config, cons
   return p;
 }
 
-void PodNetwork::setNodes(const std::vector<NodeEntry>& nodes) {
+void PodNetwork::setNodes(const std::vector<NodeEntry>& nodes, const std::string& missing) {
   nodes_ = nodes;
   std::optional<Cidr> local;
   for (const NodeEntry& n : nodes_)
@@ -62,7 +62,7 @@ void PodNetwork::setNodes(const std::vector<NodeEntry>& nodes) {
   if (local && !config_.podCidr.contains(local->addr))
     NP_LOG_WARN("endpoint", "this node's pod CIDR %s is outside --cluster-pool-ipv4-cidr %s", local->str().c_str(),
                 config_.podCidr.str().c_str());
-  endpoints_->setPodCidr(local);
+  endpoints_->setPodCidr(local, missing);
   syncRoutes();
   updateConf();
 }

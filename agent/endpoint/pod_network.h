@@ -39,7 +39,8 @@ class PodNetwork {
   static Result<std::unique_ptr<PodNetwork>> start(const Config& config, const std::string& device);
 
   // The node list changed (or is read the first time): this node's pod CIDR, the node routes.
-  void setNodes(const std::vector<NodeEntry>& nodes);
+  // `missing`: why this node has no entry (cluster mode: the CiliumNode has no pod CIDR yet).
+  void setNodes(const std::vector<NodeEntry>& nodes, const std::string& missing = {});
   // The datapath that programs endpoints (lxc.bpf.c). Adopts every recorded endpoint at once (a
   // restarted agent re-attaches the new program) and removes map entries of pods that are gone.
   // Until it is set, ADD is refused (the pod would have no datapath).

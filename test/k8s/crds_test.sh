@@ -206,12 +206,14 @@ for v in "list services" "watch services" "watch endpointslices.discovery.k8s.io
   check "the agent may: $v" expect_can yes "$AGENT" $v
 done
 for v in "delete services" "create secrets" "get secrets" "delete ciliumnodes.cilium.io" \
+  "update ciliumnodes.cilium.io --subresource=status" \
   "patch ciliumloadbalancerippools.cilium.io" "create leases.coordination.k8s.io -n default" \
   "delete leases.coordination.k8s.io -n cilium" "get configmaps/nodepath-config -n cilium" \
   "delete configmaps/nodepath-uninstall -n default"; do
   check "the agent may not: $v" expect_can no "$AGENT" $v
 done
 for v in "list ciliumnodes.cilium.io" "watch ciliumnodes.cilium.io" "update ciliumnodes.cilium.io" \
+  "get ciliumnodes.cilium.io" "update ciliumnodes.cilium.io --subresource=status" \
   "watch ciliumloadbalancerippools.cilium.io" "patch ciliumloadbalancerippools.cilium.io --subresource=status" \
   "watch services" "patch services --subresource=status" "create events -n default" \
   "create events.events.k8s.io -n default" "get leases.coordination.k8s.io -n cilium" \
