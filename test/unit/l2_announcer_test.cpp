@@ -1,0 +1,278 @@
+// The L2 announcer's election under a simulated clock: nodes with a heartbeat elector and an
+// Announcer each, against a model of the API server's Leases (one store, a global
+// resourceVersion, 409 on a stale precondition), with watches that deliver every change at once
+// unless a node's watch is stalled. The property checked on every step: never two nodes answering
+// for the same address.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "l2/announcer.h"
+#include "lease/elector.h"
+
+namespace {
+
+using namespace np;
+using namespace np::l2;
+using namespace std::chrono_literals;
+using lease::Lease;
+using lease::Time;
+using lease::WriteOutcome;
+using Kind = Announcer::Action::Kind;
+
+const lease::Timings kT{2000ms, 1500ms, 500ms};
+
+std::string text(Time t) { return std::to_string(t.time_since_epoch().count()); }
+
+struct Api {
+  std::map<std::string, Lease> leases;
+  uint64_t rv = 0;
+  uint64_t requests = 0, serviceWrites = 0, heartbeatWrites = 0;
+  std::optional<Lease> get(const std::string& n) const {
+    auto it = leases.find(n);
+    if (it == leases.end()) return std::nullopt;
+    return it->second;
+  }
+};
+
+struct Node {
+  std::string name;
+  lease::Elector hb;
+  Announcer ann;
+  bool running = true;      // false: the agent was killed
+  bool partitioned = false;  // every request fails
+  bool watchStalled = false;
+  Node(std::string n, lease::Timings t) : name(n), hb(n, t), ann(n, t) {}
+};
+
+std::map<std::string, std::vector<Announcement>> services(int n) {
+  std::map<std::string, std::vector<Announcement>> out;
+  for (int i = 0; i < n; ++i) {
+    const uint32_t a = (192u << 24) | (168u << 16) | (uint32_t(20 + i / 250) << 8) | uint32_t(1 + i % 250);
+    out["nodepath-l2announce-default-svc" + std::to_string(i)] = {Announcement{Ipv4::fromHost(a), "eth0"}};
+  }
+  return out;
+}
+
+// One round for one node at `now`: its heartbeat elector, then the announcer.
+void step(Node& n, Api& api, Time now) {
+  if (!n.running) return;
+  const std::string hbName = heartbeatLeaseName(n.name);
+  for (int i = 0; i < 3; ++i) {
+    auto r = n.hb.poll(now, text(now));
+    if (!r) break;
+    ++api.requests;
+    if (n.partitioned) {
+      if (r->kind == lease::RequestKind::Get) n.hb.onGet(now, std::nullopt, true);
+      else n.hb.onWrite(now, WriteOutcome::Failed);
+      break;
+    }
+    if (r->kind == lease::RequestKind::Get) {
+      n.hb.onGet(now, api.get(hbName));
+      continue;
+    }
+    ++api.heartbeatWrites;
+    auto cur = api.get(hbName);
+    if ((r->kind == lease::RequestKind::Create && cur) ||
+        (r->kind == lease::RequestKind::Update && (!cur || cur->resourceVersion != r->resourceVersion))) {
+      n.hb.onWrite(now, WriteOutcome::Conflict);
+      continue;
+    }
+    api.leases[hbName] = Lease{r->record, std::to_string(++api.rv)};
+    n.hb.onWrite(now, WriteOutcome::Ok, api.leases[hbName]);
+  }
+  n.ann.setSelfAliveUntil(n.hb.isLeader(now) ? n.hb.leaderUntil() : Time{}, now);
+  if (!n.watchStalled && !n.partitioned)
+    for (const auto& [name, l] : api.leases) n.ann.observe(name, l, now);
+  for (int i = 0; i < 4; ++i) {  // a GET and the write it decides on go out in one round
+    auto actions = n.ann.poll(now, text(now));
+    if (actions.empty()) break;
+    for (const auto& a : actions) {
+      ++api.requests;
+      const bool get = a.kind == Kind::GetHeartbeat || a.kind == Kind::GetService;
+      if (n.partitioned) {
+        if (get) n.ann.onGet(a, now, std::nullopt, true);
+        else n.ann.onWrite(a, now, WriteOutcome::Failed);
+        continue;
+      }
+      if (get) {
+        n.ann.onGet(a, now, api.get(a.lease));
+        continue;
+      }
+      ++api.serviceWrites;
+      auto cur = api.get(a.lease);
+      if ((a.kind == Kind::Create && cur) ||
+          (a.kind == Kind::Update && (!cur || cur->resourceVersion != a.resourceVersion))) {
+        n.ann.onWrite(a, now, WriteOutcome::Conflict);
+        continue;
+      }
+      api.leases[a.lease] = Lease{a.record, std::to_string(++api.rv)};
+      n.ann.onWrite(a, now, WriteOutcome::Ok, api.leases[a.lease]);
+    }
+  }
+}
+
+std::set<Announcement> answering(Node& n, Time now) {
+  if (!n.running) return {};  // a killed agent's responder is gone with it
+  return n.ann.answering(now);
+}
+
+// Steps every node until `until`, in 50 ms rounds, failing on two nodes answering one address.
+// Returns the first time `pred` held (or Time{}).
+template <class Pred>
+Time run(std::vector<Node*> nodes, Api& api, Time& now, Time until, Pred pred) {
+  Time first{};
+  while (now < until) {
+    now += 50ms;
+    for (Node* n : nodes) step(*n, api, now);
+    std::map<Announcement, std::string> who;
+    for (Node* n : nodes)
+      for (const auto& a : answering(*n, now)) {
+        auto [it, fresh] = who.emplace(a, n->name);
+        EXPECT_TRUE(fresh) << "two nodes answer " << a.ip.str() << ": " << it->second << " and " << n->name;
+        if (!fresh) return first;
+      }
+    if (first == Time{} && pred(now)) first = now;
+  }
+  return first;
+}
+
+TEST(L2Announcer, OneHolderAnswersAndAnotherTakesOverWhenItsAgentIsKilled) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(1));
+  run({&a}, api, now, now + 200ms, [](Time) { return false; });
+  b.ann.setDesired(services(1));
+  run({&a, &b}, api, now, now + 3s, [](Time) { return false; });
+  const auto lease = "nodepath-l2announce-default-svc0";
+  EXPECT_EQ(a.ann.answering(now).size(), 1u);
+  EXPECT_TRUE(b.ann.answering(now).empty());
+  EXPECT_EQ(api.leases[lease].record.holder, "node-a");
+  ASSERT_EQ(a.ann.entries(now).size(), 1u);
+  EXPECT_TRUE(a.ann.entries(now)[0].answering);
+  EXPECT_EQ(b.ann.entries(now)[0].holder, "node-a");
+
+  a.running = false;
+  const Time killed = now;
+  const Time took = run({&a, &b}, api, now, now + 5s, [&](Time t) { return !b.ann.answering(t).empty(); });
+  ASSERT_NE(took, Time{});
+  // The heartbeat's leaseDuration after a's last renewal, plus one confirming GET and one PUT.
+  EXPECT_GE(took - killed, kT.leaseDuration - kT.retryPeriod);
+  EXPECT_LE(took - killed, kT.leaseDuration + 200ms);
+  EXPECT_EQ(api.leases[lease].record.holder, "node-b");
+  EXPECT_EQ(api.leases[lease].record.transitions, 1);
+  EXPECT_EQ(b.ann.takeNewlyAnswering(now), std::vector<std::string>{lease});  // gratuitous ARP due
+  EXPECT_TRUE(b.ann.takeNewlyAnswering(now).empty());
+}
+
+TEST(L2Announcer, HolderThatCannotRenewGoesSilentBeforeAnyoneMayTakeOver) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(3));
+  run({&a}, api, now, now + 200ms, [](Time) { return false; });
+  b.ann.setDesired(services(3));
+  run({&a, &b}, api, now, now + 2s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 3u);
+  // a keeps running but reaches nothing (its API connections hang or fail).
+  a.partitioned = true;
+  const Time cut = now;
+  Time silent{};
+  const Time took = run({&a, &b}, api, now, now + 5s, [&](Time t) {
+    if (silent == Time{} && a.ann.answering(t).empty()) silent = t;
+    return b.ann.answering(t).size() == 3;
+  });
+  ASSERT_NE(silent, Time{});
+  ASSERT_NE(took, Time{});
+  EXPECT_LE(silent - cut, kT.renewDeadline);
+  EXPECT_LT(silent, took);
+  EXPECT_GE(took - silent, kT.leaseDuration - kT.renewDeadline - kT.retryPeriod);
+  // a heals with its watch still behind: it rewrites what it believed it held, loses on the
+  // resourceVersion, re-reads, and stays silent.
+  a.partitioned = false;
+  a.watchStalled = true;
+  run({&a, &b}, api, now, now + 3s, [](Time) { return false; });
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  EXPECT_EQ(b.ann.answering(now).size(), 3u);
+  for (const auto& e : a.ann.entries(now)) EXPECT_EQ(e.holder, "node-b") << e.lease;
+}
+
+TEST(L2Announcer, AStalledWatchDoesNotMakeALiveHolderLookDead) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(1));
+  run({&a}, api, now, now + 200ms, [](Time) { return false; });
+  b.ann.setDesired(services(1));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  // b stops seeing events: a's heartbeat looks unchanged to it. Its takeover must be refused by
+  // the confirming GET, however long this lasts.
+  b.watchStalled = true;
+  const uint64_t before = api.requests;
+  run({&a, &b}, api, now, now + 10s, [](Time) { return false; });
+  EXPECT_EQ(a.ann.answering(now).size(), 1u);
+  EXPECT_TRUE(b.ann.answering(now).empty());
+  EXPECT_EQ(api.leases["nodepath-l2announce-default-svc0"].record.holder, "node-a");
+  // One confirming GET per leaseDuration, not one per round.
+  EXPECT_LT(api.requests - before, uint64_t(2 * 10 * 2 /*heartbeats*/ + 10));
+}
+
+TEST(L2Announcer, WithdrawnServiceIsSilentAtOnceAndHandedOverWithoutWaiting) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(1));
+  run({&a}, api, now, now + 200ms, [](Time) { return false; });
+  b.ann.setDesired(services(1));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 1u);
+  a.ann.setDesired({});  // the policy no longer selects node-a
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  const Time changed = now;
+  const Time took = run({&a, &b}, api, now, now + 3s, [&](Time t) { return !b.ann.answering(t).empty(); });
+  ASSERT_NE(took, Time{});
+  EXPECT_LE(took - changed, 200ms);  // released, not expired
+  EXPECT_TRUE(a.ann.entries(now).empty());
+  // And when no node wants it any more, its holder releases it.
+  b.ann.setDesired({});
+  run({&a, &b}, api, now, now + 500ms, [](Time) { return false; });
+  EXPECT_EQ(api.leases["nodepath-l2announce-default-svc0"].record.holder, "");
+}
+
+TEST(L2Announcer, SteadyStateWritesOnlyHeartbeatsWhateverTheNumberOfServices) {
+  for (int count : {1, 100, 1000}) {
+    Api api;
+    Node a("node-a", kT), b("node-b", kT);
+    Time now{};
+    a.ann.setDesired(services(count));
+    b.ann.setDesired(services(count));
+    run({&a, &b}, api, now, now + 2s, [](Time) { return false; });
+    EXPECT_EQ(a.ann.answering(now).size() + b.ann.answering(now).size(), size_t(count)) << count;
+    const uint64_t req = api.requests, svcWrites = api.serviceWrites;
+    run({&a, &b}, api, now, now + 10s, [](Time) { return false; });
+    EXPECT_EQ(api.serviceWrites, svcWrites) << count;
+    // Two heartbeats every retry period: 4 requests/s, whatever `count` is.
+    const double rate = double(api.requests - req) / 10.0;
+    EXPECT_LE(rate, 2 * 1000.0 / kT.retryPeriod.count() + 0.5) << count;
+  }
+}
+
+TEST(L2Announcer, StoppingAgentFallsSilentAndHandsEveryLeaseBack) {
+  Api api;
+  Node a("node-a", kT);
+  Time now{};
+  a.ann.setDesired(services(2));
+  run({&a}, api, now, now + 500ms, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 2u);
+  auto rel = a.ann.releaseAll(text(now));
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  ASSERT_EQ(rel.size(), 2u);
+  for (const auto& r : rel) {
+    EXPECT_EQ(r.kind, Kind::Update);
+    EXPECT_EQ(r.record.holder, "");
+    EXPECT_EQ(r.resourceVersion, api.leases[r.lease].resourceVersion);
+  }
+}
+
+}  // namespace
