@@ -336,6 +336,7 @@ void Agent::restoreHostPorts() {
 Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
   auto r = pods_->add(req);
   if (!r) return r;
+  publishFlowServices();  // the pod's flows carry its name
   const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname());
   if (!e || e->portMappings.empty()) return r;
   std::vector<lb::Service> services = endpoint::hostPortServices(*e);
@@ -375,11 +376,13 @@ Status Agent::cniDel(const pb::CniDelRequest& req) {
   for (const std::string& n : names)  // not one another sandbox of the pod holds (hostPortHolder)
     if (lb_->find(n) && !endpoint::hostPortHolder(pods_->endpoints(), n, *e)) gone.push_back(n);
   if (!gone.empty()) NP_TRY(applyHostPorts(lb::Change{{}, std::move(gone)}));
+  publishFlowServices();
   return pods_->del(req);
 }
 
 pb::CniGcResponse Agent::cniGc(const pb::CniGcRequest& req) {
   pb::CniGcResponse out = pods_->gc(req);
+  publishFlowServices();
   std::vector<std::string> gone;
   for (const auto& [name, s] : lb_->services()) {
     if (s.source != lb::kHostPortSource) continue;
@@ -411,6 +414,7 @@ bool Agent::synced() const {
 Result<lb::Reconciler::ReconcileReport> Agent::runReconcile(const char* why, bool drift) {
   auto r = lb_->reconcileAll();
   scheduleTrim();  // the dump and the expansion of every service were freed just now
+  publishFlowServices();  // a repair may have changed the reverse-NAT entries
   ++reconcileRuns_;
   lastReconcileAt_ = std::chrono::steady_clock::now();
   if (!r) {
@@ -1085,6 +1089,7 @@ Result<pb::StateResponse> Agent::state(pb::StateRequest::Action action) {
     default:
       return error("state", "unknown action " + std::to_string(action));
   }
+  if (action != pb::StateRequest::SHOW) publishFlowServices();
   if (action != pb::StateRequest::SHOW && lastReconcileAt_) *out.mutable_reconcile() = toProto(lastReconcile_);
   *out.mutable_state() = stateStatus();
   return out;

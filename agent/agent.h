@@ -136,11 +136,12 @@ class Agent {
   std::unique_ptr<k8s::CiliumNodeSync> ciliumNodes_;  // ipam=cluster-pool: the node list from CiliumNodes
   void applyClusterNodes(const k8s::ClusterNodes& cn);
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
-  boost::asio::steady_timer flowServicesTimer_{io_};
   size_t flowServiceCount_ = SIZE_MAX;
+  bool flowNamesPending_ = false;
+  uint64_t flowNameRebuilds_ = 0;
   Status startFlows();          // agent_flows.cpp
-  void scheduleFlowServices();  // names flows' services (agent_flows.cpp), every second
-  void publishFlowServices();   // ...and now
+  void publishFlowServices();   // services or endpoints changed: rebuild flows' names, once, soon
+  void rebuildFlowNames();      // ...now
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start

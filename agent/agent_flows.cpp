@@ -1,6 +1,10 @@
 // The agent's side of the flows subsystem (agent/flows/): started after the datapath (it reads
-// the pinned event ring buffer), and told which service each rev-NAT ID names.
+// the pinned event ring buffer), and told which service each rev-NAT ID names and which pod each
+// address is, whenever services or endpoints change.
 #include "agent.h"
+
+#include <boost/asio/post.hpp>
+
 #include "core/log.h"
 #include "flows/services.h"
 
@@ -25,11 +29,23 @@ Status Agent::startFlows() {
   auto f = flows::Flows::start(fc);
   if (!f) return f.error();
   flows_ = std::move(*f);
-  scheduleFlowServices();
+  rebuildFlowNames();
   return {};
 }
 
+// Services or endpoints changed: the names are rebuilt once, after the handler that changed them
+// returns (a burst of changes in one turn of the loop costs one rebuild; nothing runs while
+// nothing changes, however many services there are).
 void Agent::publishFlowServices() {
+  if (!flows_ || flowNamesPending_) return;
+  flowNamesPending_ = true;
+  boost::asio::post(io_, [this] {
+    flowNamesPending_ = false;
+    rebuildFlowNames();
+  });
+}
+
+void Agent::rebuildFlowNames() {
   if (!flows_) return;
   auto names = flows::serviceNames(lb_->services(), lb_->applied().revNat);
   if (names.size() != flowServiceCount_) {
@@ -38,17 +54,8 @@ void Agent::publishFlowServices() {
     flowServiceCount_ = names.size();
   }
   flows_->setServices(std::move(names));
-}
-
-// Besides every API change (publishFlowServices at the call site): the sources that change the
-// model without going through it (restore, reconcile) are picked up within a second.
-void Agent::scheduleFlowServices() {
-  if (!flows_) return;
-  publishFlowServices();
-  flowServicesTimer_.expires_after(std::chrono::seconds(1));
-  flowServicesTimer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) scheduleFlowServices();
-  });
+  flows_->setPods(flows::podsByAddress(pods_->endpoints()));
+  ++flowNameRebuilds_;
 }
 
 }  // namespace np

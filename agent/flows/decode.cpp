@@ -30,6 +30,12 @@ std::string mac(const uint8_t* m) {
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
+void setPod(flow::Endpoint* ep, const PodInfo& p) {
+  ep->set_pod_name(p.name);
+  ep->set_namespace_(p.ns);
+  for (const auto& l : p.labels) ep->add_labels(l);
+}
+
 void setTcpFlags(flow::TCPFlags* f, uint8_t v) {
   f->set_fin(v & 0x01);
   f->set_syn(v & 0x02);
@@ -105,6 +111,10 @@ std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const Decod
   if (srcXlated) {
     ip->set_source(ip4(ev.orig_saddr));
     ip->set_source_xlated(ip4(saddr));
+  }
+  if (ctx.pod) {
+    if (auto p = ctx.pod(srcXlated ? ev.orig_saddr : saddr)) setPod(f.mutable_source(), *p);
+    if (auto p = ctx.pod(daddr)) setPod(f.mutable_destination(), *p);
   }
   if (xlated) {
     f.mutable_is_reply()->set_value(reply);

@@ -1,6 +1,6 @@
 // Decoding the datapath's flow events (bpf/include/np_trace.h) into Hubble flows. Pure: no kernel,
-// no threads; the enrichment the agent knows (node name, services by rev-NAT ID) comes in as
-// data.
+// no threads; the enrichment the agent knows (node name, services by rev-NAT ID, pods by
+// address) comes in as data.
 #pragma once
 
 #include <cstddef>
@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "flow/flow.pb.h"
 
@@ -18,11 +19,20 @@ struct ServiceName {
   std::string ns;
 };
 
+// A pod the agent has an endpoint for (CNI ADD): what flows to and from its address name.
+struct PodInfo {
+  std::string name;
+  std::string ns;
+  std::vector<std::string> labels;  // Hubble's "k8s:key=value" form
+};
+
 struct DecodeContext {
   std::string nodeName;
   int64_t monoToRealtimeNs = 0;  // add to bpf_ktime_get_ns() for wall-clock time
   // Service of a rev-NAT ID, if known. May be empty.
   std::function<std::optional<ServiceName>(uint16_t)> service;
+  // The pod at an IPv4 address (network order), if any. May be empty.
+  std::function<std::optional<PodInfo>(uint32_t)> pod;
   // Device name of an ifindex, if known. May be empty.
   std::function<std::string(uint32_t)> ifname;
 };

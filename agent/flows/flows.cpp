@@ -34,6 +34,12 @@ Result<std::unique_ptr<Flows>> Flows::start(const FlowsConfig& cfg) {
     if (it == self->services_.end()) return std::nullopt;
     return it->second;
   };
+  f->decodeCtx_.pod = [self](uint32_t addr) -> std::optional<PodInfo> {
+    std::lock_guard<std::mutex> l(self->svcMu_);
+    auto it = self->pods_.find(addr);
+    if (it == self->pods_.end()) return std::nullopt;
+    return it->second;
+  };
   f->decodeCtx_.ifname = [](uint32_t ifindex) {
     char buf[IF_NAMESIZE] = {};
     return std::string(if_indextoname(ifindex, buf) ? buf : "");
@@ -83,6 +89,14 @@ void Flows::run() {
 void Flows::setServices(std::map<uint16_t, ServiceName> services) {
   std::lock_guard<std::mutex> l(svcMu_);
   services_ = std::move(services);
+}
+
+void Flows::setPods(std::unordered_map<uint32_t, PodInfo> pods) {
+  {
+    std::lock_guard<std::mutex> l(svcMu_);
+    pods_.swap(pods);
+  }
+  // the old map is freed here, outside the lock the reader takes
 }
 
 FlowCounters Flows::counters() const {

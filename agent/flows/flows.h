@@ -2,7 +2,8 @@
 // decoder, the bounded flow store and the Hubble API server (observer.Observer, peer.Peer,
 // grpc.health.v1.Health) on <run-dir>/hubble.sock and --hubble-listen-address. Everything here
 // runs on its own threads (the reader, gRPC's): nothing blocks the agent's io_context, which
-// only hands in what it knows (services by rev-NAT ID) through setServices().
+// only hands in what it knows (services by rev-NAT ID, pods by address) through setServices() and
+// setPods().
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "core/result.h"
 #include "flows/decode.h"
@@ -48,6 +50,8 @@ class Flows {
 
   // Any thread: the services flows are named after, by rev-NAT ID.
   void setServices(std::map<uint16_t, ServiceName> services);
+  // Any thread: the pods flows are named after, by IPv4 address (network order).
+  void setPods(std::unordered_map<uint32_t, PodInfo> pods);
 
   FlowStore& store() { return store_; }
   FlowCounters counters() const;
@@ -69,6 +73,7 @@ class Flows {
   std::atomic<uint64_t> undecodable_{0};
   mutable std::mutex svcMu_;
   std::map<uint16_t, ServiceName> services_;
+  std::unordered_map<uint32_t, PodInfo> pods_;  // under svcMu_ too
   std::thread reader_;
   std::unique_ptr<HubbleServer> server_;
 };

@@ -59,7 +59,7 @@ std::string parseFlowsArgs(const std::vector<std::string>& args, const std::stri
   bool follow = false;
   uint64_t last = 0, first = 0;
   std::string since, until, verdict, dropReason, output = "table";
-  std::vector<std::string> fromIp, toIp, ip, fromPod, toPod, port, fromPort, toPort, protocol;
+  std::vector<std::string> fromIp, toIp, ip, fromPod, toPod, pod, port, fromPort, toPort, protocol;
   out.server = defaultServer;
   app.add_flag("-f,--follow", follow, "keep streaming new flows");
   app.add_option("--last", last, "the last N flows (default 20 without --follow)");
@@ -71,6 +71,7 @@ std::string parseFlowsArgs(const std::vector<std::string>& args, const std::stri
   app.add_option("--ip", ip, "source or destination IP or CIDR");
   app.add_option("--from-pod", fromPod, "source pod ([namespace/]name prefix)");
   app.add_option("--to-pod", toPod, "destination pod ([namespace/]name prefix)");
+  app.add_option("--pod", pod, "source or destination pod ([namespace/]name prefix)");
   app.add_option("--port", port, "source or destination port");
   app.add_option("--from-port", fromPort, "source port");
   app.add_option("--to-port", toPort, "destination port");
@@ -101,7 +102,7 @@ std::string parseFlowsArgs(const std::vector<std::string>& args, const std::stri
   if (!since.empty() && !parseSince(since, r.mutable_since())) return "--since: \"" + since + "\" is not a time or duration";
   if (!until.empty() && !parseSince(until, r.mutable_until())) return "--until: \"" + until + "\" is not a time or duration";
 
-  // Like hubble observe: the fields of one filter are ANDed; --ip and --port are "either side",
+  // Like hubble observe: the fields of one filter are ANDed; --ip, --pod and --port are "either side",
   // which makes two filters (source side, destination side) of the rest.
   flow::FlowFilter base;
   for (auto& v : fromIp) base.add_source_ip(v);
@@ -121,7 +122,7 @@ std::string parseFlowsArgs(const std::vector<std::string>& args, const std::stri
     if (!flow::DropReason_Parse(upper(dropReason), &dr)) return "--drop-reason: \"" + dropReason + "\" is not a drop reason";
     base.add_drop_reason_desc(dr);
   }
-  bool sided = !ip.empty() || !port.empty();
+  bool sided = !ip.empty() || !pod.empty() || !port.empty();
   if (!sided) {
     if (base.ByteSizeLong() > 0) *r.add_whitelist() = base;
     return {};
@@ -130,6 +131,10 @@ std::string parseFlowsArgs(const std::vector<std::string>& args, const std::stri
   for (auto& v : ip) {
     src.add_source_ip(v);
     dst.add_destination_ip(v);
+  }
+  for (auto& v : pod) {
+    src.add_source_pod(v);
+    dst.add_destination_pod(v);
   }
   for (auto& v : port) {
     src.add_source_port(v);

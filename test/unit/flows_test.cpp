@@ -281,6 +281,86 @@ TEST(FlowsServices, RevNatIdNamesItsService) {
   EXPECT_EQ(names.count(5), 0u);
 }
 
+TEST(FlowsServices, HostPortsAreNamedInThePodsNamespace) {
+  std::map<std::string, lb::Service> svcs;
+  lb::Service any;
+  any.name = "hostport/default/web-1/tcp/9080";
+  any.port = any.hostPort = 9080;
+  any.source = "cni";
+  svcs[any.name] = any;
+  lb::Service one = any;
+  one.name = "hostport/shop/cart-0/tcp/9081";
+  one.port = one.hostPort = 9081;
+  one.hostIp = Ipv4::parse("192.168.10.101");
+  svcs[one.name] = one;
+  std::map<uint16_t, np_revnat> rn;
+  rn[8] = np_revnat{Ipv4::parse("192.168.10.101")->be, htons(9080), {}};  // every node address
+  rn[9] = np_revnat{Ipv4::parse("192.168.10.101")->be, htons(9081), {}};
+  rn[10] = np_revnat{Ipv4::parse("192.168.10.102")->be, htons(9081), {}};  // not its host IP
+  auto names = serviceNames(svcs, rn);
+  ASSERT_EQ(names.count(8), 1u);
+  EXPECT_EQ(names[8].name, "hostport/web-1/tcp/9080");
+  EXPECT_EQ(names[8].ns, "default");
+  ASSERT_EQ(names.count(9), 1u);
+  EXPECT_EQ(names[9].name, "hostport/cart-0/tcp/9081");
+  EXPECT_EQ(names[9].ns, "shop");
+  EXPECT_EQ(names.count(10), 0u);
+  EXPECT_EQ(splitServiceName("default/web:http").name, "web");
+}
+
+struct FakeEndpoint {
+  std::string podName, podNamespace;
+  Ipv4 ip;
+};
+
+TEST(FlowsDecode, PodsAreNamedOnBothSidesAndThePodFiltersSelectThem) {
+  std::vector<FakeEndpoint> eps = {{"web-1", "default", *Ipv4::parse("10.0.1.10")},
+                                   {"", "", *Ipv4::parse("10.0.1.11")},  // no pod name given: not named
+                                   {"client", "shop", *Ipv4::parse("192.168.10.200")}};
+  auto pods = podsByAddress(eps);
+  ASSERT_EQ(pods.size(), 2u);
+  DecodeContext ctx;
+  ctx.pod = [&](uint32_t a) -> std::optional<PodInfo> {
+    auto it = pods.find(a);
+    if (it == pods.end()) return std::nullopt;
+    return it->second;
+  };
+  np_trace_event ev = synEvent();
+  auto f = decodeEvent(&ev, sizeof ev, ctx);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->source().pod_name(), "client");
+  EXPECT_EQ(f->source().namespace_(), "shop");
+  EXPECT_EQ(f->destination().pod_name(), "web-1");
+  EXPECT_EQ(f->destination().namespace_(), "default");
+  ASSERT_EQ(f->destination().labels_size(), 1);
+  EXPECT_EQ(f->destination().labels(0), "k8s:io.kubernetes.pod.namespace=default");
+
+  flow::FlowFilter to;
+  to.add_destination_pod("default/web");
+  EXPECT_TRUE(matches(to, *f));
+  flow::FlowFilter from;
+  from.add_source_pod("default/web-1");
+  EXPECT_FALSE(matches(from, *f));
+  from.set_source_pod(0, "shop/client");
+  EXPECT_TRUE(matches(from, *f));
+  flow::FlowFilter otherNs;
+  otherNs.add_destination_pod("kube-system/web-1");
+  EXPECT_FALSE(matches(otherNs, *f));
+
+  // A SNAT'd source is named by its address before translation.
+  ev.flags = NP_EVENT_F_XLATED;
+  ev.orig_saddr = Ipv4::parse("10.0.1.11")->be;  // unnamed
+  f = decodeEvent(&ev, sizeof ev, ctx);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->source().pod_name(), "");
+  ev.orig_saddr = Ipv4::parse("10.0.1.10")->be;
+  f = decodeEvent(&ev, sizeof ev, ctx);
+  EXPECT_EQ(f->source().pod_name(), "web-1");
+  EXPECT_EQ(nodepath::agentctl::formatFlowLine(*f).find("default/web-1:40000 (as 192.168.10.200)") != std::string::npos,
+            true)
+      << nodepath::agentctl::formatFlowLine(*f);
+}
+
 TEST(FlowsAgentctl, FlagsBecomeHubbleFiltersAndLinesReadLikeHubble) {
   nodepath::agentctl::FlowsInvocation inv;
   EXPECT_EQ(nodepath::agentctl::parseFlowsArgs({"--last", "5", "--ip", "10.0.1.10", "--protocol", "tcp", "--verdict",
@@ -296,6 +376,15 @@ TEST(FlowsAgentctl, FlagsBecomeHubbleFiltersAndLinesReadLikeHubble) {
   nodepath::agentctl::FlowsInvocation bad;
   EXPECT_NE(nodepath::agentctl::parseFlowsArgs({"--verdict", "maybe"}, "s", bad), "");
   EXPECT_NE(nodepath::agentctl::parseFlowsArgs({"--frob"}, "s", bad), "");
+  nodepath::agentctl::FlowsInvocation pods;
+  EXPECT_EQ(nodepath::agentctl::parseFlowsArgs({"--pod", "default/web-1"}, "s", pods), "");
+  ASSERT_EQ(pods.request.whitelist_size(), 2);
+  EXPECT_EQ(pods.request.whitelist(0).source_pod(0), "default/web-1");
+  EXPECT_EQ(pods.request.whitelist(1).destination_pod(0), "default/web-1");
+  nodepath::agentctl::FlowsInvocation from;
+  EXPECT_EQ(nodepath::agentctl::parseFlowsArgs({"--from-pod", "default/web-1"}, "s", from), "");
+  ASSERT_EQ(from.request.whitelist_size(), 1);
+  EXPECT_EQ(from.request.whitelist(0).source_pod(0), "default/web-1");
 
   flow::Flow f = mkFlow("192.168.10.200", "10.0.1.10", 8080, flow::DROPPED);
   f.set_drop_reason_desc(flow::SERVICE_BACKEND_NOT_FOUND);
