@@ -16,6 +16,7 @@ packages=(
   nftables conntrack gnuplot-nox  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
   python3-yaml  # the chart test reads rendered manifests
+  shellcheck  # the ShellcheckScripts unit test
   busybox-static  # the node image's shell for its init steps (scripts/image.sh)
   containerd runc  # the cluster tier (scripts/lib/cluster.sh): each lab node runs its own containerd
 )
