@@ -152,7 +152,9 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
 }
 
 void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
-  if (Status st = datapath_->setNodes(cn.nodes); !st) {
+  // Peers without a pod CIDR yet are not routed to but are nodes: in the node map, and their
+  // addresses are node addresses for the frontend checks.
+  if (Status st = datapath_->setNodes(cn.nodeMapEntries()); !st) {
     nodesError_ = "apply the CiliumNodes' node list: " + st.error().message();
     NP_LOG_ERROR("nodes", "%s", nodesError_.c_str());
     return;
@@ -161,6 +163,7 @@ void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
               cn.localMissing.empty() ? "" : "; ", cn.localMissing.c_str());
   nodesError_.clear();
   nodes_ = cn.nodes;
+  lb_->setClusterNodeIps(cn.nodeIps());
   pods_->setNodes(nodes_, cn.localMissing);
 }
 
@@ -195,6 +198,9 @@ void Agent::reloadNodes() {
   nodes_ = std::move(*nodes);
   nodesText_ = std::move(text);
   nodesError_.clear();
+  std::vector<Ipv4> ips;
+  for (const NodeEntry& n : nodes_) ips.push_back(n.ip);
+  lb_->setClusterNodeIps(std::move(ips));
   pods_->setNodes(nodes_);
 }
 

@@ -112,6 +112,10 @@ class Reconciler {
   const Service* find(const std::string& name) const;
   const std::map<std::string, Service>& services() const { return services_; }
   const NodeContext& node() const { return node_; }
+  // The cluster's node addresses follow the node list (NodeContext::clusterNodeIps). They only
+  // validate: changes prepared from now on are checked against them; applied services are not
+  // re-checked.
+  void setClusterNodeIps(std::vector<Ipv4> ips) { node_.clusterNodeIps = std::move(ips); }
   size_t frontendCount() const;
   size_t staleFrontends() const;  // adopted frontends no service owns
   size_t backendCount() const { return applied_.backends.size(); }
