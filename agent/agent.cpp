@@ -491,6 +491,7 @@ void Agent::applyKubernetes(lb::Change change) {
     const lb::Service* s = lb_->find(n);
     if (s && s->source == kKubernetes) c.deletes.push_back(std::move(n));
   }
+  c.upserts.reserve(change.upserts.size());
   for (lb::Service& s : change.upserts) {
     const lb::Service* cur = lb_->find(s.name);
     if (cur && cur->source != kKubernetes) {
@@ -499,6 +500,7 @@ void Agent::applyKubernetes(lb::Change change) {
     }
     c.upserts.push_back(std::move(s));
   }
+  std::vector<lb::Service>().swap(change.upserts);  // moved from: give the shells back now
   if (c.upserts.empty() && c.deletes.empty()) return;
   // A deleted Kubernetes service frees its frontends and map space: what was refused for want of
   // them may fit now.
@@ -512,16 +514,27 @@ void Agent::applyKubernetes(lb::Change change) {
     return st;
   };
   const size_t n = c.upserts.size() + c.deletes.size();
-  lb::Change whole = c;
-  if (Status st = one(std::move(whole)); st) {
-    for (const lb::Service& s : c.upserts) k8sRejected_.forget(s.name);
+  // The whole change goes in at once and is consumed (no copy: the first sync is every service
+  // of the cluster); only its names are kept, for the fallback below.
+  std::vector<std::string> names, deletes = c.deletes;
+  names.reserve(c.upserts.size());
+  for (const lb::Service& s : c.upserts) names.push_back(s.name);
+  if (Status st = one(std::move(c)); st) {
+    for (const std::string& name : names) k8sRejected_.forget(name);
     NP_LOG_DEBUG("k8s", "applied %zu service changes", n);
     return;
   }
   // Something in it is refused: apply what can be, one by one, so one bad service does not hold
-  // back the others.
-  for (std::string& d : c.deletes) (void)one(lb::Change{{}, {d}});
-  for (lb::Service& s : c.upserts) {
+  // back the others. The services again, as the cache holds them (the versions just refused).
+  for (std::string& d : deletes) (void)one(lb::Change{{}, {d}});
+  const std::set<std::string> wanted(names.begin(), names.end());
+  std::set<std::string> keys;
+  for (const std::string& name : names) keys.insert(k8s::ServiceCache::serviceKeyOf(name));
+  std::vector<lb::Service> again;
+  for (const std::string& key : keys)
+    for (lb::Service& s : k8s_->cache().modelOf(key))
+      if (wanted.count(s.name)) again.push_back(std::move(s));
+  for (lb::Service& s : again) {
     const std::string name = s.name;
     if (Status st = one(lb::Change{{std::move(s)}, {}}); !st) {
       refuse(name, st.error().message());

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "core/config.h"
@@ -50,6 +51,7 @@ class ServiceWatcher {
   std::function<void()> onSynced_;
   bool synced_ = false;
   uint64_t decodeErrors_ = 0;
+  std::set<std::string> listed_, listedSlices_;  // keys of the list in progress
 };
 
 }  // namespace np::k8s
