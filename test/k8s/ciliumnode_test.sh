@@ -99,6 +99,19 @@ check "n1's CiliumNode was created with InternalIP 192.168.10.100" eventually 20
 check "n2's CiliumNode was created with InternalIP 192.168.10.101" eventually 20 expect_internal_ip n2 192.168.10.101
 check "without an operator n1 refuses pods, saying it waits for a pod CIDR" eventually 10 \
   expect_problem n1 "waiting for the operator to assign a pod CIDR to CiliumNode n1"
+node_map_has() { # <node> <ip> <flags>: the node's np_nodes4_v1 holds ip (network order) with these flags
+  local key map=$NP_LAB_DIR/bpffs/$1/nodepath/np_nodes4_v1
+  key=$(awk -F. '{printf "[\"0x%02x\",\"0x%02x\",\"0x%02x\",\"0x%02x\"]", $1, $2, $3, $4}' <<<"$2")
+  bpftool -j map dump pinned "$map" 2>/dev/null |
+    jq -e --argjson k "$key" --argjson f "$3" 'any(.[]; .key == $k and .formatted.value.flags == $f)' >/dev/null &&
+    return 0
+  echo "expected $1's node map to hold $2 with flags $3, saw: $(bpftool -j map dump pinned "$map" 2>&1 | jq -c '[.[].formatted]' 2>&1)"
+  return 1
+}
+# Not routed to before they have a pod CIDR, but nodes all the same (host-to-node traffic,
+# masquerade exemption, NodePort on node addresses).
+check "before any pod CIDR, n1's node map holds n2's 192.168.10.101" eventually 10 node_map_has n1 192.168.10.101 0
+check "...and n1's own 192.168.10.100, flagged local" eventually 10 node_map_has n1 192.168.10.100 1
 
 require "the operator (cluster-pool IPAM, 10.0.0.0/16 in /24s) started" operator
 re24='^10\.0\.[0-9]+\.0/24$'
