@@ -130,6 +130,16 @@ check "...and n2's" eventually 30 cni_installed n2
 check "Node n1 goes Ready" eventually 60 expect_node_ready n1
 check "Node n2 goes Ready" eventually 60 expect_node_ready n2
 READY_S=$((SECONDS - T))
+has_datapath() { # <node>: the agent's tc programs and (acceleration native) XDP on ens192
+  local tc xdp
+  tc=$(lab_node_exec "$1" tc filter show dev ens192 ingress 2>&1)
+  xdp=$(lab_node_exec "$1" ip -d link show dev ens192 | grep -o 'prog/xdp' || true)
+  [[ $tc == *np_from_netdev* && -n $xdp ]] && return 0
+  echo "on $1's ens192: tc ingress '$tc', xdp '${xdp:-none}'"
+  return 1
+}
+check "the agent's datapath is on n1's ens192 (tc and native XDP)" eventually 30 has_datapath n1
+check "...and on n2's" eventually 30 has_datapath n2
 
 cidr_of() { cluster_kubectl get ciliumnode "$1" -o jsonpath='{.spec.ipam.podCIDRs[0]}' 2>/dev/null; }
 expect_cidr() { # <node>
