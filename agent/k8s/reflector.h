@@ -59,6 +59,8 @@ struct ReflectorOptions {
   std::chrono::seconds minWatchTimeout{300};  // timeoutSeconds is random in [min, 2*min]
   size_t pageSize = 500;
   std::chrono::milliseconds backoffInitial{800}, backoffMax{30000};
+  // e.g. metadata.name=<name>: one object, which RBAC resourceNames can then allow list/watch of
+  std::string fieldSelector;
 };
 
 class Reflector : public std::enable_shared_from_this<Reflector> {
