@@ -67,6 +67,8 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   auto pinLock = InstanceLock::acquire(c.bpfRoot + "/nodepath");
   if (!pinLock) return pinLock.error();
   a->pinLock_.emplace(std::move(*pinLock));
+  // A metrics address that cannot be served fails the start before the node is touched.
+  NP_TRY(a->startMetrics());
 
   auto dp = datapath::Datapath::start(c);
   if (!dp) return dp.error();
@@ -115,6 +117,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   node.maglev = c.lbAlgorithm == LbAlgorithm::Maglev;
   node.maglevTableSize = c.maglevTableSize;
   a->lb_ = std::make_unique<lb::Reconciler>(a->datapath_->lbMaps(), node);
+  a->lb_->setObserver(a->reconcileObserver());
   auto adopted = a->lb_->adopt();
   if (!adopted) return adopted.error();
   a->adoptedFrontends_ = *adopted;
@@ -145,6 +148,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->restoreHostPorts();
   a->scheduleReconcile();
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
+  a->ctGc_->onRun(a->gcObserver());
   a->ctGc_->start();
   a->scheduleNodesPoll();
   if (c.enableHubble) NP_TRY(a->startFlows());
@@ -985,6 +989,7 @@ pb::StatusResponse Agent::status() const {
   }
 
   pods_->fillStatus(out, problems);
+  observabilityStatus(out, problems);
   if (!nodesError_.empty()) problems.push_back("nodes: " + nodesError_);
   if (ciliumNodes_ && !ciliumNodes_->current().localMissing.empty())
     problems.push_back("CNI: " + ciliumNodes_->current().localMissing);

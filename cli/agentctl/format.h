@@ -49,6 +49,10 @@ std::string formatNodeList(const nodepath::agent::v1::ListNodesResponse& list);
 // POD (namespace/name) CONTAINER IPV4 INTERFACE HOST-IF MAC, sorted by address.
 std::string formatEndpointList(const nodepath::agent::v1::ListEndpointsResponse& list);
 
+// The Hubble status line: "Ok   Current/Max Flows: 12/4095 (0.29%), Flows/s: 1.20   Metrics: Ok"
+// ("Disabled   Metrics: Ok" without flows; Metrics is the Prometheus endpoint: Ok or Disabled).
+std::string hubbleLine(const nodepath::agent::v1::StatusResponse& status);
+
 // "IPv4: 3/253 allocated from 10.0.1.0/24" ("disabled (...)" without a pod CIDR).
 std::string ipamLine(const nodepath::agent::v1::StatusResponse& status);
 
