@@ -97,7 +97,9 @@ TEST(ClusterPoolIpam, BadOrConflictingClaimsAreRefusedWithTheReason) {
     EXPECT_EQ(st.ok() ? -1 : st.error().err, 0) << bad;
   }
   EXPECT_FALSE(p.of("b"));
-  EXPECT_FALSE(ClusterPool::create({cidr("10.0.0.1/16"), 24}).ok());  // not a network address
+  // not a network address (Cidr::parse refuses host bits, so built by hand: `cidr()` would
+  // dereference an empty optional, and the test passed or failed on what the stack held)
+  EXPECT_FALSE(ClusterPool::create({Cidr{*Ipv4::parse("10.0.0.1"), 16}, 24}).ok());
   EXPECT_FALSE(ClusterPool::create({cidr("10.0.0.0/16"), 8}).ok());   // mask shorter than the pool
   EXPECT_FALSE(ClusterPool::create({cidr("10.0.0.0/16"), 31}).ok());  // no room for pods
 }
