@@ -113,7 +113,9 @@ bad_nodes_reported() {
   jq -e '[.problems[] | select(test("nodes: .*keeping the previous node list"))] | length == 1' <<<"$out" >/dev/null ||
     { echo "no problem line about the nodes file: $(jq -c '.problems' <<<"$out")"; return 1; }
 }
-echo "n1 not-an-ip 10.0.1.0/24" >"$nodes"
+# Written as a ConfigMap update writes it (a new file renamed over the old): a truncate-then-write
+# could be polled empty in between, and an empty nodes file is a valid "no peers".
+echo "n1 not-an-ip 10.0.1.0/24" >"$nodes.new" && mv "$nodes.new" "$nodes"
 check "an invalid nodes file is refused with a status line..." eventually 10 bad_nodes_reported
 check "...and the last good list stays: the route to node 2 is kept" ours n1 10.0.2.0/24 192.168.10.101
 printf '%s\n' "n1 192.168.10.100 10.0.1.0/24" "n2 192.168.10.101 10.0.2.0/24" >"$nodes.new" && mv "$nodes.new" "$nodes"
