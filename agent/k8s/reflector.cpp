@@ -62,6 +62,7 @@ awaitable<Result<std::string>> Reflector::list(const std::string& rv) {
   for (;;) {
     std::string q = path_ + "?limit=" + std::to_string(opt_.pageSize);
     if (!selector_.empty()) q += "&labelSelector=" + queryEscape(selector_);
+    if (!opt_.fieldSelector.empty()) q += "&fieldSelector=" + queryEscape(opt_.fieldSelector);
     if (!cont.empty()) q += "&continue=" + queryEscape(cont);
     else if (!rv.empty())
       // With a limit and no resourceVersionMatch a list at N is served at exactly N (legacy
@@ -107,6 +108,7 @@ awaitable<Reflector::Outcome> Reflector::watch() {
   std::string q = path_ + "?watch=1&allowWatchBookmarks=true&resourceVersion=" + queryEscape(stats_.resourceVersion) +
                   "&timeoutSeconds=" + std::to_string(timeout.count());
   if (!selector_.empty()) q += "&labelSelector=" + queryEscape(selector_);
+  if (!opt_.fieldSelector.empty()) q += "&fieldSelector=" + queryEscape(opt_.fieldSelector);
   ++stats_.watches;
   WatchFramer framer;
   uint64_t events = 0;

@@ -33,6 +33,7 @@ struct ReflectorOptions {
   std::chrono::seconds minWatchTimeout{300};  // timeoutSeconds is random in [min, 2*min]
   size_t pageSize = 500;
   std::chrono::milliseconds backoffInitial{800}, backoffMax{30000};
+  std::string fieldSelector;  // e.g. metadata.name=n1 (one object); empty: none
 };
 
 class Reflector : public std::enable_shared_from_this<Reflector> {

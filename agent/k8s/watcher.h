@@ -38,6 +38,12 @@ class ServiceWatcher {
   // One line for `status`.
   std::string summary() const;
   uint64_t decodeErrors() const { return decodeErrors_; }
+  // Runs after services changed (once listed; at most once per read of the watch), with the
+  // cache's allServices() current. One observer.
+  void onServicesChanged(std::function<void()> f) {
+    onServices_ = std::move(f);
+    servicesTouched_ = true;
+  }
 
  private:
   ServiceWatcher() = default;
@@ -50,6 +56,8 @@ class ServiceWatcher {
   std::function<void()> onSynced_;
   bool synced_ = false;
   uint64_t decodeErrors_ = 0;
+  std::function<void()> onServices_;
+  bool servicesTouched_ = false;
 };
 
 }  // namespace np::k8s
