@@ -49,6 +49,12 @@ std::string formatNodeList(const nodepath::agent::v1::ListNodesResponse& list);
 // POD (namespace/name) CONTAINER IPV4 INTERFACE HOST-IF MAC, sorted by address.
 std::string formatEndpointList(const nodepath::agent::v1::ListEndpointsResponse& list);
 
+// `l2 list`: SERVICE IP INTERFACE STATE HOLDER SINCE, sorted by service and address; "L2
+// announcements: disabled" when off.
+std::string formatL2List(const nodepath::agent::v1::L2Status& l2);
+// The `L2 announcements:` status line: "Disabled", or "2 announced here, 1 elsewhere ...".
+std::string l2Line(const nodepath::agent::v1::L2Status& l2);
+
 // "IPv4: 3/253 allocated from 10.0.1.0/24" ("disabled (...)" without a pod CIDR).
 std::string ipamLine(const nodepath::agent::v1::StatusResponse& status);
 
