@@ -10,7 +10,9 @@
 #  - killing the holder's agent (SIGKILL) moves the announcement: the other node answers (with a
 #    gratuitous ARP the client's neighbour entry follows) and the client connects again;
 #  - a policy change that no longer selects the service withdraws it: no node answers and the
-#    Lease is handed back.
+#    Lease is handed back; selected again, it is announced again;
+#  - an agent stopped with SIGTERM hands its Leases back on the way out: the other node answers
+#    at once, without waiting for the lease to expire.
 #
 # Lab: agents on n1 and n2 (--enable-l2-announcements, default timings 2s/1.5s/500ms, DSR);
 # kube-apiserver + etcd in n1; the operator in n1; echo servers in n1-p1 and n2-p1. The client
@@ -136,15 +138,15 @@ check "the Lease cilium/$LEASE gets a holder" eventually 20 expect_holder_named
 H=$(holder)
 O=$(other "$H")
 check "the holder $H's agentctl l2 list shows $VIP announced on ens192, since when" eventually 10 expect_announcing "$H"
-standby() {
+standby_on() { # <node> <holder>: agentctl l2 list on node: not answering, the holder named
   local out
-  out=$(agentctl_json "$O" l2 list) || return 1
-  jq -e --arg ip "$VIP" --arg h "$H" '.announcements[]? | select(.ip == $ip and .answering == false and .holder == $h)' \
+  out=$(agentctl_json "$1" l2 list) || return 1
+  jq -e --arg ip "$VIP" --arg h "$2" '.announcements[]? | select(.ip == $ip and .answering == false and .holder == $h)' \
     <<<"$out" >/dev/null && return 0
-  echo "$O: $(jq -c . <<<"$out")"
+  echo "$1: $(jq -c . <<<"$out")"
   return 1
 }
-check "...and $O's shows it standing by, holder $H" eventually 10 standby
+check "...and $O's shows it standing by, holder $H" eventually 10 standby_on "$O" "$H"
 check "arping from the client: one answer per request, all from $H's MAC" eventually 10 expect_only_answerer "$H"
 leases_row() {
   local out
@@ -202,5 +204,16 @@ none_listed() {
 check "...and agentctl l2 list on $O lists nothing" eventually 5 none_listed
 require "web labelled announce=yes" k8s_kubectl label svc -n default web announce=yes
 check "selected again: $O announces $VIP (the only agent left)" eventually 15 expect_only_answerer "$O"
+
+require "$H's agent started again" lab_agent_start "$H" --k8s-kubeconfig-path "$KCFG" --enable-l2-announcements \
+  --bpf-lb-mode dsr
+require "$H's agent ready" lab_agent_wait "$H" 30
+check "...it stands by: $O keeps answering alone" eventually 10 standby_on "$H" "$O"
+t0=$(e2e_now_ms)
+require "$O's agent stopped gracefully (SIGTERM)" lab_agent_stop "$O" TERM
+check "$O handed its Lease back on the way out: $H answers" eventually 10 expect_first_answer_from "$H"
+handover=$(($(e2e_now_ms) - t0))
+check "...sooner than a crash's lease expiry (took ${handover} ms, under 2 s)" test "$handover" -lt 2000
+check "...alone" expect_only_answerer "$H"
 
 e2e_finish
