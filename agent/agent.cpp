@@ -67,6 +67,8 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   auto pinLock = InstanceLock::acquire(c.bpfRoot + "/nodepath");
   if (!pinLock) return pinLock.error();
   a->pinLock_.emplace(std::move(*pinLock));
+  // A metrics address that cannot be served fails the start before the node is touched.
+  NP_TRY(a->startMetrics());
 
   auto dp = datapath::Datapath::start(c);
   if (!dp) return dp.error();
@@ -115,6 +117,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   node.maglev = c.lbAlgorithm == LbAlgorithm::Maglev;
   node.maglevTableSize = c.maglevTableSize;
   a->lb_ = std::make_unique<lb::Reconciler>(a->datapath_->lbMaps(), node);
+  a->lb_->setObserver(a->reconcileObserver());
   auto adopted = a->lb_->adopt();
   if (!adopted) return adopted.error();
   a->adoptedFrontends_ = *adopted;
@@ -153,6 +156,7 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
   a->restoreHostPorts();
   a->scheduleReconcile();
   a->ctGc_.emplace(io, a->datapath_->conntrackGc(), c.ctGcInterval);
+  a->ctGc_->onRun(a->gcObserver());
   a->ctGc_->start();
   a->scheduleNodesPoll();
   if (c.enableHubble) NP_TRY(a->startFlows());
@@ -160,7 +164,9 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
 }
 
 void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
-  if (Status st = datapath_->setNodes(cn.nodes); !st) {
+  // Peers without a pod CIDR yet are not routed to but are nodes: in the node map, and their
+  // addresses are node addresses for the frontend checks.
+  if (Status st = datapath_->setNodes(cn.nodeMapEntries()); !st) {
     nodesError_ = "apply the CiliumNodes' node list: " + st.error().message();
     NP_LOG_ERROR("nodes", "%s", nodesError_.c_str());
     return;
@@ -169,6 +175,7 @@ void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
               cn.localMissing.empty() ? "" : "; ", cn.localMissing.c_str());
   nodesError_.clear();
   nodes_ = cn.nodes;
+  lb_->setClusterNodeIps(cn.nodeIps());
   pods_->setNodes(nodes_, cn.localMissing);
 }
 
@@ -203,6 +210,9 @@ void Agent::reloadNodes() {
   nodes_ = std::move(*nodes);
   nodesText_ = std::move(text);
   nodesError_.clear();
+  std::vector<Ipv4> ips;
+  for (const NodeEntry& n : nodes_) ips.push_back(n.ip);
+  lb_->setClusterNodeIps(std::move(ips));
   pods_->setNodes(nodes_);
 }
 
@@ -493,6 +503,7 @@ void Agent::applyKubernetes(lb::Change change) {
     const lb::Service* s = lb_->find(n);
     if (s && s->source == kKubernetes) c.deletes.push_back(std::move(n));
   }
+  c.upserts.reserve(change.upserts.size());
   for (lb::Service& s : change.upserts) {
     const lb::Service* cur = lb_->find(s.name);
     if (cur && cur->source != kKubernetes) {
@@ -501,6 +512,7 @@ void Agent::applyKubernetes(lb::Change change) {
     }
     c.upserts.push_back(std::move(s));
   }
+  std::vector<lb::Service>().swap(change.upserts);  // moved from: give the shells back now
   if (c.upserts.empty() && c.deletes.empty()) return;
   // A deleted Kubernetes service frees its frontends and map space: what was refused for want of
   // them may fit now.
@@ -514,16 +526,27 @@ void Agent::applyKubernetes(lb::Change change) {
     return st;
   };
   const size_t n = c.upserts.size() + c.deletes.size();
-  lb::Change whole = c;
-  if (Status st = one(std::move(whole)); st) {
-    for (const lb::Service& s : c.upserts) k8sRejected_.forget(s.name);
+  // The whole change goes in at once and is consumed (no copy: the first sync is every service
+  // of the cluster); only its names are kept, for the fallback below.
+  std::vector<std::string> names, deletes = c.deletes;
+  names.reserve(c.upserts.size());
+  for (const lb::Service& s : c.upserts) names.push_back(s.name);
+  if (Status st = one(std::move(c)); st) {
+    for (const std::string& name : names) k8sRejected_.forget(name);
     NP_LOG_DEBUG("k8s", "applied %zu service changes", n);
     return;
   }
   // Something in it is refused: apply what can be, one by one, so one bad service does not hold
-  // back the others.
-  for (std::string& d : c.deletes) (void)one(lb::Change{{}, {d}});
-  for (lb::Service& s : c.upserts) {
+  // back the others. The services again, as the cache holds them (the versions just refused).
+  for (std::string& d : deletes) (void)one(lb::Change{{}, {d}});
+  const std::set<std::string> wanted(names.begin(), names.end());
+  std::set<std::string> keys;
+  for (const std::string& name : names) keys.insert(k8s::ServiceCache::serviceKeyOf(name));
+  std::vector<lb::Service> again;
+  for (const std::string& key : keys)
+    for (lb::Service& s : k8s_->cache().modelOf(key))
+      if (wanted.count(s.name)) again.push_back(std::move(s));
+  for (lb::Service& s : again) {
     const std::string name = s.name;
     if (Status st = one(lb::Change{{std::move(s)}, {}}); !st) {
       refuse(name, st.error().message());
@@ -984,6 +1007,7 @@ pb::StatusResponse Agent::status() const {
   pods_->fillStatus(out, problems);
   if (l2_) l2_->fillStatus(*out.mutable_l2(), problems);
   else out.mutable_l2()->set_enabled(false);
+  observabilityStatus(out, problems);
   if (!nodesError_.empty()) problems.push_back("nodes: " + nodesError_);
   if (ciliumNodes_ && !ciliumNodes_->current().localMissing.empty())
     problems.push_back("CNI: " + ciliumNodes_->current().localMissing);

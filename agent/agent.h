@@ -37,6 +37,8 @@
 #include "flows/flows.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
+#include "metrics/exposition.h"
+#include "metrics/http_server.h"
 
 namespace np {
 
@@ -146,6 +148,14 @@ class Agent {
   Status startFlows();          // agent_flows.cpp
   void publishFlowServices();   // services or endpoints changed: rebuild flows' names, once, soon
   void rebuildFlowNames();      // ...now
+  // Metrics (agent_metrics.cpp): the Prometheus endpoint, reconcile durations.
+  std::unique_ptr<metrics::HttpServer> metricsServer_;  // null with prometheus-serve-addr=""
+  metrics::ReconcileDurations reconcileDurations_;
+  lb::Reconciler::Observer reconcileObserver();
+  std::function<void(std::chrono::nanoseconds, bool)> gcObserver();
+  Status startMetrics();
+  std::string metricsText() const;
+  void observabilityStatus(pb::StatusResponse& out, std::vector<std::string>& problems) const;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   size_t adoptedFrontends_ = 0;
   size_t restoredServices_ = 0;  // loaded from the store at start

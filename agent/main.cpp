@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   }
   NP_LOG_INFO("agent", "serving the agent API on %s", (*agent)->socketPath().c_str());
   (*agent)->apiReady();
+  const auto markerWatch = np::watchUninstallMarker(io, keep, uninstallMarker);
 
   auto work = boost::asio::make_work_guard(io);
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
   });
   io.run();
   // Our own map and link handles may stay open: unpinned, they go when this process exits.
-  if (np::uninstallRequested(keep, uninstallMarker)) return np::runUninstallCleanup(keep) == 0 ? 0 : 1;
+  // The watched marker first: by now helm uninstall may have deleted our credentials.
+  const bool uninstalling = (markerWatch && markerWatch->seen()) || np::uninstallRequested(keep, uninstallMarker);
+  if (uninstalling) return np::runUninstallCleanup(keep) == 0 ? 0 : 1;
   return 0;
 }

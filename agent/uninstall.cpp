@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "k8s/client.h"
 #include "k8s/kubeconfig.h"
+#include "k8s/reflector.h"
 
 namespace np {
 namespace {
@@ -69,6 +70,73 @@ std::string uninstallMarker() {
 bool uninstallRequested(const Config& c, const std::string& marker) {
   if (marker.empty() || !c.k8sEnabled()) return false;
   return oneRequest(c, "GET", configMapPath(marker)) == 200;
+}
+
+namespace {
+
+class MarkerWatchImpl final : public MarkerWatch {
+ public:
+  ~MarkerWatchImpl() override {
+    if (reflector) reflector->stop();
+  }
+  bool seen() const override { return *present; }
+
+  std::unique_ptr<k8s::Client> client;
+  std::shared_ptr<k8s::Reflector> reflector;
+  std::shared_ptr<bool> present = std::make_shared<bool>(false);
+};
+
+std::string nameOf(const boost::json::object& o) {
+  const auto* md = o.if_contains("metadata");
+  const auto* n = md && md->is_object() ? md->as_object().if_contains("name") : nullptr;
+  return n && n->is_string() ? std::string(n->as_string()) : std::string();
+}
+
+}  // namespace
+
+std::unique_ptr<MarkerWatch> watchUninstallMarker(boost::asio::io_context& io, const Config& c,
+                                                  const std::string& marker) {
+  if (marker.empty() || !c.k8sEnabled()) return nullptr;
+  auto cfg = k8s::resolveApiConfig(c.k8sApiServer, c.k8sKubeconfig);
+  if (!cfg) {
+    NP_LOG_WARN("uninstall", "not watching %s: %s", marker.c_str(), cfg.error().message().c_str());
+    return nullptr;
+  }
+  auto client = k8s::Client::create(io, std::move(*cfg));
+  if (!client) {
+    NP_LOG_WARN("uninstall", "not watching %s: %s", marker.c_str(), client.error().message().c_str());
+    return nullptr;
+  }
+  auto w = std::make_unique<MarkerWatchImpl>();
+  w->client = std::move(*client);
+  const auto slash = marker.find('/');
+  const std::string ns = marker.substr(0, slash), name = marker.substr(slash + 1);
+  std::weak_ptr<bool> present = w->present;
+  k8s::Reflector::Handler h;
+  h.replace = [present, name](std::vector<boost::json::object> items) -> Status {
+    auto p = present.lock();
+    if (!p) return {};
+    bool found = false;
+    for (const auto& o : items) found |= nameOf(o) == name;
+    if (found && !*p) NP_LOG_INFO("uninstall", "the uninstall marker is there: stopping will remove the datapath");
+    *p = found;
+    return {};
+  };
+  h.event = [present, name](k8s::EventType t, boost::json::object o) -> Status {
+    auto p = present.lock();
+    if (!p || nameOf(o) != name) return {};
+    const bool now = t != k8s::EventType::Deleted;
+    if (now && !*p) NP_LOG_INFO("uninstall", "the uninstall marker appeared: stopping will remove the datapath");
+    *p = now;
+    return {};
+  };
+  h.flush = [] {};
+  k8s::ReflectorOptions opt;
+  opt.fieldSelector = "metadata.name=" + name;
+  w->reflector = std::make_shared<k8s::Reflector>(*w->client, "uninstall-marker",
+                                                  "/api/v1/namespaces/" + ns + "/configmaps", "", h, opt);
+  boost::asio::co_spawn(io, w->reflector->run(), boost::asio::detached);
+  return w;
 }
 
 void clearUninstallMarker(const Config& c, const std::string& marker) {

@@ -7,6 +7,9 @@
 // starting agent deletes a marker left by an earlier uninstall (it means a new install).
 #pragma once
 
+#include <boost/asio/io_context.hpp>
+#include <memory>
+
 #include "core/config.h"
 
 namespace np {
@@ -15,6 +18,19 @@ namespace np {
 std::string uninstallMarker();
 // Whether the marker ConfigMap exists now (false when the API cannot be asked within timeout).
 bool uninstallRequested(const Config& c, const std::string& marker);
+
+// Watches the marker while the agent runs (a Reflector on its own Client, on io): `helm
+// uninstall` deletes the agent's ServiceAccount and RBAC right after the pre-delete hook made the
+// marker, before the pod is stopped, so the GET at shutdown is then refused (401: the API server
+// rejects a bound token whose ServiceAccount is gone). seen() says whether the marker exists as
+// last watched. Null when there is no marker to watch or no API.
+class MarkerWatch {
+ public:
+  virtual ~MarkerWatch() = default;
+  virtual bool seen() const = 0;
+};
+std::unique_ptr<MarkerWatch> watchUninstallMarker(boost::asio::io_context& io, const Config& c,
+                                                  const std::string& marker);
 // Deletes a stale marker; failures are logged, never fatal.
 void clearUninstallMarker(const Config& c, const std::string& marker);
 // Runs `agentctl cleanup --force` (next to this executable) for the agent's directories; its

@@ -1,7 +1,7 @@
 // nodepath-operator: the cluster-wide half of nodepath, in place of cilium-operator. One replica
 // acts at a time: the holder of the Lease `cilium-operator-resource-lock` in the operator's
 // namespace (`cilium`, Cilium's own lock: a leftover cilium-operator and ours can never both
-// allocate). While it leads it runs LB-IPAM (and cluster-pool IPAM); when it stops leading it
+// allocate). While it leads it runs LB-IPAM and cluster-pool IPAM; when it stops leading it
 // exits, as Cilium's operator does, and its supervisor restarts it as a candidate.
 // SIGTERM/SIGINT release the Lease so a standby takes over at once.
 #include <CLI/CLI.hpp>
@@ -17,6 +17,7 @@
 #include "k8s/client.h"
 #include "k8s/kubeconfig.h"
 #include "k8s/lease.h"
+#include "operator/cluster_pool.h"
 #include "operator/lbipam_controller.h"
 
 namespace {
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   std::string clusterPoolCidr = "10.0.0.0/8";
   int clusterPoolMask = 24;
   bool enableLbIpam = true;
+  bool enableClusterPool = true;
   app.add_option("--k8s-kubeconfig-path", kubeconfig, "Absolute path of the kubernetes kubeconfig file");
   app.add_option("--k8s-api-server", server, "Kubernetes API server URL");
   app.add_option("--k8s-namespace", ns, "Namespace of the leader-election Lease")->capture_default_str();
@@ -74,7 +76,26 @@ int main(int argc, char** argv) {
   app.add_option("--cluster-pool-ipv4-mask-size", clusterPoolMask, "Cluster-pool per-node mask size")
       ->capture_default_str();
   app.add_option("--enable-lb-ipam", enableLbIpam, "Run LB-IPAM")->capture_default_str();
+  app.add_option("--enable-cluster-pool-ipam", enableClusterPool, "Run cluster-pool IPAM (a CIDR per CiliumNode)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+
+  // Checked before the election: a bad pool is an error at start, not once leading.
+  np::op::ClusterPoolConfig poolCfg;
+  if (enableClusterPool) {
+    auto cidr = np::Cidr::parse(clusterPoolCidr);
+    if (!cidr)
+      return std::fprintf(stderr, "--cluster-pool-ipv4-cidr: \"%s\" is not an IPv4 CIDR\n", clusterPoolCidr.c_str()), 2;
+    if (clusterPoolMask < 1 || clusterPoolMask > 32)
+      return std::fprintf(stderr, "--cluster-pool-ipv4-mask-size: %d is not 1..32\n", clusterPoolMask), 2;
+    poolCfg.pool = *cidr;
+    poolCfg.mask = static_cast<uint8_t>(clusterPoolMask);
+    auto check = np::op::ClusterPool::create(poolCfg);
+    if (!check)
+      return std::fprintf(stderr, "--cluster-pool-ipv4-cidr=%s --cluster-pool-ipv4-mask-size=%d: %s\n",
+                          clusterPoolCidr.c_str(), clusterPoolMask, check.error().message().c_str()),
+             2;
+  }
 
   np::lease::Timings t;
   for (auto [flag, text, out] : {std::tuple{"--leader-election-lease-duration", &leaseDuration, &t.leaseDuration},
@@ -97,6 +118,7 @@ int main(int argc, char** argv) {
   if (!client) return std::fprintf(stderr, "%s\n", client.error().message().c_str()), 1;
 
   std::shared_ptr<np::op::LbIpamController> lbipam;
+  std::unique_ptr<np::op::ClusterPoolController> clusterPool;
   bool led = false;
   int rc = 0;
   std::unique_ptr<np::k8s::LeaseRunner> runner;
@@ -116,7 +138,16 @@ int main(int argc, char** argv) {
         }
         lbipam = std::move(*c);
       }
-      // Cluster-pool IPAM starts here too.
+      if (enableClusterPool) {
+        auto c = np::op::startClusterPool(io, **client, poolCfg);
+        if (!c) {
+          NP_LOG_ERROR("operator", "cluster-pool IPAM: %s", c.error().message().c_str());
+          rc = 1;
+          runner->stop([&] { io.stop(); });
+          return;
+        }
+        clusterPool = std::move(*c);
+      }
       return;
     }
     if (led) {
@@ -143,7 +174,6 @@ int main(int argc, char** argv) {
     });
   });
   io.run();
-  (void)clusterPoolCidr;
-  (void)clusterPoolMask;
+  if (clusterPool) clusterPool->stop();
   return rc;
 }

@@ -11,12 +11,14 @@ packages=(
   libboost-program-options1.81-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus-cpp-dev  # the agent's Prometheus exposition (its core library; we serve HTTP with Beast)
   # tests and lab
   iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
   iputils-arping  # L2 announcements: the LAN client ARPs for LoadBalancer IPs (test/k8s/l2_test.sh)
   nftables conntrack gnuplot-nox  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
   python3-yaml  # the chart test reads rendered manifests
+  python3-prometheus-client  # the metrics e2e test parses /metrics with the real parser
   shellcheck  # the ShellcheckScripts unit test
   busybox-static  # the node image's shell for its init steps (scripts/image.sh)
   containerd runc  # the cluster tier (scripts/lib/cluster.sh): each lab node runs its own containerd

@@ -467,6 +467,13 @@ const std::vector<Key>& keys() {
          c.hubbleListenAddress = v;
          return {};
        }},
+      {"prometheus-serve-addr", "Prometheus metrics on http://ADDR/metrics (:port or IPv4:port; empty = off)", false,
+       [](Config& c, const std::string& v) -> Status {
+         if (!v.empty() && !parseListenAddress(v))
+           return bad("prometheus-serve-addr", v, "is not :port or IPv4:port (port 1-65535; empty disables metrics)");
+         c.prometheusServeAddr = v;
+         return {};
+       }},
       {"monitor-aggregation", "flow events of established flows: none, low, medium, max", false,
        [](Config& c, const std::string& v) -> Status {
          static const char* names[] = {"none", "low", "medium", "max"};
@@ -517,6 +524,23 @@ std::string trim(std::string s) {
 }
 
 }  // namespace
+
+std::optional<ListenAddress> parseListenAddress(const std::string& v) {
+  const auto colon = v.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  const std::string host = v.substr(0, colon), port = v.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const unsigned long n = std::stoul(port);
+  if (n < 1 || n > 65535) return std::nullopt;
+  ListenAddress out;
+  out.port = static_cast<uint16_t>(n);
+  if (!host.empty()) {
+    auto ip = Ipv4::parse(host);
+    if (!ip) return std::nullopt;
+    out.ip = *ip;
+  }
+  return out;
+}
 
 const char* lbModeName(LbMode m) {
   switch (m) {

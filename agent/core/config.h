@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,10 +95,20 @@ struct Config {
   uint8_t monitorAggregation = 2;               // monitor-aggregation: none/low/medium/max (np_trace.h)
   uint16_t monitorAggregationIntervalSec = 5;   // monitor-aggregation-interval
   uint32_t eventsMapSize = 4u << 20;            // bpf-events-ring-size: bytes of np_events_v1
+  // Metrics (agent/metrics/): Prometheus text on http://<addr>/metrics; empty = not served.
+  std::string prometheusServeAddr = ":9962";    // prometheus-serve-addr
 
   // Where flags came from, for `status`: key -> "flag" / "config-dir" / "default".
   std::map<std::string, std::string> origin;
 };
+
+// A TCP listen address as Cilium's *-serve-addr keys take it: ":9962" (every address) or
+// "10.0.0.1:9962". Host names and IPv6 are not accepted.
+struct ListenAddress {
+  Ipv4 ip{};  // 0.0.0.0: every address
+  uint16_t port = 0;
+};
+std::optional<ListenAddress> parseListenAddress(const std::string& v);
 
 const char* lbModeName(LbMode m);  // "SNAT", "DSR", "Hybrid"
 // "Random", "Maglev (Table Size: 16381)", as `cilium status --verbose` says it.

@@ -18,13 +18,18 @@ void GcLoop::schedule(std::chrono::milliseconds in) {
 }
 
 void GcLoop::runOnce() {
+  const auto started = std::chrono::steady_clock::now();
   auto run = gc_.runOnce();
+  if (onRun_) onRun_(std::chrono::steady_clock::now() - started, run.ok());
   if (!run) {
+    ++totals_.failed;
     NP_LOG_WARN("ct", "conntrack GC failed: %s; retrying in %lld ms", run.error().message().c_str(),
                 static_cast<long long>(interval_.count()));
     schedule(interval_);
     return;
   }
+  ++totals_.completed;
+  for (size_t i = 0; i < run->tables.size(); ++i) totals_.deleted[i] += run->tables[i].gcDeleted;
   const std::chrono::milliseconds next = nextInterval(*run, interval_);
   const bool pressure = underPressure(*run);
   for (const TableStats& t : run->tables) {

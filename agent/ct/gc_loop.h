@@ -5,7 +5,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <array>
 #include <chrono>
+#include <functional>
 
 #include "ct/gc.h"
 
@@ -18,6 +20,17 @@ class GcLoop {
   void start();
   void stop() { timer_.cancel(); }
 
+  // Runs since start, for the metrics: completed and failed, and entries each table's runs
+  // deleted (in TableStats order).
+  struct Totals {
+    uint64_t completed = 0;
+    uint64_t failed = 0;
+    std::array<uint64_t, kTables> deleted{};
+  };
+  const Totals& totals() const { return totals_; }
+  // Called after every run with its wall time and whether it completed.
+  void onRun(std::function<void(std::chrono::nanoseconds took, bool ok)> f) { onRun_ = std::move(f); }
+
  private:
   void schedule(std::chrono::milliseconds in);
   void runOnce();
@@ -25,6 +38,8 @@ class GcLoop {
   boost::asio::steady_timer timer_;
   Gc& gc_;
   std::chrono::milliseconds interval_;
+  Totals totals_;
+  std::function<void(std::chrono::nanoseconds, bool)> onRun_;
   bool pressure_ = false;  // the last run found pressure (logged once when it starts and ends)
 };
 

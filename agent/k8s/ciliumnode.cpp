@@ -162,17 +162,21 @@ ClusterNodes clusterNodes(const std::map<std::string, CiliumNode>& all, const st
   auto local = all.find(localName);
   if (local == all.end()) {
     out.localMissing = "waiting for CiliumNode " + localName + " to be created";
-  } else if (!local->second.podCidr()) {
+  } else if (const auto ip = local->second.internalIp(); !local->second.podCidr()) {
     out.localMissing = local->second.podCidrs.empty()
                            ? "waiting for the operator to assign a pod CIDR to CiliumNode " + localName
                            : "CiliumNode " + localName + " has pod CIDR \"" + local->second.podCidrs.front() +
                                  "\", which is not a CIDR";
     if (!local->second.operatorError.empty()) out.localMissing += " (operator: " + local->second.operatorError + ")";
-  } else if (!local->second.internalIp()) {
+    if (ip) {
+      out.addressOnly.push_back({localName, *ip, true});
+      ips.insert(*ip);
+    }
+  } else if (!ip) {
     out.localMissing = "CiliumNode " + localName + " has no InternalIP address";
   } else {
-    out.nodes.push_back({localName, *local->second.internalIp(), *local->second.podCidr(), true});
-    ips.insert(out.nodes.back().ip);
+    out.nodes.push_back({localName, *ip, *local->second.podCidr(), true});
+    ips.insert(*ip);
     cidrs.insert(out.nodes.back().podCidr);
   }
   for (const auto& [name, n] : all) {
@@ -180,22 +184,44 @@ ClusterNodes clusterNodes(const std::map<std::string, CiliumNode>& all, const st
     auto ip = n.internalIp();
     auto cidr = n.podCidr();
     std::string why;
-    if (!ip)
-      why = "has no InternalIP address";
-    else if (!cidr)
-      why = n.podCidrs.empty() ? "has no pod CIDR yet" : "has pod CIDR \"" + n.podCidrs.front() + "\", which is not a CIDR";
-    else if (ips.count(*ip))
-      why = "has InternalIP " + ip->str() + ", which another node has";
-    else if (cidrs.count(*cidr))
-      why = "has pod CIDR " + cidr->str() + ", which another node has";
-    if (!why.empty()) {
-      out.skipped.push_back("CiliumNode " + name + " " + why);
+    if (!ip) {
+      out.skipped.push_back("CiliumNode " + name + " has no InternalIP address");
+      continue;
+    }
+    if (ips.count(*ip)) {
+      out.skipped.push_back("CiliumNode " + name + " has InternalIP " + ip->str() + ", which another node has");
       continue;
     }
     ips.insert(*ip);
+    if (!cidr)
+      why = n.podCidrs.empty() ? "has no pod CIDR yet" : "has pod CIDR \"" + n.podCidrs.front() + "\", which is not a CIDR";
+    else if (cidrs.count(*cidr))
+      why = "has pod CIDR " + cidr->str() + ", which another node has";
+    if (!why.empty()) {
+      // Not routed to, but still a node: its address goes to the node map.
+      out.skipped.push_back("CiliumNode " + name + " " + why);
+      out.addressOnly.push_back({name, *ip, false});
+      continue;
+    }
     cidrs.insert(*cidr);
     out.nodes.push_back({name, *ip, *cidr, false});
   }
+  return out;
+}
+
+std::vector<Ipv4> ClusterNodes::nodeIps() const {
+  std::vector<Ipv4> out;
+  for (const NodeAddressEntry& a : addressOnly)
+    if (a.local) out.push_back(a.ip);
+  for (const NodeEntry& n : nodes) out.push_back(n.ip);
+  for (const NodeAddressEntry& a : addressOnly)
+    if (!a.local) out.push_back(a.ip);
+  return out;
+}
+
+std::vector<NodeEntry> ClusterNodes::nodeMapEntries() const {
+  std::vector<NodeEntry> out = nodes;
+  for (const NodeAddressEntry& a : addressOnly) out.push_back({a.name, a.ip, Cidr{}, a.local});
   return out;
 }
 

@@ -51,10 +51,25 @@ bool setOperatorError(boost::json::object& o, const std::string& why);
 
 // The node list the datapath routes by (as the nodes file gives it): every CiliumNode with an
 // InternalIP and a pod CIDR. `localMissing` gets why this node has no entry ("" when it has one).
+// A node with an InternalIP but no usable pod CIDR yet (the operator has not served it, or its
+// CIDR clashes) is not routed to, but its address is still a node's: it is in `addressOnly`, for
+// the node map (host-to-node traffic, remote-node identity) and the node-address checks.
+struct NodeAddressEntry {
+  std::string name;
+  Ipv4 ip;
+  bool local = false;
+  bool operator==(const NodeAddressEntry&) const = default;
+};
 struct ClusterNodes {
   std::vector<NodeEntry> nodes;
+  std::vector<NodeAddressEntry> addressOnly;
   std::string localMissing;
-  std::vector<std::string> skipped;  // peers left out, with the reason
+  std::vector<std::string> skipped;  // peers not routed to, with the reason
+  // Every node address: nodes' and addressOnly's, this node's first when it has one.
+  std::vector<Ipv4> nodeIps() const;
+  // What the node map holds (NodeEntry as the datapath takes it; addressOnly entries carry no pod
+  // CIDR and the node map reads none).
+  std::vector<NodeEntry> nodeMapEntries() const;
 };
 ClusterNodes clusterNodes(const std::map<std::string, CiliumNode>& all, const std::string& localName);
 

@@ -18,7 +18,9 @@ using namespace std::chrono_literals;
 
 namespace {
 bool sameNodes(const ClusterNodes& a, const ClusterNodes& b) {
-  if (a.localMissing != b.localMissing || a.nodes.size() != b.nodes.size() || a.skipped != b.skipped) return false;
+  if (a.localMissing != b.localMissing || a.nodes.size() != b.nodes.size() || a.skipped != b.skipped ||
+      a.addressOnly != b.addressOnly)
+    return false;
   for (size_t i = 0; i < a.nodes.size(); ++i) {
     const NodeEntry &x = a.nodes[i], &y = b.nodes[i];
     if (x.name != y.name || x.ip != y.ip || x.podCidr != y.podCidr || x.local != y.local) return false;
@@ -169,6 +171,7 @@ std::string CiliumNodeSync::summary() const {
   if (!ensureError_.empty()) out += " (" + ensureError_ + ")";
   out += "; ciliumnodes " + std::string(st.synced ? "synced" : "not synced") + " (" + std::to_string(all_.size()) +
          " nodes, " + std::to_string(current_.nodes.size()) + " routable";
+  if (!current_.addressOnly.empty()) out += ", " + std::to_string(current_.addressOnly.size()) + " in the node map only (not routed)";
   if (!current_.skipped.empty()) out += ", " + std::to_string(current_.skipped.size()) + " skipped: " + current_.skipped.front();
   out += ")";
   if (!st.synced && !st.lastError.empty()) out += ": " + st.lastError;

@@ -149,7 +149,7 @@ awaitable<Result<HttpResponse>> Client::once(Req rq, const OnBytes* onBytes, std
       }
     }
     if (ec == beast::error::timeout)
-      co_return Error{ETIMEDOUT, what, streaming ? "the watch went quiet past its timeout" : "timed out"};
+      co_return Error{ETIMEDOUT, what, streaming ? "the stream went quiet past its timeout" : "timed out"};
     if (ec) co_return Error{0, what, "read the response: " + ec.message()};
   }
   // No TLS shutdown: the connection is dropped either way; the server sees a reset at worst.

@@ -1,5 +1,8 @@
 #include "k8s/objects.h"
 
+#include <mutex>
+#include <unordered_set>
+
 namespace np::k8s {
 
 namespace json = boost::json;
@@ -177,6 +180,19 @@ Result<K8sService> decodeService(const json::object& o) {
   return s;
 }
 
+NodeName::NodeName(std::string_view name) {
+  if (name.empty()) return;
+  static std::mutex mu;
+  static std::unordered_set<std::string> pool;  // node-based: the strings never move
+  std::lock_guard lock(mu);
+  p_ = &*pool.emplace(name).first;
+}
+
+const std::string& NodeName::str() const {
+  static const std::string none;
+  return p_ ? *p_ : none;
+}
+
 Result<K8sSlice> decodeSlice(const json::object& o) {
   K8sSlice s;
   Ctx c{"EndpointSlice"};
@@ -225,10 +241,9 @@ Result<K8sSlice> decodeSlice(const json::object& o) {
       auto addrs = optArray(e, "addresses", c, path + ".addresses");
       if (!addrs) return addrs.error();
       if (*addrs)
-        for (const json::value& a : **addrs) {
+        for (const json::value& a : **addrs)
           if (!a.is_string()) return c.bad(path + ".addresses", "holds a non-string");
-          ep.addresses.emplace_back(a.as_string());
-        }
+      if (*addrs && !(*addrs)->empty()) ep.address = Ipv4::parse(std::string_view((**addrs)[0].as_string()));
       if (const json::object* cond = optObject(e, "conditions")) {
         auto ready = optBool(*cond, "ready", c, path + ".conditions.ready");
         if (!ready) return ready.error();
@@ -242,7 +257,7 @@ Result<K8sSlice> decodeSlice(const json::object& o) {
       }
       auto node = optString(e, "nodeName", c, path + ".nodeName");
       if (!node) return node.error();
-      ep.nodeName = node->value_or("");
+      if (*node && !(*node)->empty()) ep.nodeName = NodeName(**node);
       s.endpoints.push_back(std::move(ep));
     }
   return s;

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/net.h"
@@ -21,6 +22,7 @@ struct ServicePort {
   uint16_t port = 0;
   uint16_t nodePort = 0;
   bool supported = true;  // SCTP and unknown protocols: not supported by the datapath
+  bool operator==(const ServicePort&) const = default;
 };
 
 struct K8sService {
@@ -37,6 +39,7 @@ struct K8sService {
   std::map<std::string, std::string> labels;   // metadata.labels (L2 announcement policies select by them)
   std::optional<std::string> loadBalancerClass;  // spec.loadBalancerClass
   std::string key() const { return ns + "/" + name; }
+  bool operator==(const K8sService&) const = default;
 };
 
 struct SlicePort {
@@ -44,14 +47,34 @@ struct SlicePort {
   Protocol protocol = Protocol::Tcp;
   std::optional<uint16_t> port;  // unset: the port is not known (such a port serves nothing)
   bool supported = true;
+  bool operator==(const SlicePort&) const = default;
 };
 
+// A node name held once however many endpoints name it (100,000 endpoints, a few nodes): a
+// pointer into a process-wide pool that only grows (by the cluster's distinct node names).
+class NodeName {
+ public:
+  NodeName() = default;
+  explicit NodeName(std::string_view name);
+  const std::string& str() const;
+  bool empty() const { return p_ == nullptr; }
+  bool operator==(const NodeName& o) const { return p_ == o.p_; }
+  bool operator==(std::string_view s) const { return str() == s; }
+
+ private:
+  const std::string* p_ = nullptr;  // nullptr: ""
+};
+
+// Compact (a cluster has 100,000s of these): kube-proxy uses only an endpoint's first address
+// (the API calls them fungible), so that is all that is kept.
 struct SliceEndpoint {
-  std::vector<std::string> addresses;
+  // addresses[0] when it is an IPv4 address; unset otherwise (the endpoint serves nothing here).
+  std::optional<Ipv4> address;
   // conditions as the API defines them: ready unset means ready; serving unset means ready's
   // value; terminating unset means false.
   bool ready = true, serving = true, terminating = false;
-  std::string nodeName;
+  NodeName nodeName;
+  bool operator==(const SliceEndpoint&) const = default;
 };
 
 struct K8sSlice {
@@ -62,6 +85,7 @@ struct K8sSlice {
   std::vector<SliceEndpoint> endpoints;
   std::string key() const { return ns + "/" + name; }
   std::string serviceKey() const { return ns + "/" + serviceName; }
+  bool operator==(const K8sSlice&) const = default;
 };
 
 Result<K8sService> decodeService(const boost::json::object& o);

@@ -29,11 +29,38 @@
 
 namespace np::k8s {
 
+// The body of a LIST answer parsed as it arrives: each element of `items` goes to onItem as soon
+// as it is complete and is dropped after it, so a list is never held whole, as text or as JSON
+// (an API server answers resourceVersion=0 from its watch cache in one page whatever the limit:
+// 10,000 EndpointSlices are ~20 MB of text and ~60 MB as one boost::json value).
+// metadata.continue and metadata.resourceVersion are kept. Pure.
+class ListParser {
+ public:
+  using OnItem = std::function<Status(const boost::json::object&)>;
+  explicit ListParser(OnItem onItem);
+  ~ListParser();
+  ListParser(const ListParser&) = delete;
+  ListParser& operator=(const ListParser&) = delete;
+  // Any split of the body; fails on malformed JSON, on a body that is not an object, and with
+  // onItem's error.
+  Status feed(std::string_view bytes);
+  // The body has ended: it must have been exactly one JSON object.
+  Status finish();
+  const std::string& continueToken() const;
+  const std::string& resourceVersion() const;
+  size_t items() const;  // handed to onItem so far
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 struct ReflectorOptions {
   std::chrono::seconds minWatchTimeout{300};  // timeoutSeconds is random in [min, 2*min]
   size_t pageSize = 500;
   std::chrono::milliseconds backoffInitial{800}, backoffMax{30000};
-  std::string fieldSelector;  // e.g. metadata.name=n1 (one object); empty: none
+  // e.g. metadata.name=<name>: one object, which RBAC resourceNames can then allow list/watch of
+  std::string fieldSelector;
 };
 
 class Reflector : public std::enable_shared_from_this<Reflector> {
@@ -41,6 +68,14 @@ class Reflector : public std::enable_shared_from_this<Reflector> {
   struct Handler {
     // A complete list: replaces everything the consumer holds.
     std::function<Status(std::vector<boost::json::object>)> replace;
+    // Instead of `replace` (when listItem is set): a list handed over as it comes, so a kind's
+    // objects are never all held as JSON at once. listBegin() before the first page; listItem(o)
+    // for every object as its page is parsed (the page is dropped after it); listEnd() after the
+    // last page: what the consumer holds becomes exactly what listItem got since listBegin(). A
+    // list that fails part-way starts over with listBegin(). A failing listItem fails the list.
+    std::function<void()> listBegin;
+    std::function<Status(const boost::json::object&)> listItem;
+    std::function<Status()> listEnd;
     // One ADDED/MODIFIED/DELETED event.
     std::function<Status(EventType, boost::json::object)> event;
     // After a list or after the events of one read: a good moment to act on them.
@@ -64,6 +99,7 @@ class Reflector : public std::enable_shared_from_this<Reflector> {
  private:
   enum class Outcome { Relist, Rewatch, Backoff };
   boost::asio::awaitable<Result<std::string>> list(const std::string& rv);  // the list's RV
+  Error listError(const HttpResponse& r) const;  // a non-200 answer to a list
   boost::asio::awaitable<Outcome> watch();
   boost::asio::awaitable<void> sleep(std::chrono::milliseconds d);
   std::chrono::milliseconds nextBackoff();

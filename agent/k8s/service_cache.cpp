@@ -52,13 +52,10 @@ std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const 
         if (e.ready) state = lb::BackendState::Active;
         else if (e.serving && e.terminating) state = lb::BackendState::Terminating;
         else continue;
-        for (const std::string& a : e.addresses) {
-          auto ip = Ipv4::parse(a);
-          if (!ip) continue;
-          Endpoint ep{*ip, *sp->port};
-          auto [it, added] = backends.try_emplace(ep, lb::Backend{ep, state, e.nodeName});
-          if (!added && state == lb::BackendState::Active) it->second = lb::Backend{ep, state, e.nodeName};
-        }
+        if (!e.address) continue;
+        Endpoint ep{*e.address, *sp->port};
+        auto [it, added] = backends.try_emplace(ep, lb::Backend{ep, state, e.nodeName.str()});
+        if (!added && state == lb::BackendState::Active) it->second = lb::Backend{ep, state, e.nodeName.str()};
       }
     }
     for (auto& [ep, b] : backends) s.backends.push_back(std::move(b));
@@ -68,9 +65,31 @@ std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const 
   return out;
 }
 
+namespace {
+
+// Equal but for the resourceVersion (which changes on writes of fields nobody here reads).
+template <typename T>
+bool sameContent(const T& held, T& next) {
+  if (held.resourceVersion == next.resourceVersion) return held == next;
+  std::string rv = std::move(next.resourceVersion);
+  next.resourceVersion = held.resourceVersion;
+  const bool same = held == next;
+  next.resourceVersion = std::move(rv);
+  return same;
+}
+
+}  // namespace
+
 void ServiceCache::upsertService(K8sService s) {
   std::string key = s.key();
-  services_[key] = std::move(s);
+  auto it = services_.find(key);
+  if (it != services_.end()) {
+    const bool same = sameContent(it->second, s);
+    it->second = std::move(s);
+    if (same) return;
+  } else {
+    services_.emplace(key, std::move(s));
+  }
   dirty_.insert(std::move(key));
 }
 
@@ -80,6 +99,10 @@ void ServiceCache::deleteService(const std::string& key) {
 
 void ServiceCache::upsertSlice(K8sSlice s) {
   std::string key = s.key();
+  if (auto it = slices_.find(key); it != slices_.end() && sameContent(it->second, s)) {
+    it->second.resourceVersion = std::move(s.resourceVersion);
+    return;
+  }
   if (auto it = slices_.find(key); it != slices_.end() && it->second.serviceKey() != s.serviceKey()) {
     slicesOf_[it->second.serviceKey()].erase(key);
     dirty_.insert(it->second.serviceKey());
@@ -127,16 +150,37 @@ void ServiceCache::replaceSlices(std::vector<K8sSlice> all) {
   for (K8sSlice& s : all) upsertSlice(std::move(s));
 }
 
+void ServiceCache::retainServices(const std::set<std::string>& listed) {
+  for (auto it = services_.begin(); it != services_.end();) {
+    if (!listed.count(it->first)) {
+      dirty_.insert(it->first);
+      it = services_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ServiceCache::retainSlices(const std::set<std::string>& listed) {
+  std::vector<std::string> gone;
+  for (const auto& [k, s] : slices_)
+    if (!listed.count(k)) gone.push_back(k);
+  for (const std::string& k : gone) deleteSlice(k);
+}
+
+std::vector<lb::Service> ServiceCache::modelOf(const std::string& key) const {
+  auto it = services_.find(key);
+  if (it == services_.end()) return {};
+  std::vector<const K8sSlice*> sl;
+  if (auto s = slicesOf_.find(key); s != slicesOf_.end())
+    for (const std::string& k : s->second) sl.push_back(&slices_.at(k));
+  return toModel(it->second, sl);
+}
+
 lb::Change ServiceCache::takeChange() {
   lb::Change c;
   for (const std::string& key : dirty_) {
-    std::vector<lb::Service> now;
-    if (auto it = services_.find(key); it != services_.end()) {
-      std::vector<const K8sSlice*> sl;
-      if (auto s = slicesOf_.find(key); s != slicesOf_.end())
-        for (const std::string& k : s->second) sl.push_back(&slices_.at(k));
-      now = toModel(it->second, sl);
-    }
+    std::vector<lb::Service> now = modelOf(key);
     std::vector<std::string> names;
     for (const lb::Service& s : now) names.push_back(s.name);
     for (const std::string& old : emitted_[key])

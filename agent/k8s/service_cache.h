@@ -32,6 +32,8 @@ std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const 
 
 class ServiceCache {
  public:
+  // An upsert of an object the cache holds unchanged (a relist, a no-op update: equal but for its
+  // resourceVersion) touches no service.
   void upsertService(K8sService s);
   void deleteService(const std::string& key);
   void upsertSlice(K8sSlice s);
@@ -39,11 +41,19 @@ class ServiceCache {
   // A relist: the complete current set replaces what the cache held (objects gone are deleted).
   void replaceServices(std::vector<K8sService> all);
   void replaceSlices(std::vector<K8sSlice> all);
+  // The end of a relist that upserted object by object: everything not in `listed` is deleted.
+  // (With upserts of unchanged objects being no-ops, a relist of an unchanged cluster changes
+  // nothing and never holds a second copy of the state.)
+  void retainServices(const std::set<std::string>& listed);
+  void retainSlices(const std::set<std::string>& listed);
 
   // What changed in the model since the last take: new versions of the services of every touched
   // Kubernetes service and the names that went away.
   lb::Change takeChange();
   bool dirty() const { return !dirty_.empty(); }
+  // The model services of one Kubernetes service ("<ns>/<name>") as the cache holds it now;
+  // nothing is taken (for a caller that consumed a change and needs its services again).
+  std::vector<lb::Service> modelOf(const std::string& serviceKey) const;
   // Every model service the cache stands for now (after the last takeChange()).
   size_t modelServices() const;
   // Undoes a take whose change the agent could not apply: its services count as changed again.

@@ -23,19 +23,24 @@ Result<std::unique_ptr<ServiceWatcher>> ServiceWatcher::start(boost::asio::io_co
   ServiceWatcher* self = w.get();
 
   Reflector::Handler svc;
-  svc.replace = [self](std::vector<json::object> items) -> Status {
-    std::vector<K8sService> all;
-    for (const json::object& o : items) {
-      auto s = decodeService(o);
-      if (!s) {
-        ++self->decodeErrors_;
-        NP_LOG_WARN("k8s", "%s (skipped)", s.error().message().c_str());
-        continue;
-      }
-      all.push_back(std::move(*s));
+  // Lists are streamed into the cache object by object (k8s/reflector.h): a relist never holds a
+  // kind's objects as JSON, decoded and cached all at once.
+  svc.listBegin = [self] { self->listed_.clear(); };
+  svc.listItem = [self](const json::object& o) -> Status {
+    auto s = decodeService(o);
+    if (!s) {
+      ++self->decodeErrors_;
+      NP_LOG_WARN("k8s", "%s (skipped)", s.error().message().c_str());
+      return {};
     }
-    self->cache_.replaceServices(std::move(all));
+    self->listed_.insert(s->key());
+    self->cache_.upsertService(std::move(*s));
+    return {};
+  };
+  svc.listEnd = [self]() -> Status {
+    self->cache_.retainServices(self->listed_);
     self->servicesTouched_ = true;
+    self->listed_ = {};
     return {};
   };
   svc.event = [self](EventType t, json::object o) -> Status {
@@ -55,18 +60,21 @@ Result<std::unique_ptr<ServiceWatcher>> ServiceWatcher::start(boost::asio::io_co
   svc.flush = [self] { self->flush(); };
 
   Reflector::Handler sl;
-  sl.replace = [self](std::vector<json::object> items) -> Status {
-    std::vector<K8sSlice> all;
-    for (const json::object& o : items) {
-      auto s = decodeSlice(o);
-      if (!s) {
-        ++self->decodeErrors_;
-        NP_LOG_WARN("k8s", "%s (skipped)", s.error().message().c_str());
-        continue;
-      }
-      all.push_back(std::move(*s));
+  sl.listBegin = [self] { self->listedSlices_.clear(); };
+  sl.listItem = [self](const json::object& o) -> Status {
+    auto s = decodeSlice(o);
+    if (!s) {
+      ++self->decodeErrors_;
+      NP_LOG_WARN("k8s", "%s (skipped)", s.error().message().c_str());
+      return {};
     }
-    self->cache_.replaceSlices(std::move(all));
+    self->listedSlices_.insert(s->key());
+    self->cache_.upsertSlice(std::move(*s));
+    return {};
+  };
+  sl.listEnd = [self]() -> Status {
+    self->cache_.retainSlices(self->listedSlices_);
+    self->listedSlices_ = {};
     return {};
   };
   sl.event = [self](EventType t, json::object o) -> Status {

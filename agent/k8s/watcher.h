@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "core/config.h"
@@ -58,6 +59,7 @@ class ServiceWatcher {
   uint64_t decodeErrors_ = 0;
   std::function<void()> onServices_;
   bool servicesTouched_ = false;
+  std::set<std::string> listed_, listedSlices_;  // keys of the list in progress
 };
 
 }  // namespace np::k8s

@@ -455,6 +455,13 @@ void Reconciler::abandon(const Prepared& p) { releaseUnusedIds(p.to); }
 
 Status Reconciler::commit(Prepared& p) {
   if (p.empty()) return {};
+  const auto started = std::chrono::steady_clock::now();
+  Status st = commitOps(p);
+  if (observer_) observer_("lb-apply", std::chrono::steady_clock::now() - started, st.ok());
+  return st;
+}
+
+Status Reconciler::commitOps(Prepared& p) {
   // Kept before applying: the undo of a partial apply puts back exactly these values.
   LbImage before;
   for (const MapOp& op : p.ops) {
@@ -566,6 +573,13 @@ Result<size_t> Reconciler::adopt() {
 }
 
 Result<Reconciler::ReconcileReport> Reconciler::reconcileAll() {
+  const auto started = std::chrono::steady_clock::now();
+  auto r = reconcileAllOnce();
+  if (observer_) observer_("lb-full", std::chrono::steady_clock::now() - started, r.ok() && !r->error);
+  return r;
+}
+
+Result<Reconciler::ReconcileReport> Reconciler::reconcileAllOnce() {
   const auto started = std::chrono::steady_clock::now();
   ReconcileReport rep;
   auto dump = maps_.dump();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -105,6 +106,11 @@ class Reconciler {
   // Compares every entry of the three maps with the model's expansion and fixes what differs.
   Result<ReconcileReport> reconcileAll();
 
+  // Told how long each non-empty commit ("lb-apply") and each reconcileAll ("lb-full") took and
+  // whether it succeeded (the agent's reconcile duration metrics).
+  using Observer = std::function<void(const char* what, std::chrono::nanoseconds took, bool ok)>;
+  void setObserver(Observer o) { observer_ = std::move(o); }
+
   // Allows removing stale adopted entries (every source of desired state has synced).
   void allowPrune() { pruneAllowed_ = true; }
   bool pruneAllowed() const { return pruneAllowed_; }
@@ -112,6 +118,10 @@ class Reconciler {
   const Service* find(const std::string& name) const;
   const std::map<std::string, Service>& services() const { return services_; }
   const NodeContext& node() const { return node_; }
+  // The cluster's node addresses follow the node list (NodeContext::clusterNodeIps). They only
+  // validate: changes prepared from now on are checked against them; applied services are not
+  // re-checked.
+  void setClusterNodeIps(std::vector<Ipv4> ips) { node_.clusterNodeIps = std::move(ips); }
   size_t frontendCount() const;
   size_t staleFrontends() const;  // adopted frontends no service owns
   size_t backendCount() const { return applied_.backends.size(); }
@@ -120,6 +130,9 @@ class Reconciler {
   const std::optional<Error>& diverged() const { return diverged_; }
 
  private:
+  Status commitOps(Prepared& p);
+  Result<ReconcileReport> reconcileAllOnce();
+  Observer observer_;
   // Endpoint (backendKey) -> model services that list it as terminating. A backend entry is
   // shared by every service that uses the endpoint, so its state is terminating when any of them
   // says so (a pod going away); each service's own view still decides its slot order.

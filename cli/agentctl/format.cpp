@@ -77,6 +77,26 @@ std::string conntrackSummary(const pb::StatusResponse& status) {
   return join(parts, ", ");
 }
 
+}  // namespace
+
+// As cilium status prints it: "Ok   Current/Max Flows: 12/4095 (0.29%), Flows/s: 1.20   Metrics: Ok".
+std::string hubbleLine(const pb::StatusResponse& status) {
+  const pb::HubbleStatus& h = status.hubble();
+  std::string out = h.state().empty() ? "(no state)" : h.state();
+  if (h.state() == kOk) {
+    char buf[160];
+    const double pct = h.max_flows() ? 100.0 * static_cast<double>(h.current_flows()) / static_cast<double>(h.max_flows()) : 0.0;
+    snprintf(buf, sizeof buf, "   Current/Max Flows: %llu/%llu (%.2f%%), Flows/s: %.2f",
+             static_cast<unsigned long long>(h.current_flows()), static_cast<unsigned long long>(h.max_flows()), pct,
+             h.flows_per_second());
+    out += buf;
+  }
+  if (status.has_metrics()) out += "   Metrics: " + (status.metrics().state().empty() ? std::string("?") : status.metrics().state());
+  return out;
+}
+
+namespace {
+
 void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   if (!status.kube_proxy_replacement().empty()) {
     std::vector<std::string> row{"KubeProxyReplacement:", status.kube_proxy_replacement()};
@@ -123,6 +143,7 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
     table.addRow({"Host Routing:", line});
   }
   if (!status.masquerading().empty()) table.addRow({"Masquerading:", status.masquerading()});
+  if (status.has_hubble()) table.addRow({"Hubble:", hubbleLine(status)});
   if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
   if (status.has_ipam()) table.addRow({"IPAM:", ipamLine(status)});
   if (status.has_l2()) table.addRow({"L2 announcements:", l2Line(status.l2())});

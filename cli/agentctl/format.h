@@ -54,6 +54,9 @@ std::string formatEndpointList(const nodepath::agent::v1::ListEndpointsResponse&
 std::string formatL2List(const nodepath::agent::v1::L2Status& l2);
 // The `L2 announcements:` status line: "Disabled", or "2 announced here, 1 elsewhere ...".
 std::string l2Line(const nodepath::agent::v1::L2Status& l2);
+// The Hubble status line: "Ok   Current/Max Flows: 12/4095 (0.29%), Flows/s: 1.20   Metrics: Ok"
+// ("Disabled   Metrics: Ok" without flows; Metrics is the Prometheus endpoint: Ok or Disabled).
+std::string hubbleLine(const nodepath::agent::v1::StatusResponse& status);
 
 // "IPv4: 3/253 allocated from 10.0.1.0/24" ("disabled (...)" without a pod CIDR).
 std::string ipamLine(const nodepath::agent::v1::StatusResponse& status);

@@ -19,6 +19,8 @@
 #   /etc/cni/net.d, /opt/cni/bin  the lab's $LAB_DIR/<node>/cni/{net.d,bin} (the agent's conflist,
 #                                 nodepath-cni and loopback)
 #   /sys/fs/bpf                   a bpffs of its own
+#   /run/nodepath                 $LAB_DIR/cluster/<node>/run-nodepath (a DaemonSet agent's run dir:
+#                                 its socket, lock and state, one per node)
 #   /run/nodepath/cgroupv2        the node's cgroup2 cgroup (np-$P/<node>, where its pods' cgroups
 #                                 are): a DaemonSet's cgroup.hostRoot that is never the machine's root
 #   /proc/sys/{vm/overcommit_memory,kernel/panic,kernel/panic_on_oops}
@@ -35,7 +37,18 @@
 # with scripts/lib/oci.sh):
 #   localhost/np-pause:1  a static C pause
 #   localhost/np-echo:1   a static nptraffic: `nptraffic serve --tcp 8080 --udp 8080`
-# Pods use them with imagePullPolicy: Never.
+# Pods use them with imagePullPolicy: Never. cluster_image_import <node> <archive> adds another
+# (nodepath's own, scripts/image.sh).
+#
+# Once mounted, the node's mount namespace is made rshared (its own peer groups: the machine's
+# mounts were made private first, so nothing propagates to or from them): containerd refuses a
+# Bidirectional hostPath (the chart's bpffs) on a mount that is not shared, and a HostToContainer
+# one on a mount that is neither shared nor slave.
+#
+# The API server runs the ServiceAccount admission plugin here (K8S_DISABLE_ADMISSION_PLUGINS
+# empty): kube-controller-manager's serviceaccount and root-ca-cert-publisher controllers make the
+# "default" ServiceAccounts and kube-root-ca.crt, so pods get their projected token and CA (a
+# DaemonSet's agent uses them, in-cluster).
 
 if [[ -n ${_NP_CLUSTER_LOADED:-} ]]; then
   return 0
@@ -149,7 +162,7 @@ cluster__cgroups_v1() {
 cluster__configs() { # <node>
   local node=$1 nd=$CLUSTER_DIR/$1 ip
   ip=$(cluster__node_ip "$node")
-  mkdir -p "$nd"/{containerd/root,containerd/state,containerd/opt,kubelet/pki,kubelet-var,cni-state,log,sysctl} || return 1
+  mkdir -p "$nd"/{containerd/root,containerd/state,containerd/opt,kubelet/pki,kubelet-var,cni-state,log,sysctl,run-nodepath/cgroupv2} || return 1
   printf '1\n' >"$nd/sysctl/overcommit_memory"
   printf '10\n' >"$nd/sysctl/panic"
   printf '1\n' >"$nd/sysctl/panic_on_oops"
@@ -236,10 +249,12 @@ mount --bind '$ln/cni/bin' /opt/cni/bin
 mount --bind '$nd/log' /var/log
 mount --bind '$nd/kubelet-var' /var/lib/kubelet
 mount -t bpf bpf /sys/fs/bpf
+mount --bind '$nd/run-nodepath' /run/nodepath
 mount --bind '$LAB_CGROOT/$node' /run/nodepath/cgroupv2
 mount --bind '$nd/sysctl/overcommit_memory' /proc/sys/vm/overcommit_memory
 mount --bind '$nd/sysctl/panic' /proc/sys/kernel/panic
 mount --bind '$nd/sysctl/panic_on_oops' /proc/sys/kernel/panic_on_oops
+mount --make-rshared /
 echo mounted
 exec sleep infinity
 SH
@@ -286,6 +301,15 @@ cluster__kubelet_up() { # <node>
     --node-ip "$(cluster__node_ip "$node")" --root-dir "$nd/kubelet" --cert-dir "$nd/kubelet/pki" --v 1
 }
 
+# cluster_image_import <node> <archive>: an OCI archive into the node's containerd (namespace k8s.io,
+# where its CRI looks), for pods with imagePullPolicy: Never.
+cluster_image_import() {
+  cluster__vars || return 1
+  local out
+  out=$(cluster_ctr "$1" -n k8s.io images import "$2" 2>&1) ||
+    { cluster__log "importing $2 on $1 failed: $out"; return 1; }
+}
+
 cluster__node_registered() { cluster_kubectl get node "$1" >/dev/null 2>&1; }
 
 # cluster_ctr <node> args...: ctr against the node's containerd.
@@ -315,6 +339,7 @@ cluster_up() {
   command -v containerd >/dev/null && command -v runc >/dev/null && command -v ctr >/dev/null ||
     { cluster__log "containerd, ctr and runc are missing (scripts/setup.sh installs them)"; return 1; }
   mkdir -p "$CLUSTER_DIR" || return 1
+  K8S_DISABLE_ADMISSION_PLUGINS=${K8S_DISABLE_ADMISSION_PLUGINS-}
   if ! {
     cluster__images && np_go_tool kubelet >/dev/null && k8s_up && cluster__control_plane
   }; then

@@ -13,7 +13,9 @@
 #
 # Environment: K8S_NODE (default n1), K8S_ADDR (its LAN address, default 192.168.10.100; the
 # apiserver refuses a loopback advertise address), K8S_WATCH_CACHE (default true; false makes an
-# `etcdctl compact` answer old watches with 410).
+# `etcdctl compact` answer old watches with 410), K8S_DISABLE_ADMISSION_PLUGINS (default
+# ServiceAccount: no controller-manager makes the "default" ServiceAccounts; the cluster tier, which
+# runs one, sets it empty).
 
 if [[ -n ${_NP_K8S_LOADED:-} ]]; then
   return 0
@@ -132,7 +134,7 @@ k8s__start_apiserver() { # [name]: a second one needs its own name (and K8S_PORT
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$K8S_DIR/sa.pub" --service-account-signing-key-file "$K8S_DIR/sa.key" \
     --service-cluster-ip-range 10.43.0.0/16 --authorization-mode RBAC --allow-privileged=true \
-    --disable-admission-plugins ServiceAccount --enable-priority-and-fairness=false --profiling=false \
+    --disable-admission-plugins "${K8S_DISABLE_ADMISSION_PLUGINS-ServiceAccount}" --enable-priority-and-fairness=false --profiling=false \
     --watch-cache="${K8S_WATCH_CACHE:-true}" --kubelet-preferred-address-types InternalIP,Hostname \
     --v 1 || return 1
   lab_poll 90 k8s__readyz || { k8s__log "kube-apiserver not ready after 90 s (see $K8S_DIR/$name.log)"; return 1; }

@@ -2,8 +2,8 @@
 # K8sCiliumNodeClusterPool: cluster-pool IPAM through CiliumNodes against a real kube-apiserver.
 #  - agents started with --ipam=cluster-pool create their node's CiliumNode (InternalIP = node
 #    IP) and, until the operator assigns a CIDR, refuse pods saying so (agentctl status);
-#  - the cluster-pool controller (np-cluster-pool: the operator's, without its election) gives
-#    each CiliumNode a distinct /24 of 10.0.0.0/16; each agent's IPAM takes its own, and each
+#  - nodepath-operator, once it leads, gives each CiliumNode a distinct /24 of 10.0.0.0/16
+#    (its cluster-pool IPAM); each agent's IPAM takes its own, and each
 #    node's direct route to the peer follows the peer's CIDR (ip route in the node's netns);
 #  - a restarted operator keeps every node's CIDR, and serves a new CiliumNode one nobody holds;
 #  - an exhausted pool is reported on the CiliumNode (status.ipam.operator-status.error), and
@@ -16,11 +16,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BUILD_ORIG=${NP_BUILD_DIR:-$E2E_REPO/build}
 e2e_init K8sCiliumNodeClusterPool npk8s_cn
-cp -p "$BUILD_ORIG/np-cluster-pool" "$NP_BUILD_DIR/np-cluster-pool" || {
-  fail "$E2E_NAME" "np-cluster-pool is missing under $BUILD_ORIG (build first)"
+cp -p "$BUILD_ORIG/operator/nodepath-operator" "$E2E_TMP/nodepath-operator" || {
+  fail "$E2E_NAME" "nodepath-operator is missing under $BUILD_ORIG/operator (build first)"
   exit 1
 }
-POOL_BIN=$NP_BUILD_DIR/np-cluster-pool
+POOL_BIN=$E2E_TMP/nodepath-operator
 E2E_LAB_MADE=1
 require "lab topology up" lab_up
 require "kube-apiserver and etcd up in n1 (192.168.10.100:6443)" k8s_up
@@ -83,9 +83,14 @@ expect_no_route_via() { # <node> <cidr> <via>
   echo "on $1: route $2 still goes via $3: $got"
   return 1
 }
-operator() { # [flags...]
-  lab_bg operator "$E2E_TMP/operator.log" lab_node_exec n1 "$POOL_BIN" --k8s-kubeconfig-path="$KCFG" "$@"
+OP_RUN=0
+operator() { # <pool cidr>: nodepath-operator (short leases, so a restart leads at once), /24s
+  OP_RUN=$((OP_RUN + 1))
+  lab_bg operator "$E2E_TMP/operator-$OP_RUN.log" lab_node_exec n1 "$POOL_BIN" --k8s-kubeconfig-path="$KCFG" \
+    --leader-election-lease-duration=3s --leader-election-renew-deadline=2s --leader-election-retry-period=500ms \
+    --cluster-pool-ipv4-cidr="$1" --cluster-pool-ipv4-mask-size=24
 }
+leads() { grep -qx leader "$E2E_TMP/operator-$OP_RUN.log" 2>/dev/null; }
 peer_node() { # <name> <ip>: a CiliumNode as another node's agent writes it
   k8s_apply <<YAML
 apiVersion: cilium.io/v2
@@ -99,8 +104,22 @@ check "n1's CiliumNode was created with InternalIP 192.168.10.100" eventually 20
 check "n2's CiliumNode was created with InternalIP 192.168.10.101" eventually 20 expect_internal_ip n2 192.168.10.101
 check "without an operator n1 refuses pods, saying it waits for a pod CIDR" eventually 10 \
   expect_problem n1 "waiting for the operator to assign a pod CIDR to CiliumNode n1"
+node_map_has() { # <node> <ip> <flags>: the node's np_nodes4_v1 holds ip (network order) with these flags
+  local key map=$NP_LAB_DIR/bpffs/$1/nodepath/np_nodes4_v1
+  key=$(awk -F. '{printf "[\"0x%02x\",\"0x%02x\",\"0x%02x\",\"0x%02x\"]", $1, $2, $3, $4}' <<<"$2")
+  bpftool -j map dump pinned "$map" 2>/dev/null |
+    jq -e --argjson k "$key" --argjson f "$3" 'any(.[]; .key == $k and .formatted.value.flags == $f)' >/dev/null &&
+    return 0
+  echo "expected $1's node map to hold $2 with flags $3, saw: $(bpftool -j map dump pinned "$map" 2>&1 | jq -c '[.[].formatted]' 2>&1)"
+  return 1
+}
+# Not routed to before they have a pod CIDR, but nodes all the same (host-to-node traffic,
+# masquerade exemption, NodePort on node addresses).
+check "before any pod CIDR, n1's node map holds n2's 192.168.10.101" eventually 10 node_map_has n1 192.168.10.101 0
+check "...and n1's own 192.168.10.100, flagged local" eventually 10 node_map_has n1 192.168.10.100 1
 
-require "the operator (cluster-pool IPAM, 10.0.0.0/16 in /24s) started" operator
+require "the operator (cluster-pool IPAM, 10.0.0.0/16 in /24s) started" operator 10.0.0.0/16
+require "...and leads (Lease cilium/cilium-operator-resource-lock)" eventually 20 leads
 re24='^10\.0\.[0-9]+\.0/24$'
 check "n1's CiliumNode gets a /24 of 10.0.0.0/16" eventually 20 expect_cidr n1 "$re24"
 check "n2's CiliumNode gets a /24 of 10.0.0.0/16" eventually 20 expect_cidr n2 "$re24"
@@ -119,7 +138,8 @@ c0=$(cidr_of n0)
 check "...distinct from n1's and n2's ($c0)" eval '[[ $c0 != "$c1" && $c0 != "$c2" ]]'
 # Restart with a pool of four /24s (10.0.0.0/22, which holds the first three): all keep theirs.
 require "the operator stopped" lab_kill operator
-require "the operator restarted with --cluster-pool-ipv4-cidr=10.0.0.0/22" operator --cluster-pool-ipv4-cidr=10.0.0.0/22
+require "the operator restarted with --cluster-pool-ipv4-cidr=10.0.0.0/22" operator 10.0.0.0/22
+require "...and leads again" eventually 20 leads
 require "CiliumNode n3 (192.168.10.103) created" peer_node n3 192.168.10.103
 check "the restarted operator serves n3" eventually 20 expect_cidr n3 '^10\.0\.[0-3]\.0/24$'
 c3=$(cidr_of n3)

@@ -2,7 +2,9 @@
 # K8sCompactionForcesRelist: with the API server's watch cache off, `etcdctl compact` +
 # `defrag` of the revisions the agents' watches started from makes the re-opened watches answer
 # 410 Gone: the agents relist (410s counted in status), keep a held connection, and follow the
-# change made meanwhile.
+# change made meanwhile. Then an agent restarted while the API server is down keeps serving (held
+# and new connections), `status` says why Kubernetes is not synced, and it syncs when the API
+# server is back.
 #
 # Lab: agent on n1; echo servers in n1-p1 (10.0.1.10) and n2-p1 (10.0.2.10).
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
@@ -55,5 +57,45 @@ check "n1: follows the change (1 backend, 10.0.2.10)" eventually 30 expect_servi
   '(.backends | length) == 1 and .backends[0].address == "10.0.2.10"'
 check "the held connection still echoes" expect_hold_echo web tok-2 '*' '*'
 check "n1's kubernetes source is synced" expect_k8s_synced n1
+
+# An agent restarted while the API server is down keeps serving what its maps hold (the restore
+# barrier: nothing is pruned before Kubernetes has synced), says why it is not synced, and syncs
+# once the API server is back.
+expect_k8s_not_synced_because() { # <node> <regex>: not synced, the status detail or problems say why
+  local out
+  out=$(agentctl_json "$1" status 2>/dev/null) || true  # exits 1 while Degraded, as it should be here
+  if ! jq -e '.sources[]? | select(.name == "kubernetes") | .synced == false' <<<"$out" >/dev/null 2>&1; then
+    echo "expected the kubernetes source of $1 not to be synced, saw: $(jq -c '.sources' <<<"$out")"
+    return 1
+  fi
+  jq -r '(.sources[]? | select(.name == "kubernetes") | .detail // empty), (.problems[]? // empty)' <<<"$out" |
+    grep -qE -- "$2" && return 0
+  echo "expected the status of $1 to say '$2', saw: $(jq -c '{sources, problems}' <<<"$out")"
+  return 1
+}
+require "kube-apiserver stopped again" k8s_apiserver_stop
+require "n1's agent stopped" lab_agent_stop n1
+require "n1's agent started again, the API server still down" lab_agent_start n1 \
+  --k8s-kubeconfig-path "$NP_LAB_DIR/k8s/admin.kubeconfig"
+# Not `lab_agent_wait`: with Kubernetes not synced the agent is rightly Degraded (status exits 1).
+agent_answers() { # <node>: agentctl status answers, whatever the state
+  local out
+  out=$(agentctl_json "$1" status 2>/dev/null) || true
+  jq -e '.state' <<<"$out" >/dev/null 2>&1
+}
+require "n1's agent answers agentctl status" eventually 30 agent_answers n1
+check "n1 says Kubernetes is not synced, and why (the API server refuses connections)" \
+  eventually 20 expect_k8s_not_synced_because n1 "waiting for kubernetes to sync"
+check "...naming the list that fails and its error" eventually 20 expect_k8s_not_synced_because n1 \
+  'services not synced \(lists 0, [^)]*\): [^;]*(refused|connect)'
+check "the held connection still echoes across the restart" expect_hold_echo web tok-3 '*' '*'
+traffic lab_node_exec n1 -- connect 10.43.0.30:80 --count 10
+check "new connections from node 1 to the ClusterIP 10.43.0.30:80: 10/10 (the pinned maps serve)" expect_ok 10
+check "n1's service map still holds 10.43.0.30:80 (adopted, not pruned)" expect_frontends_include n1 10.43.0.30:80/TCP
+require "kube-apiserver back" k8s_apiserver_start
+check "n1's kubernetes source syncs once the API server is back" eventually 60 expect_k8s_synced n1
+check "n1: default/web:http as the cluster has it" expect_service n1 default/web:http \
+  '(.backends | length) == 1 and .backends[0].address == "10.0.2.10"'
+check "the held connection still echoes" expect_hold_echo web tok-4 '*' '*'
 
 e2e_finish

@@ -45,6 +45,10 @@ check "the starting agent deleted the stale marker" eventually 10 no_marker
 check "the datapath is up" eventually 10 datapath_there
 
 require "the marker created (helm uninstall's pre-delete hook)" marker
+# helm uninstall deletes the agent's ServiceAccount right after the hook: the agent must learn of
+# the marker while it runs (its watch), not only by asking when it stops.
+check "the running agent saw the marker appear (its watch)" eventually 10 \
+  grep -q "the uninstall marker appeared" "$NP_LAB_DIR/n1/agent.log"
 require "agent on n1 stopped with SIGTERM" lab_agent_stop n1
 check "...it removed its tc filters, pins and conflist on the way out" datapath_gone
 check "...and said so in its log" grep -q "nodepath is being uninstalled" "$NP_LAB_DIR/n1/agent.log"

@@ -97,7 +97,9 @@ TEST(ClusterPoolIpam, BadOrConflictingClaimsAreRefusedWithTheReason) {
     EXPECT_EQ(st.ok() ? -1 : st.error().err, 0) << bad;
   }
   EXPECT_FALSE(p.of("b"));
-  EXPECT_FALSE(ClusterPool::create({cidr("10.0.0.1/16"), 24}).ok());  // not a network address
+  // not a network address (Cidr::parse refuses host bits, so built by hand: `cidr()` would
+  // dereference an empty optional, and the test passed or failed on what the stack held)
+  EXPECT_FALSE(ClusterPool::create({Cidr{*Ipv4::parse("10.0.0.1"), 16}, 24}).ok());
   EXPECT_FALSE(ClusterPool::create({cidr("10.0.0.0/16"), 8}).ok());   // mask shorter than the pool
   EXPECT_FALSE(ClusterPool::create({cidr("10.0.0.0/16"), 31}).ok());  // no room for pods
 }
@@ -189,6 +191,48 @@ TEST(CiliumNodeList, PeersWithAnAddressAndACidrBecomeTheNodeList) {
   EXPECT_EQ(cn.skipped[0], "CiliumNode n3 has no pod CIDR yet");
   EXPECT_EQ(cn.skipped[1], "CiliumNode n4 has no InternalIP address");
   EXPECT_EQ(cn.skipped[2], "CiliumNode n5 has pod CIDR 10.0.1.0/24, which another node has");
+  // Not routed to, but nodes all the same: n3 (no CIDR yet) and n5 (a clashing CIDR) are in the
+  // node map and their addresses are node addresses; n4 has none to give.
+  ASSERT_EQ(cn.addressOnly.size(), 2u);
+  EXPECT_EQ(cn.addressOnly[0], (k8s::NodeAddressEntry{"n3", *Ipv4::parse("192.168.10.102"), false}));
+  EXPECT_EQ(cn.addressOnly[1], (k8s::NodeAddressEntry{"n5", *Ipv4::parse("192.168.10.105"), false}));
+  std::vector<std::string> ips;
+  for (Ipv4 a : cn.nodeIps()) ips.push_back(a.str());
+  EXPECT_EQ(ips, (std::vector<std::string>{"192.168.10.100", "192.168.10.101", "192.168.10.102", "192.168.10.105"}));
+  std::vector<std::string> mapped;
+  for (const NodeEntry& e : cn.nodeMapEntries()) mapped.push_back(e.name + " " + e.ip.str() + (e.local ? " local" : ""));
+  EXPECT_EQ(mapped, (std::vector<std::string>{"n1 192.168.10.100 local", "n2 192.168.10.101", "n3 192.168.10.102",
+                                              "n5 192.168.10.105"}));
+}
+
+TEST(CiliumNodeList, APeerGetsItsRouteWhenItsCidrComesAndLeavesTheMapWhenDeleted) {
+  std::map<std::string, k8s::CiliumNode> all;
+  all["n1"] = node("n1", "192.168.10.100", {"10.0.0.0/24"});
+  all["n2"] = node("n2", "192.168.10.101", {});
+  auto cn = k8s::clusterNodes(all, "n1");
+  ASSERT_EQ(cn.nodes.size(), 1u);
+  ASSERT_EQ(cn.addressOnly.size(), 1u);
+  EXPECT_EQ(cn.addressOnly[0].name, "n2");
+  all["n2"].podCidrs = {"10.0.1.0/24"};  // the operator served it
+  cn = k8s::clusterNodes(all, "n1");
+  ASSERT_EQ(cn.nodes.size(), 2u);
+  EXPECT_EQ(cn.nodes[1].podCidr.str(), "10.0.1.0/24");
+  EXPECT_TRUE(cn.addressOnly.empty());
+  EXPECT_EQ(cn.nodeIps().size(), 2u);
+  all.erase("n2");
+  cn = k8s::clusterNodes(all, "n1");
+  EXPECT_EQ(cn.nodeIps(), (std::vector<Ipv4>{*Ipv4::parse("192.168.10.100")}));
+  EXPECT_EQ(cn.nodeMapEntries().size(), 1u);
+}
+
+TEST(CiliumNodeList, APeerWithAnotherNodesAddressIsLeftOutEntirely) {
+  std::map<std::string, k8s::CiliumNode> all;
+  all["n1"] = node("n1", "192.168.10.100", {"10.0.0.0/24"});
+  all["n2"] = node("n2", "192.168.10.100", {});
+  auto cn = k8s::clusterNodes(all, "n1");
+  EXPECT_TRUE(cn.addressOnly.empty());
+  ASSERT_EQ(cn.skipped.size(), 1u);
+  EXPECT_EQ(cn.skipped[0], "CiliumNode n2 has InternalIP 192.168.10.100, which another node has");
 }
 
 TEST(CiliumNodeList, ThisNodeWithoutACidrWaitsForTheOperator) {
@@ -200,6 +244,10 @@ TEST(CiliumNodeList, ThisNodeWithoutACidrWaitsForTheOperator) {
   EXPECT_EQ(cn.localMissing, "waiting for the operator to assign a pod CIDR to CiliumNode n1");
   ASSERT_EQ(cn.nodes.size(), 1u);  // peers are routed meanwhile
   EXPECT_EQ(cn.nodes[0].name, "n2");
+  // and this node's own address is in the node map, flagged local, while it waits
+  ASSERT_EQ(cn.addressOnly.size(), 1u);
+  EXPECT_EQ(cn.addressOnly[0], (k8s::NodeAddressEntry{"n1", *Ipv4::parse("192.168.10.100"), true}));
+  EXPECT_EQ(cn.nodeIps().front().str(), "192.168.10.100");
   all["n1"].operatorError = "the cluster pool 10.0.0.0/16 is exhausted";
   EXPECT_EQ(k8s::clusterNodes(all, "n1").localMissing,
             "waiting for the operator to assign a pod CIDR to CiliumNode n1 (operator: the cluster pool 10.0.0.0/16 "

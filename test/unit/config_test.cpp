@@ -377,3 +377,43 @@ TEST(NodesFile, RefusesMalformedLines) {
 
 }  // namespace
 }  // namespace np
+
+namespace np {
+namespace {
+
+TEST(MetricsConfig, PrometheusServeAddrAsCiliumTakesIt) {
+  EXPECT_EQ(parse({})->prometheusServeAddr, ":9962");
+  EXPECT_EQ(parse({"--prometheus-serve-addr=:9090"})->prometheusServeAddr, ":9090");
+  EXPECT_EQ(parse({"--prometheus-serve-addr=192.168.10.100:9962"})->prometheusServeAddr, "192.168.10.100:9962");
+  EXPECT_EQ(parse({"--prometheus-serve-addr="})->prometheusServeAddr, "");  // disabled
+  for (const char* bad : {"9962", ":0", ":65536", ":port", "localhost:9962", "10.0.0.300:1", ":"}) {
+    auto c = parse({std::string("--prometheus-serve-addr=") + bad});
+    ASSERT_FALSE(c) << bad;
+    EXPECT_EQ(c.error().message(), std::string("--prometheus-serve-addr: \"") + bad +
+                                       "\" is not :port or IPv4:port (port 1-65535; empty disables metrics)");
+  }
+  auto a = np::parseListenAddress("10.1.2.3:9962");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->ip.str(), "10.1.2.3");
+  EXPECT_EQ(a->port, 9962);
+  EXPECT_TRUE(np::parseListenAddress(":1")->ip.isZero());
+}
+
+TEST(MetricsConfig, ConfigMapKeyIsRead) {
+  // The chart renders prometheus-serve-addr into the ConfigMap: ":9962", or "" when disabled.
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("np-config-prom-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "prometheus-serve-addr") << ":19962\n";
+  auto c = parse({"--config-dir", dir.string()});
+  std::ofstream(dir / "prometheus-serve-addr", std::ios::trunc) << "";
+  auto off = parse({"--config-dir", dir.string()});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->prometheusServeAddr, ":19962");
+  EXPECT_EQ(c->origin["prometheus-serve-addr"], "config-dir");
+  ASSERT_TRUE(off) << off.error().message();
+  EXPECT_EQ(off->prometheusServeAddr, "");
+}
+
+}  // namespace
+}  // namespace np

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "k8s/kubeconfig.h"
 #include "k8s/lease.h"
 #include "k8s/objects.h"
+#include "k8s/reflector.h"
 #include "k8s/refused.h"
 #include "k8s/service_cache.h"
 #include "k8s/watch.h"
@@ -300,6 +303,78 @@ TEST(K8sMerge, ClusterIpServiceHasNoNodePort) {
   for (const auto& x : m) EXPECT_EQ(x.nodePort, 0);
 }
 
+// kube-proxy uses only addresses[0] (the API calls an endpoint's addresses fungible); a first
+// address that is not IPv4 makes the endpoint serve nothing here.
+TEST(K8sDecode, OnlyAnEndpointsFirstAddressCounts) {
+  json::object o = fixture("slice_web_b.json");
+  json::array& eps = o["endpoints"].as_array();
+  eps[0].as_object()["addresses"] = json::array{"10.0.1.11", "10.0.1.12"};
+  eps[1].as_object()["addresses"] = json::array{"not-an-ip", "10.0.1.21"};
+  auto sl = decodeSlice(o);
+  ASSERT_TRUE(sl.ok()) << sl.error().message();
+  EXPECT_EQ(sl->endpoints[0].address, Ipv4::parse("10.0.1.11"));
+  EXPECT_FALSE(sl->endpoints[1].address.has_value());
+  EXPECT_EQ(sl->endpoints[1].nodeName, "n1");
+  EXPECT_TRUE(sl->endpoints[0].nodeName.empty());
+  auto m = toModel(svc("service_nodeport.json"), {&*sl});
+  const lb::Service* http = find(m, "default/web:http");
+  ASSERT_NE(http, nullptr);
+  ASSERT_EQ(http->backends.size(), 1u);
+  EXPECT_EQ(http->backends[0].addr.str(), "10.0.1.11:8080");
+  // still a string array or an error
+  eps[0].as_object()["addresses"] = json::array{"10.0.1.11", 7};
+  EXPECT_FALSE(decodeSlice(o).ok());
+}
+
+TEST(K8sDecode, NodeNamesAreHeldOnce) {
+  K8sSlice a = slice("slice_web_a.json");
+  K8sSlice b = slice("slice_web_a.json");
+  EXPECT_EQ(a.endpoints[1].nodeName, b.endpoints[1].nodeName);
+  EXPECT_EQ(&a.endpoints[1].nodeName.str(), &b.endpoints[2].nodeName.str());  // one "n2" for all
+  EXPECT_EQ(a.endpoints[1].nodeName.str(), "n2");
+  EXPECT_FALSE(a.endpoints[0].nodeName == a.endpoints[1].nodeName);
+}
+
+// A relist streams every object into the cache again: the unchanged ones (a resourceVersion bump
+// alone included) touch no service, the gone ones are deleted.
+TEST(K8sCache, ARelistOfAnUnchangedClusterChangesNothing) {
+  ServiceCache c;
+  c.upsertService(svc("service_nodeport.json"));
+  c.upsertService(svc("service_lb.json"));
+  c.upsertSlice(slice("slice_web_a.json"));
+  c.upsertSlice(slice("slice_web_b.json"));
+  EXPECT_EQ(c.takeChange().upserts.size(), 3u);
+  // the relist: the same objects, one with only its resourceVersion moved
+  K8sService web = svc("service_nodeport.json");
+  web.resourceVersion = "999999";
+  c.upsertService(web);
+  c.upsertService(svc("service_lb.json"));
+  K8sSlice a = slice("slice_web_a.json");
+  a.resourceVersion = "999998";
+  c.upsertSlice(a);
+  c.upsertSlice(slice("slice_web_b.json"));
+  c.retainServices({"default/web", "default/api"});
+  c.retainSlices({a.key(), slice("slice_web_b.json").key()});
+  EXPECT_FALSE(c.dirty());
+  lb::Change ch = c.takeChange();
+  EXPECT_TRUE(ch.upserts.empty());
+  EXPECT_TRUE(ch.deletes.empty());
+  // a real change in a relist, and a slice and a service gone
+  a.endpoints[0].ready = false;
+  a.endpoints[0].serving = false;
+  c.upsertSlice(a);
+  c.retainSlices({a.key()});
+  c.retainServices({"default/web"});
+  ch = c.takeChange();
+  ASSERT_EQ(ch.upserts.size(), 2u);  // web's two ports
+  std::set<std::string> backends;
+  for (const auto& be : find(ch.upserts, "default/web:http")->backends) backends.insert(be.addr.str());
+  EXPECT_EQ(backends, (std::set<std::string>{"10.0.2.10:8080", "10.0.2.12:8080"}));
+  EXPECT_EQ(ch.deletes, std::vector<std::string>{"default/api"});
+  EXPECT_EQ(c.services(), 1u);
+  EXPECT_EQ(c.slices(), 1u);
+}
+
 TEST(K8sCache, ChangesFollowSlicesAndServices) {
   ServiceCache c;
   c.upsertSlice(slice("slice_web_a.json"));  // before its service: nothing to emit yet
@@ -348,12 +423,108 @@ TEST(K8sCache, RelistDeletesWhatVanished) {
   lb::Change ch = c.takeChange();
   std::sort(ch.deletes.begin(), ch.deletes.end());
   EXPECT_EQ(ch.deletes, (std::vector<std::string>{"default/web:dns", "default/web:http"}));
-  ASSERT_EQ(ch.upserts.size(), 1u);  // prod/api re-emitted, unchanged (the reconciler sees no change)
+  EXPECT_TRUE(ch.upserts.empty());  // default/api is unchanged: not re-emitted
   // a slice relist that drops a slice
   c.upsertSlice(slice("slice_web_a.json"));
   (void)c.takeChange();
   c.replaceSlices({});
   EXPECT_EQ(c.slices(), 0u);
+}
+
+// ---- ListParser: a LIST body parsed as it arrives, one item at a time
+
+std::string listBody() {
+  std::string body = R"({"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1",)"
+                     R"("metadata":{"resourceVersion":"4242","continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NDI0Mn0",)"
+                     R"("remainingItemCount":2,"nested":{"resourceVersion":"not-this-one"}},"items":[)";
+  std::ifstream a(std::string(NP_K8S_FIXTURES) + "/slice_web_a.json"), b(std::string(NP_K8S_FIXTURES) + "/slice_web_b.json");
+  std::stringstream sa, sb;
+  sa << a.rdbuf();
+  sb << b.rdbuf();
+  std::string ta = sa.str(), tb = sb.str();
+  while (!ta.empty() && ta.back() == '\n') ta.pop_back();
+  while (!tb.empty() && tb.back() == '\n') tb.pop_back();
+  return body + ta + "," + tb + R"(],"trailing":[1,2.5,true,null,"x"]})";
+}
+
+TEST(K8sListParser, ItemsAndMetadataWhateverTheSplit) {
+  const std::string body = listBody();
+  std::vector<std::string> want;
+  const json::value whole = json::parse(body);
+  for (const json::value& v : whole.as_object().at("items").as_array()) want.push_back(json::serialize(v));
+  // every split point, and byte by byte
+  std::vector<size_t> steps{1, 7, 64, body.size()};
+  for (size_t cut = 1; cut < body.size(); cut += 97) steps.push_back(cut);
+  for (size_t step : steps) {
+    std::vector<std::string> got;
+    std::vector<std::string> names;
+    ListParser p([&](const json::object& o) -> Status {
+      got.push_back(json::serialize(o));
+      auto sl = decodeSlice(o);
+      if (!sl) return sl.error();
+      names.push_back(sl->key());
+      return {};
+    });
+    for (size_t at = 0; at < body.size(); at += step) ASSERT_TRUE(p.feed(std::string_view(body).substr(at, step))) << step;
+    ASSERT_TRUE(p.finish()) << step;
+    EXPECT_EQ(got, want) << "step " << step;
+    EXPECT_EQ(names, (std::vector<std::string>{"default/web-abcde", "default/web-fghij"}));
+    EXPECT_EQ(p.items(), 2u);
+    EXPECT_EQ(p.resourceVersion(), "4242");
+    EXPECT_EQ(p.continueToken(), "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NDI0Mn0");
+  }
+}
+
+TEST(K8sListParser, AnItemIsHandedOverBeforeTheNextArrives) {
+  const std::string body = listBody();
+  size_t seen = 0;
+  ListParser p([&](const json::object&) -> Status {
+    ++seen;
+    return {};
+  });
+  const size_t second = body.find(R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"web-fghij")");
+  ASSERT_NE(second, std::string::npos);
+  ASSERT_TRUE(p.feed(std::string_view(body).substr(0, second)));
+  EXPECT_EQ(seen, 1u);  // the first item is out; nothing of it need be kept
+  ASSERT_TRUE(p.feed(std::string_view(body).substr(second)));
+  ASSERT_TRUE(p.finish());
+  EXPECT_EQ(seen, 2u);
+}
+
+TEST(K8sListParser, EmptyListsAndBadAnswers) {
+  {
+    ListParser p([](const json::object&) -> Status { return error("test", "no item expected"); });
+    ASSERT_TRUE(p.feed(R"({"kind":"ServiceList","metadata":{"resourceVersion":"7"},"items":[]})"));
+    ASSERT_TRUE(p.finish());
+    EXPECT_EQ(p.resourceVersion(), "7");
+    EXPECT_EQ(p.continueToken(), "");
+  }
+  {
+    ListParser p([](const json::object&) -> Status { return {}; });
+    ASSERT_TRUE(p.feed(R"({"items":[{"a":1})"));
+    Status st = p.finish();  // cut short
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.error().message().find("not valid JSON"), std::string::npos) << st.error().message();
+  }
+  for (const char* bad : {"[1,2]", "\"text\"", "42", "{\"items\":[}"}) {
+    ListParser p([](const json::object&) -> Status { return {}; });
+    Status st = p.feed(bad);
+    if (st) st = p.finish();
+    EXPECT_FALSE(st) << bad;
+  }
+  {
+    // the consumer's error stops the list and is the list's error
+    size_t calls = 0;
+    ListParser p([&](const json::object&) -> Status {
+      ++calls;
+      return error("decode", "refused");
+    });
+    Status st = p.feed(listBody());
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.error().message().find("refused"), std::string::npos) << st.error().message();
+    EXPECT_EQ(calls, 1u);
+    EXPECT_FALSE(p.feed("more"));
+  }
 }
 
 // ---- kubeconfig

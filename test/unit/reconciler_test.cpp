@@ -108,6 +108,24 @@ TEST(Reconciler, UpsertProgramsServiceAndIsIdempotent) {
   EXPECT_TRUE(mapsMatchModel(maps.image, r));
 }
 
+// The cluster's node addresses follow the node list (CiliumNodes come and go after start).
+TEST(Reconciler, NodeAddressesThatJoinLaterAreCheckedToo) {
+  FakeMaps maps;
+  Reconciler r(maps, node());
+  auto s = clusterIpService("t/a", "10.43.0.20", 80, {"10.0.1.10:8080"});
+  s.externalIps = {ip("192.168.10.105")};
+  r.setClusterNodeIps({ip("192.168.10.100"), ip("192.168.10.105")});
+  auto refused = r.upsert(s);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("192.168.10.105 is a node's own address"), std::string::npos)
+      << refused.error().message();
+  EXPECT_TRUE(maps.image.services.empty());
+  r.setClusterNodeIps({ip("192.168.10.100")});  // that node left
+  auto created = r.upsert(s);
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(*created, Reconciler::ChangeKind::Created);
+}
+
 TEST(Reconciler, InvalidServiceNeverReachesTheMaps) {
   FakeMaps maps;
   Reconciler r(maps, node());
