@@ -143,6 +143,14 @@ Result<std::unique_ptr<Agent>> Agent::start(Config config, boost::asio::io_conte
     if (!cn) return Error{cn.error().err, "kubernetes: " + cn.error().context, cn.error().detail};
     a->ciliumNodes_ = std::move(*cn);
   }
+  if (c.enableL2Announcements) {
+    if (!a->k8s_) return error("--enable-l2-announcements", "needs the Kubernetes API (--k8s-kubeconfig-path or --k8s-api-server)");
+    auto l2 = l2::Controller::start(io, c);
+    if (!l2) return Error{l2.error().err, "L2 announcements: " + l2.error().context, l2.error().detail};
+    a->l2_ = std::move(*l2);
+    Agent* self = a.get();
+    a->k8s_->onServicesChanged([self] { self->l2_->setServices(self->k8s_->cache().allServices()); });
+  }
   a->sources_[lb::kHostPortSource] = false;
   a->loadLocal();
   a->restoreHostPorts();
@@ -863,6 +871,14 @@ void conntrackStatus(const ct::Gc& gc, pb::StatusResponse& out, std::vector<std:
 
 }  // namespace
 
+void Agent::stopAnnouncing(std::function<void()> done) {
+  if (!l2_) {
+    done();
+    return;
+  }
+  l2_->stop(std::move(done));
+}
+
 pb::StatusResponse Agent::status() const {
   pb::StatusResponse out;
   std::vector<std::string> problems;
@@ -989,6 +1005,8 @@ pb::StatusResponse Agent::status() const {
   }
 
   pods_->fillStatus(out, problems);
+  if (l2_) l2_->fillStatus(*out.mutable_l2(), problems);
+  else out.mutable_l2()->set_enabled(false);
   observabilityStatus(out, problems);
   if (!nodesError_.empty()) problems.push_back("nodes: " + nodesError_);
   if (ciliumNodes_ && !ciliumNodes_->current().localMissing.empty())

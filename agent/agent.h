@@ -33,6 +33,7 @@
 #include "k8s/ciliumnode_sync.h"
 #include "k8s/refused.h"
 #include "k8s/watcher.h"
+#include "l2/controller.h"
 #include "flows/flows.h"
 #include "lb/reconciler.h"
 #include "lb/store.h"
@@ -74,6 +75,8 @@ class Agent {
   // API calls it after a large request's handler has returned (gRPC frees the request on its own
   // thread after that).
   void scheduleTrim();
+  // The agent is stopping: L2 announcements go silent and hand their Leases back, then `done`.
+  void stopAnnouncing(std::function<void()> done);
 
   const Config& config() const { return config_; }
   std::string socketPath() const { return config_.runDir + "/agent.sock"; }
@@ -137,6 +140,7 @@ class Agent {
   void scheduleK8sRetry();
   std::unique_ptr<k8s::CiliumNodeSync> ciliumNodes_;  // ipam=cluster-pool: the node list from CiliumNodes
   void applyClusterNodes(const k8s::ClusterNodes& cn);
+  std::unique_ptr<l2::Controller> l2_;  // enable-l2-announcements
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
   size_t flowServiceCount_ = SIZE_MAX;
   bool flowNamesPending_ = false;

@@ -68,11 +68,14 @@ int main(int argc, char** argv) {
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     NP_LOG_INFO("agent", "signal %d: stopping; the datapath keeps running", sig);
-    // Shutdown waits for in-flight handlers, which need the loop: run it off the loop thread.
-    std::thread([&] {
-      (*server)->shutdown();
-      io.stop();
-    }).detach();
+    // L2 announcements hand their Leases back first (bounded by the renew deadline).
+    (*agent)->stopAnnouncing([&] {
+      // Shutdown waits for in-flight handlers, which need the loop: run it off the loop thread.
+      std::thread([&] {
+        (*server)->shutdown();
+        io.stop();
+      }).detach();
+    });
   });
   io.run();
   // Our own map and link handles may stay open: unpinned, they go when this process exits.

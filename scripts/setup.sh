@@ -14,6 +14,7 @@ packages=(
   prometheus-cpp-dev  # the agent's Prometheus exposition (its core library; we serve HTTP with Beast)
   # tests and lab
   iproute2 iptables tcpdump ethtool iputils-ping jq procps psmisc util-linux
+  iputils-arping  # L2 announcements: the LAN client ARPs for LoadBalancer IPs (test/k8s/l2_test.sh)
   nftables conntrack gnuplot-nox  # the kube-proxy comparison (bench/compare)
   containernetworking-plugins  # /usr/lib/cni: loopback, and ptp + host-local as the reference in CNI tests
   python3-yaml  # the chart test reads rendered manifests

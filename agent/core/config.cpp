@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -73,12 +74,26 @@ Result<std::chrono::milliseconds> parseDuration(const std::string& key, const st
     auto [p, ec] = std::from_chars(v.data() + i, v.data() + v.size(), n);
     if (ec != std::errc() || p == v.data() + i) return bad(key, v, why).error();
     i = static_cast<size_t>(p - v.data());
+    // A fraction, as Go writes "1.5s": up to millisecond precision is kept.
+    uint64_t frac = 0, denom = 1;
+    if (i < v.size() && v[i] == '.') {
+      ++i;
+      const size_t from = i;
+      while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i]))) {
+        if (denom < 1000000) {
+          frac = frac * 10 + static_cast<uint64_t>(v[i] - '0');
+          denom *= 10;
+        }
+        ++i;
+      }
+      if (i == from) return bad(key, v, why).error();
+    }
     size_t u = i;
     while (u < v.size() && std::isalpha(static_cast<unsigned char>(v[u]))) ++u;
     const std::string unit = v.substr(i, u - i);
     uint64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
     if (scale == 0 || n > (uint64_t{1} << 40)) return bad(key, v, why).error();
-    total += n * scale;
+    total += n * scale + frac * scale / denom;
     i = u;
   }
   if (total < static_cast<uint64_t>(min.count()) || total > static_cast<uint64_t>(max.count()))
@@ -382,6 +397,54 @@ const std::vector<Key>& keys() {
          c.k8sKubeconfig = v;
           return {};
         }},
+      {"k8s-namespace", "the agent's namespace: its Leases live there (default $POD_NAMESPACE, else cilium)", false,
+       [](Config& c, const std::string& v) -> Status {
+         // A DNS-1123 label, as a namespace name must be.
+         bool ok = !v.empty() && v.size() <= 63 && std::isalnum(static_cast<unsigned char>(v.front())) &&
+                   std::isalnum(static_cast<unsigned char>(v.back()));
+         for (char ch : v) ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-');
+         if (!ok) return bad("k8s-namespace", v, "is not a namespace name (lower-case letters, digits, '-')");
+         c.k8sNamespace = v;
+         return {};
+       }},
+      {"enable-l2-announcements",
+       "answer ARP for LoadBalancer and external IPs that a CiliumL2AnnouncementPolicy selects, from one node per "
+       "service (needs the Kubernetes API) (true/false)",
+       true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("enable-l2-announcements", v);
+         if (!b) return b.error();
+         c.enableL2Announcements = *b;
+         return {};
+       }},
+      {"l2-announcements-lease-duration",
+       "how long a silent node's heartbeat Lease is respected before others take its services over (default 2s)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto d = parseDuration("l2-announcements-lease-duration", v, std::chrono::seconds(1), std::chrono::hours(1));
+         if (!d) return d.error();
+         c.l2LeaseDuration = *d;
+         return {};
+       }},
+      {"l2-announcements-renew-deadline",
+       "a node whose heartbeat renewal has not succeeded for this long stops answering (< lease duration; default "
+       "1500ms)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto d = parseDuration("l2-announcements-renew-deadline", v, std::chrono::milliseconds(100), std::chrono::hours(1));
+         if (!d) return d.error();
+         c.l2RenewDeadline = *d;
+         return {};
+       }},
+      {"l2-announcements-retry-period",
+       "how often the heartbeat Lease is renewed and failed requests retried (< renew deadline / 1.2; default 500ms)",
+       false,
+       [](Config& c, const std::string& v) -> Status {
+         auto d = parseDuration("l2-announcements-retry-period", v, std::chrono::milliseconds(100), std::chrono::hours(1));
+         if (!d) return d.error();
+         c.l2RetryPeriod = *d;
+         return {};
+       }},
       {"enable-hubble", "flow events in the datapath, the flow store and the Hubble API (true/false)", true,
        [](Config& c, const std::string& v) -> Status {
          auto b = parseBool("enable-hubble", v);
@@ -538,6 +601,7 @@ Result<Config> parseConfig(const std::vector<std::string>& args) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   c.nodeName = host;
+  if (const char* ns = std::getenv("POD_NAMESPACE"); ns && *ns) c.k8sNamespace = ns;
 
   std::map<std::string, std::string> values;
   std::string dir = flags.count("config-dir") ? flags["config-dir"] : "";
@@ -574,6 +638,17 @@ Result<Config> parseConfig(const std::vector<std::string>& args) {
   const auto overlap = [](const Cidr& a, const Cidr& b) { return a.contains(b.addr) || b.contains(a.addr); };
   if (overlap(c.serviceCidr, c.podCidr))
     return error("--service-cidr " + c.serviceCidr.str(), "overlaps --cluster-pool-ipv4-cidr " + c.podCidr.str());
+  // Refused rather than quietly adjusted (Cilium's leaseTimings would): the safety argument of
+  // l2/announcer.h needs renewDeadline < leaseDuration, and renewals need room before the deadline.
+  auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; };
+  if (c.l2RenewDeadline >= c.l2LeaseDuration)
+    return error("--l2-announcements-renew-deadline " + ms(c.l2RenewDeadline),
+                 "is not below --l2-announcements-lease-duration " + ms(c.l2LeaseDuration) +
+                     " (a node must stop answering before others may take over)");
+  if (c.l2RetryPeriod * 6 >= c.l2RenewDeadline * 5)
+    return error("--l2-announcements-retry-period " + ms(c.l2RetryPeriod),
+                 "is not below --l2-announcements-renew-deadline " + ms(c.l2RenewDeadline) +
+                     " / 1.2 (a renewal must be retried before the deadline)");
   const PortRange nodePorts{c.nodePortMin, c.nodePortMax};
   if (c.snatPorts.size() && c.snatPorts.overlaps(nodePorts))
     return error("--bpf-lb-snat-port-range " + c.snatPorts.str(), "overlaps --node-port-range " + nodePorts.str());

@@ -76,6 +76,18 @@ struct Config {
   // node's CiliumNode, its pod CIDR from the operator, peers' routes from theirs).
   std::string ipamMode = "nodes-file";
   bool clusterPool() const { return k8sEnabled() && ipamMode == "cluster-pool"; }
+  // The agent's namespace (k8s-namespace; default $POD_NAMESPACE, else "cilium"): its Leases.
+  std::string k8sNamespace = "cilium";
+  // L2 announcements (agent/l2/): ARP for LoadBalancer/external IPs a CiliumL2AnnouncementPolicy
+  // selects, from one node per service. The timings are of the per-node heartbeat Lease
+  // (l2/announcer.h): failover takes about leaseDuration + two requests, and the API load is one
+  // write per participating node per retryPeriod whatever the number of services. Cilium's
+  // defaults (15s/5s/2s) fail over in 10-20 s; these (2s/1.5s/500ms) in about 2.5 s, at 2 req/s
+  // per node.
+  bool enableL2Announcements = false;                    // enable-l2-announcements
+  std::chrono::milliseconds l2LeaseDuration{2000};       // l2-announcements-lease-duration
+  std::chrono::milliseconds l2RenewDeadline{1500};       // l2-announcements-renew-deadline
+  std::chrono::milliseconds l2RetryPeriod{500};          // l2-announcements-retry-period
   // Flows (agent/flows/).
   bool enableHubble = true;                     // enable-hubble: flow events and the Hubble API
   uint32_t hubbleEventBufferCapacity = 4095;    // hubble-event-buffer-capacity: flows kept

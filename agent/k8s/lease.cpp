@@ -94,6 +94,7 @@ struct LeaseRunner::State : std::enable_shared_from_this<State> {
   OnChange onChange;
   bool running = false, stopped = false, inFlight = false;
   std::string lastError;
+  uint64_t requests = 0;
 
   std::chrono::seconds requestTimeout() const {
     // A request may take up to the renew deadline: past it the answer no longer matters.
@@ -105,6 +106,7 @@ struct LeaseRunner::State : std::enable_shared_from_this<State> {
   awaitable<void> send(lease::Request req) {
     auto self = shared_from_this();
     const lease::Time sentAt = Clock::now();
+    ++requests;
     if (req.kind == lease::RequestKind::Get) {
       std::string path = leasePath(opts.ns, opts.name);
       const auto timeout = requestTimeout();
@@ -219,6 +221,7 @@ void LeaseRunner::stop(std::function<void()> done) {
       st->io,
       [st, r = std::move(*req), done = std::move(done)]() -> awaitable<void> {
         auto body = encodeLease(st->opts.ns, st->opts.name, r.record, r.resourceVersion);
+        ++st->requests;
         std::string method = "PUT", path = leasePath(st->opts.ns, st->opts.name), type = "application/json";
         const auto timeout = st->requestTimeout();
         auto res = co_await st->client.request(std::move(method), std::move(path), std::move(body), std::move(type),
@@ -230,6 +233,8 @@ void LeaseRunner::stop(std::function<void()> done) {
 }
 
 bool LeaseRunner::isLeader() const { return !st_->stopped && st_->el.isLeader(Clock::now()); }
+lease::Time LeaseRunner::leaderUntil() const { return st_->el.leaderUntil(); }
+uint64_t LeaseRunner::requests() const { return st_->requests; }
 std::string LeaseRunner::holder() const { return st_->el.observedHolder(); }
 const LeaseRunner::Options& LeaseRunner::options() const { return st_->opts; }
 std::string LeaseRunner::lastError() const { return st_->lastError; }

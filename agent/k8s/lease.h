@@ -56,6 +56,10 @@ class LeaseRunner {
   void stop(std::function<void()> done = {});
 
   bool isLeader() const;
+  // While isLeader(): when leadership ends unless a renewal succeeds first (Elector::leaderUntil).
+  lease::Time leaderUntil() const;
+  // Requests sent to the API server so far (GET, POST, PUT, the release included).
+  uint64_t requests() const;
   // The holder as last observed ("" when none or not yet known).
   std::string holder() const;
   const Options& options() const;

@@ -94,6 +94,12 @@ Result<K8sService> decodeService(const json::object& o) {
   K8sService s;
   Ctx c{"Service"};
   NP_TRY(meta(o, s.ns, s.name, s.resourceVersion, c, "Service"));
+  if (const json::object* m = optObject(o, "metadata"))
+    if (const json::object* labels = optObject(*m, "labels"))
+      for (const auto& [k, v] : *labels) {
+        if (!v.is_string()) return c.bad("metadata.labels[" + std::string(k) + "]", "is not a string");
+        s.labels[std::string(k)] = std::string(v.as_string());
+      }
   if (const json::object* spec = optObject(o, "spec")) {
     auto type = optString(*spec, "type", c, "spec.type");
     if (!type) return type.error();
@@ -152,6 +158,9 @@ Result<K8sService> decodeService(const json::object& o) {
     auto etp = optString(*spec, "externalTrafficPolicy", c, "spec.externalTrafficPolicy");
     if (!etp) return etp.error();
     if (*etp && !(*etp)->empty()) s.externalTrafficPolicy = **etp;
+    auto lbc = optString(*spec, "loadBalancerClass", c, "spec.loadBalancerClass");
+    if (!lbc) return lbc.error();
+    if (*lbc) s.loadBalancerClass = **lbc;
     auto itp = optString(*spec, "internalTrafficPolicy", c, "spec.internalTrafficPolicy");
     if (!itp) return itp.error();
     if (*itp && !(*itp)->empty()) s.internalTrafficPolicy = **itp;

@@ -5,6 +5,7 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,8 @@ struct K8sService {
   std::optional<uint32_t> affinityTimeoutSec;
   std::string externalTrafficPolicy = "Cluster";
   std::string internalTrafficPolicy = "Cluster";
+  std::map<std::string, std::string> labels;   // metadata.labels (L2 announcement policies select by them)
+  std::optional<std::string> loadBalancerClass;  // spec.loadBalancerClass
   std::string key() const { return ns + "/" + name; }
   bool operator==(const K8sService&) const = default;
 };

@@ -62,6 +62,8 @@ class ServiceCache {
   static std::string serviceKeyOf(const std::string& modelName);
 
   size_t services() const { return services_.size(); }
+  // Every Kubernetes service as last seen, by "<ns>/<name>" (L2 announcements read them).
+  const std::map<std::string, K8sService>& allServices() const { return services_; }
   size_t slices() const { return slices_.size(); }
 
  private:

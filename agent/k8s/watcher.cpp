@@ -39,10 +39,12 @@ Result<std::unique_ptr<ServiceWatcher>> ServiceWatcher::start(boost::asio::io_co
   };
   svc.listEnd = [self]() -> Status {
     self->cache_.retainServices(self->listed_);
+    self->servicesTouched_ = true;
     self->listed_ = {};
     return {};
   };
   svc.event = [self](EventType t, json::object o) -> Status {
+    self->servicesTouched_ = true;
     if (t == EventType::Deleted) {
       self->cache_.deleteService(objectKey(o));
       return {};
@@ -107,6 +109,10 @@ ServiceWatcher::~ServiceWatcher() {
 }
 
 void ServiceWatcher::flush() {
+  if (servicesTouched_ && onServices_ && services_->stats().synced) {
+    servicesTouched_ = false;
+    onServices_();
+  }
   if (!services_->stats().synced || !slices_->stats().synced) return;  // the first change is the whole state
   if (!cache_.dirty() && synced_) return;
   apply_(cache_.takeChange());

@@ -39,6 +39,12 @@ class ServiceWatcher {
   // One line for `status`.
   std::string summary() const;
   uint64_t decodeErrors() const { return decodeErrors_; }
+  // Runs after services changed (once listed; at most once per read of the watch), with the
+  // cache's allServices() current. One observer.
+  void onServicesChanged(std::function<void()> f) {
+    onServices_ = std::move(f);
+    servicesTouched_ = true;
+  }
 
  private:
   ServiceWatcher() = default;
@@ -51,6 +57,8 @@ class ServiceWatcher {
   std::function<void()> onSynced_;
   bool synced_ = false;
   uint64_t decodeErrors_ = 0;
+  std::function<void()> onServices_;
+  bool servicesTouched_ = false;
   std::set<std::string> listed_, listedSlices_;  // keys of the list in progress
 };
 

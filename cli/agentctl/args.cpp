@@ -385,6 +385,18 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     inv.command = Command::kNodeList;
     commandName = "node list";
     used = 2;
+  } else if (w0 == "l2") {
+    if (sub(1).empty()) {
+      out.error = "l2: missing subcommand (list)";
+      return out;
+    }
+    if (sub(1) != "list") {
+      out.error = "l2: unknown subcommand " + quoted(sub(1)) + " (list)";
+      return out;
+    }
+    inv.command = Command::kL2List;
+    commandName = "l2 list";
+    used = 2;
   } else if (w0 == "endpoint") {
     if (sub(1).empty()) {
       out.error = "endpoint: missing subcommand (list)";
@@ -560,6 +572,8 @@ std::string usageText() {
          "  bpf nat list [--address IP]          conntrack entries of SNAT'd flows (the NAT state)\n"
          "  node list                            nodes the agent knows\n"
          "  endpoint list                        pod endpoints (CNI attachments): pod, address, interfaces\n"
+         "  l2 list                              L2 announcements: the addresses this node announces (interface,\n"
+         "                                         since when) and the Lease holder of the others\n"
          "  cleanup [--cni-conf-dir DIR] [--bpf-root DIR] [--force]\n"
          "                                       remove what the agent installed on this node: the CNI config\n"
          "                                         (DIR/05-nodepath.conflist, default /etc/cni/net.d), its routes,\n"

@@ -35,6 +35,7 @@ enum class Command {
   kStateAccept,
   kStateReset,
   kEndpointList,
+  kL2List,
   kCleanup,
 };
 

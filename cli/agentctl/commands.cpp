@@ -222,6 +222,15 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
       out << (json ? toJson(resp) : formatNodeList(resp));
       return kExitOk;
     }
+    case Command::kL2List: {
+      pb::StatusResponse resp;
+      auto rpc = [&](grpc::ClientContext* c, const pb::StatusRequest& r, pb::StatusResponse* s) {
+        return stub.Status(c, r, s);
+      };
+      if (!call(inv, rpc, pb::StatusRequest{}, &resp, err)) return kExitFailure;
+      out << (json ? toJson(resp.l2()) : formatL2List(resp.l2()));
+      return kExitOk;
+    }
     case Command::kEndpointList: {
       pb::ListEndpointsResponse resp;
       auto rpc = [&](grpc::ClientContext* c, const pb::ListEndpointsRequest& r,

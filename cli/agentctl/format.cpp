@@ -146,6 +146,7 @@ void addSummaryRows(const pb::StatusResponse& status, Table& table) {
   if (status.has_hubble()) table.addRow({"Hubble:", hubbleLine(status)});
   if (status.conntrack_tables_size() > 0) table.addRow({"Conntrack:", conntrackSummary(status)});
   if (status.has_ipam()) table.addRow({"IPAM:", ipamLine(status)});
+  if (status.has_l2()) table.addRow({"L2 announcements:", l2Line(status.l2())});
   if (status.has_cni()) {
     const pb::CniConfStatus& c = status.cni();
     std::string line = c.ready() ? "Ready" : "Not ready (" + c.reason() + ")";
@@ -385,7 +386,69 @@ std::string formatStatus(const pb::StatusResponse& status, StatusDetail detail) 
     if (status.maps_size() > 0) out += mapTable(status);
     if (status.conntrack_tables_size() > 0) out += conntrackTable(status);
     if (status.counters_size() > 0) out += counterTable(status);
+    if (status.l2().enabled()) {
+      out += "L2 announcements (" + status.l2().timings() + "; heartbeat Lease " + status.l2().namespace_() + "/" +
+             status.l2().heartbeat_lease() + (status.l2().heartbeat_held() ? " held" : " not held") + "):\n";
+      std::string list = formatL2List(status.l2());
+      std::string indented;
+      size_t start = 0;
+      while (start < list.size()) {
+        size_t end = list.find('\n', start);
+        if (end == std::string::npos) end = list.size();
+        indented += "  " + list.substr(start, end - start) + "\n";
+        start = end + 1;
+      }
+      out += indented;
+      if (status.l2().responders_size() > 0) {
+        Table t("  ");
+        t.addRow({"INTERFACE", "MAC", "ADDRESSES", "REQUESTS", "REPLIES", "NOT-OURS", "GRATUITOUS", "IGNORED", "SEND-ERRORS"});
+        for (const auto& r : status.l2().responders())
+          t.addRow({r.device(), r.mac(), std::to_string(r.addresses()), std::to_string(r.requests()),
+                    std::to_string(r.replies()), std::to_string(r.not_announced()), std::to_string(r.gratuitous()),
+                    std::to_string(r.ignored()), std::to_string(r.send_errors())});
+        out += "  ARP responders:\n" + t.render();
+      }
+    }
   }
+  return out;
+}
+
+std::string l2Line(const pb::L2Status& l2) {
+  if (!l2.enabled()) return "Disabled";
+  if (!l2.synced()) return "Enabled, waiting for policies, this node and services to be listed";
+  size_t here = 0, elsewhere = 0, none = 0;
+  for (const auto& a : l2.announcements()) {
+    if (a.answering()) ++here;
+    else if (!a.holder().empty()) ++elsewhere;
+    else ++none;
+  }
+  std::string line = std::to_string(here) + (here == 1 ? " address" : " addresses") + " announced here, " +
+                     std::to_string(elsewhere) + " by other nodes";
+  if (none) line += ", " + std::to_string(none) + " without holder";
+  line += " (" + std::to_string(l2.policies()) + (l2.policies() == 1 ? " policy" : " policies") +
+          (l2.heartbeat_held() ? ", heartbeat held" : "") + ", " + std::to_string(l2.lease_requests()) +
+          " Lease requests)";
+  if (!l2.error().empty()) line += ": " + l2.error();
+  return line;
+}
+
+std::string formatL2List(const pb::L2Status& l2) {
+  if (!l2.enabled()) return "L2 announcements: disabled (--enable-l2-announcements)\n";
+  std::vector<const pb::L2Announcement*> rows;
+  for (const auto& a : l2.announcements()) rows.push_back(&a);
+  std::stable_sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->service(), a->ip(), a->device()) < std::tie(b->service(), b->ip(), b->device());
+  });
+  Table table;
+  table.addRow({"SERVICE", "IP", "INTERFACE", "STATE", "HOLDER", "SINCE"});
+  for (const auto* a : rows) {
+    const std::string state = a->answering() ? "announcing" : a->holder().empty() ? "no holder" : "standby";
+    const std::string since =
+        a->answering() ? a->since() + " (" + formatDuration(a->since_seconds_ago()) + " ago)" : "-";
+    table.addRow({orDash(a->service()), a->ip(), a->device(), state, orDash(a->holder()), since});
+  }
+  std::string out = table.render();
+  if (rows.empty()) out += "(no service address is announceable from this node)\n";
   return out;
 }
 

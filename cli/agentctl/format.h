@@ -49,6 +49,11 @@ std::string formatNodeList(const nodepath::agent::v1::ListNodesResponse& list);
 // POD (namespace/name) CONTAINER IPV4 INTERFACE HOST-IF MAC, sorted by address.
 std::string formatEndpointList(const nodepath::agent::v1::ListEndpointsResponse& list);
 
+// `l2 list`: SERVICE IP INTERFACE STATE HOLDER SINCE, sorted by service and address; "L2
+// announcements: disabled" when off.
+std::string formatL2List(const nodepath::agent::v1::L2Status& l2);
+// The `L2 announcements:` status line: "Disabled", or "2 announced here, 1 elsewhere ...".
+std::string l2Line(const nodepath::agent::v1::L2Status& l2);
 // The Hubble status line: "Ok   Current/Max Flows: 12/4095 (0.29%), Flows/s: 1.20   Metrics: Ok"
 // ("Disabled   Metrics: Ok" without flows; Metrics is the Prometheus endpoint: Ok or Disabled).
 std::string hubbleLine(const nodepath::agent::v1::StatusResponse& status);

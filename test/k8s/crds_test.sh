@@ -201,13 +201,15 @@ for v in "list services" "watch services" "watch endpointslices.discovery.k8s.io
   "list ciliumnodes.cilium.io" "create ciliumnodes.cilium.io" "patch ciliumnodes.cilium.io" \
   "watch ciliuml2announcementpolicies.cilium.io" "list ciliumloadbalancerippools.cilium.io" \
   "get leases.coordination.k8s.io -n cilium" "create leases.coordination.k8s.io -n cilium" \
-  "update leases.coordination.k8s.io -n cilium" "get configmaps/nodepath-uninstall -n cilium" \
+  "update leases.coordination.k8s.io -n cilium" "watch leases.coordination.k8s.io -n cilium" \
+  "list leases.coordination.k8s.io -n cilium" "get configmaps/nodepath-uninstall -n cilium" \
   "delete configmaps/nodepath-uninstall -n cilium"; do
   check "the agent may: $v" expect_can yes "$AGENT" $v
 done
 for v in "delete services" "create secrets" "get secrets" "delete ciliumnodes.cilium.io" \
   "update ciliumnodes.cilium.io --subresource=status" \
   "patch ciliumloadbalancerippools.cilium.io" "create leases.coordination.k8s.io -n default" \
+  "watch leases.coordination.k8s.io -n default" \
   "delete leases.coordination.k8s.io -n cilium" "get configmaps/nodepath-config -n cilium" \
   "delete configmaps/nodepath-uninstall -n default"; do
   check "the agent may not: $v" expect_can no "$AGENT" $v

@@ -1007,5 +1007,71 @@ TEST(AgentctlMain, StaleSocketFailsFastWithAHint) {
   unlink(path.c_str());
 }
 
+// ---------------------------------------------------------------------------------------------
+// l2 list and the L2 announcements status line
+
+TEST(AgentctlL2, ParsesL2ListAndRefusesOtherSubcommands) {
+  ParseOutcome out = parse({"l2", "list", "-o", "json"});
+  ASSERT_TRUE(out.ok()) << out.error;
+  EXPECT_EQ(out.invocation.command, Command::kL2List);
+  EXPECT_EQ(out.invocation.output, OutputFormat::kJson);
+  EXPECT_EQ(parseError({"l2"}), "l2: missing subcommand (list)");
+  EXPECT_EQ(parseError({"l2", "show"}), "l2: unknown subcommand \"show\" (list)");
+}
+
+pb::L2Status cannedL2() {
+  pb::L2Status l2;
+  l2.set_enabled(true);
+  l2.set_synced(true);
+  l2.set_namespace_("cilium");
+  l2.set_policies(1);
+  l2.set_heartbeat_lease("nodepath-l2-node-n1");
+  l2.set_heartbeat_held(true);
+  l2.set_lease_requests(42);
+  l2.set_timings("lease 2s, renew deadline 1500ms, retry 500ms");
+  auto* a = l2.add_announcements();
+  a->set_service("default/web");
+  a->set_lease("nodepath-l2announce-default-web");
+  a->set_ip("192.168.20.1");
+  a->set_device("ens192");
+  a->set_answering(true);
+  a->set_holder("n1");
+  a->set_since("2026-12-03T05:40:00Z");
+  a->set_since_seconds_ago(65);
+  a = l2.add_announcements();
+  a->set_service("default/api");
+  a->set_lease("nodepath-l2announce-default-api");
+  a->set_ip("192.168.20.2");
+  a->set_device("ens192");
+  a->set_holder("n2");
+  return l2;
+}
+
+TEST(AgentctlL2, ListShowsWhatThisNodeAnnouncesAndWhoHoldsTheRest) {
+  EXPECT_EQ(formatL2List(cannedL2()),
+            "SERVICE       IP             INTERFACE   STATE        HOLDER   SINCE\n"
+            "default/api   192.168.20.2   ens192      standby      n2       -\n"
+            "default/web   192.168.20.1   ens192      announcing   n1       2026-12-03T05:40:00Z (1m5s ago)\n");
+  pb::L2Status off;
+  EXPECT_EQ(formatL2List(off), "L2 announcements: disabled (--enable-l2-announcements)\n");
+}
+
+TEST(AgentctlL2, StatusLineCountsAndOnlyWhenTheAgentSaysSo) {
+  EXPECT_EQ(l2Line(cannedL2()),
+            "1 address announced here, 1 by other nodes (1 policy, heartbeat held, 42 Lease requests)");
+  pb::StatusResponse st;
+  EXPECT_EQ(formatStatus(st, StatusDetail::kNormal).find("L2 announcements"), std::string::npos);
+  st.mutable_l2()->set_enabled(false);
+  EXPECT_NE(formatStatus(st, StatusDetail::kNormal).find("L2 announcements:   Disabled\n"), std::string::npos)
+      << formatStatus(st, StatusDetail::kNormal);
+  *st.mutable_l2() = cannedL2();
+  const std::string verbose = formatStatus(st, StatusDetail::kVerbose);
+  EXPECT_NE(verbose.find("L2 announcements (lease 2s, renew deadline 1500ms, retry 500ms; heartbeat Lease "
+                         "cilium/nodepath-l2-node-n1 held):\n"),
+            std::string::npos)
+      << verbose;
+  EXPECT_NE(verbose.find("  default/web   192.168.20.1"), std::string::npos) << verbose;
+}
+
 }  // namespace
 }  // namespace nodepath::agentctl

@@ -1,5 +1,6 @@
 // Agent configuration: Cilium keys from flags and a config directory, clear errors.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -286,6 +287,74 @@ TEST(Config, FragmentsMapSize) {
   c = parse({"--bpf-fragments-map-max=16384"});
   ASSERT_TRUE(c) << c.error().message();
   EXPECT_EQ(c->fragMapMax, 16384u);
+}
+
+TEST(L2Config, DefaultsMeetTheFailoverTarget) {
+  ::unsetenv("POD_NAMESPACE");
+  auto c = parse({});
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->enableL2Announcements);
+  EXPECT_EQ(c->l2LeaseDuration, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c->l2RenewDeadline, std::chrono::milliseconds(1500));
+  EXPECT_EQ(c->l2RetryPeriod, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->k8sNamespace, "cilium");
+}
+
+TEST(L2Config, CiliumsKeysAndTheirTimings) {
+  auto c = parse({"--enable-l2-announcements", "--l2-announcements-lease-duration=15s",
+                  "--l2-announcements-renew-deadline", "5s", "--l2-announcements-retry-period", "2s",
+                  "--k8s-namespace", "kube-system"});
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->enableL2Announcements);
+  EXPECT_EQ(c->l2LeaseDuration, std::chrono::seconds(15));
+  EXPECT_EQ(c->l2RenewDeadline, std::chrono::seconds(5));
+  EXPECT_EQ(c->l2RetryPeriod, std::chrono::seconds(2));
+  EXPECT_EQ(c->k8sNamespace, "kube-system");
+}
+
+TEST(L2Config, NamespaceFromPodNamespaceAndFlagsWin) {
+  ::setenv("POD_NAMESPACE", "nodepath", 1);
+  EXPECT_EQ(parse({})->k8sNamespace, "nodepath");
+  EXPECT_EQ(parse({"--k8s-namespace=other"})->k8sNamespace, "other");
+  ::unsetenv("POD_NAMESPACE");
+  auto bad = parse({"--k8s-namespace=Bad_NS"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("--k8s-namespace"), std::string::npos) << bad.error().message();
+}
+
+TEST(L2Config, ContradictoryTimingsAreRefusedNamingBothFlags) {
+  auto r = parse({"--l2-announcements-lease-duration=1s"});  // the 1500ms renew deadline is longer
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("--l2-announcements-renew-deadline 1500ms"), std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("--l2-announcements-lease-duration 1000ms"), std::string::npos);
+  auto retry = parse({"--l2-announcements-retry-period=1300ms"});
+  ASSERT_FALSE(retry);
+  EXPECT_NE(retry.error().message().find("--l2-announcements-retry-period 1300ms"), std::string::npos)
+      << retry.error().message();
+  auto unit = parse({"--l2-announcements-lease-duration=2"});
+  ASSERT_FALSE(unit);
+  EXPECT_NE(unit.error().message().find("is not a duration"), std::string::npos) << unit.error().message();
+  auto flag = parse({"--enable-l2-announcements=maybe"});
+  ASSERT_FALSE(flag);
+  EXPECT_NE(flag.error().message().find("is not a boolean"), std::string::npos);
+}
+
+TEST(L2Config, FromTheChartsConfigMap) {
+  const auto dir = std::filesystem::temp_directory_path() / ("np-l2cfg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto put = [&](const char* k, const char* v) { std::ofstream(dir / k) << v << "\n"; };
+  put("enable-l2-announcements", "true");
+  put("l2-announcements-lease-duration", "3s");
+  put("l2-announcements-renew-deadline", "1.5s");
+  put("l2-announcements-retry-period", "500ms");
+  auto c = parse({"--config-dir", dir.string()});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->enableL2Announcements);
+  EXPECT_EQ(c->l2LeaseDuration, std::chrono::seconds(3));
+  EXPECT_EQ(c->l2RenewDeadline, std::chrono::milliseconds(1500));  // Go's fractions
+  EXPECT_EQ(c->origin.at("enable-l2-announcements"), "config-dir");
 }
 
 TEST(NodesFile, ParsesNodesAndMarksTheLocalOne) {

@@ -109,6 +109,21 @@ TEST(K8sDecode, LoadBalancerIngressIpsOnly) {
   EXPECT_EQ(s.internalTrafficPolicy, "Local");
 }
 
+TEST(K8sDecode, LabelsAndLoadBalancerClassForL2Announcements) {
+  json::object o = fixture("service_lb.json");
+  o["metadata"].as_object()["labels"] = json::object{{"app", "web"}, {"announce", "yes"}};
+  o["spec"].as_object()["loadBalancerClass"] = "io.cilium/l2-announcer";
+  auto s = decodeService(o);
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  EXPECT_EQ(s->labels, (std::map<std::string, std::string>{{"announce", "yes"}, {"app", "web"}}));
+  EXPECT_EQ(s->loadBalancerClass, std::optional<std::string>("io.cilium/l2-announcer"));
+  EXPECT_FALSE(svc("service_nodeport.json").loadBalancerClass.has_value());
+  o["metadata"].as_object()["labels"].as_object()["app"] = 7;
+  auto bad = decodeService(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("metadata.labels[app]"), std::string::npos) << bad.error().message();
+}
+
 TEST(K8sDecode, WrongTypeNamesObjectAndField) {
   json::object o = fixture("service_nodeport.json");
   o["spec"].as_object()["ports"].as_array()[0].as_object()["port"] = "eighty";
