@@ -156,27 +156,7 @@ check "...distinct ones ($C1, $C2)" test "$C1" != "$C2"
 
 # Phase 4: pods through nodepath-cni.
 T=$SECONDS
-require "the echo Deployment applied" cluster_apply <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:
-      affinity:
-        podAntiAffinity:
-          requiredDuringSchedulingIgnoredDuringExecution:
-          - {labelSelector: {matchLabels: {app: echo}}, topologyKey: kubernetes.io/hostname}
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: $CLUSTER_ECHO_IMAGE
-        imagePullPolicy: Never
-        ports: [{containerPort: 8080}]
-YAML
+require "the echo Deployment applied (one pod per node, answering with its node's name)" cluster_echo_deployment
 check "the echo Deployment's two pods are Running" eventually 90 expect_pods_running app=echo 2
 PODS_S=$((SECONDS - T))
 PODS=$(cluster_pods app=echo)

@@ -74,3 +74,34 @@ cluster_rss_mib() {
 
 # cluster_apply: kubectl apply -f - (the manifest on stdin).
 cluster_apply() { cluster_kubectl apply -f - >/dev/null; }
+
+# cluster_echo_deployment: the echo Deployment default/echo (label app=echo): two pods of the
+# local echo image, one per node (anti-affinity), each answering with its node's name as its id
+# (`nptraffic serve --id <node>`), so a test can tell which node's backend took a connection.
+cluster_echo_deployment() {
+  cluster_apply <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: echo}}, topologyKey: kubernetes.io/hostname}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: $CLUSTER_ECHO_IMAGE
+        imagePullPolicy: Never
+        command: [/nptraffic, serve, --id, \$(NODE_NAME), --tcp, "8080", --udp, "8080"]
+        env:
+        - name: NODE_NAME
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+        ports: [{containerPort: 8080}]
+YAML
+}
