@@ -9,8 +9,16 @@
 #  - the operator Deployment gives each CiliumNode a distinct /24 of 10.0.0.0/16;
 #  - an echo Deployment's pods get addresses of their node's /24 through nodepath-cni, reach the
 #    `kubernetes` ClusterIP and the other node's pod;
+#  - the seed's CiliumLoadBalancerIPPool and CiliumL2AnnouncementPolicy, applied verbatim (the
+#    Nodes labelled control-plane, as k3s servers are), give a LoadBalancer Service of the echo pods
+#    a 192.168.20.x address: one node answers the LAN client's ARP for it (the Lease holder, which
+#    `kubectl get leases -n cilium` and its `agentctl l2 list` name), the client's TCP reaches both
+#    pods, and captures on the LAN show each connection's replies leaving its backend's node with
+#    the service address as the source (DSR);
 #  - `kubectl exec` into a nodepath pod runs `agentctl status --verbose` and `agentctl flows`;
-#  - `helm upgrade` with a changed value rolls the agents, and the datapath keeps working;
+#  - `helm upgrade` with a changed value (agent.logLevel=debug) rolls the agents, which log at the
+#    new level; a connection through the NodePort held open across the restart still carries data,
+#    and the datapath and the announcement keep working;
 #  - `helm uninstall` (its pre-delete hook: the uninstall marker) removes the datapath and the
 #    conflist, and the Nodes go NotReady.
 # Prints each phase's time (measure: line).
@@ -41,6 +49,9 @@ e2e__postmortem() {
   local p
   echo "--- pods:"
   cluster_kubectl get pods -A -o wide 2>&1 | e2e__indent
+  echo "--- services and leases:"
+  cluster_kubectl get svc -A -o wide 2>&1 | e2e__indent
+  cluster_kubectl get leases -n "$NS" 2>&1 | e2e__indent
   echo "--- events in $NS:"
   cluster_kubectl -n "$NS" get events --sort-by=.lastTimestamp 2>&1 | tail -n 25 | e2e__indent
   for p in $(cluster_kubectl -n "$NS" get pods -o name 2>/dev/null); do
@@ -156,27 +167,7 @@ check "...distinct ones ($C1, $C2)" test "$C1" != "$C2"
 
 # Phase 4: pods through nodepath-cni.
 T=$SECONDS
-require "the echo Deployment applied" cluster_apply <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:
-      affinity:
-        podAntiAffinity:
-          requiredDuringSchedulingIgnoredDuringExecution:
-          - {labelSelector: {matchLabels: {app: echo}}, topologyKey: kubernetes.io/hostname}
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: $CLUSTER_ECHO_IMAGE
-        imagePullPolicy: Never
-        ports: [{containerPort: 8080}]
-YAML
+require "the echo Deployment applied (one pod per node, answering with its node's name)" cluster_echo_deployment
 check "the echo Deployment's two pods are Running" eventually 90 expect_pods_running app=echo 2
 PODS_S=$((SECONDS - T))
 PODS=$(cluster_pods app=echo)
@@ -227,12 +218,89 @@ client_reaches_nodeport() {
 }
 check "the LAN client reaches the NodePort at n1 (192.168.10.100:30080, 5/5)" eventually 30 client_reaches_nodeport
 
-# TODO(issue 11, L2 wiring by another helper): apply the seed's CiliumLoadBalancerIPPool
-# (192.168.20.0/24) and CiliumL2AnnouncementPolicy verbatim, a `type: LoadBalancer` Service of the
-# echo pods; assert it gets a 192.168.20.x EXTERNAL-IP, the LAN client (lab_host_exec client)
-# reaches it, exactly one node answers ARP for it (a Lease in namespace cilium names it), and the
-# DSR replies leave the backend's node. Not here until the agent's L2 announcer is wired to the
-# chart's enable-l2-announcements.
+VIP=
+# Phase 4b: a LoadBalancer Service announced on the LAN (l2announcements.enabled=true). The seed's
+# pool and L2 policy, verbatim; its nodeSelector takes nodes labelled control-plane, as k3s servers
+# are (the lab's kubelets register plain Nodes: the label is the one thing added).
+T=$SECONDS
+for n in n1 n2; do
+  require "Node $n labelled node-role.kubernetes.io/control-plane (a k3s server's label)" \
+    eval 'cluster_kubectl label node "$n" node-role.kubernetes.io/control-plane=true --overwrite >/dev/null'
+done
+require "the seed's CiliumLoadBalancerIPPool and CiliumL2AnnouncementPolicy applied verbatim" \
+  cluster_apply <"$E2E_REPO/test/k8s/fixtures/seed-l2-lb-ipam.yaml"
+require "a LoadBalancer Service default/echo-lb (80 -> the echo pods' 8080) applied" cluster_apply <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: echo-lb, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: echo}
+  ports: [{name: tcp, port: 80, targetPort: 8080, protocol: TCP}]
+YAML
+lb_vip() { cluster_kubectl get svc -n default echo-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null; }
+expect_lb_vip() {
+  [[ $(lb_vip) =~ ^192\.168\.20\.[0-9]+$ ]] && return 0
+  echo "echo-lb has EXTERNAL-IP '$(lb_vip)': $(cluster_kubectl get svc -n default echo-lb 2>&1 | tail -n 1)"
+  return 1
+}
+check "echo-lb gets an EXTERNAL-IP of the seed's pool 192.168.20.0/24 (the operator's LB-IPAM)" eventually 30 expect_lb_vip
+VIP=$(lb_vip)
+echo "  echo-lb's address: ${VIP:-none}"
+if [[ $VIP =~ ^192\.168\.20\.[0-9]+$ ]]; then
+  # A host on the seed's LAN reaches 192.168.20.0/24 on-link, by ARP (the client's netns only).
+  require "the LAN client's on-link route 192.168.20.0/24 dev eth0" lab_client_exec ip route add 192.168.20.0/24 dev eth0
+  LEASE=nodepath-l2announce-default-echo-lb
+  lease_holder() { cluster_kubectl get lease -n "$NS" "$LEASE" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+  expect_lease_held() {
+    local h
+    h=$(lease_holder)
+    [[ $h == n1 || $h == n2 ]] && return 0
+    echo "Lease $NS/$LEASE holder is '$h'; leases: $(cluster_kubectl get leases -n "$NS" 2>&1 | tr '\n' ';')"
+    return 1
+  }
+  check "the Lease $NS/$LEASE gets a holder, n1 or n2" eventually 30 expect_lease_held
+  H=$(lease_holder)
+  leases_row() {
+    local out
+    out=$(cluster_kubectl get leases -n "$NS" 2>&1)
+    grep -qE "^$LEASE +$H " <<<"$out" && return 0
+    echo "kubectl get leases -n $NS:"
+    printf '%s\n' "$out"
+    return 1
+  }
+  check "kubectl get leases -n $NS shows $LEASE held by ${H:-?}" leases_row
+  l2_listed_on() { # <node>: agentctl l2 list in its nodepath pod shows $VIP answered on ens192
+    local pod out
+    pod=$(np_pods | awk -v n="$1" '$2 == n { print $1; exit }')
+    out=$(cluster_kubectl -n "$NS" exec "$pod" -c nodepath-agent -- agentctl -o json l2 list 2>&1) ||
+      { echo "kubectl exec $pod -- agentctl l2 list: $out"; return 1; }
+    jq -e --arg ip "$VIP" '.announcements[]? | select(.ip == $ip and .device == "ens192" and .answering == true)' \
+      <<<"$out" >/dev/null && return 0
+    echo "$pod: agentctl -o json l2 list: $(jq -c . <<<"$out" 2>/dev/null || echo "$out")"
+    return 1
+  }
+  check "kubectl exec into ${H:-?}'s nodepath pod -- agentctl l2 list: $VIP answered on ens192" eventually 20 l2_listed_on "$H"
+  check "arping from the LAN client: one answer per request, all from ${H:-?}'s ens192 MAC" eventually 15 expect_only_arp_answerer "$VIP" "$H"
+
+  # TCP from the client; the echo pods answer with their node's name, and a capture of what each
+  # node sends on the LAN shows each connection's replies leaving its backend's node, with the
+  # service address as the source (DSR: the holder forwards, the backend's node answers).
+  require "capture of what n1 sends on the LAN" capture_start lb-n1 n1
+  require "capture of what n2 sends on the LAN" capture_start lb-n2 n2
+  traffic lab_client_exec -- connect "$VIP:80" --count 20 --verbose
+  require "captures stopped" capture_stop lb-n1
+  require "captures stopped" capture_stop lb-n2
+  check "the LAN client -> $VIP:80 (LoadBalancer, DSR): 20/20 connections answered" expect_ok 20
+  check "...by both echo pods (on n1 and n2)" eval 'expect_id n1 + && expect_id n2 +'
+  check "...which saw the client's own address 192.168.10.200 (no SNAT)" expect_only_peer 192.168.10.200
+  check "every connection's replies leave its backend's node with $VIP:80 as the source, none the other node" \
+    expect_dsr_replies "$VIP" 80 lb-n1 lb-n2
+  check "no reply with a pod's own address reaches the LAN" eval \
+    'expect_captured lb-n1 eq 0 "untranslated replies" "src net 10.0.0.0/16 and dst host 192.168.10.200" &&
+     expect_captured lb-n2 eq 0 "untranslated replies" "src net 10.0.0.0/16 and dst host 192.168.10.200"'
+fi
+LB_S=$((SECONDS - T))
 
 # Phase 5: agentctl in a nodepath pod.
 AGENT1=$(np_pods | awk '$2 == "n1" { print $1; exit }')
@@ -255,6 +323,31 @@ check "kubectl exec $AGENT1 -- agentctl flows: the LAN client's NodePort flows t
 # Phase 6: helm upgrade with a changed value rolls the agents; the datapath keeps working.
 T=$SECONDS
 OLD_UIDS=$(np_pods | awk '{ print $5 }' | tr '\n' ' ')
+agent_debug_lines() { # <node>: how many debug lines the log of its (current) nodepath agent has
+  local pod log
+  pod=$(np_pods | awk -v n="$1" '$2 == n { print $1; exit }')
+  log=$(cluster_kubectl -n "$NS" logs "$pod" -c nodepath-agent 2>&1) || { echo "kubectl logs $pod: $log"; return 1; }
+  [[ -n $log ]] || { echo "kubectl logs $pod: empty"; return 1; }
+  grep -cE '^[0-9TZ:.-]+ debug ' <<<"$log" || true
+}
+no_debug_lines() {
+  local got
+  got=$(agent_debug_lines "$1") || { echo "$got"; return 1; }
+  [[ $got == 0 ]] && return 0
+  echo "the log-level info agent on $1 logged $got debug lines"
+  return 1
+}
+check "before the upgrade, n1's agent (log-level info) logs no debug lines" no_debug_lines n1
+# A connection from the LAN client through n1's NodePort, held open across the agents' restart.
+HELD=0
+if require "a TCP connection from the LAN client to the NodePort 192.168.10.100:30080, held open" \
+  hold_start upgrade lab_client_exec -- 192.168.10.100:30080; then
+  HELD_REPLY=$(hold_send upgrade before-upgrade) || true
+  HELD_ID=${HELD_REPLY%% *}
+  check "...carries data before the upgrade (answered by the echo pod on ${HELD_ID:-?})" \
+    eval '[[ $HELD_ID == n1 || $HELD_ID == n2 ]] || { echo "reply: $HELD_REPLY"; false; }'
+  HELD=1
+fi
 require "helm upgrade --reuse-values --set agent.logLevel=debug" helm_ upgrade nodepath "$CHART" \
   --namespace "$NS" --reuse-values --set agent.logLevel=debug
 config_debug() {
@@ -275,6 +368,33 @@ same_pods() {
   return 1
 }
 check "the echo pods kept running with their addresses across the upgrade" same_pods
+debug_lines() {
+  local got
+  got=$(agent_debug_lines "$1") || { echo "$got"; return 1; }
+  ((got > 0)) && return 0
+  echo "the new agent on $1 logged no debug line (log-level debug did not reach it?)"
+  return 1
+}
+check "the new agents run with the changed value: n1's logs debug lines (kubectl logs)" eventually 30 debug_lines n1
+check "...and n2's" eventually 30 debug_lines n2
+if ((HELD)); then
+  check "the connection held open across the upgrade still carries data, to the same echo pod ($HELD_ID)" \
+    expect_hold_echo upgrade after-upgrade "${HELD_ID:-?}" 192.168.10.200
+fi
+if [[ $VIP =~ ^192\.168\.20\.[0-9]+$ ]]; then
+  arp_one_node() { # exactly one node answers for $VIP (the Lease's holder, which may have moved)
+    local h
+    h=$(lease_holder)
+    [[ $h == n1 || $h == n2 ]] || { echo "Lease $NS/$LEASE holder is '$h'"; return 1; }
+    expect_only_arp_answerer "$VIP" "$h"
+  }
+  check "after the upgrade, one node (the Lease's holder) answers ARP for $VIP" eventually 30 arp_one_node
+  lb_reachable() {
+    traffic lab_client_exec -- connect "$VIP:80" --count 5 --timeout-ms 1000
+    expect_ok 5
+  }
+  check "...and the LAN client connects to $VIP:80 (5/5)" eventually 20 lb_reachable
+fi
 if [[ -n $P1 && -n $P2 ]]; then
   datapath_works " after the upgrade"
 fi
@@ -313,5 +433,5 @@ check "Node n1 goes NotReady (no CNI config)" eventually 60 not_ready n1
 check "Node n2 goes NotReady" eventually 60 not_ready n2
 UNINSTALL_S=$((SECONDS - T))
 
-echo "measure: image ${IMAGE_S} s, lab + control plane + nodes + image import ${UP_S} s (cluster_up ${CLUSTER_UP_SECONDS:-?} s), helm install to agents ready ${AGENTS_S} s, to Nodes Ready ${READY_S} s, echo pods Running ${PODS_S} s, upgrade rolled ${UPGRADE_S} s, uninstall to NotReady ${UNINSTALL_S} s; RSS of everything $(cluster_rss_mib) MiB"
+echo "measure: image ${IMAGE_S} s, lab + control plane + nodes + image import ${UP_S} s (cluster_up ${CLUSTER_UP_SECONDS:-?} s), helm install to agents ready ${AGENTS_S} s, to Nodes Ready ${READY_S} s, echo pods Running ${PODS_S} s, LoadBalancer announced and checked ${LB_S} s, upgrade rolled ${UPGRADE_S} s, uninstall to NotReady ${UNINSTALL_S} s; RSS of everything $(cluster_rss_mib) MiB"
 e2e_finish

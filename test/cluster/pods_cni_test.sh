@@ -31,27 +31,7 @@ check "n1's /run/nodepath/cgroupv2 is the node's own cgroup2 cgroup (kubepods be
 same_sysctls() { [[ $(host_sysctls) == "$SYSCTLS" ]] && return 0; echo "the machine's vm.overcommit_memory kernel.panic kernel.panic_on_oops were '$SYSCTLS', now '$(host_sysctls)'"; return 1; }
 check "the machine's sysctls kubelet sets are untouched (the nodes see files over them: $SYSCTLS)" same_sysctls
 
-require "the echo Deployment applied" cluster_apply <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:
-      affinity:
-        podAntiAffinity:
-          requiredDuringSchedulingIgnoredDuringExecution:
-          - {labelSelector: {matchLabels: {app: echo}}, topologyKey: kubernetes.io/hostname}
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: $CLUSTER_ECHO_IMAGE
-        imagePullPolicy: Never
-        ports: [{containerPort: 8080}]
-YAML
+require "the echo Deployment applied (one pod per node, answering with its node's name)" cluster_echo_deployment
 T1=$SECONDS
 check "the echo Deployment's two pods are Running" eventually 90 expect_pods_running app=echo 2
 PODS_S=$((SECONDS - T1))
@@ -75,9 +55,11 @@ check "n2's agent made the pod's endpoint ($NS2)" has_ns "$NS2" n2 "$IP2"
 if [[ $NS1 == /* && $NS2 == /* ]]; then
   traffic cluster_pod_exec n1 "$NS1" -- connect "$IP2:8080" --count 10
   check "the pod on n1 reaches the pod on n2 ($IP2:8080) over TCP (10/10)" expect_ok 10
+  check "...every reply from the echo pod on n2 (its id is its node's name)" expect_id n2 10
   check "...and the pod on n2 sees the n1 pod's own address" expect_only_peer "$IP1"
   traffic cluster_pod_exec n2 "$NS2" -- connect "$IP1:8080" --count 10
   check "the pod on n2 reaches the pod on n1 ($IP1:8080) over TCP (10/10)" expect_ok 10
+  check "...every reply from the echo pod on n1" expect_id n1 10
   traffic cluster_pod_exec n1 "$NS1" -- connect "$IP2:8080" --udp --count 5
   check "the pod on n1 reaches the pod on n2 over UDP (5/5)" expect_ok 5
   traffic cluster_pod_exec n1 "$NS1" -- connect 10.43.0.1:443 --connect-only --count 5

@@ -4,9 +4,14 @@
 #    (`kubectl apply --dry-run=server`), CRDs included;
 #  - the seed's flags land in the ConfigMap as cilium-config's keys, and the agent accepts that
 #    ConfigMap as its --config-dir (`nodepath-agent --check-config`);
+#  - l2announcements.enabled and Cilium's Lease timing values (leaseDuration, leaseRenewDeadline,
+#    leaseRetryPeriod) render into the agent's keys, which it accepts (and refuses a renew deadline
+#    not below the duration, saying why); the agent's Role for Leases is in the release namespace,
+#    which the agent learns from POD_NAMESPACE; it has NET_RAW for the ARP responder;
 #  - values nodepath does not support, unknown keys and contradictions fail `helm template` with a
 #    message naming them; hubble.ui/relay without images say so in NOTES;
-#  - `helm install` creates the DaemonSet, operator, ConfigMap and RBAC in namespace cilium,
+#  - `helm install` creates the DaemonSet, operator, ConfigMap and RBAC in namespace cilium (the
+#    agent's ServiceAccount may create/update Leases there, and not elsewhere),
 #    `helm upgrade` with a changed value changes the ConfigMap and rolls the pod template, and
 #    `helm uninstall` removes them (the CRDs stay, as Helm does for crds/).
 #
@@ -40,8 +45,8 @@ expect_server_accepts() { # every rendered object passes the API server's valida
 }
 check "the seed's flags render, and the API server accepts every object (apply --dry-run=server)" expect_server_accepts
 
-configmap_dir() { # <dir>: the rendered ConfigMap's keys as files, as the kubelet mounts them
-  python3 - "$1" "$E2E_TMP/seed.yaml" <<'PY'
+configmap_dir() { # <dir> [rendered file]: the rendered ConfigMap's keys as files, as the kubelet mounts them
+  python3 - "$1" "${2:-$E2E_TMP/seed.yaml}" <<'PY'
 import os, sys, yaml
 for doc in yaml.safe_load_all(open(sys.argv[2])):
     if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "nodepath-config":
@@ -62,6 +67,9 @@ check "ipam.operator.clusterPoolIPv4PodCIDRList=10.0.0.0/16 -> cluster-pool-ipv4
 check "ipv4NativeRoutingCIDR -> ipv4-native-routing-cidr" expect_key ipv4-native-routing-cidr 10.0.0.0/16
 check "installNoConntrackIptablesRules=true -> install-no-conntrack-iptables-rules" expect_key install-no-conntrack-iptables-rules true
 check "l2announcements.enabled=true -> enable-l2-announcements" expect_key enable-l2-announcements true
+check "...with the default Lease timings (l2-announcements-lease-duration 2s)" expect_key l2-announcements-lease-duration 2s
+check "...l2-announcements-renew-deadline 1.5s" expect_key l2-announcements-renew-deadline 1.5s
+check "...l2-announcements-retry-period 500ms" expect_key l2-announcements-retry-period 500ms
 check "the agent accepts the ConfigMap as its --config-dir" \
   eval '"$AGENT" --config-dir "$E2E_TMP/cm" --node-name n1 --check-config | grep -qx "configuration ok"'
 
@@ -86,6 +94,61 @@ check "two pool CIDRs are refused (one IPv4 pool)" expect_refused 'exactly one I
 check "a pool that is not a CIDR is refused" expect_refused 'clusterPoolIPv4PodCIDRList' \
   --set ipam.operator.clusterPoolIPv4PodCIDRList=10.0.0.0
 
+# Cilium's chart's Lease timing values, set: they reach the agent's keys, and the agent takes them.
+l2_timings() {
+  local out
+  render "${SEED[@]}" --set l2announcements.leaseDuration=15s --set l2announcements.leaseRenewDeadline=5s \
+    --set l2announcements.leaseRetryPeriod=2s >"$E2E_TMP/l2.yaml" || { echo "helm template failed"; return 1; }
+  rm -rf "$E2E_TMP/cm-l2" && mkdir -p "$E2E_TMP/cm-l2" || return 1
+  configmap_dir "$E2E_TMP/cm-l2" "$E2E_TMP/l2.yaml" || return 1
+  out=$(cd "$E2E_TMP/cm-l2" && grep -H . l2-announcements-lease-duration l2-announcements-renew-deadline l2-announcements-retry-period 2>&1 | tr '\n' ' ')
+  [[ $out == "l2-announcements-lease-duration:15s l2-announcements-renew-deadline:5s l2-announcements-retry-period:2s " ]] ||
+    { echo "the ConfigMap's Lease timing keys: $out"; return 1; }
+  out=$("$AGENT" --config-dir "$E2E_TMP/cm-l2" --node-name n1 --check-config 2>&1) || { echo "$out"; return 1; }
+  grep -qx "configuration ok" <<<"$out" || { echo "$out"; return 1; }
+}
+check "l2announcements.leaseDuration/leaseRenewDeadline/leaseRetryPeriod=15s/5s/2s reach the keys, and the agent accepts them" l2_timings
+check "a Lease timing that is not a duration is refused, naming it" expect_refused 'leaseDuration' \
+  --set l2announcements.leaseDuration=fifteen
+bad_timings() { # a renew deadline not below the lease duration: the agent's --check-config says so
+  local out
+  render "${SEED[@]}" --set l2announcements.leaseRenewDeadline=2s >"$E2E_TMP/l2bad.yaml" || { echo "helm template failed"; return 1; }
+  rm -rf "$E2E_TMP/cm-bad" && mkdir -p "$E2E_TMP/cm-bad" && configmap_dir "$E2E_TMP/cm-bad" "$E2E_TMP/l2bad.yaml" || return 1
+  if out=$("$AGENT" --config-dir "$E2E_TMP/cm-bad" --node-name n1 --check-config 2>&1); then
+    echo "--check-config accepted a renew deadline equal to the lease duration: $out"
+    return 1
+  fi
+  grep -q "is not below --l2-announcements-lease-duration" <<<"$out" && return 0
+  echo "expected the reason, saw: $out"
+  return 1
+}
+check "a renew deadline not below the lease duration (2s/2s) is refused by the agent's --check-config, with the reason" bad_timings
+# The agent's Leases live in its own namespace (POD_NAMESPACE): the Role follows the release's.
+leases_role_in() { # <namespace>
+  render "${SEED[@]}" --namespace "$1" | python3 -c '
+import sys, yaml
+ns = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+role = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "nodepath-agent-leases"]
+bind = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "nodepath-agent-leases"]
+ok = len(role) == 1 and role[0]["metadata"]["namespace"] == ns and any(
+    "coordination.k8s.io" in r.get("apiGroups", []) and "leases" in r.get("resources", [])
+    and {"get", "list", "watch", "create", "update"} <= set(r.get("verbs", [])) for r in role[0]["rules"])
+ok = ok and len(bind) == 1 and bind[0]["metadata"]["namespace"] == ns and bind[0]["subjects"][0]["namespace"] == ns
+ds = [d for d in docs if d["kind"] == "DaemonSet"]
+env = {e["name"]: e for e in ds[0]["spec"]["template"]["spec"]["containers"][0]["env"]} if ds else {}
+ok = ok and env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace"
+# the ARP responder is an AF_PACKET socket
+caps = ds[0]["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] if ds else []
+ok = ok and "NET_RAW" in caps
+if not ok:
+    print("Role/RoleBinding nodepath-agent-leases, POD_NAMESPACE or NET_RAW not as expected:", role, bind, env.get("POD_NAMESPACE"), caps)
+sys.exit(0 if ok else 1)
+' "$1"
+}
+check "the agent's Role for Leases (get/list/watch/create/update) is in the release namespace (cilium); the agent has NET_RAW (ARP)" leases_role_in cilium
+check "...and follows another release namespace (kube-system), with POD_NAMESPACE from the pod" leases_role_in kube-system
+
 expect_notes() {
   local out
   out=$(helm_ install nodepath "$CHART" --namespace cilium --dry-run=client "${SEED[@]}" 2>&1) || { echo "$out"; return 1; }
@@ -101,6 +164,17 @@ check "helm install with the seed's flags" eval 'helm_ install nodepath "$CHART"
 check "...creates the DaemonSet, the operator Deployment (1 replica) and the ConfigMap" eval \
   'k8s_kubectl -n cilium get ds/nodepath cm/nodepath-config >/dev/null &&
    [[ $(k8s_kubectl -n cilium get deploy nodepath-operator -o jsonpath={.spec.replicas}) == 1 ]]'
+can_i() { # <want yes|no> <verb> <resource> <namespace>: as the release's agent ServiceAccount
+  local got
+  got=$(k8s_kubectl auth can-i --as=system:serviceaccount:cilium:nodepath-agent "$2" "$3" -n "$4" 2>/dev/null) || true
+  [[ $got == "$1" ]] && return 0
+  echo "kubectl auth can-i --as=system:serviceaccount:cilium:nodepath-agent $2 $3 -n $4: expected $1, got '$got'"
+  return 1
+}
+check "...whose agent ServiceAccount may create and update Leases in cilium (L2 announcements)" \
+  eval 'can_i yes create leases.coordination.k8s.io cilium && can_i yes update leases.coordination.k8s.io cilium &&
+        can_i yes watch leases.coordination.k8s.io cilium'
+check "...but not in another namespace (default)" can_i no create leases.coordination.k8s.io default
 sum() { k8s_kubectl -n cilium get ds nodepath -o jsonpath='{.spec.template.metadata.annotations.nodepath\.io/config-checksum}'; }
 sum0=$(sum)
 check "helm upgrade with loadBalancer.mode=snat" \
