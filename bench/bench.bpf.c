@@ -7,9 +7,13 @@
  *   np_bench_fixed: the same headers every time (one flow: conntrack hits).
  *   np_bench_vary:  a new source address/port every iteration (every packet opens a new flow).
  * np_bench_baseline is the reference a packet program is compared with: parse
- * Ethernet/IPv4/TCP, one hash lookup, a verdict. */
+ * Ethernet/IPv4/TCP, one hash lookup, a verdict.
+ * np_bench_insert_ct / np_bench_insert_syn are the floor of a new flow (issue 6 §6): the same
+ * parse, then one insert of the packet's tuple into an LRU hash of the main / embryonic conntrack
+ * table's default size, key and value sizes (np_ct_key -> np_ct_entry), nothing else. */
 #include "lib/ctx_skb.h"
 #include "bench_abi.h"
+#include "np_ct.h"
 
 /* Template headers: user space writes, the wrappers read. 0 -> struct np_bench_tmpl. */
 struct {
@@ -42,6 +46,22 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, 65536);
 } np_bench_flow SEC(".maps");
+
+/* The floor's tables: np_bench_insert_* write, user space counts. 5-tuple -> a zeroed entry of the
+ * conntrack value's size. LRU_HASH of the main and of the embryonic conntrack table's default size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_bench_flow_key);
+	__type(value, struct np_ct_entry);
+	__uint(max_entries, NP_DEFAULT_CT_MAX);
+} np_bench_lru_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_bench_flow_key);
+	__type(value, struct np_ct_entry);
+	__uint(max_entries, NP_DEFAULT_CT_EMBRYONIC_MAX);
+} np_bench_lru_syn SEC(".maps");
 
 /* RFC 1624 incremental checksum update over 16-bit words as they sit in memory (the one's
  * complement sum does not care about byte order as long as every word is read the same way). */
@@ -114,6 +134,51 @@ SEC("tc")
 int np_bench_noop(struct __sk_buff *ctx)
 {
 	return TC_ACT_OK;
+}
+
+/* Ethernet/IPv4/TCP of the packet into key; false for anything else. */
+static __always_inline bool np_bench_parse(struct __sk_buff *ctx, struct np_bench_flow_key *key)
+{
+	void *data = np_ctx_data(ctx), *data_end = np_ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct tcphdr *tcp;
+
+	if ((void *)(ip + 1) > data_end)
+		return false;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP || ip->ihl < 5)
+		return false;
+	tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > data_end)
+		return false;
+	key->saddr = ip->saddr;
+	key->daddr = ip->daddr;
+	key->sport = tcp->source;
+	key->dport = tcp->dest;
+	key->proto = ip->protocol;
+	return true;
+}
+
+static __always_inline int np_bench_insert(struct __sk_buff *ctx, void *lru)
+{
+	struct np_bench_flow_key key = {};
+	struct np_ct_entry e = {};
+
+	if (!np_bench_parse(ctx, &key))
+		return TC_ACT_OK;
+	return bpf_map_update_elem(lru, &key, &e, BPF_NOEXIST) == 0 ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int np_bench_insert_ct(struct __sk_buff *ctx)
+{
+	return np_bench_insert(ctx, &np_bench_lru_ct);
+}
+
+SEC("tc")
+int np_bench_insert_syn(struct __sk_buff *ctx)
+{
+	return np_bench_insert(ctx, &np_bench_lru_syn);
 }
 
 SEC("tc")

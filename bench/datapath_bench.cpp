@@ -14,6 +14,10 @@
 //                and evicts)
 //   not a service: a packet to the node that no service owns -> both conntrack tables and the
 //                service map miss, passed untouched (what every other packet of the node pays)
+//   floor:       bench.bpf.c's parse + one bare LRU insert of each new flow's tuple, into a table
+//                of the main (262,144) and of the embryonic (16,384) conntrack table's size,
+//                filled first (every insert evicts): what one new-flow insert costs with no
+//                program around it
 // The first two go to a local backend (route via another device): DNAT + TC_ACT_OK.
 //
 // --snat-churn is another benchmark with the same program: rounds of new TCP connections to a
@@ -241,6 +245,7 @@ struct Case {
   bool clearCt = false;    // empty the conntrack table before each run
   std::function<std::string(const Shot&)> verify;  // checks the output of each run, says what it saw
   bool passes = false;     // not ours: the program must leave it untouched and count nothing
+  uint32_t fill = 0;       // warm-up iterations at least (fills an LRU so every timed insert evicts)
   std::vector<double> ns;
   std::string checked;  // what verify said about the last run
 };
@@ -427,6 +432,12 @@ int runBench(const Options& opt) {
   const int target = host->fromNetdevFd();
   const int fixedFd = bpf_program__fd(skel->progs.np_bench_fixed);
   const int varyFd = bpf_program__fd(skel->progs.np_bench_vary);
+  const int insertCt = bpf_program__fd(skel->progs.np_bench_insert_ct);
+  const int insertSyn = bpf_program__fd(skel->progs.np_bench_insert_syn);
+  const int lruCtFd = bpf_map__fd(skel->maps.np_bench_lru_ct);
+  const int lruSynFd = bpf_map__fd(skel->maps.np_bench_lru_syn);
+  const uint32_t lruCtMax = unwrap(np::bpf::mapInfo(lruCtFd), "floor table info").maxEntries;
+  const uint32_t lruSynMax = unwrap(np::bpf::mapInfo(lruSynFd), "small floor table info").maxEntries;
 
   // A new flow inserts two conntrack entries, so a table that starts empty holds this many
   // iterations before the LRU starts evicting.
@@ -436,6 +447,30 @@ int runBench(const Options& opt) {
   auto passCheck = [&](const Shot& s) -> std::string {
     if (s.out != notOurs) throw std::runtime_error("not a service: the packet was changed\n" + np::test::diff(notOurs, s.out));
     return "verdict TC_ACT_OK, the packet left untouched";
+  };
+  // The floor: the last packet's tuple is in the table (it was inserted, not refused), and the
+  // table is full (its LRU evicts on every insert of the timed runs).
+  auto floorCheck = [](int lruFd, uint32_t max) {
+    return [lruFd, max](const Shot& s) -> std::string {
+      auto pkt = np::test::parse(s.out);
+      if (!pkt.ip || !pkt.tcp) throw std::runtime_error("floor: output is not TCP/IPv4");
+      np_bench_flow_key k{};
+      k.saddr = pkt.ip->saddr;
+      k.daddr = pkt.ip->daddr;
+      k.sport = htons(pkt.tcp->sport);
+      k.dport = htons(pkt.tcp->dport);
+      k.proto = IPPROTO_TCP;
+      np_ct_entry e{};
+      if (bpf_map_lookup_elem(lruFd, &k, &e) != 0)
+        throw std::runtime_error("floor: the last flow (" + ipStr(k.saddr) + ":" + std::to_string(pkt.tcp->sport) +
+                                 ") is not in the table");
+      const uint32_t n = countEntries(lruFd);
+      if (n < max * 9 / 10)
+        throw std::runtime_error("floor: the table holds " + std::to_string(n) + " of " + std::to_string(max) +
+                                 " entries: it was not full, inserts did not evict");
+      return "verdict TC_ACT_OK, the last flow " + ipStr(k.saddr) + ":" + std::to_string(pkt.tcp->sport) +
+             " is in the table, which holds " + std::to_string(n) + " of " + std::to_string(max);
+    };
   };
   std::vector<Case> cases = {
       {"test-run loop: no-op, no wrapper", Wrapper::None, noop, &established},
@@ -450,6 +485,10 @@ int runBench(const Options& opt) {
        notFullRepeat, true, newCheck},
       {"not a service (both conntrack tables and the service map miss): passed", Wrapper::Fixed, target, &notOurs,
        false, 0, false, passCheck, true},
+      {"floor: parse + 1 bare LRU insert, 262,144-entry table (full: evicts)", Wrapper::Vary, insertCt, &syn, false, 0,
+       false, floorCheck(lruCtFd, lruCtMax), false, lruCtMax + 1},
+      {"floor: parse + 1 bare LRU insert, 16,384-entry table (full: evicts)", Wrapper::Vary, insertSyn, &syn, false, 0,
+       false, floorCheck(lruSynFd, lruSynMax), false, lruSynMax + 1},
   };
   constexpr size_t kLoop = 0, kBaseDirect = 1, kWrapFixed = 2, kWrapVary = 3, kBaseline = 4;
   if (!opt.only.empty()) {
@@ -531,6 +570,7 @@ int runBench(const Options& opt) {
   for (Case& c : cases) {
     uint32_t n = std::max<uint32_t>(1, (c.repeat ? c.repeat : opt.repeat) / 10);
     if (c.wrapper == Wrapper::Vary && c.nodePort && !c.clearCt) n = std::max(n, synMax / 2 + 1);
+    n = std::max(n, c.fill);
     runCase(c, n);
   }
 
@@ -591,9 +631,11 @@ int runBench(const Options& opt) {
   printf("- Service: NodePort %s:%u/TCP with %d local backends (route via another device), programmed by the "
          "agent's own reconciler (`lb::Reconciler` over the real maps). Conntrack: main LRU of %u entries, embryonic LRU of %u (the defaults); every new flow "
          "inserts 2 into the embryonic one (local backend: forward + reply); the established flow was confirmed "
-         "by a handshake and lives in the main one. Wrapper cost subtracted: \"net\" = raw minus the wrapper "
+         "by a handshake and lives in the main one. Floor rows: bench.bpf.c's parse + one `BPF_NOEXIST` insert "
+         "of the packet's tuple (16-byte key, 48-byte value, as np_ct_key -> np_ct_entry) into an LRU hash of %u / "
+         "%u entries, filled before the timed runs (every insert evicts). Wrapper cost subtracted: \"net\" = raw minus the wrapper "
          "with a no-op; \"raw\" ratios include the wrapper on both sides.\n",
-         kNodeIp, kNodePort, kBackends, ctMax, synMax);
+         kNodeIp, kNodePort, kBackends, ctMax, synMax, lruCtMax, lruSynMax);
   fflush(stdout);
   return 0;
 }
