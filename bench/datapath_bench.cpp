@@ -14,6 +14,10 @@
 //                and evicts)
 //   not a service: a packet to the node that no service owns -> both conntrack tables and the
 //                service map miss, passed untouched (what every other packet of the node pays)
+//   XDP:         the established, new-flow and not-a-service cases again through xdp.bpf.o's
+//                np_xdp_entry (XDP acceleration: the same path, loaded by the agent's loader on
+//                the same maps), through XDP wrappers of their own; a packet it passes on must
+//                carry the "done" marker (lib/xfer.h) and the same bytes as tc's
 //   floor:       bench.bpf.c's parse + one bare LRU insert of each new flow's tuple, into a table
 //                of the main (262,144) and of the embryonic (16,384) conntrack table's size,
 //                filled first (every insert evicts): what one new-flow insert costs with no
@@ -203,6 +207,42 @@ struct Shot {
   Bytes out;
 };
 
+// lib/xfer.h: the metadata word XDP leaves on a packet it ran the NodePort path on.
+constexpr uint32_t kXdpDone = 0x4e500000u | 0x1u;
+
+// XDP through BPF_PROG_TEST_RUN. XDP_PASS is reported as TC_ACT_OK (what tc then does with a
+// packet marked done: lets it through), with the metadata taken off the output; with wantMarker,
+// XDP_PASS without the "done" marker is a failure (XDP left the work to tc). Any other verdict is
+// returned as it is.
+Shot testRunXdp(int progFd, const Bytes& in, int ifindex, uint32_t repeat, bool wantMarker) {
+  Shot s;
+  s.out.resize(in.size() + 256);
+  xdp_md ctxIn{};
+  ctxIn.data_end = static_cast<uint32_t>(in.size());
+  ctxIn.ingress_ifindex = static_cast<uint32_t>(ifindex);
+  xdp_md ctxOut{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = s.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()), .data_size_out = static_cast<uint32_t>(s.out.size()),
+              .ctx_in = &ctxIn, .ctx_out = &ctxOut, .ctx_size_in = sizeof ctxIn, .ctx_size_out = sizeof ctxOut,
+              .repeat = static_cast<int>(repeat));
+  int rc = bpf_prog_test_run_opts(progFd, &opts);
+  if (rc != 0) throw std::runtime_error(std::string("BPF_PROG_TEST_RUN (xdp): ") + std::strerror(-rc));
+  s.retval = static_cast<int>(opts.retval);
+  s.ns = opts.duration;
+  s.out.resize(opts.data_size_out);
+  const uint32_t metaLen = ctxOut.data;  // data_out starts at data_meta
+  uint32_t meta = 0;
+  if (metaLen == 4) std::memcpy(&meta, s.out.data(), 4);
+  else if (metaLen != 0) throw std::runtime_error("xdp: " + std::to_string(metaLen) + " bytes of metadata");
+  s.out.erase(s.out.begin(), s.out.begin() + std::min<size_t>(metaLen, s.out.size()));
+  if (s.retval == XDP_PASS) {
+    if (wantMarker && meta != kXdpDone)
+      throw std::runtime_error("xdp: XDP_PASS without the done marker (left to tc)");
+    s.retval = TC_ACT_OK;
+  }
+  return s;
+}
+
 Shot testRun(int progFd, const Bytes& in, int ifindex, uint32_t repeat) {
   Shot s;
   s.out.resize(in.size() + 256);
@@ -246,6 +286,7 @@ struct Case {
   std::function<std::string(const Shot&)> verify;  // checks the output of each run, says what it saw
   bool passes = false;     // not ours: the program must leave it untouched and count nothing
   uint32_t fill = 0;       // warm-up iterations at least (fills an LRU so every timed insert evicts)
+  bool xdp = false;        // an XDP program, through the XDP wrappers
   std::vector<double> ns;
   std::string checked;  // what verify said about the last run
 };
@@ -360,6 +401,9 @@ int runBench(const Options& opt) {
   const np::datapath::HostParams hp = hostParams(ifindex);
   auto host = loadHost(bpffs.path(), hp);
   programService(*host);
+  // XDP acceleration's program on the same maps, as the agent loads it next to tc's.
+  auto xdpProg = unwrap(np::datapath::XdpProgram::load(bpffs.path() + "/nodepath", np::datapath::MapSizes{}, hp),
+                        "load xdp.bpf.o");
   const int ctFd = host->mapFd(NP_STR(NP_MAP_CT));
   const int synFd = host->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC));
   const int metricsFd = host->mapFd(NP_STR(NP_MAP_METRICS));
@@ -409,9 +453,10 @@ int runBench(const Options& opt) {
     if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_tmpl), &zero, &t, BPF_ANY) != 0)
       throw std::runtime_error("write template");
   };
-  auto setSlot = [&](int fd) {
+  auto setSlot = [&](int fd, bool xdp) {
     uint32_t slot = NP_BENCH_SLOT;
-    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_jmp), &slot, &fd, BPF_ANY) != 0)
+    const int jmp = bpf_map__fd(xdp ? skel->maps.np_bench_xdp_jmp : skel->maps.np_bench_jmp);
+    if (bpf_map_update_elem(jmp, &slot, &fd, BPF_ANY) != 0)
       throw std::runtime_error(std::string("put program in the tail-call slot: ") + std::strerror(errno));
   };
   {
@@ -432,6 +477,10 @@ int runBench(const Options& opt) {
   const int target = host->fromNetdevFd();
   const int fixedFd = bpf_program__fd(skel->progs.np_bench_fixed);
   const int varyFd = bpf_program__fd(skel->progs.np_bench_vary);
+  const int xdpNoop = bpf_program__fd(skel->progs.np_bench_xdp_noop);
+  const int xdpFixedFd = bpf_program__fd(skel->progs.np_bench_xdp_fixed);
+  const int xdpVaryFd = bpf_program__fd(skel->progs.np_bench_xdp_vary);
+  const int xdpTarget = xdpProg->entryFd();
   const int insertCt = bpf_program__fd(skel->progs.np_bench_insert_ct);
   const int insertSyn = bpf_program__fd(skel->progs.np_bench_insert_syn);
   const int lruCtFd = bpf_map__fd(skel->maps.np_bench_lru_ct);
@@ -489,6 +538,15 @@ int runBench(const Options& opt) {
        false, floorCheck(lruCtFd, lruCtMax), false, lruCtMax + 1},
       {"floor: parse + 1 bare LRU insert, 16,384-entry table (full: evicts)", Wrapper::Vary, insertSyn, &syn, false, 0,
        false, floorCheck(lruSynFd, lruSynMax), false, lruSynMax + 1},
+      {"XDP wrapper (fixed headers) -> no-op", Wrapper::Fixed, xdpNoop, &established, false, 0, false, {}, false, 0,
+       true},
+      {"XDP wrapper (new flow each packet) -> no-op", Wrapper::Vary, xdpNoop, &syn, false, 0, false, {}, false, 0, true},
+      {"**XDP NodePort established** (CT hit + DNAT, passed on marked done)", Wrapper::Fixed, xdpTarget, &established,
+       true, 0, false, estCheck, false, 0, true},
+      {"**XDP NodePort new flow**, CT table full: LRU evicts", Wrapper::Vary, xdpTarget, &syn, true, 0, false,
+       newCheck, false, 0, true},
+      {"XDP not a service: passed on marked done", Wrapper::Fixed, xdpTarget, &notOurs, false, 0, false, passCheck,
+       true, 0, true},
   };
   constexpr size_t kLoop = 0, kBaseDirect = 1, kWrapFixed = 2, kWrapVary = 3, kBaseline = 4;
   if (!opt.only.empty()) {
@@ -500,12 +558,13 @@ int runBench(const Options& opt) {
     int fd = c.target;
     if (c.wrapper != Wrapper::None) {
       setTemplate(*c.input);
-      setSlot(c.target);
-      fd = c.wrapper == Wrapper::Fixed ? fixedFd : varyFd;
+      setSlot(c.target, c.xdp);
+      if (c.xdp) fd = c.wrapper == Wrapper::Fixed ? xdpFixedFd : xdpVaryFd;
+      else fd = c.wrapper == Wrapper::Fixed ? fixedFd : varyFd;
     }
     if (c.clearCt) clearConntrack(synFd);
     Counters before = c.nodePort || c.passes ? ingressCounters(metricsFd) : Counters{};
-    Shot s = testRun(fd, *c.input, ifindex, repeat);
+    Shot s = c.xdp ? testRunXdp(fd, *c.input, ifindex, repeat, c.target != xdpNoop) : testRun(fd, *c.input, ifindex, repeat);
     if (s.retval == NP_BENCH_NO_TAIL_CALL) throw std::runtime_error(c.name + ": the wrapper's tail call failed");
     if (s.retval != TC_ACT_OK) throw std::runtime_error(c.name + ": verdict " + std::to_string(s.retval));
     if (c.nodePort) {
@@ -596,7 +655,13 @@ int runBench(const Options& opt) {
   for (const Case& c : cases) sum.push_back(summarize(c.ns));
   const double loop = sum[kLoop].median, wrapFixed = sum[kWrapFixed].median, wrapVary = sum[kWrapVary].median;
   const double baseRaw = sum[kBaseline].median, baseNet = baseRaw - wrapFixed;
+  // The XDP wrappers' own cost, for the XDP rows.
+  double xdpWrapFixed = 0, xdpWrapVary = 0;
+  for (size_t i = 0; i < cases.size(); ++i)
+    if (cases[i].xdp && cases[i].target == xdpNoop)
+      (cases[i].wrapper == Wrapper::Fixed ? xdpWrapFixed : xdpWrapVary) = sum[i].median;
   auto netOf = [&](size_t i) -> double {
+    if (cases[i].xdp) return sum[i].median - (cases[i].wrapper == Wrapper::Fixed ? xdpWrapFixed : xdpWrapVary);
     switch (cases[i].wrapper) {
       case Wrapper::None: return sum[i].median - loop;
       case Wrapper::Fixed: return sum[i].median - wrapFixed;
@@ -608,7 +673,7 @@ int runBench(const Options& opt) {
   printf("| case | ns/packet (median) | min-max | net of wrapper | x baseline (net) | x baseline (raw) |\n");
   printf("|---|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < cases.size(); ++i) {
-    const bool ratio = i == kBaseDirect || i >= kBaseline;
+    const bool ratio = (i == kBaseDirect || i >= kBaseline) && !(cases[i].xdp && cases[i].target == xdpNoop);
     const bool net = ratio;
     printf("| %s | %s | %s-%s | %s | %s | %s |\n", cases[i].name.c_str(), fixed(sum[i].median, 0).c_str(),
            fixed(sum[i].min, 0).c_str(), fixed(sum[i].max, 0).c_str(), net ? fixed(netOf(i), 0).c_str() : "-",
