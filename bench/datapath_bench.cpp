@@ -14,6 +14,14 @@
 //                and evicts)
 //   not a service: a packet to the node that no service owns -> both conntrack tables and the
 //                service map miss, passed untouched (what every other packet of the node pays)
+//   XDP:         the established, new-flow and not-a-service cases again through xdp.bpf.o's
+//                np_xdp_entry (XDP acceleration: the same path, loaded by the agent's loader on
+//                the same maps), through XDP wrappers of their own; a packet it passes on must
+//                carry the "done" marker (lib/xfer.h) and the same bytes as tc's
+//   floor:       bench.bpf.c's parse + one bare LRU insert of each new flow's tuple, into a table
+//                of the main (262,144) and of the embryonic (16,384) conntrack table's size,
+//                filled first (every insert evicts): what one new-flow insert costs with no
+//                program around it
 // The first two go to a local backend (route via another device): DNAT + TC_ACT_OK.
 //
 // --snat-churn is another benchmark with the same program: rounds of new TCP connections to a
@@ -199,6 +207,42 @@ struct Shot {
   Bytes out;
 };
 
+// lib/xfer.h: the metadata word XDP leaves on a packet it ran the NodePort path on.
+constexpr uint32_t kXdpDone = 0x4e500000u | 0x1u;
+
+// XDP through BPF_PROG_TEST_RUN. XDP_PASS is reported as TC_ACT_OK (what tc then does with a
+// packet marked done: lets it through), with the metadata taken off the output; with wantMarker,
+// XDP_PASS without the "done" marker is a failure (XDP left the work to tc). Any other verdict is
+// returned as it is.
+Shot testRunXdp(int progFd, const Bytes& in, int ifindex, uint32_t repeat, bool wantMarker) {
+  Shot s;
+  s.out.resize(in.size() + 256);
+  xdp_md ctxIn{};
+  ctxIn.data_end = static_cast<uint32_t>(in.size());
+  ctxIn.ingress_ifindex = static_cast<uint32_t>(ifindex);
+  xdp_md ctxOut{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = s.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()), .data_size_out = static_cast<uint32_t>(s.out.size()),
+              .ctx_in = &ctxIn, .ctx_out = &ctxOut, .ctx_size_in = sizeof ctxIn, .ctx_size_out = sizeof ctxOut,
+              .repeat = static_cast<int>(repeat));
+  int rc = bpf_prog_test_run_opts(progFd, &opts);
+  if (rc != 0) throw std::runtime_error(std::string("BPF_PROG_TEST_RUN (xdp): ") + std::strerror(-rc));
+  s.retval = static_cast<int>(opts.retval);
+  s.ns = opts.duration;
+  s.out.resize(opts.data_size_out);
+  const uint32_t metaLen = ctxOut.data;  // data_out starts at data_meta
+  uint32_t meta = 0;
+  if (metaLen == 4) std::memcpy(&meta, s.out.data(), 4);
+  else if (metaLen != 0) throw std::runtime_error("xdp: " + std::to_string(metaLen) + " bytes of metadata");
+  s.out.erase(s.out.begin(), s.out.begin() + std::min<size_t>(metaLen, s.out.size()));
+  if (s.retval == XDP_PASS) {
+    if (wantMarker && meta != kXdpDone)
+      throw std::runtime_error("xdp: XDP_PASS without the done marker (left to tc)");
+    s.retval = TC_ACT_OK;
+  }
+  return s;
+}
+
 Shot testRun(int progFd, const Bytes& in, int ifindex, uint32_t repeat) {
   Shot s;
   s.out.resize(in.size() + 256);
@@ -241,6 +285,8 @@ struct Case {
   bool clearCt = false;    // empty the conntrack table before each run
   std::function<std::string(const Shot&)> verify;  // checks the output of each run, says what it saw
   bool passes = false;     // not ours: the program must leave it untouched and count nothing
+  uint32_t fill = 0;       // warm-up iterations at least (fills an LRU so every timed insert evicts)
+  bool xdp = false;        // an XDP program, through the XDP wrappers
   std::vector<double> ns;
   std::string checked;  // what verify said about the last run
 };
@@ -355,6 +401,9 @@ int runBench(const Options& opt) {
   const np::datapath::HostParams hp = hostParams(ifindex);
   auto host = loadHost(bpffs.path(), hp);
   programService(*host);
+  // XDP acceleration's program on the same maps, as the agent loads it next to tc's.
+  auto xdpProg = unwrap(np::datapath::XdpProgram::load(bpffs.path() + "/nodepath", np::datapath::MapSizes{}, hp),
+                        "load xdp.bpf.o");
   const int ctFd = host->mapFd(NP_STR(NP_MAP_CT));
   const int synFd = host->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC));
   const int metricsFd = host->mapFd(NP_STR(NP_MAP_METRICS));
@@ -404,9 +453,10 @@ int runBench(const Options& opt) {
     if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_tmpl), &zero, &t, BPF_ANY) != 0)
       throw std::runtime_error("write template");
   };
-  auto setSlot = [&](int fd) {
+  auto setSlot = [&](int fd, bool xdp) {
     uint32_t slot = NP_BENCH_SLOT;
-    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_jmp), &slot, &fd, BPF_ANY) != 0)
+    const int jmp = bpf_map__fd(xdp ? skel->maps.np_bench_xdp_jmp : skel->maps.np_bench_jmp);
+    if (bpf_map_update_elem(jmp, &slot, &fd, BPF_ANY) != 0)
       throw std::runtime_error(std::string("put program in the tail-call slot: ") + std::strerror(errno));
   };
   {
@@ -427,6 +477,16 @@ int runBench(const Options& opt) {
   const int target = host->fromNetdevFd();
   const int fixedFd = bpf_program__fd(skel->progs.np_bench_fixed);
   const int varyFd = bpf_program__fd(skel->progs.np_bench_vary);
+  const int xdpNoop = bpf_program__fd(skel->progs.np_bench_xdp_noop);
+  const int xdpFixedFd = bpf_program__fd(skel->progs.np_bench_xdp_fixed);
+  const int xdpVaryFd = bpf_program__fd(skel->progs.np_bench_xdp_vary);
+  const int xdpTarget = xdpProg->entryFd();
+  const int insertCt = bpf_program__fd(skel->progs.np_bench_insert_ct);
+  const int insertSyn = bpf_program__fd(skel->progs.np_bench_insert_syn);
+  const int lruCtFd = bpf_map__fd(skel->maps.np_bench_lru_ct);
+  const int lruSynFd = bpf_map__fd(skel->maps.np_bench_lru_syn);
+  const uint32_t lruCtMax = unwrap(np::bpf::mapInfo(lruCtFd), "floor table info").maxEntries;
+  const uint32_t lruSynMax = unwrap(np::bpf::mapInfo(lruSynFd), "small floor table info").maxEntries;
 
   // A new flow inserts two conntrack entries, so a table that starts empty holds this many
   // iterations before the LRU starts evicting.
@@ -436,6 +496,30 @@ int runBench(const Options& opt) {
   auto passCheck = [&](const Shot& s) -> std::string {
     if (s.out != notOurs) throw std::runtime_error("not a service: the packet was changed\n" + np::test::diff(notOurs, s.out));
     return "verdict TC_ACT_OK, the packet left untouched";
+  };
+  // The floor: the last packet's tuple is in the table (it was inserted, not refused), and the
+  // table is full (its LRU evicts on every insert of the timed runs).
+  auto floorCheck = [](int lruFd, uint32_t max) {
+    return [lruFd, max](const Shot& s) -> std::string {
+      auto pkt = np::test::parse(s.out);
+      if (!pkt.ip || !pkt.tcp) throw std::runtime_error("floor: output is not TCP/IPv4");
+      np_bench_flow_key k{};
+      k.saddr = pkt.ip->saddr;
+      k.daddr = pkt.ip->daddr;
+      k.sport = htons(pkt.tcp->sport);
+      k.dport = htons(pkt.tcp->dport);
+      k.proto = IPPROTO_TCP;
+      np_ct_entry e{};
+      if (bpf_map_lookup_elem(lruFd, &k, &e) != 0)
+        throw std::runtime_error("floor: the last flow (" + ipStr(k.saddr) + ":" + std::to_string(pkt.tcp->sport) +
+                                 ") is not in the table");
+      const uint32_t n = countEntries(lruFd);
+      if (n < max * 9 / 10)
+        throw std::runtime_error("floor: the table holds " + std::to_string(n) + " of " + std::to_string(max) +
+                                 " entries: it was not full, inserts did not evict");
+      return "verdict TC_ACT_OK, the last flow " + ipStr(k.saddr) + ":" + std::to_string(pkt.tcp->sport) +
+             " is in the table, which holds " + std::to_string(n) + " of " + std::to_string(max);
+    };
   };
   std::vector<Case> cases = {
       {"test-run loop: no-op, no wrapper", Wrapper::None, noop, &established},
@@ -450,6 +534,19 @@ int runBench(const Options& opt) {
        notFullRepeat, true, newCheck},
       {"not a service (both conntrack tables and the service map miss): passed", Wrapper::Fixed, target, &notOurs,
        false, 0, false, passCheck, true},
+      {"floor: parse + 1 bare LRU insert, 262,144-entry table (full: evicts)", Wrapper::Vary, insertCt, &syn, false, 0,
+       false, floorCheck(lruCtFd, lruCtMax), false, lruCtMax + 1},
+      {"floor: parse + 1 bare LRU insert, 16,384-entry table (full: evicts)", Wrapper::Vary, insertSyn, &syn, false, 0,
+       false, floorCheck(lruSynFd, lruSynMax), false, lruSynMax + 1},
+      {"XDP wrapper (fixed headers) -> no-op", Wrapper::Fixed, xdpNoop, &established, false, 0, false, {}, false, 0,
+       true},
+      {"XDP wrapper (new flow each packet) -> no-op", Wrapper::Vary, xdpNoop, &syn, false, 0, false, {}, false, 0, true},
+      {"**XDP NodePort established** (CT hit + DNAT, passed on marked done)", Wrapper::Fixed, xdpTarget, &established,
+       true, 0, false, estCheck, false, 0, true},
+      {"**XDP NodePort new flow**, CT table full: LRU evicts", Wrapper::Vary, xdpTarget, &syn, true, 0, false,
+       newCheck, false, 0, true},
+      {"XDP not a service: passed on marked done", Wrapper::Fixed, xdpTarget, &notOurs, false, 0, false, passCheck,
+       true, 0, true},
   };
   constexpr size_t kLoop = 0, kBaseDirect = 1, kWrapFixed = 2, kWrapVary = 3, kBaseline = 4;
   if (!opt.only.empty()) {
@@ -461,12 +558,13 @@ int runBench(const Options& opt) {
     int fd = c.target;
     if (c.wrapper != Wrapper::None) {
       setTemplate(*c.input);
-      setSlot(c.target);
-      fd = c.wrapper == Wrapper::Fixed ? fixedFd : varyFd;
+      setSlot(c.target, c.xdp);
+      if (c.xdp) fd = c.wrapper == Wrapper::Fixed ? xdpFixedFd : xdpVaryFd;
+      else fd = c.wrapper == Wrapper::Fixed ? fixedFd : varyFd;
     }
     if (c.clearCt) clearConntrack(synFd);
     Counters before = c.nodePort || c.passes ? ingressCounters(metricsFd) : Counters{};
-    Shot s = testRun(fd, *c.input, ifindex, repeat);
+    Shot s = c.xdp ? testRunXdp(fd, *c.input, ifindex, repeat, c.target != xdpNoop) : testRun(fd, *c.input, ifindex, repeat);
     if (s.retval == NP_BENCH_NO_TAIL_CALL) throw std::runtime_error(c.name + ": the wrapper's tail call failed");
     if (s.retval != TC_ACT_OK) throw std::runtime_error(c.name + ": verdict " + std::to_string(s.retval));
     if (c.nodePort) {
@@ -531,6 +629,7 @@ int runBench(const Options& opt) {
   for (Case& c : cases) {
     uint32_t n = std::max<uint32_t>(1, (c.repeat ? c.repeat : opt.repeat) / 10);
     if (c.wrapper == Wrapper::Vary && c.nodePort && !c.clearCt) n = std::max(n, synMax / 2 + 1);
+    n = std::max(n, c.fill);
     runCase(c, n);
   }
 
@@ -556,7 +655,13 @@ int runBench(const Options& opt) {
   for (const Case& c : cases) sum.push_back(summarize(c.ns));
   const double loop = sum[kLoop].median, wrapFixed = sum[kWrapFixed].median, wrapVary = sum[kWrapVary].median;
   const double baseRaw = sum[kBaseline].median, baseNet = baseRaw - wrapFixed;
+  // The XDP wrappers' own cost, for the XDP rows.
+  double xdpWrapFixed = 0, xdpWrapVary = 0;
+  for (size_t i = 0; i < cases.size(); ++i)
+    if (cases[i].xdp && cases[i].target == xdpNoop)
+      (cases[i].wrapper == Wrapper::Fixed ? xdpWrapFixed : xdpWrapVary) = sum[i].median;
   auto netOf = [&](size_t i) -> double {
+    if (cases[i].xdp) return sum[i].median - (cases[i].wrapper == Wrapper::Fixed ? xdpWrapFixed : xdpWrapVary);
     switch (cases[i].wrapper) {
       case Wrapper::None: return sum[i].median - loop;
       case Wrapper::Fixed: return sum[i].median - wrapFixed;
@@ -568,7 +673,7 @@ int runBench(const Options& opt) {
   printf("| case | ns/packet (median) | min-max | net of wrapper | x baseline (net) | x baseline (raw) |\n");
   printf("|---|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < cases.size(); ++i) {
-    const bool ratio = i == kBaseDirect || i >= kBaseline;
+    const bool ratio = (i == kBaseDirect || i >= kBaseline) && !(cases[i].xdp && cases[i].target == xdpNoop);
     const bool net = ratio;
     printf("| %s | %s | %s-%s | %s | %s | %s |\n", cases[i].name.c_str(), fixed(sum[i].median, 0).c_str(),
            fixed(sum[i].min, 0).c_str(), fixed(sum[i].max, 0).c_str(), net ? fixed(netOf(i), 0).c_str() : "-",
@@ -591,9 +696,11 @@ int runBench(const Options& opt) {
   printf("- Service: NodePort %s:%u/TCP with %d local backends (route via another device), programmed by the "
          "agent's own reconciler (`lb::Reconciler` over the real maps). Conntrack: main LRU of %u entries, embryonic LRU of %u (the defaults); every new flow "
          "inserts 2 into the embryonic one (local backend: forward + reply); the established flow was confirmed "
-         "by a handshake and lives in the main one. Wrapper cost subtracted: \"net\" = raw minus the wrapper "
+         "by a handshake and lives in the main one. Floor rows: bench.bpf.c's parse + one `BPF_NOEXIST` insert "
+         "of the packet's tuple (16-byte key, 48-byte value, as np_ct_key -> np_ct_entry) into an LRU hash of %u / "
+         "%u entries, filled before the timed runs (every insert evicts). Wrapper cost subtracted: \"net\" = raw minus the wrapper "
          "with a no-op; \"raw\" ratios include the wrapper on both sides.\n",
-         kNodeIp, kNodePort, kBackends, ctMax, synMax);
+         kNodeIp, kNodePort, kBackends, ctMax, synMax, lruCtMax, lruSynMax);
   fflush(stdout);
   return 0;
 }

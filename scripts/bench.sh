@@ -123,7 +123,11 @@ and fixes both checksums: service lookup, backend selection, FIB lookup, two ins
 embryonic conntrack table, rewrite), once with that LRU full (steady state: every insert evicts)
 and once with it emptied before each run, and **not a service** (a packet to the node's port 22:
 both conntrack tables and the service map miss, passed untouched). **Baseline**: a
-minimal tc program (parse Ethernet/IPv4/TCP, one hash lookup) through the same wrapper. After every
+minimal tc program (parse Ethernet/IPv4/TCP, one hash lookup) through the same wrapper. **Floor**:
+the baseline's parse and one bare insert of each new flow's tuple into a full LRU of the main /
+embryonic conntrack table's size. **XDP**: the established, new-flow and not-a-service cases through
+\`bpf/xdp.bpf.c\`'s \`np_xdp_entry\` (loaded by \`XdpProgram::load\` on the same maps) and XDP
+wrappers of its own, whose no-op cost is subtracted from the XDP rows. After every
 run the verdict, the last output packet (the translated one) and the forwarded/drop counters are
 checked.
 

@@ -1,7 +1,7 @@
 // The correctness cases of issue 6 §2 through host.bpf.c (BPF_PROG_TEST_RUN), as data: maps set up,
 // input packets, expected verdicts, expected output bytes, expected map side effects.
 //   Fragment...  every fragment of a datagram takes its flow's entry (lib/frag.h)
-//   Icmp...      ICMP errors about translated flows are translated back (lib/icmp.h)
+//   Icmp...      ICMP errors about translated flows are translated back (lib/icmp.h), DSR's too
 //   StrayTcp...  only a SYN opens a TCP service flow
 //   Fib...       a backend the FIB cannot reach is a counted drop, not a half-translated packet
 //   Snat...      SNAT ports of dead flows come back (lib/nat.h)
@@ -297,6 +297,106 @@ TEST_F(HostTest, IcmpNotAboutOurFlowsPassesUntouched) {
     EXPECT_TRUE(samePacket(*in, r.out));
   }
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 1u);  // the SYN only
+}
+
+// ---------------------------------------------------------------------------------------------
+// ICMP errors and DSR (bpf-lb-mode dsr): the replies of a DSR flow leave the backend's node with
+// the frontend as their source, so an error about a reply (path-MTU discovery of the backend's
+// big segments, a client's port unreachable) comes to the frontend's node, which has the flow's
+// only entry here; an error the backend sends about a client's packet leaves the backend's node.
+
+class DsrIcmpTest : public HostTest {
+ protected:
+  DsrIcmpTest() { setLbMode(LbMode::Dsr); }
+};
+
+constexpr uint16_t kNode2NodePort = 30080;  // node 2's frontend, on the backend node side
+// The DSR option node 2 puts on what it forwards for its NodePort 192.168.10.101:30080.
+const Bytes kOptNode2 = {0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x65};
+const uint32_t kRouterIp = ip("192.168.10.1");
+
+// Ingress node: a router between node 2 and the client cannot forward the backend's SYN-ACK
+// (sent as the frontend's by node 2) without fragmenting it. Its fragmentation-needed comes to
+// the frontend address; it goes on to the backend on node 2, quoting the backend's own packet
+// (pod address and port) with every checksum right, the router's address kept as the source.
+// The client's own port unreachable about a reply goes the same way with its address kept.
+TEST_F(DsrIcmpTest, IcmpErrorAboutDsrReplyGoesOnToTheBackend) {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  RunResult r = fromNetdev(clientTcp(kClientPort, kTcpSyn).build());
+  ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+  ASSERT_EQ(np::test::parse(r.out).ip->ihl, 7) << "the SYN did not go by DSR";
+
+  // The SYN-ACK as node 2 sent it to the client (frontend's address and port), and as the pod
+  // sent it before node 2's egress translated it.
+  PacketBuilder reply;
+  reply.eth(kNode2Mac, kClientMac).ipv4(kNodeIp, kClientIp).ttl(63).ipId(0x4321).dontFragment()
+      .tcp(kNodePort, kClientPort, kTcpSyn | kTcpAck).seq(5000).ackSeq(1001).window(65160);
+  PacketBuilder fromPod = reply;
+  fromPod.ipSrc(kRemotePodA).srcPort(kBackendPort);
+
+  const Bytes tooBig = icmpMessage(kIcmpDestUnreach, kCodeFragNeeded, 1400, ipPacket(reply.build()));
+  r = fromNetdev(icmpFrame(kClientMac, kEns192Mac, kRouterIp, kNodeIp, 64, tooBig).build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT) << "the error must go on to node 2";
+  const Bytes want = icmpMessage(kIcmpDestUnreach, kCodeFragNeeded, 1400, ipPacket(fromPod.build()));
+  EXPECT_TRUE(samePacket(icmpFrame(kEns192Mac, kNode2Mac, kRouterIp, kRemotePodA, 63, want).build(), r.out));
+  EXPECT_TRUE(checksumsOk(r.out));
+
+  const Bytes unreach = icmpMessage(kIcmpDestUnreach, kCodePortUnreach, 0, ipPacket(reply.build(), 28));
+  r = fromNetdev(icmpFrame(kClientMac, kEns192Mac, kClientIp, kNodeIp, 64, unreach).build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  const Bytes wantUnreach = icmpMessage(kIcmpDestUnreach, kCodePortUnreach, 0, ipPacket(fromPod.build(), 28));
+  EXPECT_TRUE(samePacket(icmpFrame(kEns192Mac, kNode2Mac, kClientIp, kRemotePodA, 63, wantUnreach).build(), r.out))
+      << "the client's own error keeps the client's address";
+
+  // Errors are not traffic of the flow: no option, no new state, the entry not refreshed.
+  EXPECT_EQ(np::test::parse(r.out).ip->ihl, 5);
+  EXPECT_EQ(ctCount(), 1u);
+  auto fwd = ct(clientKey(kClientPort));
+  ASSERT_TRUE(fwd);
+  EXPECT_EQ(fwd->packets, 1u);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 3u);
+}
+
+// Backend node: the pod answers a UDP datagram that node 2 forwarded by DSR with port
+// unreachable. The error leaves as node 2's frontend's, quoting the datagram with the frontend
+// as its destination (UDP checksum right for it), so the client takes it for its own; the
+// quoted DSR option stays (the client's stack finds the ports by the quoted IHL).
+TEST_F(DsrIcmpTest, IcmpErrorFromDsrBackendLeavesAsTheFrontend) {
+  PacketBuilder dgram;
+  dgram.eth(kNode2Mac, kEns192Mac).ipv4(kClientIp, kLocalPodA).ttl(63).ipId(0x2222).ipOptions(kOptNode2)
+      .udp(kClientPort, kUdpPodPort).payload("\x12\x34 query");
+  const Bytes atPod = dgram.build();
+  RunResult r = fromNetdev(atPod);
+  ASSERT_EQ(r.verdict, TC_ACT_OK);
+  ASSERT_TRUE(ct(ctKey(kLocalPodA, kUdpPodPort, kClientIp, kClientPort, IPPROTO_UDP, NP_CT_EGRESS)))
+      << "the datagram's option did not record the flow";
+
+  const Bytes err = icmpMessage(kIcmpDestUnreach, kCodePortUnreach, 0, ipPacket(atPod));
+  r = toNetdev(icmpFrame(kEns192Mac, kClientMac, kLocalPodA, kClientIp, 64, err).build());
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  PacketBuilder asFrontend = dgram;
+  asFrontend.ipDst(kNode2Ip).dstPort(kNode2NodePort);
+  const Bytes want = icmpMessage(kIcmpDestUnreach, kCodePortUnreach, 0, ipPacket(asFrontend.build()));
+  EXPECT_TRUE(samePacket(icmpFrame(kEns192Mac, kClientMac, kNode2Ip, kClientIp, 64, want).build(), r.out))
+      << "the pod's error must come from node 2's frontend";
+  EXPECT_TRUE(checksumsOk(r.out));
+  EXPECT_EQ(metric(NP_METRIC_EGRESS, NP_METRIC_FORWARDED).packets, 1u);
+}
+
+// Backend node: the error the frontend's node sent on (previous cases but one) arrives for the
+// pod quoting the pod's own packet: delivered as it came.
+TEST_F(DsrIcmpTest, IcmpErrorForwardedToDsrBackendIsDeliveredAsItCame) {
+  PacketBuilder syn = clientTcp(kClientPort, kTcpSyn);
+  syn.eth(kNode2Mac, kEns192Mac).ipDst(kLocalPodA).dstPort(kBackendPort).ttl(63).ipOptions(kOptNode2);
+  ASSERT_EQ(fromNetdev(syn.build()).verdict, TC_ACT_OK);
+  const PacketBuilder synAck = localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck);
+  const Bytes in = icmpFrame(kNode2Mac, kEns192Mac, kRouterIp, kLocalPodA, 63,
+                             icmpMessage(kIcmpDestUnreach, kCodeFragNeeded, 1400, ipPacket(synAck.build())))
+                       .build();
+  RunResult r = fromNetdev(in);
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  EXPECT_TRUE(samePacket(in, r.out));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -206,6 +206,31 @@ TEST_F(DsrTest, LoadBalancerIpTakesTheSamePath) {
   EXPECT_TRUE(checksumsOk(r.out));
 }
 
+// So are externalIPs (the flags the agent writes for one: lb/reconciler.cpp), for TCP and UDP.
+TEST_F(DsrTest, ExternalIpTakesTheSamePath) {
+  const uint32_t extIp = ip("192.168.10.250");
+  const uint8_t flags = NP_SVC_F_EXTERNAL_IP | NP_SVC_F_ROUTABLE;
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService({extIp, 443, IPPROTO_TCP}, flags, kRevNat, {1});
+  addBackend(2, kRemotePodA, kBackendPort, IPPROTO_UDP);
+  setService({extIp, 53, IPPROTO_UDP}, flags, kUdpRevNat, {2});
+
+  PacketBuilder syn = clientTcp(kClientPort, kTcpSyn, kClientIp, 443);
+  syn.ipDst(extIp);
+  RunResult r = fromNetdev(syn.build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  // 192.168.10.250:443 = c0.a8.0a.fa, 0x01bb
+  EXPECT_TRUE(samePacket(dsrForwarded(syn, {0x9a, 0x08, 0x01, 0xbb, 0xc0, 0xa8, 0x0a, 0xfa}).build(), r.out));
+  EXPECT_TRUE(checksumsOk(r.out));
+
+  const PacketBuilder d = clientUdp(kClientPort, 5, 53, extIp);
+  r = fromNetdev(d.build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  EXPECT_TRUE(samePacket(dsrForwarded(d, {0x9a, 0x08, 0x00, 0x35, 0xc0, 0xa8, 0x0a, 0xfa}).build(), r.out));
+  EXPECT_TRUE(checksumsOk(r.out));
+  EXPECT_EQ(ctSynCount(), 2u) << "one entry per flow, no reply entries";
+}
+
 // A backend on this node is served as in every mode: DNAT, handed to the stack, no option.
 TEST_F(DsrTest, LocalBackendIsServedWithoutDsr) {
   addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);

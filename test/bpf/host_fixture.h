@@ -120,6 +120,7 @@ class HostTest : public ::testing::Test {
 
   // The bpf-lb-mode the program is loaded with; a derived fixture sets it in its constructor.
   void setLbMode(LbMode m) { lbMode_ = m; }
+  LbMode lbMode() const { return lbMode_; }
   // BPF masquerade of 10.0.0.0/16 with these ports; a derived fixture calls it in its constructor.
   void setMasquerade(uint16_t portMin, uint16_t portMax) {
     masq_ = true;

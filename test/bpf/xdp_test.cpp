@@ -84,6 +84,7 @@ class XdpTest : public HostTest {
     p.device = "ens192";
     p.ifindex = env().ens192Ifindex;
     p.nodeIp = Ipv4{kNodeIp};
+    p.lbMode = lbMode();  // the mode host.bpf.o was loaded with: both worlds run one mode
     auto prog = datapath::XdpProgram::load(pinDir(), mapSizes(), p);
     ASSERT_TRUE(prog.ok()) << prog.error().message() << " (the verifier's log is above)";
     xdp_ = std::move(prog.value());
@@ -180,6 +181,7 @@ struct Case {
   std::string name;
   std::function<void(XdpTest&)> setUp;  // services and backends
   std::vector<Step> steps;
+  LbMode mode = LbMode::Snat;  // bpf-lb-mode of both programs
 };
 
 // gtest prints the parameter of a failing case: its name.
@@ -206,6 +208,79 @@ PacketBuilder backToClient(PacketBuilder b) {
 PacketBuilder fromNodePort(PacketBuilder b) {
   b.ipSrc(kNodeIp).srcPort(kNodePort);
   return b;
+}
+
+// DSR (bpf-lb-mode dsr): how a client's packet leaves for the pod on node 2 - DNAT only, the
+// client's address kept, TTL down, and with `opt` (the 8-byte option) after the fixed header.
+PacketBuilder dsrToRemote(PacketBuilder b, const Bytes& opt, uint16_t podPort = kBackendPort) {
+  b.eth(kEns192Mac, kNode2Mac).ipDst(kRemotePodA).dstPort(podPort).ttl(63);
+  if (!opt.empty()) b.ipOptions(opt);
+  return b;
+}
+// The option for 192.168.10.100:30080 / :30053, and for node 2's 192.168.10.101:30080.
+const Bytes kOptTcp = {0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x64};
+const Bytes kOptUdp = {0x9a, 0x08, 0x75, 0x65, 0xc0, 0xa8, 0x0a, 0x64};
+const Bytes kOptFromNode2 = {0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x65};
+
+// The fragmentation-needed the ingress node answers a datagram too big for the option with
+// (lib/dsr.h): back to the client from the frontend, MTU `mtu`, quoting 84 bytes of it.
+Bytes fragNeeded(const Bytes& in, uint16_t mtu) {
+  // The 8-byte ICMP header, then the quote (built in one piece: GCC 12's -Warray-bounds trips
+  // over an insert after an 8-byte initializer list).
+  Bytes icmp(in.begin() + 14 - 8, in.begin() + 14 + 84);
+  const uint8_t head[8] = {3, 4, 0, 0, 0, 0, static_cast<uint8_t>(mtu >> 8), static_cast<uint8_t>(mtu)};
+  std::copy(std::begin(head), std::end(head), icmp.begin());
+  const uint16_t sum = np::test::inetChecksum(icmp);
+  icmp[2] = static_cast<uint8_t>(sum >> 8);
+  icmp[3] = static_cast<uint8_t>(sum);
+  auto orig = np::test::parse(in);
+  PacketBuilder b;
+  b.eth(kEns192Mac, kClientMac).ipv4(orig.ip->daddr, orig.ip->saddr).tos(0xc0).dontFragment().ttl(64)
+      .ipProto(np::test::kIpProtoIcmp).payload(icmp);
+  return b.build();
+}
+
+std::vector<Case> dsrCases() {
+  const PacketBuilder syn = clientTcp(kClientPort, kTcpSyn), ack = clientTcp(kClientPort, kTcpAck),
+                      data = clientTcp(kClientPort, kTcpAck | kTcpPsh);
+  PacketBuilder udp, big;
+  udp.eth(kClientMac, kEns192Mac).ipv4(kClientIp, kNodeIp).ipId(0x77).udp(kClientPort, 30053).payload("query");
+  big = udp;
+  big.srcPort(kClientPort + 1).dontFragment().payload(std::string(1500 - 20 - 8, 'x'));
+  // Backend node: what node 2 forwards for its NodePort to the pod here, and the pod's answer.
+  PacketBuilder n2Syn = clientTcp(kClientPort, kTcpSyn), n2Ack = clientTcp(kClientPort, kTcpAck);
+  for (PacketBuilder* b : {&n2Syn, &n2Ack}) b->eth(kNode2Mac, kEns192Mac).ipDst(kLocalPodA).dstPort(kBackendPort).ttl(63);
+  n2Syn.ipOptions(kOptFromNode2);
+  const PacketBuilder podSynAck = localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck);
+  PacketBuilder podSynAckOut = podSynAck;
+  podSynAckOut.ipSrc(kNode2Ip).srcPort(30080);
+
+  return {
+      {"DSR: new remote TCP flow, the option on the SYN only", [](XdpTest& t) { t.remoteService(); },
+       {{"client SYN: DNAT + the option, back out of ens192", false, bytes(syn), Outcome::Forwarded, XDP_TX,
+         bytes(dsrToRemote(syn, kOptTcp))},
+        {"client ACK: DNAT, no option; confirms the flow", false, bytes(ack), Outcome::Forwarded, XDP_TX,
+         bytes(dsrToRemote(ack, {}))},
+        {"client data (main table hit)", false, bytes(data), Outcome::Forwarded, XDP_TX, bytes(dsrToRemote(data, {}))}},
+       LbMode::Dsr},
+      {"DSR: UDP, the option on every datagram", [](XdpTest& t) { t.remoteUdpService(); },
+       {{"first datagram", false, bytes(udp), Outcome::Forwarded, XDP_TX, bytes(dsrToRemote(udp, kOptUdp, 5353))},
+        {"second datagram (confirms)", false, bytes(udp), Outcome::Forwarded, XDP_TX,
+         bytes(dsrToRemote(udp, kOptUdp, 5353))}},
+       LbMode::Dsr},
+      {"DSR: too big for the option", [](XdpTest& t) { t.remoteUdpService(); },
+       {{"1500-byte datagram: fragmentation-needed (MTU 1492) back to the client", false, bytes(big),
+         Outcome::Forwarded, XDP_TX, fragNeeded(bytes(big), 1492)}},
+       LbMode::Dsr},
+      {"DSR backend node: the option records the flow", [](XdpTest&) {},
+       {{"node 2's SYN with the option: delivered as it came", false, bytes(n2Syn), Outcome::ToStack, XDP_PASS,
+         bytes(n2Syn)},
+        {"pod SYN-ACK (tc egress): node 2's frontend as the source", true, bytes(podSynAck), Outcome::ToStack, -1,
+         bytes(podSynAckOut)},
+        {"client ACK without the option: the recorded flow, confirmed", false, bytes(n2Ack), Outcome::ToStack,
+         XDP_PASS, bytes(n2Ack)}},
+       LbMode::Dsr},
+  };
 }
 
 std::vector<Case> cases() {
@@ -275,6 +350,9 @@ std::string caseId(const std::string& name) {
 }
 
 class XdpSameOutputAsTc : public XdpTest, public ::testing::WithParamInterface<Case> {
+ public:
+  XdpSameOutputAsTc() { setLbMode(GetParam().mode); }
+
  protected:
   struct Seen {
     Outcome outcome;
@@ -472,6 +550,8 @@ TEST_F(XdpTest, LoadsInEveryLbMode) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, XdpSameOutputAsTc, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return caseId(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Dsr, XdpSameOutputAsTc, ::testing::ValuesIn(dsrCases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return caseId(info.param.name); });
 
 }  // namespace
