@@ -177,6 +177,7 @@ void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
   nodes_ = cn.nodes;
   lb_->setClusterNodeIps(cn.nodeIps());
   pods_->setNodes(nodes_, cn.localMissing);
+  publishFlowPeers();
 }
 
 void Agent::reloadNodes() {
@@ -214,6 +215,7 @@ void Agent::reloadNodes() {
   for (const NodeEntry& n : nodes_) ips.push_back(n.ip);
   lb_->setClusterNodeIps(std::move(ips));
   pods_->setNodes(nodes_);
+  publishFlowPeers();
 }
 
 void Agent::scheduleNodesPoll() {

@@ -14,6 +14,7 @@
 #include "flows/decode.h"
 #include "flows/filter.h"
 #include "flows/hubble_server.h"
+#include "flows/peers.h"
 #include "flows/services.h"
 #include "flows/store.h"
 #include "np_drop.h"
@@ -259,6 +260,75 @@ TEST(FlowsGetFlows, NumberFirstSinceAndFollow) {
   gone = true;
   t.join();
   EXPECT_EQ(got, (std::vector<uint32_t>{1009, 2000}));
+}
+
+// hubble-relay learns the nodes from one node's peer service: every node is announced with the
+// address relay dials, then deletions, additions and address changes as they happen.
+TEST(HubblePeers, NotifyAnnouncesEveryNodeThenChanges) {
+  auto str = [](const std::vector<peer::ChangeNotification>& v) {
+    std::string out;
+    for (const auto& n : v)
+      out += peer::ChangeNotificationType_Name(n.type()) + " " + n.name() + " " + n.address() + ";";
+    return out;
+  };
+  EXPECT_EQ(str(peerChanges({}, {{"n2", "192.168.10.101:4244"}, {"n1", "192.168.10.100:4244"}})),
+            "PEER_ADDED n1 192.168.10.100:4244;PEER_ADDED n2 192.168.10.101:4244;");
+  EXPECT_EQ(str(peerChanges({{"n1", "a:1"}, {"n2", "b:1"}}, {{"n1", "a:2"}, {"n3", "c:1"}})),
+            "PEER_DELETED n2 b:1;PEER_ADDED n3 c:1;PEER_UPDATED n1 a:2;");
+  EXPECT_EQ(str(peerChanges({{"n1", "a:1"}}, {{"n1", "a:1"}})), "");
+
+  PeerSet set;
+  uint64_t g0 = 0;
+  set.get(&g0);
+  set.set({{"n2", "192.168.10.101:4244"}, {"n1", "192.168.10.100:4244"}, {"n1", "dup:1"}});
+  uint64_t g1 = 0;
+  auto now = set.get(&g1);
+  ASSERT_EQ(now.size(), 2u);  // sorted, the duplicate name dropped
+  EXPECT_EQ(now[0], (Peer{"n1", "192.168.10.100:4244"}));
+  EXPECT_NE(g0, g1);
+  set.set(now);  // unchanged: no wake-up
+  uint64_t g2 = 0;
+  set.get(&g2);
+  EXPECT_EQ(g1, g2);
+
+  std::atomic<bool> gone{false};
+  std::mutex mu;
+  std::vector<peer::ChangeNotification> got;
+  std::thread t([&] {
+    servePeers(
+        set,
+        [&](const peer::ChangeNotification& n) {
+          std::lock_guard<std::mutex> l(mu);
+          got.push_back(n);
+          return true;
+        },
+        [&] { return gone.load(); });
+  });
+  auto waitFor = [&](size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (got.size() >= n) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  waitFor(2);
+  set.set({{"n1", "192.168.10.100:4244"}});  // n2 left the cluster
+  waitFor(3);
+  gone = true;
+  t.join();
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(str(got), "PEER_ADDED n1 192.168.10.100:4244;PEER_ADDED n2 192.168.10.101:4244;"
+                      "PEER_DELETED n2 192.168.10.101:4244;");
+
+  // A closed set (agent shutdown) ends the stream even while the client stays.
+  PeerSet closing;
+  closing.set({{"n1", "a:1"}});
+  std::thread t2([&] { servePeers(closing, [](const peer::ChangeNotification&) { return true; }, [] { return false; }); });
+  closing.close();
+  t2.join();
 }
 
 TEST(FlowsServices, RevNatIdNamesItsService) {
