@@ -70,12 +70,12 @@ Flows::~Flows() {
 int Flows::onEvent(void* ctx, void* data, size_t size) {
   auto* self = static_cast<Flows*>(ctx);
   self->received_++;
-  auto f = decodeEvent(data, size, self->decodeCtx_);
-  if (!f) {
+  auto flows = decodeEvents(data, size, self->decodeCtx_);
+  if (flows.empty()) {
     self->undecodable_++;
     return 0;
   }
-  self->store_.push(std::move(*f));
+  for (flow::Flow& f : flows) self->store_.push(std::move(f));
   return 0;
 }
 

@@ -129,6 +129,80 @@ TEST(FlowsDecode, TranslatedSynBecomesHubbleFlow) {
   EXPECT_FALSE(f->is_reply().value());
 }
 
+// A ClusterIP connect() translated by the socket hook: one record, Hubble's two SOCK flows
+// (pre-xlate-fwd TRACED to the service, post-xlate-fwd TRANSLATED to the backend), named after
+// the service, with the socket cookie and cgroup; agentctl flows prints them as hubble does.
+TEST(FlowsDecode, SocketTranslationBecomesPreAndPostSockFlows) {
+  np_trace_event ev{};
+  ev.ktime = 5'000'000'000ULL;
+  ev.type = NP_EVENT_TRACE_SOCK;
+  ev.point = NP_TRACE_UNKNOWN;
+  ev.verdict = NP_VERDICT_TRANSLATED;
+  ev.rev_nat_id = 7;
+  ev.flags = NP_EVENT_F_XLATED;
+  ev.orig_daddr = htonl(0x0a2b0014);  // 10.43.0.20
+  ev.orig_dport = htons(80);
+  np_trace_sock sk{};
+  sk.xlated_daddr = htonl(0x0a00020a);  // 10.0.2.10
+  sk.xlated_dport = htons(8080);
+  sk.l4_proto = 6;
+  sk.xlate_point = NP_SOCK_XLATE_POST_FWD;
+  sk.sock_cookie = 4242;
+  sk.cgroup_id = 99;
+  std::memcpy(ev.data, &sk, sizeof sk);
+  DecodeContext ctx;
+  ctx.nodeName = "n1";
+  ctx.service = [](uint16_t id) -> std::optional<ServiceName> {
+    if (id == 7) return ServiceName{"web", "default"};
+    return std::nullopt;
+  };
+  ctx.pod = [](uint32_t a) -> std::optional<PodInfo> {
+    if (a == htonl(0x0a00020a)) return PodInfo{"p1", "default", {}};
+    return std::nullopt;
+  };
+  EXPECT_FALSE(decodeEvent(&ev, sizeof ev, ctx));  // no packet to parse
+  auto fs = decodeEvents(&ev, sizeof ev, ctx);
+  ASSERT_EQ(fs.size(), 2u);
+  const flow::Flow &pre = fs[0], &post = fs[1];
+  EXPECT_EQ(pre.type(), flow::SOCK);
+  EXPECT_EQ(pre.verdict(), flow::TRACED);
+  EXPECT_EQ(pre.sock_xlate_point(), flow::SOCK_XLATE_POINT_PRE_DIRECTION_FWD);
+  EXPECT_EQ(pre.event_type().type(), 7);
+  EXPECT_EQ(pre.event_type().sub_type(), 1);
+  EXPECT_EQ(pre.ip().destination(), "10.43.0.20");
+  EXPECT_EQ(pre.l4().tcp().destination_port(), 80u);
+  EXPECT_EQ(pre.ip().source(), "");  // the socket is not bound yet
+  EXPECT_EQ(post.verdict(), flow::TRANSLATED);
+  EXPECT_EQ(post.sock_xlate_point(), flow::SOCK_XLATE_POINT_POST_DIRECTION_FWD);
+  EXPECT_EQ(post.ip().destination(), "10.0.2.10");
+  EXPECT_EQ(post.l4().tcp().destination_port(), 8080u);
+  EXPECT_EQ(post.destination().pod_name(), "p1");
+  for (const auto& f : fs) {
+    EXPECT_EQ(f.destination_service().name(), "web");
+    EXPECT_EQ(f.socket_cookie(), 4242u);
+    EXPECT_EQ(f.cgroup_id(), 99u);
+    EXPECT_EQ(f.node_name(), "n1");
+  }
+  std::string line = nodepath::agentctl::formatFlowLine(post);
+  EXPECT_NE(line.find(": (unbound) -> default/p1:8080 (svc default/web) post-xlate-fwd TRANSLATED TCP"), std::string::npos)
+      << line;
+  line = nodepath::agentctl::formatFlowLine(pre);
+  EXPECT_NE(line.find(": (unbound) -> 10.43.0.20:80 (svc default/web) pre-xlate-fwd TRACED TCP"), std::string::npos)
+      << line;
+  // Field numbers hubble reads, as in Hubble's flow.proto.
+  const auto* d = flow::Flow::descriptor();
+  EXPECT_EQ(d->FindFieldByName("sock_xlate_point")->number(), 31);
+  EXPECT_EQ(d->FindFieldByName("socket_cookie")->number(), 32);
+  EXPECT_EQ(d->FindFieldByName("cgroup_id")->number(), 33);
+
+  // An unknown protocol in the record is no flow (counted as undecodable by the reader).
+  sk.l4_proto = 1;
+  std::memcpy(ev.data, &sk, sizeof sk);
+  EXPECT_TRUE(decodeEvents(&ev, sizeof ev, ctx).empty());
+  // A record too short for its socket part is refused too.
+  EXPECT_TRUE(decodeEvents(&ev, offsetof(np_trace_event, data) + 4, ctx).empty());
+}
+
 TEST(FlowsDecode, DropCarriesReasonAndShortOrForeignRecordsAreRefused) {
   np_trace_event ev = synEvent();
   ev.type = NP_EVENT_DROP;
