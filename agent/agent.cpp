@@ -177,6 +177,7 @@ void Agent::applyClusterNodes(const k8s::ClusterNodes& cn) {
   nodes_ = cn.nodes;
   lb_->setClusterNodeIps(cn.nodeIps());
   pods_->setNodes(nodes_, cn.localMissing);
+  publishFlowPeers();
 }
 
 void Agent::reloadNodes() {
@@ -214,6 +215,7 @@ void Agent::reloadNodes() {
   for (const NodeEntry& n : nodes_) ips.push_back(n.ip);
   lb_->setClusterNodeIps(std::move(ips));
   pods_->setNodes(nodes_);
+  publishFlowPeers();
 }
 
 void Agent::scheduleNodesPoll() {
@@ -923,6 +925,7 @@ pb::StatusResponse Agent::status() const {
   if (hooks.size() != 4) problems.push_back("socket LB: " + std::to_string(hooks.size()) + "/4 hooks attached");
   out.set_socket_lb_cgroup(datapath_->cgroupPath());
   for (const auto& h : hooks) out.add_socket_lb_hooks(h);
+  out.set_socket_lb_tracing(datapath_->socketLbTracing());
   const LbMode lbMode = datapath_->lbMode();
   out.set_lb_mode(lbModeName(lbMode));
   if (lbMode != LbMode::Snat) out.set_dsr_dispatch_mode("IP Option/Extension");

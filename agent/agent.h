@@ -148,6 +148,8 @@ class Agent {
   Status startFlows();          // agent_flows.cpp
   void publishFlowServices();   // services or endpoints changed: rebuild flows' names, once, soon
   void rebuildFlowNames();      // ...now
+  void publishFlowPeers();      // the node list changed: the Hubble peers (peer.Peer/Notify)
+  std::string hubblePort() const;  // ":4244": the port of --hubble-listen-address
   // Metrics (agent_metrics.cpp): the Prometheus endpoint, reconcile durations.
   std::unique_ptr<metrics::HttpServer> metricsServer_;  // null with prometheus-serve-addr=""
   metrics::ReconcileDurations reconcileDurations_;

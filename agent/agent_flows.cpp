@@ -20,17 +20,30 @@ Status Agent::startFlows() {
   fc.runDir = config_.runDir;
   fc.listenAddress = config_.hubbleListenAddress;
   fc.nodeName = config_.nodeName;
-  std::string port = ":4244";
-  if (auto colon = config_.hubbleListenAddress.rfind(':'); colon != std::string::npos)
-    port = config_.hubbleListenAddress.substr(colon);
-  fc.nodeAddress = datapath_->nodeIp().str() + port;
+  fc.nodeAddress = datapath_->nodeIp().str() + hubblePort();
   fc.version = std::string("nodepath ") + NP_VERSION;
   fc.capacity = config_.hubbleEventBufferCapacity;
   auto f = flows::Flows::start(fc);
   if (!f) return f.error();
   flows_ = std::move(*f);
   rebuildFlowNames();
+  publishFlowPeers();
   return {};
+}
+
+// Every node's Hubble API listens where this one does (one DaemonSet, one flag): a peer is its
+// node IP with this node's listen port, as Cilium's peer service announces them.
+std::string Agent::hubblePort() const {
+  if (auto colon = config_.hubbleListenAddress.rfind(':'); colon != std::string::npos)
+    return config_.hubbleListenAddress.substr(colon);
+  return ":4244";
+}
+
+void Agent::publishFlowPeers() {
+  if (!flows_) return;
+  std::vector<flows::Peer> peers;
+  for (const NodeEntry& n : nodes_) peers.push_back({n.name, n.ip.str() + hubblePort()});
+  flows_->setPeers(std::move(peers));
 }
 
 // Services or endpoints changed: the names are rebuilt once, after the handler that changed them

@@ -6,6 +6,7 @@
 #include "lib/maps.h"
 #include "lib/metrics.h"
 #include "lib/lb.h"
+#include "lib/trace.h"
 #include "np_config.h"
 
 #ifndef EHOSTUNREACH
@@ -37,14 +38,16 @@ static __always_inline bool np_sock_nodeport_addr(__be32 addr, __u16 port)
 }
 
 /* Records on the socket that its traffic to backend be stands for service addr:port, so its
- * replies can be shown as coming from the service. Returns 0, or -1 when the record cannot be
- * kept (no socket, no memory). */
+ * replies can be shown as coming from the service. Returns 1 when the record is new (the
+ * socket's first translation to this backend for this service: worth a flow event), 0 when the
+ * socket had it already, -1 when it cannot be kept (no socket, no memory). */
 static __always_inline int np_sock_rev_remember(struct bpf_sock_addr *ctx, const struct np_backend *be,
 						__be32 addr, __be16 port, __u16 rev_nat_id)
 {
 	struct np_sock_rev_store *st;
 	struct np_sock_rev_slot *s = NULL;
 	__u32 i, idx = NP_SOCK_REV_SLOTS;
+	int fresh = 0;
 
 	if (!ctx->sk)
 		return -1;
@@ -69,6 +72,8 @@ static __always_inline int np_sock_rev_remember(struct bpf_sock_addr *ctx, const
 	if (idx < NP_SOCK_REV_SLOTS)
 		s = &st->slot[idx];
 	if (s) {
+		fresh = s->backend_addr != be->addr || s->backend_port != be->port || s->addr != addr ||
+			s->port != port || s->rev_nat_id != rev_nat_id;
 		s->backend_addr = be->addr;
 		s->backend_port = be->port;
 		s->addr = addr;
@@ -76,12 +81,12 @@ static __always_inline int np_sock_rev_remember(struct bpf_sock_addr *ctx, const
 		s->rev_nat_id = rev_nat_id;
 	}
 	bpf_spin_unlock(&st->lock);
-	return 0;
+	return fresh;
 }
 
 /* Translates ctx's destination when it is a service frontend. Returns 0, or -EHOSTUNREACH when
  * the service has no backend (the caller then refuses the connect/send). */
-static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
+static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool sendmsg)
 {
 	struct np_svc_key key;
 	struct np_svc_val *svc, *rsvc;
@@ -92,6 +97,8 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	__u8 proto = (__u8)ctx->protocol;
 	__u32 backend_id = 0, hash;
 	__u64 cookie;
+	__be32 saddr = 0;
+	int rec;
 
 	svc = np_lb_lookup(&key, addr, port, proto);
 	if (!svc && np_sock_nodeport_addr(addr, bpf_ntohs(port)))
@@ -116,11 +123,19 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 
 	/* Without the reverse record getpeername()/recvmsg() would show the backend: better to keep
 	 * the service address then and let the packet path handle it. */
-	if (np_sock_rev_remember(ctx, be, addr, port, svc->rev_nat_id) < 0)
+	rec = np_sock_rev_remember(ctx, be, addr, port, svc->rev_nat_id);
+	if (rec < 0)
 		return 0;
 
 	ctx->user_ip4 = be->addr;
 	ctx->user_port = (__u32)be->port;
+	if (rec > 0) {
+		if (sendmsg)
+			saddr = ctx->msg_src_ip4;
+		else if (ctx->sk)
+			saddr = ctx->sk->src_ip4;
+		np_trace_sock_xlate(cookie, saddr, addr, port, be->addr, be->port, proto, svc->rev_nat_id);
+	}
 	np_metric_add(NP_METRIC_SOCK, NP_METRIC_FORWARDED, 0);
 	return 0;
 }
@@ -159,7 +174,7 @@ int np_sock4_connect(struct bpf_sock_addr *ctx)
 {
 	if (!np_sock_proto_ok(ctx))
 		return SYS_PROCEED;
-	if (np_sock4_xlate_fwd(ctx) < 0) {
+	if (np_sock4_xlate_fwd(ctx, false) < 0) {
 		bpf_set_retval(-EHOSTUNREACH);
 		return SYS_REJECT;
 	}
@@ -171,7 +186,7 @@ int np_sock4_sendmsg(struct bpf_sock_addr *ctx)
 {
 	if (!np_sock_proto_ok(ctx))
 		return SYS_PROCEED;
-	if (np_sock4_xlate_fwd(ctx) < 0) {
+	if (np_sock4_xlate_fwd(ctx, true) < 0) {
 		bpf_set_retval(-EHOSTUNREACH);
 		return SYS_REJECT;
 	}

@@ -55,7 +55,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/gotools.sh"
 np_go_tool cnitool >/dev/null
 # the k8s tier: a real kube-apiserver + etcd (test/k8s/tools/)
 for t in etcd etcdctl kube-apiserver kubectl; do np_go_tool "$t" >/dev/null; done
-np_go_tool hubble >/dev/null
+for t in hubble hubble-relay; do np_go_tool "$t" >/dev/null; done
 # the chart tests (deploy/helm/nodepath)
 np_go_tool helm >/dev/null
 # the cluster tier (test/cluster): real kubelets and the rest of the control plane

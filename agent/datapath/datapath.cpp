@@ -167,13 +167,13 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
 
   const MapSizes sizes = MapSizes::fromConfig(c);
   const LbParams lb{c.lbAlgorithm == LbAlgorithm::Maglev, c.maglevTableSize};
-  auto sock = SockProgram::load(dp->pinDir_, sizes, {dp->nodeIp_, c.nodePortMin, c.nodePortMax, lb});
+  const TraceParams trace{c.enableHubble, c.monitorAggregation, c.monitorAggregationIntervalSec};
+  auto sock = SockProgram::load(dp->pinDir_, sizes, {dp->nodeIp_, c.nodePortMin, c.nodePortMax, lb, trace});
   if (!sock) return sock.error();
   dp->sock_ = std::move(*sock);
 
   if (c.enableHostLegacyRouting) dp->legacyRoutingReason_ = "--enable-host-legacy-routing";
   else if (kernelHasBpfHostRouting(&dp->legacyRoutingReason_)) dp->bpfHostRouting_ = true;
-  const TraceParams trace{c.enableHubble, c.monitorAggregation, c.monitorAggregationIntervalSec};
   auto lxc = LxcProgram::load(dp->pinDir_, sizes, {dp->bpfHostRouting_, lb, trace});
   if (!lxc) return lxc.error();
   auto lxcEndpoints = LxcEndpoints::of(std::move(*lxc));
@@ -329,6 +329,8 @@ std::vector<DeviceState> Datapath::deviceStates() const {
   }
   return out;
 }
+
+bool Datapath::socketLbTracing() const { return sock_ && sock_->loadedTracing(); }
 
 std::vector<std::string> Datapath::socketHooksAttached() const {
   static const std::array<bpf_attach_type, 4> types = {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,

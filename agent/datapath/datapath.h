@@ -88,6 +88,8 @@ class Datapath {
   std::vector<DeviceState> deviceStates() const;
   // Hooks of ours attached to the cgroup now.
   std::vector<std::string> socketHooksAttached() const;
+  // The loaded socket-LB programs emit socket-translation flow events (read back from them).
+  bool socketLbTracing() const;
   std::vector<MapState> mapStates() const;
   std::vector<CounterRow> counters() const;
   // The conntrack GC over this datapath's tables; runs are scheduled by the caller (ct::GcLoop).

@@ -199,12 +199,14 @@ Result<std::unique_ptr<SockProgram>> SockProgram::load(const std::string& pinDir
   skel->rodata->np_cfg.nodeport_max = p.nodePortMax;
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  setTrace(skel->rodata, p.trace);
   int rc = sock_bpf__load(skel);
   if (rc != 0) return sysError("load sock.bpf.o", -rc);
   return prog;
 }
 
 SockProgram::~SockProgram() { sock_bpf__destroy(skel_); }
+bool SockProgram::loadedTracing() const { return skel_->rodata->np_trace_cfg.enabled != 0; }
 
 std::array<SockProgram::Hook, 4> SockProgram::hooks() const {
   return {{{"connect4", skel_->progs.np_sock4_connect},

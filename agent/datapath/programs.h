@@ -128,6 +128,7 @@ struct SockParams {
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // host order
   uint16_t nodePortMax = NP_DEFAULT_NODEPORT_MAX;
   LbParams lb;
+  TraceParams trace;  // socket-translation events (one per socket and new backend)
 };
 
 // The loaded sock.bpf.o: the socket-LB hooks.
@@ -142,6 +143,7 @@ class SockProgram {
   };
   std::array<Hook, 4> hooks() const;
   int mapFd(const std::string& name) const;
+  bool loadedTracing() const;  // emits socket-translation flow events (read back from .rodata)
 
  private:
   explicit SockProgram(sock_bpf* skel) : skel_(skel) {}

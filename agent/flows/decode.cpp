@@ -4,6 +4,8 @@
 #include <time.h>
 
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "np_drop.h"
 #include "np_trace.h"
@@ -47,6 +49,60 @@ void setTcpFlags(flow::TCPFlags* f, uint8_t v) {
   f->set_cwr(v & 0x80);
 }
 
+void setTime(flow::Flow& f, uint64_t ktime, const DecodeContext& ctx) {
+  int64_t ns = static_cast<int64_t>(ktime) + ctx.monoToRealtimeNs;
+  f.mutable_time()->set_seconds(ns / 1000000000LL);
+  f.mutable_time()->set_nanos(static_cast<int32_t>(ns % 1000000000LL));
+}
+
+// A socket-level translation (NP_EVENT_TRACE_SOCK): Hubble's two SOCK flows of it, as Cilium's
+// sock trace shows them: pre-translation (TRACED, to the service) and post-translation
+// (TRANSLATED, to the backend). The source port is not known yet (the socket is not bound).
+std::vector<flow::Flow> decodeSock(const np_trace_event& ev, const DecodeContext& ctx) {
+  np_trace_sock sk;
+  std::memcpy(&sk, ev.data, sizeof sk);
+  if (sk.l4_proto != 6 && sk.l4_proto != 17) return {};
+  std::optional<ServiceName> svc;
+  if (ev.rev_nat_id && ctx.service) svc = ctx.service(ev.rev_nat_id);
+  std::vector<flow::Flow> out;
+  for (uint8_t point : {uint8_t{NP_SOCK_XLATE_PRE_FWD}, uint8_t{NP_SOCK_XLATE_POST_FWD}}) {
+    bool post = point == NP_SOCK_XLATE_POST_FWD;
+    uint32_t daddr = post ? sk.xlated_daddr : ev.orig_daddr;
+    uint16_t dport = ntohs(post ? sk.xlated_dport : ev.orig_dport);
+    flow::Flow f;
+    setTime(f, ev.ktime, ctx);
+    f.mutable_emitter()->set_name("nodepath");
+    f.set_verdict(post ? flow::TRANSLATED : flow::TRACED);
+    f.set_type(flow::SOCK);
+    f.set_node_name(ctx.nodeName);
+    f.mutable_event_type()->set_type(NP_EVENT_TRACE_SOCK);
+    f.mutable_event_type()->set_sub_type(point);
+    f.set_sock_xlate_point(static_cast<flow::SocketTranslationPoint>(point));
+    f.set_socket_cookie(sk.sock_cookie);
+    f.set_cgroup_id(sk.cgroup_id);
+    f.set_traffic_direction(flow::EGRESS);
+    f.mutable_is_reply()->set_value(false);
+    auto* ip = f.mutable_ip();
+    ip->set_ipversion(flow::IPv4);
+    if (ev.orig_saddr) ip->set_source(ip4(ev.orig_saddr));
+    ip->set_destination(ip4(daddr));
+    if (ctx.pod) {
+      if (ev.orig_saddr)
+        if (auto p = ctx.pod(ev.orig_saddr)) setPod(f.mutable_source(), *p);
+      if (post)
+        if (auto p = ctx.pod(daddr)) setPod(f.mutable_destination(), *p);
+    }
+    if (svc) {
+      f.mutable_destination_service()->set_name(svc->name);
+      f.mutable_destination_service()->set_namespace_(svc->ns);
+    }
+    if (sk.l4_proto == 6) f.mutable_l4()->mutable_tcp()->set_destination_port(dport);
+    else f.mutable_l4()->mutable_udp()->set_destination_port(dport);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 }  // namespace
 
 int64_t monoToRealtimeOffsetNs() {
@@ -56,11 +112,25 @@ int64_t monoToRealtimeOffsetNs() {
   return (int64_t{r.tv_sec} - m.tv_sec) * 1000000000LL + (int64_t{r.tv_nsec} - m.tv_nsec);
 }
 
+std::vector<flow::Flow> decodeEvents(const void* data, size_t size, const DecodeContext& ctx) {
+  if (size >= offsetof(np_trace_event, data) + sizeof(np_trace_sock) &&
+      static_cast<const uint8_t*>(data)[offsetof(np_trace_event, type)] == NP_EVENT_TRACE_SOCK) {
+    np_trace_event ev;
+    std::memset(&ev, 0, sizeof ev);
+    std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
+    return decodeSock(ev, ctx);
+  }
+  std::vector<flow::Flow> out;
+  if (auto f = decodeEvent(data, size, ctx)) out.push_back(std::move(*f));
+  return out;
+}
+
 std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const DecodeContext& ctx) {
   np_trace_event ev;
   if (size < offsetof(np_trace_event, data)) return std::nullopt;
   std::memset(&ev, 0, sizeof ev);
   std::memcpy(&ev, data, size < sizeof ev ? size : sizeof ev);
+  if (ev.type == NP_EVENT_TRACE_SOCK) return std::nullopt;  // decodeEvents: two flows, no packet
   size_t cap = ev.cap_len;
   if (cap > NP_TRACE_SNAPLEN || offsetof(np_trace_event, data) + cap > size) return std::nullopt;
   const uint8_t* pkt = ev.data;
@@ -78,9 +148,7 @@ std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const Decod
   size_t l4len = cap - 14 - ihl;
 
   flow::Flow f;
-  int64_t ns = static_cast<int64_t>(ev.ktime) + ctx.monoToRealtimeNs;
-  f.mutable_time()->set_seconds(ns / 1000000000LL);
-  f.mutable_time()->set_nanos(static_cast<int32_t>(ns % 1000000000LL));
+  setTime(f, ev.ktime, ctx);
   f.mutable_emitter()->set_name("nodepath");
   f.set_verdict(static_cast<flow::Verdict>(ev.verdict));
   f.set_type(flow::L3_L4);

@@ -37,8 +37,11 @@ struct DecodeContext {
   std::function<std::string(uint32_t)> ifname;
 };
 
-// One ring-buffer record (size bytes) into a flow. nullopt: not an event of ours (short, or a
-// snippet without IPv4); the caller counts it.
+// One ring-buffer record (size bytes) into its flows: a packet event is one flow, a socket
+// translation (NP_EVENT_TRACE_SOCK) Hubble's pre- and post-translation SOCK flows. Empty: not an
+// event of ours (short, a snippet without IPv4, an unknown protocol); the caller counts it.
+std::vector<flow::Flow> decodeEvents(const void* data, size_t size, const DecodeContext& ctx);
+// A packet event into its flow; nullopt for anything else (decodeEvents takes socket events).
 std::optional<flow::Flow> decodeEvent(const void* data, size_t size, const DecodeContext& ctx);
 
 // "10.0.1.5:8080" style endpoint text of one side, for tables.

@@ -14,7 +14,9 @@
 
 namespace np::flows {
 
-Flows::Flows(const FlowsConfig& cfg) : cfg_(cfg), store_(cfg.capacity) {}
+Flows::Flows(const FlowsConfig& cfg) : cfg_(cfg), store_(cfg.capacity) {
+  peers_.set({Peer{cfg.nodeName, cfg.nodeAddress}});
+}
 
 Result<std::unique_ptr<Flows>> Flows::start(const FlowsConfig& cfg) {
   std::unique_ptr<Flows> f(new Flows(cfg));
@@ -58,6 +60,7 @@ Flows::~Flows() {
   stop_ = true;
   if (reader_.joinable()) reader_.join();
   store_.close();
+  peers_.close();
   server_.reset();
   if (rb_) ring_buffer__free(rb_);
   if (eventsFd_ >= 0) close(eventsFd_);
@@ -67,12 +70,12 @@ Flows::~Flows() {
 int Flows::onEvent(void* ctx, void* data, size_t size) {
   auto* self = static_cast<Flows*>(ctx);
   self->received_++;
-  auto f = decodeEvent(data, size, self->decodeCtx_);
-  if (!f) {
+  auto flows = decodeEvents(data, size, self->decodeCtx_);
+  if (flows.empty()) {
     self->undecodable_++;
     return 0;
   }
-  self->store_.push(std::move(*f));
+  for (flow::Flow& f : flows) self->store_.push(std::move(f));
   return 0;
 }
 
@@ -89,6 +92,13 @@ void Flows::run() {
 void Flows::setServices(std::map<uint16_t, ServiceName> services) {
   std::lock_guard<std::mutex> l(svcMu_);
   services_ = std::move(services);
+}
+
+void Flows::setPeers(std::vector<Peer> peers) {
+  bool self = false;
+  for (const Peer& p : peers) self = self || p.name == cfg_.nodeName;
+  if (!self) peers.push_back(Peer{cfg_.nodeName, cfg_.nodeAddress});
+  peers_.set(std::move(peers));
 }
 
 void Flows::setPods(std::unordered_map<uint32_t, PodInfo> pods) {

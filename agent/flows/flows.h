@@ -17,6 +17,7 @@
 
 #include "core/result.h"
 #include "flows/decode.h"
+#include "flows/peers.h"
 #include "flows/store.h"
 
 struct ring_buffer;
@@ -30,7 +31,7 @@ struct FlowsConfig {
   std::string runDir;          // hubble.sock goes here
   std::string listenAddress;   // TCP (":4244", "10.0.0.1:4244"); empty = none
   std::string nodeName;
-  std::string nodeAddress;     // shown to peers (hubble-relay)
+  std::string nodeAddress;     // this node's Hubble API as peers (hubble-relay) dial it, "IP:port"
   std::string version;
   size_t capacity = 4095;
 };
@@ -53,6 +54,11 @@ class Flows {
   // Any thread: the pods flows are named after, by IPv4 address (network order).
   void setPods(std::unordered_map<uint32_t, PodInfo> pods);
 
+  // Any thread: the cluster's nodes as peer.Peer/Notify announces them (this node is added when
+  // missing). Until the first call: this node alone.
+  void setPeers(std::vector<Peer> peers);
+  const PeerSet& peers() const { return peers_; }
+
   FlowStore& store() { return store_; }
   FlowCounters counters() const;
   const FlowsConfig& config() const { return cfg_; }
@@ -64,6 +70,7 @@ class Flows {
 
   FlowsConfig cfg_;
   FlowStore store_;
+  PeerSet peers_;
   DecodeContext decodeCtx_;
   int eventsFd_ = -1;
   int statsFd_ = -1;

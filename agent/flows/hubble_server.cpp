@@ -89,6 +89,21 @@ void serveGetFlows(const FlowStore& store, const observer::GetFlowsRequest& req,
   }
 }
 
+void servePeers(const PeerSet& set, const std::function<bool(const peer::ChangeNotification&)>& write,
+                const std::function<bool()>& cancelled) {
+  uint64_t gen = 0;
+  std::vector<Peer> shown;
+  for (;;) {
+    std::vector<Peer> now = set.get(&gen);
+    for (const peer::ChangeNotification& n : peerChanges(shown, now))
+      if (!write(n)) return;
+    shown = std::move(now);
+    do {
+      if (cancelled() || set.closed()) return;
+    } while (set.waitChange(gen, std::chrono::milliseconds(200)) == gen);
+  }
+}
+
 class HubbleServer::ObserverImpl final : public observer::Observer::Service {
  public:
   explicit ObserverImpl(Flows& flows) : flows_(flows) {}
@@ -144,14 +159,9 @@ class HubbleServer::PeerImpl final : public peer::Peer::Service {
   grpc::Status Notify(grpc::ServerContext* ctx, const peer::NotifyRequest*,
                       grpc::ServerWriter<peer::ChangeNotification>* w) override {
     ctx->AddInitialMetadata(kVersionHeader, flows_.config().version);
-    peer::ChangeNotification n;
-    n.set_name(flows_.config().nodeName);
-    n.set_address(flows_.config().nodeAddress);
-    n.set_type(peer::PEER_ADDED);
-    if (!w->Write(n)) return grpc::Status::OK;
-    // One node, never changes: hold the stream open until the client or the agent goes.
-    while (!ctx->IsCancelled() && !flows_.store().closed())
-      flows_.store().waitFor(UINT64_MAX, std::chrono::milliseconds(500));
+    servePeers(
+        flows_.peers(), [w](const peer::ChangeNotification& n) { return w->Write(n); },
+        [ctx] { return ctx->IsCancelled(); });
     return grpc::Status::OK;
   }
 

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/result.h"
+#include "flows/peers.h"
 #include "observer/observer.grpc.pb.h"
 #include "peer/peer.grpc.pb.h"
 
@@ -24,6 +25,11 @@ class FlowStore;
 void serveGetFlows(const FlowStore& store, const observer::GetFlowsRequest& req, const std::string& nodeName,
                    const std::function<bool(const observer::GetFlowsResponse&)>& write,
                    const std::function<bool()>& cancelled);
+
+// Notify over a peer set: every peer as PEER_ADDED, then each change as it happens, until the
+// client is gone (cancelled), write fails or the set is closed.
+void servePeers(const PeerSet& set, const std::function<bool(const peer::ChangeNotification&)>& write,
+                const std::function<bool()>& cancelled);
 
 class HubbleServer {
  public:

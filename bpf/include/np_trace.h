@@ -29,6 +29,7 @@ enum np_trace_point {
 	X(UNKNOWN, 0, "VERDICT_UNKNOWN")   \
 	X(FORWARDED, 1, "FORWARDED")       \
 	X(DROPPED, 2, "DROPPED")           \
+	X(TRACED, 6, "TRACED")             \
 	X(TRANSLATED, 7, "TRANSLATED")
 
 enum np_verdict {
@@ -41,6 +42,16 @@ enum np_verdict {
 enum np_event_type {
 	NP_EVENT_DROP = 1,
 	NP_EVENT_TRACE = 4,
+	NP_EVENT_TRACE_SOCK = 7, /* socket-level translation (sock.bpf.c): no packet, see np_trace_sock */
+};
+
+/* flow.proto SocketTranslationPoint: where a socket-level event was taken. */
+enum np_sock_xlate_point {
+	NP_SOCK_XLATE_UNKNOWN = 0,
+	NP_SOCK_XLATE_PRE_FWD = 1,  /* before the service translation (destination: the service) */
+	NP_SOCK_XLATE_POST_FWD = 2, /* after it (destination: the backend) */
+	NP_SOCK_XLATE_PRE_REV = 3,
+	NP_SOCK_XLATE_POST_REV = 4,
 };
 
 enum np_event_flags {
@@ -75,6 +86,23 @@ struct np_trace_event {
 };
 NP_ASSERT_SIZE(struct np_trace_event, 40 + NP_TRACE_SNAPLEN);
 NP_ASSERT_OFFSET(struct np_trace_event, orig_saddr, 28);
+
+/* NP_EVENT_TRACE_SOCK: one event per socket translation to a new backend (a connect(), or the
+ * first datagram of a socket to that backend), carrying both sides of it, so the agent shows
+ * Hubble's pre- and post-translation flows from one record. In np_trace_event: point
+ * NP_TRACE_UNKNOWN, verdict NP_VERDICT_TRANSLATED, rev_nat_id the service, flags
+ * NP_EVENT_F_XLATED, orig_saddr the socket's source address (0 while unbound), orig_daddr/
+ * orig_dport the service frontend, orig_sport 0 (not bound yet), cap_len 0, and data[] starts
+ * with this: */
+struct np_trace_sock {
+	__be32 xlated_daddr; /* the backend chosen */
+	__be16 xlated_dport;
+	__u8 l4_proto;       /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 xlate_point;    /* enum np_sock_xlate_point: POST_FWD */
+	__u64 sock_cookie;   /* bpf_get_socket_cookie() */
+	__u64 cgroup_id;     /* cgroup v2 ID of the process (bpf_get_current_cgroup_id()) */
+};
+NP_ASSERT_SIZE(struct np_trace_sock, 24);
 
 /* np_evstat_v1: programs count, the agent sums per CPU. PERCPU_ARRAY, one slot. */
 struct np_trace_stat {

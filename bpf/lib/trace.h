@@ -159,4 +159,37 @@ static __always_inline void np_trace_xlate(np_ctx_t *ctx, struct np_ct_entry *e,
 	np_trace_submit(ctx, ev);
 }
 
+/* A socket translated to a backend (sock.bpf.c; no packet). Only called for a socket's new
+ * backend, so a UDP socket sending datagram after datagram to one service costs one event. */
+static __always_inline void np_trace_sock_xlate(__u64 cookie, __be32 saddr, __be32 svc_addr, __be16 svc_port,
+						__be32 be_addr, __be16 be_port, __u8 proto, __u16 rev_nat_id)
+{
+	struct np_trace_event *ev;
+	struct np_trace_sock *sk;
+
+	if (!np_trace_cfg.enabled)
+		return;
+	ev = np_trace_reserve();
+	if (!ev)
+		return;
+	__builtin_memset(ev, 0, __builtin_offsetof(struct np_trace_event, data) + sizeof(*sk));
+	ev->ktime = bpf_ktime_get_ns();
+	ev->type = NP_EVENT_TRACE_SOCK;
+	ev->point = NP_TRACE_UNKNOWN;
+	ev->verdict = NP_VERDICT_TRANSLATED;
+	ev->rev_nat_id = rev_nat_id;
+	ev->flags = NP_EVENT_F_XLATED;
+	ev->orig_saddr = saddr;
+	ev->orig_daddr = svc_addr;
+	ev->orig_dport = svc_port;
+	sk = (struct np_trace_sock *)ev->data;
+	sk->xlated_daddr = be_addr;
+	sk->xlated_dport = be_port;
+	sk->l4_proto = proto;
+	sk->xlate_point = NP_SOCK_XLATE_POST_FWD;
+	sk->sock_cookie = cookie;
+	sk->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_ringbuf_submit(ev, 0);
+}
+
 #endif /* NP_LIB_TRACE_H */

@@ -45,8 +45,21 @@ std::string pointName(flow::TraceObservationPoint p) {
   return out;
 }
 
+// Where the flow was seen, as hubble observe names it: the socket translation point for SOCK
+// flows ("pre-xlate-fwd"), the trace observation point ("to-network") for the rest.
+std::string pointOf(const flow::Flow& f) {
+  if (f.type() != flow::SOCK) return pointName(f.trace_observation_point());
+  switch (f.sock_xlate_point()) {
+    case flow::SOCK_XLATE_POINT_PRE_DIRECTION_FWD: return "pre-xlate-fwd";
+    case flow::SOCK_XLATE_POINT_POST_DIRECTION_FWD: return "post-xlate-fwd";
+    case flow::SOCK_XLATE_POINT_PRE_DIRECTION_REV: return "pre-xlate-rev";
+    case flow::SOCK_XLATE_POINT_POST_DIRECTION_REV: return "post-xlate-rev";
+    default: return "SOCK_XLATE_POINT_UNKNOWN";
+  }
+}
+
 std::string endpoint(const std::string& ip, uint32_t port, const flow::Endpoint& ep) {
-  std::string s = ep.pod_name().empty() ? ip : ep.namespace_() + "/" + ep.pod_name();
+  std::string s = ep.pod_name().empty() ? (ip.empty() ? "(unbound)" : ip) : ep.namespace_() + "/" + ep.pod_name();
   if (port) s += ":" + std::to_string(port);
   return s;
 }
@@ -174,9 +187,11 @@ std::string formatFlowLine(const flow::Flow& f) {
     o << " (svc " << f.destination_service().namespace_() << "/" << f.destination_service().name() << ")";
   if (!f.source_service().name().empty())
     o << " (reply of svc " << f.source_service().namespace_() << "/" << f.source_service().name() << ")";
-  o << " " << pointName(f.trace_observation_point()) << " " << flow::Verdict_Name(f.verdict());
+  o << " " << pointOf(f) << " " << flow::Verdict_Name(f.verdict());
   if (f.verdict() == flow::DROPPED) o << " (" << flow::DropReason_Name(f.drop_reason_desc()) << ")";
-  if (f.l4().has_tcp()) {
+  if (f.type() == flow::SOCK) {
+    o << (f.l4().has_udp() ? " UDP" : " TCP");  // no packet yet: no flags
+  } else if (f.l4().has_tcp()) {
     const auto& fl = f.l4().tcp().flags();
     std::string flags;
     auto add = [&](bool b, const char* n) {

@@ -212,6 +212,7 @@ std::string kprDetails(const pb::StatusResponse& status) {
     if (status.socket_lb_hooks_size() > 0) {
       details.addRow({"Socket LB Hooks:", join(status.socket_lb_hooks(), ", ")});
     }
+    details.addRow({"Socket LB Tracing:", enabled(status.socket_lb_tracing())});
     details.addRow({"Socket LB Coverage:", "Full"});
   }
   if (status.devices_size() > 0) details.addRow({"Devices:", deviceList(status)});

@@ -19,24 +19,26 @@ _NP_GOTOOLS_LOADED=1
 NP_GOTOOLS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # tool -> main package, module whose version keys the cache
-declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool [hubble]=./hubble
+declare -A NP_GO_TOOL_PKG=([cnitool]=github.com/containernetworking/cni/cnitool [hubble]=./hubble [hubble-relay]=./hubble-relay
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [kubelet]=k8s.io/kubernetes/cmd/kubelet [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler [helm]=helm.sh/helm/v4/cmd/helm
   [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
 declare -A NP_GO_TOOL_MOD=([cnitool]=github.com/containernetworking/cni [hubble]=github.com/cilium/cilium
+  [hubble-relay]=github.com/cilium/cilium
   [kube-apiserver]=k8s.io/kubernetes [kubectl]=k8s.io/kubernetes [kubelet]=k8s.io/kubernetes
   [kube-controller-manager]=k8s.io/kubernetes [kube-scheduler]=k8s.io/kubernetes [helm]=helm.sh/helm/v4
   [etcd]=go.etcd.io/etcd/server/v3 [etcdctl]=go.etcd.io/etcd/etcdctl/v3)
 # tool -> pinned module dir (relative to the repo) when it is not test/tools/go/<tool>: the k8s
-# tier's tools share one module per upstream repository (test/k8s/tools/).
-declare -A NP_GO_TOOL_SRC=([kube-apiserver]=test/k8s/tools/kube [kubectl]=test/k8s/tools/kube
+# tier's tools share one module per upstream repository (test/k8s/tools/); hubble-relay is built
+# from the same pinned cilium module as the hubble CLI.
+declare -A NP_GO_TOOL_SRC=([hubble-relay]=test/tools/go/hubble [kube-apiserver]=test/k8s/tools/kube [kubectl]=test/k8s/tools/kube
   [kubelet]=test/k8s/tools/kube [kube-controller-manager]=test/k8s/tools/kube [kube-scheduler]=test/k8s/tools/kube
   [etcd]=test/k8s/tools/etcd [etcdctl]=test/k8s/tools/etcd)
 # Tools whose module cannot be built as a dependency (replace lines in its go.mod): the module is
 # downloaded (checked against the pin's go.sum), copied out of the module cache and the package
 # (relative to the module root) is built there with -mod=mod.
-declare -A NP_GO_TOOL_INMOD=([hubble]=1)
+declare -A NP_GO_TOOL_INMOD=([hubble]=1 [hubble-relay]=1)
 
 np__go_tool_src() { # <tool>: the pinned module's directory
   printf '%s/%s\n' "$NP_GOTOOLS_REPO" "${NP_GO_TOOL_SRC[$1]:-test/tools/go/$1}"

@@ -291,6 +291,7 @@ pb::StatusResponse cannedStatus() {
   d->set_tc_ingress(true);
   d->set_tc_egress(true);
   r.set_socket_lb(true);
+  r.set_socket_lb_tracing(true);
   r.set_socket_lb_cgroup("/sys/fs/cgroup");
   r.add_socket_lb_hooks("connect4");
   r.add_socket_lb_hooks("sendmsg4");
@@ -346,6 +347,7 @@ TEST(AgentctlStatus, VerboseAddsKprDetailsDevicesMapsAndCounters) {
       "  Status:               True\n"
       "  Socket LB:            Enabled\n"
       "  Socket LB Hooks:      connect4, sendmsg4\n"
+      "  Socket LB Tracing:    Enabled\n"
       "  Socket LB Coverage:   Full\n"
       "  Devices:              ens192 192.168.10.100 (Direct Routing)\n"
       "  Mode:                 SNAT\n"

@@ -14,6 +14,7 @@
 #include "flows/decode.h"
 #include "flows/filter.h"
 #include "flows/hubble_server.h"
+#include "flows/peers.h"
 #include "flows/services.h"
 #include "flows/store.h"
 #include "np_drop.h"
@@ -126,6 +127,80 @@ TEST(FlowsDecode, TranslatedSynBecomesHubbleFlow) {
   EXPECT_EQ(f->node_name(), "node-1");
   EXPECT_EQ(f->interface().index(), 3u);
   EXPECT_FALSE(f->is_reply().value());
+}
+
+// A ClusterIP connect() translated by the socket hook: one record, Hubble's two SOCK flows
+// (pre-xlate-fwd TRACED to the service, post-xlate-fwd TRANSLATED to the backend), named after
+// the service, with the socket cookie and cgroup; agentctl flows prints them as hubble does.
+TEST(FlowsDecode, SocketTranslationBecomesPreAndPostSockFlows) {
+  np_trace_event ev{};
+  ev.ktime = 5'000'000'000ULL;
+  ev.type = NP_EVENT_TRACE_SOCK;
+  ev.point = NP_TRACE_UNKNOWN;
+  ev.verdict = NP_VERDICT_TRANSLATED;
+  ev.rev_nat_id = 7;
+  ev.flags = NP_EVENT_F_XLATED;
+  ev.orig_daddr = htonl(0x0a2b0014);  // 10.43.0.20
+  ev.orig_dport = htons(80);
+  np_trace_sock sk{};
+  sk.xlated_daddr = htonl(0x0a00020a);  // 10.0.2.10
+  sk.xlated_dport = htons(8080);
+  sk.l4_proto = 6;
+  sk.xlate_point = NP_SOCK_XLATE_POST_FWD;
+  sk.sock_cookie = 4242;
+  sk.cgroup_id = 99;
+  std::memcpy(ev.data, &sk, sizeof sk);
+  DecodeContext ctx;
+  ctx.nodeName = "n1";
+  ctx.service = [](uint16_t id) -> std::optional<ServiceName> {
+    if (id == 7) return ServiceName{"web", "default"};
+    return std::nullopt;
+  };
+  ctx.pod = [](uint32_t a) -> std::optional<PodInfo> {
+    if (a == htonl(0x0a00020a)) return PodInfo{"p1", "default", {}};
+    return std::nullopt;
+  };
+  EXPECT_FALSE(decodeEvent(&ev, sizeof ev, ctx));  // no packet to parse
+  auto fs = decodeEvents(&ev, sizeof ev, ctx);
+  ASSERT_EQ(fs.size(), 2u);
+  const flow::Flow &pre = fs[0], &post = fs[1];
+  EXPECT_EQ(pre.type(), flow::SOCK);
+  EXPECT_EQ(pre.verdict(), flow::TRACED);
+  EXPECT_EQ(pre.sock_xlate_point(), flow::SOCK_XLATE_POINT_PRE_DIRECTION_FWD);
+  EXPECT_EQ(pre.event_type().type(), 7);
+  EXPECT_EQ(pre.event_type().sub_type(), 1);
+  EXPECT_EQ(pre.ip().destination(), "10.43.0.20");
+  EXPECT_EQ(pre.l4().tcp().destination_port(), 80u);
+  EXPECT_EQ(pre.ip().source(), "");  // the socket is not bound yet
+  EXPECT_EQ(post.verdict(), flow::TRANSLATED);
+  EXPECT_EQ(post.sock_xlate_point(), flow::SOCK_XLATE_POINT_POST_DIRECTION_FWD);
+  EXPECT_EQ(post.ip().destination(), "10.0.2.10");
+  EXPECT_EQ(post.l4().tcp().destination_port(), 8080u);
+  EXPECT_EQ(post.destination().pod_name(), "p1");
+  for (const auto& f : fs) {
+    EXPECT_EQ(f.destination_service().name(), "web");
+    EXPECT_EQ(f.socket_cookie(), 4242u);
+    EXPECT_EQ(f.cgroup_id(), 99u);
+    EXPECT_EQ(f.node_name(), "n1");
+  }
+  std::string line = nodepath::agentctl::formatFlowLine(post);
+  EXPECT_NE(line.find(": (unbound) -> default/p1:8080 (svc default/web) post-xlate-fwd TRANSLATED TCP"), std::string::npos)
+      << line;
+  line = nodepath::agentctl::formatFlowLine(pre);
+  EXPECT_NE(line.find(": (unbound) -> 10.43.0.20:80 (svc default/web) pre-xlate-fwd TRACED TCP"), std::string::npos)
+      << line;
+  // Field numbers hubble reads, as in Hubble's flow.proto.
+  const auto* d = flow::Flow::descriptor();
+  EXPECT_EQ(d->FindFieldByName("sock_xlate_point")->number(), 31);
+  EXPECT_EQ(d->FindFieldByName("socket_cookie")->number(), 32);
+  EXPECT_EQ(d->FindFieldByName("cgroup_id")->number(), 33);
+
+  // An unknown protocol in the record is no flow (counted as undecodable by the reader).
+  sk.l4_proto = 1;
+  std::memcpy(ev.data, &sk, sizeof sk);
+  EXPECT_TRUE(decodeEvents(&ev, sizeof ev, ctx).empty());
+  // A record too short for its socket part is refused too.
+  EXPECT_TRUE(decodeEvents(&ev, offsetof(np_trace_event, data) + 4, ctx).empty());
 }
 
 TEST(FlowsDecode, DropCarriesReasonAndShortOrForeignRecordsAreRefused) {
@@ -259,6 +334,75 @@ TEST(FlowsGetFlows, NumberFirstSinceAndFollow) {
   gone = true;
   t.join();
   EXPECT_EQ(got, (std::vector<uint32_t>{1009, 2000}));
+}
+
+// hubble-relay learns the nodes from one node's peer service: every node is announced with the
+// address relay dials, then deletions, additions and address changes as they happen.
+TEST(HubblePeers, NotifyAnnouncesEveryNodeThenChanges) {
+  auto str = [](const std::vector<peer::ChangeNotification>& v) {
+    std::string out;
+    for (const auto& n : v)
+      out += peer::ChangeNotificationType_Name(n.type()) + " " + n.name() + " " + n.address() + ";";
+    return out;
+  };
+  EXPECT_EQ(str(peerChanges({}, {{"n2", "192.168.10.101:4244"}, {"n1", "192.168.10.100:4244"}})),
+            "PEER_ADDED n1 192.168.10.100:4244;PEER_ADDED n2 192.168.10.101:4244;");
+  EXPECT_EQ(str(peerChanges({{"n1", "a:1"}, {"n2", "b:1"}}, {{"n1", "a:2"}, {"n3", "c:1"}})),
+            "PEER_DELETED n2 b:1;PEER_ADDED n3 c:1;PEER_UPDATED n1 a:2;");
+  EXPECT_EQ(str(peerChanges({{"n1", "a:1"}}, {{"n1", "a:1"}})), "");
+
+  PeerSet set;
+  uint64_t g0 = 0;
+  set.get(&g0);
+  set.set({{"n2", "192.168.10.101:4244"}, {"n1", "192.168.10.100:4244"}, {"n1", "dup:1"}});
+  uint64_t g1 = 0;
+  auto now = set.get(&g1);
+  ASSERT_EQ(now.size(), 2u);  // sorted, the duplicate name dropped
+  EXPECT_EQ(now[0], (Peer{"n1", "192.168.10.100:4244"}));
+  EXPECT_NE(g0, g1);
+  set.set(now);  // unchanged: no wake-up
+  uint64_t g2 = 0;
+  set.get(&g2);
+  EXPECT_EQ(g1, g2);
+
+  std::atomic<bool> gone{false};
+  std::mutex mu;
+  std::vector<peer::ChangeNotification> got;
+  std::thread t([&] {
+    servePeers(
+        set,
+        [&](const peer::ChangeNotification& n) {
+          std::lock_guard<std::mutex> l(mu);
+          got.push_back(n);
+          return true;
+        },
+        [&] { return gone.load(); });
+  });
+  auto waitFor = [&](size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (got.size() >= n) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  waitFor(2);
+  set.set({{"n1", "192.168.10.100:4244"}});  // n2 left the cluster
+  waitFor(3);
+  gone = true;
+  t.join();
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(str(got), "PEER_ADDED n1 192.168.10.100:4244;PEER_ADDED n2 192.168.10.101:4244;"
+                      "PEER_DELETED n2 192.168.10.101:4244;");
+
+  // A closed set (agent shutdown) ends the stream even while the client stays.
+  PeerSet closing;
+  closing.set({{"n1", "a:1"}});
+  std::thread t2([&] { servePeers(closing, [](const peer::ChangeNotification&) { return true; }, [] { return false; }); });
+  closing.close();
+  t2.join();
 }
 
 TEST(FlowsServices, RevNatIdNamesItsService) {
