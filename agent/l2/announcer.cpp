@@ -74,10 +74,13 @@ std::vector<std::string> Announcer::liveNodes(Time now) const {
   return out;
 }
 
-std::string Announcer::preferred(const std::string& lease, Time now) const {
+namespace {
+
+std::string highestScore(const std::vector<std::string>& nodes, const std::string& lease, const std::string& except) {
   std::string best;
   uint64_t bestScore = 0;
-  for (const auto& n : liveNodes(now)) {
+  for (const auto& n : nodes) {
+    if (n == except) continue;
     const uint64_t sc = rendezvousScore(n, lease);
     if (best.empty() || sc > bestScore || (sc == bestScore && n < best)) {
       best = n;
@@ -85,6 +88,13 @@ std::string Announcer::preferred(const std::string& lease, Time now) const {
     }
   }
   return best;
+}
+
+}  // namespace
+
+std::string Announcer::preferred(const std::string& lease, Time now) const {
+  auto it = svcs_.find(lease);
+  return highestScore(liveNodes(now), lease, it == svcs_.end() ? std::string() : it->second.releasedBy);
 }
 
 void Announcer::lapse() {
@@ -221,19 +231,6 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
   std::vector<Candidate> cands;
   std::set<std::string> confirming;          // dead holders a confirmation is planned for
   const std::vector<std::string> live = liveNodes(now);
-  auto preferredOf = [&](const std::string& lease, const std::string& except) {
-    std::string best;
-    uint64_t bestScore = 0;
-    for (const auto& n : live) {
-      if (n == except) continue;
-      const uint64_t sc = rendezvousScore(n, lease);
-      if (best.empty() || sc > bestScore || (sc == bestScore && n < best)) {
-        best = n;
-        bestScore = sc;
-      }
-    }
-    return best;
-  };
   fallbackDue_ = {};
   for (auto it = svcs_.begin(); it != svcs_.end();) {
     const std::string& name = it->first;
@@ -276,7 +273,7 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
     }
     if (s.acquirableSince == Time{}) s.acquirableSince = now;
     // One candidate per service: the others give the preferred node time to reach it.
-    const std::string pref = preferredOf(name, s.releasedBy);
+    const std::string pref = highestScore(live, name, s.releasedBy);
     if (pref != node_) {
       Time from = s.acquirableSince;
       if (auto p = progress_.find(pref); p != progress_.end()) from = std::max(from, p->second);

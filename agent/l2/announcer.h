@@ -133,7 +133,8 @@ class Announcer {
   // as a write's precondition needs). Until then the announcer writes no service Lease.
   void setCacheSynced();
 
-  // The node this one believes should acquire `lease` now ("" when no node is live).
+  // The node this one believes should acquire `lease` now: the highest rendezvousScore among the
+  // live nodes but the one that last handed it back ("" when none).
   std::string preferred(const std::string& lease, Time now) const;
 
   // The requests to send now. Every one is answered with onGet / onWrite (failed: the request
