@@ -151,7 +151,7 @@ held_by() { # <node> <n>: every bench Lease is held by <node>
 answering() { # <node>: how many addresses its agent answers for
   lab_agentctl "$1" -o json status 2>/dev/null | jq '[.l2.announcements[]? | select(.answering == true)] | length'
 }
-rate() { awk -v n="$1" -v ms="$2" 'BEGIN {printf "%.1f", ms > 0 ? n * 1000 / ms : 0}'; }
+rate() { awk -v n="$1" -v ms="$2" 'BEGIN {printf "%.1f", (ms > 0 ? n * 1000 / ms : 0)}'; }
 secs() { awk -v ms="$1" 'BEGIN {printf "%.1f", ms / 1000}'; }
 echo
 echo "| announced services | Lease requests to all held (both agents) | time to all held, s | requests/s to all held: mean, peak (1 s samples) | steady state, requests/s (10 s) |"
