@@ -175,6 +175,7 @@ for n in $SIZES; do
     fi
   done
   r1=$(requests) t1=$(now_ms)
+  [[ $peak != 0 ]] || peak="-" # held before the first 1 s sample
   sleep 10 # a fixed window to count steady-state requests in, not a synchronisation
   r2=$(requests)
   echo "| $n | $((r1 - r0)) | $(secs $((t1 - t0))) | $(rate $((r1 - r0)) $((t1 - t0))), $peak | $(rate $((r2 - r1)) 10000) |"

@@ -102,10 +102,35 @@ void Announcer::lapse() {
   for (auto& [_, s] : svcs_) s.verified = false;
 }
 
+// A lapse (the heartbeat's renew deadline passed) makes this node silent at once (answering()
+// checks selfAlive). It forgets what it held only when the lapse was long enough for another node
+// to have confirmed it dead: a renewal answered before leaseDuration after the send time s of the
+// last renewal that succeeded before the lapse forgives it. Why that is safe: renewals are
+// sequential, so an observer that confirms this node dead saw the renewal sent at s (or a later
+// one) unchanged in a GET it sent at least leaseDuration after observing it, hence at or after
+// s + leaseDuration; the renewal that ends the lapse was applied before its answer arrived here,
+// before s + leaseDuration, so that GET sees it and confirms nothing. Older confirmations were
+// made during an earlier, long lapse, after which every Lease this node answers for again was
+// rewritten (their confirmed states are stale: the takeover PUT fails). Without this, every blip
+// of the API server longer than the renew deadline cost a rewrite of every held Lease.
+void Announcer::checkLapse(Time now) {
+  const bool alive = selfAlive(now);
+  if (wasAlive_ && !alive) {
+    inLapse_ = true;
+    lastGoodSend_ = selfAliveUntil_ - t_.renewDeadline;
+  }
+  if (inLapse_ && now >= lastGoodSend_ + t_.leaseDuration) {
+    inLapse_ = false;
+    lapse();
+  }
+  wasAlive_ = alive;
+}
+
 void Announcer::setSelfAliveUntil(Time until, Time now) {
-  if (!selfAlive(now)) lapse();
-  wasAlive_ = selfAlive(now);
+  checkLapse(now);
   selfAliveUntil_ = until;
+  if (selfAlive(now)) inLapse_ = false;  // renewed in time: forgiven (checkLapse wiped a long one)
+  wasAlive_ = selfAlive(now);
 }
 
 void Announcer::setDesired(std::map<std::string, std::vector<Announcement>> desired) {
@@ -224,9 +249,8 @@ lease::Record Announcer::acquireRecord(const Svc& s, const std::string& nowText)
 }
 
 std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowText) {
+  checkLapse(now);
   const bool alive = selfAlive(now);
-  if (wasAlive_ && !alive) lapse();
-  wasAlive_ = alive;
 
   std::vector<Candidate> cands;
   std::set<std::string> confirming;          // dead holders a confirmation is planned for

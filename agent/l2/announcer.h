@@ -29,8 +29,10 @@
 //   the API server and goes ahead only when its resourceVersion is still the one last observed
 //   (or it is gone or released): then the heartbeat really was not renewed for leaseDuration, and
 //   the holder has been silent since before its renew deadline.
-// - A node whose own heartbeat lapsed forgets what it held: before it answers again it re-reads
-//   each service Lease with a GET (someone may have taken over while its watch was behind).
+// - A node whose own heartbeat lapsed for long enough that another may have judged it dead
+//   forgets what it held: before it answers again it rewrites each service Lease it believes it
+//   holds, on its resourceVersion (someone may have taken over while its watch was behind). A
+//   shorter lapse only silences it (checkLapse in announcer.cpp says why that is safe).
 // - Withdrawal (policy or service change, agent stopping) stops answering at once and then hands
 //   the Lease back (holder ""), so another node takes over without waiting.
 //
@@ -201,6 +203,7 @@ class Announcer {
   lease::Record acquireRecord(const Svc& s, const std::string& nowText) const;
   void observeHeartbeat(const std::string& node, std::optional<lease::Lease> l, Time at);
   void lapse();
+  void checkLapse(Time now);
   std::vector<std::string> liveNodes(Time now) const;
   bool takeToken(Time now);
   Time nextToken(Time now) const;
@@ -209,6 +212,8 @@ class Announcer {
   lease::Timings t_;
   Time selfAliveUntil_{};
   bool wasAlive_ = false;
+  bool inLapse_ = false;    // silent since the renew deadline; not yet judged long or forgiven
+  Time lastGoodSend_{};     // the send time of the last renewal before the lapse
   uint64_t epoch_ = 0;  // heartbeat lapses so far
   std::map<std::string, Svc> svcs_;
   std::map<std::string, Heartbeat> hbs_;

@@ -468,4 +468,37 @@ TEST(L2Announcer, AHolderThatReturnsDuringAPacedTakeoverNeverAnswersWithTheSurvi
   }
 }
 
+TEST(L2Announcer, AShortHeartbeatLapseCostsNoRewritesALongOneRewritesEverything) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(100));
+  run({&a}, api, now, now + 8s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 100u);
+  b.ann.setDesired(services(100));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  // Cut a off right after a renewal, and heal it in time for the renewal at its renew deadline:
+  // it was silent (or about to be) but nobody could have judged it dead.
+  while (a.hb.leaderUntil() - kT.renewDeadline != now) run({&a, &b}, api, now, now + 50ms, [](Time) { return false; });
+  const Time renewed = now;
+  const uint64_t writes = api.serviceWrites;
+  a.partitioned = true;
+  run({&a, &b}, api, now, renewed + kT.renewDeadline - 100ms, [](Time) { return false; });
+  a.partitioned = false;
+  bool bAnswered = false;
+  run({&a, &b}, api, now, now + 2s, [&](Time t) { return bAnswered = bAnswered || !b.ann.answering(t).empty(); });
+  EXPECT_FALSE(bAnswered);
+  EXPECT_EQ(a.ann.answering(now).size(), 100u);
+  EXPECT_EQ(api.serviceWrites, writes);  // no rewrite of the 100 Leases
+  // A long lapse (no one else to take over) is not forgiven: a rewrites each Lease first.
+  b.running = false;
+  a.partitioned = true;
+  run({&a}, api, now, now + kT.leaseDuration + 1s, [](Time) { return false; });
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  a.partitioned = false;
+  run({&a}, api, now, now + 10s, [](Time) { return false; });
+  EXPECT_EQ(a.ann.answering(now).size(), 100u);
+  EXPECT_EQ(api.serviceWrites, writes + 100);
+}
+
 }  // namespace
