@@ -61,8 +61,13 @@
 //   lease duration, the last after about services / rate more). Answering before the write (on
 //   the dead heartbeat alone) is not done: the service Lease's holder would then be read from the
 //   watch cache, which may be stale (a Lease the dead node released and a third node acquired),
-//   and two survivors with different views of who is alive would each pick themselves; see
-//   bench/README.md (L2 section) for the numbers and what a safe version needs.
+//   and two survivors with different views of who is alive would each pick themselves. A safe
+//   version would need: the cache proved fresh (the watch has delivered this node's own latest
+//   heartbeat renewal, so every write committed before it is seen), provisional answering only by
+//   the preferred node among nodes with a held heartbeat Lease, only by a node continuously alive
+//   for a lease duration, each provisional answer bounded (confirming GET's send time + a window
+//   the paced writes fit in), and a returning holder waiting that window before it rewrites what
+//   it held after a long lapse. Numbers: bench/README.md, L2 section.
 #pragma once
 
 #include <cstdint>
