@@ -8,6 +8,24 @@ namespace np::l2 {
 
 std::string heartbeatLeaseName(const std::string& node) { return kHeartbeatLeasePrefix + node; }
 
+uint64_t rendezvousScore(const std::string& node, const std::string& lease) {
+  // FNV-1a over "node\0lease", then splitmix64's finaliser so that similar names spread.
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](unsigned char c) {
+    h ^= c;
+    h *= 1099511628211ull;
+  };
+  for (unsigned char c : node) mix(c);
+  mix(0);
+  for (unsigned char c : lease) mix(c);
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
+}
+
 namespace {
 
 // resourceVersions are opaque, but the API server's are etcd revisions: when both are numbers an
@@ -24,27 +42,127 @@ bool older(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-Announcer::Announcer(std::string node, lease::Timings timings)
-    : node_(std::move(node)), t_(lease::Timings::sanitise(timings)) {}
+Announcer::Announcer(std::string node, lease::Timings timings, Pacing pacing)
+    : node_(std::move(node)), t_(lease::Timings::sanitise(timings)), pacing_(pacing) {
+  pacing_.burst = std::max(1, pacing_.burst);
+  tokens_ = pacing_.burst;
+}
+
+bool Announcer::takeToken(Time now) {
+  if (pacing_.ratePerSecond <= 0) return true;
+  if (now > refilledAt_) {
+    const double secs = std::chrono::duration<double>(now - refilledAt_).count();
+    tokens_ = std::min<double>(pacing_.burst, tokens_ + secs * pacing_.ratePerSecond);
+    refilledAt_ = now;
+  }
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+Announcer::Time Announcer::nextToken(Time now) const {
+  if (pacing_.ratePerSecond <= 0 || tokens_ >= 1) return now;
+  const auto need = std::chrono::duration<double>((1 - tokens_) / pacing_.ratePerSecond);
+  return std::max(now, refilledAt_ + std::chrono::ceil<lease::Clock::duration>(need));
+}
+
+std::vector<std::string> Announcer::liveNodes(Time now) const {
+  std::vector<std::string> out;
+  if (selfAlive(now)) out.push_back(node_);
+  for (const auto& [node, hb] : hbs_)
+    if (hb.exists && !hb.holder.empty() && now < hb.observedAt + t_.leaseDuration) out.push_back(node);
+  return out;
+}
+
+namespace {
+
+std::string highestScore(const std::vector<std::string>& nodes, const std::string& lease, const std::string& except) {
+  std::string best;
+  uint64_t bestScore = 0;
+  for (const auto& n : nodes) {
+    if (n == except) continue;
+    const uint64_t sc = rendezvousScore(n, lease);
+    if (best.empty() || sc > bestScore || (sc == bestScore && n < best)) {
+      best = n;
+      bestScore = sc;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+std::string Announcer::preferred(const std::string& lease, Time now) const {
+  auto it = svcs_.find(lease);
+  return highestScore(liveNodes(now), lease, it == svcs_.end() ? std::string() : it->second.releasedBy);
+}
 
 void Announcer::lapse() {
   ++epoch_;
   for (auto& [_, s] : svcs_) s.verified = false;
 }
 
+// A lapse (the heartbeat's renew deadline passed) makes this node silent at once (answering()
+// checks selfAlive). It forgets what it held only when the lapse was long enough for another node
+// to have confirmed it dead: a renewal answered before leaseDuration after the send time s of the
+// last renewal that succeeded before the lapse forgives it. Why that is safe: renewals are
+// sequential, so an observer that confirms this node dead saw the renewal sent at s (or a later
+// one) unchanged in a GET it sent at least leaseDuration after observing it, hence at or after
+// s + leaseDuration; the renewal that ends the lapse was applied before its answer arrived here,
+// before s + leaseDuration, so that GET sees it and confirms nothing. Older confirmations were
+// made during an earlier, long lapse, after which every Lease this node answers for again was
+// rewritten (their confirmed states are stale: the takeover PUT fails). Without this, every blip
+// of the API server longer than the renew deadline cost a rewrite of every held Lease.
+void Announcer::checkLapse(Time now) {
+  const bool alive = selfAlive(now);
+  if (wasAlive_ && !alive) {
+    inLapse_ = true;
+    lastGoodSend_ = selfAliveUntil_ - t_.renewDeadline;
+  }
+  if (inLapse_ && now >= lastGoodSend_ + t_.leaseDuration) {
+    inLapse_ = false;
+    lapse();
+  }
+  wasAlive_ = alive;
+}
+
 void Announcer::setSelfAliveUntil(Time until, Time now) {
-  if (!selfAlive(now)) lapse();
-  wasAlive_ = selfAlive(now);
+  checkLapse(now);
   selfAliveUntil_ = until;
+  if (selfAlive(now)) inLapse_ = false;  // renewed in time: forgiven (checkLapse wiped a long one)
+  wasAlive_ = selfAlive(now);
 }
 
 void Announcer::setDesired(std::map<std::string, std::vector<Announcement>> desired) {
   for (auto& [name, s] : svcs_) s.desired = false;
   for (auto& [name, ann] : desired) {
-    auto& s = svcs_[name];
+    auto [it, fresh] = svcs_.try_emplace(name);
+    Svc& s = it->second;
+    if (fresh) {  // start from the watch's cache: no GET
+      if (auto c = cache_.find(name); c != cache_.end()) {
+        s.known = true;
+        s.exists = true;
+        s.lease = c->second.lease;
+        s.stateAt = c->second.at;
+        if (!s.lease.record.holder.empty() && s.lease.record.holder != node_ && !hbs_.count(s.lease.record.holder))
+          observeHeartbeat(s.lease.record.holder, std::nullopt, c->second.at);  // unknown: judged from then
+      } else if (cacheSynced_) {
+        s.known = true;
+        s.exists = false;
+      }
+    }
     s.ann = std::move(ann);
     s.desired = true;
   }
+}
+
+void Announcer::setCacheSynced() {
+  cacheSynced_ = true;
+  for (auto& [name, s] : svcs_)
+    if (!s.known && !s.inFlight && !cache_.count(name)) {
+      s.known = true;
+      s.exists = false;
+    }
 }
 
 bool Announcer::holds(const Svc& s) const { return s.known && s.exists && s.lease.record.holder == node_; }
@@ -69,11 +187,33 @@ void Announcer::observe(const std::string& name, std::optional<lease::Lease> l, 
     if (node != node_) observeHeartbeat(node, std::move(l), at);
     return;
   }
+  auto c = cache_.find(name);
+  if (l && c != cache_.end() && older(l->resourceVersion, c->second.lease.resourceVersion)) {
+    // an older event than what we have (our own write's answer came first)
+  } else if (l) {
+    cache_[name] = Cached{*l, at};
+  } else if (c != cache_.end()) {
+    cache_.erase(c);
+  }
   auto it = svcs_.find(name);
   if (it == svcs_.end()) return;
   Svc& s = it->second;
   if (l && s.known && s.exists && older(l->resourceVersion, s.lease.resourceVersion)) return;
+  // The watch caught up with whatever a 409 told us: act on it rather than GET.
+  const bool changed = !s.known || l.has_value() != s.exists || (l && l->resourceVersion != s.lease.resourceVersion);
+  if (changed && !s.inFlight) {
+    s.mustRead = false;
+    s.retryAt = {};
+  }
+  if (changed) s.stateAt = at;
+  if (changed && l && !l->record.holder.empty() && l->record.holder != node_ &&
+      !(s.known && s.exists && s.lease.record.holder == l->record.holder))
+    progress_[l->record.holder] = at;
   const bool wasOurs = holds(s);
+  if (l && l->record.holder.empty() && s.known && s.exists && !s.lease.record.holder.empty())
+    s.releasedBy = s.lease.record.holder;
+  else if (l && !l->record.holder.empty())
+    s.releasedBy.clear();
   s.known = true;
   s.exists = l.has_value();
   if (l) s.lease = *l;
@@ -109,11 +249,13 @@ lease::Record Announcer::acquireRecord(const Svc& s, const std::string& nowText)
 }
 
 std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowText) {
+  checkLapse(now);
   const bool alive = selfAlive(now);
-  if (wasAlive_ && !alive) lapse();
-  wasAlive_ = alive;
 
-  std::vector<Action> out;
+  std::vector<Candidate> cands;
+  std::set<std::string> confirming;          // dead holders a confirmation is planned for
+  const std::vector<std::string> live = liveNodes(now);
+  fallbackDue_ = {};
   for (auto it = svcs_.begin(); it != svcs_.end();) {
     const std::string& name = it->first;
     Svc& s = it->second;
@@ -126,48 +268,86 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
         Action a{Action::Kind::Update, name, {}, s.lease.record, s.lease.resourceVersion};
         a.record.holder.clear();
         a.record.renewTime = nowText;
-        s.inFlight = true;
-        s.verified = false;
-        out.push_back(std::move(a));
+        cands.push_back({kWithdraw, std::move(a), &s});
         ++it;
       } else {
         it = svcs_.erase(it);
       }
       continue;
     }
-    if (s.mustRead || !s.known) {
-      s.inFlight = true;
-      out.push_back(Action{Action::Kind::GetService, name, {}, {}, {}});
-      ++it;
+    ++it;
+    if (s.mustRead) {
+      cands.push_back({kReread, Action{Action::Kind::GetService, name, {}, {}, {}}, &s});
       continue;
     }
-    // Writes that make this node the holder (or re-verify it) only from a node that may answer.
-    if (alive) {
-      if (!s.exists) {
-        s.inFlight = true;
-        s.sentEpoch = epoch_;
-        out.push_back(Action{Action::Kind::Create, name, {}, acquireRecord(s, nowText), {}});
-      } else {
-        const std::string& holder = s.lease.record.holder;
-        if ((holder == node_ && !s.verified) || holder.empty()) {
-          s.inFlight = true;
-          s.sentEpoch = epoch_;
-          out.push_back(Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion});
-        } else if (holder != node_ && heartbeatDead(holder, now)) {
-          auto& hb = hbs_[holder];
-          if (hb.confirmed) {
-            s.inFlight = true;
-            s.sentEpoch = epoch_;
-            out.push_back(
-                Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion});
-          } else if (!hbInFlight_.count(holder) && now >= hb.retryAt) {
-            hbInFlight_.insert(holder);
-            out.push_back(Action{Action::Kind::GetHeartbeat, heartbeatLeaseName(holder), holder, {}, {}});
-          }
-        }
+    // Writes that make this node the holder (or re-verify it) only from a node that may answer,
+    // and only once the cache can tell absent from not yet listed.
+    if (!s.known || !alive) continue;
+    const std::string holder = s.exists ? s.lease.record.holder : std::string();
+    if (s.exists && holder == node_) {
+      s.acquirableSince = {};
+      if (!s.verified)
+        cands.push_back({kReverify, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
+      continue;
+    }
+    const bool takeover = s.exists && !holder.empty();
+    if (takeover && !heartbeatDead(holder, now)) {
+      s.acquirableSince = {};
+      continue;
+    }
+    if (s.acquirableSince == Time{}) s.acquirableSince = now;
+    // One candidate per service: the others give the preferred node time to reach it.
+    const std::string pref = highestScore(live, name, s.releasedBy);
+    if (pref != node_) {
+      Time from = s.acquirableSince;
+      if (auto p = progress_.find(pref); p != progress_.end()) from = std::max(from, p->second);
+      const Time until = from + t_.retryPeriod;
+      if (now < until) {
+        if (fallbackDue_ == Time{} || until < fallbackDue_) fallbackDue_ = until;
+        continue;
       }
     }
-    ++it;
+    if (!takeover) {
+      if (!s.exists)
+        cands.push_back({kAcquire, Action{Action::Kind::Create, name, {}, acquireRecord(s, nowText), {}}, &s});
+      else
+        cands.push_back({kAcquire, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
+      continue;
+    }
+    // One confirmation serves every takeover from the same holder whose Lease was observed before
+    // the confirming GET was sent. Why that is enough: the GET found the holder's heartbeat
+    // unchanged for leaseDuration, so the holder lapsed (it stopped answering at its renew
+    // deadline and forgot what it held: lapse()). To answer for a service again it must first
+    // rewrite that service's Lease, after a new heartbeat renewal, which the server applied after
+    // it served our GET. A service Lease state we observed before sending the GET therefore
+    // predates any such rewrite; our PUT's precondition on it fails if the holder got there first.
+    // A state observed later (a re-read after a 409) may include a rewrite: confirm again.
+    auto& hb = hbs_[holder];
+    if (hb.confirmed && s.stateAt <= hb.confirmSentAt) {
+      cands.push_back({kTakeover, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
+    } else if (!hbInFlight_.count(holder) && now >= hb.retryAt && confirming.insert(holder).second) {
+      hb.confirmed = false;
+      cands.push_back({kConfirm, Action{Action::Kind::GetHeartbeat, heartbeatLeaseName(holder), holder, {}, {}}, nullptr});
+    }
+  }
+
+  std::stable_sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) { return a.prio < b.prio; });
+  std::vector<Action> out;
+  backlog_ = false;
+  for (auto& c : cands) {
+    if (!takeToken(now)) {
+      backlog_ = true;
+      break;
+    }
+    if (!c.svc) {
+      hbInFlight_.insert(c.action.node);
+      hbs_[c.action.node].confirmSentAt = now;
+    } else {
+      c.svc->inFlight = true;
+      if (c.prio == kWithdraw) c.svc->verified = false;
+      else if (c.action.kind != Action::Kind::GetService) c.svc->sentEpoch = epoch_;
+    }
+    out.push_back(std::move(c.action));
   }
   return out;
 }
@@ -208,26 +388,33 @@ void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcom
   Svc& s = it->second;
   s.inFlight = false;
   const bool release = a.record.holder.empty();
-  if (!release && s.exists && !s.lease.record.holder.empty() && s.lease.record.holder != node_)
-    hbs_[s.lease.record.holder].confirmed = false;  // a takeover's confirmation is used once
   switch (outcome) {
     case lease::WriteOutcome::Ok:
       if (stored) {
         s.known = true;
         s.exists = true;
         s.lease = *stored;
+        s.stateAt = sentAt;
       } else {
         s.mustRead = true;
       }
       // Verified only when no lapse came between sending and the answer: a write applied after
       // our heartbeat went stale may already have been taken over by a node that read it.
       if (!release) s.verified = s.sentEpoch == epoch_;
+      if (stored) cache_[a.lease] = Cached{*stored, sentAt};
       if (release && !s.desired) svcs_.erase(it);
       break;
-    case lease::WriteOutcome::Conflict:
-      s.mustRead = true;
+    case lease::WriteOutcome::Conflict: {
+      // Re-read only when the watch has not already told us what beat us; give it a retry
+      // period to (observe() clears mustRead when it delivers a change).
+      const bool stale = a.kind == Action::Kind::Create ? !s.exists : (s.exists && s.lease.resourceVersion == a.resourceVersion);
+      if (stale) {
+        s.mustRead = true;
+        s.retryAt = sentAt + t_.retryPeriod;
+      }
       s.verified = false;
       break;
+    }
     case lease::WriteOutcome::Failed:
       s.mustRead = true;
       s.verified = false;
@@ -242,6 +429,8 @@ Announcer::Time Announcer::nextDue(Time now) const {
     if (t > now && t < due) due = t;
   };
   if (selfAlive(now)) consider(selfAliveUntil_);
+  if (backlog_) consider(std::max(nextToken(now), now + std::chrono::milliseconds(1)));
+  if (fallbackDue_ != Time{}) consider(fallbackDue_);
   for (const auto& [_, s] : svcs_) {
     if (s.inFlight) continue;
     consider(s.retryAt);

@@ -29,10 +29,45 @@
 //   the API server and goes ahead only when its resourceVersion is still the one last observed
 //   (or it is gone or released): then the heartbeat really was not renewed for leaseDuration, and
 //   the holder has been silent since before its renew deadline.
-// - A node whose own heartbeat lapsed forgets what it held: before it answers again it re-reads
-//   each service Lease with a GET (someone may have taken over while its watch was behind).
+// - A node whose own heartbeat lapsed for long enough that another may have judged it dead
+//   forgets what it held: before it answers again it rewrites each service Lease it believes it
+//   holds, on its resourceVersion (someone may have taken over while its watch was behind). A
+//   shorter lapse only silences it (checkLapse in announcer.cpp says why that is safe).
 // - Withdrawal (policy or service change, agent stopping) stops answering at once and then hands
 //   the Lease back (holder ""), so another node takes over without waiting.
+//
+// Cheap, paced acquisition (issue 10: 1,000 services created at once):
+// - No GET before a write: the Lease watch's cache says who holds what (setCacheSynced once the
+//   first list is in; a service with no Lease in a synced cache is absent). A stale cache costs a
+//   409, never safety: every write carries its precondition (POST fails when the Lease exists, PUT
+//   on the resourceVersion). After a 409 the node waits a retry period for the watch to catch up
+//   and GETs only if it has not.
+// - One candidate per service: the preferred node is the highest rendezvous hash of (node, Lease)
+//   over the live nodes (this one and those whose heartbeat Lease is held and not judged dead).
+//   The preferred node writes at once; the others wait until the preferred node has made no
+//   progress (acquired no service Lease they saw) for a retry period, so that a preferred node
+//   working through a paced backlog is not raced, and one that does not want the service (its
+//   policy does not select it) costs a retry period after its backlog, not a double write. The
+//   node that handed a Lease back is no candidate for it. A new service costs one POST.
+// - Service-Lease requests (GETs, writes, takeover confirmations) spend a token bucket
+//   (Pacing, default kLeaseRequestRate/s with a burst of kLeaseRequestBurst: a constant, not a
+//   flag), in priority order: withdrawals, confirmations of dead holders, rewrites of Leases this
+//   node holds but must re-verify, takeovers, re-reads, new acquisitions. The heartbeat is outside
+//   the bucket (its own Client and LeaseRunner in the controller): 1,000 pending acquisitions
+//   never delay a renewal. releaseAll() (the agent stopping) is not paced: it is bounded by the
+//   renew deadline and a stopping node should hand everything back before it is killed.
+// - Takeover of a dead holder's services is paced too: with 1,000 services on the dead node the
+//   survivor answers each one after its PUT, at the bucket's rate (the first within the heartbeat
+//   lease duration, the last after about services / rate more). Answering before the write (on
+//   the dead heartbeat alone) is not done: the service Lease's holder would then be read from the
+//   watch cache, which may be stale (a Lease the dead node released and a third node acquired),
+//   and two survivors with different views of who is alive would each pick themselves. A safe
+//   version would need: the cache proved fresh (the watch has delivered this node's own latest
+//   heartbeat renewal, so every write committed before it is seen), provisional answering only by
+//   the preferred node among nodes with a held heartbeat Lease, only by a node continuously alive
+//   for a lease duration, each provisional answer bounded (confirming GET's send time + a window
+//   the paced writes fit in), and a returning holder waiting that window before it rewrites what
+//   it held after a long lapse. Numbers: bench/README.md, L2 section.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +84,18 @@ namespace np::l2 {
 
 inline constexpr const char* kHeartbeatLeasePrefix = "nodepath-l2-node-";
 std::string heartbeatLeaseName(const std::string& node);
+
+// The budget of one agent's service-Lease requests: 20/s per agent keeps two agents (plus their
+// heartbeats, 2/s each at the default retry period) under 50 requests/s for the whole cluster.
+inline constexpr double kLeaseRequestRate = 20.0;
+inline constexpr int kLeaseRequestBurst = 20;
+struct Pacing {
+  double ratePerSecond = kLeaseRequestRate;  // <= 0: unpaced
+  int burst = kLeaseRequestBurst;
+};
+
+// Rendezvous (highest random weight) score of `node` for `lease`: the same on every node.
+uint64_t rendezvousScore(const std::string& node, const std::string& lease);
 
 class Announcer {
  public:
@@ -76,7 +123,7 @@ class Announcer {
     Time since{};        // when this node started answering
   };
 
-  Announcer(std::string node, lease::Timings timings);
+  Announcer(std::string node, lease::Timings timings, Pacing pacing = {});
 
   // This node's heartbeat: it may answer while now < until (the heartbeat elector's
   // leaderUntil() while it is leader; Time{} when it is not).
@@ -89,6 +136,13 @@ class Announcer {
 
   // What the watch on the agent's namespace's Leases delivers (nullopt: deleted), seen at `at`.
   void observe(const std::string& leaseName, std::optional<lease::Lease> l, Time at);
+  // The watch's first list has been observed: a Lease it did not contain does not exist (as far
+  // as a write's precondition needs). Until then the announcer writes no service Lease.
+  void setCacheSynced();
+
+  // The node this one believes should acquire `lease` now: the highest rendezvousScore among the
+  // live nodes but the one that last handed it back ("" when none).
+  std::string preferred(const std::string& lease, Time now) const;
 
   // The requests to send now. Every one is answered with onGet / onWrite (failed: the request
   // itself failed or the server answered an error other than 404/409).
@@ -117,6 +171,7 @@ class Announcer {
     bool exists = false;
     Time observedAt{};
     bool confirmed = false;  // a fresh GET found it unchanged since observedAt (or gone/released)
+    Time confirmSentAt{};    // when that GET (or the one in flight) was sent
     Time retryAt{};
   };
   struct Svc {
@@ -125,13 +180,26 @@ class Announcer {
     bool known = false;   // `lease`/`exists` reflect the server (a GET or a watch event)
     bool exists = false;
     lease::Lease lease;
-    bool mustRead = true;   // act only after a fresh GET (start, after a conflict or a failure)
+    bool mustRead = false;  // after a 409 or a failure: wait for the watch, else GET at retryAt
     bool verified = false;  // this node wrote the Lease as holder since its heartbeat last lapsed
     bool inFlight = false;
     Time retryAt{};
     Time since{};
     bool answeringBefore = false;
     uint64_t sentEpoch = 0;  // epoch_ when the write in flight was sent
+    Time acquirableSince{};  // when this node first saw it free or its holder dead (Time{}: not)
+    Time stateAt{};          // when `lease`/`exists` were last observed to change
+    std::string releasedBy;  // who handed it back last (not a candidate for it: it withdrew)
+  };
+  struct Cached {
+    lease::Lease lease;
+    Time at{};  // when observed
+  };
+  enum Priority { kWithdraw, kConfirm, kReverify, kTakeover, kReread, kAcquire };
+  struct Candidate {
+    Priority prio;
+    Action action;
+    Svc* svc;  // nullptr: a heartbeat confirmation
   };
 
   bool selfAlive(Time now) const { return now < selfAliveUntil_; }
@@ -140,15 +208,29 @@ class Announcer {
   lease::Record acquireRecord(const Svc& s, const std::string& nowText) const;
   void observeHeartbeat(const std::string& node, std::optional<lease::Lease> l, Time at);
   void lapse();
+  void checkLapse(Time now);
+  std::vector<std::string> liveNodes(Time now) const;
+  bool takeToken(Time now);
+  Time nextToken(Time now) const;
 
   std::string node_;
   lease::Timings t_;
   Time selfAliveUntil_{};
   bool wasAlive_ = false;
+  bool inLapse_ = false;    // silent since the renew deadline; not yet judged long or forgiven
+  Time lastGoodSend_{};     // the send time of the last renewal before the lapse
   uint64_t epoch_ = 0;  // heartbeat lapses so far
   std::map<std::string, Svc> svcs_;
   std::map<std::string, Heartbeat> hbs_;
   std::set<std::string> hbInFlight_;
+  std::map<std::string, Cached> cache_;  // every non-heartbeat Lease the watch has delivered
+  bool cacheSynced_ = false;
+  Pacing pacing_;
+  double tokens_ = 0;
+  Time refilledAt_{};
+  bool backlog_ = false;  // the last poll left requests waiting for tokens
+  Time fallbackDue_{};    // the earliest time a non-preferred node's wait ends (Time{}: none)
+  std::map<std::string, Time> progress_;  // node -> when it was last seen acquiring a service
 };
 
 }  // namespace np::l2

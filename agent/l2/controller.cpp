@@ -245,6 +245,7 @@ void Controller::ensureLeaseWatch() {
     for (const auto& n : self->leaseNames_)
       if (!seen.count(n)) self->announcer_.observe(n, std::nullopt, now);
     self->leaseNames_ = std::move(seen);
+    self->announcer_.setCacheSynced();  // acquisitions start from this list, not from GETs
     return {};
   };
   lh.event = [self, alive](k8s::EventType t, json::object o) -> Status {

@@ -2,7 +2,7 @@
 // Announcer each, against a model of the API server's Leases (one store, a global
 // resourceVersion, 409 on a stale precondition), with watches that deliver every change at once
 // unless a node's watch is stalled. The property checked on every step: never two nodes answering
-// for the same address.
+// for the same address. The announcers are paced by their default budget (kLeaseRequestRate).
 #include <gtest/gtest.h>
 
 #include <map>
@@ -42,7 +42,9 @@ struct Node {
   bool running = true;      // false: the agent was killed
   bool partitioned = false;  // every request fails
   bool watchStalled = false;
-  Node(std::string n, lease::Timings t) : name(n), hb(n, t), ann(n, t) {}
+  uint64_t requests = 0, gets = 0, hbGets = 0, conflicts = 0, hbRenewals = 0;
+  std::vector<Time> requestTimes;  // the announcer's requests, for the budget
+  Node(std::string n, lease::Timings t, Pacing p = {}) : name(n), hb(n, t), ann(n, t, p) {}
 };
 
 std::map<std::string, std::vector<Announcement>> services(int n) {
@@ -72,6 +74,7 @@ void step(Node& n, Api& api, Time now) {
       continue;
     }
     ++api.heartbeatWrites;
+    ++n.hbRenewals;
     auto cur = api.get(hbName);
     if ((r->kind == lease::RequestKind::Create && cur) ||
         (r->kind == lease::RequestKind::Update && (!cur || cur->resourceVersion != r->resourceVersion))) {
@@ -82,14 +85,20 @@ void step(Node& n, Api& api, Time now) {
     n.hb.onWrite(now, WriteOutcome::Ok, api.leases[hbName]);
   }
   n.ann.setSelfAliveUntil(n.hb.isLeader(now) ? n.hb.leaderUntil() : Time{}, now);
-  if (!n.watchStalled && !n.partitioned)
+  if (!n.watchStalled && !n.partitioned) {
     for (const auto& [name, l] : api.leases) n.ann.observe(name, l, now);
+    n.ann.setCacheSynced();
+  }
   for (int i = 0; i < 4; ++i) {  // a GET and the write it decides on go out in one round
     auto actions = n.ann.poll(now, text(now));
     if (actions.empty()) break;
     for (const auto& a : actions) {
       ++api.requests;
+      ++n.requests;
+      n.requestTimes.push_back(now);
       const bool get = a.kind == Kind::GetHeartbeat || a.kind == Kind::GetService;
+      if (a.kind == Kind::GetService) ++n.gets;
+      if (a.kind == Kind::GetHeartbeat) ++n.hbGets;
       if (n.partitioned) {
         if (get) n.ann.onGet(a, now, std::nullopt, true);
         else n.ann.onWrite(a, now, WriteOutcome::Failed);
@@ -103,6 +112,7 @@ void step(Node& n, Api& api, Time now) {
       auto cur = api.get(a.lease);
       if ((a.kind == Kind::Create && cur) ||
           (a.kind == Kind::Update && (!cur || cur->resourceVersion != a.resourceVersion))) {
+        ++n.conflicts;
         n.ann.onWrite(a, now, WriteOutcome::Conflict);
         continue;
       }
@@ -247,7 +257,8 @@ TEST(L2Announcer, SteadyStateWritesOnlyHeartbeatsWhateverTheNumberOfServices) {
     Time now{};
     a.ann.setDesired(services(count));
     b.ann.setDesired(services(count));
-    run({&a, &b}, api, now, now + 2s, [](Time) { return false; });
+    // Acquisition is paced (two nodes at kLeaseRequestRate each): 1,000 take about 25 s.
+    run({&a, &b}, api, now, now + 2s + std::chrono::seconds(count / 30), [](Time) { return false; });
     EXPECT_EQ(a.ann.answering(now).size() + b.ann.answering(now).size(), size_t(count)) << count;
     const uint64_t req = api.requests, svcWrites = api.serviceWrites;
     run({&a, &b}, api, now, now + 10s, [](Time) { return false; });
@@ -273,6 +284,221 @@ TEST(L2Announcer, StoppingAgentFallsSilentAndHandsEveryLeaseBack) {
     EXPECT_EQ(r.record.holder, "");
     EXPECT_EQ(r.resourceVersion, api.leases[r.lease].resourceVersion);
   }
+}
+
+// The largest number of `times` inside any window of `w`.
+size_t maxInWindow(const std::vector<Time>& times, lease::Duration w) {
+  size_t best = 0, lo = 0;
+  for (size_t hi = 0; hi < times.size(); ++hi) {
+    while (times[hi] - times[lo] >= w) ++lo;
+    best = std::max(best, hi - lo + 1);
+  }
+  return best;
+}
+
+// Two nodes that are already live (their heartbeats seen by each other).
+void warmUp(std::vector<Node*> nodes, Api& api, Time& now) {
+  run(nodes, api, now, now + 1s, [](Time) { return false; });
+}
+
+size_t answeringCount(std::vector<Node*> nodes, Time now) {
+  size_t n = 0;
+  for (Node* x : nodes) n += answering(*x, now).size();
+  return n;
+}
+
+TEST(L2Announcer, ABurstOfNewServicesCostsAboutOneWriteEachWithinTheBudget) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  warmUp({&a, &b}, api, now);
+  const uint64_t hbA = a.hbRenewals, hbB = b.hbRenewals;
+  const Time created = now;
+  a.ann.setDesired(services(1000));
+  b.ann.setDesired(services(1000));
+  bool alwaysAlive = true;
+  const Time all = run({&a, &b}, api, now, now + 60s, [&](Time t) {
+    alwaysAlive = alwaysAlive && a.hb.isLeader(t) && b.hb.isLeader(t);
+    return answeringCount({&a, &b}, t) == 1000;
+  });
+  ASSERT_NE(all, Time{});
+  // Each node at most its burst plus its rate in any second; together under 50 requests/s with
+  // the heartbeats (2 nodes x 2 renewals/s).
+  for (Node* n : {&a, &b}) {
+    EXPECT_LE(maxInWindow(n->requestTimes, 1000ms), size_t(kLeaseRequestBurst + kLeaseRequestRate)) << n->name;
+    EXPECT_LE(maxInWindow(n->requestTimes, 5000ms), size_t(kLeaseRequestBurst + 5 * kLeaseRequestRate)) << n->name;
+  }
+  std::vector<Time> both = a.requestTimes;
+  both.insert(both.end(), b.requestTimes.begin(), b.requestTimes.end());
+  std::sort(both.begin(), both.end());
+  const double sustained = double(maxInWindow(both, 10000ms)) / 10.0 + 2 * 1000.0 / kT.retryPeriod.count();
+  EXPECT_LT(sustained, 50.0);
+  // About one write per service: no GETs (the watch's cache), no races (one candidate each).
+  EXPECT_EQ(a.gets + b.gets, 0u);
+  EXPECT_LE(a.conflicts + b.conflicts, 10u);
+  EXPECT_LE(a.requests + b.requests, 1010u);
+  // Shared between the two, each service held by its preferred node, in about
+  // 1,000 / (2 x rate) = 25 s.
+  const size_t onA = a.ann.answering(now).size();
+  EXPECT_GT(onA, 400u);
+  EXPECT_LT(onA, 600u);
+  size_t notPreferred = 0;
+  for (const auto& [name, l] : api.leases)
+    if (name.rfind(kHeartbeatLeasePrefix, 0) != 0 && l.record.holder != a.ann.preferred(name, now)) ++notPreferred;
+  EXPECT_LE(notPreferred, 10u);
+  EXPECT_LE(all - created, 30s);
+  // The 1,000 pending acquisitions never delayed a heartbeat renewal.
+  EXPECT_TRUE(alwaysAlive);
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - created).count();
+  for (uint64_t renewals : {a.hbRenewals - hbA, b.hbRenewals - hbB})
+    EXPECT_GE(renewals, uint64_t(secs * 1000 / kT.retryPeriod.count() - 1));
+}
+
+TEST(L2Announcer, OnlyThePreferredNodeWritesANewServicesLease) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  warmUp({&a, &b}, api, now);
+  const auto svcs = services(20);
+  a.ann.setDesired(svcs);
+  b.ann.setDesired(svcs);
+  const uint64_t writes = api.serviceWrites;
+  run({&a, &b}, api, now, now + 3s, [](Time) { return false; });
+  EXPECT_EQ(api.serviceWrites - writes, 20u);
+  EXPECT_EQ(a.conflicts + b.conflicts, 0u);
+  size_t onA = 0;
+  for (const auto& [name, _] : svcs) {
+    const std::string pref = rendezvousScore("node-a", name) > rendezvousScore("node-b", name) ? "node-a" : "node-b";
+    EXPECT_EQ(api.leases[name].record.holder, pref) << name;
+    EXPECT_EQ(a.ann.preferred(name, now), pref);
+    EXPECT_EQ(b.ann.preferred(name, now), pref);
+    onA += pref == "node-a";
+  }
+  EXPECT_GT(onA, 0u);  // both nodes get a share (20 names: all on one would be 1 in 500,000)
+  EXPECT_LT(onA, 20u);
+}
+
+TEST(L2Announcer, ANodeThatIsNotPreferredAcquiresAfterARetryPeriodWhenThePreferredDoesNotWantIt) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  warmUp({&a, &b}, api, now);
+  // A service node-a is preferred for, which only node-b's policy selects.
+  std::string name;
+  for (int i = 0; name.empty(); ++i) {
+    const std::string n = "nodepath-l2announce-default-only-b-" + std::to_string(i);
+    if (rendezvousScore("node-a", n) > rendezvousScore("node-b", n)) name = n;
+  }
+  b.ann.setDesired({{name, {Announcement{*Ipv4::parse("192.168.30.1"), "eth0"}}}});
+  const Time wanted = now;
+  const Time took = run({&a, &b}, api, now, now + 3s, [&](Time t) { return !b.ann.answering(t).empty(); });
+  ASSERT_NE(took, Time{});
+  EXPECT_GE(took - wanted, kT.retryPeriod);
+  EXPECT_LE(took - wanted, kT.retryPeriod + 100ms);
+  EXPECT_EQ(api.leases[name].record.holder, "node-b");
+}
+
+TEST(L2Announcer, FailoverOfAThousandServicesIsPacedAndConfirmedOnce) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(1000));
+  run({&a}, api, now, now + 55s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 1000u);
+  b.ann.setDesired(services(1000));
+  run({&a, &b}, api, now, now + 2s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 1000u);  // held by a live node: nothing to do for b
+  EXPECT_EQ(b.requests, 0u);
+
+  a.running = false;
+  const Time killed = now;
+  const size_t requestsBefore = b.requestTimes.size();
+  Time first{};
+  const Time all = run({&a, &b}, api, now, now + 70s, [&](Time t) {
+    const size_t n = b.ann.answering(t).size();
+    if (first == Time{} && n > 0) first = t;
+    return n == 1000;
+  });
+  ASSERT_NE(first, Time{});
+  ASSERT_NE(all, Time{});
+  EXPECT_LE(first - killed, kT.leaseDuration + 200ms);
+  // One confirmation of the dead heartbeat serves every takeover; then one PUT each, paced.
+  EXPECT_EQ(b.hbGets, 1u);
+  EXPECT_EQ(b.gets, 0u);
+  EXPECT_EQ(b.requests, 1001u);
+  const std::vector<Time> after(b.requestTimes.begin() + long(requestsBefore), b.requestTimes.end());
+  EXPECT_LE(maxInWindow(after, 1000ms), size_t(kLeaseRequestBurst + kLeaseRequestRate));
+  const auto expected = kT.leaseDuration + std::chrono::milliseconds(long(1000 * (1000 - kLeaseRequestBurst) / kLeaseRequestRate));
+  EXPECT_LE(all - killed, expected + 1s);
+  for (const auto& [name, l] : api.leases) {
+    if (name.rfind(kHeartbeatLeasePrefix, 0) == 0) continue;
+    EXPECT_EQ(l.record.holder, "node-b") << name;
+  }
+}
+
+TEST(L2Announcer, AHolderThatReturnsDuringAPacedTakeoverNeverAnswersWithTheSurvivor) {
+  for (bool stalled : {false, true}) {
+    Api api;
+    Node a("node-a", kT), b("node-b", kT);
+    Time now{};
+    a.ann.setDesired(services(200));
+    run({&a}, api, now, now + 12s, [](Time) { return false; });
+    ASSERT_EQ(a.ann.answering(now).size(), 200u);
+    b.ann.setDesired(services(200));
+    run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+    // a is cut off long enough for b to confirm it dead and take over part of its services...
+    a.partitioned = true;
+    run({&a, &b}, api, now, now + kT.leaseDuration + 3s, [](Time) { return false; });
+    const size_t taken = b.ann.answering(now).size();
+    ASSERT_GT(taken, 0u) << stalled;
+    ASSERT_LT(taken, 200u) << stalled;
+    // ...then heals and re-verifies what it still holds, while b (its watch stalled or not)
+    // goes on with the rest: run() fails on any address answered by both.
+    a.partitioned = false;
+    b.watchStalled = stalled;
+    run({&a, &b}, api, now, now + 20s, [](Time) { return false; });
+    b.watchStalled = false;
+    run({&a, &b}, api, now, now + 15s, [](Time) { return false; });
+    EXPECT_EQ(a.ann.answering(now).size() + b.ann.answering(now).size(), 200u) << stalled;
+    for (const auto& [name, l] : api.leases) {
+      if (name.rfind(kHeartbeatLeasePrefix, 0) == 0) continue;
+      Node& h = l.record.holder == "node-a" ? a : b;
+      EXPECT_FALSE(h.ann.answering(now).empty()) << name;
+    }
+  }
+}
+
+TEST(L2Announcer, AShortHeartbeatLapseCostsNoRewritesALongOneRewritesEverything) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(100));
+  run({&a}, api, now, now + 8s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.answering(now).size(), 100u);
+  b.ann.setDesired(services(100));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  // Cut a off right after a renewal, and heal it in time for the renewal at its renew deadline:
+  // it was silent (or about to be) but nobody could have judged it dead.
+  while (a.hb.leaderUntil() - kT.renewDeadline != now) run({&a, &b}, api, now, now + 50ms, [](Time) { return false; });
+  const Time renewed = now;
+  const uint64_t writes = api.serviceWrites;
+  a.partitioned = true;
+  run({&a, &b}, api, now, renewed + kT.renewDeadline - 100ms, [](Time) { return false; });
+  a.partitioned = false;
+  bool bAnswered = false;
+  run({&a, &b}, api, now, now + 2s, [&](Time t) { return bAnswered = bAnswered || !b.ann.answering(t).empty(); });
+  EXPECT_FALSE(bAnswered);
+  EXPECT_EQ(a.ann.answering(now).size(), 100u);
+  EXPECT_EQ(api.serviceWrites, writes);  // no rewrite of the 100 Leases
+  // A long lapse (no one else to take over) is not forgiven: a rewrites each Lease first.
+  b.running = false;
+  a.partitioned = true;
+  run({&a}, api, now, now + kT.leaseDuration + 1s, [](Time) { return false; });
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  a.partitioned = false;
+  run({&a}, api, now, now + 10s, [](Time) { return false; });
+  EXPECT_EQ(a.ann.answering(now).size(), 100u);
+  EXPECT_EQ(api.serviceWrites, writes + 100);
 }
 
 }  // namespace
