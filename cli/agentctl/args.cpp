@@ -23,7 +23,7 @@ struct FlagSpec {
 constexpr std::array kFlags{
     FlagSpec{"--socket", true},      FlagSpec{"--output", true},     FlagSpec{"-o", true},
     FlagSpec{"--help", false},       FlagSpec{"-h", false},          FlagSpec{"--brief", false},
-    FlagSpec{"--verbose", false},    FlagSpec{"--port", true},       FlagSpec{"--protocol", true},
+    FlagSpec{"--verbose", false},    FlagSpec{"--liveness", false},  FlagSpec{"--port", true},       FlagSpec{"--protocol", true},
     FlagSpec{"--cluster-ip", true},  FlagSpec{"--node-port", true},  FlagSpec{"--external-ip", true},
     FlagSpec{"--lb-ip", true},       FlagSpec{"--backend", true},     FlagSpec{"--file", true},
     FlagSpec{"-f", true},            FlagSpec{"--address", true},    FlagSpec{"--table", true},
@@ -32,7 +32,7 @@ constexpr std::array kFlags{
     FlagSpec{"--external-traffic-policy", true},                    FlagSpec{"--internal-traffic-policy", true},
 };
 
-constexpr std::array<std::string_view, 2> kStatusFlags{"--brief", "--verbose"};
+constexpr std::array<std::string_view, 3> kStatusFlags{"--brief", "--verbose", "--liveness"};
 constexpr std::array<std::string_view, 11> kUpsertFlags{
     "--port",    "--protocol",         "--cluster-ip",                 "--node-port",
     "--external-ip", "--lb-ip",        "--backend",                    "--session-affinity",
@@ -476,6 +476,7 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, std::string_view en
     for (const auto& flag : commandFlags) {
       brief |= flag.name == "--brief";
       verbose |= flag.name == "--verbose";
+      inv.liveness |= flag.name == "--liveness";
     }
     if (brief && verbose) {
       out.error = "status: --brief and --verbose cannot be combined";
@@ -547,6 +548,8 @@ std::string usageText() {
          "\n"
          "Commands:\n"
          "  status [--brief|--verbose]           agent and datapath health; exit 1 unless Ok\n"
+         "         [--liveness]                 ...exit 0 whenever the agent answers (a probe that must not\n"
+         "                                      restart an agent for a problem it reports)\n"
          "  service list                         services in the agent's model\n"
          "  service get NAME                     one service\n"
          "  service upsert NAME --port P [...]   create or replace a service (all fields at once)\n"

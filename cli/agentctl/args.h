@@ -48,6 +48,7 @@ struct Invocation {
   std::string socketPath{kDefaultSocket};
   OutputFormat output = OutputFormat::kTable;
   StatusDetail statusDetail = StatusDetail::kNormal;  // kStatus only
+  bool liveness = false;                              // kStatus: exit 0 whenever the agent answers
   std::string serviceName;                            // kServiceGet, kServiceDelete, kServiceUpsert
   nodepath::agent::v1::Service service;               // kServiceUpsert: fully built, name included
   std::string file;                                   // kServiceApply: path, or "-" for stdin

@@ -154,7 +154,9 @@ int runCommand(const Invocation& inv, pb::Agent::StubInterface& stub, std::ostre
       };
       if (!call(inv, rpc, pb::StatusRequest{}, &resp, err)) return kExitFailure;
       out << (json ? toJson(resp) : formatStatus(resp, inv.statusDetail));
-      return statusExitCode(resp);
+      // A liveness probe asks "is the agent there", not "is everything Ok": restarting an agent
+      // for a problem it reports (a bad policy, an unreachable peer) would not fix the problem.
+      return inv.liveness ? 0 : statusExitCode(resp);
     }
     case Command::kServiceUpsert: {
       pb::UpsertServiceRequest req;

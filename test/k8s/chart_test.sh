@@ -148,6 +148,23 @@ sys.exit(0 if ok else 1)
 }
 check "the agent's Role for Leases (get/list/watch/create/update) is in the release namespace (cilium); the agent has NET_RAW (ARP)" leases_role_in cilium
 check "...and follows another release namespace (kube-system), with POD_NAMESPACE from the pod" leases_role_in kube-system
+# A Degraded agent (a bad L2 policy, an unreachable API server) must not be restarted by kubelet:
+# startup and liveness only ask whether it answers; readiness wants Ok.
+probes() {
+  render "${SEED[@]}" | python3 -c '
+import sys, yaml
+ds = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "DaemonSet"]
+c = ds[0]["spec"]["template"]["spec"]["containers"][0]
+got = {p: c.get(p, {}).get("exec", {}).get("command") for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+want = {"startupProbe": ["/usr/bin/agentctl", "status", "--brief", "--liveness"],
+        "livenessProbe": ["/usr/bin/agentctl", "status", "--brief", "--liveness"],
+        "readinessProbe": ["/usr/bin/agentctl", "status", "--brief"]}
+if got != want:
+    print("probes:", got)
+    sys.exit(1)
+'
+}
+check "startup and liveness probes accept a Degraded agent (status --liveness); readiness wants Ok" probes
 
 expect_notes() {
   local out

@@ -865,6 +865,9 @@ TEST_F(AgentctlCommands, StatusExitCodeFollowsTheAgentState) {
   EXPECT_EQ(out_.str(), "error: ens224: tc ingress not attached\n");
   EXPECT_EQ(run({"status", "-o", "json"}), 1);
   EXPECT_NE(out_.str().find("\"state\": \"Degraded\""), std::string::npos) << out_.str();
+  // The chart's startup and liveness probes: a Degraded agent is alive, and says why.
+  EXPECT_EQ(run({"status", "--brief", "--liveness"}), 0);
+  EXPECT_EQ(out_.str(), "error: ens224: tc ingress not attached\n");
 }
 
 TEST_F(AgentctlCommands, ListsArePutTogetherFromStreamedPages) {
