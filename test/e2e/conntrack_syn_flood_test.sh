@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ConntrackSynFloodKeepsEstablished: a spoofed SYN flood (10,000 SYN/s from 198.51.100.0/24,
-# random source ports, for 15 s) at a NodePort whose backend is on the other node (SNAT path)
+# random source ports, for 20 s) at a NodePort whose backend is on the other node (SNAT path)
 # must not cost an idle established connection, nor more than 1 % of the real connections made
 # during it; status says Degraded, naming the embryonic table, while the flood overflows it, and
 # Ok again by itself afterwards.
@@ -107,17 +107,20 @@ require "the flood finishes" lab_poll $((seconds + 30)) bg_done flood
 
 flood_line=$(grep -m1 '^synflood ' "$NP_LAB_DIR/logs/flood.log" || true)
 echo "  flood: ${flood_line:-(no summary; log: $(tail -n 3 "$NP_LAB_DIR/logs/flood.log"))}"
+# The flood must be big enough to matter: at 80 % of its rate it still sends 2.4x the main table's
+# 65,536 entries in 20 s (the Degraded check above proves the embryonic table overflowed). 90 %
+# was too strict for a generator sharing 2 loaded cores with the build (it reached 85 % there).
 flood_rate_held() {
   local sent r
   sent=$(sed -n 's/.* sent=\([0-9]*\) .*/\1/p' <<<"$flood_line")
   r=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$flood_line")
-  if [[ -n $sent && -n $r ]] && ((r * 10 >= rate * 9 && sent * 10 >= rate * seconds * 9)); then
+  if [[ -n $sent && -n $r ]] && ((r * 10 >= rate * 8 && sent * 10 >= rate * seconds * 8)); then
     return 0
   fi
-  echo "expected at least 90% of $rate SYN/s for ${seconds}s to go out, saw: ${flood_line:-nothing}"
+  echo "expected at least 80% of $rate SYN/s for ${seconds}s to go out, saw: ${flood_line:-nothing}"
   return 1
 }
-check "the flood went out at >= 90% of $rate SYN/s" flood_rate_held
+check "the flood went out at >= 80% of $rate SYN/s" flood_rate_held
 
 legit_line=$(grep -m1 -E '^ok=[0-9]+ fail=[0-9]+$' "$NP_LAB_DIR/logs/legit.log" || true)
 legit_ok=$(sed -n 's/^ok=\([0-9]*\) .*/\1/p' <<<"$legit_line")
