@@ -42,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -60,6 +61,8 @@
 #include "bpf/map.h"
 #include "datapath/lb_maps.h"
 #include "datapath/programs.h"
+#include "flows/flows.h"
+#include "np_trace.h"
 #include "np_ct.h"
 #include "np_drop.h"
 #include "np_lb.h"
@@ -90,6 +93,9 @@ struct Options {
   int rounds = 6;
   uint32_t flows = 300000;  // new flows per round
   int backends = 10;
+  bool eventsLoss = false;
+  std::vector<uint32_t> rates = {100000, 200000, 500000, 1000000};  // --events-loss: offered events/s
+  double seconds = 3;                                               // --events-loss: per rate
 };
 
 // --trace: host.bpf.o loaded with flow events on (monitor aggregation medium, 5 s), to compare the
@@ -103,6 +109,10 @@ void usage() {
         "  --snat-churn: rounds of --flows new connections (full handshakes, never closed) to a NodePort\n"
         "          with --backends remote backends (SNAT); per round: SYNs dropped without a SNAT port,\n"
         "          replies delivered to the wrong client, mean ns per SYN\n"
+        "       datapath_bench --events-loss [--rates R1,R2,..] [--seconds S] [--work-dir DIR]\n"
+        "  --events-loss: flow events offered at each rate (a new NodePort flow per packet, each one event)\n"
+        "          for S seconds each, read by the agent's own reader (agent/flows); per rate: events emitted,\n"
+        "          refused by the full ring buffer, read, and lost\n"
         "  --only: time only the NodePort cases whose name contains TEXT (and the references),\n"
         "          e.g. to profile one path with perf\n",
         stderr);
@@ -122,6 +132,18 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--only") o.only = next();
     else if (a == "--snat-churn") o.snatChurn = true;
     else if (a == "--trace") gTrace = true;
+    else if (a == "--events-loss") o.eventsLoss = true;
+    else if (a == "--seconds") o.seconds = std::stod(next());
+    else if (a == "--rates") {
+      o.rates.clear();
+      std::string list = next();
+      for (size_t pos = 0; pos <= list.size();) {
+        size_t end = list.find(',', pos);
+        if (end == std::string::npos) end = list.size();
+        o.rates.push_back(static_cast<uint32_t>(std::stoul(list.substr(pos, end - pos))));
+        pos = end + 1;
+      }
+    }
     else if (a == "--rounds") o.rounds = std::stoi(next());
     else if (a == "--flows") o.flows = static_cast<uint32_t>(std::stoul(next()));
     else if (a == "--backends") o.backends = std::stoi(next());
@@ -131,6 +153,9 @@ Options parseArgs(int argc, char** argv) {
     } else throw std::runtime_error("unknown argument " + a);
   }
   if (o.runs < 1 || o.repeat < 1) throw std::runtime_error("--runs and --repeat must be at least 1");
+  for (uint32_t r : o.rates)
+    if (r < 1000) throw std::runtime_error("--rates: each rate must be at least 1000 events/s");
+  if (o.rates.empty() || !(o.seconds > 0)) throw std::runtime_error("--rates needs a rate, --seconds a positive number");
   if (o.rounds < 1 || o.flows < 1 || o.backends < 1 || o.backends > 200)
     throw std::runtime_error("--rounds and --flows must be at least 1, --backends 1..200");
   return o;
@@ -868,12 +893,129 @@ int runSnatChurn(const Options& opt) {
   return 0;
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// --events-loss
+
+// Flow events offered to the agent's reader at fixed rates: every 1 ms one BPF_PROG_TEST_RUN
+// of the new-flow wrapper (each iteration a new NodePort flow, one event) with as many
+// iterations as the rate owes by then (rate/1000 on time; a late tick catches up), for --seconds; then the reader gets up to 2 s to catch up. What a rate loses is what
+// the full ring buffer refused plus what was emitted and never read.
+int runEventsLoss(const Options& opt) {
+  gTrace = true;
+  enterPrivateNamespaces();
+  Bpffs bpffs(opt.workDir);
+  TempDir runDir(opt.workDir, "np-bench-run");
+  addVeth("ens192", "np_lan0", std::string(kNodeIp) + "/24");
+  addVeth("np_bk0", "np_bk1");
+  must({"ip", "route", "add", "10.0.1.0/24", "dev", "np_bk0"});
+  for (int i = 0; i < kBackends; ++i)
+    must({"ip", "neigh", "add", backendIp(i), "lladdr", "02:00:0a:00:01:" + std::to_string(10 + i), "dev", "np_bk0",
+          "nud", "permanent"});
+  writeFile("/proc/sys/net/ipv4/ip_forward", "1\n");
+  const int ifindex = static_cast<int>(if_nametoindex("ens192"));
+  const auto nodeMac = deviceMac("ens192");
+  const np::datapath::HostParams hp = hostParams(ifindex);
+  auto host = loadHost(bpffs.path(), hp);
+  programService(*host);
+
+  bench_bpf* skel = bench_bpf__open_and_load();
+  if (!skel) throw std::runtime_error(std::string("load bench.bpf.o: ") + std::strerror(errno));
+  struct SkelGuard {
+    bench_bpf* s;
+    ~SkelGuard() { bench_bpf__destroy(s); }
+  } skelGuard{skel};
+  const Bytes syn = np::test::PacketBuilder()
+                        .eth(np::test::mac("02:00:00:00:00:32"), nodeMac)
+                        .ipv4(ip(kNewFlowBase), ip(kNodeIp))
+                        .tcp(kNewFlowPortBase, kNodePort, np::test::kTcpSyn)
+                        .seq(1000)
+                        .build();
+  {
+    np_bench_tmpl t{};
+    std::memcpy(&t.frame.eth, syn.data(), NP_BENCH_HDR_LEN);
+    t.flows = kNewFlowPorts;
+    t.port_base = kNewFlowPortBase;
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_tmpl), &zero, &t, BPF_ANY) != 0)
+      throw std::runtime_error("write template");
+    uint32_t slot = NP_BENCH_SLOT;
+    const int target = host->fromNetdevFd();
+    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_jmp), &slot, &target, BPF_ANY) != 0)
+      throw std::runtime_error(std::string("put program in the tail-call slot: ") + std::strerror(errno));
+  }
+  const int varyFd = bpf_program__fd(skel->progs.np_bench_vary);
+
+  np::flows::FlowsConfig fc;
+  fc.pinDir = bpffs.path() + "/nodepath";
+  fc.runDir = runDir.path();
+  fc.nodeName = "bench";
+  fc.version = "bench";
+  auto flows = unwrap(np::flows::Flows::start(fc), "start the agent's flow reader");
+
+  fprintf(stderr, "datapath_bench --events-loss: rates %zu, %.1f s each, ring buffer %u bytes, event %zu bytes\n",
+          opt.rates.size(), opt.seconds, NP_DEFAULT_EVENTS_SIZE, sizeof(np_trace_event));
+  printf("| offered events/s | achieved | packets | events emitted | refused: ring buffer full | read by the agent | "
+         "lost | flows decoded and stored |\n");
+  printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (uint32_t rate : opt.rates) {
+    const uint32_t perTick = rate / 1000;
+    const np::flows::FlowCounters before = flows->counters();
+    const uint64_t storedBefore = flows->store().stats().seen;
+    const uint64_t t0 = nowNs(), dur = static_cast<uint64_t>(opt.seconds * 1e9);
+    uint64_t sent = 0;
+    for (uint64_t tick = 1;; ++tick) {
+      const uint64_t now = nowNs();
+      if (now - t0 >= dur) break;
+      const uint64_t due = t0 + tick * 1000000ull;
+      if (due > now) {
+        timespec ts{static_cast<time_t>(due / 1000000000ull), static_cast<long>(due % 1000000000ull)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+      }
+      // What the rate owes by now (a tick that ran late catches up, at most 10 ticks' worth).
+      const uint64_t owed = static_cast<uint64_t>(static_cast<double>(rate) * static_cast<double>(nowNs() - t0) / 1e9);
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(owed > sent ? owed - sent : 0, perTick * 10ull));
+      if (n == 0) continue;
+      Shot s = testRun(varyFd, syn, ifindex, n);
+      if (s.retval != TC_ACT_OK) throw std::runtime_error("new flow: verdict " + std::to_string(s.retval));
+      sent += n;
+    }
+    const double genSecs = static_cast<double>(nowNs() - t0) / 1e9;
+    // The reader catches up (or not) within 2 s of the last packet.
+    np::flows::FlowCounters after = flows->counters();
+    for (uint64_t deadline = nowNs() + 2000000000ull; nowNs() < deadline;) {
+      after = flows->counters();
+      if (after.received - before.received >= after.datapathEmitted - before.datapathEmitted) break;
+      usleep(10000);
+    }
+    const uint64_t emitted = after.datapathEmitted - before.datapathEmitted;
+    const uint64_t refused = after.datapathLost - before.datapathLost;
+    const uint64_t read = after.received - before.received;
+    const uint64_t lost = refused + (emitted > read ? emitted - read : 0);
+    if (emitted + refused < sent)
+      throw std::runtime_error("only " + std::to_string(emitted + refused) + " events for " + std::to_string(sent) +
+                               " new flows: the new-flow path did not emit one each");
+    printf("| %u | %.0f | %llu | %llu | %llu | %llu | %llu (%s %%) | %llu |\n", rate, static_cast<double>(sent) / genSecs,
+           static_cast<unsigned long long>(sent), static_cast<unsigned long long>(emitted),
+           static_cast<unsigned long long>(refused), static_cast<unsigned long long>(read),
+           static_cast<unsigned long long>(lost), fixed(100.0 * static_cast<double>(lost) / static_cast<double>(sent), 3).c_str(),
+           static_cast<unsigned long long>(flows->store().stats().seen - storedBefore));
+    fflush(stdout);
+  }
+  printf("\n- New NodePort flows (SYN, a new source per packet) through host.bpf.o's from-netdev program, flow events "
+         "on (aggregation medium); the agent's reader (agent/flows: ring buffer -> decode -> %zu-flow store) on its own "
+         "thread; ring buffer %u bytes; %.1f s per rate, 1 ms ticks.\n",
+         fc.capacity, NP_DEFAULT_EVENTS_SIZE, opt.seconds);
+  fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     const Options opt = parseArgs(argc, argv);
-    return opt.snatChurn ? runSnatChurn(opt) : runBench(opt);
+    return opt.eventsLoss ? runEventsLoss(opt) : opt.snatChurn ? runSnatChurn(opt) : runBench(opt);
   } catch (const std::exception& e) {
     fprintf(stderr, "datapath_bench: %s\n", e.what());
     return 1;

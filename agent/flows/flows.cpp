@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <vector>
 
 #include "core/log.h"
@@ -42,9 +43,17 @@ Result<std::unique_ptr<Flows>> Flows::start(const FlowsConfig& cfg) {
     if (it == self->pods_.end()) return std::nullopt;
     return it->second;
   };
-  f->decodeCtx_.ifname = [](uint32_t ifindex) {
+  // if_indextoname() opens a socket and asks the kernel on every call (a few µs: at 100k
+  // events/s the reader's biggest cost); names change rarely, so each is kept for a second.
+  f->decodeCtx_.ifname = [self](uint32_t ifindex) -> std::string {
+    const auto now = std::chrono::steady_clock::now();
+    auto it = self->ifnames_.find(ifindex);
+    if (it != self->ifnames_.end() && now - it->second.second < std::chrono::seconds(1)) return it->second.first;
     char buf[IF_NAMESIZE] = {};
-    return std::string(if_indextoname(ifindex, buf) ? buf : "");
+    std::string name = if_indextoname(ifindex, buf) ? buf : "";
+    if (self->ifnames_.size() > 4096) self->ifnames_.clear();  // bounded: pods' devices come and go
+    self->ifnames_[ifindex] = {name, now};
+    return name;
   };
   auto srv = HubbleServer::start(*f);
   if (!srv) return srv.error();

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -81,6 +82,8 @@ class Flows {
   mutable std::mutex svcMu_;
   std::map<uint16_t, ServiceName> services_;
   std::unordered_map<uint32_t, PodInfo> pods_;  // under svcMu_ too
+  // Interface names by ifindex, with when they were read: the reader thread's alone.
+  std::unordered_map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>> ifnames_;
   std::thread reader_;
   std::unique_ptr<HubbleServer> server_;
 };
