@@ -133,7 +133,27 @@ void Announcer::setSelfAliveUntil(Time until, Time now) {
   wasAlive_ = selfAlive(now);
 }
 
+void Announcer::selfReleased() {
+  selfAliveUntil_ = {};
+  wasAlive_ = false;
+  inLapse_ = false;
+  lapse();
+}
+
+// A Lease the watch shows held by this node, for a service it does not announce (a previous run
+// held it, or a write of ours landed after we gave the service up): tracked as withdrawn, so
+// poll() hands it back on its resourceVersion (a 409 re-reads it first).
+void Announcer::adoptStale(const std::string& name, const lease::Lease& l, Time at) {
+  if (!desiredKnown_ || l.record.holder != node_ || svcs_.count(name)) return;
+  Svc& s = svcs_[name];
+  s.known = true;
+  s.exists = true;
+  s.lease = l;
+  s.stateAt = at;
+}
+
 void Announcer::setDesired(std::map<std::string, std::vector<Announcement>> desired) {
+  desiredKnown_ = true;
   for (auto& [name, s] : svcs_) s.desired = false;
   for (auto& [name, ann] : desired) {
     auto [it, fresh] = svcs_.try_emplace(name);
@@ -154,6 +174,7 @@ void Announcer::setDesired(std::map<std::string, std::vector<Announcement>> desi
     s.ann = std::move(ann);
     s.desired = true;
   }
+  for (const auto& [name, c] : cache_) adoptStale(name, c.lease, c.at);
 }
 
 void Announcer::setCacheSynced() {
@@ -196,7 +217,10 @@ void Announcer::observe(const std::string& name, std::optional<lease::Lease> l, 
     cache_.erase(c);
   }
   auto it = svcs_.find(name);
-  if (it == svcs_.end()) return;
+  if (it == svcs_.end()) {
+    if (l) adoptStale(name, *l, at);
+    return;
+  }
   Svc& s = it->second;
   if (l && s.known && s.exists && older(l->resourceVersion, s.lease.resourceVersion)) return;
   // The watch caught up with whatever a 409 told us: act on it rather than GET.
@@ -264,7 +288,10 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
       continue;
     }
     if (!s.desired) {
-      if (holds(s)) {  // withdraw: silent already (not desired), hand it back
+      if (s.mustRead) {  // a release that lost on the resourceVersion (or failed): who holds it now?
+        cands.push_back({kWithdraw, Action{Action::Kind::GetService, name, {}, {}, {}}, &s});
+        ++it;
+      } else if (holds(s)) {  // withdraw: silent already (not desired), hand it back
         Action a{Action::Kind::Update, name, {}, s.lease.record, s.lease.resourceVersion};
         a.record.holder.clear();
         a.record.renewTime = nowText;
@@ -485,7 +512,7 @@ std::vector<Announcer::Entry> Announcer::entries(Time now) const {
 
 std::vector<Announcer::Action> Announcer::releaseAll(const std::string& nowText) {
   std::vector<Action> out;
-  selfAliveUntil_ = {};
+  selfReleased();
   for (auto& [name, s] : svcs_) {
     s.desired = false;
     s.verified = false;

@@ -132,8 +132,19 @@ class Announcer {
   // now: when the caller learnt it (a lapse before now makes every held Lease be rewritten before
   // this node answers for it again).
   void setSelfAliveUntil(Time until, Time now);
+  // This node's heartbeat was handed back or its runner stopped (nothing left to announce, the
+  // agent stopping): another node may judge it dead at once (a released heartbeat), so this one
+  // forgets what it held, whatever the renew deadline said. Silent until the next
+  // setSelfAliveUntil, and every Lease it still believes it holds is rewritten before it answers.
+  void selfReleased();
+  // While this node may answer: the deadline of the current answering set (the heartbeat's renew
+  // deadline, strictly before any other node can judge its Leases free); Time{} when it may not.
+  // The responder stops answering at this time by itself (AnswerSet).
+  Time answeringUntil(Time now) const { return selfAlive(now) ? selfAliveUntil_ : Time{}; }
   // The services this node is eligible to announce (lease name -> what it answers for as the
-  // holder). A service that leaves the set is withdrawn: silent at once, then released.
+  // holder). A service that leaves the set is withdrawn: silent at once, then released. From the
+  // first call on (the caller knows the complete set), a Lease the watch shows held by this node
+  // for a service not in the set - a previous run's, found after a restart - is released too.
   void setDesired(std::map<std::string, std::vector<Announcement>> desired);
 
   // What the watch on the agent's namespace's Leases delivers (nullopt: deleted), seen at `at`.
@@ -210,6 +221,7 @@ class Announcer {
   lease::Record acquireRecord(const Svc& s, const std::string& nowText) const;
   void observeHeartbeat(const std::string& node, std::optional<lease::Lease> l, Time at);
   void lapse();
+  void adoptStale(const std::string& name, const lease::Lease& l, Time at);
   void checkLapse(Time now);
   std::vector<std::string> liveNodes(Time now) const;
   bool takeToken(Time now);
@@ -227,6 +239,7 @@ class Announcer {
   std::set<std::string> hbInFlight_;
   std::map<std::string, Cached> cache_;  // every non-heartbeat Lease the watch has delivered
   bool cacheSynced_ = false;
+  bool desiredKnown_ = false;  // setDesired was called: a held Lease not in it is stale
   Pacing pacing_;
   double tokens_ = 0;
   Time refilledAt_{};

@@ -196,10 +196,14 @@ void Controller::recompute() {
       serviceOf[lease] = key;
     }
   }
-  if (desired == desired_ && responderErrors_.empty()) {
+  // Until everything is listed the announcer is told nothing: an empty set then would release
+  // what a previous run of this agent holds and is about to be wanted again.
+  const bool first = synced && !desiredSent_;
+  if ((desired == desired_ && responderErrors_.empty() && !first) || (!synced && !desiredSent_)) {
     kick();
     return;
   }
+  desiredSent_ = true;
   desired_ = desired;
   serviceOf_ = std::move(serviceOf);
   announcer_.setDesired(std::move(desired));
@@ -228,8 +232,12 @@ void Controller::recompute() {
   kick();
 }
 
+// Started once the desired set is first known, even when it is empty: a Lease a previous run
+// held for a service this node no longer announces is found in its list and handed back
+// (Announcer::setDesired). One list and one watch; no Lease is written for services that
+// cannot be announced.
 void Controller::ensureLeaseWatch() {
-  if (leasesRef_ || desired_.empty()) return;
+  if (leasesRef_ || !desiredSent_) return;
   Controller* self = this;
   std::weak_ptr<bool> alive = alive_;
   k8s::Reflector::Handler lh;
@@ -294,6 +302,9 @@ void Controller::ensureHeartbeat(bool want) {
     pastHeartbeatRequests_ += heartbeat_->requests() + 1;
     heartbeat_->stop();
     heartbeat_.reset();
+    // A released heartbeat is dead to the others at once: forget what was held, so a heartbeat
+    // started again soon after does not inherit answering rights from this one.
+    announcer_.selfReleased();
   }
 }
 
@@ -313,8 +324,10 @@ void Controller::step() {
   const lease::Time now = Clock::now();
   // Withdrawn services' Leases are handed back without it: a release needs no heartbeat.
   ensureHeartbeat(!desired_.empty());
-  const bool leader = heartbeat_ && heartbeat_->isLeader();
-  announcer_.setSelfAliveUntil(leader ? heartbeat_->leaderUntil() : lease::Time{}, now);
+  // One clock reading for the heartbeat's verdict and the announcer's (leaderUntil() is
+  // meaningful only while the runner is leader at `now`).
+  const lease::Time until = heartbeat_ && heartbeat_->isLeader(now) ? heartbeat_->leaderUntil() : lease::Time{};
+  announcer_.setSelfAliveUntil(until, now);
   for (auto& a : announcer_.poll(now, k8s::microTime(std::chrono::system_clock::now()))) execute(std::move(a));
   apply(now);
   timer_.expires_at(announcer_.nextDue(now));
@@ -328,9 +341,12 @@ void Controller::step() {
 void Controller::apply(lease::Time now) {
   std::map<std::string, std::set<Ipv4>> byDevice;
   for (const Announcement& a : announcer_.answering(now)) byDevice[a.device].insert(a.ip);
+  // Each set is valid until the heartbeat's renew deadline only: if this loop is late to clear
+  // it, the responder falls silent by itself.
+  const lease::Time validUntil = announcer_.answeringUntil(now);
   for (auto& [dev, r] : responders_) {
     auto it = byDevice.find(dev);
-    r->setAddresses(it == byDevice.end() ? std::set<Ipv4>{} : it->second);
+    r->setAddresses(it == byDevice.end() ? std::set<Ipv4>{} : it->second, validUntil);
   }
   for (const std::string& lease : announcer_.takeNewlyAnswering(now)) {
     auto d = desired_.find(lease);
@@ -409,7 +425,7 @@ void Controller::stop(std::function<void()> done) {
   stopping_ = true;
   timer_.cancel();
   // Silent first, then the Leases back.
-  for (auto& [_, r] : responders_) r->setAddresses({});
+  for (auto& [_, r] : responders_) r->setAddresses({}, {});
   auto actions = announcer_.releaseAll(k8s::microTime(std::chrono::system_clock::now()));
   struct Pending {
     size_t left = 0;
@@ -493,12 +509,13 @@ void Controller::fillStatus(pb::L2Status& out, std::vector<std::string>& problem
     const auto& c = r->counters();
     x->set_device(dev);
     x->set_mac(formatMac(r->mac().data()));
-    x->set_addresses(static_cast<uint32_t>(r->addresses().size()));
+    x->set_addresses(static_cast<uint32_t>(r->liveAddresses().size()));
     x->set_requests(c.requests);
     x->set_replies(c.replies);
     x->set_not_announced(c.notAnnounced);
     x->set_gratuitous(c.gratuitous);
     x->set_send_errors(c.sendErrors);
+    x->set_stale(c.stale);
     uint64_t ignored = 0;
     for (uint64_t n : c.ignored) ignored += n;
     x->set_ignored(ignored);

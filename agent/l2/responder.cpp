@@ -94,9 +94,17 @@ void Responder::drain() {
       continue;
     }
     ++counters_.requests;
-    if (!addrs_.contains(parsed.request->targetIp)) {
-      ++counters_.notAnnounced;
-      continue;
+    // Judged now, not when the set was handed in: requests queued while the loop was late are
+    // not answered from a set that has gone stale meanwhile.
+    switch (set_.judge(parsed.request->targetIp, AnswerSet::Clock::now())) {
+      case AnswerSet::Verdict::NotAnnounced:
+        ++counters_.notAnnounced;
+        continue;
+      case AnswerSet::Verdict::Stale:
+        ++counters_.stale;
+        continue;
+      case AnswerSet::Verdict::Answer:
+        break;
     }
     if (send(buildArpReply(*parsed.request, mac_), parsed.request->ethSrc)) ++counters_.replies;
   }
@@ -118,6 +126,16 @@ bool Responder::send(const std::vector<uint8_t>& frame, const Mac& to) {
 }
 
 Result<void> Responder::announce(Ipv4 ip) {
+  switch (set_.judge(ip, AnswerSet::Clock::now())) {
+    case AnswerSet::Verdict::NotAnnounced:
+      return error("gratuitous ARP for " + ip.str() + " on " + device_, "not an address this node answers for");
+    case AnswerSet::Verdict::Stale:
+      ++counters_.stale;
+      return error("gratuitous ARP for " + ip.str() + " on " + device_,
+                   "the address set is past its deadline (heartbeat not renewed in time)");
+    case AnswerSet::Verdict::Answer:
+      break;
+  }
   if (!send(buildGratuitousArp(ip, mac_), kBroadcastMac))
     return sysError("send gratuitous ARP for " + ip.str() + " on " + device_);
   ++counters_.gratuitous;

@@ -402,11 +402,11 @@ std::string formatStatus(const pb::StatusResponse& status, StatusDetail detail) 
       out += indented;
       if (status.l2().responders_size() > 0) {
         Table t("  ");
-        t.addRow({"INTERFACE", "MAC", "ADDRESSES", "REQUESTS", "REPLIES", "NOT-OURS", "GRATUITOUS", "IGNORED", "SEND-ERRORS"});
+        t.addRow({"INTERFACE", "MAC", "ADDRESSES", "REQUESTS", "REPLIES", "NOT-OURS", "GRATUITOUS", "IGNORED", "STALE", "SEND-ERRORS"});
         for (const auto& r : status.l2().responders())
           t.addRow({r.device(), r.mac(), std::to_string(r.addresses()), std::to_string(r.requests()),
                     std::to_string(r.replies()), std::to_string(r.not_announced()), std::to_string(r.gratuitous()),
-                    std::to_string(r.ignored()), std::to_string(r.send_errors())});
+                    std::to_string(r.ignored()), std::to_string(r.stale()), std::to_string(r.send_errors())});
         out += "  ARP responders:\n" + t.render();
       }
     }
