@@ -379,7 +379,7 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
   return out;
 }
 
-void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed) {
+void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed, std::string error) {
   if (a.kind == Action::Kind::GetHeartbeat) {
     hbInFlight_.erase(a.node);
     auto& hb = hbs_[a.node];
@@ -401,15 +401,18 @@ void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lea
   Svc& s = it->second;
   s.inFlight = false;
   if (failed) {
+    s.error = error.empty() ? "GET Lease " + a.lease + " failed" : std::move(error);
     s.retryAt = answeredAt + t_.retryPeriod;
     return;
   }
+  s.error.clear();
   s.mustRead = false;
   s.known = false;  // a fresh answer replaces whatever the watch said
   observe(a.lease, std::move(l), answeredAt);
 }
 
-void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored) {
+void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored,
+                        std::string error) {
   auto it = svcs_.find(a.lease);
   if (it == svcs_.end()) return;
   Svc& s = it->second;
@@ -417,6 +420,7 @@ void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcom
   const bool release = a.record.holder.empty();
   switch (outcome) {
     case lease::WriteOutcome::Ok:
+      s.error.clear();
       if (stored) {
         s.known = true;
         s.exists = true;
@@ -443,6 +447,8 @@ void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcom
       break;
     }
     case lease::WriteOutcome::Failed:
+      s.error = error.empty() ? std::string(a.kind == Action::Kind::Create ? "POST" : "PUT") + " Lease " + a.lease + " failed"
+                              : std::move(error);
       s.mustRead = true;
       s.verified = false;
       s.retryAt = sentAt + t_.retryPeriod;
@@ -505,6 +511,7 @@ std::vector<Announcer::Entry> Announcer::entries(Time now) const {
     e.holder = s.known && s.exists ? s.lease.record.holder : std::string();
     e.answering = alive && s.verified && holds(s);
     e.since = e.answering ? s.since : Time{};
+    e.error = s.error;
     out.push_back(std::move(e));
   }
   return out;

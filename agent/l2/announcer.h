@@ -123,6 +123,7 @@ class Announcer {
     std::string holder;  // as last observed ("" none or unknown)
     bool answering = false;
     Time since{};        // when this node started answering
+    std::string error;   // why the last request about this Lease failed (403, 422, ...; "" none)
   };
 
   Announcer(std::string node, lease::Timings timings, Pacing pacing = {});
@@ -158,10 +159,13 @@ class Announcer {
   std::string preferred(const std::string& lease, Time now) const;
 
   // The requests to send now. Every one is answered with onGet / onWrite (failed: the request
-  // itself failed or the server answered an error other than 404/409).
+  // itself failed or the server answered an error other than 404/409; error: why, as the
+  // operator should read it - kept per Lease for entries() until a request about it succeeds).
   std::vector<Action> poll(Time now, const std::string& nowText);
-  void onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed = false);
-  void onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored = {});
+  void onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed = false,
+             std::string error = {});
+  void onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored = {},
+               std::string error = {});
   // When poll() may have something new (or answering() may change) unless an input arrives.
   Time nextDue(Time now) const;
 
@@ -203,6 +207,7 @@ class Announcer {
     Time acquirableSince{};  // when this node first saw it free or its holder dead (Time{}: not)
     Time stateAt{};          // when `lease`/`exists` were last observed to change
     std::string releasedBy;  // who handed it back last (not a candidate for it: it withdrew)
+    std::string error;       // the last failed request's reason ("" after a success)
   };
   struct Cached {
     lease::Lease lease;

@@ -94,6 +94,8 @@ class Controller {
 
   std::map<std::string, std::vector<Announcement>> desired_;  // lease -> what it answers for
   std::map<std::string, std::string> serviceOf_;             // lease -> "<ns>/<name>"
+  std::map<std::string, std::string> collisions_;            // "<ns>/<name>" -> why not announced
+  std::map<std::string, std::vector<Announcement>> collided_;  // "<ns>/<name>" -> what it would answer for
   std::map<std::string, std::unique_ptr<Responder>> responders_;  // by device
   std::map<std::string, std::string> responderErrors_;            // device -> why it cannot open
   uint64_t requests_ = 0;  // the announcer's Lease requests (the heartbeat counts its own)

@@ -36,6 +36,7 @@ class Responder {
     uint64_t stale = 0;           // for an announced address whose set is past its deadline (silent)
     uint64_t gratuitous = 0;      // gratuitous ARPs sent
     uint64_t sendErrors = 0;
+    uint64_t otherInterface = 0;  // frames that came in on another interface (ignored)
     std::array<uint64_t, static_cast<size_t>(ArpIgnore::count_)> ignored{};  // by reason
   };
 

@@ -6,6 +6,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <set>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -450,6 +452,11 @@ std::string formatL2List(const pb::L2Status& l2) {
   }
   std::string out = table.render();
   if (rows.empty()) out += "(no service address is announceable from this node)\n";
+  // Why a Lease could not be taken, once per Lease (the API server's answer: 403, 422, ...).
+  std::set<std::string> told;
+  for (const auto* a : rows)
+    if (!a->error().empty() && told.insert(a->service() + "\n" + a->lease()).second)
+      out += orDash(a->service()) + " (Lease " + a->lease() + "): " + a->error() + "\n";
   return out;
 }
 

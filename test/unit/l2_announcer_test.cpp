@@ -43,7 +43,8 @@ struct Node {
   bool running = true;      // false: the agent was killed
   bool partitioned = false;  // every request fails
   bool watchStalled = false;
-  bool loopStalled = false;  // the agent's loop runs nothing (no renewal, no step), its responder stays
+  bool loopStalled = false;
+  std::string failWrites;    // service-Lease writes answered with this error (e.g. RBAC's 403)  // the agent's loop runs nothing (no renewal, no step), its responder stays
   AnswerSet responder;       // what its ARP responder was last given (Controller::apply)
   uint64_t requests = 0, gets = 0, hbGets = 0, conflicts = 0, hbRenewals = 0;
   std::vector<Time> requestTimes;  // the announcer's requests, for the budget
@@ -109,6 +110,10 @@ void step(Node& n, Api& api, Time now) {
       }
       if (get) {
         n.ann.onGet(a, now, api.get(a.lease));
+        continue;
+      }
+      if (!n.failWrites.empty()) {
+        n.ann.onWrite(a, now, WriteOutcome::Failed, std::nullopt, n.failWrites);
         continue;
       }
       ++api.serviceWrites;
@@ -712,6 +717,27 @@ TEST(L2Announcer, AReleasedHeartbeatForgetsWhatWasHeld) {
   EXPECT_TRUE(a.ann.answering(now).empty());
   EXPECT_EQ(b.ann.answering(now).size(), 1u);
   EXPECT_EQ(api.leases[name].record.holder, "node-b");
+}
+
+// Why a Lease cannot be taken is kept per Lease (agentctl l2 list shows it) until a request
+// about it succeeds.
+TEST(L2Announcer, AFailedLeaseRequestSaysWhyPerLease) {
+  Api api;
+  Node a("node-a", kT);
+  Time now{};
+  const std::string why = "POST Lease nodepath-l2announce-default-svc0: HTTP 403 leases.coordination.k8s.io is forbidden";
+  a.failWrites = why;
+  a.ann.setDesired(services(1));
+  run({&a}, api, now, now + 1s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.entries(now).size(), 1u);
+  EXPECT_EQ(a.ann.entries(now)[0].error, why);
+  EXPECT_FALSE(a.ann.entries(now)[0].answering);
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  a.failWrites.clear();
+  run({&a}, api, now, now + 2s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.entries(now).size(), 1u);
+  EXPECT_TRUE(a.ann.entries(now)[0].answering);
+  EXPECT_EQ(a.ann.entries(now)[0].error, "");
 }
 
 }  // namespace
