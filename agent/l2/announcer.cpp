@@ -144,7 +144,8 @@ void Announcer::selfReleased() {
 // held it, or a write of ours landed after we gave the service up): tracked as withdrawn, so
 // poll() hands it back on its resourceVersion (a 409 re-reads it first).
 void Announcer::adoptStale(const std::string& name, const lease::Lease& l, Time at) {
-  if (!desiredKnown_ || l.record.holder != node_ || svcs_.count(name)) return;
+  // Only service Leases: the namespace holds others (the operator's) that are none of ours.
+  if (!desiredKnown_ || l.record.holder != node_ || svcs_.count(name) || name.rfind(kServiceLeasePrefix, 0) != 0) return;
   Svc& s = svcs_[name];
   s.known = true;
   s.exists = true;

@@ -83,6 +83,7 @@
 namespace np::l2 {
 
 inline constexpr const char* kHeartbeatLeasePrefix = "nodepath-l2-node-";
+inline constexpr const char* kServiceLeasePrefix = "nodepath-l2announce-";  // l2::leaseName
 std::string heartbeatLeaseName(const std::string& node);
 
 // The budget of one agent's service-Lease requests: 20/s per agent keeps two agents (plus their

@@ -616,11 +616,14 @@ TEST(L2Announcer, ARestartedAgentReleasesStaleLeasesAndReacquiresTheRest) {
   EXPECT_EQ(a.ann.answering(now), (std::set<Announcement>(svcs.at(keep).begin(), svcs.at(keep).end())));
   EXPECT_EQ(a.ann.entries(now).size(), 1u);
 
-  // Restarted once more, now with nothing to announce at all: everything goes back.
+  // Restarted once more, now with nothing to announce at all: every service Lease goes back,
+  // and nothing else in the namespace is touched (a Lease that names node-a by chance).
+  api.leases["nodepath-operator"] = Lease{lease::Record{"node-a", 15, "t", "t", 0}, std::to_string(++api.rv)};
   Node a2("node-a", kT);
   a2.ann.setDesired({});
   run({&a2}, api, now, now + 1s, [](Time) { return false; });
   EXPECT_EQ(api.leases[keep].record.holder, "");
+  EXPECT_EQ(api.leases["nodepath-operator"].record.holder, "node-a");
   EXPECT_TRUE(a2.ann.answering(now).empty());
 }
 
