@@ -232,7 +232,8 @@ void LeaseRunner::stop(std::function<void()> done) {
       asio::detached);
 }
 
-bool LeaseRunner::isLeader() const { return !st_->stopped && st_->el.isLeader(Clock::now()); }
+bool LeaseRunner::isLeader() const { return isLeader(Clock::now()); }
+bool LeaseRunner::isLeader(lease::Time now) const { return !st_->stopped && st_->el.isLeader(now); }
 lease::Time LeaseRunner::leaderUntil() const { return st_->el.leaderUntil(); }
 uint64_t LeaseRunner::requests() const { return st_->requests; }
 std::string LeaseRunner::holder() const { return st_->el.observedHolder(); }

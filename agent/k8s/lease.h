@@ -56,6 +56,8 @@ class LeaseRunner {
   void stop(std::function<void()> done = {});
 
   bool isLeader() const;
+  // The same, judged at `now` (a caller that reads the clock once for all its decisions).
+  bool isLeader(lease::Time now) const;
   // While isLeader(): when leadership ends unless a renewal succeeds first (Elector::leaderUntil).
   lease::Time leaderUntil() const;
   // Requests sent to the API server so far (GET, POST, PUT, the release included).

@@ -15,13 +15,28 @@ void addIps(const std::vector<std::string>& in, std::vector<Ipv4>& out) {
     if (auto ip = Ipv4::parse(t); ip && std::find(out.begin(), out.end(), *ip) == out.end()) out.push_back(*ip);
 }
 
+bool skipped(const K8sService& svc) {
+  return svc.type == "ExternalName" || svc.clusterIp == "None" || !Ipv4::parse(svc.clusterIp);
+}
+
 }  // namespace
+
+std::vector<Ipv4> externalIpsOf(const K8sService& svc) {
+  std::vector<Ipv4> out;
+  if (!skipped(svc)) addIps(svc.externalIps, out);
+  return out;
+}
+
+std::vector<Ipv4> loadBalancerIpsOf(const K8sService& svc) {
+  std::vector<Ipv4> out;
+  if (!skipped(svc) && svc.type == "LoadBalancer") addIps(svc.lbIngressIps, out);
+  return out;
+}
 
 std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const K8sSlice*>& slices) {
   std::vector<lb::Service> out;
-  if (svc.type == "ExternalName" || svc.clusterIp == "None") return out;
-  auto cip = Ipv4::parse(svc.clusterIp);
-  if (!cip) return out;  // unset or IPv6: not ours
+  if (skipped(svc)) return out;  // ExternalName, headless, unset or IPv6: not ours
+  const Ipv4 cip = *Ipv4::parse(svc.clusterIp);
   const bool nodePorts = svc.type == "NodePort" || svc.type == "LoadBalancer";
   for (const ServicePort& p : svc.ports) {
     if (!p.supported) continue;
@@ -29,10 +44,10 @@ std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const 
     s.name = svc.key() + (p.name.empty() ? "" : ":" + p.name);
     s.protocol = p.protocol;
     s.port = p.port;
-    s.clusterIp = *cip;
+    s.clusterIp = cip;
     if (nodePorts) s.nodePort = p.nodePort;
-    addIps(svc.externalIps, s.externalIps);
-    if (svc.type == "LoadBalancer") addIps(svc.lbIngressIps, s.loadBalancerIps);
+    s.externalIps = externalIpsOf(svc);
+    s.loadBalancerIps = loadBalancerIpsOf(svc);
     if (svc.sessionAffinity == "ClientIP") {
       s.sessionAffinity = lb::SessionAffinity::ClientIp;
       s.affinityTimeoutSec = svc.affinityTimeoutSec.value_or(lb::kDefaultAffinityTimeoutSec);

@@ -29,6 +29,12 @@ inline constexpr const char* kSourceKubernetes = "kubernetes";
 
 // The model services of one Kubernetes service and its slices (empty when it is skipped).
 std::vector<lb::Service> toModel(const K8sService& svc, const std::vector<const K8sSlice*>& slices);
+// The addresses toModel makes frontends of, for whoever else needs the same answer (L2
+// announcements): none for a service it skips (ExternalName, headless, no IPv4 ClusterIP);
+// spec.externalIPs; the status.loadBalancer.ingress IPs of a type LoadBalancer service only
+// (LB-IPAM and spec.loadBalancerIP land there). Parsed, IPv4, without duplicates.
+std::vector<Ipv4> externalIpsOf(const K8sService& svc);
+std::vector<Ipv4> loadBalancerIpsOf(const K8sService& svc);
 
 class ServiceCache {
  public:

@@ -133,7 +133,28 @@ void Announcer::setSelfAliveUntil(Time until, Time now) {
   wasAlive_ = selfAlive(now);
 }
 
+void Announcer::selfReleased() {
+  selfAliveUntil_ = {};
+  wasAlive_ = false;
+  inLapse_ = false;
+  lapse();
+}
+
+// A Lease the watch shows held by this node, for a service it does not announce (a previous run
+// held it, or a write of ours landed after we gave the service up): tracked as withdrawn, so
+// poll() hands it back on its resourceVersion (a 409 re-reads it first).
+void Announcer::adoptStale(const std::string& name, const lease::Lease& l, Time at) {
+  // Only service Leases: the namespace holds others (the operator's) that are none of ours.
+  if (!desiredKnown_ || l.record.holder != node_ || svcs_.count(name) || name.rfind(kServiceLeasePrefix, 0) != 0) return;
+  Svc& s = svcs_[name];
+  s.known = true;
+  s.exists = true;
+  s.lease = l;
+  s.stateAt = at;
+}
+
 void Announcer::setDesired(std::map<std::string, std::vector<Announcement>> desired) {
+  desiredKnown_ = true;
   for (auto& [name, s] : svcs_) s.desired = false;
   for (auto& [name, ann] : desired) {
     auto [it, fresh] = svcs_.try_emplace(name);
@@ -154,6 +175,7 @@ void Announcer::setDesired(std::map<std::string, std::vector<Announcement>> desi
     s.ann = std::move(ann);
     s.desired = true;
   }
+  for (const auto& [name, c] : cache_) adoptStale(name, c.lease, c.at);
 }
 
 void Announcer::setCacheSynced() {
@@ -196,7 +218,10 @@ void Announcer::observe(const std::string& name, std::optional<lease::Lease> l, 
     cache_.erase(c);
   }
   auto it = svcs_.find(name);
-  if (it == svcs_.end()) return;
+  if (it == svcs_.end()) {
+    if (l) adoptStale(name, *l, at);
+    return;
+  }
   Svc& s = it->second;
   if (l && s.known && s.exists && older(l->resourceVersion, s.lease.resourceVersion)) return;
   // The watch caught up with whatever a 409 told us: act on it rather than GET.
@@ -264,7 +289,10 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
       continue;
     }
     if (!s.desired) {
-      if (holds(s)) {  // withdraw: silent already (not desired), hand it back
+      if (s.mustRead) {  // a release that lost on the resourceVersion (or failed): who holds it now?
+        cands.push_back({kWithdraw, Action{Action::Kind::GetService, name, {}, {}, {}}, &s});
+        ++it;
+      } else if (holds(s)) {  // withdraw: silent already (not desired), hand it back
         Action a{Action::Kind::Update, name, {}, s.lease.record, s.lease.resourceVersion};
         a.record.holder.clear();
         a.record.renewTime = nowText;
@@ -352,7 +380,7 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
   return out;
 }
 
-void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed) {
+void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed, std::string error) {
   if (a.kind == Action::Kind::GetHeartbeat) {
     hbInFlight_.erase(a.node);
     auto& hb = hbs_[a.node];
@@ -374,15 +402,18 @@ void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lea
   Svc& s = it->second;
   s.inFlight = false;
   if (failed) {
+    s.error = error.empty() ? "GET Lease " + a.lease + " failed" : std::move(error);
     s.retryAt = answeredAt + t_.retryPeriod;
     return;
   }
+  s.error.clear();
   s.mustRead = false;
   s.known = false;  // a fresh answer replaces whatever the watch said
   observe(a.lease, std::move(l), answeredAt);
 }
 
-void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored) {
+void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored,
+                        std::string error) {
   auto it = svcs_.find(a.lease);
   if (it == svcs_.end()) return;
   Svc& s = it->second;
@@ -390,6 +421,7 @@ void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcom
   const bool release = a.record.holder.empty();
   switch (outcome) {
     case lease::WriteOutcome::Ok:
+      s.error.clear();
       if (stored) {
         s.known = true;
         s.exists = true;
@@ -416,6 +448,8 @@ void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcom
       break;
     }
     case lease::WriteOutcome::Failed:
+      s.error = error.empty() ? std::string(a.kind == Action::Kind::Create ? "POST" : "PUT") + " Lease " + a.lease + " failed"
+                              : std::move(error);
       s.mustRead = true;
       s.verified = false;
       s.retryAt = sentAt + t_.retryPeriod;
@@ -478,6 +512,7 @@ std::vector<Announcer::Entry> Announcer::entries(Time now) const {
     e.holder = s.known && s.exists ? s.lease.record.holder : std::string();
     e.answering = alive && s.verified && holds(s);
     e.since = e.answering ? s.since : Time{};
+    e.error = s.error;
     out.push_back(std::move(e));
   }
   return out;
@@ -485,7 +520,7 @@ std::vector<Announcer::Entry> Announcer::entries(Time now) const {
 
 std::vector<Announcer::Action> Announcer::releaseAll(const std::string& nowText) {
   std::vector<Action> out;
-  selfAliveUntil_ = {};
+  selfReleased();
   for (auto& [name, s] : svcs_) {
     s.desired = false;
     s.verified = false;

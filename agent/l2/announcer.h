@@ -83,6 +83,7 @@
 namespace np::l2 {
 
 inline constexpr const char* kHeartbeatLeasePrefix = "nodepath-l2-node-";
+inline constexpr const char* kServiceLeasePrefix = "nodepath-l2announce-";  // l2::leaseName
 std::string heartbeatLeaseName(const std::string& node);
 
 // The budget of one agent's service-Lease requests: 20/s per agent keeps two agents (plus their
@@ -123,6 +124,7 @@ class Announcer {
     std::string holder;  // as last observed ("" none or unknown)
     bool answering = false;
     Time since{};        // when this node started answering
+    std::string error;   // why the last request about this Lease failed (403, 422, ...; "" none)
   };
 
   Announcer(std::string node, lease::Timings timings, Pacing pacing = {});
@@ -132,8 +134,19 @@ class Announcer {
   // now: when the caller learnt it (a lapse before now makes every held Lease be rewritten before
   // this node answers for it again).
   void setSelfAliveUntil(Time until, Time now);
+  // This node's heartbeat was handed back or its runner stopped (nothing left to announce, the
+  // agent stopping): another node may judge it dead at once (a released heartbeat), so this one
+  // forgets what it held, whatever the renew deadline said. Silent until the next
+  // setSelfAliveUntil, and every Lease it still believes it holds is rewritten before it answers.
+  void selfReleased();
+  // While this node may answer: the deadline of the current answering set (the heartbeat's renew
+  // deadline, strictly before any other node can judge its Leases free); Time{} when it may not.
+  // The responder stops answering at this time by itself (AnswerSet).
+  Time answeringUntil(Time now) const { return selfAlive(now) ? selfAliveUntil_ : Time{}; }
   // The services this node is eligible to announce (lease name -> what it answers for as the
-  // holder). A service that leaves the set is withdrawn: silent at once, then released.
+  // holder). A service that leaves the set is withdrawn: silent at once, then released. From the
+  // first call on (the caller knows the complete set), a Lease the watch shows held by this node
+  // for a service not in the set - a previous run's, found after a restart - is released too.
   void setDesired(std::map<std::string, std::vector<Announcement>> desired);
 
   // What the watch on the agent's namespace's Leases delivers (nullopt: deleted), seen at `at`.
@@ -147,10 +160,13 @@ class Announcer {
   std::string preferred(const std::string& lease, Time now) const;
 
   // The requests to send now. Every one is answered with onGet / onWrite (failed: the request
-  // itself failed or the server answered an error other than 404/409).
+  // itself failed or the server answered an error other than 404/409; error: why, as the
+  // operator should read it - kept per Lease for entries() until a request about it succeeds).
   std::vector<Action> poll(Time now, const std::string& nowText);
-  void onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed = false);
-  void onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored = {});
+  void onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed = false,
+             std::string error = {});
+  void onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored = {},
+               std::string error = {});
   // When poll() may have something new (or answering() may change) unless an input arrives.
   Time nextDue(Time now) const;
 
@@ -192,6 +208,7 @@ class Announcer {
     Time acquirableSince{};  // when this node first saw it free or its holder dead (Time{}: not)
     Time stateAt{};          // when `lease`/`exists` were last observed to change
     std::string releasedBy;  // who handed it back last (not a candidate for it: it withdrew)
+    std::string error;       // the last failed request's reason ("" after a success)
   };
   struct Cached {
     lease::Lease lease;
@@ -210,6 +227,7 @@ class Announcer {
   lease::Record acquireRecord(const Svc& s, const std::string& nowText) const;
   void observeHeartbeat(const std::string& node, std::optional<lease::Lease> l, Time at);
   void lapse();
+  void adoptStale(const std::string& name, const lease::Lease& l, Time at);
   void checkLapse(Time now);
   std::vector<std::string> liveNodes(Time now) const;
   bool takeToken(Time now);
@@ -227,6 +245,7 @@ class Announcer {
   std::set<std::string> hbInFlight_;
   std::map<std::string, Cached> cache_;  // every non-heartbeat Lease the watch has delivered
   bool cacheSynced_ = false;
+  bool desiredKnown_ = false;  // setDesired was called: a held Lease not in it is stale
   Pacing pacing_;
   double tokens_ = 0;
   Time refilledAt_{};

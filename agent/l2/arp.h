@@ -5,8 +5,10 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -61,5 +63,36 @@ std::vector<uint8_t> buildArpReply(const ArpRequest& req, const Mac& ourMac);
 // sender and target address both ip, sender MAC ourMac (what Cilium 1.15 sends, and what Linux's
 // arp_accept=0 neighbours use to refresh an existing entry).
 std::vector<uint8_t> buildGratuitousArp(Ipv4 ip, const Mac& ourMac);
+
+// The addresses a responder answers for, each set valid only until a deadline on the monotonic
+// clock (issue 10: "a holder that cannot renew in time stops answering before the Lease can
+// expire"). The deadline is the heartbeat's renew deadline (Announcer::answeringUntil): every
+// reply and every gratuitous ARP is judged against it at the moment it would go out, so a stale
+// set answers nothing even when the agent's loop that should have cleared it is late (a stall,
+// a queue of requests read before the timer that withdraws them runs). Pure: the caller passes
+// `now`.
+class AnswerSet {
+ public:
+  using Clock = std::chrono::steady_clock;
+  enum class Verdict { Answer, NotAnnounced, Stale };
+
+  // From now on answer for addrs while now < validUntil (Clock::time_point{}: never).
+  void set(std::set<Ipv4> addrs, Clock::time_point validUntil) {
+    addrs_ = std::move(addrs);
+    validUntil_ = addrs_.empty() ? Clock::time_point{} : validUntil;
+  }
+  Verdict judge(Ipv4 ip, Clock::time_point now) const {
+    if (!addrs_.contains(ip)) return Verdict::NotAnnounced;
+    return now < validUntil_ ? Verdict::Answer : Verdict::Stale;
+  }
+  // The addresses answered for at `now` (none once the set is stale).
+  std::set<Ipv4> live(Clock::time_point now) const { return now < validUntil_ ? addrs_ : std::set<Ipv4>{}; }
+  const std::set<Ipv4>& addresses() const { return addrs_; }
+  Clock::time_point validUntil() const { return validUntil_; }
+
+ private:
+  std::set<Ipv4> addrs_;
+  Clock::time_point validUntil_{};
+};
 
 }  // namespace np::l2

@@ -1,6 +1,12 @@
 #include "l2/controller.h"
 
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +19,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "k8s/kubeconfig.h"
+#include "k8s/service_cache.h"
 #include "k8s/watch.h"
 
 namespace np::l2 {
@@ -28,10 +35,10 @@ Service fromK8s(const k8s::K8sService& s) {
   out.name = s.name;
   out.labels = Labels(s.labels.begin(), s.labels.end());
   out.loadBalancerClass = s.loadBalancerClass;
-  for (const auto& ip : s.externalIps)
-    if (auto a = Ipv4::parse(ip)) out.externalIPs.push_back(*a);
-  for (const auto& ip : s.lbIngressIps)
-    if (auto a = Ipv4::parse(ip)) out.loadBalancerIPs.push_back(*a);
+  // The datapath's rule (toModel), not a second copy of it: an address is announced only if
+  // the service path behind it exists.
+  out.externalIPs = k8s::externalIpsOf(s);
+  out.loadBalancerIPs = k8s::loadBalancerIpsOf(s);
   return out;
 }
 
@@ -164,17 +171,24 @@ void Controller::setServices(const std::map<std::string, k8s::K8sService>& all) 
 }
 
 std::vector<std::string> Controller::candidateDevices() const {
-  // Every interface of the node but loopback and those the agent makes for pods (lxc*, the
-  // router pair): a policy without interfaces means "every device", not the pods' veths.
+  // The interfaces ARP may be answered on (announceableDevice): a policy without interfaces
+  // means "every such device", not the pods' veths, loopback, a down link or a bond's slaves.
+  // Flags and hardware type by ioctl, which answers for this process's network namespace.
   std::vector<std::string> out;
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return out;
   if (struct if_nameindex* ifs = ::if_nameindex()) {
     for (auto* i = ifs; i->if_index != 0 && i->if_name; ++i) {
-      const std::string n = i->if_name;
-      if (n == "lo" || n == "np_host" || n == "np_net" || n.rfind("lxc", 0) == 0) continue;
-      out.push_back(n);
+      ifreq ifr{};
+      std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
+      if (::ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) continue;
+      const unsigned flags = static_cast<unsigned short>(ifr.ifr_flags);
+      if (::ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) continue;
+      if (announceableDevice(i->if_name, flags, ifr.ifr_hwaddr.sa_family)) out.push_back(i->if_name);
     }
     ::if_freenameindex(ifs);
   }
+  ::close(fd);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -184,22 +198,33 @@ void Controller::recompute() {
   const bool synced = policiesRef_->stats().synced && nodeRef_->stats().synced && servicesSynced_;
   std::map<std::string, std::vector<Announcement>> desired;
   std::map<std::string, std::string> serviceOf;
+  collisions_.clear();
+  collided_.clear();
   if (synced && nodeKnown_ && !policies_.empty()) {
     std::vector<Policy> pols;
     for (const auto& [_, p] : policies_) pols.push_back(p);
     const auto devices = candidateDevices();
+    collisions_ = leaseCollisions(pols, services_);
     for (const auto& [key, svc] : services_) {
       auto ann = announcementsFor(pols, svc, nodeLabels_, devices);
       if (ann.empty()) continue;
+      if (collisions_.count(key)) {
+        collided_[key] = std::move(ann);
+        continue;
+      }
       const std::string lease = leaseName(svc);
       desired[lease] = std::move(ann);
       serviceOf[lease] = key;
     }
   }
-  if (desired == desired_ && responderErrors_.empty()) {
+  // Until everything is listed the announcer is told nothing: an empty set then would release
+  // what a previous run of this agent holds and is about to be wanted again.
+  const bool first = synced && !desiredSent_;
+  if ((desired == desired_ && responderErrors_.empty() && !first) || (!synced && !desiredSent_)) {
     kick();
     return;
   }
+  desiredSent_ = true;
   desired_ = desired;
   serviceOf_ = std::move(serviceOf);
   announcer_.setDesired(std::move(desired));
@@ -228,8 +253,12 @@ void Controller::recompute() {
   kick();
 }
 
+// Started once the desired set is first known, even when it is empty: a Lease a previous run
+// held for a service this node no longer announces is found in its list and handed back
+// (Announcer::setDesired). One list and one watch; no Lease is written for services that
+// cannot be announced.
 void Controller::ensureLeaseWatch() {
-  if (leasesRef_ || desired_.empty()) return;
+  if (leasesRef_ || !desiredSent_) return;
   Controller* self = this;
   std::weak_ptr<bool> alive = alive_;
   k8s::Reflector::Handler lh;
@@ -294,6 +323,9 @@ void Controller::ensureHeartbeat(bool want) {
     pastHeartbeatRequests_ += heartbeat_->requests() + 1;
     heartbeat_->stop();
     heartbeat_.reset();
+    // A released heartbeat is dead to the others at once: forget what was held, so a heartbeat
+    // started again soon after does not inherit answering rights from this one.
+    announcer_.selfReleased();
   }
 }
 
@@ -313,8 +345,10 @@ void Controller::step() {
   const lease::Time now = Clock::now();
   // Withdrawn services' Leases are handed back without it: a release needs no heartbeat.
   ensureHeartbeat(!desired_.empty());
-  const bool leader = heartbeat_ && heartbeat_->isLeader();
-  announcer_.setSelfAliveUntil(leader ? heartbeat_->leaderUntil() : lease::Time{}, now);
+  // One clock reading for the heartbeat's verdict and the announcer's (leaderUntil() is
+  // meaningful only while the runner is leader at `now`).
+  const lease::Time until = heartbeat_ && heartbeat_->isLeader(now) ? heartbeat_->leaderUntil() : lease::Time{};
+  announcer_.setSelfAliveUntil(until, now);
   for (auto& a : announcer_.poll(now, k8s::microTime(std::chrono::system_clock::now()))) execute(std::move(a));
   apply(now);
   timer_.expires_at(announcer_.nextDue(now));
@@ -328,9 +362,12 @@ void Controller::step() {
 void Controller::apply(lease::Time now) {
   std::map<std::string, std::set<Ipv4>> byDevice;
   for (const Announcement& a : announcer_.answering(now)) byDevice[a.device].insert(a.ip);
+  // Each set is valid until the heartbeat's renew deadline only: if this loop is late to clear
+  // it, the responder falls silent by itself.
+  const lease::Time validUntil = announcer_.answeringUntil(now);
   for (auto& [dev, r] : responders_) {
     auto it = byDevice.find(dev);
-    r->setAddresses(it == byDevice.end() ? std::set<Ipv4>{} : it->second);
+    r->setAddresses(it == byDevice.end() ? std::set<Ipv4>{} : it->second, validUntil);
   }
   for (const std::string& lease : announcer_.takeNewlyAnswering(now)) {
     auto d = desired_.find(lease);
@@ -362,13 +399,14 @@ void Controller::execute(Announcer::Action a) {
           if (alive.expired()) co_return;
           const lease::Time at = Clock::now();
           if (!r || (r->status != 200 && r->status != 404)) {
-            lastError_ = "GET Lease " + a.lease + ": " + (r ? "HTTP " + std::to_string(r->status) : r.error().message());
-            announcer_.onGet(a, at, std::nullopt, true);
+            lastError_ = "GET Lease " + a.lease + ": " +
+                         (r ? "HTTP " + std::to_string(r->status) + " " + k8s::parseStatus(r->body).message : r.error().message());
+            announcer_.onGet(a, at, std::nullopt, true, lastError_);
           } else if (r->status == 404) {
             announcer_.onGet(a, at, std::nullopt);
           } else if (auto l = k8s::decodeLease(r->body); !l) {
             lastError_ = l.error().message();
-            announcer_.onGet(a, at, std::nullopt, true);
+            announcer_.onGet(a, at, std::nullopt, true, lastError_);
           } else {
             announcer_.onGet(a, at, *l);
           }
@@ -384,13 +422,13 @@ void Controller::execute(Announcer::Action a) {
           if (alive.expired()) co_return;
           if (!r) {
             lastError_ = (create ? "POST Lease " : "PUT Lease ") + a.lease + ": " + r.error().message();
-            announcer_.onWrite(a, sentAt, lease::WriteOutcome::Failed);
+            announcer_.onWrite(a, sentAt, lease::WriteOutcome::Failed, std::nullopt, lastError_);
           } else if (r->status == 409 || r->status == 404 || (create && r->status == 422)) {
             announcer_.onWrite(a, sentAt, lease::WriteOutcome::Conflict);
           } else if (r->status != 200 && r->status != 201) {
             lastError_ = (create ? "POST Lease " : "PUT Lease ") + a.lease + ": HTTP " + std::to_string(r->status) + " " +
                          k8s::parseStatus(r->body).message;
-            announcer_.onWrite(a, sentAt, lease::WriteOutcome::Failed);
+            announcer_.onWrite(a, sentAt, lease::WriteOutcome::Failed, std::nullopt, lastError_);
           } else {
             auto l = k8s::decodeLease(r->body);
             announcer_.onWrite(a, sentAt, lease::WriteOutcome::Ok, l ? std::optional<lease::Lease>(*l) : std::nullopt);
@@ -409,7 +447,7 @@ void Controller::stop(std::function<void()> done) {
   stopping_ = true;
   timer_.cancel();
   // Silent first, then the Leases back.
-  for (auto& [_, r] : responders_) r->setAddresses({});
+  for (auto& [_, r] : responders_) r->setAddresses({}, {});
   auto actions = announcer_.releaseAll(k8s::microTime(std::chrono::system_clock::now()));
   struct Pending {
     size_t left = 0;
@@ -481,6 +519,7 @@ void Controller::fillStatus(pb::L2Status& out, std::vector<std::string>& problem
       x->set_device(a.device);
       x->set_answering(e.answering);
       x->set_holder(e.holder);
+      x->set_error(e.error);
       if (e.answering) {
         const auto ago = std::chrono::duration_cast<std::chrono::system_clock::duration>(now - e.since);
         x->set_since(rfc3339(sysNow - ago));
@@ -488,18 +527,32 @@ void Controller::fillStatus(pb::L2Status& out, std::vector<std::string>& problem
       }
     }
   }
+  for (const auto& [key, anns] : collided_) {
+    const auto& why = collisions_.at(key);
+    problems.push_back("L2 announcements: service " + key + ": " + why);
+    for (const auto& a : anns) {
+      pb::L2Announcement* x = out.add_announcements();
+      x->set_service(key);
+      auto svc = services_.find(key);
+      if (svc != services_.end()) x->set_lease(leaseName(svc->second));
+      x->set_ip(a.ip.str());
+      x->set_device(a.device);
+      x->set_error(why);
+    }
+  }
   for (const auto& [dev, r] : responders_) {
     pb::L2Responder* x = out.add_responders();
     const auto& c = r->counters();
     x->set_device(dev);
     x->set_mac(formatMac(r->mac().data()));
-    x->set_addresses(static_cast<uint32_t>(r->addresses().size()));
+    x->set_addresses(static_cast<uint32_t>(r->liveAddresses().size()));
     x->set_requests(c.requests);
     x->set_replies(c.replies);
     x->set_not_announced(c.notAnnounced);
     x->set_gratuitous(c.gratuitous);
     x->set_send_errors(c.sendErrors);
-    uint64_t ignored = 0;
+    x->set_stale(c.stale);
+    uint64_t ignored = c.otherInterface;
     for (uint64_t n : c.ignored) ignored += n;
     x->set_ignored(ignored);
   }

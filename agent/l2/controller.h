@@ -8,7 +8,9 @@
 // answers for (Announcer::answering), gratuitous ARP when this node becomes a holder.
 //
 // Only services with an announceable address on a selected node take part: with none, no
-// heartbeat Lease is written and no service Lease is read (the Lease watch, once started, stays).
+// heartbeat Lease is written and no service Lease is read or written, except that a Lease a
+// previous run of this agent still holds is handed back (the Lease watch starts once everything
+// is listed, to find such Leases, and stays).
 // The heartbeat (nodepath-l2-node-<node>) runs on a LeaseRunner with its own Client, so that its
 // renewals never wait behind the lists and Lease writes of the rest; the answering set is
 // re-judged at the heartbeat's deadline, so a node that cannot renew stops answering before
@@ -87,10 +89,13 @@ class Controller {
   Labels nodeLabels_;
   std::map<std::string, Service> services_;
   bool servicesSynced_ = false;
+  bool desiredSent_ = false;  // the announcer was given the complete desired set at least once
   std::set<std::string> leaseNames_;  // in the last Lease list, to see deletions across relists
 
   std::map<std::string, std::vector<Announcement>> desired_;  // lease -> what it answers for
   std::map<std::string, std::string> serviceOf_;             // lease -> "<ns>/<name>"
+  std::map<std::string, std::string> collisions_;            // "<ns>/<name>" -> why not announced
+  std::map<std::string, std::vector<Announcement>> collided_;  // "<ns>/<name>" -> what it would answer for
   std::map<std::string, std::unique_ptr<Responder>> responders_;  // by device
   std::map<std::string, std::string> responderErrors_;            // device -> why it cannot open
   uint64_t requests_ = 0;  // the announcer's Lease requests (the heartbeat counts its own)

@@ -1,5 +1,8 @@
 #include "l2/policy.h"
 
+#include <net/if.h>
+#include <net/if_arp.h>
+
 #include <algorithm>
 
 #include <boost/json.hpp>
@@ -161,6 +164,33 @@ std::vector<Announcement> announcementsFor(const std::vector<Policy>& policies, 
   return out;
 }
 
+bool announceableDevice(const std::string& name, unsigned flags, int hwType) {
+  if (name == "np_host" || name == "np_net" || name.rfind("lxc", 0) == 0) return false;
+  if (!(flags & IFF_UP) || (flags & IFF_LOOPBACK) || (flags & IFF_SLAVE)) return false;
+  return hwType == ARPHRD_ETHER;
+}
+
 std::string leaseName(const Service& svc) { return "nodepath-l2announce-" + svc.ns + "-" + svc.name; }
+
+std::map<std::string, std::string> leaseCollisions(const std::vector<Policy>& policies,
+                                                   const std::map<std::string, Service>& services) {
+  std::vector<Policy> anywhere = policies;
+  for (auto& p : anywhere) {
+    p.nodeSelector.reset();
+    p.interfaces.clear();
+  }
+  const std::vector<std::string> anyDevice{"any"};
+  std::map<std::string, std::string> owner;  // lease -> the service that keeps it
+  std::map<std::string, std::string> out;
+  for (const auto& [key, svc] : services) {
+    if (announcementsFor(anywhere, svc, {}, anyDevice).empty()) continue;
+    const std::string lease = leaseName(svc);
+    auto [it, fresh] = owner.emplace(lease, key);
+    if (!fresh)
+      out[key] = "Lease " + lease + " is already the Lease of service " + it->second +
+                 " (the names collide); not announced";
+  }
+  return out;
+}
 
 }  // namespace np::l2

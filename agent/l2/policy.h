@@ -79,7 +79,20 @@ std::vector<Announcement> announcementsFor(const std::vector<Policy>& policies, 
                                            const Labels& nodeLabels,
                                            const std::vector<std::string>& devices);
 
-// The Lease that elects the announcing node for svc (in the agent's namespace).
+// Whether ARP may be answered on an interface (the devices announcementsFor is given): up,
+// Ethernet (ARPHRD_ETHER), not loopback, not a bond's slave (its master answers for it), not one
+// the agent makes for pods (lxc*, np_host/np_net). flags: IFF_* as SIOCGIFFLAGS reports them.
+bool announceableDevice(const std::string& name, unsigned flags, int hwType);
+
+// The Lease that elects the announcing node for svc (in the agent's namespace). Cilium's format
+// (cilium-l2announce-<ns>-<name>), kept so users can compare: "a-b/c" and "a/b-c" share one.
 std::string leaseName(const Service& svc);
+
+// Services whose Lease names collide: among the services some policy selects on some node (node
+// selectors and interfaces left out, so every node judges alike), the first by "<ns>/<name>"
+// keeps the name; each later one maps to why it is not announced (rather than two services
+// fighting over one Lease). services: keyed by "<ns>/<name>".
+std::map<std::string, std::string> leaseCollisions(const std::vector<Policy>& policies,
+                                                   const std::map<std::string, Service>& services);
 
 }  // namespace np::l2

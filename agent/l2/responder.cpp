@@ -17,7 +17,10 @@ Result<std::unique_ptr<Responder>> Responder::open(boost::asio::io_context& io, 
   const std::string ctx = "open ARP responder on " + device;
   const unsigned ifindex = ::if_nametoindex(device.c_str());
   if (ifindex == 0) return sysError(ctx);
-  int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ARP));
+  // Protocol 0: the socket receives nothing until bind() names the protocol and the device, so
+  // no frame of another interface is ever queued on it (a socket opened with ETH_P_ARP receives
+  // from every interface until it is bound).
+  int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return sysError(ctx + ": socket(AF_PACKET)");
   auto fail = [&](const std::string& what) {
     Error e = sysError(ctx + ": " + what);
@@ -80,6 +83,10 @@ void Responder::drain() {
     const ssize_t n = ::recvmsg(sock_.native_handle(), &msg, MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) return;  // EAGAIN: drained
     if (from.sll_pkttype == PACKET_OUTGOING) continue;  // our own replies
+    if (from.sll_ifindex != ifindex_) {  // cannot happen once bound; never answered if it does
+      ++counters_.otherInterface;
+      continue;
+    }
     std::optional<uint16_t> tci;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA) continue;
@@ -94,9 +101,17 @@ void Responder::drain() {
       continue;
     }
     ++counters_.requests;
-    if (!addrs_.contains(parsed.request->targetIp)) {
-      ++counters_.notAnnounced;
-      continue;
+    // Judged now, not when the set was handed in: requests queued while the loop was late are
+    // not answered from a set that has gone stale meanwhile.
+    switch (set_.judge(parsed.request->targetIp, AnswerSet::Clock::now())) {
+      case AnswerSet::Verdict::NotAnnounced:
+        ++counters_.notAnnounced;
+        continue;
+      case AnswerSet::Verdict::Stale:
+        ++counters_.stale;
+        continue;
+      case AnswerSet::Verdict::Answer:
+        break;
     }
     if (send(buildArpReply(*parsed.request, mac_), parsed.request->ethSrc)) ++counters_.replies;
   }
@@ -118,6 +133,16 @@ bool Responder::send(const std::vector<uint8_t>& frame, const Mac& to) {
 }
 
 Result<void> Responder::announce(Ipv4 ip) {
+  switch (set_.judge(ip, AnswerSet::Clock::now())) {
+    case AnswerSet::Verdict::NotAnnounced:
+      return error("gratuitous ARP for " + ip.str() + " on " + device_, "not an address this node answers for");
+    case AnswerSet::Verdict::Stale:
+      ++counters_.stale;
+      return error("gratuitous ARP for " + ip.str() + " on " + device_,
+                   "the address set is past its deadline (heartbeat not renewed in time)");
+    case AnswerSet::Verdict::Answer:
+      break;
+  }
   if (!send(buildGratuitousArp(ip, mac_), kBroadcastMac))
     return sysError("send gratuitous ARP for " + ip.str() + " on " + device_);
   ++counters_.gratuitous;

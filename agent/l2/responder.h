@@ -33,8 +33,10 @@ class Responder {
     uint64_t requests = 0;        // ARP requests for some address on this device
     uint64_t replies = 0;         // answered
     uint64_t notAnnounced = 0;    // for an address this node does not announce (left alone)
+    uint64_t stale = 0;           // for an announced address whose set is past its deadline (silent)
     uint64_t gratuitous = 0;      // gratuitous ARPs sent
     uint64_t sendErrors = 0;
+    uint64_t otherInterface = 0;  // frames that came in on another interface (ignored)
     std::array<uint64_t, static_cast<size_t>(ArpIgnore::count_)> ignored{};  // by reason
   };
 
@@ -45,10 +47,18 @@ class Responder {
   Responder(const Responder&) = delete;
   Responder& operator=(const Responder&) = delete;
 
-  // The addresses to answer for on this device from now on.
-  void setAddresses(std::set<Ipv4> addrs) { addrs_ = std::move(addrs); }
-  const std::set<Ipv4>& addresses() const { return addrs_; }
-  // One gratuitous ARP for ip (a node that just became the holder).
+  // The addresses to answer for on this device from now on, while the monotonic clock is before
+  // validUntil (the heartbeat's renew deadline: strictly before any other node may judge the
+  // Lease expired). Checked on every reply and gratuitous ARP; past it, nothing is answered
+  // (counters().stale) until a new set arrives.
+  void setAddresses(std::set<Ipv4> addrs, AnswerSet::Clock::time_point validUntil) {
+    set_.set(std::move(addrs), validUntil);
+  }
+  const std::set<Ipv4>& addresses() const { return set_.addresses(); }
+  // The addresses answered for right now (none when the set is stale).
+  std::set<Ipv4> liveAddresses() const { return set_.live(AnswerSet::Clock::now()); }
+  // One gratuitous ARP for ip (a node that just became the holder); refused when ip is not in a
+  // valid set.
   Result<void> announce(Ipv4 ip);
 
   const std::string& device() const { return device_; }
@@ -66,7 +76,7 @@ class Responder {
   std::string device_;
   int ifindex_;
   Mac mac_;
-  std::set<Ipv4> addrs_;
+  AnswerSet set_;
   Counters counters_;
 };
 

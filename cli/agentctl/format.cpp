@@ -6,6 +6,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <set>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -402,11 +404,11 @@ std::string formatStatus(const pb::StatusResponse& status, StatusDetail detail) 
       out += indented;
       if (status.l2().responders_size() > 0) {
         Table t("  ");
-        t.addRow({"INTERFACE", "MAC", "ADDRESSES", "REQUESTS", "REPLIES", "NOT-OURS", "GRATUITOUS", "IGNORED", "SEND-ERRORS"});
+        t.addRow({"INTERFACE", "MAC", "ADDRESSES", "REQUESTS", "REPLIES", "NOT-OURS", "GRATUITOUS", "IGNORED", "STALE", "SEND-ERRORS"});
         for (const auto& r : status.l2().responders())
           t.addRow({r.device(), r.mac(), std::to_string(r.addresses()), std::to_string(r.requests()),
                     std::to_string(r.replies()), std::to_string(r.not_announced()), std::to_string(r.gratuitous()),
-                    std::to_string(r.ignored()), std::to_string(r.send_errors())});
+                    std::to_string(r.ignored()), std::to_string(r.stale()), std::to_string(r.send_errors())});
         out += "  ARP responders:\n" + t.render();
       }
     }
@@ -450,6 +452,11 @@ std::string formatL2List(const pb::L2Status& l2) {
   }
   std::string out = table.render();
   if (rows.empty()) out += "(no service address is announceable from this node)\n";
+  // Why a Lease could not be taken, once per Lease (the API server's answer: 403, 422, ...).
+  std::set<std::string> told;
+  for (const auto* a : rows)
+    if (!a->error().empty() && told.insert(a->service() + "\n" + a->lease()).second)
+      out += orDash(a->service()) + " (Lease " + a->lease() + "): " + a->error() + "\n";
   return out;
 }
 

@@ -95,7 +95,7 @@ TEST(L2Responder, AnswersAnnouncedAddressesOnlyWithItsMac) {
   ASSERT_TRUE(r) << r.error().message();
   LanHost lan;
   ASSERT_GE(lan.fd, 0);
-  (*r)->setAddresses({ip4("192.168.20.1")});
+  (*r)->setAddresses({ip4("192.168.20.1")}, Clock::now() + std::chrono::seconds(60));
 
   lan.ask(ip4("192.168.20.1"));
   auto got = lan.replies(io, std::chrono::milliseconds(2000), 1);
@@ -115,13 +115,13 @@ TEST(L2Responder, AnswersAnnouncedAddressesOnlyWithItsMac) {
   EXPECT_GE((*r)->counters().notAnnounced, 1u);
 
   // Withdrawn: silent from then on.
-  (*r)->setAddresses({});
+  (*r)->setAddresses({}, Clock::now() + std::chrono::seconds(60));
   lan.ask(ip4("192.168.20.1"));
   EXPECT_TRUE(lan.replies(io, std::chrono::milliseconds(300)).empty());
   EXPECT_EQ((*r)->counters().replies, 1u);
 
   // An ARP reply sent at us is not a request: counted, not answered.
-  (*r)->setAddresses({ip4("192.168.20.1")});
+  (*r)->setAddresses({ip4("192.168.20.1")}, Clock::now() + std::chrono::seconds(60));
   const uint64_t before = (*r)->counters().ignored[static_cast<size_t>(ArpIgnore::NotRequest)];
   lan.ask(ip4("192.168.20.1"), kBroadcastMac, 2);
   lan.replies(io, std::chrono::milliseconds(200));
@@ -134,6 +134,7 @@ TEST(L2Responder, GratuitousArpReachesTheLan) {
   auto r = Responder::open(io, "ens192");
   ASSERT_TRUE(r) << r.error().message();
   LanHost lan;
+  (*r)->setAddresses({ip4("192.168.20.5")}, Clock::now() + std::chrono::seconds(60));
   ASSERT_TRUE((*r)->announce(ip4("192.168.20.5")));
   auto got = lan.replies(io, std::chrono::milliseconds(2000), 1);
   ASSERT_EQ(got.size(), 1u);
@@ -141,6 +142,36 @@ TEST(L2Responder, GratuitousArpReachesTheLan) {
   const uint8_t vip[] = {192, 168, 20, 5};
   EXPECT_TRUE(std::equal(vip, vip + 4, got[0].begin() + 28));
   EXPECT_TRUE(std::equal(vip, vip + 4, got[0].begin() + 38));
+}
+
+// The holder's set carries its renew deadline: past it the responder is silent by itself, with
+// no one clearing the set (the agent's loop stalled, or the API cut off and the withdrawal late).
+TEST(L2Responder, AStaleAddressSetAnswersNothingAndSaysSo) {
+  boost::asio::io_context io;
+  auto r = Responder::open(io, "ens192");
+  ASSERT_TRUE(r) << r.error().message();
+  LanHost lan;
+  const auto validUntil = Clock::now() + std::chrono::milliseconds(300);
+  (*r)->setAddresses({ip4("192.168.20.1")}, validUntil);
+  lan.ask(ip4("192.168.20.1"));
+  ASSERT_EQ(lan.replies(io, std::chrono::milliseconds(2000), 1).size(), 1u) << "no answer before the deadline";
+  // Past the deadline (polled, not slept: the clock is the responder's own).
+  while (Clock::now() < validUntil) lan.replies(io, std::chrono::milliseconds(20));
+  EXPECT_TRUE((*r)->liveAddresses().empty());
+  lan.ask(ip4("192.168.20.1"));
+  EXPECT_TRUE(lan.replies(io, std::chrono::milliseconds(300)).empty()) << "a stale set answered";
+  EXPECT_EQ((*r)->counters().replies, 1u);
+  EXPECT_EQ((*r)->counters().stale, 1u);
+  // No gratuitous ARP from a stale set either.
+  auto g = (*r)->announce(ip4("192.168.20.1"));
+  ASSERT_FALSE(g);
+  EXPECT_NE(g.error().message().find("deadline"), std::string::npos) << g.error().message();
+  EXPECT_TRUE(lan.replies(io, std::chrono::milliseconds(200)).empty());
+  EXPECT_EQ((*r)->counters().gratuitous, 0u);
+  // A renewed set answers again.
+  (*r)->setAddresses({ip4("192.168.20.1")}, Clock::now() + std::chrono::seconds(60));
+  lan.ask(ip4("192.168.20.1"));
+  EXPECT_EQ(lan.replies(io, std::chrono::milliseconds(2000), 1).size(), 1u);
 }
 
 TEST(L2Responder, RefusesADeviceThatDoesNotExist) {

@@ -1059,6 +1059,18 @@ TEST(AgentctlL2, ListShowsWhatThisNodeAnnouncesAndWhoHoldsTheRest) {
             "default/web   192.168.20.1   ens192      announcing   n1       2026-12-03T05:40:00Z (1m5s ago)\n");
   pb::L2Status off;
   EXPECT_EQ(formatL2List(off), "L2 announcements: disabled (--enable-l2-announcements)\n");
+  // Why a Lease could not be taken, once per Lease under the table.
+  pb::L2Status bad = cannedL2();
+  bad.mutable_announcements(1)->set_holder("");
+  bad.mutable_announcements(1)->set_error("PUT Lease nodepath-l2announce-default-api: HTTP 403 forbidden");
+  *bad.add_announcements() = bad.announcements(1);
+  bad.mutable_announcements(2)->set_ip("192.168.20.3");
+  EXPECT_EQ(formatL2List(bad),
+            "SERVICE       IP             INTERFACE   STATE        HOLDER   SINCE\n"
+            "default/api   192.168.20.2   ens192      no holder    -        -\n"
+            "default/api   192.168.20.3   ens192      no holder    -        -\n"
+            "default/web   192.168.20.1   ens192      announcing   n1       2026-12-03T05:40:00Z (1m5s ago)\n"
+            "default/api (Lease nodepath-l2announce-default-api): PUT Lease nodepath-l2announce-default-api: HTTP 403 forbidden\n");
 }
 
 TEST(AgentctlL2, StatusLineCountsAndOnlyWhenTheAgentSaysSo) {

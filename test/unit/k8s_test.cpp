@@ -291,6 +291,30 @@ TEST(K8sMerge, LoadBalancerFrontendsAndUnnamedPort) {
   EXPECT_TRUE(m[0].backends.empty());
 }
 
+// L2 announcements take their addresses from the same rule (l2::fromK8s): what the datapath
+// has no frontend for is never announced.
+TEST(K8sMerge, AnnouncedAddressesAreTheDatapathsFrontends) {
+  K8sService s = svc("service_lb.json");
+  s.externalIps = {"203.0.113.9", "203.0.113.9", "not-an-ip"};
+  auto m = toModel(s, {});
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(loadBalancerIpsOf(s), m[0].loadBalancerIps);
+  EXPECT_EQ(externalIpsOf(s), m[0].externalIps);
+  EXPECT_EQ(externalIpsOf(s), std::vector<Ipv4>{*Ipv4::parse("203.0.113.9")});
+  // Changed to ClusterIP with the old status still there: no LoadBalancer address any more.
+  s.type = "ClusterIP";
+  EXPECT_TRUE(loadBalancerIpsOf(s).empty());
+  EXPECT_TRUE(toModel(s, {})[0].loadBalancerIps.empty());
+  // Skipped services have none at all.
+  for (const char* f : {"service_headless.json", "service_externalname.json"}) {
+    K8sService x = svc(f);
+    x.lbIngressIps = {"198.51.100.10"};
+    x.externalIps = {"203.0.113.9"};
+    EXPECT_TRUE(loadBalancerIpsOf(x).empty()) << f;
+    EXPECT_TRUE(externalIpsOf(x).empty()) << f;
+  }
+}
+
 TEST(K8sMerge, HeadlessAndExternalNameSkipped) {
   EXPECT_TRUE(toModel(svc("service_headless.json"), {}).empty());
   EXPECT_TRUE(toModel(svc("service_externalname.json"), {}).empty());

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "l2/announcer.h"
+#include "l2/arp.h"
 #include "lease/elector.h"
 
 namespace {
@@ -42,6 +43,9 @@ struct Node {
   bool running = true;      // false: the agent was killed
   bool partitioned = false;  // every request fails
   bool watchStalled = false;
+  bool loopStalled = false;
+  std::string failWrites;    // service-Lease writes answered with this error (e.g. RBAC's 403)  // the agent's loop runs nothing (no renewal, no step), its responder stays
+  AnswerSet responder;       // what its ARP responder was last given (Controller::apply)
   uint64_t requests = 0, gets = 0, hbGets = 0, conflicts = 0, hbRenewals = 0;
   std::vector<Time> requestTimes;  // the announcer's requests, for the budget
   Node(std::string n, lease::Timings t, Pacing p = {}) : name(n), hb(n, t), ann(n, t, p) {}
@@ -58,7 +62,7 @@ std::map<std::string, std::vector<Announcement>> services(int n) {
 
 // One round for one node at `now`: its heartbeat elector, then the announcer.
 void step(Node& n, Api& api, Time now) {
-  if (!n.running) return;
+  if (!n.running || n.loopStalled) return;
   const std::string hbName = heartbeatLeaseName(n.name);
   for (int i = 0; i < 3; ++i) {
     auto r = n.hb.poll(now, text(now));
@@ -108,6 +112,10 @@ void step(Node& n, Api& api, Time now) {
         n.ann.onGet(a, now, api.get(a.lease));
         continue;
       }
+      if (!n.failWrites.empty()) {
+        n.ann.onWrite(a, now, WriteOutcome::Failed, std::nullopt, n.failWrites);
+        continue;
+      }
       ++api.serviceWrites;
       auto cur = api.get(a.lease);
       if ((a.kind == Kind::Create && cur) ||
@@ -120,6 +128,16 @@ void step(Node& n, Api& api, Time now) {
       n.ann.onWrite(a, now, WriteOutcome::Ok, api.leases[a.lease]);
     }
   }
+  // As Controller::apply hands the set to the responder, with its deadline.
+  std::set<Ipv4> addrs;
+  for (const auto& a : n.ann.answering(now)) addrs.insert(a.ip);
+  n.responder.set(std::move(addrs), n.ann.answeringUntil(now));
+}
+
+// What the node's ARP responder answers for at `now`, judged by itself.
+std::set<Ipv4> responding(Node& n, Time now) {
+  if (!n.running) return {};
+  return n.responder.live(now);
 }
 
 std::set<Announcement> answering(Node& n, Time now) {
@@ -140,6 +158,14 @@ Time run(std::vector<Node*> nodes, Api& api, Time& now, Time until, Pred pred) {
       for (const auto& a : answering(*n, now)) {
         auto [it, fresh] = who.emplace(a, n->name);
         EXPECT_TRUE(fresh) << "two nodes answer " << a.ip.str() << ": " << it->second << " and " << n->name;
+        if (!fresh) return first;
+      }
+    // And what goes on the wire: the responders, each judging its own set's deadline.
+    std::map<Ipv4, std::string> wire;
+    for (Node* n : nodes)
+      for (const auto& ip : responding(*n, now)) {
+        auto [it, fresh] = wire.emplace(ip, n->name);
+        EXPECT_TRUE(fresh) << "two responders answer " << ip.str() << ": " << it->second << " and " << n->name;
         if (!fresh) return first;
       }
     if (first == Time{} && pred(now)) first = now;
@@ -499,6 +525,222 @@ TEST(L2Announcer, AShortHeartbeatLapseCostsNoRewritesALongOneRewritesEverything)
   run({&a}, api, now, now + 10s, [](Time) { return false; });
   EXPECT_EQ(a.ann.answering(now).size(), 100u);
   EXPECT_EQ(api.serviceWrites, writes + 100);
+}
+
+// Issue 10: "a holder that cannot renew in time stops answering before the Lease can expire".
+// Its agent's loop stops altogether (no renewal, nothing clears the responder's set): the
+// responder's own deadline silences it before another node may take over.
+TEST(L2Announcer, AHolderWhoseLoopStallsIsSilencedByItsResponderDeadline) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(1));
+  run({&a}, api, now, now + 200ms, [](Time) { return false; });
+  b.ann.setDesired(services(1));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  ASSERT_EQ(responding(a, now).size(), 1u);
+  const Time validUntil = a.responder.validUntil();
+  ASSERT_GT(validUntil, now);
+  EXPECT_LE(validUntil, now + kT.renewDeadline);
+  a.loopStalled = true;
+  const Time stalled = now;
+  Time silent{};
+  const Time took = run({&a, &b}, api, now, now + 5s, [&](Time t) {
+    if (silent == Time{} && responding(a, t).empty()) silent = t;
+    return !responding(b, t).empty();
+  });
+  ASSERT_NE(silent, Time{});
+  ASSERT_NE(took, Time{}) << "node-b never took over";
+  EXPECT_LE(silent - stalled, kT.renewDeadline + 50ms);
+  EXPECT_LT(silent, took);
+  // Still the set it was given: only its deadline keeps it quiet.
+  EXPECT_EQ(a.responder.addresses().size(), 1u);
+  EXPECT_EQ(a.responder.judge(*a.responder.addresses().begin(), now), AnswerSet::Verdict::Stale);
+  EXPECT_EQ(api.leases["nodepath-l2announce-default-svc0"].record.holder, "node-b");
+}
+
+// The holder's API is cut off (its requests fail) while its loop runs: silent on the wire by
+// the renew deadline, before the other node takes over, which it then does.
+TEST(L2Announcer, AHolderCutOffFromTheApiGoesSilentOnTheWireBeforeTheLeaseExpires) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(2));
+  run({&a}, api, now, now + 200ms, [](Time) { return false; });
+  b.ann.setDesired(services(2));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  ASSERT_EQ(responding(a, now).size(), 2u);
+  const Time lastRenewalSent = a.hb.leaderUntil() - kT.renewDeadline;
+  a.partitioned = true;
+  Time silent{};
+  const Time took = run({&a, &b}, api, now, now + 5s, [&](Time t) {
+    if (silent == Time{} && responding(a, t).empty()) silent = t;
+    return responding(b, t).size() == 2;
+  });
+  ASSERT_NE(silent, Time{});
+  ASSERT_NE(took, Time{});
+  EXPECT_LE(silent, lastRenewalSent + kT.renewDeadline);
+  // No node may judge a's Lease free before leaseDuration after that renewal.
+  EXPECT_LT(silent, lastRenewalSent + kT.leaseDuration);
+  EXPECT_GE(took, lastRenewalSent + kT.leaseDuration);
+  for (const auto& e : b.ann.entries(now)) EXPECT_EQ(e.holder, "node-b");
+}
+
+// A restarted agent finds Leases naming it as holder: the one for a service it no longer
+// announces is handed back; the one it still announces is rewritten before it answers.
+TEST(L2Announcer, ARestartedAgentReleasesStaleLeasesAndReacquiresTheRest) {
+  Api api;
+  Time now{};
+  const auto svcs = services(2);
+  const std::string keep = svcs.begin()->first, drop = std::next(svcs.begin())->first;
+  {
+    Node a("node-a", kT);
+    a.ann.setDesired(svcs);
+    run({&a}, api, now, now + 500ms, [](Time) { return false; });
+    ASSERT_EQ(a.ann.answering(now).size(), 2u);
+  }  // killed: no release
+  ASSERT_EQ(api.leases[drop].record.holder, "node-a");
+  const std::string keepRv = api.leases[keep].resourceVersion;
+  Node a("node-a", kT);
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  a.ann.setDesired({{keep, svcs.at(keep)}});
+  bool answeredBeforeRewrite = false;
+  run({&a}, api, now, now + 1s, [&](Time t) {
+    if (!a.ann.answering(t).empty() && api.leases[keep].resourceVersion == keepRv) answeredBeforeRewrite = true;
+    return false;
+  });
+  EXPECT_FALSE(answeredBeforeRewrite);
+  EXPECT_EQ(api.leases[drop].record.holder, "") << "the stale Lease was not handed back";
+  EXPECT_EQ(api.leases[keep].record.holder, "node-a");
+  EXPECT_NE(api.leases[keep].resourceVersion, keepRv);
+  EXPECT_EQ(a.ann.answering(now), (std::set<Announcement>(svcs.at(keep).begin(), svcs.at(keep).end())));
+  EXPECT_EQ(a.ann.entries(now).size(), 1u);
+
+  // Restarted once more, now with nothing to announce at all: every service Lease goes back,
+  // and nothing else in the namespace is touched (a Lease that names node-a by chance).
+  api.leases["nodepath-operator"] = Lease{lease::Record{"node-a", 15, "t", "t", 0}, std::to_string(++api.rv)};
+  Node a2("node-a", kT);
+  a2.ann.setDesired({});
+  run({&a2}, api, now, now + 1s, [](Time) { return false; });
+  EXPECT_EQ(api.leases[keep].record.holder, "");
+  EXPECT_EQ(api.leases["nodepath-operator"].record.holder, "node-a");
+  EXPECT_TRUE(a2.ann.answering(now).empty());
+}
+
+// Nothing is released before the agent knows what it wants: setDesired not yet called.
+TEST(L2Announcer, NoStaleReleaseBeforeTheDesiredSetIsKnown) {
+  Api api;
+  Time now{};
+  {
+    Node a("node-a", kT);
+    a.ann.setDesired(services(1));
+    run({&a}, api, now, now + 500ms, [](Time) { return false; });
+  }
+  const auto before = api.leases["nodepath-l2announce-default-svc0"];
+  Node a("node-a", kT);
+  run({&a}, api, now, now + 1s, [](Time) { return false; });
+  EXPECT_EQ(api.leases["nodepath-l2announce-default-svc0"].resourceVersion, before.resourceVersion);
+}
+
+// A withdrawal whose PUT loses on the resourceVersion (the Lease changed behind a stalled watch)
+// re-reads it: hands it back when it is still ours, and sends nothing more when it is not.
+TEST(L2Announcer, AWithdrawalThatMeetsAConflictReReadsTheLease) {
+  for (bool stillOurs : {true, false}) {
+    Api api;
+    Node a("node-a", kT);
+    Time now{};
+    a.ann.setDesired(services(1));
+    run({&a}, api, now, now + 500ms, [](Time) { return false; });
+    const std::string name = "nodepath-l2announce-default-svc0";
+    ASSERT_EQ(api.leases[name].record.holder, "node-a");
+    a.watchStalled = true;
+    // Changed behind a's back: a label added with kubectl, or taken by someone else.
+    if (!stillOurs) api.leases[name].record.holder = "node-x";
+    api.leases[name].resourceVersion = std::to_string(++api.rv);
+    a.ann.setDesired({});
+    EXPECT_TRUE(a.ann.answering(now).empty());
+    const Time changed = now;
+    const uint64_t before = a.requests;
+    const Time done = run({&a}, api, now, now + 3s, [&](Time) { return api.leases[name].record.holder != "node-a"; });
+    run({&a}, api, now, now + 2s, [](Time) { return false; });
+    EXPECT_EQ(a.conflicts, 1u) << stillOurs;
+    EXPECT_EQ(a.gets, 1u) << stillOurs;
+    if (stillOurs) {
+      ASSERT_NE(done, Time{}) << "never handed back";
+      EXPECT_EQ(api.leases[name].record.holder, "");
+      EXPECT_LE(done - changed, 2 * kT.retryPeriod + 100ms);
+      EXPECT_EQ(a.requests - before, 3u);  // PUT (409), GET, PUT
+    } else {
+      EXPECT_EQ(api.leases[name].record.holder, "node-x");
+      EXPECT_EQ(a.requests - before, 2u);  // PUT (409), GET
+    }
+  }
+}
+
+// A node whose heartbeat was handed back (nothing left to announce) is dead to the others at
+// once. A write of its own answered after that, and a heartbeat started again soon after, must
+// not make it answer on the old state: someone may have taken over meanwhile.
+TEST(L2Announcer, AReleasedHeartbeatForgetsWhatWasHeld) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  warmUp({&a, &b}, api, now);
+  std::string name;
+  for (int i = 0; name.empty(); ++i) {
+    const std::string n = "nodepath-l2announce-default-race-" + std::to_string(i);
+    if (rendezvousScore("node-a", n) > rendezvousScore("node-b", n)) name = n;
+  }
+  const std::map<std::string, std::vector<Announcement>> svc{{name, {Announcement{*Ipv4::parse("192.168.30.7"), "eth0"}}}};
+  a.ann.setDesired(svc);
+  now += 50ms;
+  auto acts = a.ann.poll(now, text(now));
+  ASSERT_EQ(acts.size(), 1u);
+  ASSERT_EQ(acts[0].kind, Kind::Create);
+  // While the POST is on its way the policy drops node-a: the service is withdrawn and the
+  // heartbeat handed back (Controller::ensureHeartbeat(false)).
+  a.ann.setDesired({});
+  auto rel = a.hb.release(text(now));
+  ASSERT_TRUE(rel);
+  api.leases[heartbeatLeaseName("node-a")] = Lease{rel->record, std::to_string(++api.rv)};
+  a.ann.selfReleased();
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  api.leases[name] = Lease{acts[0].record, std::to_string(++api.rv)};
+  a.ann.onWrite(acts[0], now, WriteOutcome::Ok, api.leases[name]);
+  // node-b sees the released heartbeat and takes the service over at once.
+  b.ann.setDesired(svc);
+  const Time took = run({&b}, api, now, now + 1s, [&](Time t) { return !b.ann.answering(t).empty(); });
+  ASSERT_NE(took, Time{});
+  ASSERT_EQ(api.leases[name].record.holder, "node-b");
+  // The policy selects node-a again before it heard of that (its watch is behind): a new
+  // heartbeat, and the old write must not count.
+  a.watchStalled = true;
+  a.hb = lease::Elector("node-a", kT);
+  a.ann.setDesired(svc);
+  run({&a, &b}, api, now, now + 2s, [](Time) { return false; });
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  EXPECT_EQ(b.ann.answering(now).size(), 1u);
+  EXPECT_EQ(api.leases[name].record.holder, "node-b");
+}
+
+// Why a Lease cannot be taken is kept per Lease (agentctl l2 list shows it) until a request
+// about it succeeds.
+TEST(L2Announcer, AFailedLeaseRequestSaysWhyPerLease) {
+  Api api;
+  Node a("node-a", kT);
+  Time now{};
+  const std::string why = "POST Lease nodepath-l2announce-default-svc0: HTTP 403 leases.coordination.k8s.io is forbidden";
+  a.failWrites = why;
+  a.ann.setDesired(services(1));
+  run({&a}, api, now, now + 1s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.entries(now).size(), 1u);
+  EXPECT_EQ(a.ann.entries(now)[0].error, why);
+  EXPECT_FALSE(a.ann.entries(now)[0].answering);
+  EXPECT_TRUE(a.ann.answering(now).empty());
+  a.failWrites.clear();
+  run({&a}, api, now, now + 2s, [](Time) { return false; });
+  ASSERT_EQ(a.ann.entries(now).size(), 1u);
+  EXPECT_TRUE(a.ann.entries(now)[0].answering);
+  EXPECT_EQ(a.ann.entries(now)[0].error, "");
 }
 
 }  // namespace

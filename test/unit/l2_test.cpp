@@ -2,6 +2,9 @@
 // election state machine under a simulated clock.
 #include <gtest/gtest.h>
 
+#include <net/if.h>
+#include <net/if_arp.h>
+
 #include <boost/json.hpp>
 
 #include "l2/arp.h"
@@ -172,6 +175,42 @@ TEST(L2Policy, AddressKindsClassAndServiceSelector) {
   auto all = policy(R"({"metadata":{"name":"all"},"spec":{"loadBalancerIPs":true,"externalIPs":true}})");
   EXPECT_TRUE(announcementsFor({all}, none, {}, devs).empty());
   EXPECT_EQ(announcementsFor({all}, s, {}, devs).size(), 4u);  // 2 addresses x 2 devices
+}
+
+// "a-b/c" and "a/b-c" share nodepath-l2announce-a-b-c (Cilium's format, kept): the first by key
+// keeps it, the second is reported, on every node alike (node selectors play no part).
+TEST(L2Policy, CollidingLeaseNamesAreReportedOnTheSecondService) {
+  auto onlyCp = policy(kSeedPolicy);
+  auto mk = [](std::string ns, std::string name) {
+    Service s;
+    s.ns = std::move(ns);
+    s.name = std::move(name);
+    s.loadBalancerIPs = {ip("192.168.20.9")};
+    return s;
+  };
+  std::map<std::string, Service> svcs{{"a-b/c", mk("a-b", "c")}, {"a/b-c", mk("a", "b-c")}, {"x/y", mk("x", "y")}};
+  ASSERT_EQ(leaseName(svcs["a-b/c"]), leaseName(svcs["a/b-c"]));
+  auto c = leaseCollisions({onlyCp}, svcs);
+  ASSERT_EQ(c.size(), 1u);
+  ASSERT_TRUE(c.count("a/b-c"));
+  EXPECT_NE(c["a/b-c"].find("a-b/c"), std::string::npos) << c["a/b-c"];
+  EXPECT_NE(c["a/b-c"].find("nodepath-l2announce-a-b-c"), std::string::npos) << c["a/b-c"];
+  // A service no policy selects takes no name: the other keeps it without a collision.
+  svcs["a-b/c"].loadBalancerIPs.clear();
+  EXPECT_TRUE(leaseCollisions({onlyCp}, svcs).empty());
+}
+
+// A policy without interfaces answers on every *announceable* device only.
+TEST(L2Policy, OnlyUpEthernetNonLoopbackNonSlaveDevicesAreAnnounceable) {
+  const unsigned up = IFF_UP | IFF_BROADCAST | IFF_RUNNING;
+  EXPECT_TRUE(announceableDevice("ens192", up, ARPHRD_ETHER));
+  EXPECT_TRUE(announceableDevice("bond0", up | IFF_MASTER, ARPHRD_ETHER));
+  EXPECT_FALSE(announceableDevice("ens192", IFF_BROADCAST, ARPHRD_ETHER));         // down
+  EXPECT_FALSE(announceableDevice("lo", IFF_UP | IFF_LOOPBACK, ARPHRD_LOOPBACK));  // loopback
+  EXPECT_FALSE(announceableDevice("eth1", up | IFF_SLAVE, ARPHRD_ETHER));          // bond slave
+  EXPECT_FALSE(announceableDevice("wg0", IFF_UP | IFF_POINTOPOINT, ARPHRD_NONE));   // not Ethernet
+  EXPECT_FALSE(announceableDevice("lxc12ab", up, ARPHRD_ETHER));                   // a pod's veth
+  EXPECT_FALSE(announceableDevice("np_host", up, ARPHRD_ETHER));
 }
 
 TEST(L2Policy, SelectorOperatorsFollowKubernetes) {
