@@ -446,6 +446,21 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
 }
 
+/* Does a packet that no conntrack entry carries need the new-flow path? Only when it is for a
+ * frontend of this node or (dsr, hybrid) carries the DSR option of another node's frontend;
+ * anything else np_nodeport_new_flow() would pass untouched. A hook that runs the new flow as a
+ * stage of its own (xdp.bpf.c, by tail call) asks first, so a packet that is not a service's
+ * passes without going there. */
+static __always_inline bool np_nodeport_new_flow_wanted(np_ctx_t *ctx, const struct np_pkt *p)
+{
+	struct np_svc_key svc_key;
+	struct np_dsr_opt opt;
+
+	if (np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto))
+		return true;
+	return np_dsr_enabled(np_nodeport_cfg.lb_mode) && np_dsr_read_opt(ctx, p, &opt);
+}
+
 /* The entry of the flow of a packet arriving on the device (key: its tuple as the client or a
  * remote backend sends it), main table first, then embryonic (*embryonic says which). An entry
  * that can no longer carry its flow is forgotten; *known says there was a live one (its backend
