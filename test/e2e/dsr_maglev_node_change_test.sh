@@ -10,8 +10,9 @@
 # (10.0.1.10:8080) and n2-p1 (10.0.2.10:8080).
 #   both: default/vip TCP external IP 172.16.0.50:80 -> 10.0.1.10:8080, 10.0.2.10:8080
 #   client: 172.16.0.50/32 via 192.168.10.100 (n1), then via 192.168.10.101 (n2)
-# With E2E_ACCELERATION=native XDP runs on both nodes. E2E_LB_MODE=snat (by hand) is the control:
-# the moved connections must then fail their "still carries data" checks.
+# With E2E_ACCELERATION=native (XdpDsrMaglevConnectionSurvivesNodeChange) XDP runs on both
+# nodes. E2E_LB_MODE=snat (by hand) is the control: the moved connections must then fail their
+# "still carries data" checks.
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -82,6 +83,12 @@ if [[ -n ${E2E_ACCELERATION:-} ]]; then
   for node in n1 n2; do
     check "$node: ens192 runs XDP in driver mode" expect_xdp_native "$node" ens192
   done
+  # After the move n2's XDP sends n1-p1's connections back to n1 itself (it did no XDP_TX
+  # before): at least their one data segment each.
+  on_n1=0
+  for c in "${conns[@]}"; do [[ ${backend_of[$c]:-} == n1-p1 ]] && on_n1=$((on_n1 + 1)); done
+  check "n2's XDP program forwarded the segments of the $on_n1 moved connections to n1-p1 (XDP_TX >= $on_n1)" \
+    expect_xdp_counter_grew n2 ens192 tx 0 "$on_n1"
 fi
 
 e2e_finish
