@@ -7,7 +7,7 @@
  *   - a known flow: translated as its conntrack entry says; sent back out of the device (XDP_TX)
  *     or out of another one (XDP_REDIRECT) when the entry forwards, else passed on (XDP_PASS);
  *   - the first packet to a frontend: the new flow is created exactly as tc creates it;
- *   - not a frontend and no flow: passed on untouched;
+ *   - not a frontend and no flow: passed on untouched, found so before the new-flow stage;
  * and every packet it passed on after running the path carries the "done" marker (lib/xfer.h),
  * so tc's np_from_netdev lets it through instead of doing the lookups again.
  * What it leaves to tc (passed untouched and unmarked, NP_CTX_DEFER): a packet whose next hop has
@@ -140,6 +140,11 @@ int np_xdp_entry(struct xdp_md *ctx)
 		}
 		return np_xdp_verdict(ctx, np_nodeport_ct_hit(ctx, &p, &key, e, embryonic, now, fib));
 	}
+	/* No flow and not a frontend's (nor a DSR option's): nothing to create, passed on here
+	 * without the new-flow stage and its copy of the packet (the frontend is looked up again
+	 * there: a map value does not cross a tail call). */
+	if (!np_nodeport_new_flow_wanted(ctx, &p))
+		return np_xdp_verdict(ctx, XDP_PASS);
 	s->pkt = p;
 	s->known = known;
 	bpf_tail_call(ctx, &NP_MAP_XDP_CALLS, NP_XDP_CALL_NEW_FLOW);

@@ -21,8 +21,9 @@
  * became a bpf_loop() callback (lib/nat.h; bench/README.md, SNAT churn, has the figures since).
  *
  * Also here: ICMP errors about translated flows go back translated (lib/icmp.h), fragments of a
- * datagram follow its first one (lib/frag.h), only a SYN opens a TCP flow, and a backend the FIB
- * cannot reach is a counted drop. */
+ * datagram follow its first one (lib/frag.h), only a SYN opens a TCP flow (with DSR and Maglev a
+ * segment of a connection another node opened is carried without state:
+ * np_nodeport_carries_midstream), and a backend the FIB cannot reach is a counted drop. */
 #ifndef NP_LIB_NODEPORT_H
 #define NP_LIB_NODEPORT_H
 
@@ -291,6 +292,26 @@ static __always_inline bool np_nodeport_opens(const struct np_pkt *p)
 	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN;
 }
 
+/* A TCP segment without SYN that no entry knows, to frontend svc, can still be carried: its
+ * connection may have been opened through another node (an L2 announcement moved to this one, an
+ * ECMP rehash) or this node's entry lost. That holds only where every node picks the same backend
+ * for the flow from the packet alone and the backend's answers do not need this node: DSR for TCP
+ * (dsr, hybrid), Maglev (np_lb_flow_hash leaves the frontend address out, every node has the same
+ * table), no session affinity (its state is per node) and externalTrafficPolicy=Cluster (a Local
+ * frontend's table holds this node's backends only). Such a segment is forwarded to the backend
+ * as the SYN was, and nothing is created: no entry, no affinity, no port (the stray ACK the rule
+ * above keeps out stays out; each such segment pays the lookups again until a SYN opens a flow
+ * here). With SNAT the backend knows the connection by the other node's address and port, which
+ * this node does not have: there it stays a counted drop. */
+static __always_inline bool np_nodeport_carries_midstream(const struct np_svc_val *svc,
+							  const struct np_pkt *p)
+{
+	return p->proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_SYN) &&
+	       np_dsr_for(np_nodeport_cfg.lb_mode, IPPROTO_TCP) &&
+	       np_lb_cfg.algorithm == NP_LB_ALG_MAGLEV && (svc->flags2 & NP_SVC_F2_MAGLEV) &&
+	       !(svc->flags & (NP_SVC_F_AFFINITY | NP_SVC_F_LOCAL_SCOPE));
+}
+
 /* An address of this node: the device's, or one the agent listed as this node's. */
 static __always_inline bool np_nodeport_local_addr(__be32 addr)
 {
@@ -359,7 +380,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	struct np_svc_val *svc;
 	struct np_backend *be;
 	__u32 backend_id = 0;
-	bool remote;
+	bool remote, midstream = false;
 	int rc;
 
 	svc = np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto);
@@ -374,8 +395,11 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	 * gone): no backend can be chosen for part of a datagram. */
 	if (p->frag == NP_FRAG_LATER)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_FRAG_NOT_FOUND);
-	if (!known && !np_nodeport_opens(p))
-		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE);
+	if (!known && !np_nodeport_opens(p)) {
+		if (!np_nodeport_carries_midstream(svc, p))
+			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE);
+		midstream = true;
+	}
 	be = np_nodeport_pick(&svc_key, svc, p, &backend_id);
 	if (!be)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_NO_SERVICE_BACKEND);
@@ -397,6 +421,18 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	fwd.rev_nat_id = svc->rev_nat_id;
 	fwd.packets = 1;
 	fwd.bytes = np_ctx_len(ctx);
+
+	if (midstream) {
+		/* Translated by an entry that exists only here, on the stack: DNAT, and to a remote
+		 * backend DSR-forwarded (no option: that is the SYN's, and the backend's node recorded
+		 * the flow from it). */
+		if (remote) {
+			if (p->ttl <= 1)
+				return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
+			fwd.flags |= NP_CT_F_DSR | NP_CT_F_REDIRECT;
+		}
+		return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
+	}
 
 	__builtin_memset(&s->rev, 0, sizeof(s->rev));
 	s->rev.flags = NP_CT_F_REPLY;
@@ -444,6 +480,21 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
 	return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
+}
+
+/* Does a packet that no conntrack entry carries need the new-flow path? Only when it is for a
+ * frontend of this node or (dsr, hybrid) carries the DSR option of another node's frontend;
+ * anything else np_nodeport_new_flow() would pass untouched. A hook that runs the new flow as a
+ * stage of its own (xdp.bpf.c, by tail call) asks first, so a packet that is not a service's
+ * passes without going there. */
+static __always_inline bool np_nodeport_new_flow_wanted(np_ctx_t *ctx, const struct np_pkt *p)
+{
+	struct np_svc_key svc_key;
+	struct np_dsr_opt opt;
+
+	if (np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto))
+		return true;
+	return np_dsr_enabled(np_nodeport_cfg.lb_mode) && np_dsr_read_opt(ctx, p, &opt);
 }
 
 /* The entry of the flow of a packet arriving on the device (key: its tuple as the client or a

@@ -4,8 +4,14 @@
 // backends only, client address kept, a counted drop when there is none) and Maglev (the table
 // entry at the flow's hash; a flow that lost its conntrack entry returns to its backend).
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "datapath/lb_maps.h"
@@ -258,6 +264,12 @@ TEST_F(ExternalTrafficPolicy, NoLocalBackendDropsWithItsReason) {
   EXPECT_EQ(in->count, 2);
 }
 
+// What xdp.bpf.o's entry gave back (metadata removed).
+struct XdpRunResult {
+  int verdict = -1;
+  Bytes out;
+};
+
 class MaglevSelection : public LbPolicyTest {
  public:
   datapath::LbParams lbParams() const override { return {true, 251}; }
@@ -340,6 +352,177 @@ TEST_F(MaglevSelection, XdpProgramLoadsWithMaglevSelection) {
   p.lb = lbParams();
   auto prog = datapath::XdpProgram::load(pinDir(), mapSizes(), p);
   ASSERT_TRUE(prog.ok()) << prog.error().message() << " (the verifier's log is above)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// A connection that moves to this node mid-stream (L2 failover, ECMP rehash): with DSR and Maglev
+// its segments reach the backend its SYN went to, and leave nothing behind (lib/nodeport.h,
+// np_nodeport_carries_midstream).
+
+class MaglevDsr : public MaglevSelection {
+ public:
+  MaglevDsr() { setLbMode(LbMode::Dsr); }
+
+ protected:
+  // How a client segment leaves for a pod on node 2 by DSR after the SYN: DNAT only, the client's
+  // address kept, TTL down, no option.
+  static Bytes dsrForwarded(PacketBuilder b, uint32_t pod) {
+    b.eth(kEns192Mac, kNode2Mac).ipDst(pod).dstPort(kBackendPort).ttl(63);
+    return b.build();
+  }
+  // The same segment through xdp.bpf.o on this test's maps (loaded as the agent loads it).
+  XdpRunResult xdpRun(const Bytes& in) {
+    if (!xdp_) {
+      datapath::HostParams p;
+      p.device = "ens192";
+      p.ifindex = env().ens192Ifindex;
+      p.nodeIp = Ipv4{kNodeIp};
+      p.lb = lbParams();
+      p.lbMode = lbMode();
+      auto prog = datapath::XdpProgram::load(pinDir(), mapSizes(), p);
+      if (!prog.ok()) {
+        ADD_FAILURE() << prog.error().message() << " (the verifier's log is above)";
+        return {};
+      }
+      xdp_ = std::move(prog.value());
+    }
+    XdpRunResult r;
+    r.out.resize(in.size() + 256);
+    xdp_md ctxIn{};
+    ctxIn.data_end = static_cast<uint32_t>(in.size());
+    ctxIn.ingress_ifindex = static_cast<uint32_t>(env().ens192Ifindex);
+    xdp_md ctxOut{};
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+                .data_size_in = static_cast<uint32_t>(in.size()),
+                .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &ctxIn, .ctx_out = &ctxOut,
+                .ctx_size_in = sizeof(ctxIn), .ctx_size_out = sizeof(ctxOut), .repeat = 1);
+    if (bpf_prog_test_run_opts(xdp_->entryFd(), &opts) != 0) {
+      ADD_FAILURE() << "BPF_PROG_TEST_RUN (xdp): " << std::strerror(errno);
+      return {};
+    }
+    r.verdict = static_cast<int>(opts.retval);
+    r.out.resize(opts.data_size_out);
+    r.out.erase(r.out.begin(), r.out.begin() + std::min<size_t>(ctxOut.data, r.out.size()));  // metadata
+    return r;
+  }
+  void TearDown() override {
+    xdp_.reset();
+    MaglevSelection::TearDown();
+  }
+
+  std::unique_ptr<datapath::XdpProgram> xdp_;
+};
+
+// Node B never saw the SYN (it went through node A, whose conntrack is not here): the client's
+// next segments, whatever their flags without SYN, go DSR-forwarded to the backend the SYN went
+// to, byte-exact, with no option; no conntrack entry, no affinity is created, and nothing is
+// counted as dropped.
+TEST_F(MaglevDsr, MidStreamSegmentGoesToTheSynsBackendAndCreatesNothing) {
+  upsert(service(remotePods(10)));
+  std::map<uint16_t, uint32_t> synBackend;
+  for (uint16_t port = 49000; port < 49020; ++port) {
+    synBackend[port] = newFlow(port);
+    ASSERT_NE(synBackend[port], 0u) << "the SYN was not forwarded, client port " << port;
+  }
+  forgetFlows();
+  const uint64_t createdBefore = ctStat(NP_CT_TABLE_EMBRYONIC).created + ctStat(NP_CT_TABLE_MAIN).created;
+  const uint64_t fwdBefore = metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets;
+  uint64_t sent = 0;
+  for (uint16_t port = 49000; port < 49020; ++port) {
+    for (uint8_t flags : {kTcpAck, uint8_t(kTcpAck | kTcpPsh), uint8_t(kTcpFin | kTcpAck), kTcpRst}) {
+      SCOPED_TRACE("client port " + std::to_string(port) + ", flags " + std::to_string(flags));
+      const PacketBuilder seg = clientTcp(port, flags);
+      RunResult r = fromNetdev(seg.build());
+      ++sent;
+      ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+      EXPECT_TRUE(samePacket(dsrForwarded(seg, synBackend[port]), r.out));
+      EXPECT_TRUE(checksumsOk(r.out));
+    }
+  }
+  EXPECT_EQ(ctCount(), 0u) << "a mid-stream segment left conntrack state";
+  EXPECT_EQ(ctStat(NP_CT_TABLE_EMBRYONIC).created + ctStat(NP_CT_TABLE_MAIN).created, createdBefore);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets - fwdBefore, sent);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE).packets, 0u);
+
+  // The SYN still opens the flow as before (one DSR entry), and the flow is then carried by it.
+  const PacketBuilder syn = clientTcp(49000, kTcpSyn);
+  RunResult r = fromNetdev(syn.build());
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  EXPECT_EQ(np::test::parse(r.out).ip->daddr, synBackend[49000]);
+  EXPECT_EQ(ctSynCount(), 1u);
+
+  // A SYN-ACK from a client is part of no connection of its: still not carried.
+  r = fromNetdev(clientTcp(49001, kTcpSyn | kTcpAck).build());
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE).packets, 1u);
+}
+
+// XDP runs the same code: the mid-stream segment leaves by XDP_TX with tc's bytes, and XDP
+// creates nothing either.
+TEST_F(MaglevDsr, XdpForwardsMidStreamSegmentAsTcDoes) {
+  upsert(service(remotePods(10)));
+  const PacketBuilder seg = clientTcp(49100, kTcpAck | kTcpPsh);
+  RunResult t = fromNetdev(seg.build());
+  ASSERT_EQ(t.verdict, TC_ACT_REDIRECT);
+  XdpRunResult x = xdpRun(seg.build());
+  EXPECT_EQ(x.verdict, XDP_TX);
+  EXPECT_TRUE(samePacket(t.out, x.out)) << "XDP and tc differ (expected: tc, actual: XDP)";
+  const uint32_t be = newFlow(49100);
+  EXPECT_EQ(np::test::parse(x.out).ip->daddr, be) << "not the backend the SYN picks";
+  forgetFlows();
+  x = xdpRun(seg.build());
+  EXPECT_EQ(x.verdict, XDP_TX);
+  EXPECT_EQ(ctCount(), 0u);
+}
+
+// The backend the flow hashes to may be on this node (node B is the backend's node): DNAT to it,
+// to the stack, nothing created.
+TEST_F(MaglevDsr, MidStreamSegmentToALocalBackendIsDnatOnly) {
+  upsert(service({kLocalPodA}));
+  const PacketBuilder seg = clientTcp(49200, kTcpAck | kTcpPsh);
+  RunResult r = fromNetdev(seg.build());
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  PacketBuilder want = seg;
+  want.ipDst(kLocalPodA).dstPort(kBackendPort);
+  EXPECT_TRUE(samePacket(want.build(), r.out));
+  EXPECT_EQ(ctCount(), 0u);
+}
+
+// Session affinity is per node (the client's backend on node A is not node B's choice): a
+// mid-stream segment is dropped as before, and creates nothing.
+TEST_F(MaglevDsr, WithAffinityMidStreamSegmentIsDroppedAsBefore) {
+  upsert(withAffinity(service(remotePods(3))));
+  RunResult r = fromNetdev(clientTcp(49300, kTcpAck).build());
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE).packets, 1u);
+  EXPECT_EQ(ctCount(), 0u);
+  auto aff = affinity_->dump();
+  ASSERT_TRUE(aff) << aff.error().message();
+  EXPECT_TRUE(aff->empty()) << "affinity written for a segment that opened nothing";
+}
+
+// bpf-lb-algorithm random: the backend is a draw, another node's is unknown: dropped as before.
+class RandomDsr : public LbPolicyTest {
+ public:
+  RandomDsr() { setLbMode(LbMode::Dsr); }
+};
+
+TEST_F(RandomDsr, MidStreamSegmentIsDroppedAsBefore) {
+  upsert(service(remotePods(3)));
+  RunResult r = fromNetdev(clientTcp(49400, kTcpAck).build());
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE).packets, 1u);
+  EXPECT_EQ(ctCount(), 0u);
+}
+
+// bpf-lb-mode snat with Maglev: the backend knows the connection by the other node's SNAT
+// address and port, which this node cannot give it: dropped as before.
+TEST_F(MaglevSelection, SnatModeMidStreamSegmentIsDroppedAsBefore) {
+  upsert(service(remotePods(3)));
+  RunResult r = fromNetdev(clientTcp(49500, kTcpAck).build());
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_CT_CANT_CREATE).packets, 1u);
+  EXPECT_EQ(ctCount(), 0u);
 }
 
 }  // namespace

@@ -535,6 +535,69 @@ TEST_F(XdpTest, RedirectsToAnotherDevice) {
   EXPECT_EQ(std::system("ip neigh del 10.0.1.11 dev lxcp1"), 0);
 }
 
+// A packet that no flow and no frontend claims passes XDP without its new-flow stage: with the
+// stage's slot emptied from the program array (a tail call to it now fails, and the entry leaves
+// the packet to tc unmarked), such a packet still passes marked done, untouched, creating and
+// counting nothing but its pass; a SYN to the frontend, which does need the stage, is the control
+// (it comes back deferred). tc passes the same packet untouched too.
+TEST_F(XdpTest, NotAServicePassesWithoutTheNewFlowStage) {
+  localService();
+  const Bytes notOurs = clientTcp(kClientPort, kTcpSyn, kClientIp, 22).build();
+  const Bytes ack = clientTcp(kClientPort, kTcpAck, kClientIp, 22).build();
+  RunResult t = fromNetdev(notOurs);
+  EXPECT_EQ(t.verdict, TC_ACT_OK);
+  EXPECT_TRUE(samePacket(notOurs, t.out)) << "tc";
+
+  const uint32_t slot = NP_XDP_CALL_NEW_FLOW;
+  ASSERT_EQ(bpf_map_delete_elem(xdp_->mapFd(NP_STR(NP_MAP_XDP_CALLS)), &slot), 0) << std::strerror(errno);
+  const np_metric pass = xdpStat(NP_XDP_STAT_PASS), deferred = xdpStat(NP_XDP_STAT_DEFERRED);
+  for (const Bytes* in : {&notOurs, &ack}) {
+    XdpRun x = xdp(*in);
+    EXPECT_EQ(x.verdict, XDP_PASS);
+    EXPECT_EQ(x.meta.value_or(0), kDone) << "left to tc: the entry went for the new-flow stage";
+    EXPECT_TRUE(samePacket(*in, x.out));
+  }
+  EXPECT_EQ(xdpStat(NP_XDP_STAT_PASS).packets - pass.packets, 2u);
+  EXPECT_EQ(xdpStat(NP_XDP_STAT_DEFERRED).packets, deferred.packets);
+  EXPECT_EQ(ctCount(), 0u);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 0u);
+  EXPECT_TRUE(dropCounts().empty());
+
+  // Control: the frontend's SYN needs the stage it cannot reach now.
+  XdpRun x = xdp(clientTcp(kClientPort, kTcpSyn).build());
+  EXPECT_EQ(x.verdict, XDP_PASS);
+  EXPECT_FALSE(x.meta) << "the SYN to the NodePort did not go for the new-flow stage";
+  EXPECT_EQ(xdpStat(NP_XDP_STAT_DEFERRED).packets, deferred.packets + 1);
+  EXPECT_EQ(ctCount(), 0u);
+}
+
+// In dsr mode a packet for no frontend may carry another node's DSR option (this node is the
+// backend's): that one still goes to the stage (control: deferred with the slot emptied), one
+// without the option does not.
+class XdpDsrTest : public XdpTest {
+ public:
+  XdpDsrTest() { setLbMode(LbMode::Dsr); }
+};
+
+TEST_F(XdpDsrTest, NotAServicePassesWithoutTheNewFlowStageUnlessItCarriesTheOption) {
+  PacketBuilder withOpt = clientTcp(kClientPort, kTcpSyn), plain = clientTcp(kClientPort, kTcpAck);
+  for (PacketBuilder* b : {&withOpt, &plain})
+    b->eth(kNode2Mac, kEns192Mac).ipDst(kLocalPodA).dstPort(kBackendPort).ttl(63);
+  withOpt.ipOptions(kOptFromNode2);
+  const uint32_t slot = NP_XDP_CALL_NEW_FLOW;
+  ASSERT_EQ(bpf_map_delete_elem(xdp_->mapFd(NP_STR(NP_MAP_XDP_CALLS)), &slot), 0) << std::strerror(errno);
+
+  XdpRun x = xdp(plain.build());
+  EXPECT_EQ(x.verdict, XDP_PASS);
+  EXPECT_EQ(x.meta.value_or(0), kDone) << "left to tc: the entry went for the new-flow stage";
+  EXPECT_TRUE(samePacket(plain.build(), x.out));
+
+  x = xdp(withOpt.build());
+  EXPECT_EQ(x.verdict, XDP_PASS);
+  EXPECT_FALSE(x.meta) << "a packet with the DSR option did not go for the new-flow stage";
+  EXPECT_EQ(ctCount(), 0u);
+}
+
 // Every --bpf-lb-mode gives an XDP object the verifier takes (the load-time mode decides which
 // of the path's branches exist: DSR adds the option and the ICMP error, hybrid has both).
 TEST_F(XdpTest, LoadsInEveryLbMode) {
