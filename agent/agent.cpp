@@ -318,9 +318,11 @@ Status Agent::applyHostPorts(lb::Change change) {
   auto p = lb_->prepare(std::move(change));
   if (!p) return p.error();
   if (p->empty()) return {};
+  const bool renamed = p->frontendsChanged();
+  const std::vector<uint16_t> before = renamed ? flowIdsOf(p->previous) : std::vector<uint16_t>{};
   Status st = lb_->commit(*p);
   if (st) {
-    publishFlowServices();  // flows of a new HostPort are named from their first packet
+    if (renamed) renameFlowServices(before, p->upserts);  // flows of a new HostPort are named from their first packet
     // A HostPort that went may have held what a refused Kubernetes service wants.
     if (!k8sRejected_.empty()) boost::asio::post(io_, [this] { retryRefusedK8s(true); });
   }
@@ -356,7 +358,7 @@ void Agent::restoreHostPorts() {
 Result<pb::CniAddResponse> Agent::cniAdd(const pb::CniAddRequest& req) {
   auto r = pods_->add(req);
   if (!r) return r;
-  publishFlowServices();  // the pod's flows carry its name
+  publishFlowPods();  // the pod's flows carry its name
   const endpoint::Endpoint* e = pods_->find(req.container_id(), req.ifname());
   if (!e || e->portMappings.empty()) return r;
   std::vector<lb::Service> services = endpoint::hostPortServices(*e);
@@ -396,13 +398,13 @@ Status Agent::cniDel(const pb::CniDelRequest& req) {
   for (const std::string& n : names)  // not one another sandbox of the pod holds (hostPortHolder)
     if (lb_->find(n) && !endpoint::hostPortHolder(pods_->endpoints(), n, *e)) gone.push_back(n);
   if (!gone.empty()) NP_TRY(applyHostPorts(lb::Change{{}, std::move(gone)}));
-  publishFlowServices();
+  publishFlowPods();
   return pods_->del(req);
 }
 
 pb::CniGcResponse Agent::cniGc(const pb::CniGcRequest& req) {
   pb::CniGcResponse out = pods_->gc(req);
-  publishFlowServices();
+  publishFlowPods();
   std::vector<std::string> gone;
   for (const auto& [name, s] : lb_->services()) {
     if (s.source != lb::kHostPortSource) continue;
@@ -523,8 +525,12 @@ void Agent::applyKubernetes(lb::Change change) {
     auto p = lb_->prepare(std::move(ch));
     if (!p) return p.error();
     if (p->empty()) return {};
+    // As for the local API: named from the first packet, by what changed only. Not at all when only
+    // backends moved (most EndpointSlice updates): every name stays.
+    const bool renamed = p->frontendsChanged();
+    const std::vector<uint16_t> before = renamed ? flowIdsOf(p->previous) : std::vector<uint16_t>{};
     Status st = lb_->commit(*p);
-    if (st) publishFlowServices();  // as for the local API: named from the first packet
+    if (st && renamed) renameFlowServices(before, p->upserts);
     return st;
   };
   const size_t n = c.upserts.size() + c.deletes.size();
@@ -623,6 +629,8 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     return Error{e.err != 0 ? e.err : EIO, "persist the change", e.message() + "; nothing was changed"};
   }
   Applied out{p->upserts.size() + p->deletes.size(), !p->created.empty() && p->created.front()};
+  const bool renamed = p->frontendsChanged();
+  const std::vector<uint16_t> before = renamed ? flowIdsOf(p->previous) : std::vector<uint16_t>{};
   if (Status st = lb_->commit(*p); !st) {
     // The journal has the change the maps refused: record its undo, so a restart does not retry it.
     std::vector<const lb::Service*> back;
@@ -642,7 +650,9 @@ Result<Agent::Applied> Agent::applyChange(lb::Change change) {
     NP_LOG_WARN("lb", "change refused by the kernel: %s", st.error().message().c_str());
     return st.error();
   }
-  publishFlowServices();  // flows of a new service are named from their first packet
+  // Flows of a new service are named from their first packet (a change of backends only keeps
+  // every name).
+  if (renamed) renameFlowServices(before, p->upserts);
   // A local service deleted or moved may have held the name or a frontend a refused Kubernetes
   // service wants: try those again once this change is done.
   if (!k8sRejected_.empty()) boost::asio::post(io_, [this] { retryRefusedK8s(true); });

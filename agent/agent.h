@@ -143,11 +143,16 @@ class Agent {
   std::unique_ptr<l2::Controller> l2_;  // enable-l2-announcements
   std::unique_ptr<flows::Flows> flows_;  // null with enable-hubble=false
   size_t flowServiceCount_ = SIZE_MAX;
-  bool flowNamesPending_ = false;
+  bool flowNamesPending_ = false, flowPodsPending_ = false;
   uint64_t flowNameRebuilds_ = 0;
   Status startFlows();          // agent_flows.cpp
-  void publishFlowServices();   // services or endpoints changed: rebuild flows' names, once, soon
-  void rebuildFlowNames();      // ...now
+  void publishFlowServices();   // services changed: rebuild flows' names, once, soon
+  void publishFlowPods();       // pod endpoints changed: rebuild only the pod names, once, soon
+  void rebuildFlowNames();      // ...now (services and pods)
+  // A committed change's services, named in flows by what changed only: `before` are the IDs
+  // (flowIdsOf) of the versions it replaced or deleted, `now` its new versions.
+  std::vector<uint16_t> flowIdsOf(const std::vector<lb::Service>& services) const;
+  void renameFlowServices(const std::vector<uint16_t>& before, const std::vector<lb::Service>& now);
   void publishFlowPeers();      // the node list changed: the Hubble peers (peer.Peer/Notify)
   std::string hubblePort() const;  // ":4244": the port of --hubble-listen-address
   // Metrics (agent_metrics.cpp): the Prometheus endpoint, reconcile durations.

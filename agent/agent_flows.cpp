@@ -4,6 +4,7 @@
 #include "agent.h"
 
 #include <boost/asio/post.hpp>
+#include <set>
 
 #include "core/log.h"
 #include "flows/services.h"
@@ -58,9 +59,48 @@ void Agent::publishFlowServices() {
   });
 }
 
+std::vector<uint16_t> Agent::flowIdsOf(const std::vector<lb::Service>& services) const {
+  std::vector<uint16_t> out;
+  if (!flows_) return out;
+  for (const lb::Service& s : services)
+    for (uint16_t id : lb_->serviceIds(s)) out.push_back(id);
+  return out;
+}
+
+void Agent::renameFlowServices(const std::vector<uint16_t>& before, const std::vector<lb::Service>& now) {
+  if (!flows_) return;
+  // The IDs the change's services have now are named after them; an ID one of them had before and
+  // no longer has went with its frontend (IDs live as long as their frontend's map entry).
+  std::vector<std::pair<uint16_t, flows::ServiceName>> named;
+  std::set<uint16_t> kept;
+  for (const lb::Service& s : now) {
+    const std::vector<uint16_t> ids = lb_->serviceIds(s);
+    if (ids.empty()) continue;
+    const flows::ServiceName n = flows::splitServiceName(s.name);
+    for (uint16_t id : ids) {
+      named.emplace_back(id, n);
+      kept.insert(id);
+    }
+  }
+  std::vector<uint16_t> gone;
+  for (uint16_t id : before)
+    if (!kept.count(id)) gone.push_back(id);
+  flows_->updateServices(gone, std::move(named));
+}
+
+void Agent::publishFlowPods() {
+  // A pod's ADD/DEL changes no service name: not worth the O(services) rebuild of those.
+  if (!flows_ || flowPodsPending_) return;
+  flowPodsPending_ = true;
+  boost::asio::post(io_, [this] {
+    flowPodsPending_ = false;
+    if (flows_) flows_->setPods(flows::podsByAddress(pods_->endpoints()));
+  });
+}
+
 void Agent::rebuildFlowNames() {
   if (!flows_) return;
-  auto names = flows::serviceNames(lb_->services(), lb_->applied().revNat);
+  auto names = flows::serviceNames(lb_->services(), [this](const lb::Service& s) { return lb_->serviceIds(s); });
   if (names.size() != flowServiceCount_) {
     NP_LOG_DEBUG("flows", "%zu service IDs named (of %zu reverse-NAT entries)", names.size(),
                  lb_->applied().revNat.size());

@@ -103,6 +103,12 @@ void Flows::setServices(std::map<uint16_t, ServiceName> services) {
   services_ = std::move(services);
 }
 
+void Flows::updateServices(const std::vector<uint16_t>& gone, std::vector<std::pair<uint16_t, ServiceName>> named) {
+  std::lock_guard<std::mutex> l(svcMu_);
+  for (uint16_t id : gone) services_.erase(id);
+  for (auto& [id, n] : named) services_[id] = std::move(n);
+}
+
 void Flows::setPeers(std::vector<Peer> peers) {
   bool self = false;
   for (const Peer& p : peers) self = self || p.name == cfg_.nodeName;

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "core/result.h"
 #include "flows/decode.h"
@@ -52,6 +53,9 @@ class Flows {
 
   // Any thread: the services flows are named after, by rev-NAT ID.
   void setServices(std::map<uint16_t, ServiceName> services);
+  // Any thread: names these IDs (replacing what they had) and forgets `gone`, leaving the others
+  // as they are: a change of a few services costs O(their IDs), not O(every service).
+  void updateServices(const std::vector<uint16_t>& gone, std::vector<std::pair<uint16_t, ServiceName>> named);
   // Any thread: the pods flows are named after, by IPv4 address (network order).
   void setPods(std::unordered_map<uint32_t, PodInfo> pods);
 

@@ -1,7 +1,6 @@
-// Which service a rev-NAT ID belongs to, for naming flows: the reverse-NAT entries the LB
-// reconciler applied (ID -> frontend address and port) matched against the services' frontends;
-// and which pod an address belongs to. Pure; the agent calls them on its own loop when services or
-// endpoints change and hands the results to Flows::setServices() / setPods().
+// Which service a rev-NAT ID belongs to, for naming flows: the IDs the LB reconciler gave each
+// service's frontends; and which pod an address belongs to. Pure; the agent calls them on its own
+// loop and hands the results to Flows::setServices() / updateServices() / setPods().
 #pragma once
 
 #include <arpa/inet.h>
@@ -41,32 +40,19 @@ inline ServiceName splitServiceName(const std::string& full) {
   return s;
 }
 
-template <typename RevNatMap>
-std::map<uint16_t, ServiceName> serviceNames(const std::map<std::string, lb::Service>& services,
-                                             const RevNatMap& revNat) {
-  std::map<std::pair<uint32_t, uint16_t>, std::string> byFrontend;  // (addr be, port host) ->
-  std::map<uint16_t, std::string> byNodePort;  // and HostPorts on every node address
-  for (const auto& [name, svc] : services) {
-    if (svc.hostPort) {
-      if (svc.hostIp) byFrontend[{svc.hostIp->be, svc.hostPort}] = name;
-      else byNodePort[svc.hostPort] = name;
-      continue;
-    }
-    if (svc.clusterIp) byFrontend[{svc.clusterIp->be, svc.port}] = name;
-    for (const auto& ip : svc.externalIps) byFrontend[{ip.be, svc.port}] = name;
-    for (const auto& ip : svc.loadBalancerIps) byFrontend[{ip.be, svc.port}] = name;
-    if (svc.nodePort) byNodePort[svc.nodePort] = name;
-  }
+// Which service each service ID (reverse-NAT ID) stands for: every service's frontends' IDs as the
+// LB reconciler applied them (`idsOf(service)`, Reconciler::serviceIds), named after the service.
+// An ID no service owns (an adopted entry not claimed yet) is not named. The agent builds this
+// whole once, then keeps it up to date change by change (Flows::updateServices) with the IDs of the
+// services a change touched, which gives the same table.
+template <typename Services, typename IdsOf>
+std::map<uint16_t, ServiceName> serviceNames(const Services& services, IdsOf&& idsOf) {
   std::map<uint16_t, ServiceName> out;
-  for (const auto& [id, rn] : revNat) {
-    uint16_t port = ntohs(rn.port);
-    auto it = byFrontend.find({rn.addr, port});
-    if (it != byFrontend.end()) {
-      out[id] = splitServiceName(it->second);
-      continue;
-    }
-    auto np = byNodePort.find(port);
-    if (np != byNodePort.end()) out[id] = splitServiceName(np->second);
+  for (const auto& [name, svc] : services) {
+    const auto ids = idsOf(svc);
+    if (ids.empty()) continue;
+    const ServiceName n = splitServiceName(name);
+    for (uint16_t id : ids) out[id] = n;
   }
   return out;
 }

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <set>
 #include <string_view>
+#include <tuple>
 
 namespace np::lb {
 
@@ -182,6 +183,16 @@ void normalize(Service& s) {
   std::sort(s.backends.begin(), s.backends.end(), [](const Backend& a, const Backend& b) {
     return std::pair(a.addr.ip.host(), a.addr.port) < std::pair(b.addr.ip.host(), b.addr.port);
   });
+}
+
+bool sameFrontends(const Service& a, const Service& b) {
+  // Every field of Service but `backends`: a field added there belongs here too.
+  auto rest = [](const Service& s) {
+    return std::tie(s.name, s.protocol, s.port, s.clusterIp, s.nodePort, s.externalIps, s.loadBalancerIps,
+                    s.sessionAffinity, s.affinityTimeoutSec, s.externalTrafficPolicy, s.internalTrafficPolicy,
+                    s.source, s.hostPort, s.hostIp);
+  };
+  return rest(a) == rest(b);
 }
 
 Status validate(const Service& s, const NodeContext& node) {

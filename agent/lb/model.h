@@ -123,6 +123,11 @@ std::vector<Frontend> frontendsOf(const Service& s, const NodeContext& node);
 // service with its backends shuffled is the same service.
 void normalize(Service& s);
 
+// Whether a and b are the same service but for their backends: same name, frontends, flags and
+// source. A change between two such versions moves only backend and slot entries: every frontend
+// keeps its service ID and reverse-NAT entry, so what is named after frontends (flows) stays.
+bool sameFrontends(const Service& a, const Service& b);
+
 // Checks one service on its own: name, port, addresses, NodePort range, backends.
 Status validate(const Service& s, const NodeContext& node);
 

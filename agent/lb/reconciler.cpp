@@ -46,6 +46,14 @@ const Service* Reconciler::find(const std::string& name) const {
   return it == services_.end() ? nullptr : &it->second;
 }
 
+std::vector<uint16_t> Reconciler::serviceIds(const Service& s) const {
+  std::vector<uint16_t> out;
+  for (const Frontend& f : frontendsOf(s, node_))
+    if (auto it = applied_.services.find(masterKey(f)); it != applied_.services.end())
+      if (applied_.revNat.contains(it->second.rev_nat_id)) out.push_back(it->second.rev_nat_id);
+  return out;
+}
+
 size_t Reconciler::frontendCount() const {
   size_t n = 0;
   for (const auto& [k, v] : applied_.services) n += k.slot == 0 && k.scope == NP_LB_SCOPE_EXT;
@@ -449,6 +457,16 @@ Result<Reconciler::Prepared> Reconciler::prepare(Change c) {
     return st.error();
   }
   return p;
+}
+
+bool Reconciler::Prepared::frontendsChanged() const {
+  if (!deletes.empty()) return true;
+  size_t replaced = 0;  // `previous` holds the replaced versions first, in upsert order
+  for (size_t i = 0; i < upserts.size(); ++i) {
+    if (created[i]) return true;
+    if (!sameFrontends(previous[replaced++], upserts[i])) return true;
+  }
+  return false;
 }
 
 void Reconciler::abandon(const Prepared& p) { releaseUnusedIds(p.to); }

@@ -75,6 +75,10 @@ class Reconciler {
     LbImage to;                             // the expanded image of `upserts`
     FlatMap<uint64_t, int64_t> terminatingDelta;  // applied to terminatingUsers_ on commit
     bool empty() const { return upserts.empty() && deletes.empty(); }
+    // Whether a service is created or deleted or one changes more than its backends (sameFrontends):
+    // false when the change only moves backends, so every frontend keeps its ID and reverse-NAT
+    // entry and what is named after them (flows) stays as it is.
+    bool frontendsChanged() const;
   };
   // Validates `c` as a whole (each service, names given twice, frontends already used, deletes
   // of unknown names: ENOENT) and plans it. Fails with ENOSPC, saying what is needed and what is
@@ -114,6 +118,10 @@ class Reconciler {
   // Allows removing stale adopted entries (every source of desired state has synced).
   void allowPrune() { pruneAllowed_ = true; }
   bool pruneAllowed() const { return pruneAllowed_; }
+
+  // The service IDs (reverse-NAT IDs) the applied maps give s's frontends, in frontendsOf order;
+  // a frontend the maps do not hold has none. O(frontends of s).
+  std::vector<uint16_t> serviceIds(const Service& s) const;
 
   const Service* find(const std::string& name) const;
   const std::map<std::string, Service>& services() const { return services_; }

@@ -405,7 +405,7 @@ TEST(HubblePeers, NotifyAnnouncesEveryNodeThenChanges) {
   t2.join();
 }
 
-TEST(FlowsServices, RevNatIdNamesItsService) {
+TEST(FlowsServices, EveryIdOfAServiceNamesIt) {
   std::map<std::string, lb::Service> svcs;
   lb::Service web;
   web.name = "default/web:http";
@@ -413,43 +413,35 @@ TEST(FlowsServices, RevNatIdNamesItsService) {
   web.clusterIp = Ipv4::parse("10.43.0.20");
   web.nodePort = 30080;
   svcs[web.name] = web;
-  std::map<uint16_t, np_revnat> rn;
-  rn[3] = np_revnat{Ipv4::parse("10.43.0.20")->be, htons(80), {}};
-  rn[4] = np_revnat{Ipv4::parse("192.168.10.100")->be, htons(30080), {}};
-  rn[5] = np_revnat{Ipv4::parse("10.43.0.99")->be, htons(80), {}};
-  auto names = serviceNames(svcs, rn);
-  ASSERT_EQ(names.count(3), 1u);
+  lb::Service db = web;
+  db.name = "shop/db";
+  svcs[db.name] = db;
+  lb::Service unapplied = web;
+  unapplied.name = "default/pending";
+  svcs[unapplied.name] = unapplied;
+  // The IDs the reconciler gave their frontends (Reconciler::serviceIds, tested with it).
+  auto ids = [](const lb::Service& s) {
+    if (s.name == "default/web:http") return std::vector<uint16_t>{3, 4};
+    if (s.name == "shop/db") return std::vector<uint16_t>{5};
+    return std::vector<uint16_t>{};
+  };
+  auto names = serviceNames(svcs, ids);
+  ASSERT_EQ(names.size(), 3u);
   EXPECT_EQ(names[3].name, "web");
   EXPECT_EQ(names[3].ns, "default");
   EXPECT_EQ(names[4].name, "web");
-  EXPECT_EQ(names.count(5), 0u);
+  EXPECT_EQ(names[5].name, "db");
+  EXPECT_EQ(names[5].ns, "shop");
 }
 
 TEST(FlowsServices, HostPortsAreNamedInThePodsNamespace) {
-  std::map<std::string, lb::Service> svcs;
-  lb::Service any;
-  any.name = "hostport/default/web-1/tcp/9080";
-  any.port = any.hostPort = 9080;
-  any.source = "cni";
-  svcs[any.name] = any;
-  lb::Service one = any;
-  one.name = "hostport/shop/cart-0/tcp/9081";
-  one.port = one.hostPort = 9081;
-  one.hostIp = Ipv4::parse("192.168.10.101");
-  svcs[one.name] = one;
-  std::map<uint16_t, np_revnat> rn;
-  rn[8] = np_revnat{Ipv4::parse("192.168.10.101")->be, htons(9080), {}};  // every node address
-  rn[9] = np_revnat{Ipv4::parse("192.168.10.101")->be, htons(9081), {}};
-  rn[10] = np_revnat{Ipv4::parse("192.168.10.102")->be, htons(9081), {}};  // not its host IP
-  auto names = serviceNames(svcs, rn);
-  ASSERT_EQ(names.count(8), 1u);
-  EXPECT_EQ(names[8].name, "hostport/web-1/tcp/9080");
-  EXPECT_EQ(names[8].ns, "default");
-  ASSERT_EQ(names.count(9), 1u);
-  EXPECT_EQ(names[9].name, "hostport/cart-0/tcp/9081");
-  EXPECT_EQ(names[9].ns, "shop");
-  EXPECT_EQ(names.count(10), 0u);
+  EXPECT_EQ(splitServiceName("hostport/default/web-1/tcp/9080").name, "hostport/web-1/tcp/9080");
+  EXPECT_EQ(splitServiceName("hostport/default/web-1/tcp/9080").ns, "default");
+  EXPECT_EQ(splitServiceName("hostport/shop/cart-0/tcp/9081").name, "hostport/cart-0/tcp/9081");
+  EXPECT_EQ(splitServiceName("hostport/shop/cart-0/tcp/9081").ns, "shop");
   EXPECT_EQ(splitServiceName("default/web:http").name, "web");
+  EXPECT_EQ(splitServiceName("web").name, "web");
+  EXPECT_EQ(splitServiceName("web").ns, "");
 }
 
 struct FakeEndpoint {

@@ -1,6 +1,8 @@
 // Service model validation: bad input is refused with a message that names what is wrong.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "lb/model.h"
 #include "lb_test_util.h"
 
@@ -95,6 +97,39 @@ TEST(HostPortModel, ClashesWithANodePortOrAnotherHostPortAreConflicts) {
   auto b = hostPort(8080, "10.0.1.12:80", ip("192.168.10.100"));
   b.name = hostPortName("default", "web-1", Protocol::Tcp, 8080);
   EXPECT_FALSE(checkConflicts(b, node(), owners));
+}
+
+TEST(ServiceModel, SameFrontendsIgnoresBackendsAndNothingElse) {
+  const Service a = clusterIpService("t/web", "10.43.0.20", 80, {"10.0.1.10:8080", "10.0.1.11:8080"});
+  Service b = a;
+  b.backends = {{ep("10.0.2.10:8080"), BackendState::Terminating, "n2"}};
+  EXPECT_TRUE(sameFrontends(a, b));
+  b.backends.clear();
+  EXPECT_TRUE(sameFrontends(a, b));
+  // Every other field counts: each of these changes what the service is reachable on or how.
+  std::vector<std::pair<const char*, std::function<void(Service&)>>> edits = {
+      {"name", [](Service& s) { s.name = "t/other"; }},
+      {"protocol", [](Service& s) { s.protocol = Protocol::Udp; }},
+      {"port", [](Service& s) { s.port = 81; }},
+      {"clusterIp", [](Service& s) { s.clusterIp = ip("10.43.0.21"); }},
+      {"nodePort", [](Service& s) { s.nodePort = 30080; }},
+      {"externalIps", [](Service& s) { s.externalIps = {ip("192.168.10.50")}; }},
+      {"loadBalancerIps", [](Service& s) { s.loadBalancerIps = {ip("192.168.10.51")}; }},
+      {"sessionAffinity", [](Service& s) { s.sessionAffinity = SessionAffinity::ClientIp; }},
+      {"affinityTimeoutSec", [](Service& s) { s.affinityTimeoutSec = 60; }},
+      {"externalTrafficPolicy", [](Service& s) { s.externalTrafficPolicy = TrafficPolicy::Local; }},
+      {"internalTrafficPolicy", [](Service& s) { s.internalTrafficPolicy = TrafficPolicy::Local; }},
+      {"source", [](Service& s) { s.source = "kubernetes"; }},
+      {"hostPort", [](Service& s) { s.hostPort = 8080; }},
+      {"hostIp", [](Service& s) { s.hostIp = ip("192.168.10.100"); }},
+  };
+  for (auto& [field, edit] : edits) {
+    Service c = a;
+    edit(c);
+    EXPECT_FALSE(sameFrontends(a, c)) << field;
+    c.backends.clear();
+    EXPECT_FALSE(sameFrontends(c, a)) << field;
+  }
 }
 
 TEST(ServiceModel, AcceptsAClusterIpServiceWithBackends) {

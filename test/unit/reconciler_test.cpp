@@ -2,6 +2,7 @@
 // writing, exact rollback when the kernel refuses part of a change, adoption with stale entries
 // kept until pruning is allowed, and the whole-map reconcile.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 
 #include <set>
 
@@ -14,6 +15,7 @@ namespace {
 
 using test::clusterIpService;
 using test::describe;
+using test::ep;
 using test::ip;
 using test::mapsMatchModel;
 
@@ -161,6 +163,73 @@ TEST(Reconciler, AFrontendCanMoveBetweenServicesInOneChange) {
   ASSERT_TRUE(r.commit(*p));
   EXPECT_EQ(r.services().count("t/old"), 0u);
   EXPECT_TRUE(mapsMatchModel(maps.image, r));
+}
+
+TEST(Reconciler, AChangeOfBackendsOnlyLeavesEveryFrontendsIdAndReverseNat) {
+  // What the agent relies on to skip renaming flows: frontendsChanged() is false only when the
+  // change keeps every service ID and reverse-NAT entry as it was.
+  FakeMaps maps;
+  Reconciler r(maps, node());
+  Service web = clusterIpService("t/web", "10.43.0.20", 80, {"10.0.1.10:8080"});
+  web.nodePort = 30080;
+  ASSERT_TRUE(r.upsert(web));
+  ASSERT_TRUE(r.upsert(clusterIpService("t/db", "10.43.0.21", 5432, {"10.0.1.20:5432"})));
+  const auto revNat = maps.image.revNat;
+  Service moved = web;
+  moved.backends = {{ep("10.0.1.11:8080"), BackendState::Active, {}}, {ep("10.0.1.12:8080"), BackendState::Terminating, {}}};
+  auto p = r.prepare(Change{{moved}, {}});
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_FALSE(p->frontendsChanged());
+  ASSERT_TRUE(r.commit(*p));
+  EXPECT_EQ(maps.image.revNat, revNat);
+  EXPECT_TRUE(mapsMatchModel(maps.image, r));
+  // A new frontend, a new service or a delete each count as a change of frontends.
+  Service wider = moved;
+  wider.externalIps = {ip("192.168.10.50")};
+  auto q = r.prepare(Change{{wider}, {}});
+  ASSERT_TRUE(q);
+  EXPECT_TRUE(q->frontendsChanged());
+  r.abandon(*q);
+  auto c = r.prepare(Change{{clusterIpService("t/new", "10.43.0.22", 80, {"10.0.1.30:80"})}, {}});
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->frontendsChanged());
+  r.abandon(*c);
+  auto d = r.prepare(Change{{moved}, {"t/db"}});  // moved is unchanged now: only the delete
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->frontendsChanged());
+  r.abandon(*d);
+}
+
+TEST(Reconciler, ServiceIdsAreTheReverseNatIdsOfTheServicesFrontends) {
+  FakeMaps maps;
+  Reconciler r(maps, node());
+  Service web = clusterIpService("t/web", "10.43.0.20", 80, {"10.0.1.10:8080"});
+  web.nodePort = 30080;  // the wildcard and 192.168.10.100
+  web.externalIps = {ip("192.168.10.50")};
+  ASSERT_TRUE(r.upsert(web));
+  ASSERT_TRUE(r.upsert(clusterIpService("t/db", "10.43.0.21", 80, {"10.0.1.20:5432"})));
+  auto frontendsOfIds = [&](const Service& s) {
+    std::vector<std::string> out;
+    for (uint16_t id : r.serviceIds(s)) {
+      const np_revnat& rn = maps.image.revNat.at(id);
+      out.push_back(Endpoint{Ipv4{rn.addr}, ntohs(rn.port)}.str());
+    }
+    return out;
+  };
+  EXPECT_EQ(frontendsOfIds(web), (std::vector<std::string>{"10.43.0.20:80", "0.0.0.0:30080", "192.168.10.100:30080",
+                                                           "192.168.10.50:80"}));
+  EXPECT_EQ(frontendsOfIds(*r.find("t/db")), std::vector<std::string>{"10.43.0.21:80"});
+  // Every applied reverse-NAT entry is one service's: the IDs of all services are all of them.
+  std::set<uint16_t> all;
+  for (const auto& [name, s] : r.services())
+    for (uint16_t id : r.serviceIds(s)) EXPECT_TRUE(all.insert(id).second) << id << " named twice";
+  EXPECT_EQ(all.size(), maps.image.revNat.size());
+  // A frontend that went has no ID; one not applied (a version not committed) has none either.
+  Service narrower = web;
+  narrower.externalIps.clear();
+  ASSERT_TRUE(r.upsert(narrower));
+  EXPECT_EQ(frontendsOfIds(narrower), (std::vector<std::string>{"10.43.0.20:80", "0.0.0.0:30080", "192.168.10.100:30080"}));
+  EXPECT_EQ(r.serviceIds(clusterIpService("t/none", "10.43.0.99", 80, {})), std::vector<uint16_t>{});
 }
 
 TEST(Reconciler, SharedBackendSurvivesDeletionOfOneService) {
