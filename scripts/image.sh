@@ -59,7 +59,8 @@ put() { # <src> <dest in image> [mode]
 libs() {
   local f lib
   for f in "$@"; do
-    ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^[[:space:]]*\/[^ ]*ld-linux/{print $1}'
+    # (ldd fails on a static file, "not a dynamic executable": nothing to add for it)
+    { ldd "$f" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[[:space:]]*\/[^ ]*ld-linux/{print $1}'
   done | sort -u | while read -r lib; do
     [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
   done
@@ -87,6 +88,8 @@ if [[ $image == hubble-relay ]]; then
   busybox sh
   libs "$root/usr/local/bin/hubble-relay"
   # Cilium's relay runs as 65532 (nonroot), the chart's securityContext too; it writes nothing.
+  # The layer's root entry is the mktemp dir (0700): a non-root process could open nothing.
+  chmod 0755 "$root"
   mkdir -p "$root/tmp" "$root/etc/hubble-relay"
   chmod 1777 "$root/tmp"
   printf 'root:x:0:0:root:/:/bin/sh\nnonroot:x:65532:65532:nonroot:/home/nonroot:/bin/sh\n' >"$root/etc/passwd"

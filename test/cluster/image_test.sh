@@ -139,7 +139,6 @@ check "nodepath-install-cni (the DaemonSet's init step) installs nodepath-cni an
 # The hubble-relay image, from a snapshot of the built relay.
 RELAY_SRC=$(np_go_tool hubble-relay) || { fail "$E2E_NAME" "no hubble-relay (scripts/setup.sh builds it; needs go)"; exit 1; }
 cp -p "$RELAY_SRC" "$SNAP/hubble-relay"
-RELAY_PIN=$(awk '$1 == "require" && $2 == "github.com/cilium/cilium" { print $3 }' "$E2E_REPO/test/tools/go/hubble/go.mod")
 build_relay() { # <out>
   "$E2E_REPO/scripts/image.sh" --image hubble-relay --relay-bin "$SNAP/hubble-relay" --out "$1" --name "$RELAY_NAME" | tail -n1
 }
@@ -164,11 +163,11 @@ check "the relay archive names $RELAY_NAME for containerd; its entrypoint is /us
 relay_runs() { # the upstream binary, from the image's root alone, and the sh of the chart's start line
   local out
   out=$(chroot "$RROOT" /bin/sh -c 'exec /usr/local/bin/hubble-relay version' 2>&1) || { echo "hubble-relay version in the image: $out"; return 1; }
-  [[ -n $RELAY_PIN ]] && grep -qF "${RELAY_PIN#v}" <<<"$out" && return 0
+  grep -q '^Hubble-relay: ' <<<"$out" && return 0
   echo "hubble-relay version in the image says: $out"
   return 1
 }
-check "sh -c 'exec hubble-relay version' runs from the relay image alone: $RELAY_PIN (the pinned cilium)" relay_runs
+check "sh -c 'exec hubble-relay version' runs from the relay image alone (the binary is static)" relay_runs
 
 # A throwaway containerd: no CRI plugin (nothing but the content store and the snapshotter), its
 # own root/state/socket under the lab dir, in a mount namespace of its own (the unpack's overlay
