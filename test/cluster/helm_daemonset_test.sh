@@ -278,11 +278,15 @@ relay_flows() { # the LAN client's flows of each node, under that node's name
   out=$(hubble_ observe --ip 192.168.10.200 --last 1000 -o json 2>"$E2E_TMP/observe.err") ||
     { echo "hubble observe failed:"; head -n 10 "$E2E_TMP/observe.err" | e2e__indent; return 1; }
   for n in n1 n2; do
-    jq -e --arg n "$n" 'select(.flow.node_name == $n and (.flow.IP.source == "192.168.10.200" or .flow.IP.destination == "192.168.10.200"))' \
+    # Line by line, skipping what is not JSON: one stray line must not hide the rest.
+    jq -R -s -e --arg n "$n" '[split("\n")[] | fromjson? | select(.flow.node_name == $n and
+      (.flow.IP.source == "192.168.10.200" or .flow.IP.destination == "192.168.10.200"))] | length > 0' \
       <<<"$out" >/dev/null 2>&1 && continue
     echo "no flow of the LAN client 192.168.10.200 from $n through the relay; flows by (node, source, destination):"
-    jq -r '[.flow.node_name // "-", .flow.IP.source // "-", .flow.IP.destination // "-"] | join(" ")' <<<"$out" 2>/dev/null |
+    jq -R -r 'fromjson? | [.flow.node_name // "-", .flow.IP.source // "-", .flow.IP.destination // "-"] | join(" ")' <<<"$out" 2>/dev/null |
       sort | uniq -c | head -n 10 | e2e__indent
+    echo "lines that are not JSON: $(jq -R 'fromjson? // "x" | select(. == "x")' <<<"$out" 2>/dev/null | wc -l); the first lines:"
+    head -c 600 <<<"$out" | e2e__indent
     return 1
   done
 }
