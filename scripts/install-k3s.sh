@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Installs k3s on etcd for nodepath, as the seed does for Cilium: etcd from Debian, k3s without
 # flannel, network policy, kube-proxy, servicelb, traefik and metrics-server; optionally a docker.io
-# mirror; then imports nodepath's image archive (made by scripts/image.sh) into k3s's containerd.
-# Usage: install-k3s.sh [--dry-run] [--mirror URL] [--image ARCHIVE]
+# mirror; then imports nodepath's image archives (made by scripts/image.sh: the node image, and
+# `--image hubble-relay` for hubble.relay.enabled) into k3s's containerd.
+# Usage: install-k3s.sh [--dry-run] [--mirror URL] [--image ARCHIVE]...
 set -euo pipefail
 
 dry_run=0
 mirror=""
-image=""
+images=()
 while (($#)); do
   case "$1" in
     --dry-run) dry_run=1 ;;
     --mirror) mirror="${2:?--mirror needs a URL}"; shift ;;
-    --image) image="${2:?--image needs an archive path}"; shift ;;
-    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+    --image) images+=("${2:?--image needs an archive path}"); shift ;;
+    -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "install-k3s: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -33,10 +34,12 @@ if ((!dry_run)) && [[ $(id -u) -ne 0 ]]; then
   echo "install-k3s: must run as root" >&2
   exit 1
 fi
-if [[ -n $image && ! -f $image ]]; then
-  echo "install-k3s: image archive '$image' not found (build it with scripts/image.sh)" >&2
-  exit 1
-fi
+for image in "${images[@]}"; do
+  if [[ ! -f $image ]]; then
+    echo "install-k3s: image archive '$image' not found (build it with scripts/image.sh)" >&2
+    exit 1
+  fi
+done
 
 # 1. etcd from Debian (idempotent: apt skips what is installed).
 run apt-get install -y etcd-server etcd-client
@@ -64,9 +67,9 @@ else
   fi
 fi
 
-# 4. nodepath's image into k3s's containerd (no registry needed).
-if [[ -n $image ]]; then
+# 4. nodepath's images into k3s's containerd (no registry needed).
+for image in "${images[@]}"; do
   run k3s ctr -n k8s.io images import "$image"
-fi
+done
 
 echo "install-k3s: done; check with: kubectl get nodes (NotReady until nodepath's conflist appears)"

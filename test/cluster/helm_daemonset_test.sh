@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ClusterHelmDaemonSet: nodepath installed the way a user installs it (issue 11): its image
-# (scripts/image.sh) imported into each node's containerd, then `helm install nodepath
+# ClusterHelmDaemonSet: nodepath installed the way a user installs it (issue 11): its images
+# (scripts/image.sh: the node image and --image hubble-relay) imported into each node's containerd, then `helm install nodepath
 # deploy/helm/nodepath --namespace cilium --create-namespace` with the seed's `--set` flags (and
 # l2announcements.enabled=true, the API server address, the lab's device, the local image) on real
 # kubelets (containerd + runc) on the lab's nodes n1 and n2:
@@ -15,12 +15,15 @@
 #    `kubectl get leases -n cilium` and its `agentctl l2 list` name), the client's TCP reaches both
 #    pods, and captures on the LAN show each connection's replies leaving its backend's node with
 #    the service address as the source (DSR);
+#  - hubble-relay (hubble.relay.enabled=true, the seed's): its pod becomes Ready; the real hubble
+#    CLI pointed at the Service hubble-relay (its ClusterIP, port 80) counts 2/2 connected nodes
+#    and `hubble observe --last N` returns the LAN client's flows of BOTH nodes, by node name;
 #  - `kubectl exec` into a nodepath pod runs `agentctl status --verbose` and `agentctl flows`;
 #  - `helm upgrade` with a changed value (agent.logLevel=debug) rolls the agents, which log at the
 #    new level; a connection through the NodePort held open across the restart still carries data,
 #    and the datapath and the announcement keep working;
-#  - `helm uninstall` (its pre-delete hook: the uninstall marker) removes the datapath and the
-#    conflist, and the Nodes go NotReady.
+#  - `helm uninstall` (its pre-delete hook: the uninstall marker) removes the datapath, the
+#    conflist and the relay, and the Nodes go NotReady.
 # Prints each phase's time (measure: line).
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
 set -euo pipefail
@@ -31,6 +34,7 @@ e2e_init ClusterHelmDaemonSet nphelm
 CHART=$E2E_REPO/deploy/helm/nodepath
 IMAGE_REPO=localhost/nodepath
 IMAGE_TAG=cluster-test
+RELAY_IMAGE_REPO=localhost/hubble-relay
 NS=cilium
 # the seed's install line (and its later l2announcements upgrade), verbatim, then the lab's own
 SEED=(--set operator.replicas=1 --set ipam.mode=cluster-pool --set ipam.operator.clusterPoolIPv4PodCIDRList=10.0.0.0/16
@@ -42,7 +46,9 @@ SEED=(--set operator.replicas=1 --set ipam.mode=cluster-pool --set ipam.operator
 # never the machine's root cgroup.
 LAB_VALUES=(--set k8sServiceHost=192.168.10.100 --set k8sServicePort=6443 --set devices=ens192
   --set "image.repository=$IMAGE_REPO" --set "image.tag=$IMAGE_TAG" --set image.pullPolicy=Never
-  --set cgroup.hostRoot=/run/nodepath/cgroupv2)
+  --set cgroup.hostRoot=/run/nodepath/cgroupv2
+  --set "hubble.relay.image.repository=$RELAY_IMAGE_REPO" --set "hubble.relay.image.tag=$IMAGE_TAG"
+  --set hubble.relay.image.pullPolicy=Never)
 
 # The cluster's state when something failed (before the teardown).
 e2e__postmortem() {
@@ -85,6 +91,21 @@ image_build() {
 }
 IMAGE_TAR=
 require "nodepath's image built (scripts/image.sh; cached by its inputs)" image_build
+HUBBLE=$(np_go_tool hubble) || { fail "$E2E_NAME" "no hubble CLI (scripts/setup.sh builds it; needs go)"; exit 1; }
+RELAY_BIN=$(np_go_tool hubble-relay) || { fail "$E2E_NAME" "no hubble-relay (scripts/setup.sh builds it; needs go)"; exit 1; }
+relay_image_build() { # the same, for scripts/image.sh --image hubble-relay
+  local cache=${NP_CLUSTER_IMAGE_CACHE:-/var/cache/nodepath/cluster-images} key
+  key=$(cat "$RELAY_BIN" "$E2E_REPO"/scripts/image.sh "$E2E_REPO"/scripts/lib/oci.sh /bin/busybox | sha256sum | cut -c1-16) || return 1
+  RELAY_TAR=$cache/hubble-relay-$IMAGE_TAG-$key.tar
+  [[ -s $RELAY_TAR ]] && return 0
+  mkdir -p "$cache" || return 1
+  "$E2E_REPO/scripts/image.sh" --image hubble-relay --relay-bin "$RELAY_BIN" --out "$E2E_TMP/relay.tar" \
+    --name "$RELAY_IMAGE_REPO:$IMAGE_TAG" || return 1
+  rm -f "$cache"/hubble-relay-"$IMAGE_TAG"-*.tar
+  mv -f "$E2E_TMP/relay.tar" "$RELAY_TAR.$$" && mv -f "$RELAY_TAR.$$" "$RELAY_TAR"
+}
+RELAY_TAR=
+require "the hubble-relay image built (scripts/image.sh --image hubble-relay; cached by its inputs)" relay_image_build
 IMAGE_S=$((SECONDS - T))
 
 # Phase 2: the lab, the control plane and the two kubelet nodes.
@@ -98,6 +119,7 @@ require "the LAN ports carry the XDP pass program (veth native XDP)" lab_lan_xdp
 for n in n1 n2; do
   require "nodepath's image imported into $n's containerd (ctr -n k8s.io images import)" \
     cluster_image_import "$n" "$IMAGE_TAR"
+  require "...and the hubble-relay image" cluster_image_import "$n" "$RELAY_TAR"
 done
 # k8s_up applied deploy/rbac for the tiers that run agents directly; the release owns them here.
 require "deploy/rbac's agent and operator objects deleted (the release will own them)" \
@@ -217,6 +239,60 @@ client_reaches_nodeport() {
   expect_ok 5
 }
 check "the LAN client reaches the NodePort at n1 (192.168.10.100:30080, 5/5)" eventually 30 client_reaches_nodeport
+
+# Phase 4a: hubble-relay (the seed's hubble.relay.enabled=true), one view of both nodes' flows.
+T=$SECONDS
+relay_ready() {
+  local got
+  got=$(cluster_kubectl -n "$NS" get pods -l k8s-app=hubble-relay -o json | jq -r '.items[] |
+    "\(.metadata.name) \(.status.phase) \(all(.status.containerStatuses[]?; .ready) and ((.status.containerStatuses // []) | length) > 0)"') ||
+    { echo "kubectl get pods failed"; return 1; }
+  [[ $(awk '$2 == "Running" && $3 == "true"' <<<"$got" | wc -l) == 1 ]] && return 0
+  echo "expected one Running, ready hubble-relay pod, saw: ${got:-none}"
+  return 1
+}
+check "the hubble-relay pod is Running and ready (its gRPC health probe)" eventually 60 relay_ready
+RELAY_IP=$(cluster_kubectl -n "$NS" get svc hubble-relay -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+RELAY_ADDR=$RELAY_IP:80
+# Flows are what a node's NodePort path translates: the LAN client through each node's NodePort.
+client_reaches_nodeport_n2() {
+  traffic lab_client_exec -- connect 192.168.10.101:30080 --count 5
+  expect_ok 5
+}
+check "the LAN client reaches the NodePort at n2 too (192.168.10.101:30080, 5/5)" eventually 30 client_reaches_nodeport_n2
+hubble_() { lab_node_exec n1 "$HUBBLE" "$@" --server "$RELAY_ADDR"; }
+relay_status() {
+  local out
+  out=$(hubble_ status 2>&1) || { echo "hubble status --server $RELAY_ADDR failed:"; e2e__indent <<<"$out"; return 1; }
+  grep -q 'Healthcheck.*Ok' <<<"$out" && grep -q 'Connected Nodes: 2/2' <<<"$out" && return 0
+  echo "expected 'Healthcheck ... Ok' and 'Connected Nodes: 2/2', saw:"
+  e2e__indent <<<"$out"
+  return 1
+}
+check "hubble status --server <Service hubble-relay> ($RELAY_ADDR): healthy, Connected Nodes: 2/2" eventually 30 relay_status
+relay_flows() { # the LAN client's flows of each node, under that node's name
+  local out n
+  # Filtered on the client as a user would ask (--ip): the relay merges every node's last N flows
+  # and keeps the newest N, and both nodes' agents open connections of their own all the time
+  # (socket LB flows to the API server), which would crowd the client's out of an unfiltered --last.
+  out=$(hubble_ observe --ip 192.168.10.200 --last 1000 -o json 2>"$E2E_TMP/observe.err") ||
+    { echo "hubble observe failed:"; head -n 10 "$E2E_TMP/observe.err" | e2e__indent; return 1; }
+  for n in n1 n2; do
+    # Line by line, skipping what is not JSON: one stray line must not hide the rest.
+    jq -R -s -e --arg n "$n" '[split("\n")[] | fromjson? | select(.flow.node_name == $n and
+      (.flow.IP.source == "192.168.10.200" or .flow.IP.destination == "192.168.10.200"))] | length > 0' \
+      <<<"$out" >/dev/null 2>&1 && continue
+    echo "no flow of the LAN client 192.168.10.200 from $n through the relay; flows by (node, source, destination):"
+    jq -R -r 'fromjson? | [.flow.node_name // "-", .flow.IP.source // "-", .flow.IP.destination // "-"] | join(" ")' <<<"$out" 2>/dev/null |
+      sort | uniq -c | head -n 10 | e2e__indent
+    echo "lines that are not JSON: $(jq -R 'fromjson? // "x" | select(. == "x")' <<<"$out" 2>/dev/null | wc -l); the first lines:"
+    head -c 600 <<<"$out" | e2e__indent
+    return 1
+  done
+}
+check "hubble observe --server <Service hubble-relay> --ip 192.168.10.200: the LAN client's flows of n1 AND n2, by node name" \
+  eventually 20 relay_flows
+RELAY_S=$((SECONDS - T))
 
 VIP=
 # Phase 4b: a LoadBalancer Service announced on the LAN (l2announcements.enabled=true). The seed's
@@ -407,6 +483,15 @@ check "its pods are gone (kubelet DEL through nodepath-cni)" eventually 60 no_ec
 require "helm uninstall nodepath" helm_ uninstall nodepath --namespace "$NS"
 no_agents() { [[ -z $(np_pods) ]] || { echo "nodepath pods left: $(np_pods)"; return 1; }; }
 check "the nodepath pods are gone" eventually 60 no_agents
+no_relay() {
+  local out
+  # (not its pod: with the agents and the conflist gone, kubelet cannot tear down its network)
+  out=$(cluster_kubectl -n "$NS" get deploy,svc,cm -l k8s-app=hubble-relay -o name 2>&1) || { echo "$out"; return 1; }
+  [[ -z $out ]] && return 0
+  echo "hubble-relay objects left: $out"
+  return 1
+}
+check "...and hubble-relay (Deployment, Service, ConfigMap)" eventually 60 no_relay
 no_conflist() { # <node>
   lab_node_exec "$1" test ! -e /etc/cni/net.d/05-nodepath.conflist && return 0
   echo "$1's /etc/cni/net.d still holds 05-nodepath.conflist"
@@ -433,5 +518,5 @@ check "Node n1 goes NotReady (no CNI config)" eventually 60 not_ready n1
 check "Node n2 goes NotReady" eventually 60 not_ready n2
 UNINSTALL_S=$((SECONDS - T))
 
-echo "measure: image ${IMAGE_S} s, lab + control plane + nodes + image import ${UP_S} s (cluster_up ${CLUSTER_UP_SECONDS:-?} s), helm install to agents ready ${AGENTS_S} s, to Nodes Ready ${READY_S} s, echo pods Running ${PODS_S} s, LoadBalancer announced and checked ${LB_S} s, upgrade rolled ${UPGRADE_S} s, uninstall to NotReady ${UNINSTALL_S} s; RSS of everything $(cluster_rss_mib) MiB"
+echo "measure: image ${IMAGE_S} s, lab + control plane + nodes + image import ${UP_S} s (cluster_up ${CLUSTER_UP_SECONDS:-?} s), helm install to agents ready ${AGENTS_S} s, to Nodes Ready ${READY_S} s, echo pods Running ${PODS_S} s, relay checked ${RELAY_S:-?} s, LoadBalancer announced and checked ${LB_S} s, upgrade rolled ${UPGRADE_S} s, uninstall to NotReady ${UNINSTALL_S} s; RSS of everything $(cluster_rss_mib) MiB"
 e2e_finish

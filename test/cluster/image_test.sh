@@ -6,16 +6,21 @@
 #  - the layer holds the agent, operator, agentctl, nodepath-cni, loopback and
 #    nodepath-install-cni, and each of them runs from the image's root alone (chroot: its shared
 #    libraries are all in the layer), and the install script installs the plugins;
+#  - `scripts/image.sh --image hubble-relay` (the chart's hubble.relay image): the same digest twice,
+#    its entrypoint the upstream hubble-relay, which runs from the image's root alone (static), with
+#    the sh of the chart's start line;
 #  - `ctr -n k8s.io images import` into a throwaway containerd (its own root, state and socket,
-#    in a mount namespace of its own in the lab's n1) accepts it, under the name and digest built.
+#    in a mount namespace of its own in the lab's n1) accepts both, under the names and digests built.
 # Label e2e: it needs the built binaries and root, no Kubernetes.
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
+source "$E2E_REPO/scripts/lib/gotools.sh"
 
 BUILD_ORIG=${NP_BUILD_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
 e2e_init NodeImageReproducibleAndImportable npimg
 NAME=localhost/nodepath:image-test
+RELAY_NAME=localhost/hubble-relay:image-test
 
 # A snapshot of the four binaries laid out as a build dir: a rebuild while the test runs (others
 # build in the same tree) cannot make the two builds differ.
@@ -131,6 +136,39 @@ install_cni() { # the init step, in the image: installs nodepath-cni and loopbac
 }
 check "nodepath-install-cni (the DaemonSet's init step) installs nodepath-cni and loopback" install_cni
 
+# The hubble-relay image, from a snapshot of the built relay.
+RELAY_SRC=$(np_go_tool hubble-relay) || { fail "$E2E_NAME" "no hubble-relay (scripts/setup.sh builds it; needs go)"; exit 1; }
+cp -p "$RELAY_SRC" "$SNAP/hubble-relay"
+build_relay() { # <out>
+  "$E2E_REPO/scripts/image.sh" --image hubble-relay --relay-bin "$SNAP/hubble-relay" --out "$1" --name "$RELAY_NAME" | tail -n1
+}
+require "scripts/image.sh --image hubble-relay builds the relay image" eval 'R1=$(build_relay "$E2E_TMP/r1.tar")'
+require "...and again" eval 'R2=$(build_relay "$E2E_TMP/r2.tar")'
+check "same relay binary, same manifest digest ($R1), same bytes" \
+  eval '[[ $R1 =~ ^sha256:[0-9a-f]{64}$ && $R1 == "$R2" ]] && cmp "$E2E_TMP/r1.tar" "$E2E_TMP/r2.tar"'
+RLAYOUT=$E2E_TMP/rlayout RROOT=$E2E_TMP/rroot
+mkdir -p "$RLAYOUT" "$RROOT"
+require "the relay archive is a tar" tar -xf "$E2E_TMP/r1.tar" -C "$RLAYOUT"
+relay_image_ok() { # index names it; the config's entrypoint is hubble-relay; the layer unpacks
+  local man cfg layer
+  jq -e --arg n "$RELAY_NAME" --arg d "$R1" '.manifests[0].digest == $d and .manifests[0].annotations["io.containerd.image.name"] == $n' \
+    "$RLAYOUT/index.json" >/dev/null || { echo "index.json: $(cat "$RLAYOUT/index.json")"; return 1; }
+  man=$RLAYOUT/blobs/sha256/${R1#sha256:}
+  cfg=$RLAYOUT/blobs/sha256/$(jq -r '.config.digest | sub("sha256:"; "")' "$man")
+  layer=$RLAYOUT/blobs/sha256/$(jq -r '.layers[0].digest | sub("sha256:"; "")' "$man")
+  jq -e '.config.Entrypoint == ["/usr/local/bin/hubble-relay"]' "$cfg" >/dev/null || { echo "config: $(cat "$cfg")"; return 1; }
+  tar -xzf "$layer" -C "$RROOT" || { echo "the layer does not unpack"; return 1; }
+}
+check "the relay archive names $RELAY_NAME for containerd; its entrypoint is /usr/local/bin/hubble-relay" relay_image_ok
+relay_runs() { # the upstream binary, from the image's root alone, and the sh of the chart's start line
+  local out
+  out=$(chroot "$RROOT" /bin/sh -c 'exec /usr/local/bin/hubble-relay version' 2>&1) || { echo "hubble-relay version in the image: $out"; return 1; }
+  grep -q '^Hubble-relay: ' <<<"$out" && return 0
+  echo "hubble-relay version in the image says: $out"
+  return 1
+}
+check "sh -c 'exec hubble-relay version' runs from the relay image alone (the binary is static)" relay_runs
+
 # A throwaway containerd: no CRI plugin (nothing but the content store and the snapshotter), its
 # own root/state/socket under the lab dir, in a mount namespace of its own (the unpack's overlay
 # mounts stay there).
@@ -178,6 +216,9 @@ unpacked() { # the import unpacked it into the overlayfs snapshotter: the image 
   return 1
 }
 check "...complete (every blob present)" unpacked
+check "ctr -n k8s.io images import accepts the relay archive" ctr_ -n k8s.io images import "$E2E_TMP/r1.tar"
+check "containerd lists $RELAY_NAME at the digest image.sh printed" \
+  eval 'ctr_ -n k8s.io images ls | awk -v n="$RELAY_NAME" -v d="$R1" '"'"'$1 == n && $3 == d { ok = 1 } END { exit !ok }'"'"''
 require "the throwaway containerd stopped" lab_kill containerd-img
 echo "measure: image build ${BUILD_S} s, archive $(($(stat -c %s "$E2E_TMP/a.tar") / 1024 / 1024)) MiB"
 

@@ -9,7 +9,13 @@
 #    not below the duration, saying why); the agent's Role for Leases is in the release namespace,
 #    which the agent learns from POD_NAMESPACE; it has NET_RAW for the ARP responder;
 #  - values nodepath does not support, unknown keys and contradictions fail `helm template` with a
-#    message naming them; hubble.ui/relay without images say so in NOTES;
+#    message naming them; hubble.ui without an image says so in NOTES;
+#  - hubble.relay.enabled=true renders hubble-relay as Cilium's chart does: a Deployment (1 replica,
+#    the relay image, its config from the ConfigMap hubble-relay-config: peer service hubble-peer:80,
+#    listen :4245, plaintext), the Service hubble-relay 80 -> grpc (4245) selecting the relay pods
+#    and only them, and hubble-peer 80 -> 4244 selecting the agents; the image's default tag is the
+#    hubble-relay version scripts/image.sh builds; relay off renders none of it; relay without
+#    hubble is refused;
 #  - `helm install` creates the DaemonSet, operator, ConfigMap and RBAC in namespace cilium (the
 #    agent's ServiceAccount may create/update Leases there, and not elsewhere),
 #    `helm upgrade` with a changed value changes the ConfigMap and rolls the pod template, and
@@ -42,6 +48,8 @@ expect_server_accepts() { # every rendered object passes the API server's valida
   out=$(k8s_kubectl apply --dry-run=server -f - <"$E2E_TMP/seed.yaml" 2>&1) || { echo "$out"; return 1; }
   grep -q 'daemonset.apps/nodepath created (server dry run)' <<<"$out" || { echo "$out"; return 1; }
   grep -q 'deployment.apps/nodepath-operator created (server dry run)' <<<"$out" || { echo "$out"; return 1; }
+  grep -q 'deployment.apps/hubble-relay created (server dry run)' <<<"$out" || { echo "$out"; return 1; }
+  grep -q 'service/hubble-relay created (server dry run)' <<<"$out" || { echo "$out"; return 1; }
 }
 check "the seed's flags render, and the API server accepts every object (apply --dry-run=server)" expect_server_accepts
 
@@ -170,16 +178,109 @@ expect_notes() {
   local out
   out=$(helm_ install nodepath "$CHART" --namespace cilium --dry-run=client "${SEED[@]}" 2>&1) || { echo "$out"; return 1; }
   grep -q 'hubble.ui.enabled=true: nodepath ships no Hubble UI image' <<<"$out" || { echo "no UI note in: $out"; return 1; }
-  grep -q 'hubble.relay.enabled=true: nodepath ships no hubble-relay image' <<<"$out" || { echo "no relay note"; return 1; }
+  grep -q 'hubble-relay serves every node.s flows on the Service hubble-relay (port 80)' <<<"$out" ||
+    { echo "no relay note in: $out"; return 1; }
 }
-check "hubble.ui/relay without images say so in NOTES, not silently" expect_notes
+check "NOTES: hubble.ui without an image says so; the relay says where it serves" expect_notes
+
+# hubble-relay, as Cilium's chart renders it (relay on in the seed's flags).
+relay_objects() { # [helm args...]: checks the relay's objects in the render with the seed's flags + args
+  render "${SEED[@]}" "$@" | python3 -c '
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+errs = []
+dep = by.get(("Deployment", "hubble-relay"))
+svc = by.get(("Service", "hubble-relay"))
+cm = by.get(("ConfigMap", "hubble-relay-config"))
+peer = by.get(("Service", "hubble-peer"))
+ds = by.get(("DaemonSet", "nodepath"))
+if not (dep and svc and cm and peer and ds):
+    print("missing objects; rendered:", sorted(k[0] + "/" + k[1] for k in by))
+    sys.exit(1)
+pod = dep["spec"]["template"]
+c = pod["spec"]["containers"][0]
+if dep["spec"]["replicas"] != 1: errs.append("relay replicas %r, not 1" % dep["spec"]["replicas"])
+if c["image"] != "localhost/hubble-relay:v1.20.2": errs.append("relay image %r" % c["image"])
+if dep["metadata"]["namespace"] != "cilium": errs.append("relay namespace %r" % dep["metadata"]["namespace"])
+ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+if str(ports.get("grpc")) != "4245": errs.append("relay container ports %r, not grpc 4245" % ports)
+sel = dep["spec"]["selector"]["matchLabels"]
+if not all(pod["metadata"]["labels"].get(k) == v for k, v in sel.items()): errs.append("the Deployment selector %r does not match its pods %r" % (sel, pod["metadata"]["labels"]))
+# the Service: 80 -> grpc, selecting the relay pods and not the agents
+sp = svc["spec"]["ports"]
+if len(sp) != 1 or sp[0]["port"] != 80 or sp[0]["targetPort"] != "grpc": errs.append("hubble-relay Service ports %r, not 80 -> grpc" % sp)
+ssel = svc["spec"]["selector"]
+plabels = pod["metadata"]["labels"]
+alabels = ds["spec"]["template"]["metadata"]["labels"]
+if not ssel or not all(plabels.get(k) == v for k, v in ssel.items()): errs.append("hubble-relay Service selector %r does not select the relay pods %r" % (ssel, plabels))
+if ssel and all(alabels.get(k) == v for k, v in ssel.items()): errs.append("hubble-relay Service selector %r also selects the agents" % ssel)
+# the config file, mounted where hubble-relay reads it
+cfg = yaml.safe_load(cm["data"]["config.yaml"])
+want = {"peer-service": "hubble-peer.cilium.svc.cluster.local:80", "listen-address": ":4245",
+        "disable-client-tls": True, "disable-server-tls": True}
+for k, v in want.items():
+    if cfg.get(k) != v: errs.append("config.yaml %s is %r, not %r" % (k, cfg.get(k), v))
+mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+vols = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+if vols.get(mounts.get("/etc/hubble-relay"), {}).get("configMap", {}).get("name") != "hubble-relay-config": errs.append("hubble-relay-config is not mounted at /etc/hubble-relay: %r %r" % (mounts, vols))
+if pod["spec"].get("automountServiceAccountToken") is not False: errs.append("the relay pod mounts an API token it does not need")
+# its peer service: the agents, 80 -> 4244 (what the agent listens on)
+pp = peer["spec"]["ports"]
+if len(pp) != 1 or pp[0]["port"] != 80 or pp[0]["targetPort"] != 4244: errs.append("hubble-peer ports %r, not 80 -> 4244" % pp)
+if not all(alabels.get(k) == v for k, v in peer["spec"]["selector"].items()): errs.append("hubble-peer does not select the agents")
+aports = {p["containerPort"] for p in ds["spec"]["template"]["spec"]["containers"][0].get("ports", [])}
+if 4244 not in aports: errs.append("the agent declares no port 4244: %r" % aports)
+if errs:
+    print("\n".join(errs))
+    sys.exit(1)
+'
+}
+check "hubble.relay.enabled=true: Deployment hubble-relay (1 replica, the relay image, grpc 4245), its ConfigMap (hubble-peer:80, :4245, plaintext), Service hubble-relay 80 -> grpc selecting it alone, hubble-peer 80 -> the agents' 4244" relay_objects
+relay_values() { # Cilium's value names change what they say
+  local out
+  out=$(render "${SEED[@]}" --set hubble.relay.replicas=2 --set hubble.relay.image.repository=reg.example/hubble-relay \
+    --set hubble.relay.image.tag=v9 --set hubble.relay.servicePort=4245 --set hubble.relay.retryTimeout=3s) || { echo "helm template failed"; return 1; }
+  python3 -c '
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(sys.stdin) if d}
+dep, svc, cm = docs[("Deployment", "hubble-relay")], docs[("Service", "hubble-relay")], docs[("ConfigMap", "hubble-relay-config")]
+got = (dep["spec"]["replicas"], dep["spec"]["template"]["spec"]["containers"][0]["image"], svc["spec"]["ports"][0]["port"],
+       yaml.safe_load(cm["data"]["config.yaml"]).get("retry-timeout"))
+if got != (2, "reg.example/hubble-relay:v9", 4245, "3s"):
+    print("replicas, image, service port, retry-timeout:", got)
+    sys.exit(1)
+' <<<"$out"
+}
+check "hubble.relay.replicas/image.repository/image.tag/servicePort/retryTimeout change the relay" relay_values
+no_relay() { # [helm args...]: nothing of the relay rendered
+  local out
+  out=$(render "${SEED[@]}" "$@") || { echo "helm template failed"; return 1; }
+  if grep -nE '^  name: hubble-relay|hubble-relay-config|image: .*hubble-relay' <<<"$out"; then
+    echo "(relay objects rendered with $*)"
+    return 1
+  fi
+  grep -q '^  name: hubble-peer$' <<<"$out" || { echo "the hubble-peer Service went too"; return 1; }
+}
+check "hubble.relay.enabled=false: no relay object (the hubble-peer Service stays)" no_relay --set hubble.relay.enabled=false
+check "hubble.enabled=false with the relay on is refused, saying why" expect_refused 'hubble.relay.enabled=true needs hubble.enabled=true' \
+  --set hubble.enabled=false --set hubble.relay.enabled=true
+pinned_tag() { # the chart's default relay tag is the version scripts/image.sh --image hubble-relay builds
+  local pin tag
+  pin=$(awk '$1 == "require" && $2 == "github.com/cilium/cilium" { print $3 }' "$E2E_REPO/test/tools/go/hubble/go.mod")
+  tag=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["hubble"]["relay"]["image"]["tag"])' "$CHART/values.yaml")
+  [[ -n $pin && $pin == "$tag" ]] && return 0
+  echo "values.yaml hubble.relay.image.tag '$tag', the pinned hubble-relay '$pin'"
+  return 1
+}
+check "the default hubble.relay.image.tag is the pinned hubble-relay's version (the image scripts/image.sh builds)" pinned_tag
 
 # k8s_up applied deploy/rbac as the other tests need it; the chart owns those objects here.
 require "deploy/rbac's agent and operator objects deleted (the release will own them)" \
   eval 'k8s_kubectl delete -f "$E2E_REPO/deploy/rbac/agent.yaml" -f "$E2E_REPO/deploy/rbac/operator.yaml" >/dev/null'
 check "helm install with the seed's flags" eval 'helm_ install nodepath "$CHART" --namespace cilium "${SEED[@]}" >/dev/null'
-check "...creates the DaemonSet, the operator Deployment (1 replica) and the ConfigMap" eval \
-  'k8s_kubectl -n cilium get ds/nodepath cm/nodepath-config >/dev/null &&
+check "...creates the DaemonSet, the operator Deployment (1 replica), the ConfigMap and hubble-relay" eval \
+  'k8s_kubectl -n cilium get ds/nodepath cm/nodepath-config deploy/hubble-relay svc/hubble-relay cm/hubble-relay-config >/dev/null &&
    [[ $(k8s_kubectl -n cilium get deploy nodepath-operator -o jsonpath={.spec.replicas}) == 1 ]]'
 can_i() { # <want yes|no> <verb> <resource> <namespace>: as the release's agent ServiceAccount
   local got
@@ -199,8 +300,9 @@ check "helm upgrade with loadBalancer.mode=snat" \
 check "...changes the ConfigMap" eval '[[ $(k8s_kubectl -n cilium get cm nodepath-config -o jsonpath={.data.bpf-lb-mode}) == snat ]]'
 check "...and the pod template (the agents restart with it)" eval '[[ $(sum) != "$sum0" ]]'
 check "helm uninstall" eval 'helm_ uninstall nodepath --namespace cilium >/dev/null'
-check "...removes the DaemonSet, Deployment, ConfigMap and RBAC" eval \
+check "...removes the DaemonSet, Deployments, ConfigMap, hubble-relay and RBAC" eval \
   '! k8s_kubectl -n cilium get ds/nodepath 2>/dev/null && ! k8s_kubectl -n cilium get deploy/nodepath-operator 2>/dev/null &&
+   ! k8s_kubectl -n cilium get deploy/hubble-relay 2>/dev/null && ! k8s_kubectl -n cilium get svc/hubble-relay 2>/dev/null &&
    ! k8s_kubectl -n cilium get cm/nodepath-config 2>/dev/null && ! k8s_kubectl get clusterrole/nodepath-agent 2>/dev/null'
 
 e2e_finish

@@ -44,6 +44,9 @@ agent start; a chart that renders them would install an agent that cannot run).
 {{- if ne (len $pools) 1 -}}
 {{- fail (printf "ipam.operator.clusterPoolIPv4PodCIDRList: nodepath takes exactly one IPv4 pool CIDR, got %d" (len $pools)) -}}
 {{- end -}}
+{{- if and (eq (include "nodepath.bool" $v.hubble.relay.enabled) "true") (ne (include "nodepath.bool" $v.hubble.enabled) "true") -}}
+{{- fail "hubble.relay.enabled=true needs hubble.enabled=true: the relay reads each agent's Hubble server" -}}
+{{- end -}}
 {{- if and (eq (include "nodepath.bool" $v.l2announcements.enabled) "true") (eq (int $v.operator.replicas) 0) -}}
 {{- fail "l2announcements.enabled=true needs the operator (operator.replicas >= 1): it gives LoadBalancer services their addresses" -}}
 {{- end -}}
