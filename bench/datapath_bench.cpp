@@ -410,9 +410,9 @@ void clearConntrack(int ctFd) {
   if (uint32_t left = countEntries(ctFd)) throw std::runtime_error("clear conntrack: " + std::to_string(left) + " entries left");
 }
 
-int runBench(const Options& opt) {
-  enterPrivateNamespaces();
-  Bpffs bpffs(opt.workDir);
+// Node 1 in the benchmark's namespace: ens192 (192.168.10.100/24) towards the LAN, and the
+// kBackends local backends (10.0.1.10..) behind np_bk0 with their neighbours known.
+void setUpNode() {
   addVeth("ens192", "np_lan0", std::string(kNodeIp) + "/24");
   addVeth("np_bk0", "np_bk1");
   must({"ip", "route", "add", "10.0.1.0/24", "dev", "np_bk0"});
@@ -420,6 +420,42 @@ int runBench(const Options& opt) {
     must({"ip", "neigh", "add", backendIp(i), "lladdr", "02:00:0a:00:01:" + std::to_string(10 + i), "dev", "np_bk0",
           "nud", "permanent"});
   writeFile("/proc/sys/net/ipv4/ip_forward", "1\n");  // this namespace's; a node forwards
+}
+
+// bench.bpf.o, destroyed with its owner.
+struct Skel {
+  bench_bpf* s;
+  Skel() : s(bench_bpf__open_and_load()) {
+    if (!s) throw std::runtime_error(std::string("load bench.bpf.o: ") + std::strerror(errno));
+  }
+  ~Skel() { bench_bpf__destroy(s); }
+  Skel(const Skel&) = delete;
+  Skel& operator=(const Skel&) = delete;
+};
+
+// The wrappers' template (both share one): frame's headers, new flows from kNewFlowPortBase on.
+void setTemplate(bench_bpf* skel, const Bytes& frame) {
+  np_bench_tmpl t{};
+  std::memcpy(&t.frame.eth, frame.data(), NP_BENCH_HDR_LEN);
+  t.flows = kNewFlowPorts;
+  t.port_base = kNewFlowPortBase;
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_tmpl), &zero, &t, BPF_ANY) != 0)
+    throw std::runtime_error("write template");
+}
+
+// The program the (tc or XDP) wrappers tail-call.
+void setSlot(bench_bpf* skel, int fd, bool xdp) {
+  uint32_t slot = NP_BENCH_SLOT;
+  const int jmp = bpf_map__fd(xdp ? skel->maps.np_bench_xdp_jmp : skel->maps.np_bench_jmp);
+  if (bpf_map_update_elem(jmp, &slot, &fd, BPF_ANY) != 0)
+    throw std::runtime_error(std::string("put program in the tail-call slot: ") + std::strerror(errno));
+}
+
+int runBench(const Options& opt) {
+  enterPrivateNamespaces();
+  Bpffs bpffs(opt.workDir);
+  setUpNode();  // this namespace's; a node forwards
   const int ifindex = static_cast<int>(if_nametoindex("ens192"));
   const auto nodeMac = deviceMac("ens192");
 
@@ -436,12 +472,8 @@ int runBench(const Options& opt) {
   // New flows are inserted into (and evicted from) the embryonic table.
   const uint32_t synMax = unwrap(np::bpf::mapInfo(synFd), "embryonic ct info").maxEntries;
 
-  bench_bpf* skel = bench_bpf__open_and_load();
-  if (!skel) throw std::runtime_error(std::string("load bench.bpf.o: ") + std::strerror(errno));
-  struct SkelGuard {
-    bench_bpf* s;
-    ~SkelGuard() { bench_bpf__destroy(s); }
-  } skelGuard{skel};
+  Skel bench;
+  bench_bpf* skel = bench.s;
 
   const auto clientMac = np::test::mac("02:00:00:00:00:32");
   const Bytes established = np::test::PacketBuilder()
@@ -468,22 +500,6 @@ int runBench(const Options& opt) {
                         .seq(1000)
                         .build();
 
-  // Both wrappers share one template; each case writes its own before it runs.
-  auto setTemplate = [&](const Bytes& frame) {
-    np_bench_tmpl t{};
-    std::memcpy(&t.frame.eth, frame.data(), NP_BENCH_HDR_LEN);
-    t.flows = kNewFlowPorts;
-    t.port_base = kNewFlowPortBase;
-    uint32_t zero = 0;
-    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_tmpl), &zero, &t, BPF_ANY) != 0)
-      throw std::runtime_error("write template");
-  };
-  auto setSlot = [&](int fd, bool xdp) {
-    uint32_t slot = NP_BENCH_SLOT;
-    const int jmp = bpf_map__fd(xdp ? skel->maps.np_bench_xdp_jmp : skel->maps.np_bench_jmp);
-    if (bpf_map_update_elem(jmp, &slot, &fd, BPF_ANY) != 0)
-      throw std::runtime_error(std::string("put program in the tail-call slot: ") + std::strerror(errno));
-  };
   {
     // The baseline finds the established packet's tuple.
     np_bench_flow_key k{};
@@ -582,8 +598,8 @@ int runBench(const Options& opt) {
   auto runCase = [&](Case& c, uint32_t repeat) {
     int fd = c.target;
     if (c.wrapper != Wrapper::None) {
-      setTemplate(*c.input);
-      setSlot(c.target, c.xdp);
+      setTemplate(skel, *c.input);  // each case writes its own before it runs
+      setSlot(skel, c.target, c.xdp);
       if (c.xdp) fd = c.wrapper == Wrapper::Fixed ? xdpFixedFd : xdpVaryFd;
       else fd = c.wrapper == Wrapper::Fixed ? fixedFd : varyFd;
     }
@@ -906,44 +922,23 @@ int runEventsLoss(const Options& opt) {
   enterPrivateNamespaces();
   Bpffs bpffs(opt.workDir);
   TempDir runDir(opt.workDir, "np-bench-run");
-  addVeth("ens192", "np_lan0", std::string(kNodeIp) + "/24");
-  addVeth("np_bk0", "np_bk1");
-  must({"ip", "route", "add", "10.0.1.0/24", "dev", "np_bk0"});
-  for (int i = 0; i < kBackends; ++i)
-    must({"ip", "neigh", "add", backendIp(i), "lladdr", "02:00:0a:00:01:" + std::to_string(10 + i), "dev", "np_bk0",
-          "nud", "permanent"});
-  writeFile("/proc/sys/net/ipv4/ip_forward", "1\n");
+  setUpNode();
   const int ifindex = static_cast<int>(if_nametoindex("ens192"));
   const auto nodeMac = deviceMac("ens192");
   const np::datapath::HostParams hp = hostParams(ifindex);
   auto host = loadHost(bpffs.path(), hp);
   programService(*host);
 
-  bench_bpf* skel = bench_bpf__open_and_load();
-  if (!skel) throw std::runtime_error(std::string("load bench.bpf.o: ") + std::strerror(errno));
-  struct SkelGuard {
-    bench_bpf* s;
-    ~SkelGuard() { bench_bpf__destroy(s); }
-  } skelGuard{skel};
+  Skel bench;
+  bench_bpf* skel = bench.s;
   const Bytes syn = np::test::PacketBuilder()
                         .eth(np::test::mac("02:00:00:00:00:32"), nodeMac)
                         .ipv4(ip(kNewFlowBase), ip(kNodeIp))
                         .tcp(kNewFlowPortBase, kNodePort, np::test::kTcpSyn)
                         .seq(1000)
                         .build();
-  {
-    np_bench_tmpl t{};
-    std::memcpy(&t.frame.eth, syn.data(), NP_BENCH_HDR_LEN);
-    t.flows = kNewFlowPorts;
-    t.port_base = kNewFlowPortBase;
-    uint32_t zero = 0;
-    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_tmpl), &zero, &t, BPF_ANY) != 0)
-      throw std::runtime_error("write template");
-    uint32_t slot = NP_BENCH_SLOT;
-    const int target = host->fromNetdevFd();
-    if (bpf_map_update_elem(bpf_map__fd(skel->maps.np_bench_jmp), &slot, &target, BPF_ANY) != 0)
-      throw std::runtime_error(std::string("put program in the tail-call slot: ") + std::strerror(errno));
-  }
+  setTemplate(skel, syn);
+  setSlot(skel, host->fromNetdevFd(), false);
   const int varyFd = bpf_program__fd(skel->progs.np_bench_vary);
 
   np::flows::FlowsConfig fc;
