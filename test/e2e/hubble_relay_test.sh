@@ -108,9 +108,11 @@ expect_relay_node_filter() {
 }
 check "hubble observe --server <relay> --node-name n2: only n2's flows" expect_relay_node_filter
 
-# --follow through the relay: a flow made on n2 after the stream opened arrives.
+# --follow through the relay: a flow made on n2 after the stream opened arrives. Filtered on the
+# backends' port: a NodePort flow is recorded as it left, translated (-> default/to-n1:8080), so
+# the NodePort itself (30081) is in none of its ports.
 require "hubble observe --follow through the relay" lab_bg relay-follow "$NP_LAB_DIR/logs/relay-follow.out" \
-  lab_client_exec "$HUBBLE" observe --server "$RELAY_ADDR" --follow --port 30081 -o json
+  lab_client_exec "$HUBBLE" observe --server "$RELAY_ADDR" --follow --port 8080 -o json
 expect_followed() {
   # Every line judged (jq 1.6's -e over a stream looks only at the last input), a half-written
   # last line skipped.
@@ -118,7 +120,7 @@ expect_followed() {
     "$NP_LAB_DIR/logs/relay-follow.out" >/dev/null 2>&1; then
     return 0
   fi
-  echo "no n2 flow on port 30081 on the relay's --follow stream; it printed:"
+  echo "no n2 flow on port 8080 on the relay's --follow stream; it printed:"
   head -n 5 "$NP_LAB_DIR/logs/relay-follow.out" | e2e__indent
   return 1
 }
