@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <linux/bpf.h>
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -281,6 +282,36 @@ std::vector<np_trace_event> HostTest::drainEvents() {
     ring_buffer__free(rb);
   }
   return out;
+}
+
+XdpRun runXdp(int progFd, const Bytes& in, int ifindex) {
+  XdpRun r;
+  r.out.resize(in.size() + 256);
+  xdp_md ctxIn{};
+  ctxIn.data_end = static_cast<uint32_t>(in.size());
+  ctxIn.ingress_ifindex = static_cast<uint32_t>(ifindex);
+  xdp_md ctxOut{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(in.size()),
+              .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &ctxIn, .ctx_out = &ctxOut,
+              .ctx_size_in = sizeof(ctxIn), .ctx_size_out = sizeof(ctxOut), .repeat = 1);
+  if (bpf_prog_test_run_opts(progFd, &opts) != 0) {
+    ADD_FAILURE() << "BPF_PROG_TEST_RUN (xdp): " << std::strerror(errno) << "\n" << np::test::hexdump(in);
+    r.out.clear();
+    return r;
+  }
+  r.verdict = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  // data_out starts at data_meta; ctx_out.data is the metadata's length.
+  const uint32_t metaLen = ctxOut.data;
+  if (metaLen == 4) {
+    uint32_t word;
+    std::memcpy(&word, r.out.data(), 4);
+    r.meta = word;
+  }
+  EXPECT_TRUE(metaLen == 0 || metaLen == 4) << "unexpected metadata length " << metaLen;
+  r.out.erase(r.out.begin(), r.out.begin() + std::min<size_t>(metaLen, r.out.size()));
+  return r;
 }
 
 }  // namespace np::bpftest

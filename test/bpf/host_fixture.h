@@ -34,6 +34,17 @@ struct RunResult {
   Bytes out;         // data_out, exactly data_size_out bytes
 };
 
+// What an XDP program gave back through BPF_PROG_TEST_RUN.
+struct XdpRun {
+  int verdict = -1;
+  Bytes out;                     // the packet, without the metadata
+  std::optional<uint32_t> meta;  // the 4-byte metadata word XDP left, if any
+};
+
+// One run of the XDP program progFd on `in`, as if it arrived on ifindex. A kernel refusal is a
+// test failure (out empty); metadata other than none or one 4-byte word is one too.
+XdpRun runXdp(int progFd, const Bytes& in, int ifindex);
+
 struct Frontend {
   uint32_t addr;   // network order
   uint16_t port;   // host order

@@ -265,11 +265,6 @@ TEST_F(ExternalTrafficPolicy, NoLocalBackendDropsWithItsReason) {
 }
 
 // What xdp.bpf.o's entry gave back (metadata removed).
-struct XdpRunResult {
-  int verdict = -1;
-  Bytes out;
-};
-
 class MaglevSelection : public LbPolicyTest {
  public:
   datapath::LbParams lbParams() const override { return {true, 251}; }
@@ -371,7 +366,7 @@ class MaglevDsr : public MaglevSelection {
     return b.build();
   }
   // The same segment through xdp.bpf.o on this test's maps (loaded as the agent loads it).
-  XdpRunResult xdpRun(const Bytes& in) {
+  XdpRun xdpRun(const Bytes& in) {
     if (!xdp_) {
       datapath::HostParams p;
       p.device = "ens192";
@@ -386,24 +381,7 @@ class MaglevDsr : public MaglevSelection {
       }
       xdp_ = std::move(prog.value());
     }
-    XdpRunResult r;
-    r.out.resize(in.size() + 256);
-    xdp_md ctxIn{};
-    ctxIn.data_end = static_cast<uint32_t>(in.size());
-    ctxIn.ingress_ifindex = static_cast<uint32_t>(env().ens192Ifindex);
-    xdp_md ctxOut{};
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
-                .data_size_in = static_cast<uint32_t>(in.size()),
-                .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &ctxIn, .ctx_out = &ctxOut,
-                .ctx_size_in = sizeof(ctxIn), .ctx_size_out = sizeof(ctxOut), .repeat = 1);
-    if (bpf_prog_test_run_opts(xdp_->entryFd(), &opts) != 0) {
-      ADD_FAILURE() << "BPF_PROG_TEST_RUN (xdp): " << std::strerror(errno);
-      return {};
-    }
-    r.verdict = static_cast<int>(opts.retval);
-    r.out.resize(opts.data_size_out);
-    r.out.erase(r.out.begin(), r.out.begin() + std::min<size_t>(ctxOut.data, r.out.size()));  // metadata
-    return r;
+    return runXdp(xdp_->entryFd(), in, env().ens192Ifindex);
   }
   void TearDown() override {
     xdp_.reset();
@@ -464,7 +442,7 @@ TEST_F(MaglevDsr, XdpForwardsMidStreamSegmentAsTcDoes) {
   const PacketBuilder seg = clientTcp(49100, kTcpAck | kTcpPsh);
   RunResult t = fromNetdev(seg.build());
   ASSERT_EQ(t.verdict, TC_ACT_REDIRECT);
-  XdpRunResult x = xdpRun(seg.build());
+  XdpRun x = xdpRun(seg.build());
   EXPECT_EQ(x.verdict, XDP_TX);
   EXPECT_TRUE(samePacket(t.out, x.out)) << "XDP and tc differ (expected: tc, actual: XDP)";
   const uint32_t be = newFlow(49100);

@@ -35,12 +35,6 @@ namespace {
 constexpr uint32_t kMagic = 0x4e500000;  // lib/xfer.h: NP_XFER_MAGIC | NP_XFER_F_NODEPORT_DONE
 constexpr uint32_t kDone = kMagic | 1;
 
-struct XdpRun {
-  int verdict = -1;
-  Bytes out;                  // the packet, without the metadata
-  std::optional<uint32_t> meta;  // the 4-byte metadata word XDP left, if any
-};
-
 // Hook-independent outcome of a packet.
 enum class Outcome { Forwarded, ToStack, Dropped };
 const char* outcomeName(Outcome o) {
@@ -94,36 +88,7 @@ class XdpTest : public HostTest {
     HostTest::TearDown();
   }
 
-  XdpRun xdp(const Bytes& in) {
-    XdpRun r;
-    r.out.resize(in.size() + 256);
-    xdp_md ctxIn{};
-    ctxIn.data_end = static_cast<uint32_t>(in.size());
-    ctxIn.ingress_ifindex = static_cast<uint32_t>(env().ens192Ifindex);
-    xdp_md ctxOut{};
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
-                .data_size_in = static_cast<uint32_t>(in.size()),
-                .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &ctxIn, .ctx_out = &ctxOut,
-                .ctx_size_in = sizeof(ctxIn), .ctx_size_out = sizeof(ctxOut), .repeat = 1);
-    int rc = bpf_prog_test_run_opts(xdp_->entryFd(), &opts);
-    if (rc != 0) {
-      ADD_FAILURE() << "BPF_PROG_TEST_RUN (xdp): " << std::strerror(errno) << "\n" << np::test::hexdump(in);
-      r.out.clear();
-      return r;
-    }
-    r.verdict = static_cast<int>(opts.retval);
-    r.out.resize(opts.data_size_out);
-    // data_out starts at data_meta; ctx_out.data is the metadata's length.
-    const uint32_t metaLen = ctxOut.data;
-    if (metaLen == 4) {
-      uint32_t word;
-      std::memcpy(&word, r.out.data(), 4);
-      r.meta = word;
-    }
-    EXPECT_TRUE(metaLen == 0 || metaLen == 4) << "unexpected metadata length " << metaLen;
-    r.out.erase(r.out.begin(), r.out.begin() + std::min<size_t>(metaLen, r.out.size()));
-    return r;
-  }
+  XdpRun xdp(const Bytes& in) { return runXdp(xdp_->entryFd(), in, env().ens192Ifindex); }
 
   np_metric xdpStat(uint32_t stat) const {
     auto sum = bpf::sumPerCpu<np_metric>(xdp_->mapFd(NP_STR(NP_MAP_XDP_STATS)), stat);

@@ -323,6 +323,14 @@ size_t maxInWindow(const std::vector<Time>& times, lease::Duration w) {
 }
 
 // Two nodes that are already live (their heartbeats seen by each other).
+// The first Lease name prefix + i that node-a wins the rendezvous for over node-b.
+std::string nameNodeAPrefers(const std::string& prefix) {
+  for (int i = 0;; ++i) {
+    const std::string n = prefix + std::to_string(i);
+    if (rendezvousScore("node-a", n) > rendezvousScore("node-b", n)) return n;
+  }
+}
+
 void warmUp(std::vector<Node*> nodes, Api& api, Time& now) {
   run(nodes, api, now, now + 1s, [](Time) { return false; });
 }
@@ -410,11 +418,7 @@ TEST(L2Announcer, ANodeThatIsNotPreferredAcquiresAfterARetryPeriodWhenThePreferr
   Time now{};
   warmUp({&a, &b}, api, now);
   // A service node-a is preferred for, which only node-b's policy selects.
-  std::string name;
-  for (int i = 0; name.empty(); ++i) {
-    const std::string n = "nodepath-l2announce-default-only-b-" + std::to_string(i);
-    if (rendezvousScore("node-a", n) > rendezvousScore("node-b", n)) name = n;
-  }
+  const std::string name = nameNodeAPrefers("nodepath-l2announce-default-only-b-");
   b.ann.setDesired({{name, {Announcement{*Ipv4::parse("192.168.30.1"), "eth0"}}}});
   const Time wanted = now;
   const Time took = run({&a, &b}, api, now, now + 3s, [&](Time t) { return !b.ann.answering(t).empty(); });
@@ -685,11 +689,7 @@ TEST(L2Announcer, AReleasedHeartbeatForgetsWhatWasHeld) {
   Node a("node-a", kT), b("node-b", kT);
   Time now{};
   warmUp({&a, &b}, api, now);
-  std::string name;
-  for (int i = 0; name.empty(); ++i) {
-    const std::string n = "nodepath-l2announce-default-race-" + std::to_string(i);
-    if (rendezvousScore("node-a", n) > rendezvousScore("node-b", n)) name = n;
-  }
+  const std::string name = nameNodeAPrefers("nodepath-l2announce-default-race-");
   const std::map<std::string, std::vector<Announcement>> svc{{name, {Announcement{*Ipv4::parse("192.168.30.7"), "eth0"}}}};
   a.ann.setDesired(svc);
   now += 50ms;
