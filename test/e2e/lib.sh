@@ -44,6 +44,8 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 E2E_REPO=$(cd "$E2E_DIR/../.." && pwd)
 # shellcheck source=SCRIPTDIR/../../scripts/lib/lab.sh
 source "$E2E_REPO/scripts/lib/lab.sh"
+# shellcheck source=SCRIPTDIR/jq.sh
+source "$E2E_DIR/jq.sh"  # jq -e that refuses empty input
 
 E2E_NAME=e2e
 E2E_PASSED=0
