@@ -424,6 +424,7 @@ if require "a TCP connection from the LAN client to the NodePort 192.168.10.100:
     eval '[[ $HELD_ID == n1 || $HELD_ID == n2 ]] || { echo "reply: $HELD_REPLY"; false; }'
   HELD=1
 fi
+RELAY_UID_BEFORE=$(cluster_kubectl -n "$NS" get pods -l k8s-app=hubble-relay -o jsonpath='{.items[*].metadata.uid}' 2>/dev/null || true)
 require "helm upgrade --reuse-values --set agent.logLevel=debug" helm_ upgrade nodepath "$CHART" \
   --namespace "$NS" --reuse-values --set agent.logLevel=debug
 config_debug() {
@@ -473,6 +474,24 @@ if [[ $VIP =~ ^192\.168\.20\.[0-9]+$ ]]; then
 fi
 if [[ -n $P1 && -n $P2 ]]; then
   datapath_works " after the upgrade"
+fi
+# The relay across the agents' roll: it keeps its own pod (the upgrade changed an agent value) and
+# must find the new agents through the peer service and read their rings, which hold only flows
+# made after the roll (an agent's flow ring is in memory).
+if [[ -n $RELAY_IP ]]; then
+  relay_pod() { cluster_kubectl -n "$NS" get pods -l k8s-app=hubble-relay -o jsonpath='{.items[*].metadata.uid}' 2>/dev/null; }
+  RELAY_UID_AFTER=$(relay_pod)
+  if [[ -n $RELAY_UID_BEFORE && $RELAY_UID_AFTER == "$RELAY_UID_BEFORE" ]]; then
+    RELAY_ROLL="the same relay pod"
+  else
+    RELAY_ROLL="relay pod ${RELAY_UID_BEFORE:-?} -> ${RELAY_UID_AFTER:-?}"
+  fi
+  check "after the upgrade ($RELAY_ROLL), hubble status through the relay: healthy, Connected Nodes: 2/2" \
+    eventually 60 relay_status
+  check "the LAN client reaches the NodePorts of n1 and n2 after the upgrade (5/5 each)" \
+    eventually 30 eval 'client_reaches_nodeport && client_reaches_nodeport_n2'
+  check "hubble observe through the relay after the upgrade: the client's flows of n1 AND n2, from the new agents" \
+    eventually 30 relay_flows
 fi
 
 # Phase 7: helm uninstall removes the datapath and the CNI config; the Nodes go NotReady.
