@@ -31,6 +31,8 @@
 # in rounds, every variant once a round, order rotated; round 0 dropped; each rate divided by
 # np-clean's in the same round. Between slices the nodes' netfilter conntrack tables are flushed.
 #
+# NP_NODEPORT_AGENT_KEYS="key=value ..." writes more config keys for the nodepath agents (e.g.
+# enable-hubble=false, to see what flow recording costs).
 # NP_COMPARE_FAULT=drop-endpoint: np-ipt-legacy's rules lose the DNAT of service 0's first
 # endpoint (the check must then stop the run).
 #
@@ -155,6 +157,8 @@ lab_for() { # <variant>: the lab, the backends and their server, the variant's d
         dir=/run/nodepath-lab/$P/$node/config
         echo "$mode" >"$dir/bpf-lb-mode"
         [[ -n $accel ]] && echo "$accel" >"$dir/bpf-lb-acceleration"
+        # NP_NODEPORT_AGENT_KEYS="key=value ...": more agent config keys (an experiment's knob).
+        for kv in ${NP_NODEPORT_AGENT_KEYS:-}; do echo "${kv#*=}" >"$dir/${kv%%=*}"; done
         in_lab "$v" lab_agent_start "$node" || die "$v: the agent on $node did not start"
       done
       for node in n1 n2; do
