@@ -42,7 +42,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 [[ -f $build/build.ninja ]] || cmake -S "$repo" -B "$build" -G Ninja >/dev/null
-cmake --build "$build" --target datapath_bench program_bench nodepath-agent agentctl npload npkpgen
+cmake --build "$build" --target datapath_bench program_bench nodepath-agent agentctl npload npkpgen nodepath-cni nptraffic \
+  np_lab_xdp_pass
 
 # Everything the programs create lives in their own network + mount namespace or under $work and
 # one cgroup; they remove it themselves, this trap is the second line.
@@ -195,14 +196,17 @@ run_compare() {
     echo
     echo '![TCP_CRR rate vs services](compare/plots/rate-vs-services.png)'
     echo '![connect() latency CDF](compare/plots/connect-cdf.png)'
+    [[ -f $out/nodeport-rate-vs-services.png ]] &&
+      echo '![NodePort TCP_CRR rate vs services](compare/plots/nodeport-rate-vs-services.png)'
   } >"$work/compare.results"
   cat >"$work/compare.intro" <<EOF
-## nodepath against kube-proxy: ClusterIP from a process on the node
+## nodepath against kube-proxy: ClusterIP from the node and NodePort from the LAN
 
-**What.** \`bench/compare/compare.sh\`: five twin network namespaces, one per datapath, each
+**What.** \`bench/compare/compare.sh\`: six twin network namespaces, one per datapath, each
 wired by a veth to one backend namespace (10 backends on lo, one \`npload serve\`): **clean**
 (no translation; the client picks a backend itself), **nodepath** (a real \`nodepath-agent\`, socket
-LB on the variant's cgroup), **ipt-legacy** / **ipt-nft** (kube-proxy's iptables mode as
+LB on the variant's cgroup), **nodepath-tc** (an agent with \`--bpf-lb-sock=false\`; the client
+runs in a pod made by \`nodepath-cni\`, so \`lxc.bpf.c\` translates every packet), **ipt-legacy** / **ipt-nft** (kube-proxy's iptables mode as
 \`bench/compare/npkpgen\` writes it, loaded with \`iptables-legacy-restore\` / \`iptables-nft-restore\`)
 and **nftables** (kube-proxy's nftables mode, \`nft -f\`). Every variant gets the same N services x 10
 endpoints. The load tool (\`npload\`) and the server run pinned to one CPU. Shapes: TCP_CRR
@@ -215,14 +219,27 @@ clean path in the same round. Between slices the variant's netfilter conntrack t
 namespace), so no variant carries old connections into the next slice.
 Programming: one restore / \`nft -f\` / \`agentctl service apply\` of the full set into an empty
 datapath, then one added service (kube-proxy's partial sync; nodepath through the CLI, whose own
-start-up is included). Not here yet: NodePort from a LAN client (tc/XDP, SNAT/DSR) and per-packet
-ClusterIP with the socket LB off.
+start-up is included).
+
+**NodePort from the LAN** (\`bench/compare/nodeport.sh\`, run by compare.sh after the ClusterIP
+matrix): one test/e2e lab per datapath (LAN bridge, client, node 1, node 2 with a pod holding the
+10 backends on lo; \`scripts/lib/lab.sh\`); the client connects to node 1's NodePort and node 1
+forwards to node 2. **np-clean** (the client routes to a backend through node 1 itself),
+**np-tc-snat** / **np-tc-dsr** / **np-xdp-snat** / **np-xdp-dsr** (agents on both nodes; DSR: node
+2 decodes the IP option and replies to the client directly), **np-ipt-legacy** / **np-ipt-nft** /
+**np-nftables** (kube-proxy's NodePort rules, KUBE-NODEPORTS -> KUBE-EXT -> masquerade mark ->
+KUBE-SVC, or the service-nodeports map, on both nodes). Both nodes get the whole set; the first
+2,500 services have a NodePort (30000+i: the default NodePort range holds 2,768, so at 10,000
+services the rest are ClusterIP only and still fill the maps and the chains a NodePort packet walks
+through). TCP_CRR, the same check first (20 sampled NodePorts, each answered by exactly its 10
+backends), the same rounds; ratios to np-clean in the same round.
 
 **Command.** \`sudo scripts/bench.sh compare\` (runs \`bench/compare/compare.sh $compare_args\`).
 EOF
   if [[ $update_readme -eq 1 ]]; then
     mkdir -p "$repo/bench/compare/plots"
     cp "$out/rate-vs-services.png" "$out/connect-cdf.png" "$repo/bench/compare/plots/"
+    [[ -f $out/nodeport-rate-vs-services.png ]] && cp "$out/nodeport-rate-vs-services.png" "$repo/bench/compare/plots/"
     update_section compare "$work/compare.intro" "$work/compare.results"
   fi
   return 0

@@ -318,6 +318,16 @@ const std::vector<Key>& keys() {
          c.nativeRoutingCidr = *cidr;
          return {};
        }},
+      {"bpf-lb-sock",
+       "the socket LB: ClusterIP translated once per socket by cgroup hooks (true/false); false leaves it to the "
+       "per-packet tc programs (pod traffic only)",
+       true,
+       [](Config& c, const std::string& v) -> Status {
+         auto b = parseBool("bpf-lb-sock", v);
+         if (!b) return b.error();
+         c.sockLb = *b;
+         return {};
+       }},
       {"enable-bpf-masquerade",
        "masquerade pod traffic leaving ipv4-native-routing-cidr (not to nodes) to the node's address in BPF (true/false)",
        true,

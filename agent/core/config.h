@@ -64,6 +64,7 @@ struct Config {
   std::string cniConfDir = "/etc/cni/net.d";  // cni-conf-dir: where 05-nodepath.conflist goes once ready
   std::string cniBinDir = "/opt/cni/bin";     // cni-bin-dir: where the runtime finds nodepath-cni
   Cidr nativeRoutingCidr{Ipv4::fromHost(0x0a000000), 16};  // ipv4-native-routing-cidr: not masqueraded within
+  bool sockLb = true;                   // bpf-lb-sock: the socket LB (cgroup hooks); off = per-packet tc LB only
   bool enableBpfMasquerade = false;     // enable-bpf-masquerade: pod traffic leaving the CIDR gets the node's address
   PortRange masqPorts{};                // bpf-masquerade-port-range (0-0 = the SNAT ports: see masqPortRange())
   bool installNoConntrackRules = false;  // install-no-conntrack-iptables-rules: raw NOTRACK for pod traffic

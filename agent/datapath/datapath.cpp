@@ -230,9 +230,15 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
   // XDP after tc: tc alone is the whole datapath (and knows XDP's "done" marker), XDP only
   // takes work off it.
   NP_TRY(dp->attachXdp(c));
-  for (const auto& hook : dp->sock_->hooks())
-    NP_TRY(bpf::attachCgroupPinned(hook.prog, dp->cgroupFd_.get(),
-                                   dp->pinDir_ + "/links/sock4_" + hook.name));
+  for (const auto& hook : dp->sock_->hooks()) {
+    const std::string link = dp->pinDir_ + "/links/sock4_" + hook.name;
+    if (c.sockLb) {
+      NP_TRY(bpf::attachCgroupPinned(hook.prog, dp->cgroupFd_.get(), link));
+    } else if (unlink(link.c_str()) == 0) {
+      // bpf-lb-sock=false: a previous agent's hook goes with its pin (the link's last reference).
+      NP_LOG_INFO("datapath", "socket LB off: detached %s from the cgroup", hook.name);
+    }
+  }
   return dp;
 }
 

@@ -5,6 +5,7 @@
 #
 #   compare.sh --out DIR [--scales 10,1000,10000] [--rounds 5] [--slice-ms 2000]
 #              [--shapes crr,rr,udprr] [--backends 10] [--cpu N] [--variants LIST]
+#              [--nodeport-variants LIST|none] [--node-ports 2500]
 #
 # Topology (all in namespaces and cgroups this run creates; nothing in the root namespace):
 #   $P-be         the backends: 10.0.1.1..N on lo, one `npload serve` (TCP+UDP :8080, replies
@@ -13,6 +14,9 @@
 #                 default route via .1. Variants:
 #                   clean       no service translation: the client picks a backend itself
 #                   nodepath    nodepath-agent with its socket LB on the variant's cgroup
+#                   nodepath-tc nodepath-agent with the socket LB off (--bpf-lb-sock=false); the
+#                               client runs in a pod made by nodepath-cni ($P-nodepath-tc-pod,
+#                               10.0.100.0/24), so every packet is translated by lxc.bpf.c
 #                   ipt-legacy  kube-proxy iptables mode, iptables-legacy-restore
 #                   ipt-nft     kube-proxy iptables mode, iptables-nft-restore
 #                   nftables    kube-proxy nftables mode, nft -f
@@ -29,6 +33,11 @@
 # NP_COMPARE_FAULT=drop-endpoint (for the e2e test that proves the check can fail): the
 # ipt-legacy variant's rules lose the DNAT of service 0's first endpoint.
 #
+# Then the NodePort-from-the-LAN matrix (bench/compare/nodeport.sh, same scales, rounds, slices,
+# backends and CPU; --nodeport-variants picks its variants, default all of them, `none` skips it;
+# --node-ports how many services have a NodePort): its tables are appended to results.md and its
+# plot is DIR/nodeport-rate-vs-services.png.
+#
 # Writes DIR/results.md (tables), DIR/rate-vs-services.png and DIR/connect-cdf.png (gnuplot),
 # and the raw JSON of every slice under DIR/raw/.
 # shellcheck disable=SC2317  # cleanup runs from the trap
@@ -42,7 +51,9 @@ slice_ms=2000
 shapes=crr,rr,udprr
 backends=10
 cpu=$(($(nproc) - 1))
-variants=clean,nodepath,ipt-legacy,ipt-nft,nftables
+variants=clean,nodepath,nodepath-tc,ipt-legacy,ipt-nft,nftables
+nodeport_variants=all
+node_ports=2500
 out=
 
 die() { echo "compare: $*" >&2; exit 1; }
@@ -56,7 +67,9 @@ while (($#)); do
     --backends) backends=$2; shift 2 ;;
     --cpu) cpu=$2; shift 2 ;;
     --variants) variants=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --nodeport-variants) nodeport_variants=$2; shift 2 ;;
+    --node-ports) node_ports=$2; shift 2 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +82,7 @@ IFS=, read -r -a shape_list <<<"$shapes"
 IFS=, read -r -a variant_list <<<"$variants"
 [[ " ${variant_list[*]} " == *" clean "* ]] || die "--variants must include clean (the baseline)"
 for v in "${variant_list[@]}"; do
-  case $v in clean|nodepath|ipt-legacy|ipt-nft|nftables) ;; *) die "unknown variant $v" ;; esac
+  case $v in clean|nodepath|nodepath-tc|ipt-legacy|ipt-nft|nftables) ;; *) die "unknown variant $v" ;; esac
 done
 for s in "${shape_list[@]}"; do
   case $s in crr|rr|udprr) ;; *) die "unknown shape $s (crr, rr, udprr)" ;; esac
@@ -82,7 +95,8 @@ npload=$build/bench/npload
 npkpgen=$build/bench/npkpgen
 agent=$build/agent/nodepath-agent
 agentctl=$build/cli/agentctl/agentctl
-for b in "$npload" "$npkpgen" "$agent" "$agentctl"; do [[ -x $b ]] || die "$b is not built"; done
+cni=$build/cli/cni/nodepath-cni
+for b in "$npload" "$npkpgen" "$agent" "$agentctl" "$cni"; do [[ -x $b ]] || die "$b is not built"; done
 
 P=npcmp$$
 work=$(mktemp -d /tmp/np-compare.XXXXXX)
@@ -158,24 +172,55 @@ done
 cg_exec be "$be" taskset -c "$cpu" "$npload" serve "${binds[@]}" --port 8080 2>"$work/serve.log" &
 pids+=($!)
 
-agent_pid=
-sock=$work/np/run/agent.sock
-if [[ -n ${vidx[nodepath]+x} ]]; then
-  mkdir -p "$work/bpffs" "$work/np/run" "$work/np/config" "$work/np/cni/net.d" "$work/np/cni/bin"
-  mount -t bpf bpf "$work/bpffs"
-  mkdir -p "$cg/nodepath"
-  cg_exec agent "$P-nodepath" "$agent" --node-name cmp --devices eth0 --bpf-root "$work/bpffs/np" \
-    --cgroup-root "$cg/nodepath" --run-dir "$work/np/run" --config-dir "$work/np/config" \
-    --cni-conf-dir "$work/np/cni/net.d" --cni-bin-dir "$work/np/cni/bin" >"$work/agent.log" 2>&1 &
-  agent_pid=$!
-  pids+=("$agent_pid")
+# start_agent <variant> [agent flags...]: a nodepath-agent in the variant's namespace, its state
+# under $work/<variant>, its bpffs directory $work/bpffs/<variant>; waits until it answers.
+declare -A agent_sock
+bpffs_mounted=0
+start_agent() {
+  local v=$1 dir=$work/$1 t pid
+  shift
+  if ((!bpffs_mounted)); then
+    mkdir -p "$work/bpffs"
+    mount -t bpf bpf "$work/bpffs"
+    bpffs_mounted=1
+  fi
+  mkdir -p "$dir/run" "$dir/config" "$dir/cni/net.d" "$dir/cni/bin" "$cg/$v"
+  agent_sock[$v]=$dir/run/agent.sock
+  cg_exec "agent-$v" "$P-$v" "$agent" --node-name "cmp-$v" --devices eth0 --bpf-root "$work/bpffs/$v" \
+    --cgroup-root "$cg/$v" --run-dir "$dir/run" --config-dir "$dir/config" \
+    --cni-conf-dir "$dir/cni/net.d" --cni-bin-dir "$dir/cni/bin" "$@" >"$work/agent-$v.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
   for ((t = 0; t < 200; t++)); do
-    "$agentctl" --socket "$sock" status --brief >/dev/null 2>&1 && break
-    kill -0 "$agent_pid" 2>/dev/null || { tail -20 "$work/agent.log" >&2; die "the agent exited"; }
+    "$agentctl" --socket "${agent_sock[$v]}" status --brief >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$work/agent-$v.log" >&2; die "the agent of $v exited"; }
     sleep 0.1
   done
-  "$agentctl" --socket "$sock" status --brief >/dev/null || { tail -20 "$work/agent.log" >&2; die "the agent is not ready"; }
+  "$agentctl" --socket "${agent_sock[$v]}" status --brief >/dev/null || { tail -20 "$work/agent-$v.log" >&2; die "the agent of $v is not ready"; }
+}
+if [[ -n ${vidx[nodepath]+x} ]]; then
+  start_agent nodepath
 fi
+if [[ -n ${vidx[nodepath-tc]+x} ]]; then
+  # The node's pod CIDR (IPAM from the config dir's nodes file); the backends route it back.
+  i=${vidx[nodepath-tc]}
+  mkdir -p "$work/nodepath-tc/config"
+  echo "cmp-nodepath-tc 192.168.$((100 + i)).2 10.0.100.0/24" >"$work/nodepath-tc/config/nodes"
+  ip netns exec "$P-nodepath-tc" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$be" route add 10.0.100.0/24 via "192.168.$((100 + i)).2"
+  start_agent nodepath-tc --bpf-lb-sock=false
+  "$agentctl" --socket "${agent_sock[nodepath-tc]}" status --verbose | grep -Eq '^Socket LB: +Disabled' ||
+    die "nodepath-tc: agentctl status does not say the socket LB is off"
+  # The client's pod, made the way a runtime makes one.
+  add_ns "$P-nodepath-tc-pod"
+  printf '{"cniVersion":"1.0.0","name":"nodepath","type":"nodepath-cni","socket":"%s"}' "${agent_sock[nodepath-tc]}" |
+    in_ns "$P-nodepath-tc" env -i PATH="$PATH" CNI_COMMAND=ADD CNI_CONTAINERID=cmpclient \
+      CNI_NETNS="/run/netns/$P-nodepath-tc-pod" CNI_IFNAME=eth0 CNI_PATH="$work/nodepath-tc/cni/bin" \
+      CNI_ARGS="K8S_POD_NAMESPACE=bench;K8S_POD_NAME=client" "$cni" >"$work/cni-add.json" ||
+    die "nodepath-cni ADD of the client pod failed: $(cat "$work/cni-add.json")"
+fi
+# The namespace a variant's client runs in.
+client_ns() { if [[ $1 == nodepath-tc ]]; then echo "$P-nodepath-tc-pod"; else echo "$P-$1"; fi; }
 
 # Wait for the server: the clean path answers.
 for ((t = 0; t < 100; t++)); do
@@ -185,9 +230,9 @@ for ((t = 0; t < 100; t++)); do
 done
 
 # CPU time (user + system, ms) the agent has used so far; 0 without an agent.
-agent_cpu_ms() {
+agent_cpu_ms() { # <variant>
   local pid
-  pid=$(head -1 "$cg/agent/cgroup.procs" 2>/dev/null) || true
+  pid=$(head -1 "$cg/agent-$1/cgroup.procs" 2>/dev/null) || true
   [[ -n $pid ]] || { echo 0; return; }
   awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "/proc/$pid/stat"
 }
@@ -218,9 +263,9 @@ program() {
       t0=$(date +%s%N)
       in_ns "$P-$v" nft -f "$d/nftables-add.nft" || die "nft refused nftables-add.nft"
       add=$(ms_since "$t0") ;;
-    nodepath)
+    nodepath | nodepath-tc)
       # Start from an empty datapath, as the restores do: remove what the previous scale left.
-      local name
+      local name sock=${agent_sock[$v]}
       "$agentctl" --socket "$sock" -o json service list | jq -r '.services[]?.name' |
         while read -r name; do
           "$agentctl" --socket "$sock" service delete "$name" >/dev/null || die "agentctl service delete $name failed"
@@ -250,25 +295,32 @@ run_shape() {
     order=("${variant_list[@]:r % ${#variant_list[@]}}" "${variant_list[@]:0:r % ${#variant_list[@]}}")
     for v in "${order[@]}"; do
       in_ns "$P-$v" conntrack -F >/dev/null 2>&1 || true
+      [[ $v == nodepath-tc ]] && { in_ns "$(client_ns "$v")" conntrack -F >/dev/null 2>&1 || true; }
       targets=$d/targets.txt
       [[ $v == clean ]] && targets=$d/backends.txt
       cdf=()
       [[ $shape == crr && $r == "$rounds" ]] && cdf=(--cdf "$out/raw/cdf-$n-$v.txt")
       raw=$out/raw/$shape-$n-$v-$r.json
       local a0
-      a0=$(agent_cpu_ms)
+      a0=$(agent_cpu_ms "$v")
       # A transaction that fails (a connect timed out: a SYN lost to a port clash in a netfilter
-      # variant's random-fully SNAT with a server TIME_WAIT, say) is counted and reported; more
-      # than 1 in 1,000 stops the run (that is a broken datapath, not noise).
-      cg_exec "$v" "$P-$v" taskset -c "$cpu" "$npload" "$shape" --targets "$targets" \
+      # variant's random-fully SNAT with a server TIME_WAIT, say) is counted and reported. A slice
+      # with more than 1 in 1,000 failed is a broken datapath, not noise: the variant gets no rate
+      # for that shape and scale ("failed", with the first error under the tables) and the run
+      # goes on, so one broken variant does not hide the others.
+      cg_exec "$v" "$(client_ns "$v")" taskset -c "$cpu" "$npload" "$shape" --targets "$targets" \
         --duration-ms "$slice_ms" --seed "$r" "${cdf[@]}" >"$raw" 2>"$raw.err" || true
-      jq -e '.transactions > 0 and .errors * 1000 <= .transactions' "$raw" >/dev/null 2>&1 ||
-        die "$v: $shape slice at $n services failed ($(cat "$raw" "$raw.err" 2>/dev/null))"
+      if ! jq -e '.transactions > 0 and .errors * 1000 <= .transactions' "$raw" >/dev/null 2>&1; then
+        echo "compare: $v: $shape slice at $n services failed ($(cat "$raw" "$raw.err" 2>/dev/null | tr '\n' ' '))" >&2
+        printf 'fail\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$v" \
+          "$(jq -r '"\(.errors) errors after \(.transactions) transactions"' "$raw" 2>/dev/null || echo "no result"); $(tail -1 "$raw.err" 2>/dev/null)" >>"$results"
+        continue
+      fi
       printf 'err\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$v" "$(jq -r .errors "$raw")" "$(jq -r .transactions "$raw")" >>"$results"
       # The agent's own CPU while the slice ran (it is not pinned; work it does in the
       # background, e.g. a periodic sweep that grows with the service count, shows here).
-      [[ $v == nodepath ]] && printf 'agentcpu\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$r" \
-        "$(($(agent_cpu_ms) - a0))" >>"$results"
+      [[ $v == nodepath* ]] && printf 'agentcpu\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$r" \
+        "$(($(agent_cpu_ms "$v") - a0))" "$v" >>"$results"
       ((r == 0)) && continue
       printf 'run\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$n" "$v" "$r" "$(jq -r .rate "$raw")" \
         "$(jq -r .connect_p99_us "$raw")" >>"$results"
@@ -284,14 +336,14 @@ program_and_check() {
     read -r full add < <(program "$v" "$d")
     rss=-
     # The agent is the only process of its cgroup.
-    [[ $v == nodepath ]] && rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$(head -1 "$cg/agent/cgroup.procs")/status")
+    [[ $v == nodepath* ]] && rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$(head -1 "$cg/agent-$v/cgroup.procs")/status")
     ((record)) && printf 'prog\t%s\t%s\t%s\t%s\t%s\n' "$n" "$v" "$full" "$add" "$rss" >>"$results"
     # Correctness before timing: every sampled service answered by each of its backends.
     if [[ $v == clean ]]; then
       cg_exec "$v" "$P-$v" "$npload" check $udp --targets "$d/backends.txt" --tries 3 --expect 1 >/dev/null ||
         die "$v: the backends do not all answer"
     else
-      cg_exec "$v" "$P-$v" "$npload" check $udp --targets "$d/sample.txt" --tries 150 --expect "$backends" >/dev/null ||
+      cg_exec "$v" "$(client_ns "$v")" "$npload" check $udp --targets "$d/sample.txt" --tries 150 --expect "$backends" >/dev/null ||
         die "$v at $n services${udp:+ (UDP)}: a sampled service is not answered by exactly its $backends backends"
     fi
   done
@@ -355,7 +407,8 @@ md=$out/results.md
       for n in "${scale_list[@]}"; do
         read -r m lo hi < <(awk -F'\t' -v s="$shape" -v n="$n" -v v="$v" '$1 == s && $2 == n && $3 == v { print $4 }' "$ratios" | stat)
         rate=$(awk -F'\t' -v s="$shape" -v n="$n" -v v="$v" '$1 == s && $2 == n && $3 == v { print $5 }' "$ratios" | stat | cut -d' ' -f1)
-        if [[ $m == - ]]; then printf ' - |'; else printf ' %.2f (%.2f-%.2f), %.0f/s |' "$m" "$lo" "$hi" "$rate"; fi
+        if grep -qP "^fail\t$shape\t$n\t$v\t" "$results"; then printf ' failed |'
+        elif [[ $m == - ]]; then printf ' - |'; else printf ' %.2f (%.2f-%.2f), %.0f/s |' "$m" "$lo" "$hi" "$rate"; fi
       done
       if [[ $shape == crr ]]; then
         p=$(awk -F'\t' -v n="${scale_list[-1]}" -v v="$v" '$1 == "crr" && $2 == n && $3 == v { print $6 }' "$ratios" | stat | cut -d' ' -f1)
@@ -366,16 +419,25 @@ md=$out/results.md
     echo
   done
   if grep -q '^agentcpu' "$results"; then
-    echo "**nodepath-agent's own CPU** while nodepath's slices ran (ms of CPU per second of slice, median over rounds; it is not pinned, so this is work it does beside the datapath):"
+    echo "**nodepath-agent's own CPU** while each nodepath variant's slices ran (ms of CPU per second of slice, median over rounds; it is not pinned, so this is work it does beside the datapath):"
     echo
-    for shape in "${shape_list[@]}"; do
-      printf -- '- %s:' "$shape"
-      for n in "${scale_list[@]}"; do
-        m=$(awk -F'\t' -v s="$shape" -v n="$n" -v ms="$slice_ms" '$1 == "agentcpu" && $2 == s && $3 == n && $4 > 0 { print $5 * 1000 / ms }' "$results" | stat | cut -d' ' -f1)
-        printf ' %s at %s services;' "$m" "$n"
+    for v in nodepath nodepath-tc; do
+      [[ -n ${vidx[$v]+x} ]] || continue
+      for shape in "${shape_list[@]}"; do
+        printf -- '- %s, %s:' "$v" "$shape"
+        for n in "${scale_list[@]}"; do
+          m=$(awk -F'\t' -v s="$shape" -v n="$n" -v ms="$slice_ms" -v v="$v" '$1 == "agentcpu" && $2 == s && $3 == n && $4 > 0 && $6 == v { print $5 * 1000 / ms }' "$results" | stat | cut -d' ' -f1)
+          printf ' %s at %s services;' "$m" "$n"
+        done
+        echo
       done
-      echo
     done
+    echo
+  fi
+  if grep -q '^fail' "$results"; then
+    echo "**Failed slices** (more than 1 transaction in 1,000 failed: no rate for that variant, shape and scale; first error of each failed slice):"
+    echo
+    awk -F'\t' '$1 == "fail" { printf "- %s, %s at %s services: %s\n", $4, $2, $3, $5 }' "$results" | sort | uniq
     echo
   fi
   if awk -F'\t' '$1 == "err" && $5 > 0 { found = 1 } END { exit !found }' "$results"; then
@@ -423,5 +485,13 @@ if [[ " ${shape_list[*]} " == *" crr "* ]]; then
     sep=,
   done
   gnuplot -e "$cmds"
+fi
+if [[ $nodeport_variants != none ]]; then
+  np_args=()
+  [[ $nodeport_variants != all ]] && np_args=(--variants "$nodeport_variants")
+  NP_BUILD_DIR=$build "$repo/bench/compare/nodeport.sh" --out "$out" --scales "$scales" --rounds "$rounds" \
+    --slice-ms "$slice_ms" --backends "$backends" --cpu "$cpu" --node-ports "$node_ports" "${np_args[@]}" >/dev/null ||
+    die "the NodePort matrix (nodeport.sh) failed"
+  { echo; cat "$out/nodeport.md"; } >>"$md"
 fi
 cat "$md"

@@ -20,6 +20,11 @@
 //   services.json       the same services for `agentctl service apply -f` (nodepath).
 //   service-add.json    the added service, for the same.
 //   targets.txt         every service's ClusterIP:port (npload --targets).
+//   nodeport-targets.txt  with --node-ports K: <--node-ip>:<NodePort> of the first K services, the
+//                       ones that have a NodePort (30000 + i; the iptables rules then carry
+//                       KUBE-NODEPORTS -> KUBE-EXT-<hash> (mark masquerade, jump KUBE-SVC-<hash>)
+//                       and nftables the service-nodeports map -> external-<hash>-... chains,
+//                       as kube-proxy writes them for externalTrafficPolicy: Cluster).
 //   backends.txt        every backend address:port (the clean path's targets).
 //
 // Written from kube-proxy's documented behaviour and the rule shapes it produces (chain names:
@@ -97,11 +102,14 @@ struct Svc {
   std::string clusterIp;
   std::string proto = "tcp";  // kube-proxy's lower-case spelling, as hashed and matched
   int port = 80;
+  int nodePort = 0;  // 0: ClusterIP only
   std::vector<Endpoint> endpoints;
 
   std::string portNameFull() const { return ns + "/" + name + ":" + portName; }  // ServicePortName.String()
   // kube-proxy iptables: "KUBE-SVC-" + base32(sha256(spn + protocol))[:16]
   std::string svcChain() const { return "KUBE-SVC-" + base32(sha256(portNameFull() + proto)).substr(0, 16); }
+  // kube-proxy iptables, externalTrafficPolicy Cluster: "KUBE-EXT-" + the same hash
+  std::string extChain() const { return "KUBE-EXT-" + base32(sha256(portNameFull() + proto)).substr(0, 16); }
   std::string sepChain(const Endpoint& e) const {
     return "KUBE-SEP-" + base32(sha256(portNameFull() + proto + e.text())).substr(0, 16);
   }
@@ -110,6 +118,7 @@ struct Svc {
     return lower(base32(sha256(portNameFull() + proto)).substr(0, 8)) + "-" + ns + "/" + name + "/" + proto + "/" + portName;
   }
   std::string nftSvcChain() const { return "service-" + nftBase(); }
+  std::string nftExtChain() const { return "external-" + nftBase(); }
   std::string nftEpChain(const Endpoint& e) const {
     std::string base = ns + "/" + name + "/" + proto + "/" + portName + "__" + e.ip + "/" + std::to_string(e.port);
     return "endpoint-" + lower(base32(sha256(portNameFull() + proto + e.text())).substr(0, 8)) + "-" + base;
@@ -151,8 +160,20 @@ void iptServiceChains(std::ostream& o, const Svc& s, const std::string& clusterC
   }
 }
 
+// NodePort, externalTrafficPolicy Cluster: every external packet is masqueraded (its endpoints
+// may be on other nodes), then load-balanced by the service's own chain.
+void iptNodePortRules(std::ostream& o, const Svc& s) {
+  if (!s.nodePort) return;
+  o << "-A KUBE-NODEPORTS -m comment --comment " << s.portNameFull() << " -m " << s.proto << " -p " << s.proto
+    << " --dport " << s.nodePort << " -j " << s.extChain() << "\n";
+  o << "-A " << s.extChain() << " -m comment --comment \"masquerade traffic for " << s.portNameFull()
+    << " external destinations\" -j KUBE-MARK-MASQ\n";
+  o << "-A " << s.extChain() << " -j " << s.svcChain() << "\n";
+}
+
 void iptChainDecls(std::ostream& o, const Svc& s) {
   o << ":" << s.svcChain() << " - [0:0]\n";
+  if (s.nodePort) o << ":" << s.extChain() << " - [0:0]\n";
   for (const auto& e : s.endpoints) o << ":" << s.sepChain(e) << " - [0:0]\n";
 }
 
@@ -192,6 +213,7 @@ void writeIptables(const std::string& dir, const std::vector<Svc>& svcs, const S
   for (const auto& s : svcs) iptServicesRule(o, s);
   o << kNodePortsLast;
   for (const auto& s : svcs) iptServiceChains(o, s, clusterCidr);
+  for (const auto& s : svcs) iptNodePortRules(o, s);
   o << "COMMIT\n";
 
   // The partial sync for one added service: KUBE-SERVICES is always rewritten whole.
@@ -223,6 +245,13 @@ void nftService(std::ostream& o, const Svc& s, const std::string& clusterCidr) {
   o << "add element " << t << " service-ips { " << s.clusterIp << " . " << s.proto << " . " << s.port << " : goto "
     << s.nftSvcChain() << " }\n";
   o << "add element " << t << " cluster-ips { " << s.clusterIp << " }\n";
+  if (s.nodePort) {
+    o << "add chain " << t << " " << s.nftExtChain() << "\n";
+    o << "add rule " << t << " " << s.nftExtChain() << " jump mark-for-masquerade\n";
+    o << "add rule " << t << " " << s.nftExtChain() << " goto " << s.nftSvcChain() << "\n";
+    o << "add element " << t << " service-nodeports { " << s.proto << " . " << s.nodePort << " : goto "
+      << s.nftExtChain() << " }\n";
+  }
 }
 
 void writeNftables(const std::string& dir, const std::vector<Svc>& svcs, const Svc& added,
@@ -260,7 +289,8 @@ void writeNftables(const std::string& dir, const std::vector<Svc>& svcs, const S
 
 std::string svcJson(const Svc& s) {
   std::string j = "{\"name\":\"" + s.portNameFull() + "\",\"protocol\":\"" + std::string(s.proto == "udp" ? "UDP" : "TCP") + "\",\"port\":" +
-                  std::to_string(s.port) + ",\"cluster_ip\":\"" + s.clusterIp + "\",\"backends\":[";
+                  std::to_string(s.port) + ",\"cluster_ip\":\"" + s.clusterIp + "\"," +
+                  (s.nodePort ? "\"node_port\":" + std::to_string(s.nodePort) + "," : "") + "\"backends\":[";
   for (size_t i = 0; i < s.endpoints.size(); ++i)
     j += std::string(i ? "," : "") + "{\"address\":\"" + s.endpoints[i].ip + "\",\"port\":" +
          std::to_string(s.endpoints[i].port) + "}";
@@ -282,6 +312,11 @@ int main(int argc, char** argv) {
   std::string protocol = "tcp";
   app.add_option("--protocol", protocol, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
   app.add_option("--out-dir", outDir, "where to write the files")->required();
+  int nodePorts = 0;
+  std::string nodeIp = "192.168.10.100";
+  app.add_option("--node-ports", nodePorts, "the first K services get NodePort 30000+i (the default range holds 2768)")
+      ->check(CLI::Range(0, 2768));
+  app.add_option("--node-ip", nodeIp, "the node address the NodePort targets name");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -299,6 +334,7 @@ int main(int argc, char** argv) {
       s.clusterIp = ipv4(vip0 + uint32_t(i));
       s.endpoints = eps;
       s.proto = protocol;
+      if (i < nodePorts) s.nodePort = 30000 + i;
       return s;
     };
     std::vector<Svc> svcs;
@@ -315,6 +351,12 @@ int main(int argc, char** argv) {
     auto t = open(outDir, "targets.txt");
     for (const auto& s : svcs) t << s.clusterIp << ":" << s.port << "\n";
     open(outDir, "target-add.txt") << added.clusterIp << ":" << added.port << "\n";
+    if (nodePorts > 0) {
+      parseIp(nodeIp);
+      auto np = open(outDir, "nodeport-targets.txt");
+      for (const auto& s : svcs)
+        if (s.nodePort) np << nodeIp << ":" << s.nodePort << "\n";
+    }
     auto b = open(outDir, "backends.txt");
     for (const auto& e : eps) b << e.text() << "\n";
   } catch (const std::exception& e) {

@@ -239,6 +239,25 @@ TEST(MasqueradeConfig, KeysAndDefaults) {
   EXPECT_EQ(fromDir->origin["enable-bpf-masquerade"], "config-dir");
 }
 
+TEST(SocketLbConfig, OnByDefaultOffByFlagOrConfigDir) {
+  auto d = parse({});
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->sockLb);
+  auto off = parse({"--bpf-lb-sock=false"});
+  ASSERT_TRUE(off) << off.error().message();
+  EXPECT_FALSE(off->sockLb);
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("np-config-socklb-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "bpf-lb-sock") << "false\n";
+  auto fromDir = parse({"--config-dir", dir.string()});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(fromDir) << fromDir.error().message();
+  EXPECT_FALSE(fromDir->sockLb);
+  auto bad = parse({"--bpf-lb-sock=perhaps"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("bpf-lb-sock"), std::string::npos) << bad.error().message();
+}
+
 TEST(MasqueradeConfig, BadValuesSayWhatIsWrong) {
   auto a = parse({"--enable-bpf-masquerade=maybe"});
   ASSERT_FALSE(a);
