@@ -16,6 +16,8 @@
  * program array takes programs of one type). XDP's test run does not restore the packet either,
  * nor the metadata a program put in front of it (xdp.bpf.c's "done" marker): the wrapper removes
  * that too.
+ * np_bench_xdp_baseline: the XDP reference (the tc baseline's parse and lookup, plus a MAC rewrite:
+ * what the issue's Katran figures are relative to).
  * np_bench_vary_len / np_bench_xdp_vary_len: np_bench_vary / np_bench_xdp_vary for a program that
  * grows the packet (DSR puts its 8-byte IPv4 option after the header): they also cut the packet
  * back to the template's length first (tc: bpf_skb_adjust_room, XDP: bpf_xdp_adjust_head), with
@@ -331,6 +333,38 @@ int np_bench_baseline(struct __sk_buff *ctx)
 	key.dport = tcp->dest;
 	key.proto = ip->protocol;
 	return bpf_map_lookup_elem(&np_bench_flow, &key) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+/* The XDP reference, as the issue states Katran's baseline: parse Ethernet/IPv4/TCP, one hash
+ * lookup, a MAC rewrite (source and destination swapped), XDP_PASS. */
+SEC("xdp")
+int np_bench_xdp_baseline(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct np_bench_flow_key key = {};
+	unsigned char mac[ETH_ALEN];
+	struct tcphdr *tcp;
+
+	if ((void *)(ip + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP || ip->ihl != 5)
+		return XDP_PASS;
+	tcp = (void *)(ip + 1);
+	if ((void *)(tcp + 1) > data_end)
+		return XDP_PASS;
+	key.saddr = ip->saddr;
+	key.daddr = ip->daddr;
+	key.sport = tcp->source;
+	key.dport = tcp->dest;
+	key.proto = ip->protocol;
+	if (!bpf_map_lookup_elem(&np_bench_flow, &key))
+		return XDP_DROP;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";
