@@ -15,7 +15,13 @@
  * programs (xdp.bpf.o's np_xdp_entry), through their own tail-call slot (np_bench_xdp_jmp: a
  * program array takes programs of one type). XDP's test run does not restore the packet either,
  * nor the metadata a program put in front of it (xdp.bpf.c's "done" marker): the wrapper removes
- * that too. */
+ * that too.
+ * np_bench_xdp_baseline: the XDP reference (the tc baseline's parse and lookup, plus a MAC rewrite:
+ * what the issue's Katran figures are relative to).
+ * np_bench_vary_len / np_bench_xdp_vary_len: np_bench_vary / np_bench_xdp_vary for a program that
+ * grows the packet (DSR puts its 8-byte IPv4 option after the header): they also cut the packet
+ * back to the template's length first (tc: bpf_skb_adjust_room, XDP: bpf_xdp_adjust_head), with
+ * the helper called on every iteration, grown or not, so the no-op through them pays it too. */
 #include "lib/ctx_skb.h"
 #include "bench_abi.h"
 #include "np_ct.h"
@@ -108,8 +114,9 @@ int np_bench_fixed(struct __sk_buff *ctx)
 	return NP_BENCH_NO_TAIL_CALL;
 }
 
-/* The next new flow's headers into f: false when the maps are missing. */
-static __always_inline bool np_bench_next_flow(struct np_bench_frame *out)
+/* The next new flow's headers into out, the frame's length into len: false when the maps are
+ * missing. */
+static __always_inline bool np_bench_next_flow(struct np_bench_frame *out, __u32 *len)
 {
 	__u32 zero = 0, i, flows;
 	struct np_bench_tmpl *t = bpf_map_lookup_elem(&np_bench_tmpl, &zero);
@@ -137,6 +144,7 @@ static __always_inline bool np_bench_next_flow(struct np_bench_frame *out)
 	f.ip.saddr = saddr;
 	f.tcp.source = sport;
 	__builtin_memcpy(out, &f, sizeof(f));
+	*len = t->len;
 	return true;
 }
 
@@ -144,8 +152,29 @@ SEC("tc")
 int np_bench_vary(struct __sk_buff *ctx)
 {
 	struct np_bench_frame f;
+	__u32 len;
 
-	if (!np_bench_next_flow(&f))
+	if (!np_bench_next_flow(&f, &len))
+		return NP_BENCH_NO_TAIL_CALL;
+	if (bpf_skb_store_bytes(ctx, 0, &f.eth, NP_BENCH_HDR_LEN, 0) < 0)
+		return NP_BENCH_NO_TAIL_CALL;
+	bpf_tail_call(ctx, &np_bench_jmp, NP_BENCH_SLOT);
+	return NP_BENCH_NO_TAIL_CALL;
+}
+
+/* DSR's option went in right after the IPv4 header (bpf_skb_adjust_room, BPF_ADJ_ROOM_NET, which
+ * takes the room from the headroom): the same helper takes the surplus out there again, which
+ * gives the headroom back (cutting at the tail would not, and every few iterations the grow would
+ * then reallocate the head), and the headers are written back over it. */
+SEC("tc")
+int np_bench_vary_len(struct __sk_buff *ctx)
+{
+	struct np_bench_frame f;
+	__u32 len;
+
+	if (!np_bench_next_flow(&f, &len) || len < NP_BENCH_HDR_LEN || ctx->len < len)
+		return NP_BENCH_NO_TAIL_CALL;
+	if (bpf_skb_adjust_room(ctx, -(__s32)(ctx->len - len), BPF_ADJ_ROOM_NET, 0) < 0)
 		return NP_BENCH_NO_TAIL_CALL;
 	if (bpf_skb_store_bytes(ctx, 0, &f.eth, NP_BENCH_HDR_LEN, 0) < 0)
 		return NP_BENCH_NO_TAIL_CALL;
@@ -191,8 +220,35 @@ SEC("xdp")
 int np_bench_xdp_vary(struct xdp_md *ctx)
 {
 	struct np_bench_frame f;
+	__u32 len;
 
-	if (!np_bench_next_flow(&f) || !np_bench_xdp_restore(ctx, &f))
+	if (!np_bench_next_flow(&f, &len) || !np_bench_xdp_restore(ctx, &f))
+		return NP_BENCH_NO_TAIL_CALL;
+	bpf_tail_call(ctx, &np_bench_xdp_jmp, NP_BENCH_SLOT);
+	return NP_BENCH_NO_TAIL_CALL;
+}
+
+/* XDP's DSR made room for the option at the front (bpf_xdp_adjust_head) and moved the Ethernet
+ * and IPv4 headers there: dropping the surplus at the front and writing the headers back gives the
+ * original frame. The metadata goes first (np_bench_xdp_restore), so the front that moves is the
+ * packet's. */
+SEC("xdp")
+int np_bench_xdp_vary_len(struct xdp_md *ctx)
+{
+	void *meta = (void *)(long)ctx->data_meta;
+	void *data = (void *)(long)ctx->data;
+	struct np_bench_frame f;
+	__u32 len;
+	long cur;
+
+	if (!np_bench_next_flow(&f, &len) || len < NP_BENCH_HDR_LEN)
+		return NP_BENCH_NO_TAIL_CALL;
+	if (meta + 4 <= data && bpf_xdp_adjust_meta(ctx, 4) < 0)
+		return NP_BENCH_NO_TAIL_CALL;
+	cur = (long)ctx->data_end - (long)ctx->data;
+	if (cur < len || bpf_xdp_adjust_head(ctx, (int)(cur - len)) < 0)
+		return NP_BENCH_NO_TAIL_CALL;
+	if (!np_bench_xdp_restore(ctx, &f))
 		return NP_BENCH_NO_TAIL_CALL;
 	bpf_tail_call(ctx, &np_bench_xdp_jmp, NP_BENCH_SLOT);
 	return NP_BENCH_NO_TAIL_CALL;
@@ -277,6 +333,38 @@ int np_bench_baseline(struct __sk_buff *ctx)
 	key.dport = tcp->dest;
 	key.proto = ip->protocol;
 	return bpf_map_lookup_elem(&np_bench_flow, &key) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+/* The XDP reference, as the issue states Katran's baseline: parse Ethernet/IPv4/TCP, one hash
+ * lookup, a MAC rewrite (source and destination swapped), XDP_PASS. */
+SEC("xdp")
+int np_bench_xdp_baseline(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct np_bench_flow_key key = {};
+	unsigned char mac[ETH_ALEN];
+	struct tcphdr *tcp;
+
+	if ((void *)(ip + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP || ip->ihl != 5)
+		return XDP_PASS;
+	tcp = (void *)(ip + 1);
+	if ((void *)(tcp + 1) > data_end)
+		return XDP_PASS;
+	key.saddr = ip->saddr;
+	key.daddr = ip->daddr;
+	key.sport = tcp->source;
+	key.dport = tcp->dest;
+	key.proto = ip->protocol;
+	if (!bpf_map_lookup_elem(&np_bench_flow, &key))
+		return XDP_DROP;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -30,7 +30,8 @@ struct np_bench_tmpl {
 	struct np_bench_frame frame; /* headers as they were before the first iteration */
 	__u32 flows;                 /* np_bench_vary: distinct source ports per source address */
 	__u16 port_base;             /* np_bench_vary: first source port (host order) */
-	__u8 pad[2];
+	__u16 len;                   /* the frame's length: the *_len wrappers cut a grown packet
+				      * (DSR's option) back to it (host order) */
 };
 NP_ASSERT_SIZE(struct np_bench_tmpl, 64);
 

@@ -128,9 +128,13 @@ minimal tc program (parse Ethernet/IPv4/TCP, one hash lookup) through the same w
 the baseline's parse and one bare insert of each new flow's tuple into a full LRU of the main /
 embryonic conntrack table's size. **XDP**: the established, new-flow and not-a-service cases through
 \`bpf/xdp.bpf.c\`'s \`np_xdp_entry\` (loaded by \`XdpProgram::load\` on the same maps) and XDP
-wrappers of its own, whose no-op cost is subtracted from the XDP rows. After every
-run the verdict, the last output packet (the translated one) and the forwarded/drop counters are
-checked.
+wrappers of its own, whose no-op cost is subtracted from the XDP rows. **Remote**: established and
+new flow, tc and XDP, to a second NodePort whose 10 backends are node 2's pods (routed back out of
+ens192): SNAT, and DSR through both programs loaded again in lb mode dsr (the SYN leaves with the
+8-byte option, through wrappers that also take the 8 bytes out again); verdicts \`TC_ACT_REDIRECT\` /
+\`XDP_TX\`. After every run the verdict, the last output packet (the translated one, byte-exact for
+the remote rows) and the forwarded/drop counters are checked. Below the table: the x-baseline
+ratios over Katran's figures from issue 6 and which of its targets hold in the run.
 
 **Command.** \`sudo scripts/bench.sh datapath\` (runs \`build/bench/datapath_bench $datapath_args\`).
 EOF

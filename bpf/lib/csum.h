@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Internet checksum arithmetic for hooks without the kernel's checksum helpers (XDP has no
- * bpf_l3_csum_replace/bpf_l4_csum_replace). Each function does exactly what the helper's kernel
+ * bpf_l3_csum_replace/bpf_l4_csum_replace), and for tc's in-place IPv4 header fix-ups
+ * (lib/ctx_skb.h). Each function does exactly what the helper's kernel
  * code does (include/net/checksum.h: csum_replace2, csum_replace4, csum_fold, csum_add), including
  * which of the two one's-complement zeros comes out, so a packet rewritten through the XDP shim is
  * byte-identical to the same rewrite on an skb. Values are used as they sit in memory (network

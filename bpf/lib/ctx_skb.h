@@ -33,6 +33,7 @@
 #endif
 
 #include "lib/common.h"
+#include "lib/csum.h"
 
 typedef struct __sk_buff np_ctx_t;
 
@@ -79,8 +80,39 @@ static __always_inline int np_ctx_pull(np_ctx_t *ctx, __u32 len)
 	return bpf_skb_pull_data(ctx, len);
 }
 
+/* Offsets into the packet are bounded so the verifier can check direct accesses at them (as in
+ * lib/ctx_xdp.h); the headers the library rewrites are all within the first few hundred bytes. */
+#define NP_CTX_SKB_MAX_OFF 0x3fff
+
+/* Pointer to len bytes at off when they are in the linear part of the skb (np_parse() pulled
+ * the headers there), else NULL. Writing through it is what bpf_skb_store_bytes() does without
+ * flags, less the helper call: the verifier's tc prologue makes a cloned skb writable once per
+ * run of a program that writes directly, and neither touches skb->csum. */
+static __always_inline void *np_ctx_skb_ptr(const np_ctx_t *ctx, __u32 off, __u32 len)
+{
+	void *p;
+
+	if (off > NP_CTX_SKB_MAX_OFF)
+		return NULL;
+	/* The bound on the register that is added to the pointer: clang may otherwise check a copy
+	 * of off, and the verifier then refuses the access (an offset that may exceed 0xffff). */
+	asm volatile("%[off] &= %[max]" : [off] "+r"(off) : [max] "i"(NP_CTX_SKB_MAX_OFF));
+	p = np_ctx_data(ctx) + off;
+	if (p + len > np_ctx_data_end(ctx))
+		return NULL;
+	return p;
+}
+
+/* Direct where the bytes are linear (every header rewrite after np_parse()), the helper
+ * otherwise. */
 static __always_inline int np_ctx_store(np_ctx_t *ctx, __u32 off, const void *from, __u32 len)
 {
+	void *p = np_ctx_skb_ptr(ctx, off, len);
+
+	if (p) {
+		__builtin_memcpy(p, from, len);
+		return 0;
+	}
 	return bpf_skb_store_bytes(ctx, off, from, len, 0);
 }
 
@@ -89,13 +121,29 @@ static __always_inline int np_ctx_load(const np_ctx_t *ctx, __u32 off, void *to,
 	return bpf_skb_load_bytes(ctx, off, to, len);
 }
 
-/* Checksum fix-ups go through the kernel helpers: they know about CHECKSUM_PARTIAL skbs (veth and
- * locally generated traffic), where only the pseudo-header part may be adjusted. */
+/* The IPv4 header checksum is a plain field: bpf_l3_csum_replace() only rewrites it
+ * (csum_replace2/4, skb->csum untouched: the header's sum stays the same), so it is done in place
+ * with the same arithmetic (lib/csum.h: the same bytes, which of the two zeros included) where the
+ * field is linear, by the helper otherwise. */
 static __always_inline int np_ctx_l3_csum_replace(np_ctx_t *ctx, __u32 off, __u32 from, __u32 to,
 						  __u32 size)
 {
+	__u16 *check = np_ctx_skb_ptr(ctx, off, sizeof(*check));
+
+	if (check && size == 2) {
+		*check = np_csum_replace2(*check, (__u16)from, (__u16)to);
+		return 0;
+	}
+	if (check && size == 4) {
+		*check = np_csum_replace4(*check, from, to);
+		return 0;
+	}
 	return bpf_l3_csum_replace(ctx, off, from, to, size);
 }
+
+/* The L4 checksum fix-ups go through the kernel helper: it knows about CHECKSUM_PARTIAL skbs
+ * (veth and locally generated traffic), where only the pseudo-header part may be adjusted, and
+ * keeps skb->csum of a CHECKSUM_COMPLETE skb right; a program cannot see which an skb is. */
 
 static __always_inline int np_ctx_l4_csum_replace(np_ctx_t *ctx, __u32 off, __u32 from, __u32 to,
 						  __u32 flags)
