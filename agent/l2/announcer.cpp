@@ -92,8 +92,8 @@ std::vector<std::string> Announcer::takenHeartbeats() const {
 }
 
 bool Announcer::namedByAny(const std::string& node) const {
-  for (const auto& [_, c] : cache_)
-    if (c.lease.record.holder == node) return true;
+  for (const auto& [name, c] : cache_)  // service Leases only: the namespace holds others' too
+    if (c.lease.record.holder == node && name.rfind(kServiceLeasePrefix, 0) == 0) return true;
   for (const auto& [_, s] : svcs_)
     if ((s.known && s.exists && s.lease.record.holder == node) || (s.inFlight && !s.desired)) return true;
   for (const auto& [n, hb] : hbs_)

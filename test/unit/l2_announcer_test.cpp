@@ -450,6 +450,9 @@ TEST(L2Announcer, FailoverOfAThousandServicesAnswersAllAtOnceThenConvertsPaced) 
   ASSERT_EQ(a.ann.answering(now).size(), 1000u);  // held by a live node: nothing to do for b
   EXPECT_EQ(b.requests, 0u);
 
+  // A Lease of someone else's in the namespace that happens to name node-a: not ours to convert,
+  // and no reason to keep node-a's heartbeat.
+  api.leases["nodepath-operator"] = Lease{lease::Record{"node-a", 15, "t", "t", 0}, std::to_string(++api.rv)};
   a.running = false;
   const Time killed = now;
   const size_t requestsBefore = b.requestTimes.size();
@@ -483,6 +486,7 @@ TEST(L2Announcer, FailoverOfAThousandServicesAnswersAllAtOnceThenConvertsPaced) 
   ASSERT_NE(converted, Time{});
   EXPECT_TRUE(allThroughout);
   EXPECT_EQ(b.conflicts, 0u);
+  EXPECT_EQ(api.leases["nodepath-operator"].record.holder, "node-a");
   // 1,000 rewrites at the bucket's rate, plus the heartbeat's renewals from the same bucket.
   const auto expected = std::chrono::milliseconds(long(1000 * 1000 / (kLeaseRequestRate - 1000.0 / kT.retryPeriod.count())));
   EXPECT_LE(converted - killed, kT.leaseDuration + expected + 2s);
@@ -533,6 +537,32 @@ TEST(L2Announcer, AHolderThatReturnsDuringTheConversionNeverAnswersWithTheSurviv
     EXPECT_EQ(api.leases[heartbeatLeaseName("node-a")].record.holder, "node-a") << stalled;
     EXPECT_TRUE(a.hb.isLeader(now)) << stalled;
   }
+}
+
+// The taker answers from its watch cache only once the watch has delivered its own write on the
+// dead node's heartbeat (every earlier write is then in the cache): not while the watch is behind.
+TEST(L2Announcer, ATakerAnswersOnlyOnceItsWatchHasDeliveredItsTakeover) {
+  Api api;
+  Node a("node-a", kT), b("node-b", kT);
+  Time now{};
+  a.ann.setDesired(services(10));
+  run({&a}, api, now, now + 2s, [](Time) { return false; });
+  b.ann.setDesired(services(10));
+  run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+  const Time lastRenewal = a.hb.leaderUntil() - kT.renewDeadline;
+  a.running = false;
+  run({&a, &b}, api, now, lastRenewal + kT.leaseDuration - 50ms, [](Time) { return false; });
+  b.watchStalled = true;
+  bool answered = false;
+  run({&a, &b}, api, now, now + 1s, [&](Time t) { return answered = answered || !b.ann.answering(t).empty(); });
+  ASSERT_EQ(api.leases[heartbeatLeaseName("node-a")].record.holder, "node-b");  // taken...
+  EXPECT_FALSE(answered);                                                        // ...not proven
+  EXPECT_EQ(serviceLeasesHeldBy(api, "node-a"), 10u);  // and nothing converted on an unproven cache
+  b.watchStalled = false;
+  const Time stalledUntil = now;
+  const Time all = run({&a, &b}, api, now, now + 1s, [&](Time t) { return b.ann.answering(t).size() == 10; });
+  ASSERT_NE(all, Time{});
+  EXPECT_LE(all - stalledUntil, 100ms);
 }
 
 // Two survivors judge the holder dead: the preferred one takes the heartbeat, the other defers;
