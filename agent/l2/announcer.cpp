@@ -70,8 +70,35 @@ std::vector<std::string> Announcer::liveNodes(Time now) const {
   std::vector<std::string> out;
   if (selfAlive(now)) out.push_back(node_);
   for (const auto& [node, hb] : hbs_)
-    if (hb.exists && !hb.holder.empty() && now < hb.observedAt + t_.leaseDuration) out.push_back(node);
+    if (hb.exists && hb.holder == node && now < hb.observedAt + t_.leaseDuration) out.push_back(node);
   return out;
+}
+
+std::string Announcer::effectiveHolder(const std::string& holder) const {
+  std::string h = holder;
+  for (int i = 0; i < 8 && !h.empty() && h != node_; ++i) {
+    if (taken_.count(h)) return node_;
+    auto it = hbs_.find(h);
+    if (it == hbs_.end() || !it->second.exists || it->second.holder.empty() || it->second.holder == h) break;
+    h = it->second.holder;
+  }
+  return h;
+}
+
+std::vector<std::string> Announcer::takenHeartbeats() const {
+  std::vector<std::string> out;
+  for (const auto& [n, _] : taken_) out.push_back(n);
+  return out;
+}
+
+bool Announcer::namedByAny(const std::string& node) const {
+  for (const auto& [name, c] : cache_)  // service Leases only: the namespace holds others' too
+    if (c.lease.record.holder == node && name.rfind(kServiceLeasePrefix, 0) == 0) return true;
+  for (const auto& [_, s] : svcs_)
+    if ((s.known && s.exists && s.lease.record.holder == node) || (s.inFlight && !s.desired)) return true;
+  for (const auto& [n, hb] : hbs_)
+    if (n != node && hb.exists && hb.holder == node) return true;
+  return false;
 }
 
 namespace {
@@ -92,27 +119,55 @@ std::string highestScore(const std::vector<std::string>& nodes, const std::strin
 
 }  // namespace
 
+// The preferred node for a service; `only`: no other node may acquire it, even after waiting (a
+// Lease released by a node whose heartbeat is taken, or by an unknown node during a takeover).
+std::string Announcer::prefFor(const std::string& name, const Svc& s, const std::vector<std::string>& live, bool& only) const {
+  only = false;
+  if (s.known && s.exists && s.lease.record.holder.empty()) {
+    auto isLive = [&](const std::string& n) { return std::find(live.begin(), live.end(), n) != live.end(); };
+    if (!s.releasedBy.empty()) {
+      const std::string e = effectiveHolder(s.releasedBy);
+      if (e != s.releasedBy && isLive(e)) {
+        only = true;
+        return e;
+      }
+    } else {
+      std::vector<std::string> takers;
+      if (!taken_.empty() && isLive(node_)) takers.push_back(node_);
+      for (const auto& [n, hb] : hbs_)
+        if (hb.exists && !hb.holder.empty() && hb.holder != n && isLive(hb.holder)) takers.push_back(hb.holder);
+      if (!takers.empty()) {
+        only = true;
+        return highestScore(takers, name, "");
+      }
+    }
+  }
+  return highestScore(live, name, s.releasedBy);
+}
+
 std::string Announcer::preferred(const std::string& lease, Time now) const {
   auto it = svcs_.find(lease);
-  return highestScore(liveNodes(now), lease, it == svcs_.end() ? std::string() : it->second.releasedBy);
+  if (it == svcs_.end()) return highestScore(liveNodes(now), lease, "");
+  bool only = false;
+  return prefFor(lease, it->second, liveNodes(now), only);
 }
 
 void Announcer::lapse() {
   ++epoch_;
   for (auto& [_, s] : svcs_) s.verified = false;
+  taken_.clear();  // someone may have taken our heartbeat, and with it these
 }
 
 // A lapse (the heartbeat's renew deadline passed) makes this node silent at once (answering()
 // checks selfAlive). It forgets what it held only when the lapse was long enough for another node
-// to have confirmed it dead: a renewal answered before leaseDuration after the send time s of the
-// last renewal that succeeded before the lapse forgives it. Why that is safe: renewals are
-// sequential, so an observer that confirms this node dead saw the renewal sent at s (or a later
-// one) unchanged in a GET it sent at least leaseDuration after observing it, hence at or after
-// s + leaseDuration; the renewal that ends the lapse was applied before its answer arrived here,
-// before s + leaseDuration, so that GET sees it and confirms nothing. Older confirmations were
-// made during an earlier, long lapse, after which every Lease this node answers for again was
-// rewritten (their confirmed states are stale: the takeover PUT fails). Without this, every blip
-// of the API server longer than the renew deadline cost a rewrite of every held Lease.
+// to have taken its heartbeat: a renewal answered before leaseDuration after the send time s of
+// the last renewal that succeeded before the lapse forgives it. Why that is safe: renewals are
+// sequential, so an observer that takes this node's heartbeat PUTs it on the resourceVersion of
+// the renewal sent at s (or a later one), at least leaseDuration after observing it, hence at or
+// after s + leaseDuration; the renewal that ends the lapse was applied before its answer arrived
+// here, before s + leaseDuration, so that PUT fails with 409 (and had the PUT come first, the
+// renewal would have failed instead: no forgiveness). Without this, every blip of the API server
+// longer than the renew deadline cost a rewrite of every held Lease.
 void Announcer::checkLapse(Time now) {
   const bool alive = selfAlive(now);
   if (wasAlive_ && !alive) {
@@ -193,13 +248,22 @@ void Announcer::observeHeartbeat(const std::string& node, std::optional<lease::L
   auto& hb = hbs_[node];
   const std::string rv = l ? l->resourceVersion : std::string();
   const bool exists = l.has_value();
+  if (auto t = taken_.find(node); t != taken_.end()) {
+    if (exists && t->second.written.count(rv)) {
+      t->second.proven = true;  // the watch is past our write: every earlier write is in the cache
+      return;
+    }
+    if (!exists || !older(rv, t->second.resourceVersion)) taken_.erase(t);  // someone else wrote it
+    else return;
+  }
   if (exists && hb.exists && older(rv, hb.resourceVersion)) return;
   if (hb.observedAt == Time{} || rv != hb.resourceVersion || exists != hb.exists) {
     hb.resourceVersion = rv;
     hb.exists = exists;
     hb.holder = l ? l->record.holder : std::string();
     hb.observedAt = at;
-    hb.confirmed = false;
+    hb.mustRead = false;
+    hb.takeableSince = {};
   }
 }
 
@@ -207,6 +271,7 @@ void Announcer::observe(const std::string& name, std::optional<lease::Lease> l, 
   if (name.rfind(kHeartbeatLeasePrefix, 0) == 0) {
     const std::string node = name.substr(std::string(kHeartbeatLeasePrefix).size());
     if (node != node_) observeHeartbeat(node, std::move(l), at);
+    else selfHbHolder_ = l ? l->record.holder : std::string();
     return;
   }
   auto c = cache_.find(name);
@@ -273,14 +338,109 @@ lease::Record Announcer::acquireRecord(const Svc& s, const std::string& nowText)
   return r;
 }
 
+bool Announcer::viaTaken(const Svc& s, Time now) const {
+  if (!s.known || !s.exists || s.mustRead) return false;
+  const std::string& h = s.lease.record.holder;
+  if (h.empty() || h == node_) return false;
+  auto t = taken_.find(h);
+  return t != taken_.end() && t->second.proven && now < t->second.until;
+}
+
+bool Announcer::on(const Svc& s, Time now) const {
+  return selfAlive(now) && s.desired && ((s.verified && holds(s)) || viaTaken(s, now));
+}
+
+Announcer::Time Announcer::answeringUntil(Time now) const {
+  if (!selfAlive(now)) return Time{};
+  Time until = selfAliveUntil_;
+  for (const auto& [_, t] : taken_)
+    if (t.proven && now < t.until) until = std::min(until, t.until);
+  return until;
+}
+
 std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowText) {
   checkLapse(now);
   const bool alive = selfAlive(now);
+  const bool ownHeartbeat = selfHbHolder_.empty() || selfHbHolder_ == node_;
 
   std::vector<Candidate> cands;
-  std::set<std::string> confirming;          // dead holders a confirmation is planned for
   const std::vector<std::string> live = liveNodes(now);
   fallbackDue_ = {};
+
+  // Heartbeats this node took: renew them, hand them back once nothing names their node.
+  for (auto& [node, t] : taken_) {
+    if (t.inFlight || !alive) continue;
+    const std::string hbName = heartbeatLeaseName(node);
+    if (t.proven && !t.releasing && !namedByAny(node)) {
+      Action a{Action::Kind::Update, hbName, node, t.record, t.resourceVersion};
+      a.record.holder.clear();
+      a.record.renewTime = nowText;
+      cands.push_back({kRenewTaken, std::move(a), nullptr});
+    } else if (now >= t.renewDue) {
+      Action a{Action::Kind::Update, hbName, node, t.record, t.resourceVersion};
+      if (t.releasing) a.record.holder.clear();
+      a.record.renewTime = nowText;
+      cands.push_back({kRenewTaken, std::move(a), nullptr});
+    }
+  }
+  // Dead nodes' heartbeats with Leases this node announces still naming them (and heartbeats
+  // held by a node whose heartbeat this node took: that node is silent since our write).
+  if (alive && ownHeartbeat) {
+    for (auto& [node, hb] : hbs_) {
+      if (taken_.count(node) || hbInFlight_.count(node) || now < hb.retryAt) continue;
+      if (hb.mustRead) {
+        cands.push_back({kConfirm, Action{Action::Kind::GetHeartbeat, heartbeatLeaseName(node), node, {}, {}}, nullptr});
+        continue;
+      }
+      const bool chained = hb.exists && !hb.holder.empty() && hb.holder != node && taken_.count(hb.holder) &&
+                           taken_.at(hb.holder).proven;
+      // Unchanged for leaseDuration, whoever holds it (its node, or a taker that died too).
+      const bool dead = heartbeatDead(node, now);
+      // Taken only by a node that announces one of its services (or holds a heartbeat it held):
+      // the preferred node among the live ones writes at once, the others after a retry period.
+      bool wanted = false;
+      for (const auto& [_, sv] : svcs_)
+        if (sv.desired && sv.known && sv.exists && sv.lease.record.holder == node) wanted = true;
+      for (const auto& [n, other] : hbs_)
+        if (n != node && other.exists && other.holder == node) wanted = true;
+      if (!chained && !(dead && wanted)) {
+        hb.takeableSince = {};
+        continue;
+      }
+      if (hb.takeableSince == Time{}) hb.takeableSince = now;
+      if (!chained) {
+        const std::string pref = highestScore(live, heartbeatLeaseName(node), "");
+        if (pref != node_ && now < hb.takeableSince + t_.retryPeriod) {
+          const Time until = hb.takeableSince + t_.retryPeriod;
+          if (fallbackDue_ == Time{} || until < fallbackDue_) fallbackDue_ = until;
+          continue;
+        }
+      }
+      lease::Record r;
+      r.holder = node_;
+      r.leaseDurationSeconds = static_cast<int32_t>(
+          std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(t_.leaseDuration).count()));
+      r.acquireTime = nowText;
+      r.renewTime = nowText;
+      const Action::Kind k = hb.exists ? Action::Kind::Update : Action::Kind::Create;
+      cands.push_back({kConfirm, Action{k, heartbeatLeaseName(node), node, r, hb.exists ? hb.resourceVersion : std::string()}, nullptr});
+    }
+  }
+  // Service Leases of a taken node that this node does not announce: hand them back (paced) so
+  // that a node that announces them can acquire them.
+  if (alive && desiredKnown_) {
+    for (const auto& [name, c] : cache_) {
+      if (svcs_.count(name) || name.rfind(kServiceLeasePrefix, 0) != 0) continue;
+      auto t = taken_.find(c.lease.record.holder);
+      if (t == taken_.end() || !t->second.proven) continue;
+      Svc& s = svcs_[name];
+      s.known = true;
+      s.exists = true;
+      s.lease = c.lease;
+      s.stateAt = c.at;
+    }
+  }
+
   for (auto it = svcs_.begin(); it != svcs_.end();) {
     const std::string& name = it->first;
     Svc& s = it->second;
@@ -289,15 +449,27 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
       continue;
     }
     if (!s.desired) {
+      const bool convert = s.known && s.exists && taken_.count(s.lease.record.holder) && taken_.at(s.lease.record.holder).proven;
       if (s.mustRead) {  // a release that lost on the resourceVersion (or failed): who holds it now?
         cands.push_back({kWithdraw, Action{Action::Kind::GetService, name, {}, {}, {}}, &s});
         ++it;
-      } else if (holds(s)) {  // withdraw: silent already (not desired), hand it back
+      } else if (convert && alive) {
+        // A taken node's Lease this node does not announce: made ours first, then handed back
+        // (below, a retry period later), so that the others see us release it and a node that
+        // announces it acquires it at once (a release they would attribute to the dead node is
+        // the taker's to acquire until it hands the heartbeat back).
+        cands.push_back({kWithdraw, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
+        ++it;
+      } else if (holds(s) && ownHeartbeat) {
+        // Withdraw (silent already: not desired), hand it back. Not while our own heartbeat is
+        // held by another node: it answers from a cache that still shows us.
         Action a{Action::Kind::Update, name, {}, s.lease.record, s.lease.resourceVersion};
         a.record.holder.clear();
         a.record.renewTime = nowText;
         cands.push_back({kWithdraw, std::move(a), &s});
         ++it;
+      } else if (holds(s) || convert) {
+        ++it;  // wait until we may write
       } else {
         it = svcs_.erase(it);
       }
@@ -318,15 +490,20 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
         cands.push_back({kReverify, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
       continue;
     }
-    const bool takeover = s.exists && !holder.empty();
-    if (takeover && !heartbeatDead(holder, now)) {
+    if (s.exists && !holder.empty()) {
+      // Held by another node: ours only through a heartbeat we took (then converted, paced;
+      // answered meanwhile from the proven cache). A dead holder's heartbeat is taken above.
       s.acquirableSince = {};
+      if (auto t = taken_.find(holder); t != taken_.end() && t->second.proven)
+        cands.push_back({kConvert, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
       continue;
     }
     if (s.acquirableSince == Time{}) s.acquirableSince = now;
     // One candidate per service: the others give the preferred node time to reach it.
-    const std::string pref = highestScore(live, name, s.releasedBy);
+    bool only = false;
+    const std::string pref = prefFor(name, s, live, only);
     if (pref != node_) {
+      if (only) continue;
       Time from = s.acquirableSince;
       if (auto p = progress_.find(pref); p != progress_.end()) from = std::max(from, p->second);
       const Time until = from + t_.retryPeriod;
@@ -335,28 +512,10 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
         continue;
       }
     }
-    if (!takeover) {
-      if (!s.exists)
-        cands.push_back({kAcquire, Action{Action::Kind::Create, name, {}, acquireRecord(s, nowText), {}}, &s});
-      else
-        cands.push_back({kAcquire, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
-      continue;
-    }
-    // One confirmation serves every takeover from the same holder whose Lease was observed before
-    // the confirming GET was sent. Why that is enough: the GET found the holder's heartbeat
-    // unchanged for leaseDuration, so the holder lapsed (it stopped answering at its renew
-    // deadline and forgot what it held: lapse()). To answer for a service again it must first
-    // rewrite that service's Lease, after a new heartbeat renewal, which the server applied after
-    // it served our GET. A service Lease state we observed before sending the GET therefore
-    // predates any such rewrite; our PUT's precondition on it fails if the holder got there first.
-    // A state observed later (a re-read after a 409) may include a rewrite: confirm again.
-    auto& hb = hbs_[holder];
-    if (hb.confirmed && s.stateAt <= hb.confirmSentAt) {
-      cands.push_back({kTakeover, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
-    } else if (!hbInFlight_.count(holder) && now >= hb.retryAt && confirming.insert(holder).second) {
-      hb.confirmed = false;
-      cands.push_back({kConfirm, Action{Action::Kind::GetHeartbeat, heartbeatLeaseName(holder), holder, {}, {}}, nullptr});
-    }
+    if (!s.exists)
+      cands.push_back({kAcquire, Action{Action::Kind::Create, name, {}, acquireRecord(s, nowText), {}}, &s});
+    else
+      cands.push_back({kAcquire, Action{Action::Kind::Update, name, {}, acquireRecord(s, nowText), s.lease.resourceVersion}, &s});
   }
 
   std::stable_sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) { return a.prio < b.prio; });
@@ -368,8 +527,12 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
       break;
     }
     if (!c.svc) {
-      hbInFlight_.insert(c.action.node);
-      hbs_[c.action.node].confirmSentAt = now;
+      if (auto t = taken_.find(c.action.node); t != taken_.end() && c.prio == kRenewTaken) {
+        t->second.inFlight = true;
+        if (c.action.record.holder.empty()) t->second.releasing = true;
+      } else {
+        hbInFlight_.insert(c.action.node);
+      }
     } else {
       c.svc->inFlight = true;
       if (c.prio == kWithdraw) c.svc->verified = false;
@@ -380,6 +543,74 @@ std::vector<Announcer::Action> Announcer::poll(Time now, const std::string& nowT
   return out;
 }
 
+void Announcer::onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored) {
+  const std::string& node = a.node;
+  auto t = taken_.find(node);
+  auto& hb = hbs_[node];
+  if (t != taken_.end() && t->second.inFlight) {  // a renewal or a hand-back of a heartbeat we hold
+    Taken& k = t->second;
+    k.inFlight = false;
+    const bool release = a.record.holder.empty();
+    if (outcome == lease::WriteOutcome::Ok && !release) {
+      k.record = a.record;
+      k.resourceVersion = stored ? stored->resourceVersion : std::string();
+      k.written.insert(k.resourceVersion);
+      k.until = sentAt + t_.renewDeadline;
+      k.renewDue = sentAt + t_.retryPeriod;
+      if (stored && (!hb.exists || !older(stored->resourceVersion, hb.resourceVersion))) {
+        hb.resourceVersion = stored->resourceVersion;
+        hb.exists = true;
+        hb.holder = node_;
+        hb.observedAt = sentAt;
+      }
+      if (!stored) taken_.erase(t);  // cannot renew without its resourceVersion: let it go
+    } else if (outcome == lease::WriteOutcome::Failed) {
+      k.renewDue = sentAt + t_.retryPeriod;  // retried; its answers end at `until` meanwhile
+    } else {  // handed back, or someone else wrote it: stop answering its services at once
+      taken_.erase(t);
+      if (outcome == lease::WriteOutcome::Ok && stored) {
+        hb.resourceVersion = stored->resourceVersion;
+        hb.exists = true;
+        hb.holder.clear();
+        hb.observedAt = sentAt;
+      } else {
+        hb.mustRead = true;
+      }
+    }
+    return;
+  }
+  hbInFlight_.erase(node);
+  if (t != taken_.end()) return;  // a stale answer
+  switch (outcome) {
+    case lease::WriteOutcome::Ok: {
+      if (!stored || stored->resourceVersion.empty()) {
+        hb.mustRead = true;
+        return;
+      }
+      Taken k;
+      k.record = a.record;
+      k.resourceVersion = stored->resourceVersion;
+      k.written.insert(k.resourceVersion);
+      k.until = sentAt + t_.renewDeadline;
+      k.renewDue = sentAt + t_.retryPeriod;
+      taken_[node] = std::move(k);
+      hb.resourceVersion = stored->resourceVersion;
+      hb.exists = true;
+      hb.holder = node_;
+      hb.observedAt = sentAt;
+      hb.takeableSince = {};
+      break;
+    }
+    case lease::WriteOutcome::Conflict:  // it was renewed (or taken) after all: re-read it
+      hb.mustRead = true;
+      hb.retryAt = sentAt + t_.retryPeriod;
+      break;
+    case lease::WriteOutcome::Failed:
+      hb.retryAt = sentAt + t_.retryPeriod;
+      break;
+  }
+}
+
 void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed, std::string error) {
   if (a.kind == Action::Kind::GetHeartbeat) {
     hbInFlight_.erase(a.node);
@@ -388,13 +619,8 @@ void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lea
       hb.retryAt = answeredAt + t_.retryPeriod;
       return;
     }
-    const bool unchanged = l ? (hb.exists && l->resourceVersion == hb.resourceVersion) : !hb.exists;
-    if (unchanged || (l && l->record.holder.empty())) {
-      if (l) hb.holder = l->record.holder;
-      hb.confirmed = true;
-    } else {
-      observeHeartbeat(a.node, std::move(l), answeredAt);  // it changed: alive after all
-    }
+    hb.mustRead = false;
+    observeHeartbeat(a.node, std::move(l), answeredAt);
     return;
   }
   auto it = svcs_.find(a.lease);
@@ -414,6 +640,10 @@ void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lea
 
 void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored,
                         std::string error) {
+  if (!a.node.empty()) {
+    onHeartbeatWrite(a, sentAt, outcome, std::move(stored));
+    return;
+  }
   auto it = svcs_.find(a.lease);
   if (it == svcs_.end()) return;
   Svc& s = it->second;
@@ -433,12 +663,14 @@ void Announcer::onWrite(const Action& a, Time sentAt, lease::WriteOutcome outcom
       // Verified only when no lapse came between sending and the answer: a write applied after
       // our heartbeat went stale may already have been taken over by a node that read it.
       if (!release) s.verified = s.sentEpoch == epoch_;
+      if (!release && !s.desired) s.retryAt = sentAt + t_.retryPeriod;  // a converted Lease: let the watch show it first
       if (stored) cache_[a.lease] = Cached{*stored, sentAt};
       if (release && !s.desired) svcs_.erase(it);
       break;
     case lease::WriteOutcome::Conflict: {
       // Re-read only when the watch has not already told us what beat us; give it a retry
-      // period to (observe() clears mustRead when it delivers a change).
+      // period to (observe() clears mustRead when it delivers a change). Either way the state
+      // we had is stale: a service answered from a taken heartbeat's cache falls silent now.
       const bool stale = a.kind == Action::Kind::Create ? !s.exists : (s.exists && s.lease.resourceVersion == a.resourceVersion);
       if (stale) {
         s.mustRead = true;
@@ -465,52 +697,48 @@ Announcer::Time Announcer::nextDue(Time now) const {
   if (selfAlive(now)) consider(selfAliveUntil_);
   if (backlog_) consider(std::max(nextToken(now), now + std::chrono::milliseconds(1)));
   if (fallbackDue_ != Time{}) consider(fallbackDue_);
-  for (const auto& [_, s] : svcs_) {
-    if (s.inFlight) continue;
-    consider(s.retryAt);
-    if (s.known && s.exists && !s.lease.record.holder.empty() && s.lease.record.holder != node_) {
-      auto hb = hbs_.find(s.lease.record.holder);
-      if (hb != hbs_.end()) {
-        consider(hb->second.observedAt + t_.leaseDuration);
-        consider(hb->second.retryAt);
-      }
-    }
+  for (const auto& [_, t] : taken_) {
+    consider(t.renewDue);
+    consider(t.until);
   }
+  for (const auto& [_, hb] : hbs_) {
+    consider(hb.observedAt + t_.leaseDuration);
+    consider(hb.retryAt);
+  }
+  for (const auto& [_, s] : svcs_)
+    if (!s.inFlight) consider(s.retryAt);
   return due;
 }
 
 std::set<Announcement> Announcer::answering(Time now) const {
   std::set<Announcement> out;
-  if (!selfAlive(now)) return out;
   for (const auto& [_, s] : svcs_)
-    if (s.desired && s.verified && holds(s)) out.insert(s.ann.begin(), s.ann.end());
+    if (on(s, now)) out.insert(s.ann.begin(), s.ann.end());
   return out;
 }
 
 std::vector<std::string> Announcer::takeNewlyAnswering(Time now) {
   std::vector<std::string> out;
-  const bool alive = selfAlive(now);
   for (auto& [name, s] : svcs_) {
-    const bool on = alive && s.desired && s.verified && holds(s);
-    if (on && !s.answeringBefore) {
+    const bool yes = on(s, now);
+    if (yes && !s.answeringBefore) {
       out.push_back(name);
       s.since = now;
     }
-    s.answeringBefore = on;
+    s.answeringBefore = yes;
   }
   return out;
 }
 
 std::vector<Announcer::Entry> Announcer::entries(Time now) const {
   std::vector<Entry> out;
-  const bool alive = selfAlive(now);
   for (const auto& [name, s] : svcs_) {
     if (!s.desired) continue;
     Entry e;
     e.lease = name;
     e.announcements = s.ann;
-    e.holder = s.known && s.exists ? s.lease.record.holder : std::string();
-    e.answering = alive && s.verified && holds(s);
+    e.holder = s.known && s.exists ? effectiveHolder(s.lease.record.holder) : std::string();
+    e.answering = on(s, now);
     e.since = e.answering ? s.since : Time{};
     e.error = s.error;
     out.push_back(std::move(e));
@@ -520,11 +748,26 @@ std::vector<Announcer::Entry> Announcer::entries(Time now) const {
 
 std::vector<Announcer::Action> Announcer::releaseAll(const std::string& nowText) {
   std::vector<Action> out;
+  const bool ownHeartbeat = selfHbHolder_.empty() || selfHbHolder_ == node_;
+  // The heartbeats this node took: handed back too (their services stay named by the dead node;
+  // another node takes its heartbeat again at once, a released heartbeat being dead).
+  for (auto& [node, t] : taken_) {
+    if (t.inFlight) continue;
+    Action a{Action::Kind::Update, heartbeatLeaseName(node), node, t.record, t.resourceVersion};
+    a.record.holder.clear();
+    a.record.renewTime = nowText;
+    t.inFlight = true;
+    t.releasing = true;
+    out.push_back(std::move(a));
+  }
+  std::map<std::string, Taken> keep;
+  keep.swap(taken_);
   selfReleased();
+  keep.swap(taken_);  // kept until their hand-back's answer (silent already: selfReleased)
   for (auto& [name, s] : svcs_) {
     s.desired = false;
     s.verified = false;
-    if (holds(s) && !s.inFlight) {
+    if (holds(s) && !s.inFlight && ownHeartbeat) {
       Action a{Action::Kind::Update, name, {}, s.lease.record, s.lease.resourceVersion};
       a.record.holder.clear();
       a.record.renewTime = nowText;

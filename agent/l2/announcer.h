@@ -16,19 +16,18 @@
 //   client-go judges a Lease, so clock skew does not matter).
 // Steady state: N_nodes heartbeat writes per retry period, whatever the number of services
 // (2 nodes at 0.5 s = 4 req/s); others' Leases are observed with one watch, not GETs.
-// Failover: heartbeat leaseDuration + one GET + one PUT (2 s / 1.5 s / 0.5 s => ~2-2.5 s).
+// Failover: heartbeat leaseDuration + one PUT on the dead node's heartbeat, whatever the number
+// of its services (2 s / 1.5 s / 0.5 s => ~2-2.5 s); the service Leases are rewritten after.
 //
 // Never two nodes answering:
 // - A holder answers only while its own heartbeat is fresh, i.e. before renewDeadline after its
 //   last successful renewal was sent; an observer sees that renewal no earlier than it was sent,
 //   so it cannot judge the holder dead before leaseDuration > renewDeadline after it.
-// - The flaw of the brief's plain version, fixed here: a service Lease is not renewed, so its
-//   resourceVersion does not fence a stale observer the way client-go's does (an observer whose
-//   watch silently stalled would see every heartbeat "unchanged", judge every holder dead and its
-//   takeover PUT would still succeed). So a takeover first GETs the holder's heartbeat fresh from
-//   the API server and goes ahead only when its resourceVersion is still the one last observed
-//   (or it is gone or released): then the heartbeat really was not renewed for leaseDuration, and
-//   the holder has been silent since before its renew deadline.
+// - A service Lease is not renewed, so its resourceVersion does not fence a stale observer the
+//   way client-go's does (an observer whose watch silently stalled would see every heartbeat
+//   "unchanged" and judge every holder dead). The heartbeat Lease is renewed: a takeover is a PUT
+//   on the dead node's heartbeat at the resourceVersion last observed, which succeeds only if the
+//   heartbeat really was not renewed since (below, "Takeover in one write").
 // - A node whose own heartbeat lapsed for long enough that another may have judged it dead
 //   forgets what it held: before it answers again it rewrites each service Lease it believes it
 //   holds, on its resourceVersion (someone may have taken over while its watch was behind). A
@@ -49,25 +48,66 @@
 //   working through a paced backlog is not raced, and one that does not want the service (its
 //   policy does not select it) costs a retry period after its backlog, not a double write. The
 //   node that handed a Lease back is no candidate for it. A new service costs one POST.
-// - Service-Lease requests (GETs, writes, takeover confirmations) spend a token bucket
+// - Service-Lease requests (GETs, writes, heartbeat takeovers and their renewals) spend a token bucket
 //   (Pacing, default kLeaseRequestRate/s with a burst of kLeaseRequestBurst: a constant, not a
-//   flag), in priority order: withdrawals, confirmations of dead holders, rewrites of Leases this
-//   node holds but must re-verify, takeovers, re-reads, new acquisitions. The heartbeat is outside
+//   flag), in priority order: renewals of taken heartbeats, withdrawals, takeovers of dead nodes' heartbeats, rewrites of Leases this
+//   node holds but must re-verify, re-reads, new acquisitions, then the conversions of a taken node's
+//   service Leases (answered already). This node's own heartbeat is outside
 //   the bucket (its own Client and LeaseRunner in the controller): 1,000 pending acquisitions
 //   never delay a renewal. releaseAll() (the agent stopping) is not paced: it is bounded by the
 //   renew deadline and a stopping node should hand everything back before it is killed.
-// - Takeover of a dead holder's services is paced too: with 1,000 services on the dead node the
-//   survivor answers each one after its PUT, at the bucket's rate (the first within the heartbeat
-//   lease duration, the last after about services / rate more). Answering before the write (on
-//   the dead heartbeat alone) is not done: the service Lease's holder would then be read from the
-//   watch cache, which may be stale (a Lease the dead node released and a third node acquired),
-//   and two survivors with different views of who is alive would each pick themselves. A safe
-//   version would need: the cache proved fresh (the watch has delivered this node's own latest
-//   heartbeat renewal, so every write committed before it is seen), provisional answering only by
-//   the preferred node among nodes with a held heartbeat Lease, only by a node continuously alive
-//   for a lease duration, each provisional answer bounded (confirming GET's send time + a window
-//   the paced writes fit in), and a returning holder waiting that window before it rewrites what
-//   it held after a long lapse. Numbers: bench/README.md, L2 section.
+// - A takeover's writes are paced, but not the answering (next section).
+//
+// Takeover in one write (issue 10: 1,000 services on a killed node answered within 3 s, at
+// < 50 requests/s). A takeover is a write on the dead node's heartbeat Lease, as client-go takes
+// over an expired Lease, not one write per service Lease:
+// - When this node (B) has seen no change of A's heartbeat for leaseDuration (or A released it)
+//   and some Lease still names A as its holder, B PUTs nodepath-l2-node-A with holderIdentity B
+//   on the resourceVersion R1 it observed (POST when the Lease does not exist). The name still
+//   says whose heartbeat it is; its holder says who took it. That PUT is the compare-and-swap
+//   that used to need a confirming GET: if A renewed since B observed R1 (a stale watch), it
+//   fails with 409. If it succeeds (new resourceVersion R3), A's own next renewal fails and A's
+//   elector cannot lead again while B keeps renewing the Lease (it sees it change), so A stays
+//   silent and writes no service Lease (its acquisitions, rewrites and withdrawals need its own
+//   heartbeat: withdrawals are refused while the watch shows our heartbeat held by another).
+//   Only the rendezvous-preferred live node for the heartbeat Lease's name writes at once; the
+//   others wait a retry period (two racing takers: one PUT wins, the other gets 409 and re-reads).
+// - B then answers every service Lease whose holder is A from its watch cache, once the cache is
+//   proven current as of R3: the namespace's Lease watch delivers events in revision order, so
+//   once it has delivered A's heartbeat with a resourceVersion B itself wrote (compared as
+//   strings, never ordered), every service Lease write committed before R3 is in the cache.
+//   After R3 nobody else writes a Lease held by A: A cannot (above; a write it sent while still
+//   alive and applied late keeps A as holder, which B answers anyway - A itself is silent since
+//   its renew deadline), other nodes see A's services as effectively B's (below) and leave them
+//   alone. A released service Lease (holder "") is no longer A's: B stops answering it the moment
+//   its watch shows the release.
+// - A released Lease whose releaser's heartbeat is held by another node may be acquired only by
+//   that node (the taker, whose cache may still show it as A's and answer it); a released Lease
+//   whose releaser this node does not know (it was not watching then) may be acquired, while any
+//   takeover is in progress, only by a taker. A node that sees such a release has seen R3 first
+//   (revision order), so it knows the takeover. Both restrictions end when the taker hands the
+//   heartbeat back.
+// - Every answer from a taken heartbeat is bounded as this node's own answers are: before
+//   renewDeadline after the send time of B's last successful write of A's heartbeat, and within
+//   B's own heartbeat. B renews A's heartbeat every retry period from the same token bucket at the
+//   highest priority (it waits at most one token, 50 ms, far inside renewDeadline - retryPeriod;
+//   it replaces A's own renewals, so the cluster's load does not grow and one agent stays within
+//   its burst + rate in every second). A renewal that meets 409 (A came back after B could not
+//   renew for leaseDuration, or a third node took it) makes B stop answering A's services at once.
+// - B converts: it rewrites each service Lease held by A to holder B (or hands back to "" those
+//   it does not announce itself) on the resourceVersion it has, paced, so `kubectl get leases`
+//   converges; a 409 (or a watch event with another holder) stops B answering that service at
+//   once. When no Lease names A any more, B hands A's heartbeat back (holder ""): A, when it
+//   returns, acquires it, and its long lapse makes it rewrite on its resourceVersion whatever it
+//   believed it held (409: B's conversion changed it).
+// - Effective holder (preferred nodes, who answers, agentctl l2 list): a Lease held by n whose
+//   heartbeat is held by m is m's, following the chain (bounded) when m died too. A taker that
+//   dies (C judges B dead) is taken over the same way; C then also takes every heartbeat B held
+//   (no wait: B is silent since C's write, and the CAS on the resourceVersion orders C against a
+//   late write of B's), and answers their services once its own writes are seen in the watch.
+// - A long lapse of this node's own heartbeat forgets the heartbeats it took (someone may have
+//   taken its own and with it theirs); they are taken again if still dead.
+// Numbers: bench/README.md, L2 section.
 #pragma once
 
 #include <cstdint>
@@ -106,14 +146,15 @@ class Announcer {
 
   struct Action {
     enum class Kind {
-      GetHeartbeat,  // GET the heartbeat Lease of `node` (a takeover's confirmation)
+      GetHeartbeat,  // GET the heartbeat Lease of `node` (a re-read after a takeover's 409)
       GetService,    // GET the service Lease `lease`
-      Create,        // POST the service Lease `lease` with `record`
-      Update,        // PUT the service Lease `lease` with `record`, precondition resourceVersion
+      Create,        // POST the Lease `lease` with `record`
+      Update,        // PUT the Lease `lease` with `record`, precondition resourceVersion
     };
     Kind kind = Kind::GetService;
     std::string lease;  // the service Lease (heartbeat: heartbeatLeaseName(node))
-    std::string node;   // GetHeartbeat: whose
+    std::string node;   // non-empty: the Lease is `node`'s heartbeat (a GET, or a takeover,
+                        // renewal or hand-back of a heartbeat this node took)
     lease::Record record;
     std::string resourceVersion;
   };
@@ -121,7 +162,7 @@ class Announcer {
   struct Entry {  // for agentctl l2 list
     std::string lease;
     std::vector<Announcement> announcements;
-    std::string holder;  // as last observed ("" none or unknown)
+    std::string holder;  // the effective holder as last observed ("" none or unknown)
     bool answering = false;
     Time since{};        // when this node started answering
     std::string error;   // why the last request about this Lease failed (403, 422, ...; "" none)
@@ -142,7 +183,8 @@ class Announcer {
   // While this node may answer: the deadline of the current answering set (the heartbeat's renew
   // deadline, strictly before any other node can judge its Leases free); Time{} when it may not.
   // The responder stops answering at this time by itself (AnswerSet).
-  Time answeringUntil(Time now) const { return selfAlive(now) ? selfAliveUntil_ : Time{}; }
+  // Answers on a taken heartbeat also end at that heartbeat's own renew deadline.
+  Time answeringUntil(Time now) const;
   // The services this node is eligible to announce (lease name -> what it answers for as the
   // holder). A service that leaves the set is withdrawn: silent at once, then released. From the
   // first call on (the caller knows the complete set), a Lease the watch shows held by this node
@@ -158,6 +200,10 @@ class Announcer {
   // The node this one believes should acquire `lease` now: the highest rendezvousScore among the
   // live nodes but the one that last handed it back ("" when none).
   std::string preferred(const std::string& lease, Time now) const;
+  // Who answers for a Lease held by `holder`: the node holding its heartbeat, followed (bounded).
+  std::string effectiveHolder(const std::string& holder) const;
+  // The nodes whose heartbeat this node took and still holds.
+  std::vector<std::string> takenHeartbeats() const;
 
   // The requests to send now. Every one is answered with onGet / onWrite (failed: the request
   // itself failed or the server answered an error other than 404/409; error: why, as the
@@ -188,9 +234,19 @@ class Announcer {
     std::string holder;
     bool exists = false;
     Time observedAt{};
-    bool confirmed = false;  // a fresh GET found it unchanged since observedAt (or gone/released)
-    Time confirmSentAt{};    // when that GET (or the one in flight) was sent
+    bool mustRead = false;   // our takeover met 409: GET it (unless the watch shows a change)
     Time retryAt{};
+    Time takeableSince{};    // when this node first found it dead with Leases naming it
+  };
+  struct Taken {  // another node's heartbeat this node holds
+    std::string resourceVersion;      // as we last wrote it
+    lease::Record record;
+    std::set<std::string> written;    // resourceVersions we wrote (the watch delivering one proves the cache)
+    bool proven = false;
+    Time until{};       // its services may be answered until (last good write's send + renewDeadline)
+    Time renewDue{};
+    bool inFlight = false;
+    bool releasing = false;
   };
   struct Svc {
     std::vector<Announcement> ann;
@@ -214,16 +270,22 @@ class Announcer {
     lease::Lease lease;
     Time at{};  // when observed
   };
-  enum Priority { kWithdraw, kConfirm, kReverify, kTakeover, kReread, kAcquire };
+  // kConvert last: those services are answered already (from a taken heartbeat's cache).
+  enum Priority { kRenewTaken, kWithdraw, kConfirm, kReverify, kReread, kAcquire, kConvert };
   struct Candidate {
     Priority prio;
     Action action;
-    Svc* svc;  // nullptr: a heartbeat confirmation
+    Svc* svc;  // nullptr: a heartbeat request
   };
 
   bool selfAlive(Time now) const { return now < selfAliveUntil_; }
   bool holds(const Svc& s) const;
   bool heartbeatDead(const std::string& node, Time now) const;
+  bool viaTaken(const Svc& s, Time now) const;  // answered from a taken heartbeat's cache
+  bool on(const Svc& s, Time now) const;        // answering
+  bool namedByAny(const std::string& node) const;  // some Lease still has `node` as its holder
+  std::string prefFor(const std::string& name, const Svc& s, const std::vector<std::string>& live, bool& only) const;
+  void onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutcome outcome, std::optional<lease::Lease> stored);
   lease::Record acquireRecord(const Svc& s, const std::string& nowText) const;
   void observeHeartbeat(const std::string& node, std::optional<lease::Lease> l, Time at);
   void lapse();
@@ -243,6 +305,8 @@ class Announcer {
   std::map<std::string, Svc> svcs_;
   std::map<std::string, Heartbeat> hbs_;
   std::set<std::string> hbInFlight_;
+  std::map<std::string, Taken> taken_;  // node -> its heartbeat, held by this node
+  std::string selfHbHolder_;            // our own heartbeat's holder as the watch shows it
   std::map<std::string, Cached> cache_;  // every non-heartbeat Lease the watch has delivered
   bool cacheSynced_ = false;
   bool desiredKnown_ = false;  // setDesired was called: a held Lease not in it is stale

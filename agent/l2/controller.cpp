@@ -350,6 +350,15 @@ void Controller::step() {
   const lease::Time until = heartbeat_ && heartbeat_->isLeader(now) ? heartbeat_->leaderUntil() : lease::Time{};
   announcer_.setSelfAliveUntil(until, now);
   for (auto& a : announcer_.poll(now, k8s::microTime(std::chrono::system_clock::now()))) execute(std::move(a));
+  if (auto taken = announcer_.takenHeartbeats(); taken != taken_) {
+    for (const auto& n : taken)
+      if (std::find(taken_.begin(), taken_.end(), n) == taken_.end())
+        NP_LOG_INFO("l2", "took over the heartbeat Lease of dead node %s: answering for its services", n.c_str());
+    for (const auto& n : taken_)
+      if (std::find(taken.begin(), taken.end(), n) == taken.end())
+        NP_LOG_INFO("l2", "heartbeat Lease of node %s no longer held by this node", n.c_str());
+    taken_ = std::move(taken);
+  }
   apply(now);
   timer_.expires_at(announcer_.nextDue(now));
   std::weak_ptr<bool> alive = alive_;

@@ -98,6 +98,7 @@ class Controller {
   std::map<std::string, std::vector<Announcement>> collided_;  // "<ns>/<name>" -> what it would answer for
   std::map<std::string, std::unique_ptr<Responder>> responders_;  // by device
   std::map<std::string, std::string> responderErrors_;            // device -> why it cannot open
+  std::vector<std::string> taken_;  // the nodes whose heartbeat this node took (for the log)
   uint64_t requests_ = 0;  // the announcer's Lease requests (the heartbeat counts its own)
   uint64_t pastHeartbeatRequests_ = 0;
   std::string lastError_;
