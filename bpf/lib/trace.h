@@ -172,9 +172,11 @@ static __always_inline void np_trace_xlate(np_ctx_t *ctx, struct np_ct_entry *e,
 }
 
 /* A socket translated to a backend (sock.bpf.c; no packet). Only called for a socket's new
- * backend, so a UDP socket sending datagram after datagram to one service costs one event. */
-static __always_inline void np_trace_sock_xlate(__u64 cookie, __be32 saddr, __be32 svc_addr, __be16 svc_port,
-						__be32 be_addr, __be16 be_port, __u8 proto, __u16 rev_nat_id)
+ * backend, so a UDP socket sending datagram after datagram to one service costs one event.
+ * netns: the socket's network namespace cookie, which names the pod that connected. */
+static __always_inline void np_trace_sock_xlate(__u64 cookie, __u64 netns, __be32 saddr, __be32 svc_addr,
+						__be16 svc_port, __be32 be_addr, __be16 be_port, __u8 proto,
+						__u16 rev_nat_id)
 {
 	struct np_trace_event *ev;
 	struct np_trace_sock *sk;
@@ -201,6 +203,7 @@ static __always_inline void np_trace_sock_xlate(__u64 cookie, __be32 saddr, __be
 	sk->xlate_point = NP_SOCK_XLATE_POST_FWD;
 	sk->sock_cookie = cookie;
 	sk->cgroup_id = bpf_get_current_cgroup_id();
+	sk->netns_cookie = netns;
 	bpf_ringbuf_submit(ev, 0);
 }
 
