@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agent.pb.h"
@@ -149,6 +150,11 @@ class Agent {
   void publishFlowServices();   // services changed: rebuild flows' names, once, soon
   void publishFlowPods();       // pod endpoints changed: rebuild only the pod names, once, soon
   void rebuildFlowNames();      // ...now (services and pods)
+  void setFlowPods();           // the pods by address and by netns cookie, from the endpoints
+  // Netns cookies of the endpoints' namespaces by path (0: none, or the host's), each found once:
+  // a pod's namespace keeps its cookie for its life. Entries of gone endpoints are dropped.
+  std::unordered_map<std::string, uint64_t> flowNetnsCookies_;
+  uint64_t hostNetnsCookie_ = 0;
   // A committed change's services, named in flows by what changed only: `before` are the IDs
   // (flowIdsOf) of the versions it replaced or deleted, `now` its new versions.
   std::vector<uint16_t> flowIdsOf(const std::vector<lb::Service>& services) const;

@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "flows/services.h"
+#include "routing/netlink.h"
 
 #ifndef NP_VERSION
 #define NP_VERSION "0.0.0"
@@ -94,8 +95,37 @@ void Agent::publishFlowPods() {
   flowPodsPending_ = true;
   boost::asio::post(io_, [this] {
     flowPodsPending_ = false;
-    if (flows_) flows_->setPods(flows::podsByAddress(pods_->endpoints()));
+    if (flows_) setFlowPods();
   });
+}
+
+void Agent::setFlowPods() {
+  const auto& endpoints = pods_->endpoints();
+  flows_->setPods(flows::podsByAddress(endpoints));
+  if (!hostNetnsCookie_) {
+    auto own = routing::netnsCookie("");
+    if (own) hostNetnsCookie_ = *own;
+    else NP_LOG_WARN("flows", "socket flows name no source pod: %s", own.error().message().c_str());
+  }
+  if (!hostNetnsCookie_) return;  // no SO_NETNS_COOKIE: the pods' cookies cannot be known either
+  std::unordered_map<std::string, uint64_t> cookies;
+  for (const auto& e : endpoints) {
+    if (e.netns.empty() || cookies.count(e.netns)) continue;
+    auto it = flowNetnsCookies_.find(e.netns);
+    if (it != flowNetnsCookies_.end()) {
+      cookies.emplace(e.netns, it->second);
+      continue;
+    }
+    auto c = routing::netnsCookie(e.netns);
+    if (!c) NP_LOG_DEBUG("flows", "netns cookie of %s: %s", e.podName.c_str(), c.error().message().c_str());
+    // A namespace path that is the host's (or gone) names no pod.
+    cookies.emplace(e.netns, c && *c != hostNetnsCookie_ ? *c : 0);
+  }
+  flowNetnsCookies_.swap(cookies);
+  flows_->setPodsByNetns(flows::podsByNetns(endpoints, [this](const std::string& ns) {
+    auto it = flowNetnsCookies_.find(ns);
+    return it == flowNetnsCookies_.end() ? uint64_t{0} : it->second;
+  }));
 }
 
 void Agent::rebuildFlowNames() {
@@ -107,7 +137,7 @@ void Agent::rebuildFlowNames() {
     flowServiceCount_ = names.size();
   }
   flows_->setServices(std::move(names));
-  flows_->setPods(flows::podsByAddress(pods_->endpoints()));
+  setFlowPods();
   ++flowNameRebuilds_;
 }
 

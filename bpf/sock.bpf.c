@@ -134,7 +134,8 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool se
 			saddr = ctx->msg_src_ip4;
 		else if (ctx->sk)
 			saddr = ctx->sk->src_ip4;
-		np_trace_sock_xlate(cookie, saddr, addr, port, be->addr, be->port, proto, svc->rev_nat_id);
+		np_trace_sock_xlate(cookie, client.id, saddr, addr, port, be->addr, be->port, proto,
+				    svc->rev_nat_id);
 	}
 	np_metric_add(NP_METRIC_SOCK, NP_METRIC_FORWARDED, 0);
 	return 0;

@@ -27,7 +27,7 @@
 
 /* The new flow's rewrite is a stage of its own (lib/nodeport.h calls this once the flow exists). */
 static __always_inline int np_xdp_new_flow_next(struct xdp_md *ctx, struct np_pkt *p,
-						const struct np_ct_entry *fwd);
+						const struct np_ct_entry *fwd, __u64 now);
 #define NP_NODEPORT_NEW_FLOW_NEXT np_xdp_new_flow_next
 
 #include "lib/drop.h"
@@ -166,7 +166,7 @@ int np_xdp_new_flow(struct xdp_md *ctx)
 }
 
 static __always_inline int np_xdp_new_flow_next(struct xdp_md *ctx, struct np_pkt *p,
-						const struct np_ct_entry *fwd)
+						const struct np_ct_entry *fwd, __u64 now)
 {
 	struct np_scratch *s = np_scratch_get();
 
@@ -189,7 +189,8 @@ int np_xdp_new_flow_nat(struct xdp_md *ctx)
 	if (!s)
 		return np_xdp_verdict(ctx, NP_CTX_DEFER);
 	p = s->pkt;
-	return np_xdp_verdict(ctx, np_nodeport_finish(ctx, &p, &s->fwd, NP_METRIC_INGRESS));
+	return np_xdp_verdict(ctx,
+			      np_nodeport_finish(ctx, &p, &s->fwd, NP_METRIC_INGRESS, np_ct_now()));
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -57,13 +57,18 @@ void setTime(flow::Flow& f, uint64_t ktime, const DecodeContext& ctx) {
 
 // A socket-level translation (NP_EVENT_TRACE_SOCK): Hubble's two SOCK flows of it, as Cilium's
 // sock trace shows them: pre-translation (TRACED, to the service) and post-translation
-// (TRANSLATED, to the backend). The source port is not known yet (the socket is not bound).
+// (TRANSLATED, to the backend). The source port is not known yet (the socket is not bound); the
+// source pod is the one whose network namespace the socket is in (its address when unbound).
 std::vector<flow::Flow> decodeSock(const np_trace_event& ev, const DecodeContext& ctx) {
   np_trace_sock sk;
   std::memcpy(&sk, ev.data, sizeof sk);
   if (sk.l4_proto != 6 && sk.l4_proto != 17) return {};
   std::optional<ServiceName> svc;
   if (ev.rev_nat_id && ctx.service) svc = ctx.service(ev.rev_nat_id);
+  std::optional<PodInfo> src;
+  if (sk.netns_cookie && ctx.podByNetns) src = ctx.podByNetns(sk.netns_cookie);
+  if (!src && ev.orig_saddr && ctx.pod) src = ctx.pod(ev.orig_saddr);
+  uint32_t saddr = ev.orig_saddr ? ev.orig_saddr : (src ? src->addr : 0);
   std::vector<flow::Flow> out;
   for (uint8_t point : {uint8_t{NP_SOCK_XLATE_PRE_FWD}, uint8_t{NP_SOCK_XLATE_POST_FWD}}) {
     bool post = point == NP_SOCK_XLATE_POST_FWD;
@@ -84,14 +89,11 @@ std::vector<flow::Flow> decodeSock(const np_trace_event& ev, const DecodeContext
     f.mutable_is_reply()->set_value(false);
     auto* ip = f.mutable_ip();
     ip->set_ipversion(flow::IPv4);
-    if (ev.orig_saddr) ip->set_source(ip4(ev.orig_saddr));
+    if (saddr) ip->set_source(ip4(saddr));
     ip->set_destination(ip4(daddr));
-    if (ctx.pod) {
-      if (ev.orig_saddr)
-        if (auto p = ctx.pod(ev.orig_saddr)) setPod(f.mutable_source(), *p);
-      if (post)
-        if (auto p = ctx.pod(daddr)) setPod(f.mutable_destination(), *p);
-    }
+    if (src) setPod(f.mutable_source(), *src);
+    if (ctx.pod && post)
+      if (auto p = ctx.pod(daddr)) setPod(f.mutable_destination(), *p);
     if (svc) {
       f.mutable_destination_service()->set_name(svc->name);
       f.mutable_destination_service()->set_namespace_(svc->ns);

@@ -24,6 +24,7 @@ struct PodInfo {
   std::string name;
   std::string ns;
   std::vector<std::string> labels;  // Hubble's "k8s:key=value" form
+  uint32_t addr = 0;                 // its IPv4 address (network order); 0 unknown
 };
 
 struct DecodeContext {
@@ -33,6 +34,9 @@ struct DecodeContext {
   std::function<std::optional<ServiceName>(uint16_t)> service;
   // The pod at an IPv4 address (network order), if any. May be empty.
   std::function<std::optional<PodInfo>(uint32_t)> pod;
+  // The pod whose network namespace has this cookie (bpf_get_netns_cookie()), if any: names the
+  // source of a socket-level translation, whose socket has no address yet. May be empty.
+  std::function<std::optional<PodInfo>(uint64_t)> podByNetns;
   // Device name of an ifindex, if known. May be empty.
   std::function<std::string(uint32_t)> ifname;
 };

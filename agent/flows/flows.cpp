@@ -43,6 +43,12 @@ Result<std::unique_ptr<Flows>> Flows::start(const FlowsConfig& cfg) {
     if (it == self->pods_.end()) return std::nullopt;
     return it->second;
   };
+  f->decodeCtx_.podByNetns = [self](uint64_t cookie) -> std::optional<PodInfo> {
+    std::lock_guard<std::mutex> l(self->svcMu_);
+    auto it = self->podsByNetns_.find(cookie);
+    if (it == self->podsByNetns_.end()) return std::nullopt;
+    return it->second;
+  };
   // if_indextoname() opens a socket and asks the kernel on every call (a few µs: at 100k
   // events/s the reader's biggest cost); names change rarely, so each is kept for a second.
   f->decodeCtx_.ifname = [self](uint32_t ifindex) -> std::string {
@@ -122,6 +128,13 @@ void Flows::setPods(std::unordered_map<uint32_t, PodInfo> pods) {
     pods_.swap(pods);
   }
   // the old map is freed here, outside the lock the reader takes
+}
+
+void Flows::setPodsByNetns(std::unordered_map<uint64_t, PodInfo> pods) {
+  {
+    std::lock_guard<std::mutex> l(svcMu_);
+    podsByNetns_.swap(pods);
+  }
 }
 
 FlowCounters Flows::counters() const {

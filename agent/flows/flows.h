@@ -58,6 +58,8 @@ class Flows {
   void updateServices(const std::vector<uint16_t>& gone, std::vector<std::pair<uint16_t, ServiceName>> named);
   // Any thread: the pods flows are named after, by IPv4 address (network order).
   void setPods(std::unordered_map<uint32_t, PodInfo> pods);
+  // Any thread: the pods socket-level flows are named after, by network namespace cookie.
+  void setPodsByNetns(std::unordered_map<uint64_t, PodInfo> pods);
 
   // Any thread: the cluster's nodes as peer.Peer/Notify announces them (this node is added when
   // missing). Until the first call: this node alone.
@@ -86,6 +88,7 @@ class Flows {
   mutable std::mutex svcMu_;
   std::map<uint16_t, ServiceName> services_;
   std::unordered_map<uint32_t, PodInfo> pods_;  // under svcMu_ too
+  std::unordered_map<uint64_t, PodInfo> podsByNetns_;  // under svcMu_ too
   // Interface names by ifindex, with when they were read: the reader thread's alone.
   std::unordered_map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>> ifnames_;
   std::thread reader_;

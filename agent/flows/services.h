@@ -57,18 +57,41 @@ std::map<uint16_t, ServiceName> serviceNames(const Services& services, IdsOf&& i
   return out;
 }
 
-// Pods by address, from the agent's endpoints (CNI ADDs): name, namespace, and the namespace label
+// A pod from the agent's endpoint (CNI ADD): name, namespace, address, and the namespace label
 // every Cilium endpoint carries (the endpoint records hold no pod labels).
+template <typename Endpoint>
+PodInfo podInfoOf(const Endpoint& e) {
+  PodInfo p;
+  p.name = e.podName;
+  p.ns = e.podNamespace;
+  if (!p.ns.empty()) p.labels.push_back("k8s:io.kubernetes.pod.namespace=" + p.ns);
+  p.addr = e.ip.be;
+  return p;
+}
+
+// Pods by address, from the agent's endpoints.
 template <typename Endpoints>
 std::unordered_map<uint32_t, PodInfo> podsByAddress(const Endpoints& endpoints) {
   std::unordered_map<uint32_t, PodInfo> out;
   for (const auto& e : endpoints) {
     if (e.podName.empty()) continue;
-    PodInfo p;
-    p.name = e.podName;
-    p.ns = e.podNamespace;
-    if (!p.ns.empty()) p.labels.push_back("k8s:io.kubernetes.pod.namespace=" + p.ns);
-    out[e.ip.be] = std::move(p);
+    out[e.ip.be] = podInfoOf(e);
+  }
+  return out;
+}
+
+// Pods by network namespace cookie (bpf_get_netns_cookie()), for socket-level flows:
+// `cookieOf(netnsPath)` gives the cookie of an endpoint's namespace, or 0 when it has none (gone,
+// or a kernel without SO_NETNS_COOKIE); such an endpoint is left out. The host's cookie is never a
+// pod's: socket flows from the host keep no source pod.
+template <typename Endpoints, typename CookieOf>
+std::unordered_map<uint64_t, PodInfo> podsByNetns(const Endpoints& endpoints, CookieOf&& cookieOf) {
+  std::unordered_map<uint64_t, PodInfo> out;
+  for (const auto& e : endpoints) {
+    if (e.podName.empty() || e.netns.empty()) continue;
+    uint64_t cookie = cookieOf(e.netns);
+    if (!cookie) continue;
+    out[cookie] = podInfoOf(e);
   }
   return out;
 }

@@ -8,6 +8,7 @@
 #include <linux/veth.h>
 #include <openssl/sha.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -263,6 +264,44 @@ Result<std::unique_ptr<Netlink>> Netlink::openIn(const std::string& netnsPath) {
       return;
     }
     out.emplace(open());
+  }).join();
+  return std::move(*out);
+}
+
+namespace {
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // asm-generic/socket.h, Linux 5.14; Debian 12's glibc headers lack it
+#endif
+
+Result<uint64_t> ownNetnsCookie() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return sysError("socket for SO_NETNS_COOKIE");
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  int rc = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    errno = err;
+    return sysError("getsockopt SO_NETNS_COOKIE (Linux >= 5.14)");
+  }
+  return cookie;
+}
+
+}  // namespace
+
+Result<uint64_t> netnsCookie(const std::string& netnsPath) {
+  if (netnsPath.empty()) return ownNetnsCookie();
+  auto ns = NetnsFd::open(netnsPath);
+  if (!ns) return ns.error();
+  std::optional<Result<uint64_t>> out;
+  std::thread([&] {
+    if (setns(ns->get(), CLONE_NEWNET) != 0) {
+      out.emplace(sysError("enter network namespace " + netnsPath));
+      return;
+    }
+    out.emplace(ownNetnsCookie());
   }).join();
   return std::move(*out);
 }

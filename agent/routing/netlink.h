@@ -156,6 +156,11 @@ class NetnsFd {
   int fd_ = -1;
 };
 
+// The cookie of the network namespace at netnsPath (SO_NETNS_COOKIE, Linux >= 5.14): what
+// bpf_get_netns_cookie() reports for a socket in it. Empty path: the caller's namespace. Blocks for
+// a short-lived thread that joins the namespace (the caller's threads stay where they are).
+Result<uint64_t> netnsCookie(const std::string& netnsPath);
+
 // Writes a sysctl of the caller's network namespace, e.g. ("net/ipv4/conf/lxc1/rp_filter", "0").
 Status writeSysctl(const std::string& key, const std::string& value);
 

@@ -101,8 +101,9 @@ struct np_trace_sock {
 	__u8 xlate_point;    /* enum np_sock_xlate_point: POST_FWD */
 	__u64 sock_cookie;   /* bpf_get_socket_cookie() */
 	__u64 cgroup_id;     /* cgroup v2 ID of the process (bpf_get_current_cgroup_id()) */
+	__u64 netns_cookie;  /* bpf_get_netns_cookie() of the socket: which pod (or the host) it is */
 };
-NP_ASSERT_SIZE(struct np_trace_sock, 24);
+NP_ASSERT_SIZE(struct np_trace_sock, 32);
 
 /* np_evstat_v1: programs count, the agent sums per CPU. PERCPU_ARRAY, one slot. */
 struct np_trace_stat {

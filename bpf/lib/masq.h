@@ -126,14 +126,14 @@ static __always_inline int np_masq_icmp_apply(np_ctx_t *ctx, struct np_pkt *p,
 }
 
 /* Translates the packet as e says and hands it on (to the wire on egress, to the stack, which
- * routes it to the pod, on ingress). */
+ * routes it to the pod, on ingress). now: the caller's np_ct_now(). */
 static __always_inline int np_masq_finish(np_ctx_t *ctx, struct np_pkt *p,
-					  const struct np_ct_entry *e, __u32 dir)
+					  const struct np_ct_entry *e, __u32 dir, __u64 now)
 {
 	int ret;
 
 	if (p->proto != IPPROTO_ICMP)
-		return np_nodeport_finish(ctx, p, e, dir);
+		return np_nodeport_finish(ctx, p, e, dir, now);
 	ret = np_masq_icmp_apply(ctx, p, e);
 	if (ret < 0)
 		return np_drop(ctx, dir, -ret);
@@ -152,16 +152,16 @@ static __always_inline int np_masq_hit(np_ctx_t *ctx, struct np_pkt *p, const st
 	if (!embryonic) {
 		if (expires)
 			np_ct_sync_peer(&NP_MAP_CT, key, e, expires);
-		return np_masq_finish(ctx, p, e, dir);
+		return np_masq_finish(ctx, p, e, dir, now);
 	}
 	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
-		ret = np_masq_finish(ctx, p, e, dir);
+		ret = np_masq_finish(ctx, p, e, dir, now);
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key);
 		return ret;
 	}
 	if (expires)
 		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
-	return np_masq_finish(ctx, p, e, dir);
+	return np_masq_finish(ctx, p, e, dir, now);
 }
 
 /* First packet of a masqueraded flow: both entries in the embryonic table, a port for it. */
@@ -206,7 +206,7 @@ static __always_inline int np_masq_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key);
 		return np_drop(ctx, NP_METRIC_EGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
-	return np_masq_finish(ctx, p, &fwd, NP_METRIC_EGRESS);
+	return np_masq_finish(ctx, p, &fwd, NP_METRIC_EGRESS, now);
 }
 
 /* A packet leaving the device for which np_masq_wants() said yes: a flow's entry (a masqueraded

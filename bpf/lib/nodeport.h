@@ -77,19 +77,28 @@ static __always_inline int np_nodeport_route(np_ctx_t *ctx, const struct np_pkt 
  * (np_nodeport_route), else NULL. A hook that cannot resolve neighbours (XDP) looks the route up
  * before it rewrites anything: without a neighbour (or any route) the packet goes on untouched
  * (NP_CTX_DEFER) to tc, which resolves it or drops it with its reason; the flow's state is the
- * same either way. */
+ * same either way. now: the caller's np_ct_now(), which flow-event aggregation shares. */
 static __always_inline int np_nodeport_forward_routed(np_ctx_t *ctx, struct np_pkt *p,
 						      const struct np_ct_entry *e, __u32 dir,
-						      bool dsr_opt, const struct bpf_fib_lookup *fib)
+						      bool dsr_opt, const struct bpf_fib_lookup *fib,
+						      __u64 now)
 {
 	bool redirect = e->flags & NP_CT_F_REDIRECT;
+	/* Decided before the rewrite, so that a packet aggregation suppresses (an established
+	 * flow's) does not even keep its tuple. */
+	bool trace = np_trace_wanted(e, p->tcp_flags, now);
 	__be32 fe_addr = p->daddr;
 	__be16 fe_port = p->dport;
-	struct np_trace_orig orig = {
-		.saddr = p->saddr, .daddr = p->daddr, .sport = p->sport, .dport = p->dport,
-	};
+	struct np_trace_orig orig = {};
 	struct bpf_fib_lookup route;
 	int ret;
+
+	if (trace) {
+		orig.saddr = p->saddr;
+		orig.daddr = p->daddr;
+		orig.sport = p->sport;
+		orig.dport = p->dport;
+	}
 
 	if (redirect && !fib && !NP_CTX_HAS_NEIGH) {
 		if (np_nodeport_route(ctx, p, e, &route) != BPF_FIB_LKUP_RET_SUCCESS)
@@ -117,36 +126,39 @@ static __always_inline int np_nodeport_forward_routed(np_ctx_t *ctx, struct np_p
 	np_metric_add(dir, NP_METRIC_FORWARDED, np_ctx_len(ctx));
 	/* The entry is the flow's own (map value, or the new flow's copy): aggregation state lives
 	 * there. */
-	np_trace_xlate(ctx, (struct np_ct_entry *)e, &orig,
-		       redirect || dir == NP_METRIC_EGRESS ? NP_TRACE_TO_NETWORK : NP_TRACE_TO_STACK,
-		       p->tcp_flags);
+	if (trace)
+		np_trace_xlate(ctx, (struct np_ct_entry *)e, &orig,
+			       redirect || dir == NP_METRIC_EGRESS ? NP_TRACE_TO_NETWORK :
+								    NP_TRACE_TO_STACK,
+			       p->tcp_flags, now);
 	return ret;
 }
 
 static __always_inline int np_nodeport_forward(np_ctx_t *ctx, struct np_pkt *p,
-					       const struct np_ct_entry *e, __u32 dir, bool dsr_opt)
+					       const struct np_ct_entry *e, __u32 dir, bool dsr_opt,
+					       __u64 now)
 {
-	return np_nodeport_forward_routed(ctx, p, e, dir, dsr_opt, NULL);
+	return np_nodeport_forward_routed(ctx, p, e, dir, dsr_opt, NULL, now);
 }
 
 /* Rewrites the packet as entry e says and sends it on its way; a DSR packet too big for its
  * option becomes an ICMP error instead. fib: as for np_nodeport_forward_routed(). */
 static __always_inline int np_nodeport_finish_routed(np_ctx_t *ctx, struct np_pkt *p,
 						     const struct np_ct_entry *e, __u32 dir,
-						     const struct bpf_fib_lookup *fib)
+						     const struct bpf_fib_lookup *fib, __u64 now)
 {
 	bool dsr_opt = np_dsr_for(np_nodeport_cfg.lb_mode, p->proto) && np_dsr_wants_opt(e, p);
 	int verdict;
 
 	if (dsr_opt && !np_dsr_fits(ctx, p, dir, &verdict))
 		return verdict;
-	return np_nodeport_forward_routed(ctx, p, e, dir, dsr_opt, fib);
+	return np_nodeport_forward_routed(ctx, p, e, dir, dsr_opt, fib, now);
 }
 
 static __always_inline int np_nodeport_finish(np_ctx_t *ctx, struct np_pkt *p,
-					      const struct np_ct_entry *e, __u32 dir)
+					      const struct np_ct_entry *e, __u32 dir, __u64 now)
 {
-	return np_nodeport_finish_routed(ctx, p, e, dir, NULL);
+	return np_nodeport_finish_routed(ctx, p, e, dir, NULL, now);
 }
 
 /* Sends a packet translated by other means than np_nat_apply() (an ICMP error) on its way: to the
@@ -230,13 +242,13 @@ static __always_inline int np_nodeport_embryonic_hit(np_ctx_t *ctx, struct np_pk
 	int ret;
 
 	if (np_ct_confirms(e, p) && np_ct_promote(key, e, now)) {
-		ret = np_nodeport_finish_routed(ctx, p, e, dir, fib);
+		ret = np_nodeport_finish_routed(ctx, p, e, dir, fib, now);
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, key);
 		return ret;
 	}
 	if (expires)
 		np_ct_sync_peer(&NP_MAP_CT_EMBRYONIC, key, e, expires);
-	return np_nodeport_finish_routed(ctx, p, e, dir, fib);
+	return np_nodeport_finish_routed(ctx, p, e, dir, fib, now);
 }
 
 /* The backend for a new flow from outside: lib/lb.h's choice with the client's address as its
@@ -260,7 +272,8 @@ static __always_inline struct np_backend *np_nodeport_pick(struct np_svc_key *ke
  * frontend, in the embryonic table; no reply entry and no SNAT port (the backend's node answers
  * the client). A packet too big for the option creates nothing. */
 static __always_inline int np_nodeport_new_dsr_flow(np_ctx_t *ctx, struct np_pkt *p,
-						    struct np_scratch *s, struct np_ct_entry *fwd)
+						    struct np_scratch *s, struct np_ct_entry *fwd,
+						    __u64 now)
 {
 	bool dsr_opt;
 	int verdict;
@@ -272,15 +285,16 @@ static __always_inline int np_nodeport_new_dsr_flow(np_ctx_t *ctx, struct np_pkt
 	np_ct_key_from_pkt(&s->fwd_key, p, NP_CT_INGRESS);
 	if (np_ct_insert(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->fwd_key, fwd) < 0)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
-	return np_nodeport_forward(ctx, p, fwd, NP_METRIC_INGRESS, dsr_opt);
+	return np_nodeport_forward(ctx, p, fwd, NP_METRIC_INGRESS, dsr_opt, now);
 }
 
 /* What the first packet of a new flow does once the flow exists: it is translated by its service
  * entry and sent on. A hook that splits the path into tail calls defines
- * NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) before it includes this header (xdp.bpf.c: the rewrite
- * is its next stage). */
+ * NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd, now) before it includes this header (xdp.bpf.c: the
+ * rewrite is its next stage). */
 #ifndef NP_NODEPORT_NEW_FLOW_NEXT
-#define NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd) np_nodeport_finish(ctx, p, fwd, NP_METRIC_INGRESS)
+#define NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, fwd, now) \
+	np_nodeport_finish(ctx, p, fwd, NP_METRIC_INGRESS, now)
 #endif
 
 /* Only a SYN opens a TCP connection: any other TCP packet to a frontend that no entry knows
@@ -431,7 +445,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 				return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
 			fwd.flags |= NP_CT_F_DSR | NP_CT_F_REDIRECT;
 		}
-		return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
+		return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd, now);
 	}
 
 	__builtin_memset(&s->rev, 0, sizeof(s->rev));
@@ -447,7 +461,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		if (p->ttl <= 1)
 			return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_TTL_EXCEEDED);
 		if (np_dsr_for(np_nodeport_cfg.lb_mode, p->proto))
-			return np_nodeport_new_dsr_flow(ctx, p, s, &fwd);
+			return np_nodeport_new_dsr_flow(ctx, p, s, &fwd, now);
 		fwd.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
 		fwd.nat_saddr = np_nodeport_cfg.node_ip;
 		s->rev.flags |= NP_CT_F_SNAT | NP_CT_F_REDIRECT;
@@ -479,7 +493,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 		np_ct_delete(&NP_MAP_CT_EMBRYONIC, NP_CT_TABLE_EMBRYONIC, &s->rev_key);
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
 	}
-	return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd);
+	return NP_NODEPORT_NEW_FLOW_NEXT(ctx, p, &fwd, now);
 }
 
 /* Does a packet that no conntrack entry carries need the new-flow path? Only when it is for a
@@ -543,7 +557,7 @@ static __always_inline int np_nodeport_ct_hit(np_ctx_t *ctx, struct np_pkt *p,
 	expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
 	if (expires)
 		np_ct_sync_peer(&NP_MAP_CT, key, e, expires);
-	return np_nodeport_finish_routed(ctx, p, e, NP_METRIC_INGRESS, fib);
+	return np_nodeport_finish_routed(ctx, p, e, NP_METRIC_INGRESS, fib, now);
 }
 
 /* A parsed packet arriving on the device (tuple as the client or a remote backend sends it):
@@ -581,7 +595,7 @@ static __always_inline int np_nodeport_egress(np_ctx_t *ctx, struct np_pkt *p)
 		expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
 		if (expires)
 			np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
-		return np_nodeport_finish(ctx, p, e, NP_METRIC_EGRESS);
+		return np_nodeport_finish(ctx, p, e, NP_METRIC_EGRESS, now);
 	}
 	/* Only reply entries are keyed for egress: this never confirms, it marks the reply seen. */
 	e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);

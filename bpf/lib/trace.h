@@ -100,29 +100,38 @@ static __always_inline void np_trace_drop(np_ctx_t *ctx, __u32 dir, __u32 reason
 	np_trace_submit(ctx, ev);
 }
 
-/* Whether this packet of the flow of entry e is worth an event; if so, e records it. */
-static __always_inline bool np_trace_wanted(struct np_ct_entry *e, __u8 tcp_flags)
+/* The aggregation clock: conntrack's own reading (np_ct_now(), the coarse clock in ns) in units
+ * of 2^30 ns (1.07 s), low 16 bits, never 0 (0 says "never reported"). Taking conntrack's reading
+ * instead of a clock read of its own keeps the established path at one clock read per packet. */
+static __always_inline __u16 np_trace_clock(__u64 now)
 {
-	__u8 mask, seen;
-	__u16 now, last;
+	__u16 t = (__u16)(now >> 30);
 
+	return t ? t : 1;
+}
+
+/* The TCP flags of this packet that aggregation reports when first seen in a direction. */
+static __always_inline __u8 np_trace_flag_mask(void)
+{
+	return np_trace_cfg.aggregation == NP_TRACE_AGG_LOW ?
+		       0xff : (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST);
+}
+
+/* Whether this packet of the flow of entry e (now: np_ct_now()) is worth an event: a flow never
+ * reported, a TCP flag not reported before, or the interval passed. Reads only: the packet is
+ * reported (np_trace_xlate records it in e) once it has left. On the established path this is
+ * the whole cost of tracing: a few loads and compares, no helper call and no lookup. */
+static __always_inline bool np_trace_wanted(const struct np_ct_entry *e, __u8 tcp_flags, __u64 now)
+{
+	__u16 last;
+
+	if (!np_trace_cfg.enabled)
+		return false;
 	if (np_trace_cfg.aggregation == NP_TRACE_AGG_NONE)
 		return true;
-	mask = np_trace_cfg.aggregation == NP_TRACE_AGG_LOW ?
-		       0xff : (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST);
-	seen = e->trace_flags | (tcp_flags & mask);
-	/* The coarse clock conntrack uses, in units of 2^30 ns (1.07 s): no division, and the
-	 * cheaper clock, on the established path (datapath_bench --trace: ~+12 % per packet with
-	 * bpf_ktime_get_ns() and a division here). */
-	now = (__u16)(bpf_ktime_get_coarse_ns() >> 30);
-	if (!now)
-		now = 1;
 	last = e->trace_time;
-	if (last && seen == e->trace_flags && (__u16)(now - last) < np_trace_cfg.interval_s)
-		return false;
-	e->trace_flags = seen;
-	e->trace_time = now;
-	return true;
+	return !last || (tcp_flags & np_trace_flag_mask() & ~e->trace_flags) ||
+	       (__u16)(np_trace_clock(now) - last) >= np_trace_cfg.interval_s;
 }
 
 /* The tuple a packet had before its translation. */
@@ -133,15 +142,18 @@ struct np_trace_orig {
 	__be16 dport;
 };
 
-/* A packet translated by entry e (orig: its tuple before) that left for point. */
+/* A packet translated by entry e (orig: its tuple before) that left for point, which
+ * np_trace_wanted(e, tcp_flags, now) said is worth an event: e records it as reported. */
 static __always_inline void np_trace_xlate(np_ctx_t *ctx, struct np_ct_entry *e,
 					   const struct np_trace_orig *orig, __u8 point,
-					   __u8 tcp_flags)
+					   __u8 tcp_flags, __u64 now)
 {
 	struct np_trace_event *ev;
 
-	if (!np_trace_cfg.enabled || !np_trace_wanted(e, tcp_flags))
-		return;
+	if (np_trace_cfg.aggregation != NP_TRACE_AGG_NONE) {
+		e->trace_flags |= tcp_flags & np_trace_flag_mask();
+		e->trace_time = np_trace_clock(now);
+	}
 	ev = np_trace_reserve();
 	if (!ev)
 		return;
@@ -160,9 +172,11 @@ static __always_inline void np_trace_xlate(np_ctx_t *ctx, struct np_ct_entry *e,
 }
 
 /* A socket translated to a backend (sock.bpf.c; no packet). Only called for a socket's new
- * backend, so a UDP socket sending datagram after datagram to one service costs one event. */
-static __always_inline void np_trace_sock_xlate(__u64 cookie, __be32 saddr, __be32 svc_addr, __be16 svc_port,
-						__be32 be_addr, __be16 be_port, __u8 proto, __u16 rev_nat_id)
+ * backend, so a UDP socket sending datagram after datagram to one service costs one event.
+ * netns: the socket's network namespace cookie, which names the pod that connected. */
+static __always_inline void np_trace_sock_xlate(__u64 cookie, __u64 netns, __be32 saddr, __be32 svc_addr,
+						__be16 svc_port, __be32 be_addr, __be16 be_port, __u8 proto,
+						__u16 rev_nat_id)
 {
 	struct np_trace_event *ev;
 	struct np_trace_sock *sk;
@@ -189,6 +203,7 @@ static __always_inline void np_trace_sock_xlate(__u64 cookie, __be32 saddr, __be
 	sk->xlate_point = NP_SOCK_XLATE_POST_FWD;
 	sk->sock_cookie = cookie;
 	sk->cgroup_id = bpf_get_current_cgroup_id();
+	sk->netns_cookie = netns;
 	bpf_ringbuf_submit(ev, 0);
 }
 

@@ -125,10 +125,22 @@ TEST_F(FlowsTest, FlowsAggregationSuppressesRepeatsAndReportsFlagChange) {
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpFin | kTcpAck).build()).verdict, TC_ACT_OK);
   EXPECT_EQ(drainEvents().size(), 0u) << "a FIN already reported is not reported again";
 
-  // The interval: as if it passed (the entry's record of the last report moved back).
+  // The record of what was reported lives in the flow's conntrack entry (no map of its own).
   auto key = clientKey(kClientPort);
   auto e = ctMain(key);
   ASSERT_TRUE(e);
+  EXPECT_EQ(e->trace_flags & (kTcpFin | kTcpRst), kTcpFin) << "the FIN is recorded as reported";
+  EXPECT_NE(e->trace_time, 0) << "the last report's time is recorded";
+
+  // A reply direction flag change (the backend's FIN, on egress) is reported once too.
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpFin | kTcpAck).build()).verdict, TC_ACT_OK);
+  auto replyFin = drainEvents();
+  ASSERT_EQ(replyFin.size(), 1u) << "the reply's FIN is a flag change of its direction: reported";
+  EXPECT_TRUE(replyFin[0].flags & NP_EVENT_F_REPLY);
+  ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
+  EXPECT_EQ(drainEvents().size(), 0u) << "the reply direction's repeats are aggregated";
+
+  // The interval: as if it passed (the entry's record of the last report moved back).
   e->trace_time = static_cast<uint16_t>(e->trace_time - 10);
   ASSERT_TRUE(ctMainMap().update(key, *e).ok());
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);

@@ -5,9 +5,11 @@
 # post-xlate-fwd TRANSLATED to the chosen backend, named after the service, in `agentctl flows`
 # and through the real hubble CLI; one pair per socket (data on a connected socket adds none);
 # `agentctl status --verbose` says `Socket LB Tracing: Enabled`, and with --enable-hubble=false
-# `Disabled` and no flows.
+# `Disabled` and no flows. A pod the agent made (CNI ADD, default/client-1) that connects is the
+# source of its pair: the socket's network namespace names it, though its socket has no address yet.
 #
-# Lab: agent on n1; echo servers in n1-p1 (10.0.1.10:8080) and n2-p1 (10.0.2.10:8080).
+# Lab: agent on n1; echo servers in n1-p1 (10.0.1.10:8080) and n2-p1 (10.0.2.10:8080); pod n1-c1
+# (CNI on n1, default/client-1), whose processes run in a pod cgroup under the agent's.
 #   n1: default/web TCP ClusterIP 10.43.0.20:80 -> 10.0.1.10:8080, 10.0.2.10:8080
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
 set -euo pipefail
@@ -45,6 +47,14 @@ expect_sock_pairs() {
   fi
   echo "expected $want pre-xlate-fwd and $want post-xlate-fwd flows of default/web (one pair per connect()), saw $pre and $post:"
   lab_agentctl n1 flows --last 40 2>&1 | grep -- 'xlate' | head -n 14 | e2e__indent
+  return 1
+}
+# expect_unnamed_sources <n>: n pre-xlate-fwd flows of default/web without a source pod.
+expect_unnamed_sources() {
+  local n
+  n=$(sock_count ": \(unbound\) $PRE_RE")
+  ((n == $1)) && return 0
+  echo "expected $1 pre-xlate-fwd flows of default/web from an unnamed (unbound) source, saw $n"
   return 1
 }
 check "agentctl flows: 12 connects are 12 pre-xlate-fwd TRACED + 12 post-xlate-fwd TRANSLATED flows of svc default/web" \
@@ -102,6 +112,52 @@ expect_hubble_compact() {
   return 1
 }
 check "real hubble observe: pre-xlate-fwd TRACED and post-xlate-fwd TRANSLATED lines" expect_hubble_compact
+
+# The source pod: a pod the agent knows (CNI ADD) connects; both sides of its pair name it.
+SOCK1=$NP_LAB_DIR/n1/run/agent.sock
+CNIBIN1=$NP_LAB_DIR/n1/cni/bin
+cni_n1() { # <command> <container> <ns suffix>: the plugin on n1 as a runtime runs it
+  printf '{"cniVersion":"1.0.0","name":"nodepath","type":"nodepath-cni","socket":"%s"}' "$SOCK1" |
+    lab_node_exec n1 env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="$2" \
+      CNI_NETNS="/var/run/netns/$NP_LAB_PREFIX-$3" CNI_IFNAME=eth0 CNI_PATH="$CNIBIN1" \
+      CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=client-${2#c}" "$CNIBIN1/nodepath-cni"
+}
+lab_netns_create n1-c1
+require "ADD pod default/client-1 on n1" cni_n1 ADD c1 n1-c1
+traffic lab_pod_exec n1 c1 -- connect 10.43.0.20:80 --count 1
+check "pod default/client-1 -> ClusterIP 10.43.0.20:80: 1/1 connection succeeds" expect_ok 1
+expect_sock_source() { # <pre|post>: one flow of that side whose source is default/client-1
+  local re n
+  if [[ $1 == pre ]]; then re="^.*: default/client-1 -> 10\.43\.0\.20:80 \(svc default/web\) pre-xlate-fwd TRACED TCP\$"
+  else re="^.*: default/client-1 -> (10\.0\.[12]\.10|default/p1):8080 \(svc default/web\) post-xlate-fwd TRANSLATED TCP\$"; fi
+  n=$(sock_count "$re")
+  ((n == 1)) && return 0
+  echo "expected 1 $1-xlate-fwd flow from default/client-1, saw $n; socket flows:"
+  lab_agentctl n1 flows --last 40 2>&1 | grep -- 'xlate' | tail -n 6 | e2e__indent
+  return 1
+}
+check "agentctl flows: the pod's pre-xlate-fwd TRACED flow names its source pod default/client-1" \
+  eventually 5 expect_sock_source pre
+check "...and so does its post-xlate-fwd TRANSLATED flow" expect_sock_source post
+check "...the other 13 connects (the node's, lab pod n1-p1's: no endpoints) name no source pod" \
+  expect_unnamed_sources 13
+expect_hubble_sock_source() {
+  local out n
+  out=$(lab_node_exec n1 "$HUBBLE" observe --server "unix://$NP_LAB_DIR/n1/run/hubble.sock" --last 1000 \
+    --from-pod default/client-1 -o json 2>&1) ||
+    { echo "hubble observe failed:"; head -n 5 <<<"$out" | e2e__indent; return 1; }
+  n=$(jq -r 'select(.flow.Type == "SOCK" and .flow.source.pod_name == "client-1"
+         and .flow.source.namespace == "default"
+         and any(.flow.source.labels[]?; . == "k8s:io.kubernetes.pod.namespace=default")) | .flow.verdict' \
+    <<<"$out" 2>/dev/null | sort | tr '\n' ' ')
+  [[ $n == "TRACED TRANSLATED " ]] && return 0
+  echo "expected hubble observe --from-pod default/client-1 to give its TRACED and TRANSLATED SOCK flows with the pod's name, namespace and label, saw verdicts: '$n'"
+  head -n 3 <<<"$out" | e2e__indent
+  return 1
+}
+check "real hubble observe --from-pod default/client-1: its two SOCK flows, with name, namespace and label" \
+  expect_hubble_sock_source
+require "DEL pod default/client-1 on n1" cni_n1 DEL c1 n1-c1
 
 # Hubble off: the socket programs are loaded without tracing, and status says so.
 require "agent on n1 stopped" lab_agent_stop n1

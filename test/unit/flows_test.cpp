@@ -195,6 +195,8 @@ TEST(FlowsDecode, SocketTranslationBecomesPreAndPostSockFlows) {
   EXPECT_EQ(d->FindFieldByName("socket_cookie")->number(), 32);
   EXPECT_EQ(d->FindFieldByName("cgroup_id")->number(), 33);
 
+  EXPECT_FALSE(pre.has_source()) << "no netns cookie, no address: no source pod";
+
   // An unknown protocol in the record is no flow (counted as undecodable by the reader).
   sk.l4_proto = 1;
   std::memcpy(ev.data, &sk, sizeof sk);
@@ -529,6 +531,48 @@ TEST(FlowsAgentctl, FlagsBecomeHubbleFiltersAndLinesReadLikeHubble) {
   std::string line = nodepath::agentctl::formatFlowLine(f);
   EXPECT_NE(line.find("192.168.10.200:40000 -> 10.0.1.10:8080"), std::string::npos) << line;
   EXPECT_NE(line.find("from-network DROPPED (SERVICE_BACKEND_NOT_FOUND) (TCP Flags: SYN)"), std::string::npos) << line;
+}
+
+
+TEST(FlowsDecode, SocketTranslationNamesItsSourcePodByNetnsCookie) {
+  np_trace_event ev{};
+  ev.type = NP_EVENT_TRACE_SOCK;
+  ev.verdict = NP_VERDICT_TRANSLATED;
+  ev.flags = NP_EVENT_F_XLATED;
+  ev.orig_daddr = htonl(0x0a2b0014);  // 10.43.0.20, unbound socket: no source address
+  ev.orig_dport = htons(80);
+  np_trace_sock sk{};
+  sk.xlated_daddr = htonl(0x0a00020a);
+  sk.xlated_dport = htons(8080);
+  sk.l4_proto = 17;
+  sk.netns_cookie = 0x1234;
+  std::memcpy(ev.data, &sk, sizeof sk);
+  DecodeContext ctx;
+  ctx.podByNetns = [](uint64_t c) -> std::optional<PodInfo> {
+    if (c == 0x1234)
+      return PodInfo{"client", "team-a", {"k8s:io.kubernetes.pod.namespace=team-a"}, htonl(0x0a000105)};
+    return std::nullopt;
+  };
+  auto fs = decodeEvents(&ev, sizeof ev, ctx);
+  ASSERT_EQ(fs.size(), 2u);
+  for (const auto& f : fs) {
+    EXPECT_EQ(f.source().pod_name(), "client");
+    EXPECT_EQ(f.source().namespace_(), "team-a");
+    ASSERT_EQ(f.source().labels_size(), 1);
+    EXPECT_EQ(f.source().labels(0), "k8s:io.kubernetes.pod.namespace=team-a");
+    EXPECT_EQ(f.ip().source(), "10.0.1.5") << "an unbound socket's source is its pod's address";
+  }
+  EXPECT_EQ(fs[1].l4().udp().destination_port(), 8080u);
+  std::string line = nodepath::agentctl::formatFlowLine(fs[1]);
+  EXPECT_NE(line.find("team-a/client"), std::string::npos) << line;
+
+  // A cookie no pod has (the host's): no source pod, and the address stays unknown.
+  sk.netns_cookie = 0x9999;
+  std::memcpy(ev.data, &sk, sizeof sk);
+  fs = decodeEvents(&ev, sizeof ev, ctx);
+  ASSERT_EQ(fs.size(), 2u);
+  EXPECT_FALSE(fs[0].has_source());
+  EXPECT_EQ(fs[0].ip().source(), "");
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ int np_test_xdp_rewrite(struct xdp_md *ctx)
 		e = bpf_map_lookup_elem(&NP_MAP_CT_EMBRYONIC, &key);
 	if (!e)
 		return NP_CTX_PASS;
-	return np_nodeport_finish(ctx, &p, e, NP_METRIC_INGRESS);
+	return np_nodeport_finish(ctx, &p, e, NP_METRIC_INGRESS, np_ct_now());
 }
 
 char LICENSE[] SEC("license") = "GPL";
