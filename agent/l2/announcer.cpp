@@ -253,9 +253,16 @@ void Announcer::observeHeartbeat(const std::string& node, std::optional<lease::L
       t->second.proven = true;  // the watch is past our write: every earlier write is in the cache
       return;
     }
+    // Our renewal's own event, delivered before its answer (one write in flight at a time, so a
+    // version naming us that is not older is that write's): the answer matches it (onHeartbeatWrite).
+    if (exists && t->second.inFlight && l->record.holder == node_ && !older(rv, t->second.resourceVersion)) {
+      t->second.seen.insert(rv);
+      return;
+    }
     if (!exists || !older(rv, t->second.resourceVersion)) taken_.erase(t);  // someone else wrote it
     else return;
   }
+  if (exists && hbInFlight_.count(node) && l->record.holder == node_) hbSeenInFlight_[node].insert(rv);
   if (exists && hb.exists && older(rv, hb.resourceVersion)) return;
   if (hb.observedAt == Time{} || rv != hb.resourceVersion || exists != hb.exists) {
     hb.resourceVersion = rv;
@@ -555,6 +562,8 @@ void Announcer::onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutco
       k.record = a.record;
       k.resourceVersion = stored ? stored->resourceVersion : std::string();
       k.written.insert(k.resourceVersion);
+      if (k.seen.count(k.resourceVersion)) k.proven = true;  // the watch delivered it first
+      k.seen.clear();
       k.until = sentAt + t_.renewDeadline;
       k.renewDue = sentAt + t_.retryPeriod;
       if (stored && (!hb.exists || !older(stored->resourceVersion, hb.resourceVersion))) {
@@ -565,6 +574,7 @@ void Announcer::onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutco
       }
       if (!stored) taken_.erase(t);  // cannot renew without its resourceVersion: let it go
     } else if (outcome == lease::WriteOutcome::Failed) {
+      k.seen.clear();
       k.renewDue = sentAt + t_.retryPeriod;  // retried; its answers end at `until` meanwhile
     } else {  // handed back, or someone else wrote it: stop answering its services at once
       taken_.erase(t);
@@ -580,6 +590,11 @@ void Announcer::onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutco
     return;
   }
   hbInFlight_.erase(node);
+  std::set<std::string> seenFirst;
+  if (auto it = hbSeenInFlight_.find(node); it != hbSeenInFlight_.end()) {
+    seenFirst = std::move(it->second);
+    hbSeenInFlight_.erase(it);
+  }
   if (t != taken_.end()) return;  // a stale answer
   switch (outcome) {
     case lease::WriteOutcome::Ok: {
@@ -591,6 +606,7 @@ void Announcer::onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutco
       k.record = a.record;
       k.resourceVersion = stored->resourceVersion;
       k.written.insert(k.resourceVersion);
+      k.proven = seenFirst.count(k.resourceVersion) > 0;  // the watch delivered our write before its answer
       k.until = sentAt + t_.renewDeadline;
       k.renewDue = sentAt + t_.retryPeriod;
       taken_[node] = std::move(k);
@@ -614,6 +630,7 @@ void Announcer::onHeartbeatWrite(const Action& a, Time sentAt, lease::WriteOutco
 void Announcer::onGet(const Action& a, Time answeredAt, std::optional<lease::Lease> l, bool failed, std::string error) {
   if (a.kind == Action::Kind::GetHeartbeat) {
     hbInFlight_.erase(a.node);
+    hbSeenInFlight_.erase(a.node);
     auto& hb = hbs_[a.node];
     if (failed) {
       hb.retryAt = answeredAt + t_.retryPeriod;

@@ -242,6 +242,9 @@ class Announcer {
     std::string resourceVersion;      // as we last wrote it
     lease::Record record;
     std::set<std::string> written;    // resourceVersions we wrote (the watch delivering one proves the cache)
+    // Versions naming this node that the watch delivered while a write of ours was in flight:
+    // the watch may deliver our write before its answer arrives, and then never again.
+    std::set<std::string> seen;
     bool proven = false;
     Time until{};       // its services may be answered until (last good write's send + renewDeadline)
     Time renewDue{};
@@ -305,6 +308,9 @@ class Announcer {
   std::map<std::string, Svc> svcs_;
   std::map<std::string, Heartbeat> hbs_;
   std::set<std::string> hbInFlight_;
+  // Per node whose heartbeat this node is taking (hbInFlight_): versions naming this node that the
+  // watch delivered before the takeover's answer (Taken::seen, for the first write).
+  std::map<std::string, std::set<std::string>> hbSeenInFlight_;
   std::map<std::string, Taken> taken_;  // node -> its heartbeat, held by this node
   std::string selfHbHolder_;            // our own heartbeat's holder as the watch shows it
   std::map<std::string, Cached> cache_;  // every non-heartbeat Lease the watch has delivered

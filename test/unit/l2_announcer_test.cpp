@@ -43,6 +43,10 @@ struct Node {
   bool running = true;      // false: the agent was killed
   bool partitioned = false;  // every request fails
   bool watchStalled = false;
+  // The watch delivers a heartbeat write of this node's announcer before the write's own answer
+  // arrives (both come from the API server at once; either may be read first).
+  bool watchFirst = false;
+  std::map<std::string, std::string> delivered;  // what the watch delivered: Lease -> resourceVersion
   bool loopStalled = false;
   std::string failWrites;    // service-Lease writes answered with this error (e.g. RBAC's 403)  // the agent's loop runs nothing (no renewal, no step), its responder stays
   AnswerSet responder;       // what its ARP responder was last given (Controller::apply)
@@ -90,7 +94,13 @@ void step(Node& n, Api& api, Time now) {
   }
   n.ann.setSelfAliveUntil(n.hb.isLeader(now) ? n.hb.leaderUntil() : Time{}, now);
   if (!n.watchStalled && !n.partitioned) {
-    for (const auto& [name, l] : api.leases) n.ann.observe(name, l, now);
+    // As a watch does: each version once.
+    for (const auto& [name, l] : api.leases) {
+      auto& d = n.delivered[name];
+      if (d == l.resourceVersion) continue;
+      d = l.resourceVersion;
+      n.ann.observe(name, l, now);
+    }
     n.ann.setCacheSynced();
   }
   for (int i = 0; i < 4; ++i) {  // a GET and the write it decides on go out in one round
@@ -125,6 +135,10 @@ void step(Node& n, Api& api, Time now) {
         continue;
       }
       api.leases[a.lease] = Lease{a.record, std::to_string(++api.rv)};
+      if (n.watchFirst && !a.node.empty() && !n.watchStalled) {
+        n.delivered[a.lease] = api.leases[a.lease].resourceVersion;
+        n.ann.observe(a.lease, api.leases[a.lease], now);
+      }
       n.ann.onWrite(a, now, WriteOutcome::Ok, api.leases[a.lease]);
     }
   }
@@ -563,6 +577,39 @@ TEST(L2Announcer, ATakerAnswersOnlyOnceItsWatchHasDeliveredItsTakeover) {
   const Time all = run({&a, &b}, api, now, now + 1s, [&](Time t) { return b.ann.answering(t).size() == 10; });
   ASSERT_NE(all, Time{});
   EXPECT_LE(all - stalledUntil, 100ms);
+}
+
+// The watch may deliver the taker's own write of the dead node's heartbeat (the takeover, and
+// each renewal after it) before the write's answer, and then never again: the taker must still
+// answer at once, and keep answering across its renewals (it did not: the takeover went
+// unproven, and each renewal seen first looked like someone else's write and dropped it).
+TEST(L2Announcer, ATakerWhoseWatchDeliversItsWritesBeforeTheirAnswersAnswersAtOnceAndKeepsAnswering) {
+  for (int n : {1, 10}) {
+    Api api;
+    Node a("node-a", kT), b("node-b", kT);
+    b.watchFirst = true;
+    Time now{};
+    a.ann.setDesired(services(n));
+    run({&a}, api, now, now + 2s, [](Time) { return false; });
+    b.ann.setDesired(services(n));
+    run({&a, &b}, api, now, now + 1s, [](Time) { return false; });
+    ASSERT_EQ(serviceLeasesHeldBy(api, "node-a"), static_cast<size_t>(n));
+    const Time lastRenewal = a.hb.leaderUntil() - kT.renewDeadline;
+    a.running = false;
+    const Time killed = now;
+    const Time all = run({&a, &b}, api, now, now + 5s,
+                         [&](Time t) { return responding(b, t).size() == static_cast<size_t>(n); });
+    ASSERT_NE(all, Time{}) << n << " services";
+    EXPECT_LE(all - lastRenewal, kT.leaseDuration + 150ms) << n << " services, " << (all - killed).count() << " after the kill";
+    // Answering holds from then on, through renewals, the conversion and the hand-back.
+    bool dropped = false;
+    run({&a, &b}, api, now, now + 5s, [&](Time t) {
+      dropped = dropped || responding(b, t).size() != static_cast<size_t>(n);
+      return false;
+    });
+    EXPECT_FALSE(dropped) << n << " services";
+    EXPECT_EQ(serviceLeasesHeldBy(api, "node-b"), static_cast<size_t>(n));
+  }
 }
 
 // Two survivors judge the holder dead: the preferred one takes the heartbeat, the other defers;
