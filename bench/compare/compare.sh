@@ -44,6 +44,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+source "$repo/bench/compare/lib.sh"
 build=${NP_BUILD_DIR:-$repo/build}
 scales=10,1000,10000
 rounds=5
@@ -382,9 +384,6 @@ ratios=$work/ratios.tsv
 awk -F'\t' '$1 == "run" { rate[$2 FS $3 FS $4 FS $5] = $6; p99[$2 FS $3 FS $4 FS $5] = $7; key[$2 FS $3 FS $4] = 1; r[$5] = 1 }
   END { for (k in key) { split(k, a, FS); for (x in r) { c = rate[a[1] FS a[2] FS "clean" FS x]; v = rate[k FS x];
         if (c > 0 && v != "") print a[1] "\t" a[2] "\t" a[3] "\t" v / c "\t" v "\t" p99[k FS x] } } }' "$results" >"$ratios"
-stat() { # stdin: numbers -> "median min max"
-  sort -g | awk '{ v[NR] = $1 } END { if (!NR) { print "- - -"; exit } m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'
-}
 md=$out/results.md
 {
   for shape in "${shape_list[@]}"; do
@@ -456,24 +455,9 @@ md=$out/results.md
 
 # --- plots -------------------------------------------------------------------------------------
 if [[ " ${shape_list[*]} " == *" crr "* ]]; then
-  plot=$work/rate.dat
-  for v in "${variant_list[@]}"; do
-    echo "# $v"
-    for n in "${scale_list[@]}"; do
-      read -r m lo hi < <(awk -F'\t' -v n="$n" -v v="$v" '$1 == "crr" && $2 == n && $3 == v { print $4 }' "$ratios" | stat)
-      [[ $m != - ]] && echo "$n $m $lo $hi"
-    done
-    printf '\n\n'
-  done >"$plot"
-  cmds="set terminal pngcairo size 900,540; set output '$out/rate-vs-services.png';"
-  cmds+="set title 'TCP\\_CRR to a ClusterIP: transactions/s as a ratio to the clean path'; set logscale x; set xlabel 'services (x $backends endpoints)'; set ylabel 'ratio to clean'; set yrange [0:1.1]; set key bottom left; set grid;"
-  cmds+="plot"
-  idx=0 sep=
-  for v in "${variant_list[@]}"; do
-    cmds+="$sep '$plot' index $idx using 1:2:3:4 with yerrorlines title '$v'"
-    idx=$((idx + 1)) sep=,
-  done
-  gnuplot -e "$cmds"
+  crr_ratios() { awk -F'\t' -v n="$1" -v v="$2" '$1 == "crr" && $2 == n && $3 == v { print $4 }' "$ratios"; }
+  rate_plot "$out/rate-vs-services.png" 'TCP\_CRR to a ClusterIP: transactions/s as a ratio to the clean path' \
+    'ratio to clean' 1.1 crr_ratios "${scale_list[*]}" "${variant_list[@]}"
   last=${scale_list[-1]}
   cmds="set terminal pngcairo size 900,540; set output '$out/connect-cdf.png';"
   cmds+="set title 'connect() latency at $(printf "%'d" "$last") services (last round, TCP\\_CRR)'; set logscale x; set xlabel 'connect() µs'; set ylabel 'fraction of connects'; set key bottom right; set grid;"

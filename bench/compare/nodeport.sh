@@ -94,6 +94,8 @@ done
 export NP_BUILD_DIR=$build
 # shellcheck source=/dev/null
 source "$repo/scripts/lib/lab.sh"
+# shellcheck source=lib.sh
+source "$repo/bench/compare/lib.sh"
 
 work=$(mktemp -d /tmp/np-nodeport.XXXXXX)
 declare -A prefix
@@ -268,9 +270,6 @@ ratios=$work/ratios.tsv
 awk -F'\t' '$1 == "run" { rate[$2 FS $3 FS $4] = $5; p99[$2 FS $3 FS $4] = $6; key[$2 FS $3] = 1; r[$4] = 1 }
   END { for (k in key) { split(k, a, FS); for (x in r) { c = rate[a[1] FS "np-clean" FS x]; v = rate[k FS x];
         if (c > 0 && v != "") print a[1] "\t" a[2] "\t" v / c "\t" v "\t" p99[k FS x] } } }' "$results" >"$ratios"
-stat() { # stdin: numbers -> "median min max"
-  sort -g | awk '{ v[NR] = $1 } END { if (!NR) { print "- - -"; exit } m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'
-}
 md=$out/nodeport.md
 {
   echo "**NodePort from the LAN, TCP_CRR** (a LAN client connects to node 1's NodePort, the backends are on node 2; connect, 1-line request, reply, close): transactions/s as a ratio to np-clean (the client straight to a backend, routed through node 1) in the same round, median (min-max) of $rounds rounds; connect() p99 in µs, median over rounds. NodePorts: one per service up to $node_ports (the default range holds 2,768), the rest ClusterIP only."
@@ -316,22 +315,7 @@ md=$out/nodeport.md
   awk -F'\t' '$1 == "prog" && $3 != "np-clean" { printf "| %s | %s | %s | %s |\n", $3, $2, $5, $4 }' "$results"
 } >"$md"
 
-plot=$work/rate.dat
-for v in "${variant_list[@]}"; do
-  echo "# $v"
-  for n in "${scale_list[@]}"; do
-    read -r m lo hi < <(awk -F'\t' -v n="$n" -v v="$v" '$1 == n && $2 == v { print $3 }' "$ratios" | stat)
-    [[ $m != - ]] && echo "$n $m $lo $hi"
-  done
-  printf '\n\n'
-done >"$plot"
-cmds="set terminal pngcairo size 900,540; set output '$out/nodeport-rate-vs-services.png';"
-cmds+="set title 'TCP\\_CRR to a NodePort from the LAN (backends on another node): ratio to plain routing'; set logscale x; set xlabel 'services (x $backends endpoints)'; set ylabel 'ratio to np-clean'; set yrange [0:1.3]; set key bottom left; set grid;"
-cmds+="plot"
-idx=0 sep=
-for v in "${variant_list[@]}"; do
-  cmds+="$sep '$plot' index $idx using 1:2:3:4 with yerrorlines title '$v'"
-  idx=$((idx + 1)) sep=,
-done
-gnuplot -e "$cmds"
+nodeport_ratios() { awk -F'\t' -v n="$1" -v v="$2" '$1 == n && $2 == v { print $3 }' "$ratios"; }
+rate_plot "$out/nodeport-rate-vs-services.png" 'TCP\_CRR to a NodePort from the LAN (backends on another node): ratio to plain routing' \
+  'ratio to np-clean' 1.3 nodeport_ratios "${scale_list[*]}" "${variant_list[@]}"
 cat "$md"
