@@ -252,20 +252,30 @@ Result<std::unique_ptr<Netlink>> Netlink::open() {
   return nl;
 }
 
-Result<std::unique_ptr<Netlink>> Netlink::openIn(const std::string& netnsPath) {
+namespace {
+
+// Runs f() in the network namespace at netnsPath: a socket is created in the namespace of the
+// thread that creates it and stays there, so a thread of its own joins the namespace, runs f and
+// ends (the caller's thread never changes namespace).
+template <class T, class F>
+Result<T> inNetns(const std::string& netnsPath, F f) {
   auto ns = NetnsFd::open(netnsPath);
   if (!ns) return ns.error();
-  // The socket is created in the namespace of the thread that creates it and stays there: a
-  // thread of its own joins the namespace, makes the socket and ends.
-  std::optional<Result<std::unique_ptr<Netlink>>> out;
+  std::optional<Result<T>> out;
   std::thread([&] {
     if (setns(ns->get(), CLONE_NEWNET) != 0) {
       out.emplace(sysError("enter network namespace " + netnsPath));
       return;
     }
-    out.emplace(open());
+    out.emplace(f());
   }).join();
   return std::move(*out);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Netlink>> Netlink::openIn(const std::string& netnsPath) {
+  return inNetns<std::unique_ptr<Netlink>>(netnsPath, [] { return open(); });
 }
 
 namespace {
@@ -293,17 +303,7 @@ Result<uint64_t> ownNetnsCookie() {
 
 Result<uint64_t> netnsCookie(const std::string& netnsPath) {
   if (netnsPath.empty()) return ownNetnsCookie();
-  auto ns = NetnsFd::open(netnsPath);
-  if (!ns) return ns.error();
-  std::optional<Result<uint64_t>> out;
-  std::thread([&] {
-    if (setns(ns->get(), CLONE_NEWNET) != 0) {
-      out.emplace(sysError("enter network namespace " + netnsPath));
-      return;
-    }
-    out.emplace(ownNetnsCookie());
-  }).join();
-  return std::move(*out);
+  return inNetns<uint64_t>(netnsPath, [] { return ownNetnsCookie(); });
 }
 
 Netlink::~Netlink() {
