@@ -96,7 +96,10 @@ int Flows::onEvent(void* ctx, void* data, size_t size) {
 
 void Flows::run() {
   while (!stop_) {
-    int rc = ring_buffer__poll(rb_, 100);
+    // Events are submitted without a wakeup until a quarter of the ring waits (lib/trace.h,
+    // np_trace_wakeup): poll() returns early only for such a burst, so drain after every wait.
+    int rc = ring_buffer__poll(rb_, NP_EVENTS_POLL_MS);
+    if (rc >= 0 || rc == -EINTR) rc = ring_buffer__consume(rb_);
     if (rc < 0 && rc != -EINTR) {
       NP_LOG_WARN("flows", "ring buffer poll: %s", strerror(-rc));
       usleep(100000);

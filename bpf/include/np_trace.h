@@ -132,5 +132,6 @@ NP_ASSERT_SIZE(struct np_trace_config, 4);
 
 #define NP_DEFAULT_EVENTS_SIZE (4u << 20) /* bytes; a power of two, >= a page */
 #define NP_DEFAULT_TRACE_INTERVAL_S 5
+#define NP_EVENTS_POLL_MS 20 /* the reader drains the ring this often (events submit without wakeup) */
 
 #endif /* NP_TRACE_H */

@@ -51,6 +51,19 @@ static __always_inline struct np_trace_event *np_trace_reserve(void)
 	return ev;
 }
 
+/* The wakeup flag for a submit: wake the agent's reader only once a quarter of the ring waits.
+ * With the default (adaptive) flag a reader that keeps up is asleep at every event, so every event
+ * pays an irq_work and a cross-CPU wakeup on the packet's path (microseconds in a VM, the bulk of
+ * what flow recording cost a NodePort transaction). The agent polls every NP_EVENTS_POLL_MS
+ * anyway (agent/flows/flows.cpp), so events wait at most that long; a burst still wakes it early. */
+static __always_inline __u64 np_trace_wakeup(void)
+{
+	__u64 avail = bpf_ringbuf_query(&NP_MAP_EVENTS, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&NP_MAP_EVENTS, BPF_RB_RING_SIZE);
+
+	return avail * 4 >= size ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* Fills the common fields and the header snippet, and submits. */
 static __always_inline void np_trace_submit(np_ctx_t *ctx, struct np_trace_event *ev)
 {
@@ -69,7 +82,7 @@ static __always_inline void np_trace_submit(np_ctx_t *ctx, struct np_trace_event
 #endif
 			ev->cap_len = cap;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, np_trace_wakeup());
 }
 
 /* dir: enum np_metric_dir of the hook. */
@@ -204,7 +217,7 @@ static __always_inline void np_trace_sock_xlate(__u64 cookie, __u64 netns, __be3
 	sk->sock_cookie = cookie;
 	sk->cgroup_id = bpf_get_current_cgroup_id();
 	sk->netns_cookie = netns;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, np_trace_wakeup());
 }
 
 #endif /* NP_LIB_TRACE_H */
