@@ -100,11 +100,15 @@ Status sizeMaps(bpf_object* obj, const std::string& pinDir, const MapSizes& size
 
 namespace {
 
-template <typename Rodata>
-void setTrace(Rodata* ro, const TraceParams& t) {
-  ro->np_trace_cfg.enabled = t.enabled ? 1 : 0;
-  ro->np_trace_cfg.aggregation = t.aggregation;
-  ro->np_trace_cfg.interval_s = t.intervalSec;
+// After sizeMaps(): the events ring's size is the one it is loaded with (a pinned ring's, which
+// may differ from the configured one), so the wakeup threshold is a quarter of that.
+template <typename Skel>
+void setTrace(Skel* skel, const TraceParams& t) {
+  auto& cfg = skel->rodata->np_trace_cfg;
+  cfg.enabled = t.enabled ? 1 : 0;
+  cfg.aggregation = t.aggregation;
+  cfg.interval_s = t.intervalSec;
+  cfg.wakeup_bytes = bpf_map__max_entries(skel->maps.NP_MAP_EVENTS) / 4;
 }
 
 uint8_t toBpf(LbMode m) {
@@ -143,7 +147,7 @@ Result<std::unique_ptr<HostProgram>> HostProgram::load(const std::string& pinDir
   cfg.lb_mode = toBpf(p.lbMode);
   setMasq(skel->rodata->np_masq_cfg, p);
   skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
-  setTrace(skel->rodata, p.trace);
+  setTrace(skel, p.trace);
   int rc = host_bpf__load(skel);
   if (rc != 0) return sysError("load host.bpf.o for " + p.device, -rc);
   return prog;
@@ -177,7 +181,7 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, 
   cfg.lb_mode = toBpf(p.lbMode);
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
-  setTrace(skel->rodata, p.trace);
+  setTrace(skel, p.trace);
   int rc = xdp_bpf__load(skel);
   if (rc != 0) return sysError("load xdp.bpf.o for " + p.device, -rc);
   return prog;
@@ -199,7 +203,7 @@ Result<std::unique_ptr<SockProgram>> SockProgram::load(const std::string& pinDir
   skel->rodata->np_cfg.nodeport_max = p.nodePortMax;
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
-  setTrace(skel->rodata, p.trace);
+  setTrace(skel, p.trace);
   int rc = sock_bpf__load(skel);
   if (rc != 0) return sysError("load sock.bpf.o", -rc);
   return prog;
@@ -227,7 +231,7 @@ Result<std::unique_ptr<LxcProgram>> LxcProgram::load(const std::string& pinDir, 
   skel->rodata->np_pod_cfg.bpf_host_routing = p.bpfHostRouting ? 1 : 0;
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
-  setTrace(skel->rodata, p.trace);
+  setTrace(skel, p.trace);
   int rc = lxc_bpf__load(skel);
   if (rc != 0) return sysError("load lxc.bpf.o", -rc);
   return prog;

@@ -127,8 +127,10 @@ struct np_trace_config {
 	__u8 enabled;       /* 0: no events at all (dead code) */
 	__u8 aggregation;   /* enum np_trace_aggregation */
 	__u16 interval_s;   /* report a known flow at least this often, seconds (counted in 2^30 ns) */
+	__u32 wakeup_bytes; /* wake the reader once this much waits in np_events_v1 (the loader: a quarter
+			     * of the ring as loaded); 0: a quarter, asked of the ring at each event */
 };
-NP_ASSERT_SIZE(struct np_trace_config, 4);
+NP_ASSERT_SIZE(struct np_trace_config, 8);
 
 #define NP_DEFAULT_EVENTS_SIZE (4u << 20) /* bytes; a power of two, >= a page */
 #define NP_DEFAULT_TRACE_INTERVAL_S 5

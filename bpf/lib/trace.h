@@ -18,6 +18,7 @@ const volatile struct np_trace_config np_trace_cfg = {
 	.enabled = 0,
 	.aggregation = NP_TRACE_AGG_MEDIUM,
 	.interval_s = NP_DEFAULT_TRACE_INTERVAL_S,
+	.wakeup_bytes = 0,
 };
 
 /* Flow events: every packet program writes, the agent's flow reader consumes. RINGBUF (bytes). */
@@ -55,13 +56,18 @@ static __always_inline struct np_trace_event *np_trace_reserve(void)
  * With the default (adaptive) flag a reader that keeps up is asleep at every event, so every event
  * pays an irq_work and a cross-CPU wakeup on the packet's path (microseconds in a VM, the bulk of
  * what flow recording cost a NodePort transaction). The agent polls every NP_EVENTS_POLL_MS
- * anyway (agent/flows/flows.cpp), so events wait at most that long; a burst still wakes it early. */
+ * anyway (agent/flows/flows.cpp), so events wait at most that long; a burst still wakes it early.
+ * The ring's size is fixed at load, so the loader passes the quarter (np_trace_cfg.wakeup_bytes)
+ * and an event asks the ring only how much waits; a loader that leaves it 0 gets the same policy
+ * with the size asked at each event. */
 static __always_inline __u64 np_trace_wakeup(void)
 {
 	__u64 avail = bpf_ringbuf_query(&NP_MAP_EVENTS, BPF_RB_AVAIL_DATA);
-	__u64 size = bpf_ringbuf_query(&NP_MAP_EVENTS, BPF_RB_RING_SIZE);
+	__u64 threshold = np_trace_cfg.wakeup_bytes;
 
-	return avail * 4 >= size ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (!threshold)
+		threshold = bpf_ringbuf_query(&NP_MAP_EVENTS, BPF_RB_RING_SIZE) / 4;
+	return avail >= threshold ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /* Fills the common fields and the header snippet, and submits. */
