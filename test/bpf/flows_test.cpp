@@ -1,6 +1,11 @@
 // Flow events (bpf/lib/trace.h) from host.bpf.c under BPF_PROG_TEST_RUN: the events a translated
 // and a dropped packet leave in np_events_v1, read back and decoded the way the agent does
-// (agent/flows/decode.cpp), and the conntrack-held aggregation of established flows.
+// (agent/flows/decode.cpp), the conntrack-held aggregation of established flows, and when an
+// event wakes the agent's reader.
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <sys/epoll.h>
+
 #include <vector>
 
 #include "flows.h"
@@ -145,6 +150,111 @@ TEST_F(FlowsTest, FlowsAggregationSuppressesRepeatsAndReportsFlagChange) {
   ASSERT_TRUE(ctMainMap().update(key, *e).ok());
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
   EXPECT_EQ(drainEvents().size(), 1u) << "an established flow is reported again once the interval passed";
+}
+
+// The agent's flow reader as the kernel sees it (agent/flows/flows.cpp): a libbpf ring_buffer on
+// np_events_v1, created while the ring is empty. Its epoll fd turns readable only when a submit
+// wakes it; ring_buffer__consume() reads whatever waits, woken or not (the reader's 20 ms poll).
+class EventsReader {
+ public:
+  explicit EventsReader(int mapFd) : rb_(ring_buffer__new(mapFd, &EventsReader::count, &read_, nullptr)) {}
+  ~EventsReader() {
+    if (rb_) ring_buffer__free(rb_);
+  }
+  EventsReader(const EventsReader&) = delete;
+  EventsReader& operator=(const EventsReader&) = delete;
+  bool ok() const { return rb_ != nullptr; }
+  // Whether epoll reports the ring readable within timeoutMs.
+  bool woken(int timeoutMs) {
+    epoll_event ev{};
+    return epoll_wait(ring_buffer__epoll_fd(rb_), &ev, 1, timeoutMs) == 1;
+  }
+  // Reads every waiting event; how many there were.
+  size_t consume() {
+    read_ = 0;
+    EXPECT_GE(ring_buffer__consume(rb_), 0);
+    return read_;
+  }
+
+ private:
+  static int count(void* ctx, void*, size_t) {
+    ++*static_cast<size_t*>(ctx);
+    return 0;
+  }
+  size_t read_ = 0;
+  ring_buffer* rb_;
+};
+
+// The wakeup policy (lib/trace.h np_trace_wakeup): an event wakes the reader only when a quarter of
+// the ring waits, counting itself. A small ring, so the quarter is a few dozen drop events.
+class FlowsWakeupTest : public FlowsTest {
+ protected:
+  static constexpr uint32_t kRing = 64 << 10;
+  uint32_t eventsSize() const override { return kRing; }
+  // One event's bytes in the ring: the kernel's record header, 8-byte aligned.
+  static constexpr uint32_t kRecord = (BPF_RINGBUF_HDR_SZ + sizeof(np_trace_event) + 7) / 8 * 8;
+  // The first event whose submit finds a quarter of the ring waiting.
+  static constexpr uint32_t kWakingEvent = (kRing / 4 + kRecord - 1) / kRecord;
+  // A non-waking submit is checked over one reader poll period: a wakeup that should not come
+  // (irq_work, run after the submit) has that long to show up.
+  static constexpr int kQuietMs = NP_EVENTS_POLL_MS;
+  static constexpr int kWokenMs = 1000;  // a deadline: epoll_wait returns as soon as it is readable
+
+  void SetUp() override {
+    FlowsTest::SetUp();
+    if (HasFatalFailure()) return;
+    setService(kTcpNodePort, kNodePortFlags, kRevNat, {});  // no backend: every SYN is a drop event
+    drainEvents();
+  }
+  // n dropped SYNs through prog (each one flow event).
+  void drops(int progFd, uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i)
+      ASSERT_EQ(runOn(progFd, clientTcp(kClientPort, kTcpSyn).build(), env().ens192Ifindex).verdict, TC_ACT_SHOT);
+  }
+  // The policy through prog, from an empty ring: quiet until the quarter, then woken.
+  void expectWakeAtQuarter(int progFd) {
+    static_assert(kWakingEvent > 2 && kWakingEvent * kRecord < kRing);
+    EventsReader reader(mapFd(NP_STR(NP_MAP_EVENTS)));
+    ASSERT_TRUE(reader.ok());
+    ASSERT_FALSE(reader.woken(0)) << "the ring starts empty";
+
+    drops(progFd, 1);
+    EXPECT_FALSE(reader.woken(kQuietMs)) << "one event into an empty ring does not wake the reader";
+    EXPECT_EQ(reader.consume(), 1u) << "but the reader's poll reads it";
+
+    drops(progFd, kWakingEvent - 1);
+    EXPECT_FALSE(reader.woken(kQuietMs)) << kWakingEvent - 1 << " events (" << (kWakingEvent - 1) * kRecord
+                                         << " bytes) wait: less than a quarter of " << kRing;
+    drops(progFd, 1);
+    EXPECT_TRUE(reader.woken(kWokenMs)) << "event " << kWakingEvent << " fills a quarter of the ring: it wakes";
+    EXPECT_EQ(reader.consume(), kWakingEvent);
+
+    // The reader caught up: the next event waits for its poll again.
+    EXPECT_FALSE(reader.woken(0)) << "a drained ring is not readable";
+    drops(progFd, 1);
+    EXPECT_FALSE(reader.woken(kQuietMs)) << "after a drain, one event does not wake the reader";
+    EXPECT_EQ(reader.consume(), 1u);
+  }
+};
+
+TEST_F(FlowsWakeupTest, FlowsEventWakesReaderOnlyOnceAQuarterOfTheRingWaits) {
+  expectWakeAtQuarter(tcFromNetdevFd());
+}
+
+// A second program adopting the pinned ring (another device, a restarted agent) keeps the ring's
+// size, not its own configured one; the quarter is of the ring it writes.
+TEST_F(FlowsWakeupTest, FlowsWakeupThresholdFollowsAdoptedRingSize) {
+  datapath::MapSizes sizes = mapSizes();
+  sizes.events = NP_DEFAULT_EVENTS_SIZE;  // configured: 4 MiB; pinned: kRing
+  ASSERT_NE(sizes.events, kRing);
+  datapath::HostParams p;
+  p.device = "ens192";
+  p.ifindex = env().ens192Ifindex;
+  p.nodeIp = Ipv4{kNodeIp};
+  p.trace = traceParams();
+  auto second = datapath::HostProgram::load(pinDir(), sizes, p);
+  ASSERT_TRUE(second.ok()) << second.error().message();
+  expectWakeAtQuarter((*second)->fromNetdevFd());
 }
 
 }  // namespace

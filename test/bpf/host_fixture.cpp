@@ -66,6 +66,7 @@ void HostTest::SetUp() {
   sizes_.affinity = 1024;
   sizes_.affinityMatch = 1024;
   sizes_.maglev = 64;
+  sizes_.events = eventsSize();
   datapath::HostParams p;
   p.device = "ens192";
   p.ifindex = env().ens192Ifindex;

@@ -125,6 +125,8 @@ class HostTest : public ::testing::Test {
   virtual datapath::LbParams lbParams() const { return {}; }
   // Flow events the program is loaded with (off unless a fixture turns them on).
   virtual datapath::TraceParams traceParams() const { return {}; }
+  // Bytes of np_events_v1 the program is loaded with; a fixture may override it.
+  virtual uint32_t eventsSize() const { return NP_DEFAULT_EVENTS_SIZE; }
   // Every flow event written to np_events_v1 since the last call (events on: traceParams()).
   std::vector<np_trace_event> drainEvents();
   const datapath::MapSizes& mapSizes() const { return sizes_; }
