@@ -931,8 +931,10 @@ pb::StatusResponse Agent::status() const {
     }
   }
   auto hooks = datapath_->socketHooksAttached();
-  out.set_socket_lb(hooks.size() == 4);
-  if (config_.sockLb && hooks.size() != 4) problems.push_back("socket LB: " + std::to_string(hooks.size()) + "/4 hooks attached");
+  constexpr size_t kHooks = datapath::Datapath::kSocketHooks;
+  out.set_socket_lb(hooks.size() == kHooks);
+  if (config_.sockLb && hooks.size() != kHooks)
+    problems.push_back("socket LB: " + std::to_string(hooks.size()) + "/" + std::to_string(kHooks) + " hooks attached");
   out.set_socket_lb_cgroup(datapath_->cgroupPath());
   for (const auto& h : hooks) out.add_socket_lb_hooks(h);
   out.set_socket_lb_tracing(datapath_->socketLbTracing());

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket-level load balancing (cgroup v2). A connect() or sendmsg() to a service address is
  * translated to a backend once per socket, so its packets need no NAT and no conntrack; recvmsg()
- * and getpeername() show the service address back to the application. */
+ * and getpeername() show the service address back to the application, from the record the
+ * translation left (np_lb.h: a TCP socket's in a hash by its cookie, deleted on release; a UDP
+ * socket's in its own storage). */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/metrics.h"
@@ -20,6 +22,16 @@ const volatile struct np_sock_config np_cfg = {
 
 #define SYS_REJECT 0
 #define SYS_PROCEED 1
+
+/* TCP sockets' reverse records (np_lb.h): socket cookie -> backend and service. Only this object
+ * uses it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct np_sock_rev_slot);
+	__uint(max_entries, NP_DEFAULT_SOCK_REV_TCP_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} NP_MAP_SOCK_REV_TCP SEC(".maps");
 
 static __always_inline bool np_sock_proto_ok(const struct bpf_sock_addr *ctx)
 {
@@ -84,6 +96,26 @@ static __always_inline int np_sock_rev_remember(struct bpf_sock_addr *ctx, const
 	return fresh;
 }
 
+/* A TCP socket's record, by its cookie (it connects once, to one backend): returns 1 (a new
+ * connection is always worth a flow event), or what np_sock_rev_remember() returns when the hash
+ * is full. */
+static __always_inline int np_sock_rev_remember_tcp(struct bpf_sock_addr *ctx, __u64 cookie,
+						    const struct np_backend *be, __be32 addr,
+						    __be16 port, __u16 rev_nat_id)
+{
+	struct np_sock_rev_slot s = {
+		.backend_addr = be->addr,
+		.addr = addr,
+		.backend_port = be->port,
+		.port = port,
+		.rev_nat_id = rev_nat_id,
+	};
+
+	if (bpf_map_update_elem(&NP_MAP_SOCK_REV_TCP, &cookie, &s, BPF_ANY) == 0)
+		return 1;
+	return np_sock_rev_remember(ctx, be, addr, port, rev_nat_id);
+}
+
 /* Translates ctx's destination when it is a service frontend. Returns 0, or -EHOSTUNREACH when
  * the service has no backend (the caller then refuses the connect/send). */
 static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool sendmsg)
@@ -123,7 +155,10 @@ static __always_inline int np_sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool se
 
 	/* Without the reverse record getpeername()/recvmsg() would show the backend: better to keep
 	 * the service address then and let the packet path handle it. */
-	rec = np_sock_rev_remember(ctx, be, addr, port, svc->rev_nat_id);
+	if (proto == IPPROTO_TCP)
+		rec = np_sock_rev_remember_tcp(ctx, cookie, be, addr, port, svc->rev_nat_id);
+	else
+		rec = np_sock_rev_remember(ctx, be, addr, port, svc->rev_nat_id);
 	if (rec < 0)
 		return 0;
 
@@ -150,6 +185,16 @@ static __always_inline void np_sock4_xlate_rev(struct bpf_sock_addr *ctx)
 	__be16 svc_port = 0;
 	int i;
 
+	if (ctx->protocol == IPPROTO_TCP) {
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		struct np_sock_rev_slot *s = bpf_map_lookup_elem(&NP_MAP_SOCK_REV_TCP, &cookie);
+
+		if (s && s->backend_addr == addr && s->backend_port == port) {
+			ctx->user_ip4 = s->addr;
+			ctx->user_port = (__u32)s->port;
+			return;
+		}
+	}
 	if (!ctx->sk)
 		return;
 	st = bpf_sk_storage_get(&NP_MAP_SOCK_REV, ctx->sk, NULL, 0);
@@ -207,6 +252,21 @@ int np_sock4_getpeername(struct bpf_sock_addr *ctx)
 {
 	if (np_sock_proto_ok(ctx))
 		np_sock4_xlate_rev(ctx);
+	return SYS_PROCEED;
+}
+
+/* A TCP socket's record goes with the socket. Looked up first: a lookup takes no lock, and most
+ * sockets closing never went through a service. */
+SEC("cgroup/sock_release")
+int np_sock_release(struct bpf_sock *ctx)
+{
+	__u64 cookie;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return SYS_PROCEED;
+	cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_lookup_elem(&NP_MAP_SOCK_REV_TCP, &cookie))
+		bpf_map_delete_elem(&NP_MAP_SOCK_REV_TCP, &cookie);
 	return SYS_PROCEED;
 }
 

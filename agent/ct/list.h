@@ -21,8 +21,9 @@ bool matches(const ListFilter& f, np_ct_table t, const np_ct_key& k, const np_ct
 // The node's NAT state as a user means it: both entries of every connection the node rewrote to
 // its own address and a port it allocated, i.e. a NodePort flow to a remote backend in SNAT mode
 // (NP_CT_F_SNAT) and a masqueraded pod flow (NP_CT_F_MASQ, whose reply entry has no SNAT bit).
-// A pod's hairpin through a service (NP_CT_F_LXC | NP_CT_F_SNAT) is rewritten to
-// NP_LXC_HAIRPIN_ADDR and holds no node port: not NAT.
+// A pod's hairpin through a service, or a pod's service flow whose source port was moved off
+// another flow's tuple (NP_CT_F_LXC | NP_CT_F_SNAT), leaves from NP_LXC_HAIRPIN_ADDR or from
+// another port of the pod's own address and holds no node port: not NAT.
 bool isNatEntry(const np_ct_entry& e);
 // The one entry of a NAT'd connection that counts it: its reply entry, keyed by the allocated
 // port (what holds the port, even once the forward entry is gone).

@@ -339,16 +339,14 @@ std::vector<DeviceState> Datapath::deviceStates() const {
 bool Datapath::socketLbTracing() const { return sock_ && sock_->loadedTracing(); }
 
 std::vector<std::string> Datapath::socketHooksAttached() const {
-  static const std::array<bpf_attach_type, 4> types = {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-                                                       BPF_CGROUP_UDP4_RECVMSG, BPF_CGROUP_INET4_GETPEERNAME};
+  static_assert(std::tuple_size_v<decltype(sock_->hooks())> == kSocketHooks);
   std::vector<std::string> out;
-  auto hooks = sock_->hooks();
-  for (size_t i = 0; i < hooks.size(); ++i) {
+  for (const auto& hook : sock_->hooks()) {
     uint32_t ids[64];
     uint32_t count = 64, flags = 0;
-    if (bpf_prog_query(cgroupFd_.get(), types[i], 0, &flags, ids, &count) != 0) continue;
-    uint32_t mine = bpf::programId(bpf_program__fd(hooks[i].prog));
-    if (std::find(ids, ids + count, mine) != ids + count) out.push_back(hooks[i].name);
+    if (bpf_prog_query(cgroupFd_.get(), hook.type, 0, &flags, ids, &count) != 0) continue;
+    uint32_t mine = bpf::programId(bpf_program__fd(hook.prog));
+    if (std::find(ids, ids + count, mine) != ids + count) out.push_back(hook.name);
   }
   return out;
 }
@@ -357,7 +355,8 @@ std::vector<MapState> Datapath::mapStates() const {
   std::vector<MapState> out;
   for (const char* name : {NP_STR(NP_MAP_SERVICES), NP_STR(NP_MAP_BACKENDS), NP_STR(NP_MAP_REVNAT),
                            NP_STR(NP_MAP_CT), NP_STR(NP_MAP_NODES), NP_STR(NP_MAP_FRAG),
-                           NP_STR(NP_MAP_AFFINITY), NP_STR(NP_MAP_AFFINITY_MATCH), NP_STR(NP_MAP_MAGLEV)}) {
+                           NP_STR(NP_MAP_AFFINITY), NP_STR(NP_MAP_AFFINITY_MATCH), NP_STR(NP_MAP_MAGLEV),
+                           NP_STR(NP_MAP_SOCK_REV_TCP)}) {
     int fd = sock_->mapFd(name);
     auto info = bpf::mapInfo(fd);
     if (!info) continue;

@@ -88,6 +88,7 @@ class Datapath {
   std::vector<DeviceState> deviceStates() const;
   // Hooks of ours attached to the cgroup now.
   std::vector<std::string> socketHooksAttached() const;
+  static constexpr size_t kSocketHooks = 5;  // connect4, sendmsg4, recvmsg4, getpeername4, sock_release
   // The loaded socket-LB programs emit socket-translation flow events (read back from them).
   bool socketLbTracing() const;
   std::vector<MapState> mapStates() const;

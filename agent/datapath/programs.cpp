@@ -212,11 +212,12 @@ Result<std::unique_ptr<SockProgram>> SockProgram::load(const std::string& pinDir
 SockProgram::~SockProgram() { sock_bpf__destroy(skel_); }
 bool SockProgram::loadedTracing() const { return skel_->rodata->np_trace_cfg.enabled != 0; }
 
-std::array<SockProgram::Hook, 4> SockProgram::hooks() const {
-  return {{{"connect4", skel_->progs.np_sock4_connect},
-           {"sendmsg4", skel_->progs.np_sock4_sendmsg},
-           {"recvmsg4", skel_->progs.np_sock4_recvmsg},
-           {"getpeername4", skel_->progs.np_sock4_getpeername}}};
+std::array<SockProgram::Hook, 5> SockProgram::hooks() const {
+  return {{{"connect4", skel_->progs.np_sock4_connect, BPF_CGROUP_INET4_CONNECT},
+           {"sendmsg4", skel_->progs.np_sock4_sendmsg, BPF_CGROUP_UDP4_SENDMSG},
+           {"recvmsg4", skel_->progs.np_sock4_recvmsg, BPF_CGROUP_UDP4_RECVMSG},
+           {"getpeername4", skel_->progs.np_sock4_getpeername, BPF_CGROUP_INET4_GETPEERNAME},
+           {"sock_release", skel_->progs.np_sock_release, BPF_CGROUP_INET_SOCK_RELEASE}}};
 }
 
 int SockProgram::mapFd(const std::string& name) const { return findMapFd<sock_bpf>(skel_->obj, name); }

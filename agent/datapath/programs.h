@@ -4,6 +4,8 @@
 // cannot be resized without losing its state.
 #pragma once
 
+#include <linux/bpf.h>
+
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -140,8 +142,9 @@ class SockProgram {
   struct Hook {
     const char* name;  // "connect4", ...
     bpf_program* prog;
+    bpf_attach_type type;
   };
-  std::array<Hook, 4> hooks() const;
+  std::array<Hook, 5> hooks() const;  // Datapath::kSocketHooks
   int mapFd(const std::string& name) const;
   bool loadedTracing() const;  // emits socket-translation flow events (read back from .rodata)
 

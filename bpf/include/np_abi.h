@@ -23,6 +23,7 @@
 #define NP_MAP_BACKENDS   np_backend4_v1
 #define NP_MAP_REVNAT     np_revnat4_v1
 #define NP_MAP_SOCK_REV   np_sockrev4_v2
+#define NP_MAP_SOCK_REV_TCP np_sockrev4t_v1
 #define NP_MAP_CT         np_ct4_v1
 #define NP_MAP_CT_EMBRYONIC np_ctsyn4_v1
 #define NP_MAP_CT_STATS   np_ctstat_v1
@@ -58,6 +59,9 @@
  * round trips longer than a real handshake needs to confirm its flow. */
 #define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
 #define NP_DEFAULT_NODES_MAX     1024          /* not a flag */
+/* Connected TCP sockets through a service whose reverse record is in np_sockrev4t_v1 (not a
+ * flag): past that, records go to the socket's own storage, as UDP's do. */
+#define NP_DEFAULT_SOCK_REV_TCP_MAX 65536
 /* bpf-fragments-map-max (Cilium's key and default): datagrams in flight as fragments. An entry is
  * needed only from a datagram's first fragment to its last, so this is plenty unless fragments
  * are the normal case. */

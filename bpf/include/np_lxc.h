@@ -44,6 +44,8 @@ enum np_lxc_stat {
 	NP_LXC_STAT_ARP = 3,       /* ARP for the router answered */
 	NP_LXC_STAT_XLATE = 4,     /* new service flow translated per packet */
 	NP_LXC_STAT_LEGACY = 5,    /* handed to the stack: legacy host routing */
+	NP_LXC_STAT_PORT_MOVED = 6, /* new service flow whose reply tuple another flow held: its
+				      * source port was moved (np_pod_move_sport) */
 	/* handed to the stack because the FIB said so: NP_LXC_STAT_STACK + bpf_fib_lookup()'s
 	 * result (BPF_FIB_LKUP_RET_NOT_FWDED, _FRAG_NEEDED, ...) */
 	NP_LXC_STAT_STACK = 8,

@@ -264,6 +264,83 @@ static __always_inline bool np_pod_opens(const struct np_pkt *p)
 	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN;
 }
 
+/* How many source ports a pod's new service flow tries when its reply tuple is taken. */
+#define NP_POD_PORT_TRIES 8
+/* Where a moved source port comes from: Linux's default ephemeral range, the ports a pod's own
+ * connections come from anyway (net.ipv4.ip_local_port_range). */
+#define NP_POD_PORT_MIN 32768
+#define NP_POD_PORT_MAX 60999
+
+/* True if a live flow holds the reply key rkey in the main table. A leftover there (its service
+ * entry expired, gone, or now another flow's) is deleted, so the key comes back at once. Anything
+ * that is not a reply entry is never ours to take. */
+static __always_inline bool np_pod_reply_taken(const struct np_ct_key *rkey, __u64 now)
+{
+	struct np_ct_entry *old = bpf_map_lookup_elem(&NP_MAP_CT, rkey);
+	struct np_ct_entry *fwd;
+	struct np_ct_key fk;
+
+	if (!old)
+		return false;
+	if (!(old->flags & NP_CT_F_REPLY))
+		return true;
+	np_ct_peer_key(&fk, rkey, old);
+	fwd = bpf_map_lookup_elem(&NP_MAP_CT, &fk);
+	if (fwd && !np_ct_expired(fwd, now) && np_ct_client_entry(fwd) &&
+	    np_ct_reply_of(&fk, fwd, rkey, old))
+		return true;
+	np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, rkey);
+	return false;
+}
+
+/* State of one np_pod_move_sport() run, for the bpf_loop() callback. */
+struct np_pod_port_search {
+	const struct np_ct_key *key;
+	struct np_ct_entry *fwd;
+	struct np_ct_key *rkey;
+	__u64 now;
+	bool found;
+};
+
+static long np_pod_port_try(__u32 i, void *data)
+{
+	struct np_pod_port_search *t = data;
+	__u16 port = NP_POD_PORT_MIN + bpf_get_prandom_u32() % (NP_POD_PORT_MAX - NP_POD_PORT_MIN + 1);
+
+	t->fwd->nat_sport = bpf_htons(port);
+	np_ct_peer_key(t->rkey, t->key, t->fwd);
+	if (np_pod_reply_taken(t->rkey, t->now))
+		return 0;
+	t->found = true;
+	return 1;
+}
+
+/* Two of a pod's connections to different frontends (or to one frontend through different
+ * paths) can come from the same source port and be sent to the same backend: their packets to
+ * the backend, and the backend's replies, would be one 5-tuple, and the second flow's reply entry
+ * would take the first one's replies. Like netfilter's NAT (nf_nat_used_tuple), the new flow then
+ * leaves from another source port, random in the ephemeral range: fwd gets NP_CT_F_SNAT with the
+ * pod's own address and the new port, rkey the reply key that goes with it. A pod's socket that
+ * talks to the backend directly from that very port is not seen (it has no entry here; netfilter
+ * would see it in its conntrack). Returns 0 or a negative drop reason. */
+static __always_inline int np_pod_move_sport(const struct np_pkt *p, const struct np_ct_key *key,
+					     struct np_ct_entry *fwd, struct np_ct_key *rkey,
+					     __u64 now)
+{
+	struct np_pod_port_search t = {
+		.key = key, .fwd = fwd, .rkey = rkey, .now = now, .found = false,
+	};
+
+	fwd->flags |= NP_CT_F_SNAT;
+	if (!fwd->nat_saddr)
+		fwd->nat_saddr = p->saddr;
+	bpf_loop(NP_POD_PORT_TRIES, np_pod_port_try, &t, 0);
+	if (!t.found)
+		return -NP_DROP_NAT_NO_MAPPING;
+	np_pod_count(NP_LXC_STAT_PORT_MOVED);
+	return 0;
+}
+
 /* A pod's packet to a service frontend: its flow's entry translates it, or it starts a flow to
  * a backend chosen as for any in-cluster client (the frontend's INT entry). Both entries go to
  * the main table at once: the client is a local pod whose source address was checked. A pod that
@@ -322,8 +399,14 @@ static __always_inline int np_pod_svc_xlate(np_ctx_t *ctx, struct np_pkt *p, __u
 		fwd.nat_sport = p->sport;
 	}
 
-	/* The reply entry, built where the conntrack library pairs the two directions. */
+	/* The reply entry, built where the conntrack library pairs the two directions: under a key no
+	 * other live flow holds. */
 	np_ct_peer_key(&rkey, &key, &fwd);
+	if (np_pod_reply_taken(&rkey, now)) {
+		ret = np_pod_move_sport(p, &key, &fwd, &rkey, now);
+		if (ret < 0)
+			return ret;
+	}
 	{
 		struct np_ct_entry rev;
 

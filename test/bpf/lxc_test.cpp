@@ -355,6 +355,94 @@ TEST_F(LxcTest, LxcHairpinToSelfThroughService) {
   EXPECT_TRUE(checksumsOk(back.out));
 }
 
+// Two of pod A's connections from one source port, to two ClusterIPs with the same backend:
+// sent as they are, both would be one 5-tuple at the backend, and the second flow's reply entry
+// would take the first one's replies. The second flow leaves from another source port instead
+// (as netfilter's NAT moves it), and each flow's replies come back as its own frontend's, to the
+// port the pod used.
+TEST_F(LxcTest, LxcSourcePortClashMovesTheSecondFlowsPort) {
+  const Frontend second{ip("10.43.0.51"), 80, IPPROTO_TCP};
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kClusterIpTcp, 0, kRevNat, {1});
+  setService(second, 0, kRevNat + 1, {1});
+
+  RunResult r1 = fromPodA(podATcp(kClusterIp, 80, kTcpSyn).build());
+  ASSERT_EQ(r1.verdict, TC_ACT_REDIRECT);
+  EXPECT_EQ(np::test::parse(r1.out).tcp->sport, kPodPort) << "the first flow keeps its port";
+
+  const PacketBuilder syn2 = podATcp(second.addr, 80, kTcpSyn);
+  RunResult r2 = fromPodA(syn2.build());
+  ASSERT_EQ(r2.verdict, TC_ACT_REDIRECT);
+  const auto out2 = np::test::parse(r2.out);
+  ASSERT_TRUE(out2.tcp && out2.ip);
+  const uint16_t moved = out2.tcp->sport;
+  EXPECT_NE(moved, kPodPort) << "both flows would be one tuple at the backend";
+  EXPECT_GE(moved, 32768);
+  EXPECT_LE(moved, 60999);
+  PacketBuilder want2 = syn2;
+  want2.eth(kEns192Mac, kNode2Mac).ipDst(kRemotePodA).srcPort(moved).dstPort(kBackendPort).ttl(63);
+  EXPECT_TRUE(samePacket(want2.build(), r2.out));
+  EXPECT_TRUE(checksumsOk(r2.out));
+  EXPECT_EQ(stat(NP_LXC_STAT_PORT_MOVED), 1u);
+  EXPECT_EQ(stat(NP_LXC_STAT_XLATE), 2u);
+
+  // The backend answers each flow on its own tuple; each answer reaches pod A as its frontend's,
+  // on the port pod A used.
+  auto synAckTo = [](uint16_t dport) {
+    PacketBuilder b;
+    b.eth(kNode2Mac, kEns192Mac).ipv4(kRemotePodA, kLocalPodA).ipId(0x2222).dontFragment()
+        .tcp(kBackendPort, dport, kTcpSyn | kTcpAck).seq(5000).ackSeq(1001);
+    return b;
+  };
+  for (const auto& [port, frontend] : {std::pair{kPodPort, kClusterIp}, std::pair{moved, second.addr}}) {
+    const PacketBuilder synAck = synAckTo(port);
+    RunResult back = fromNetdev(synAck.build());
+    EXPECT_EQ(back.verdict, TC_ACT_REDIRECT);
+    PacketBuilder wantBack = synAck;
+    wantBack.eth(kLxcAMac, kPodAMac).ipSrc(frontend).srcPort(80).dstPort(kPodPort).ttl(63);
+    EXPECT_TRUE(samePacket(wantBack.build(), back.out))
+        << "the reply to port " << port << " is not " << np::test::ipToString(frontend) << "'s";
+    EXPECT_TRUE(checksumsOk(back.out));
+  }
+
+  // The second flow's next packet keeps the moved port; the agent pairs its entries (np_ct.h).
+  RunResult ack2 = fromPodA(podATcp(second.addr, 80, kTcpAck).build());
+  ASSERT_EQ(ack2.verdict, TC_ACT_REDIRECT);
+  EXPECT_EQ(np::test::parse(ack2.out).tcp->sport, moved);
+  const np_ct_key fk = lxcKey(kLocalPodA, kPodPort, second.addr, 80, IPPROTO_TCP);
+  auto fwd = ctMain(fk);
+  ASSERT_TRUE(fwd);
+  const np_ct_key rk = ctKey(kRemotePodA, kBackendPort, kLocalPodA, moved, IPPROTO_TCP, NP_CT_INGRESS);
+  auto rev = ctMain(rk);
+  ASSERT_TRUE(rev) << "no reply entry under the moved port";
+  np_ct_key pk;
+  np_ct_peer_key(&pk, &fk, &*fwd);
+  EXPECT_EQ(std::memcmp(&pk, &rk, sizeof pk), 0);
+  EXPECT_TRUE(np_ct_reply_of(&fk, &*fwd, &pk, &*rev));
+  EXPECT_EQ(stat(NP_LXC_STAT_XLATE), 2u);
+}
+
+// A reply entry whose flow is gone (its service entry evicted) holds nothing: a new flow takes
+// its tuple without moving the port, and replaces it.
+TEST_F(LxcTest, LxcOrphanReplyEntryDoesNotMoveThePort) {
+  const Frontend second{ip("10.43.0.51"), 80, IPPROTO_TCP};
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kClusterIpTcp, 0, kRevNat, {1});
+  setService(second, 0, kRevNat + 1, {1});
+
+  ASSERT_EQ(fromPodA(podATcp(kClusterIp, 80, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
+  auto del = ctMainMap().remove(lxcKey(kLocalPodA, kPodPort, kClusterIp, 80, IPPROTO_TCP));
+  ASSERT_TRUE(del.ok()) << del.error().message();
+
+  RunResult r = fromPodA(podATcp(second.addr, 80, kTcpSyn).build());
+  ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+  EXPECT_EQ(np::test::parse(r.out).tcp->sport, kPodPort) << "the orphan's tuple was not taken back";
+  EXPECT_EQ(stat(NP_LXC_STAT_PORT_MOVED), 0u);
+  auto rev = ctMain(ctKey(kRemotePodA, kBackendPort, kLocalPodA, kPodPort, IPPROTO_TCP, NP_CT_INGRESS));
+  ASSERT_TRUE(rev);
+  EXPECT_EQ(rev->nat_saddr, second.addr) << "the reply entry is the new flow's";
+}
+
 // A host-network backend answers through the node's stack: the reply leaving by the pod's veth
 // (tc egress) gets the service back.
 TEST_F(LxcTest, LxcHostNetworkBackendReplyIsReversedOnEgress) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SocketLbClusterIp: socket-level load balancing of ClusterIP services for processes on a node and
-# in its pods (the cgroup connect4/sendmsg4/recvmsg4/getpeername4 hooks), TCP and UDP, and a
+# in its pods (the cgroup connect4/sendmsg4/recvmsg4/getpeername4/sock_release hooks), TCP and UDP,
+# TCP sockets' reverse records leaving with their sockets, and a
 # service without backends refusing connect() at once, and a long-idle UDP socket that keeps
 # seeing the service address after 300,000 other connects.
 #
@@ -32,6 +33,18 @@ check "node 1 -> ClusterIP 10.43.0.20:80 (TCP): 40/40 connections succeed" expec
 check "...backend n1-p1 answers some of them" expect_id n1-p1 +
 check "...backend n2-p1 answers some of them" expect_id n2-p1 +
 
+# A TCP socket's reverse record (np_sockrev4t_v1, by socket cookie) goes with the socket
+# (cgroup/sock_release): the 40 closed connections left none behind; the held one below has one.
+sockrev_tcp_entries_are() {
+  local got
+  got=$(agentctl_json n1 status | jq -r '[.maps[]? | select(.name == "np_sockrev4t_v1") | (.entries // 0)] | first // "no such map"') ||
+    return 1
+  [[ $got == "$1" ]] && return 0
+  echo "expected $1 entries in np_sockrev4t_v1 (status), saw: $got"
+  return 1
+}
+check "...and their 40 sockets' reverse records went with them (np_sockrev4t_v1: 0 entries)" sockrev_tcp_entries_are 0
+
 # getpeername() on a connected socket shows the service, not the backend it was sent to.
 peer_is_service() {
   hold_start web lab_node_exec n1 -- 10.43.0.20:80 || return 1
@@ -43,6 +56,7 @@ peer_is_service() {
 check "node 1: nptraffic hold 10.43.0.20:80 sees peer=10.43.0.20:80 (getpeername)" peer_is_service
 check "...and the held connection carries data to a backend" \
   expect_hold_echo web slb-hold-1 '*' 192.168.10.100
+check "...and its reverse record is the one in np_sockrev4t_v1" sockrev_tcp_entries_are 1
 
 # --- UDP: connected UDP sockets accept replies only from the address they connected to, so
 # success means recvmsg() showed the service address.
