@@ -133,12 +133,13 @@ static __always_inline bool np_snat_port_taken_by_host(np_ctx_t *ctx, const stru
 	return true;
 }
 
-/* A reply entry `old` (found under rev_key in `map`) holds its SNAT port only while the service
- * entry of its flow is alive in the same table and still translates to that port: reclaiming it
- * then would hand the flow's replies to someone else. Anything else under a reply key is a
- * leftover: an expired flow, or an orphan whose service entry the LRU evicted (the LRU evicts
- * the two entries of a flow independently) or a new flow on the same tuple replaced. Both entries
- * of a flow live in the same table. */
+/* A reply entry `old` (found under rev_key in `map`) holds its key only while the service entry
+ * of its flow is alive in the same table and still leaves from that address and port (its SNAT
+ * ones, or its own when it has none: a pod's per-packet service flow): reclaiming it then would
+ * hand the flow's replies to someone else. Anything else under a reply key is a leftover: an
+ * expired flow, or an orphan whose service entry the LRU evicted (the LRU evicts the two entries
+ * of a flow independently) or a new flow on the same tuple replaced. Both entries of a flow live
+ * in the same table. */
 static __always_inline bool np_snat_port_in_use(void *map, const struct np_ct_key *rev_key,
 						const struct np_ct_entry *old, __u64 now)
 {
@@ -149,8 +150,9 @@ static __always_inline bool np_snat_port_in_use(void *map, const struct np_ct_ke
 		return true; /* not a reply entry: never ours to reclaim */
 	np_ct_peer_key(&fk, rev_key, old);
 	fwd = bpf_map_lookup_elem(map, &fk);
-	return fwd && !np_ct_expired(fwd, now) && fwd->nat_sport == rev_key->dport &&
-	       fwd->nat_saddr == rev_key->daddr;
+	return fwd && !np_ct_expired(fwd, now) &&
+	       (fwd->nat_sport ? fwd->nat_sport : fk.sport) == rev_key->dport &&
+	       (fwd->nat_saddr ? fwd->nat_saddr : fk.saddr) == rev_key->daddr;
 }
 
 /* True if no live flow holds the reply key rev_key in this table. A leftover there is deleted,

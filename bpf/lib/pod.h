@@ -271,26 +271,11 @@ static __always_inline bool np_pod_opens(const struct np_pkt *p)
 #define NP_POD_PORT_MIN 32768
 #define NP_POD_PORT_MAX 60999
 
-/* True if a live flow holds the reply key rkey in the main table. A leftover there (its service
- * entry expired, gone, or now another flow's) is deleted, so the key comes back at once. Anything
- * that is not a reply entry is never ours to take. */
+/* True if a live flow holds the reply key rkey in the main table (a leftover there is deleted,
+ * lib/nat.h). */
 static __always_inline bool np_pod_reply_taken(const struct np_ct_key *rkey, __u64 now)
 {
-	struct np_ct_entry *old = bpf_map_lookup_elem(&NP_MAP_CT, rkey);
-	struct np_ct_entry *fwd;
-	struct np_ct_key fk;
-
-	if (!old)
-		return false;
-	if (!(old->flags & NP_CT_F_REPLY))
-		return true;
-	np_ct_peer_key(&fk, rkey, old);
-	fwd = bpf_map_lookup_elem(&NP_MAP_CT, &fk);
-	if (fwd && !np_ct_expired(fwd, now) && np_ct_client_entry(fwd) &&
-	    np_ct_reply_of(&fk, fwd, rkey, old))
-		return true;
-	np_ct_delete(&NP_MAP_CT, NP_CT_TABLE_MAIN, rkey);
-	return false;
+	return !np_snat_port_free_in(&NP_MAP_CT, NP_CT_TABLE_MAIN, rkey, now);
 }
 
 /* State of one np_pod_move_sport() run, for the bpf_loop() callback. */
