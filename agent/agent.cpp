@@ -908,6 +908,7 @@ pb::StatusResponse Agent::status() const {
     s->set_direct_routing(d.info.directRouting);
     s->set_tc_ingress(d.ingress);
     s->set_tc_egress(d.egress);
+    s->set_tc_link(bpf::tcLinkName(d.tcLink));
     if (!d.ingress || !d.egress) {
       s->set_error("tc program not attached");
       problems.push_back(d.info.name + ": tc program not attached");

@@ -4,6 +4,9 @@
 #include <linux/if_link.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/fs.h"
 
 namespace np::bpf {
@@ -39,7 +42,92 @@ Status detachTc(int ifindex, TcDirection dir, const std::string& device) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point(dir));
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
   int rc = bpf_tc_detach(&hook, &opts);
-  if (rc != 0 && rc != -ENOENT) return sysError(std::string("detach tc ") + tcDirectionName(dir) + " from " + device, -rc);
+  // ENOENT: no such filter; EINVAL: no clsact qdisc at all. Either way nothing to detach.
+  if (rc != 0 && rc != -ENOENT && rc != -EINVAL) return sysError(std::string("detach tc ") + tcDirectionName(dir) + " from " + device, -rc);
+  return {};
+}
+
+const char* tcLinkName(TcLink l) { return l == TcLink::Tcx ? "tcx" : "clsact"; }
+
+namespace {
+// Linux 6.6's tcx, which Debian 12's UAPI header (6.1) and libbpf 1.1 do not know: the attach
+// types and link type of include/uapi/linux/bpf.h. libbpf's bpf_link_create() and
+// bpf_prog_query() pass them through unchanged (the tcx-only attributes, relative_fd and
+// expected_revision, stay zero: append, any revision).
+constexpr auto kTcxIngress = static_cast<bpf_attach_type>(46);  // BPF_TCX_INGRESS
+constexpr auto kTcxEgress = static_cast<bpf_attach_type>(47);   // BPF_TCX_EGRESS
+constexpr uint32_t kLinkTypeTcx = 11;                           // BPF_LINK_TYPE_TCX
+bpf_attach_type tcxType(TcDirection d) { return d == TcDirection::Ingress ? kTcxIngress : kTcxEgress; }
+
+// Whether the link behind linkFd is a tcx link on ifindex in direction dir. A tcx link's info is
+// { ifindex, attach_type } at the start of bpf_link_info's union (where xdp.ifindex is).
+bool tcxLinkOn(int linkFd, int ifindex, TcDirection dir) {
+  bpf_link_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(linkFd, &info, &len) != 0 || info.type != kLinkTypeTcx) return false;
+  uint32_t tcx[2];
+  std::memcpy(tcx, &info.xdp, sizeof tcx);
+  return tcx[0] == static_cast<uint32_t>(ifindex) && tcx[1] == static_cast<uint32_t>(tcxType(dir));
+}
+}  // namespace
+
+Result<TcLink> attachTcPinned(int ifindex, TcDirection dir, int progFd, const std::string& device,
+                              const std::string& linkPath) {
+  const std::string what = std::string("attach tc ") + tcDirectionName(dir) + " to " + device;
+  if (fs::exists(linkPath)) {
+    int fd = bpf_obj_get(linkPath.c_str());
+    if (fd >= 0) {
+      int rc = tcxLinkOn(fd, ifindex, dir) ? bpf_link_update(fd, progFd, nullptr) : -1;
+      close(fd);
+      if (rc == 0) return TcLink::Tcx;
+    }
+    // Stale: the device went away (or was recreated), or the pin is not our tcx link. Removing
+    // the pin releases the old link and whatever it ran.
+    unlink(linkPath.c_str());
+  }
+  int fd = bpf_link_create(progFd, ifindex, tcxType(dir), nullptr);
+  if (fd < 0 && errno == EINVAL) {
+    // No tcx in this kernel (before 6.6): the attach type is unknown to it.
+    NP_TRY(attachTc(ifindex, dir, progFd, device));
+    return TcLink::Clsact;
+  }
+  if (fd < 0) return sysError(what + " (tcx link)");
+  if (bpf_obj_pin(fd, linkPath.c_str()) != 0) {
+    Error e = sysError("pin link " + linkPath);
+    close(fd);  // the last reference: detaches again
+    return e;
+  }
+  close(fd);
+  // tcx runs before clsact and our programs never hand a packet on (TCX_NEXT), so an older
+  // agent's filter no longer sees any: it goes now, after the link took over.
+  NP_TRY(detachTc(ifindex, dir, device));
+  return TcLink::Tcx;
+}
+
+Result<std::vector<uint32_t>> tcxProgramIds(int ifindex, TcDirection dir) {
+  uint32_t ids[64];
+  uint32_t count = 64;
+  if (bpf_prog_query(ifindex, tcxType(dir), 0, nullptr, ids, &count) != 0) {
+    if (errno == EINVAL) return std::vector<uint32_t>{};  // no tcx in this kernel
+    return sysError("query tcx programs on ifindex " + std::to_string(ifindex));
+  }
+  return std::vector<uint32_t>(ids, ids + std::min<uint32_t>(count, 64));
+}
+
+Status detachTcxPinned(const std::string& linkPath, const std::string& device) {
+  if (!fs::exists(linkPath)) return {};
+  int fd = bpf_obj_get(linkPath.c_str());
+  if (fd >= 0) {
+    // Explicitly, in case something else holds the link too; a defunct link (its device is gone)
+    // has nothing to detach.
+    if (bpf_link_detach(fd) != 0 && errno != ENOLINK && errno != EINVAL) {
+      Error e = sysError("detach tcx from " + device);
+      close(fd);
+      return e;
+    }
+    close(fd);
+  }
+  if (unlink(linkPath.c_str()) != 0 && errno != ENOENT) return sysError("remove pin " + linkPath);
   return {};
 }
 

@@ -58,6 +58,10 @@ std::string xdpLinkPath(const std::string& pinDir, const std::string& device) {
   return pinDir + "/links/xdp_" + device;
 }
 
+std::string tcxLinkPath(const std::string& pinDir, const std::string& device, bpf::TcDirection dir) {
+  return pinDir + "/links/tcx_" + device + "_" + bpf::tcDirectionName(dir);
+}
+
 // Device discovery goes through rtnetlink (libmnl): one dump of links and one of addresses.
 Result<DeviceInfo> deviceInfo(const std::string& name) {
   auto nl = routing::Netlink::open();
@@ -222,11 +226,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
 
   // Attach last: everything the programs read exists by now. Attaching replaces the programs of
   // a previous agent atomically; the maps (and so every connection) carry over.
-  for (const auto& h : dp->hosts_) {
-    const HostParams& p = h->params();
-    NP_TRY(bpf::attachTc(p.ifindex, bpf::TcDirection::Ingress, h->fromNetdevFd(), p.device));
-    NP_TRY(bpf::attachTc(p.ifindex, bpf::TcDirection::Egress, h->toNetdevFd(), p.device));
-  }
+  NP_TRY(dp->attachTcx());
   // XDP after tc: tc alone is the whole datapath (and knows XDP's "done" marker), XDP only
   // takes work off it.
   NP_TRY(dp->attachXdp(c));
@@ -248,6 +248,32 @@ bool Datapath::masquerading() const {
 }
 
 LbMode Datapath::lbMode() const { return hosts_.empty() ? LbMode::Snat : hosts_.front()->loadedLbMode(); }
+
+Status Datapath::attachTcx() {
+  // A device a previous agent ran on and this one does not: its tcx links go.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(pinDir_ + "/links", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("tcx_", 0) != 0) continue;
+    const bool ours = std::any_of(devices_.begin(), devices_.end(), [&](const DeviceInfo& d) {
+      return name == "tcx_" + d.name + "_ingress" || name == "tcx_" + d.name + "_egress";
+    });
+    if (!ours) NP_TRY(bpf::detachTcxPinned(entry.path().string(), name.substr(4)));
+  }
+  for (const auto& h : hosts_) {
+    const HostParams& p = h->params();
+    auto in = bpf::attachTcPinned(p.ifindex, bpf::TcDirection::Ingress, h->fromNetdevFd(), p.device,
+                                  tcxLinkPath(pinDir_, p.device, bpf::TcDirection::Ingress));
+    if (!in) return in.error();
+    auto eg = bpf::attachTcPinned(p.ifindex, bpf::TcDirection::Egress, h->toNetdevFd(), p.device,
+                                  tcxLinkPath(pinDir_, p.device, bpf::TcDirection::Egress));
+    if (!eg) return eg.error();
+    if (*in == bpf::TcLink::Clsact)
+      NP_LOG_INFO("datapath", "%s: no tcx in this kernel, tc programs attached as clsact filters", p.device.c_str());
+    tcLinks_.push_back(*in);
+  }
+  return {};
+}
 
 Status Datapath::attachXdp(const Config& c) {
   std::vector<std::string> created;  // links this start made, undone when native refuses
@@ -315,14 +341,27 @@ Status Datapath::setNodes(const std::vector<NodeEntry>& nodes) {
   return {};
 }
 
+namespace {
+// Whether the kernel runs progFd on ifindex's tc hook now, attached as link says.
+bool tcRuns(int ifindex, bpf::TcDirection dir, bpf::TcLink link, int progFd) {
+  const uint32_t want = bpf::programId(progFd);
+  if (want == 0) return false;
+  if (link == bpf::TcLink::Clsact) {
+    auto id = bpf::tcProgramId(ifindex, dir);
+    return id.ok() && *id == want;
+  }
+  auto ids = bpf::tcxProgramIds(ifindex, dir);
+  return ids.ok() && std::find(ids->begin(), ids->end(), want) != ids->end();
+}
+}  // namespace
+
 std::vector<DeviceState> Datapath::deviceStates() const {
   std::vector<DeviceState> out;
   for (size_t i = 0; i < devices_.size(); ++i) {
     DeviceState s{devices_[i]};
-    auto in = bpf::tcProgramId(devices_[i].ifindex, bpf::TcDirection::Ingress);
-    auto eg = bpf::tcProgramId(devices_[i].ifindex, bpf::TcDirection::Egress);
-    s.ingress = in.ok() && *in != 0 && *in == bpf::programId(hosts_[i]->fromNetdevFd());
-    s.egress = eg.ok() && *eg != 0 && *eg == bpf::programId(hosts_[i]->toNetdevFd());
+    s.tcLink = i < tcLinks_.size() ? tcLinks_[i] : bpf::TcLink::Tcx;
+    s.ingress = tcRuns(devices_[i].ifindex, bpf::TcDirection::Ingress, s.tcLink, hosts_[i]->fromNetdevFd());
+    s.egress = tcRuns(devices_[i].ifindex, bpf::TcDirection::Egress, s.tcLink, hosts_[i]->toNetdevFd());
     s.xdpMode = xdpModes_[i];
     s.xdpFallback = xdpFallbacks_[i];
     if (xdps_[i]) {

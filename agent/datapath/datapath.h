@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf/attach.h"
 #include "bpf/map.h"
 #include "core/config.h"
 #include "core/nodes.h"
@@ -43,6 +44,8 @@ std::vector<std::string> autoDevices();
 std::string driverName(const std::string& device);
 // Where a device's XDP link is pinned: <pinDir>/links/xdp_<device>.
 std::string xdpLinkPath(const std::string& pinDir, const std::string& device);
+// Where a device's tcx link is pinned: <pinDir>/links/tcx_<device>_ingress (or _egress).
+std::string tcxLinkPath(const std::string& pinDir, const std::string& device, bpf::TcDirection dir);
 
 // What XDP does on a device, by --bpf-lb-acceleration and what the device could take.
 enum class XdpMode {
@@ -54,8 +57,9 @@ const char* xdpModeName(XdpMode m);  // "off", "native", "tc fallback"
 
 struct DeviceState {
   DeviceInfo info;
-  bool ingress = false;  // our program is the tc ingress filter now
+  bool ingress = false;  // our program runs on the device's tc ingress hook now
   bool egress = false;
+  bpf::TcLink tcLink = bpf::TcLink::Tcx;  // how (tcx link, or clsact filter on older kernels)
   XdpMode xdpMode = XdpMode::Off;  // what the agent set up
   std::string xdpFallback;         // TcFallback: why the device cannot take native XDP
   bool xdpAttached = false;        // Native: our program is the device's driver-mode XDP program now
@@ -137,6 +141,8 @@ class Datapath {
   std::vector<std::unique_ptr<XdpProgram>> xdps_;
   std::vector<XdpMode> xdpModes_;
   std::vector<std::string> xdpFallbacks_;
+  std::vector<bpf::TcLink> tcLinks_;  // per device, how its tc programs are attached
+  Status attachTcx();  // the native devices' tc programs, as tcx links where the kernel has them
   Status attachXdp(const Config& c);
   std::optional<BpfLbMaps> lbMaps_;
   std::optional<ct::BpfTables> ctTables_;

@@ -34,8 +34,11 @@ int libbpfPrint(libbpf_print_level level, const char* fmt, va_list ap) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   std::string line(buf);
   while (!line.empty() && line.back() == '\n') line.pop_back();
-  // bpf_tc_hook_create() on an existing clsact qdisc: expected on every restart.
-  if (line.find("Exclusivity flag on") != std::string::npos) return 0;
+  // bpf_tc_hook_create() on an existing clsact qdisc: expected on every restart. Looking for an
+  // older agent's clsact filter on a device without a clsact qdisc (tcx): expected on every start.
+  if (line.find("Exclusivity flag on") != std::string::npos ||
+      line.find("Parent Qdisc doesn't exists") != std::string::npos)
+    return 0;
   if (level == LIBBPF_WARN) NP_LOG_WARN("libbpf", "%s", line.c_str());
   else NP_LOG_DEBUG("libbpf", "%s", line.c_str());
   return 0;

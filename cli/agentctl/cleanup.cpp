@@ -100,7 +100,7 @@ int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err) {
       err << "agentctl: cleanup: remove " << pins.string() << ": " << ec.message() << "\n";
       rc = kExitFailure;
     } else {
-      out << "removed " << pins.string() << " (" << n << " pins: maps, cgroup and XDP links)\n";
+      out << "removed " << pins.string() << " (" << n << " pins: maps, cgroup, tcx and XDP links)\n";
     }
   }
   size_t pods = 0;

@@ -256,8 +256,14 @@ std::string deviceTable(const pb::StatusResponse& status) {
   table.addRow(std::move(header));
   bool native = false;
   for (const auto& dev : status.devices()) {
-    std::vector<std::string> row{dev.name(),         std::to_string(dev.ifindex()), orDash(dev.ipv4()),
-                                 orDash(dev.mac()),  yesNo(dev.tc_ingress()),       yesNo(dev.tc_egress())};
+    // "yes (tcx)": attached, and how (a tcx link, or a clsact filter on kernels before 6.6).
+    const std::string how = dev.tc_link().empty() ? "" : " (" + dev.tc_link() + ")";
+    std::vector<std::string> row{dev.name(),
+                                 std::to_string(dev.ifindex()),
+                                 orDash(dev.ipv4()),
+                                 orDash(dev.mac()),
+                                 yesNo(dev.tc_ingress()) + (dev.tc_ingress() ? how : ""),
+                                 yesNo(dev.tc_egress()) + (dev.tc_egress() ? how : "")};
     if (withXdp) {
       std::string mode = orDash(dev.xdp());
       if (dev.xdp() == "native" && !dev.xdp_attached()) mode += " (not attached)";

@@ -165,10 +165,10 @@ check "Node n2 goes Ready" eventually 60 expect_node_ready n2
 READY_S=$((SECONDS - T))
 has_datapath() { # <node>: the agent's tc programs and (acceleration native) XDP on ens192
   local tc xdp
-  tc=$(lab_node_exec "$1" tc filter show dev ens192 ingress 2>&1)
+  tc=$(tcx_prog /sys/fs/bpf/nodepath/links/tcx_ens192_ingress lab_node_exec "$1")
   xdp=$(lab_node_exec "$1" ip -d link show dev ens192 | grep -o 'prog/xdp' || true)
-  [[ $tc == *np_from_netdev* && -n $xdp ]] && return 0
-  echo "on $1's ens192: tc ingress '$tc', xdp '${xdp:-none}'"
+  [[ $tc == np_from_netdev && -n $xdp ]] && return 0
+  echo "on $1's ens192: tcx ingress link runs '${tc:-nothing}', xdp '${xdp:-none}'"
   return 1
 }
 check "the agent's datapath is on n1's ens192 (tc and native XDP)" eventually 30 has_datapath n1
@@ -516,12 +516,13 @@ no_conflist() { # <node>
   echo "$1's /etc/cni/net.d still holds 05-nodepath.conflist"
   return 1
 }
-no_datapath() { # <node>: no tc or XDP program on ens192
-  local tc xdp
+no_datapath() { # <node>: no tc or XDP program on ens192 (tcx links go with their pins)
+  local tc xdp pins
   tc=$(lab_node_exec "$1" tc filter show dev ens192 ingress 2>&1; lab_node_exec "$1" tc filter show dev ens192 egress 2>&1)
   xdp=$(lab_node_exec "$1" ip -d link show dev ens192 | grep -o 'prog/xdp.*' || true)
-  [[ $tc != *bpf* && -z $xdp ]] && return 0
-  echo "programs left on $1's ens192: tc '$tc' xdp '$xdp'"
+  pins=$(lab_node_exec "$1" ls /sys/fs/bpf/nodepath/links 2>/dev/null || true)
+  [[ $tc != *bpf* && -z $xdp && -z $pins ]] && return 0
+  echo "programs left on $1's ens192: tc '$tc' xdp '$xdp'; link pins: '$pins'"
   return 1
 }
 for n in n1 n2; do

@@ -127,8 +127,14 @@ check "agentctl cleanup is refused while the agent runs" \
   expect_refused 1 'is running' lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d"
 require "DEL default/web-1" cni DEL c1 n1-c1
 require "stop node 1's agent" lab_agent_stop n1
-check "the datapath is in place while the agent is stopped (tc on ens192, pins)" eval \
-  'tc -n "$N1" filter show dev ens192 ingress | grep -q np_from_netdev && test -d "$NP_LAB_DIR/bpffs/n1/nodepath"'
+datapath_kept() {
+  local in
+  in=$(tcx_prog "$NP_LAB_DIR/bpffs/n1/nodepath/links/tcx_ens192_ingress")
+  [[ $in == np_from_netdev ]] && return 0
+  echo "the pinned tcx ingress link on ens192 runs '${in:-nothing}'; pins: $(ls "$NP_LAB_DIR/bpffs/n1/nodepath" 2>&1 | head -3)"
+  return 1
+}
+check "the datapath is in place while the agent is stopped (a tcx link on ens192, pinned)" datapath_kept
 check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d" \
   --bpf-root "$NP_LAB_DIR/bpffs/n1"
 datapath_gone() {
@@ -138,7 +144,7 @@ datapath_gone() {
   echo "after cleanup: tc on ens192: '$tcs'; pins: $(ls "$NP_LAB_DIR/bpffs/n1/nodepath" 2>&1 | head -3)"
   return 1
 }
-check "...and removed the datapath: no tc filter on ens192, no pins under <bpf-root>/nodepath" datapath_gone
+check "...and removed the datapath: no tc filter on ens192, no pins (tcx links go with theirs) under <bpf-root>/nodepath" datapath_gone
 cleaned() {
   local left
   left=$(ip -n "$N1" route show proto 202)

@@ -736,6 +736,16 @@ expect_xdp_counter() {
   return 1
 }
 
+# tcx_prog <pin> [runner...]: the name of the program the tcx link pinned at <pin> runs, empty
+# when there is none. runner (e.g. lab_node_exec n1) runs bpftool where the pin is.
+tcx_prog() {
+  local pin=$1 id
+  shift
+  id=$("$@" bpftool -j link show pinned "$pin" 2>/dev/null | jq -r '.prog_id // empty') || true
+  [[ -n $id ]] && "$@" bpftool -j prog show id "$id" 2>/dev/null | jq -r '.name // empty'
+  return 0
+}
+
 # expect_status_line <node> <extended regex>: a line of `agentctl status --verbose` matches
 # (leading spaces ignored).
 expect_status_line() {

@@ -3,7 +3,7 @@
 # deploy/helm/nodepath/templates/uninstall-marker.yaml) against a real kube-apiserver:
 #  - an agent stopped without the marker (an upgrade) leaves its datapath in place;
 #  - a starting agent deletes a marker left by an earlier uninstall;
-#  - an agent stopped while the marker exists (helm uninstall) removes its tc filters, pins,
+#  - an agent stopped while the marker exists (helm uninstall) removes its tc programs, pins,
 #    conflist and routes before it exits.
 #
 # Lab: agent on n1 with the admin kubeconfig; kube-apiserver + etcd in n1.
@@ -22,8 +22,8 @@ PINS=$NP_LAB_DIR/bpffs/n1/nodepath
 marker() { k8s_kubectl -n cilium create configmap nodepath-uninstall --from-literal=reason=test >/dev/null; }
 no_marker() { ! k8s_kubectl -n cilium get configmap nodepath-uninstall >/dev/null 2>&1; }
 datapath_there() {
-  tc -n "$N1" filter show dev ens192 ingress | grep -q np_from_netdev && [[ -d $PINS && -s $CONF ]] && return 0
-  echo "tc: $(tc -n "$N1" filter show dev ens192 ingress | head -2); pins: $(ls -d "$PINS" 2>&1); conflist: $(ls "$CONF" 2>&1)"
+  [[ $(tcx_prog "$PINS/links/tcx_ens192_ingress") == np_from_netdev && -s $CONF ]] && return 0
+  echo "tcx ingress link on ens192 runs '$(tcx_prog "$PINS/links/tcx_ens192_ingress")'; pins: $(ls -d "$PINS" 2>&1); conflist: $(ls "$CONF" 2>&1)"
   return 1
 }
 datapath_gone() {
@@ -34,7 +34,7 @@ datapath_gone() {
   return 1
 }
 
-check "the datapath is up (tc on ens192, pins, conflist)" eventually 10 datapath_there
+check "the datapath is up (a tcx link on ens192, pinned; conflist)" eventually 10 datapath_there
 require "agent on n1 stopped with SIGTERM, no marker (an upgrade)" lab_agent_stop n1
 check "...the datapath stays" datapath_there
 

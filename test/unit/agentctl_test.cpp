@@ -372,6 +372,24 @@ TEST(AgentctlStatus, VerboseAddsKprDetailsDevicesMapsAndCounters) {
   EXPECT_EQ(formatStatus(cannedStatus(), StatusDetail::kVerbose), expected);
 }
 
+// How the native device's programs are attached ("tcx" links, or "clsact" filters on kernels
+// before 6.6) follows "yes"; a hook without our program stays "no" whatever the device uses.
+TEST(AgentctlStatus, DeviceTableSaysHowTcIsAttached) {
+  pb::StatusResponse r = cannedStatus();
+  r.mutable_devices(0)->set_tc_link("tcx");
+  std::string text = formatStatus(r, StatusDetail::kVerbose);
+  EXPECT_NE(text.find("  Name     Ifindex   IPv4             MAC                 TC ingress   TC egress   Error\n"
+                      "  ens192   2         192.168.10.100   00:50:56:aa:bb:cc   yes (tcx)    yes (tcx)   -\n"),
+            std::string::npos)
+      << text;
+  r.mutable_devices(0)->set_tc_link("clsact");
+  r.mutable_devices(0)->set_tc_egress(false);
+  text = formatStatus(r, StatusDetail::kVerbose);
+  EXPECT_NE(text.find("  ens192   2         192.168.10.100   00:50:56:aa:bb:cc   yes (clsact)   no          "),
+            std::string::npos)
+      << text;
+}
+
 // Host routing as cilium prints it: "Host Routing: BPF", or "Legacy" with the reason.
 TEST(AgentctlStatus, HostRoutingLine) {
   pb::StatusResponse r = cannedStatus();
