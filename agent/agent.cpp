@@ -910,8 +910,11 @@ pb::StatusResponse Agent::status() const {
     s->set_tc_egress(d.egress);
     s->set_tc_link(bpf::tcLinkName(d.tcLink));
     if (!d.ingress || !d.egress) {
-      s->set_error("tc program not attached");
-      problems.push_back(d.info.name + ": tc program not attached");
+      // tcx: ours must be first on the hook; another program ahead of it may keep it from running.
+      const std::string why = d.tcLink == bpf::TcLink::Tcx ? "tc program not attached (or not first on the tcx hook)"
+                                                            : "tc program not attached";
+      s->set_error(why);
+      problems.push_back(d.info.name + ": " + why);
     }
     s->set_xdp(d.xdpMode == datapath::XdpMode::Off ? "" : datapath::xdpModeName(d.xdpMode));
     s->set_xdp_fallback(d.xdpFallback);

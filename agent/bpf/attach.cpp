@@ -15,6 +15,25 @@ const char* tcDirectionName(TcDirection d) { return d == TcDirection::Ingress ? 
 
 namespace {
 bpf_tc_attach_point point(TcDirection d) { return d == TcDirection::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS; }
+
+// Detaches the link pinned at linkPath (if there is one) and removes the pin. Idempotent. what:
+// the error's context ("detach XDP from ens192").
+Status detachLinkPinned(const std::string& linkPath, const std::string& what) {
+  if (!fs::exists(linkPath)) return {};
+  int fd = bpf_obj_get(linkPath.c_str());
+  if (fd >= 0) {
+    // Explicitly, in case something else holds the link too; a defunct link (its device is
+    // gone) has nothing to detach (ENOLINK).
+    if (bpf_link_detach(fd) != 0 && errno != ENOLINK && errno != EINVAL) {
+      Error e = sysError(what);
+      close(fd);
+      return e;
+    }
+    close(fd);
+  }
+  if (unlink(linkPath.c_str()) != 0 && errno != ENOENT) return sysError("remove pin " + linkPath);
+  return {};
+}
 }  // namespace
 
 Status attachTc(int ifindex, TcDirection dir, int progFd, const std::string& device) {
@@ -53,10 +72,11 @@ namespace {
 // Linux 6.6's tcx, which Debian 12's UAPI header (6.1) and libbpf 1.1 do not know: the attach
 // types and link type of include/uapi/linux/bpf.h. libbpf's bpf_link_create() and
 // bpf_prog_query() pass them through unchanged (the tcx-only attributes, relative_fd and
-// expected_revision, stay zero: append, any revision).
+// expected_revision, stay zero: with BPF_F_BEFORE, first in the chain, at any revision).
 constexpr auto kTcxIngress = static_cast<bpf_attach_type>(46);  // BPF_TCX_INGRESS
 constexpr auto kTcxEgress = static_cast<bpf_attach_type>(47);   // BPF_TCX_EGRESS
 constexpr uint32_t kLinkTypeTcx = 11;                           // BPF_LINK_TYPE_TCX
+constexpr uint32_t kTcxBefore = 1U << 3;                        // BPF_F_BEFORE: no anchor = first
 bpf_attach_type tcxType(TcDirection d) { return d == TcDirection::Ingress ? kTcxIngress : kTcxEgress; }
 
 // Whether the link behind linkFd is a tcx link on ifindex in direction dir. A tcx link's info is
@@ -79,13 +99,21 @@ Result<TcLink> attachTcPinned(int ifindex, TcDirection dir, int progFd, const st
     if (fd >= 0) {
       int rc = tcxLinkOn(fd, ifindex, dir) ? bpf_link_update(fd, progFd, nullptr) : -1;
       close(fd);
-      if (rc == 0) return TcLink::Tcx;
+      if (rc == 0) {
+        // A clsact filter an older agent added after this link was made (a rollback, then this
+        // upgrade again), or one a crash left before it was removed: it goes now.
+        NP_TRY(detachTc(ifindex, dir, device));
+        return TcLink::Tcx;
+      }
     }
     // Stale: the device went away (or was recreated), or the pin is not our tcx link. Removing
     // the pin releases the old link and whatever it ran.
     unlink(linkPath.c_str());
   }
-  int fd = bpf_link_create(progFd, ifindex, tcxType(dir), nullptr);
+  // First on the hook, as a clsact filter at priority 1 was: a program another tool appends
+  // runs after ours. libbpf passes the flags through for these attach types.
+  LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = kTcxBefore);
+  int fd = bpf_link_create(progFd, ifindex, tcxType(dir), &opts);
   if (fd < 0 && errno == EINVAL) {
     // No tcx in this kernel (before 6.6): the attach type is unknown to it.
     NP_TRY(attachTc(ifindex, dir, progFd, device));
@@ -115,20 +143,7 @@ Result<std::vector<uint32_t>> tcxProgramIds(int ifindex, TcDirection dir) {
 }
 
 Status detachTcxPinned(const std::string& linkPath, const std::string& device) {
-  if (!fs::exists(linkPath)) return {};
-  int fd = bpf_obj_get(linkPath.c_str());
-  if (fd >= 0) {
-    // Explicitly, in case something else holds the link too; a defunct link (its device is gone)
-    // has nothing to detach.
-    if (bpf_link_detach(fd) != 0 && errno != ENOLINK && errno != EINVAL) {
-      Error e = sysError("detach tcx from " + device);
-      close(fd);
-      return e;
-    }
-    close(fd);
-  }
-  if (unlink(linkPath.c_str()) != 0 && errno != ENOENT) return sysError("remove pin " + linkPath);
-  return {};
+  return detachLinkPinned(linkPath, "detach tcx from " + device);
 }
 
 Status attachCgroupPinned(bpf_program* prog, int cgroupFd, const std::string& linkPath) {
@@ -193,20 +208,7 @@ Status attachXdpPinned(int progFd, int ifindex, const std::string& device, const
 }
 
 Status detachXdpPinned(const std::string& linkPath, const std::string& device) {
-  if (!fs::exists(linkPath)) return {};
-  int fd = bpf_obj_get(linkPath.c_str());
-  if (fd >= 0) {
-    // Explicitly, in case something else holds the link too; a defunct link has nothing to
-    // detach (ENOLINK).
-    if (bpf_link_detach(fd) != 0 && errno != ENOLINK && errno != EINVAL) {
-      Error e = sysError("detach XDP from " + device);
-      close(fd);
-      return e;
-    }
-    close(fd);
-  }
-  if (unlink(linkPath.c_str()) != 0 && errno != ENOENT) return sysError("remove pin " + linkPath);
-  return {};
+  return detachLinkPinned(linkPath, "detach XDP from " + device);
 }
 
 Result<XdpAttached> xdpAttached(int ifindex) {

@@ -33,10 +33,11 @@ enum class TcLink {
 };
 const char* tcLinkName(TcLink l);  // "tcx", "clsact"
 
-// Attaches progFd to ifindex's tc hook through a tcx link pinned at linkPath. If that pin holds a
+// Attaches progFd to ifindex's tc hook through a tcx link pinned at linkPath, first in the hook's
+// chain. If that pin holds a
 // live tcx link on the same device and direction (a restarted agent), the link is updated to
 // progFd instead: atomic, the device never runs without the program. A stale pin is replaced. Our
-// clsact filter (an older agent's) is removed once the link runs. A kernel without tcx gets the
+// clsact filter (an older agent's) is removed once the link runs (made or updated). A kernel without tcx gets the
 // clsact filter (attachTc) and no pin.
 Result<TcLink> attachTcPinned(int ifindex, TcDirection dir, int progFd, const std::string& device,
                               const std::string& linkPath);

@@ -342,7 +342,8 @@ Status Datapath::setNodes(const std::vector<NodeEntry>& nodes) {
 }
 
 namespace {
-// Whether the kernel runs progFd on ifindex's tc hook now, attached as link says.
+// Whether the kernel runs progFd on ifindex's tc hook now, attached as link says: for tcx, first
+// in the chain (a program ahead of ours that passes or drops would keep ours from seeing packets).
 bool tcRuns(int ifindex, bpf::TcDirection dir, bpf::TcLink link, int progFd) {
   const uint32_t want = bpf::programId(progFd);
   if (want == 0) return false;
@@ -351,7 +352,7 @@ bool tcRuns(int ifindex, bpf::TcDirection dir, bpf::TcLink link, int progFd) {
     return id.ok() && *id == want;
   }
   auto ids = bpf::tcxProgramIds(ifindex, dir);
-  return ids.ok() && std::find(ids->begin(), ids->end(), want) != ids->end();
+  return ids.ok() && !ids->empty() && ids->front() == want;
 }
 }  // namespace
 

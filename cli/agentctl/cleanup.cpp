@@ -65,7 +65,7 @@ int runCleanup(const Invocation& inv, std::ostream& out, std::ostream& err) {
   }
   // The datapath. tc filters first (they hold the programs and through them the maps), only the
   // ones at our handle/priority running one of our programs (np_*), so a filter someone else put
-  // there stays. Then the pins: unpinning a cgroup or XDP link detaches it (no agent holds it).
+  // there stays. Then the pins: unpinning a cgroup, tcx or XDP link detaches it (no agent holds it).
   size_t filters = 0;
   auto links = (*nl)->links();
   if (!links) {

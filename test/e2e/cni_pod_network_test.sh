@@ -135,6 +135,10 @@ datapath_kept() {
   return 1
 }
 check "the datapath is in place while the agent is stopped (a tcx link on ens192, pinned)" datapath_kept
+IN_LINK=$(tcx_link_id "$NP_LAB_DIR/bpffs/n1/nodepath/links/tcx_ens192_ingress")
+EG_LINK=$(tcx_link_id "$NP_LAB_DIR/bpffs/n1/nodepath/links/tcx_ens192_egress")
+require "...both tcx links of ens192 are pinned (ingress ${IN_LINK:-none}, egress ${EG_LINK:-none})" \
+  test -n "$IN_LINK" -a -n "$EG_LINK"
 check "agentctl cleanup (agent stopped) succeeds" lab_agentctl n1 cleanup --cni-conf-dir "$NP_LAB_DIR/n1/cni/net.d" \
   --bpf-root "$NP_LAB_DIR/bpffs/n1"
 datapath_gone() {
@@ -145,6 +149,8 @@ datapath_gone() {
   return 1
 }
 check "...and removed the datapath: no tc filter on ens192, no pins (tcx links go with theirs) under <bpf-root>/nodepath" datapath_gone
+check "...the tcx links are released: ingress (link $IN_LINK) is off ens192" eventually 10 expect_link_gone "$IN_LINK"
+check "...and egress (link $EG_LINK)" eventually 10 expect_link_gone "$EG_LINK"
 cleaned() {
   local left
   left=$(ip -n "$N1" route show proto 202)

@@ -505,6 +505,22 @@ expect_hold_echo() {
   return 1
 }
 
+# expect_hold_one_connection <name> <lines> <backend-id>: the held connection's log has <lines>
+# lines ('connected' and the echoes) and every echo came from backend-id, which saw one client
+# address:port: it is still the one TCP connection it opened with.
+expect_hold_one_connection() {
+  local log=${E2E_HOLD_LOG[$1]:-} ports
+  [[ -n $log ]] || { echo "no held connection '$1'"; return 1; }
+  ports=$(grep -E "^$3 " "$log" | awk '{ print $2 }' | sort -u)
+  if [[ -n $ports && $(wc -l <<<"$ports") -eq 1 && $(grep -c . "$log") -eq $2 &&
+    $(grep -c -E "^$3 " "$log") -eq $(($2 - 1)) ]]; then
+    return 0
+  fi
+  echo "expected 'connected' and $(($2 - 1)) echoes all seen by $3 from one client address:port, saw:"
+  cat "$log"
+  return 1
+}
+
 # ---------------------------------------------------------------------------------------------
 # The agent
 
@@ -744,6 +760,21 @@ tcx_prog() {
   id=$("$@" bpftool -j link show pinned "$pin" 2>/dev/null | jq -r '.prog_id // empty') || true
   [[ -n $id ]] && "$@" bpftool -j prog show id "$id" 2>/dev/null | jq -r '.name // empty'
   return 0
+}
+
+# tcx_link_id <pin> [runner...]: the ID of the link pinned at <pin>, empty when there is none.
+tcx_link_id() {
+  local pin=$1
+  shift
+  "$@" bpftool -j link show pinned "$pin" 2>/dev/null | jq -r '.id // empty' || true
+}
+
+# expect_link_gone <id>: no link has this ID any more (released: its program is off the device).
+expect_link_gone() {
+  if bpftool link show id "$1" >/dev/null 2>&1; then
+    echo "link $1 still exists: $(bpftool link show id "$1" 2>&1 | head -2)"
+    return 1
+  fi
 }
 
 # expect_status_line <node> <extended regex>: a line of `agentctl status --verbose` matches

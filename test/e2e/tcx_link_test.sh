@@ -4,9 +4,10 @@
 # lists nothing of ours, and the links outlive the agent. A held NodePort connection (client ->
 # node 1 -> n2-p1, SNAT'd by tc) carries data while the agent is dead (SIGKILL) and after the
 # restart, when the new agent has replaced the programs in the same links (atomically: link IDs
-# stay, program IDs change). An older agent's clsact filter (the programs moved from the links to
-# a clsact filter at our handle and priority while no agent runs) is taken over by the next agent:
-# the links come back and the filter goes, with the connection carried throughout.
+# stay, program IDs change). An older agent's clsact filters (one in place of a link, one beside
+# a link that stayed, at our handle and priority, set up while no agent runs) are taken over by
+# the next agent: the links are there and the filters gone, with the connection carried
+# throughout.
 #
 # Lab: agent on n1; echo server in n2-p1.
 #   n1: default/web TCP NodePort 30080 -> 10.0.2.10:8080 (remote: on n2)
@@ -74,39 +75,31 @@ check "held connection carries data after the restart" expect_hold_echo np np-af
 # An older agent's datapath: the same programs as a clsact filter at handle 1, priority 1.
 OLD=$NP_LAB_DIR/bpffs/n1/old_from_netdev
 require "kill -9 node 1's agent again" lab_agent_stop n1 KILL
-to_clsact() {
-  bpftool prog pin id "$(link_prog ingress)" "$OLD" &&
+to_clsact() { # <direction> <tcx link kept: yes|no>
+  bpftool prog pin id "$(link_prog "$1")" "$OLD" &&
     { tc -n "$N1" qdisc show dev ens192 | grep -q clsact || tc -n "$N1" qdisc add dev ens192 clsact; } &&
-    tc -n "$N1" filter add dev ens192 ingress pref 1 handle 1 bpf da object-pinned "$OLD" &&
-    rm -f "$LINKS/tcx_ens192_ingress" && rm -f "$OLD"
+    tc -n "$N1" filter add dev ens192 "$1" pref 1 handle 1 bpf da object-pinned "$OLD" &&
+    rm -f "$OLD" && { [[ $2 == yes ]] || rm -f "$LINKS/tcx_ens192_$1"; }
 }
-require "ens192's ingress program moved from its tcx link to a clsact filter (as an older agent left it)" to_clsact
+require "ens192's ingress program moved from its tcx link to a clsact filter (as an older agent left it)" \
+  to_clsact ingress no
+require "...and a clsact filter beside the egress link (a rollback's, while the link stayed)" to_clsact egress yes
 on_clsact() {
   local f
-  f=$(tc -n "$N1" filter show dev ens192 ingress)
-  [[ $f == *np_from_netdev* && ! -e $LINKS/tcx_ens192_ingress ]] && return 0
-  echo "tc filters: '$f'; ingress pin: $(ls "$LINKS" 2>&1)"
+  f=$(tc_filters)
+  [[ $f == *np_from_netdev* && $f == *np_to_netdev* && ! -e $LINKS/tcx_ens192_ingress &&
+    -e $LINKS/tcx_ens192_egress ]] && return 0
+  echo "tc filters: '$f'; link pins: $(ls "$LINKS" 2>&1)"
   return 1
 }
-check "...tc shows the filter, the ingress pin is gone" on_clsact
+check "...tc shows both filters, only the egress pin is left" on_clsact
 check "held connection carries data through the clsact filter" expect_hold_echo np np-clsact n2-p1 192.168.10.100
 require "restart node 1's agent" lab_agent_start n1
 require "...and it becomes ready" lab_agent_wait n1 30
-check "the new agent took over: tcx links again, the clsact filter removed" on_tcx
+check "the new agent took over: tcx links again (a new one for ingress, egress's updated), both clsact filters removed" on_tcx
 check "held connection carries data after the take-over" expect_hold_echo np np-taken n2-p1 192.168.10.100
 
-# Every echo on the held connection came back on the one connection it opened with.
-same_connection() {
-  local ports
-  ports=$(grep -E '^n2-p1 ' "${E2E_HOLD_LOG[np]}" | awk '{ print $2 }' | sort -u)
-  if [[ $(wc -l <<<"$ports") -eq 1 && $(grep -c . "${E2E_HOLD_LOG[np]}") -eq 6 ]]; then
-    return 0
-  fi
-  echo "expected 'connected' and five echoes all seen from one client address:port, saw:"
-  cat "${E2E_HOLD_LOG[np]}"
-  return 1
-}
-check "...it is still the same TCP connection (one client port, no error)" same_connection
+check "...it is still the same TCP connection (one client port, no error)" expect_hold_one_connection np 6 n2-p1
 check "agentctl status is Ok" expect_status_ok n1
 
 e2e_finish

@@ -49,8 +49,11 @@ require "the marker created (helm uninstall's pre-delete hook)" marker
 # the marker while it runs (its watch), not only by asking when it stops.
 check "the running agent saw the marker appear (its watch)" eventually 10 \
   grep -q "the uninstall marker appeared" "$NP_LAB_DIR/n1/agent.log"
+IN_LINK=$(tcx_link_id "$PINS/links/tcx_ens192_ingress")
+require "ens192's tcx ingress link is pinned (${IN_LINK:-none})" test -n "$IN_LINK"
 require "agent on n1 stopped with SIGTERM" lab_agent_stop n1
 check "...it removed its tc filters, pins and conflist on the way out" datapath_gone
+check "...and its tcx ingress link (${IN_LINK:-none}) is released, off ens192" eventually 10 expect_link_gone "$IN_LINK"
 check "...and said so in its log" grep -q "nodepath is being uninstalled" "$NP_LAB_DIR/n1/agent.log"
 
 e2e_finish
