@@ -268,6 +268,10 @@ Status Datapath::attachTcx() {
     auto eg = bpf::attachTcPinned(p.ifindex, bpf::TcDirection::Egress, h->toNetdevFd(), p.device,
                                   tcxLinkPath(pinDir_, p.device, bpf::TcDirection::Egress));
     if (!eg) return eg.error();
+    // One kernel, one answer: both hooks are tcx links, or (no tcx) both clsact filters.
+    if (*in != *eg)
+      return error("attach tc to " + p.device, std::string("ingress attached as ") + bpf::tcLinkName(*in) +
+                                                   ", egress as " + bpf::tcLinkName(*eg));
     if (*in == bpf::TcLink::Clsact)
       NP_LOG_INFO("datapath", "%s: no tcx in this kernel, tc programs attached as clsact filters", p.device.c_str());
     tcLinks_.push_back(*in);
@@ -360,7 +364,7 @@ std::vector<DeviceState> Datapath::deviceStates() const {
   std::vector<DeviceState> out;
   for (size_t i = 0; i < devices_.size(); ++i) {
     DeviceState s{devices_[i]};
-    s.tcLink = i < tcLinks_.size() ? tcLinks_[i] : bpf::TcLink::Tcx;
+    s.tcLink = tcLinks_[i];  // attachTcx() made one per device
     s.ingress = tcRuns(devices_[i].ifindex, bpf::TcDirection::Ingress, s.tcLink, hosts_[i]->fromNetdevFd());
     s.egress = tcRuns(devices_[i].ifindex, bpf::TcDirection::Egress, s.tcLink, hosts_[i]->toNetdevFd());
     s.xdpMode = xdpModes_[i];
