@@ -233,9 +233,14 @@ void programService(const np::datapath::HostProgram& prog) {
                                                  prog.mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
                                                  prog.mapFd(NP_STR(NP_MAP_MAGLEV)), NP_DEFAULT_MAGLEV_TABLE_SIZE),
                      "service maps");
+  // As the agent keeps it: the ports bitmap written from the maps, then kept by every write.
+  auto tracked = maps.trackPorts(prog.mapFd(NP_STR(NP_MAP_PORTS)),
+                                 {np::PortRange{NP_DEFAULT_SNAT_PORT_MIN, NP_DEFAULT_SNAT_PORT_MAX}});
+  if (!tracked) throw std::runtime_error("ports bitmap: " + tracked.error().message());
   np::lb::NodeContext node;
   node.nodeIps = {np::Ipv4{ip(kNodeIp)}};
   np::lb::Reconciler reconciler(maps, node);
+  if (auto adopted = reconciler.adopt(); !adopted) throw std::runtime_error("adopt: " + adopted.error().message());
   np::lb::Service svc;
   svc.name = "bench/nodeport";
   svc.port = kNodePort;

@@ -39,6 +39,9 @@ int np_from_netdev(struct __sk_buff *ctx)
 		if (ret != NP_MASQ_NOT_OURS)
 			return ret;
 	}
+	/* To the node's address, a port no flow of ours uses: not a pod's either. */
+	if (np_nodeport_not_ours(&p, NP_CT_INGRESS))
+		return NP_CTX_PASS;
 	ret = np_nodeport_ingress(ctx, &p);
 	if (ret != NP_CTX_PASS)
 		return ret;
@@ -57,6 +60,8 @@ int np_to_netdev(struct __sk_buff *ctx)
 		return NP_CTX_PASS;
 	if (np_masq_wants(ctx, &p))
 		return np_masq_egress(ctx, &p);
+	if (np_nodeport_not_ours(&p, NP_CT_EGRESS))
+		return NP_CTX_PASS;
 	return np_nodeport_egress(ctx, &p);
 }
 

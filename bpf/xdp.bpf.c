@@ -123,6 +123,9 @@ int np_xdp_entry(struct xdp_md *ctx)
 		np_xdp_count(NP_XDP_STAT_SKIPPED, np_ctx_len(ctx));
 		return XDP_PASS;
 	}
+	/* No flow of ours (np_nodeport_not_ours()): done here, as a packet of no frontend is. */
+	if (np_nodeport_not_ours(&p, NP_CT_INGRESS))
+		return np_xdp_verdict(ctx, XDP_PASS);
 	s = np_scratch_get();
 	if (!s)
 		return np_xdp_verdict(ctx, NP_CTX_DEFER);

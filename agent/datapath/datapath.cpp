@@ -218,6 +218,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
                             dp->sock_->mapFd(NP_STR(NP_MAP_MAGLEV)), c.maglevTableSize);
   if (!maps) return maps.error();
   dp->lbMaps_.emplace(std::move(*maps));
+  // Before the programs attach: until the reconciler's first dump() the bitmap says "incomplete".
+  NP_TRY(dp->lbMaps_->trackPorts(dp->sock_->mapFd(NP_STR(NP_MAP_PORTS)), {dp->snatPorts_, dp->masqPorts_}));
   auto ct = ct::BpfTables::of(dp->sock_->mapFd(NP_STR(NP_MAP_CT)), dp->sock_->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC)),
                               dp->sock_->mapFd(NP_STR(NP_MAP_CT_STATS)));
   if (!ct) return ct.error();

@@ -1,5 +1,7 @@
 #include "datapath/lb_maps.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <memory>
 
@@ -7,6 +9,10 @@ namespace np::datapath {
 
 using lb::MapOp;
 using K = MapOp::Kind;
+
+namespace {
+void setPort(PortBitmap& b, uint16_t portBe) { b[ntohs(portBe) / 64] |= uint64_t{1} << (ntohs(portBe) % 64); }
+}  // namespace
 
 Result<BpfLbMaps> BpfLbMaps::of(int servicesFd, int backendsFd, int revNatFd, int affinityMatchFd, int maglevFd,
                                 uint32_t maglevTableSize) {
@@ -51,8 +57,66 @@ Status BpfLbMaps::putTable(const np_svc_key& key, const lb::MaglevTable& table) 
   return {};
 }
 
+PortBitmap portBitmap(const lb::LbImage& img, const std::vector<PortRange>& always) {
+  PortBitmap b{};
+  for (const PortRange& r : always)
+    for (uint32_t p = r.min; r.size() && p <= r.max; ++p) setPort(b, htons(static_cast<uint16_t>(p)));
+  for (const auto& [k, v] : img.services) setPort(b, k.dport);
+  for (const auto& [id, be] : img.backends) setPort(b, be.port);
+  return b;
+}
+
+Status BpfLbMaps::trackPorts(int portsFd, std::vector<PortRange> always) {
+  auto info = bpf::mapInfo(portsFd);
+  if (!info) return info.error();
+  if (info->keySize != sizeof(uint32_t) || info->valueSize != sizeof(np_ports) || info->maxEntries != 1)
+    return error("map " + info->name, "is not a bitmap of " + std::to_string(NP_PORTS_WORDS * 64) + " ports");
+  portsFd_ = portsFd;
+  portsAlways_ = std::move(always);
+  portsComplete_ = false;
+  // Nothing is known of what wrote the maps since the bitmap was last written: all bits set
+  // (with `complete` off) until dump() writes it from them.
+  PortBitmap all;
+  all.fill(~uint64_t{0});
+  return writePorts(all, false);
+}
+
+// The bitmap is one value (np_ports), written whole: a program reading it meanwhile sees each
+// bit either before or after, and every write either only adds bits (addPorts) or leaves what
+// the maps use (dump). `complete` goes on in a write of its own, after the bits it vouches for.
+Status BpfLbMaps::writePorts(const PortBitmap& next, bool complete) {
+  if (portsComplete_ == complete && next == ports_) return {};
+  np_ports v{};
+  std::copy(next.begin(), next.end(), v.bits);
+  const uint32_t zero = 0;
+  if (complete && !portsComplete_ && next != ports_) {
+    v.complete = 0;
+    if (bpf_map_update_elem(portsFd_, &zero, &v, BPF_ANY) != 0) return sysError("update map " NP_STR(NP_MAP_PORTS));
+  }
+  v.complete = complete ? 1 : 0;
+  if (bpf_map_update_elem(portsFd_, &zero, &v, BPF_ANY) != 0) return sysError("update map " NP_STR(NP_MAP_PORTS));
+  ports_ = next;
+  portsComplete_ = complete;
+  return {};
+}
+
+Status BpfLbMaps::addPorts(const std::vector<MapOp>& ops) {
+  if (!portsComplete_) return {};  // every packet is looked up until dump() writes the bitmap
+  PortBitmap next = ports_;
+  for (const MapOp& op : ops) {
+    if (op.kind == K::UpsertService || op.kind == K::UpsertSlot) setPort(next, op.svcKey.dport);
+    if (op.kind == K::UpsertBackend) setPort(next, op.backend.port);
+  }
+  return writePorts(next, true);
+}
+
 lb::LbMaps::Applied BpfLbMaps::apply(const std::vector<MapOp>& ops) {
   Applied out;
+  // Before any entry that uses a port exists, the programs look at packets on it.
+  if (Status st = addPorts(ops); !st) {
+    out.error = st.error();
+    return out;
+  }
   size_t i = 0;
   while (i < ops.size()) {
     size_t j = i;
@@ -152,6 +216,8 @@ Result<lb::LbImage> BpfLbMaps::dump() {
   auto m = affinityMatch_.dump();
   if (!m) return m.error();
   for (auto& [k, v] : *m) img.affinityMatch.emplace(k, v);
+  // What the maps hold now is what the bitmap must cover: ports no entry uses lose their bit.
+  if (portsFd_ >= 0) NP_TRY(writePorts(portBitmap(img, portsAlways_), true));
   // Maglev: the outer map names each table by its map ID (a few thousand at most: one syscall a
   // key is fine); each table is read in batches.
   np_svc_key key{}, next{};

@@ -1,12 +1,24 @@
 // lb::LbMaps over the real service, backend, reverse-NAT, affinity-match and Maglev maps: each
 // run of same-kind ops in a plan becomes one batch syscall (Maglev tables: one inner map each,
-// filled in one batch and swapped in with one update of the outer map).
+// filled in one batch and swapped in with one update of the outer map). Beside them it keeps
+// np_ports4_v1, the ports a flow of ours can use at the node's address (lib/maps.h), a superset of
+// what the maps use: bits of a write's ports are set before the write, and the whole bitmap is
+// rewritten from the maps on every dump() (so a port no entry uses any more loses its bit there).
 #pragma once
 
+#include <array>
+
 #include "bpf/map.h"
+#include "core/config.h"
 #include "lb/reconciler.h"
 
 namespace np::datapath {
+
+using PortBitmap = std::array<uint64_t, NP_PORTS_WORDS>;
+
+// The ports of every service entry's frontend and every backend in img, and the `always` ranges.
+PortBitmap portBitmap(const lb::LbImage& img, const std::vector<PortRange>& always);
+inline bool hasPort(const PortBitmap& b, uint16_t port) { return b[port / 64] >> (port % 64) & 1; }
 
 class BpfLbMaps final : public lb::LbMaps {
  public:
@@ -15,7 +27,12 @@ class BpfLbMaps final : public lb::LbMaps {
                               uint32_t maglevTableSize);
 
   Applied apply(const std::vector<lb::MapOp>& ops) override;
+  // Also rewrites np_ports4_v1 from what it read, once tracking is on.
   Result<lb::LbImage> dump() override;
+  // Keeps np_ports4_v1 (portsFd) from now on, with the `always` ranges (SNAT, masquerade) in it.
+  // Marks the bitmap incomplete at once, so every program looks up every packet until the next
+  // dump() writes it from the maps (a previous agent's bitmap may lack what it wrote since).
+  Status trackPorts(int portsFd, std::vector<PortRange> always);
   Capacity capacity() const override {
     return {services_.info().maxEntries, backends_.info().maxEntries, revNat_.info().maxEntries,
             affinityMatch_.info().maxEntries, maglevInfo_.maxEntries};
@@ -34,6 +51,9 @@ class BpfLbMaps final : public lb::LbMaps {
         maglevFd_(maglevFd), maglevInfo_(std::move(maglevInfo)), tableSize_(tableSize) {}
   // Makes a table's inner map and points the outer map's entry at it.
   Status putTable(const np_svc_key& key, const lb::MaglevTable& table);
+  // Sets the bits of the ports `ops` write (before they are written).
+  Status addPorts(const std::vector<lb::MapOp>& ops);
+  Status writePorts(const PortBitmap& next, bool complete);
 
   bpf::Map<np_svc_key, np_svc_val> services_;
   bpf::Map<uint32_t, np_backend> backends_;
@@ -42,6 +62,10 @@ class BpfLbMaps final : public lb::LbMaps {
   int maglevFd_;
   bpf::MapInfo maglevInfo_;
   uint32_t tableSize_;
+  int portsFd_ = -1;
+  std::vector<PortRange> portsAlways_;
+  PortBitmap ports_{};        // what np_ports4_v1 holds (valid once portsComplete_)
+  bool portsComplete_ = false;
 };
 
 }  // namespace np::datapath

@@ -560,6 +560,30 @@ static __always_inline int np_nodeport_ct_hit(np_ctx_t *ctx, struct np_pkt *p,
 	return np_nodeport_finish_routed(ctx, p, e, NP_METRIC_INGRESS, fib, now);
 }
 
+/* A packet to (ingress) or from (egress) this node's address on a port that no frontend, backend,
+ * SNAT or masquerade flow uses (np_ports4_v1), not ICMP: no conntrack entry, frontend or DSR
+ * flow can be its, so the hook passes it without looking. Until the agent has written the bitmap,
+ * every packet is looked at. */
+static __always_inline bool np_nodeport_not_ours(const struct np_pkt *p, __u8 dir)
+{
+	__be32 addr = dir == NP_CT_INGRESS ? p->daddr : p->saddr;
+	__u16 port = bpf_ntohs(dir == NP_CT_INGRESS ? p->dport : p->sport);
+	const struct np_ports *ports;
+	__u32 zero = 0;
+
+	/* ICMP errors name their flow inside (np_nodeport_icmp()). */
+	if (p->proto == IPPROTO_ICMP || addr != np_nodeport_cfg.node_ip)
+		return false;
+	/* SNAT replies, the most frequent of the node's flows, without the lookup (their bits are
+	 * set too). */
+	if (port >= np_nodeport_cfg.snat_port_min && port <= np_nodeport_cfg.snat_port_max)
+		return false;
+	ports = bpf_map_lookup_elem(&NP_MAP_PORTS, &zero);
+	if (!ports || !ports->complete)
+		return false;
+	return !(ports->bits[port / 64] & (1ULL << (port % 64)));
+}
+
 /* A parsed packet arriving on the device (tuple as the client or a remote backend sends it):
  * translated by its flow's entry (main table, then embryonic), or the start of a new flow. A hook
  * that splits the path into tail calls (xdp.bpf.c) calls the two stages itself. */

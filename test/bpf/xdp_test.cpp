@@ -536,6 +536,35 @@ TEST_F(XdpTest, NotAServicePassesWithoutTheNewFlowStage) {
   EXPECT_EQ(ctCount(), 0u);
 }
 
+// A packet to the node's address on a port no flow of ours uses (np_ports4_v1 complete, the
+// port's bit clear) passes XDP marked done without a conntrack lookup: an entry under its tuple
+// (a flow to a frontend on that port, planted) is not used. With the bitmap incomplete the same
+// packet is translated by it.
+TEST_F(XdpTest, UnusedPortOfTheNodePassesWithoutLookups) {
+  localService();
+  ASSERT_NE(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_SHOT);
+  auto e = ct(clientKey(kClientPort));
+  ASSERT_TRUE(e) << "the SYN made no entry";
+  constexpr uint16_t kUnused = 20000;  // below the SNAT ports, no frontend's or backend's
+  ASSERT_TRUE(ctSynMap().update(clientKey(kClientPort, kClientIp, kUnused), *e));
+  const Bytes ack = clientTcp(kClientPort, kTcpAck, kClientIp, kUnused).build();
+  const int ports = mapFd(NP_STR(NP_MAP_PORTS));
+  const uint32_t zero = 0;
+  np_ports bitmap{};
+  bitmap.complete = 1;  // every port's bit is clear
+  ASSERT_EQ(bpf_map_update_elem(ports, &zero, &bitmap, BPF_ANY), 0) << std::strerror(errno);
+  XdpRun x = xdp(ack);
+  EXPECT_EQ(x.verdict, XDP_PASS);
+  EXPECT_EQ(x.meta.value_or(0), kDone);
+  EXPECT_TRUE(samePacket(ack, x.out));
+
+  bitmap.complete = 0;
+  ASSERT_EQ(bpf_map_update_elem(ports, &zero, &bitmap, BPF_ANY), 0) << std::strerror(errno);
+  x = xdp(ack);
+  EXPECT_EQ(x.verdict, XDP_PASS);
+  EXPECT_EQ(np::test::parse(x.out).ip->daddr, kLocalPodA) << "the planted entry does not translate: the test proves nothing";
+}
+
 // In dsr mode a packet for no frontend may carry another node's DSR option (this node is the
 // backend's): that one still goes to the stage (control: deferred with the slot emptied), one
 // without the option does not.
