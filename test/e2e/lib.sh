@@ -769,6 +769,27 @@ tcx_link_id() {
   "$@" bpftool -j link show pinned "$pin" 2>/dev/null | jq -r '.id // empty' || true
 }
 
+# expect_ports <node> <port>... [-- <port>...]: node's np_ports4_v1 (the ports a flow of ours can use at
+# its address) is complete and holds every port before "--" and none after it.
+expect_ports() {
+  local node=$1 pin value p want=1 byte
+  shift
+  pin=$NP_LAB_DIR/bpffs/$node/nodepath/np_ports4_v1
+  value=$(bpftool -j map lookup pinned "$pin" key 0 0 0 0 2>&1 | jq -r '.value | join(" ")') ||
+    { echo "cannot read $pin: $value"; return 1; }
+  read -r -a value <<<"$value"
+  if ((${#value[@]} != 8200)); then echo "$pin: a value of ${#value[@]} bytes, not 8200"; return 1; fi
+  (( value[8192] | value[8193] | value[8194] | value[8195] )) || { echo "$pin is not complete"; return 1; }
+  for p in "$@"; do
+    if [[ $p == -- ]]; then want=0; continue; fi
+    byte=${value[p / 64 * 8 + p % 64 / 8]}
+    if (( (byte >> (p % 8) & 1) != want )); then
+      echo "$pin: port $p is $( ((want)) && echo "not ")in the bitmap"
+      return 1
+    fi
+  done
+}
+
 # expect_link_gone <id>: no link has this ID any more (released: its program is off the device).
 expect_link_gone() {
   if bpftool link show id "$1" >/dev/null 2>&1; then

@@ -32,6 +32,10 @@ traffic lab_node_exec n1 -- connect 10.43.0.20:80 --count 40
 check "node 1 -> ClusterIP 10.43.0.20:80 (TCP): 40/40 connections succeed" expect_ok 40
 check "...backend n1-p1 answers some of them" expect_id n1-p1 +
 check "...backend n2-p1 answers some of them" expect_id n2-p1 +
+# Those connections' packets to and from n2-p1 crossed ens192 on an ephemeral port of the node's:
+# the host programs passed them without looking (np_ports4_v1 has the services' ports, not those).
+check "...n1's ports bitmap is complete: frontend 80, backend 8080, SNAT 65535 in it, ephemeral 40000 not" \
+  expect_ports n1 80 53 8080 65535 -- 40000 22
 
 # A TCP socket's reverse record (np_sockrev4t_v1, by socket cookie) goes with the socket
 # (cgroup/sock_release): the 40 closed connections left none behind; the held one below has one.
