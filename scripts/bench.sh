@@ -208,7 +208,7 @@ run_compare() {
 
 **What.** \`bench/compare/compare.sh\`: six twin network namespaces, one per datapath, each
 wired by a veth to one backend namespace (10 backends on lo, one \`npload serve\`): **clean**
-(no translation; the client picks a backend itself), **nodepath** (a real \`nodepath-agent\`, socket
+(no translation; the client picks a backend itself, one per service, so the RR shapes open as many sockets), **nodepath** (a real \`nodepath-agent\`, socket
 LB on the variant's cgroup), **nodepath-tc** (an agent with \`--bpf-lb-sock=false\`; the client
 runs in a pod made by \`nodepath-cni\`, so \`lxc.bpf.c\` translates every packet), **ipt-legacy** / **ipt-nft** (kube-proxy's iptables mode as
 \`bench/compare/npkpgen\` writes it, loaded with \`iptables-legacy-restore\` / \`iptables-nft-restore\`)

@@ -12,7 +12,8 @@
 #                 name the backend address)
 #   $P-<variant>  one twin namespace per datapath, eth0 192.168.(100+i).2/24 <-> be<i> in $P-be,
 #                 default route via .1. Variants:
-#                   clean       no service translation: the client picks a backend itself
+#                   clean       no service translation: the client picks a backend itself (service
+#                               i: backend i mod n, so RR opens as many sockets as the others)
 #                   nodepath    nodepath-agent with its socket LB on the variant's cgroup
 #                   nodepath-tc nodepath-agent with the socket LB off (--bpf-lb-sock=false); the
 #                               client runs in a pod made by nodepath-cni ($P-nodepath-tc-pod,
@@ -299,7 +300,7 @@ run_shape() {
       in_ns "$P-$v" conntrack -F >/dev/null 2>&1 || true
       [[ $v == nodepath-tc ]] && { in_ns "$(client_ns "$v")" conntrack -F >/dev/null 2>&1 || true; }
       targets=$d/targets.txt
-      [[ $v == clean ]] && targets=$d/backends.txt
+      [[ $v == clean ]] && targets=$d/clean-targets.txt
       cdf=()
       [[ $shape == crr && $r == "$rounds" ]] && cdf=(--cdf "$out/raw/cdf-$n-$v.txt")
       raw=$out/raw/$shape-$n-$v-$r.json

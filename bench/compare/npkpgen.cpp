@@ -25,7 +25,10 @@
 //                       KUBE-NODEPORTS -> KUBE-EXT-<hash> (mark masquerade, jump KUBE-SVC-<hash>)
 //                       and nftables the service-nodeports map -> external-<hash>-... chains,
 //                       as kube-proxy writes them for externalTrafficPolicy: Cluster).
-//   backends.txt        every backend address:port (the clean path's targets).
+//   backends.txt        every backend address:port (the clean path's check).
+//   clean-targets.txt   per service, the backend the clean path's client picks itself (service i:
+//                       endpoint i mod n), so the clean path's RR shapes open as many sockets as
+//                       the others (one per service, up to npload's 1,024).
 //
 // Written from kube-proxy's documented behaviour and the rule shapes it produces (chain names:
 // base32 of SHA-256 over the service port name and protocol, as kube-proxy derives them).
@@ -359,6 +362,8 @@ int main(int argc, char** argv) {
     }
     auto b = open(outDir, "backends.txt");
     for (const auto& e : eps) b << e.text() << "\n";
+    auto c = open(outDir, "clean-targets.txt");
+    for (size_t i = 0; i < svcs.size(); ++i) c << svcs[i].endpoints[i % svcs[i].endpoints.size()].text() << "\n";
   } catch (const std::exception& e) {
     std::fprintf(stderr, "npkpgen: %s\n", e.what());
     return 1;
