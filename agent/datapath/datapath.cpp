@@ -232,6 +232,16 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
   // XDP after tc: tc alone is the whole datapath (and knows XDP's "done" marker), XDP only
   // takes work off it.
   NP_TRY(dp->attachXdp(c));
+  // Every flow conntrack holds now (a previous agent's, made under other SNAT ranges or services
+  // since deleted) keeps its port in the bitmap the reconciler's first dump writes; flows the
+  // programs create from here on are made on ports that bitmap has (or learns, DSR).
+  {
+    std::vector<Ipv4> addrs;
+    for (const DeviceInfo& d : dp->devices_) addrs.push_back(d.ipv4);
+    auto seed = portsInConntrack(*dp->ctTables_, addrs);
+    if (!seed) return seed.error();
+    dp->lbMaps_->seedPorts(*seed);
+  }
   for (const auto& hook : dp->sock_->hooks()) {
     const std::string link = dp->pinDir_ + "/links/sock4_" + hook.name;
     if (c.sockLb) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -66,35 +67,58 @@ PortBitmap portBitmap(const lb::LbImage& img, const std::vector<PortRange>& alwa
   return b;
 }
 
+Result<PortBitmap> portsInConntrack(ct::Tables& tables, const std::vector<Ipv4>& addrs) {
+  PortBitmap b{};
+  const auto local = [&addrs](uint32_t a) {
+    return std::any_of(addrs.begin(), addrs.end(), [a](const Ipv4& x) { return x.be == a; });
+  };
+  for (size_t t = 0; t < ct::kTables; ++t)
+    NP_TRY(tables.walk(static_cast<np_ct_table>(t), [&](const np_ct_key* keys, const np_ct_entry*, uint32_t n) {
+      for (uint32_t i = 0; i < n; ++i) {
+        if (local(keys[i].daddr)) setPort(b, keys[i].dport);
+        if (local(keys[i].saddr)) setPort(b, keys[i].sport);
+      }
+    }));
+  return b;
+}
+
 Status BpfLbMaps::trackPorts(int portsFd, std::vector<PortRange> always) {
   auto info = bpf::mapInfo(portsFd);
   if (!info) return info.error();
-  if (info->keySize != sizeof(uint32_t) || info->valueSize != sizeof(np_ports) || info->maxEntries != 1)
-    return error("map " + info->name, "is not a bitmap of " + std::to_string(NP_PORTS_WORDS * 64) + " ports");
+  if (info->keySize != sizeof(uint32_t) || info->valueSize != sizeof(np_ports) ||
+      info->maxEntries != NP_PORTS_ENTRIES)
+    return error("map " + info->name, "is not a pair of bitmaps of " + std::to_string(NP_PORTS_WORDS * 64) + " ports");
   portsFd_ = portsFd;
   portsAlways_ = std::move(always);
+  portsSeed_ = {};
   portsComplete_ = false;
   // Nothing is known of what wrote the maps since the bitmap was last written: all bits set
-  // (with `complete` off) until dump() writes it from them.
+  // (with `complete` off) until the first dump() writes it.
   PortBitmap all;
   all.fill(~uint64_t{0});
   return writePorts(all, false);
 }
 
-// The bitmap is one value (np_ports), written whole: a program reading it meanwhile sees each
-// bit either before or after, and every write either only adds bits (addPorts) or leaves what
-// the maps use (dump). `complete` goes on in a write of its own, after the bits it vouches for.
+void BpfLbMaps::seedPorts(const PortBitmap& ports) {
+  for (size_t w = 0; w < portsSeed_.size(); ++w) portsSeed_[w] |= ports[w];
+}
+
+// The agent's bitmap is one value (np_ports, entry NP_PORTS_AGENT), written whole: a program
+// reading it meanwhile sees each bit either before or after, and every write only adds bits but
+// the first one after trackPorts(), which goes from all bits to what the maps, conntrack and
+// the ranges use while `complete` is off. `complete` goes on in a write of its own, after the
+// bits it vouches for.
 Status BpfLbMaps::writePorts(const PortBitmap& next, bool complete) {
   if (portsComplete_ == complete && next == ports_) return {};
   np_ports v{};
   std::copy(next.begin(), next.end(), v.bits);
-  const uint32_t zero = 0;
+  const uint32_t k = NP_PORTS_AGENT;
   if (complete && !portsComplete_ && next != ports_) {
     v.complete = 0;
-    if (bpf_map_update_elem(portsFd_, &zero, &v, BPF_ANY) != 0) return sysError("update map " NP_STR(NP_MAP_PORTS));
+    if (bpf_map_update_elem(portsFd_, &k, &v, BPF_ANY) != 0) return sysError("update map " NP_STR(NP_MAP_PORTS));
   }
   v.complete = complete ? 1 : 0;
-  if (bpf_map_update_elem(portsFd_, &zero, &v, BPF_ANY) != 0) return sysError("update map " NP_STR(NP_MAP_PORTS));
+  if (bpf_map_update_elem(portsFd_, &k, &v, BPF_ANY) != 0) return sysError("update map " NP_STR(NP_MAP_PORTS));
   ports_ = next;
   portsComplete_ = complete;
   return {};
@@ -216,8 +240,14 @@ Result<lb::LbImage> BpfLbMaps::dump() {
   auto m = affinityMatch_.dump();
   if (!m) return m.error();
   for (auto& [k, v] : *m) img.affinityMatch.emplace(k, v);
-  // What the maps hold now is what the bitmap must cover: ports no entry uses lose their bit.
-  if (portsFd_ >= 0) NP_TRY(writePorts(portBitmap(img, portsAlways_), true));
+  // The first dump after trackPorts() (the reconciler's adopt at start) writes the bitmap from
+  // what the maps hold, the ranges and the conntrack seed; from then on writes only add bits (a
+  // flow of a deleted service keeps its port while its entry lives, as it did before).
+  if (portsFd_ >= 0 && !portsComplete_) {
+    PortBitmap next = portBitmap(img, portsAlways_);
+    for (size_t w = 0; w < next.size(); ++w) next[w] |= portsSeed_[w];
+    NP_TRY(writePorts(next, true));
+  }
   // Maglev: the outer map names each table by its map ID (a few thousand at most: one syscall a
   // key is fine); each table is read in batches.
   np_svc_key key{}, next{};

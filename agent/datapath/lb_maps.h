@@ -1,15 +1,17 @@
 // lb::LbMaps over the real service, backend, reverse-NAT, affinity-match and Maglev maps: each
 // run of same-kind ops in a plan becomes one batch syscall (Maglev tables: one inner map each,
-// filled in one batch and swapped in with one update of the outer map). Beside them it keeps
-// np_ports4_v1, the ports a flow of ours can use at the node's address (lib/maps.h), a superset of
-// what the maps use: bits of a write's ports are set before the write, and the whole bitmap is
-// rewritten from the maps on every dump() (so a port no entry uses any more loses its bit there).
+// filled in one batch and swapped in with one update of the outer map). Beside them it keeps its
+// entry of np_ports4_v1, the ports a flow of ours can use at the node's address (lib/ports.h), a
+// superset of what the maps and conntrack use: written from them by the first dump() after
+// trackPorts() (the reconciler's adopt at start), then the bits of a write's ports are set before
+// the write. Bits are cleared only at the next start.
 #pragma once
 
 #include <array>
 
 #include "bpf/map.h"
 #include "core/config.h"
+#include "ct/gc.h"
 #include "lb/reconciler.h"
 
 namespace np::datapath {
@@ -19,6 +21,10 @@ using PortBitmap = std::array<uint64_t, NP_PORTS_WORDS>;
 // The ports of every service entry's frontend and every backend in img, and the `always` ranges.
 PortBitmap portBitmap(const lb::LbImage& img, const std::vector<PortRange>& always);
 inline bool hasPort(const PortBitmap& b, uint16_t port) { return b[port / 64] >> (port % 64) & 1; }
+// The ports conntrack entries use at any of addrs (the node's addresses): a flow that outlived
+// what made it (a SNAT or masquerade range since changed, a deleted service, a DSR flow learned
+// from another node's option) keeps being looked up after a restart.
+Result<PortBitmap> portsInConntrack(ct::Tables& tables, const std::vector<Ipv4>& addrs);
 
 class BpfLbMaps final : public lb::LbMaps {
  public:
@@ -27,12 +33,14 @@ class BpfLbMaps final : public lb::LbMaps {
                               uint32_t maglevTableSize);
 
   Applied apply(const std::vector<lb::MapOp>& ops) override;
-  // Also rewrites np_ports4_v1 from what it read, once tracking is on.
+  // The first one after trackPorts() also writes the ports bitmap.
   Result<lb::LbImage> dump() override;
-  // Keeps np_ports4_v1 (portsFd) from now on, with the `always` ranges (SNAT, masquerade) in it.
-  // Marks the bitmap incomplete at once, so every program looks up every packet until the next
-  // dump() writes it from the maps (a previous agent's bitmap may lack what it wrote since).
+  // Keeps np_ports4_v1's agent entry (portsFd) from now on, with the `always` ranges (SNAT,
+  // masquerade) in it. Marks it incomplete at once, so every program looks up every packet until
+  // the next dump() writes it (a previous agent's bitmap may lack what it wrote since).
   Status trackPorts(int portsFd, std::vector<PortRange> always);
+  // Ports the first dump() after trackPorts() adds to what the maps use (portsInConntrack()).
+  void seedPorts(const PortBitmap& ports);
   Capacity capacity() const override {
     return {services_.info().maxEntries, backends_.info().maxEntries, revNat_.info().maxEntries,
             affinityMatch_.info().maxEntries, maglevInfo_.maxEntries};
@@ -64,7 +72,8 @@ class BpfLbMaps final : public lb::LbMaps {
   uint32_t tableSize_;
   int portsFd_ = -1;
   std::vector<PortRange> portsAlways_;
-  PortBitmap ports_{};        // what np_ports4_v1 holds (valid once portsComplete_)
+  PortBitmap ports_{};        // what np_ports4_v1's agent entry holds
+  PortBitmap portsSeed_{};
   bool portsComplete_ = false;
 };
 

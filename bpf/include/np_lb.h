@@ -173,10 +173,14 @@ NP_ASSERT_SIZE(struct np_affinity_match, 8);
  * IDs (u32, host order): the frontend's Maglev lookup table, computed by the agent
  * (agent/lb/maglev.h). Only entries with NP_SVC_F2_MAGLEV have one. */
 
-/* np_ports4_v1 (lib/maps.h): ARRAY of one np_ports. Port p (host order) is bit p % 64 of
- * bits[p / 64]; `complete` is nonzero once the agent wrote the bitmap from what the service and
- * backend maps hold (until then the programs look up every packet). */
+/* np_ports4_v1 (lib/maps.h, lib/ports.h): ARRAY of two np_ports, the agent's (NP_PORTS_AGENT) and
+ * the datapath's (NP_PORTS_LEARNED). Port p (host order) is bit p % 64 of bits[p / 64];
+ * `complete` (the agent's entry only) is nonzero once the agent wrote its bitmap from what the
+ * maps and conntrack hold (until then the programs look up every packet). */
 #define NP_PORTS_WORDS 1024
+#define NP_PORTS_AGENT 0
+#define NP_PORTS_LEARNED 1
+#define NP_PORTS_ENTRIES 2
 struct np_ports {
 	__u64 bits[NP_PORTS_WORDS];
 	__u64 complete;

@@ -31,6 +31,7 @@
 #include "lib/icmp_send.h"
 #include "lib/metrics.h"
 #include "lib/parse.h"
+#include "lib/ports.h"
 #include "lib/scratch.h"
 #include "np_config.h"
 #include "np_ct.h"
@@ -162,9 +163,11 @@ static __always_inline bool np_dsr_read_opt(np_ctx_t *ctx, const struct np_pkt *
 
 /* Backend node: a packet for no frontend of this node. With the option, its flow is recorded in
  * the embryonic table (both directions; confirmed like a local backend's flow: the client's next
- * packet after the reply) and it goes on to the backend; without, it is not ours. Returns a
- * verdict. */
-static __always_inline int np_dsr_backend_ingress(np_ctx_t *ctx, const struct np_pkt *p, __u64 now)
+ * packet after the reply) and it goes on to the backend; without, it is not ours. A flow to a
+ * host-network backend (node_ip: this node's address) has its port learned first, so its later
+ * packets are looked up whatever this node's maps hold. Returns a verdict. */
+static __always_inline int np_dsr_backend_ingress(np_ctx_t *ctx, const struct np_pkt *p, __u64 now,
+						  __be32 node_ip)
 {
 	struct np_scratch *s;
 	struct np_ct_entry fwd;
@@ -175,6 +178,8 @@ static __always_inline int np_dsr_backend_ingress(np_ctx_t *ctx, const struct np
 	s = np_scratch_get();
 	if (!s)
 		return np_drop(ctx, NP_METRIC_INGRESS, NP_DROP_CT_CREATE_FAILED);
+	if (p->daddr == node_ip)
+		np_ports_learn(bpf_ntohs(p->dport));
 
 	np_ct_init(&fwd, p, now, NP_CT_F_DSR_BACKEND);
 	fwd.packets = 1;

@@ -154,17 +154,17 @@ struct {
 	__array(values, struct np_maglev_inner);
 } NP_MAP_MAGLEV SEC(".maps");
 
-/* Ports a flow of ours can use at this node's address: agent writes, tc and XDP programs read.
- * Every frontend's and backend's port and the SNAT and masquerade source ports, so a packet to or
- * from the node's address on any other port (a reply to a connection of the node's own, through
- * the socket LB or not) is no flow of ours and skips the conntrack and service lookups. A superset
- * is always right: the agent sets a port's bit before it writes what uses the port, and clears
- * bits only when it rewrites the bitmap from what the maps hold. 0 -> np_ports (np_lb.h). */
+/* Ports a flow of ours can use at this node's address: the agent writes its entry, tc and XDP
+ * programs read both and learn into theirs (lib/ports.h). A packet to or from the node's address
+ * on any other port (a reply to a connection of the node's own, through the socket LB or not) is
+ * no flow of ours and skips the conntrack and service lookups. Always a superset: the agent sets a
+ * port's bit before it writes what uses the port and clears bits only at its start, when it writes
+ * them from the maps and the conntrack tables. 0|1 -> np_ports (np_lb.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct np_ports);
-	__uint(max_entries, 1);
+	__uint(max_entries, NP_PORTS_ENTRIES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } NP_MAP_PORTS SEC(".maps");
 

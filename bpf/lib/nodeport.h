@@ -39,6 +39,7 @@
 #include "lib/metrics.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
+#include "lib/ports.h"
 #include "lib/scratch.h"
 #include "lib/trace.h"
 #include "np_config.h"
@@ -400,7 +401,7 @@ static __always_inline int np_nodeport_new_flow(np_ctx_t *ctx, struct np_pkt *p,
 	svc = np_lb_lookup(&svc_key, p->daddr, p->dport, p->proto);
 	if (!svc) {
 		if (np_dsr_enabled(np_nodeport_cfg.lb_mode))
-			return np_dsr_backend_ingress(ctx, p, now);
+			return np_dsr_backend_ingress(ctx, p, now, np_nodeport_cfg.node_ip);
 		return NP_CTX_PASS;
 	}
 	if (!(svc->flags & NP_SVC_F_ROUTABLE))
@@ -560,16 +561,14 @@ static __always_inline int np_nodeport_ct_hit(np_ctx_t *ctx, struct np_pkt *p,
 	return np_nodeport_finish_routed(ctx, p, e, NP_METRIC_INGRESS, fib, now);
 }
 
-/* A packet to (ingress) or from (egress) this node's address on a port that no frontend, backend,
- * SNAT or masquerade flow uses (np_ports4_v1), not ICMP: no conntrack entry, frontend or DSR
- * flow can be its, so the hook passes it without looking. Until the agent has written the bitmap,
- * every packet is looked at. */
+/* A packet to (ingress) or from (egress) this node's address on a port no flow of ours uses
+ * (lib/ports.h), not ICMP, not carrying a DSR option: no conntrack entry, frontend or DSR flow can
+ * be its, so the hook passes it without looking. Until the agent has written its bitmap, every
+ * packet is looked at. */
 static __always_inline bool np_nodeport_not_ours(const struct np_pkt *p, __u8 dir)
 {
 	__be32 addr = dir == NP_CT_INGRESS ? p->daddr : p->saddr;
 	__u16 port = bpf_ntohs(dir == NP_CT_INGRESS ? p->dport : p->sport);
-	const struct np_ports *ports;
-	__u32 zero = 0;
 
 	/* ICMP errors name their flow inside (np_nodeport_icmp()). */
 	if (p->proto == IPPROTO_ICMP || addr != np_nodeport_cfg.node_ip)
@@ -578,10 +577,12 @@ static __always_inline bool np_nodeport_not_ours(const struct np_pkt *p, __u8 di
 	 * set too). */
 	if (port >= np_nodeport_cfg.snat_port_min && port <= np_nodeport_cfg.snat_port_max)
 		return false;
-	ports = bpf_map_lookup_elem(&NP_MAP_PORTS, &zero);
-	if (!ports || !ports->complete)
+	/* dsr, hybrid: IP options may be another node's DSR option for a host-network backend here,
+	 * on a port this node's maps need not have yet (np_dsr_backend_ingress() learns it). */
+	if (dir == NP_CT_INGRESS && np_dsr_enabled(np_nodeport_cfg.lb_mode) &&
+	    p->l4_off - p->l3_off > sizeof(struct iphdr))
 		return false;
-	return !(ports->bits[port / 64] & (1ULL << (port % 64)));
+	return np_ports_has(port) == 0;
 }
 
 /* A parsed packet arriving on the device (tuple as the client or a remote backend sends it):

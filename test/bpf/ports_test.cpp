@@ -1,14 +1,16 @@
-// The ports a flow of ours can use at the node's address (np_ports4_v1): the agent keeps the
-// bitmap through BpfLbMaps (a port's bit before what uses it is written; the whole bitmap again
-// from the maps on every dump), and host.bpf.c passes a packet to or from the node's address on
-// any other port without its conntrack and service lookups. Until the bitmap is written from the
-// maps ("incomplete"), every packet is looked up.
+// The ports a flow of ours can use at the node's address (np_ports4_v1): the agent keeps its
+// bitmap through BpfLbMaps (written at start from the maps, the ranges and the ports conntrack
+// uses there; then a port's bit before what uses it is written; cleared only at the next start),
+// the datapath learns the ports of DSR flows to host-network backends, and host.bpf.c passes a
+// packet to or from the node's address on any other port without its conntrack and service
+// lookups. Until the agent's bitmap is written ("incomplete"), every packet is looked up.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 
 #include <optional>
 
+#include "ct/bpf_tables.h"
 #include "datapath/lb_maps.h"
 #include "flows.h"
 #include "host_fixture.h"
@@ -29,11 +31,7 @@ class PortsTest : public HostTest {
     auto ports = bpf::Map<uint32_t, np_ports>::of(mapFd(NP_STR(NP_MAP_PORTS)));
     ASSERT_TRUE(ports) << ports.error().message();
     ports_.emplace(*ports);
-    auto maps = datapath::BpfLbMaps::of(mapFd(NP_STR(NP_MAP_SERVICES)), mapFd(NP_STR(NP_MAP_BACKENDS)),
-                                        mapFd(NP_STR(NP_MAP_REVNAT)), mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
-                                        mapFd(NP_STR(NP_MAP_MAGLEV)), lbParams().maglevTableSize);
-    ASSERT_TRUE(maps) << maps.error().message();
-    maps_.emplace(std::move(*maps));
+    newMaps();
     node_.nodeIps = {Ipv4{kNodeIp}};
     node_.nodeName = "n1";
     node_.localPodCidr = Cidr::parse("10.0.1.0/24");
@@ -46,6 +44,26 @@ class PortsTest : public HostTest {
     HostTest::TearDown();
   }
 
+  void newMaps() {
+    auto maps = datapath::BpfLbMaps::of(mapFd(NP_STR(NP_MAP_SERVICES)), mapFd(NP_STR(NP_MAP_BACKENDS)),
+                                        mapFd(NP_STR(NP_MAP_REVNAT)), mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
+                                        mapFd(NP_STR(NP_MAP_MAGLEV)), lbParams().maglevTableSize);
+    ASSERT_TRUE(maps) << maps.error().message();
+    maps_.emplace(std::move(*maps));
+  }
+  // An agent's start: tracking on (the SNAT range always in), the ports conntrack uses at the
+  // node's address seeded, the reconciler's adopt.
+  void restart() {
+    reconciler_.reset();
+    newMaps();
+    track();
+    auto tables = ct::BpfTables::of(ctMainFd(), ctSynFd(), ctStatFd());
+    ASSERT_TRUE(tables) << tables.error().message();
+    auto seed = datapath::portsInConntrack(*tables, {Ipv4{kNodeIp}});
+    ASSERT_TRUE(seed) << seed.error().message();
+    maps_->seedPorts(*seed);
+    adopt();
+  }
   // Tracking on, as the agent starts it: the SNAT range always in the bitmap.
   void track() {
     auto st = maps_->trackPorts(mapFd(NP_STR(NP_MAP_PORTS)), {PortRange{kSnatMin, kSnatMax}});
@@ -57,13 +75,14 @@ class PortsTest : public HostTest {
     auto r = reconciler_->adopt();
     ASSERT_TRUE(r) << r.error().message();
   }
-  np_ports value() const {
-    auto v = ports_->lookup(0);
+  np_ports value(uint32_t entry = NP_PORTS_AGENT) const {
+    auto v = ports_->lookup(entry);
     EXPECT_TRUE(v) << "no bitmap";
     return v.value_or(np_ports{});
   }
   bool complete() const { return value().complete != 0; }
   bool inMap(uint16_t port) const { return value().bits[port / 64] >> (port % 64) & 1; }
+  bool learned(uint16_t port) const { return value(NP_PORTS_LEARNED).bits[port / 64] >> (port % 64) & 1; }
   void setComplete(bool on) {
     np_ports v = value();
     v.complete = on;
@@ -197,8 +216,8 @@ TEST_F(PortsTest, PacketFromTheNodeOnAnUnusedPortIsNotLookedUp) {
 }
 
 // Writes set the bits of the ports they use before the entries exist; a deleted service's ports
-// keep their bits (a superset is always right) until the next dump rewrites the bitmap.
-TEST_F(PortsTest, WritesSetBitsAndADumpClearsUnusedOnes) {
+// keep their bits (its flows may live on) until the next start writes the bitmap again.
+TEST_F(PortsTest, WritesSetBitsThatOnlyTheNextStartClears) {
   track();
   adopt();
   EXPECT_FALSE(inMap(kNodePort));
@@ -206,12 +225,66 @@ TEST_F(PortsTest, WritesSetBitsAndADumpClearsUnusedOnes) {
   for (uint16_t p : {kNodePort, uint16_t{80}, kBackendPort}) EXPECT_TRUE(inMap(p)) << p;
   auto st = reconciler_->remove("default/web");
   ASSERT_TRUE(st) << st.error().message();
-  EXPECT_TRUE(inMap(kNodePort)) << "cleared before the next dump";
   auto rep = reconciler_->reconcileAll();
   ASSERT_TRUE(rep) << rep.error().message();
+  EXPECT_TRUE(inMap(kNodePort)) << "cleared while the agent runs";
+  restart();
   for (uint16_t p : {kNodePort, uint16_t{80}, kBackendPort}) EXPECT_FALSE(inMap(p)) << p;
   EXPECT_TRUE(inMap(kSnatMin));
   EXPECT_TRUE(complete());
+}
+
+// A flow conntrack holds at the node's address on a port nothing else uses (a deleted service's,
+// a SNAT or masquerade range's since changed) keeps its port across a restart, and its packets
+// are still translated.
+TEST_F(PortsTest, ConntrackPortsSurviveARestart) {
+  upsert(service());
+  plantFlowOnOwnPort();  // kOwnPort: in conntrack only
+  restart();
+  EXPECT_TRUE(complete());
+  EXPECT_TRUE(inMap(kOwnPort)) << "the planted flow's port was not seeded from conntrack";
+  RunResult r = fromNetdev(clientTcp(kClientPort, kTcpAck, kClientIp, kOwnPort).build());
+  EXPECT_EQ(np::test::parse(r.out).ip->daddr, kLocalPodA) << "the flow lost its translation";
+}
+
+// dsr: another node sends this one a flow for a host-network backend here (the node's address, a
+// port this node's maps do not have): the SYN with the option is looked up (IP options) and its
+// flow recorded, the port learned, so the client's next segments and the backend's replies are
+// looked up and translated too.
+class PortsDsrTest : public PortsTest {
+ public:
+  PortsDsrTest() { setLbMode(LbMode::Dsr); }
+};
+
+TEST_F(PortsDsrTest, FlowToAHostNetworkBackendIsLearnedFromTheOption) {
+  constexpr uint16_t kHostBackendPort = 9090;  // in no map of this node
+  const Bytes opt = {0x9a, 0x08, 0x75, 0x80, 0xc0, 0xa8, 0x0a, 0x65};  // 192.168.10.101:30080
+  track();
+  adopt();
+  ASSERT_FALSE(inMap(kHostBackendPort));
+  PacketBuilder syn = clientTcp(kClientPort, kTcpSyn);
+  syn.eth(kNode2Mac, kEns192Mac).dstPort(kHostBackendPort).ttl(63).ipOptions(opt);
+  RunResult r = fromNetdev(syn.build());
+  EXPECT_EQ(r.verdict, TC_ACT_OK);
+  EXPECT_TRUE(ct(ctKey(kClientIp, kClientPort, kNodeIp, kHostBackendPort, IPPROTO_TCP, NP_CT_INGRESS)))
+      << "the SYN with the option recorded no flow";
+  EXPECT_TRUE(learned(kHostBackendPort));
+
+  PacketBuilder synAck;
+  synAck.eth(kEns192Mac, kClientMac).ipv4(kNodeIp, kClientIp).ipId(0x4321).dontFragment()
+      .tcp(kHostBackendPort, kClientPort, kTcpSyn | kTcpAck).seq(5000).ackSeq(1001).window(65160);
+  r = toNetdev(synAck.build());
+  EXPECT_EQ(np::test::parse(r.out).ip->saddr, kNode2Ip) << "the backend's reply left with its own address";
+  EXPECT_EQ(np::test::parse(r.out).tcp->sport, kNodePort);
+
+  PacketBuilder ack = clientTcp(kClientPort, kTcpAck);
+  ack.eth(kNode2Mac, kEns192Mac).dstPort(kHostBackendPort).ttl(63);
+  const auto before = ct(ctKey(kClientIp, kClientPort, kNodeIp, kHostBackendPort, IPPROTO_TCP, NP_CT_INGRESS));
+  ASSERT_TRUE(before);
+  fromNetdev(ack.build());
+  const auto after = ct(ctKey(kClientIp, kClientPort, kNodeIp, kHostBackendPort, IPPROTO_TCP, NP_CT_INGRESS));
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->packets, before->packets + 1) << "the client's next segment was not looked up";
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 # echo server in n2-p1 (10.0.2.10:8080, tcp and udp).
 #   n1: default/dsr     TCP NodePort 30080 -> 10.0.2.10:8080 (remote: on n2)
 #       default/dsr-udp UDP NodePort 30081 -> 10.0.2.10:8080
+#       default/dsr-host TCP NodePort 30082 -> 192.168.10.101:9090 (n2's own address: a
+#                       host-network server there)
 #   n2: nothing configured: it learns each flow from the option.
 # shellcheck disable=SC2317 # functions run indirectly, through check/require/trap
 set -euo pipefail
@@ -93,6 +95,28 @@ check "replies leave n2 for the client with 192.168.10.100:30081 as the source" 
   'udp and src host 192.168.10.100 and src port 30081 and dst host 192.168.10.200'
 check "nothing of the replies leaves n1" expect_captured n1-udp eq 0 "packets to the client out of n1" \
   'dst host 192.168.10.200'
+
+# --- A host-network backend on n2: its own address, on a port no map of n2's has. n2 learns the
+# flow's port from the option, so the client's later segments and the server's replies, to and
+# from n2's address on that port, are still looked up and translated.
+serve_on_n2_itself() {
+  lab_bg serve-n2-host "$NP_LAB_DIR/logs/serve-n2-host.log" lab_node_exec n2 "$NPTRAFFIC" serve --id n2-host \
+    --tcp 9090 || return 1
+  lab_wait_for_line "$NP_LAB_DIR/logs/serve-n2-host.log" 'serving' 10
+}
+require "echo server on n2's own address (192.168.10.101:9090, host network)" serve_on_n2_itself
+require "service default/dsr-host (TCP NodePort 30082 -> 192.168.10.101:9090) on n1" \
+  lab_agentctl n1 service upsert default/dsr-host --port 82 --node-port 30082 --backend 192.168.10.101:9090
+require "capture of what n2 sends" capture_start n2-host n2
+traffic lab_client_exec -- connect 192.168.10.100:30082 --count 20
+require "captures stopped" capture_stop n2-host
+check "client -> 192.168.10.100:30082 (TCP, host-network backend on n2): 20/20 connections succeed" expect_ok 20
+check "...all answered by n2's host-network server" expect_id n2-host 20
+check "replies leave n2 for the client with 192.168.10.100:30082 as the source" \
+  expect_captured n2-host ge 40 "replies from the NodePort address out of n2" \
+  'src host 192.168.10.100 and src port 30082 and dst host 192.168.10.200'
+check "...none with n2's own address and port" expect_captured n2-host eq 0 "untranslated replies" \
+  'src host 192.168.10.101 and src port 9090'
 
 if [[ -n ${E2E_ACCELERATION:-} ]]; then
   for node in n1 n2; do
