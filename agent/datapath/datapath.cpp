@@ -239,7 +239,13 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     std::vector<Ipv4> addrs;
     for (const DeviceInfo& d : dp->devices_) addrs.push_back(d.ipv4);
     auto seed = portsInConntrack(*dp->ctTables_, addrs);
-    if (!seed) return seed.error();
+    if (!seed) {
+      // Every port then: every packet is looked up, as without the bitmap.
+      NP_LOG_WARN("datapath", "conntrack could not be read for the ports bitmap (%s): every packet is looked up",
+                  seed.error().message().c_str());
+      seed = PortBitmap{};
+      seed->fill(~uint64_t{0});
+    }
     dp->lbMaps_->seedPorts(*seed);
   }
   for (const auto& hook : dp->sock_->hooks()) {
