@@ -527,6 +527,10 @@ lab__up_body() {
     lab__sysctl "$node" net.ipv4.conf.ens192.rp_filter=0
     ip -n "$LAB_P-$node" addr add "192.168.10.$((99 + m))/24" dev ens192
     ip -n "$LAB_P-$node" link set ens192 up
+    # GRO on, as on a real NIC: tc on ens192 then sees bursts of a flow's segments as one skb
+    # longer than the MTU, which the datapath must forward as such (a veth does GRO only when
+    # asked, or with an XDP program).
+    nsenter --net="$(lab__netns_path "$node")" -- ethtool -K ens192 gro on >/dev/null
     ip -n "$LAB_P-$node" route add default via 192.168.10.1
     ip -n "$LAB_P-$node" link add np_host type veth peer name np_net
     ip -n "$LAB_P-$node" addr add "10.0.$m.1/32" dev np_host

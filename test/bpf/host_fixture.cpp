@@ -117,11 +117,15 @@ void HostTest::TearDown() {
   EXPECT_FALSE(ec) << "remove " << pinDir_ << ": " << ec.message();
 }
 
-RunResult HostTest::run(int progFd, const Bytes& in, bool mustRun, int ifindex) {
+RunResult HostTest::run(int progFd, const Bytes& in, bool mustRun, int ifindex, uint32_t gsoSize) {
   RunResult r;
   r.out.resize(in.size() + 256);
   __sk_buff ctxIn{};
   ctxIn.ifindex = static_cast<uint32_t>(ifindex ? ifindex : env().ens192Ifindex);  // the program sees the device
+  if (gsoSize) {
+    ctxIn.gso_size = gsoSize;
+    ctxIn.gso_segs = static_cast<uint32_t>((in.size() + gsoSize - 1) / gsoSize);
+  }
   __sk_buff ctxOut{};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = r.out.data(),
               .data_size_in = static_cast<uint32_t>(in.size()),

@@ -75,6 +75,11 @@ class HostTest : public ::testing::Test {
   RunResult toNetdev(const Bytes& in) { return run(prog_->toNetdevFd(), in, true); }
   // The same, leaving a refused run (RunResult::error) to the caller.
   RunResult tryFromNetdev(const Bytes& in) { return run(prog_->fromNetdevFd(), in, false); }
+  // tc ingress of ens192 with `in` as a GSO packet of gsoSize-byte segments (what GRO on the
+  // device hands tc for a burst of segments).
+  RunResult fromNetdevGso(const Bytes& in, uint32_t gsoSize) {
+    return run(prog_->fromNetdevFd(), in, true, 0, gsoSize);
+  }
   // The loaded tc ingress program (to attach it for a test that runs real traffic through it).
   int tcFromNetdevFd() const { return prog_->fromNetdevFd(); }
 
@@ -151,7 +156,7 @@ class HostTest : public ::testing::Test {
   static constexpr uint32_t kCtMainMax = 4096;
 
  private:
-  RunResult run(int progFd, const Bytes& in, bool mustRun, int ifindex = 0);
+  RunResult run(int progFd, const Bytes& in, bool mustRun, int ifindex = 0, uint32_t gsoSize = 0);
   static std::vector<std::pair<np_ct_key, np_ct_entry>> dumpOf(const bpf::Map<np_ct_key, np_ct_entry>& m);
 
   std::string pinDir_;

@@ -282,6 +282,38 @@ TEST_F(HostTest, NodePortRemoteBackendTtlExpiredIsDropped) {
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 0u);
 }
 
+// GRO on the node's device (on by default on a real NIC) hands tc one skb for a burst of a
+// flow's segments, longer than the MTU. The route lookup must take it as the segments it leaves
+// as: a flow to a remote backend stalled on its first write larger than a segment when it did not
+// (the lookup answered "fragmentation needed" and the packet was dropped, reason 169). A packet
+// that is not GSO and longer than the device's MTU still cannot leave.
+TEST_F(HostTest, NodePortRemoteBackendGroPacketIsRedirected) {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
+  auto fwd = ct(clientKey(kClientPort));
+  ASSERT_TRUE(fwd);
+  const uint16_t snatPort = ntohs(fwd->nat_sport);
+
+  PacketBuilder data = clientTcp(kClientPort, kTcpAck | kTcpPsh);
+  data.payload(std::string(2 * 1448, 'x'));
+  const Bytes in = data.build();
+  ASSERT_GT(in.size(), 1514u);
+
+  RunResult r = fromNetdev(in);
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT) << "a packet longer than the MTU, not GSO, cannot leave as it is";
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_FIB_LOOKUP_FAILED).packets, 1u);
+
+  r = fromNetdevGso(in, 1448);
+  EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+  PacketBuilder want = data;
+  want.eth(kEns192Mac, kNode2Mac).ipSrc(kNodeIp).srcPort(snatPort).ipDst(kRemotePodA).dstPort(kBackendPort).ttl(63);
+  EXPECT_TRUE(samePacket(want.build(), r.out));
+  EXPECT_TRUE(checksumsOk(r.out));
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_FIB_LOOKUP_FAILED).packets, 1u);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 2u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conntrack: stickiness and selection
 

@@ -76,6 +76,13 @@ check "...none with the pod's own address" expect_captured n2-tcp eq 0 "untransl
 check "nothing of the replies leaves n1" expect_captured n1-tcp eq 0 "packets to the client out of n1" \
   'dst host 192.168.10.200'
 
+# The lab's ens192 has GRO on, as a real NIC: a request of many segments reaches n1 as skbs
+# longer than the MTU, which go on to n2 as the segments they are.
+big=$(head -c 40000 /dev/zero | tr '\0' x)
+traffic lab_client_exec -- connect 192.168.10.100:30080 --count 5 --payload "$big"
+check "client -> 192.168.10.100:30080 (TCP, backend on n2), a 40 kB request (GRO on n1's ens192): 5/5 echoed whole" expect_ok 5
+check "...no packet dropped on n1 for want of a route (reason 169)" expect_no_drop n1 169
+
 # --- UDP
 require "capture of what n1 sends" capture_start n1-udp n1
 require "capture of what n2 sends" capture_start n2-udp n2

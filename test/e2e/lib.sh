@@ -539,6 +539,25 @@ agentctl_json() {
   lab_agentctl "$node" -o json "$@"
 }
 
+# datapath_counter <node> <direction> <reason>: "packets" of that datapath counter (agentctl
+# status -o json; 0 when absent).
+datapath_counter() {
+  agentctl_json "$1" status |
+    jq -r --arg d "$2" --argjson r "$3" \
+      '[.counters[]? | select(.direction == $d and .reason == $r) | (.packets | tonumber)] | add // 0'
+}
+
+# expect_no_drop <node> <reason>: the node's datapath counted no packet under drop reason
+# <reason>, in either direction.
+expect_no_drop() {
+  local in out
+  in=$(datapath_counter "$1" ingress "$2") && out=$(datapath_counter "$1" egress "$2") ||
+    { echo "agentctl status -o json failed on $1"; return 1; }
+  ((in + out == 0)) && return 0
+  echo "expected no packet dropped with reason $2 on $1, saw $in in ingress and $out in egress"
+  return 1
+}
+
 # expect_refused <exit-code> <regex> <cmd...>: cmd fails with that exit status and a message
 # matching the extended regex.
 expect_refused() {

@@ -15,13 +15,7 @@ e2e_lab_up n1
 require "service default/empty (TCP NodePort 30090, no backends)" \
   lab_agentctl n1 service upsert default/empty --port 80 --node-port 30090
 
-# counter <node> <direction> <reason>: "packets" of that counter (0 when absent).
-counter() {
-  agentctl_json "$1" status |
-    jq -r --arg d "$2" --argjson r "$3" \
-      '[.counters[]? | select(.direction == $d and .reason == $r) | (.packets | tonumber)] | add // 0'
-}
-before=$(counter n1 ingress 158) || before=0
+before=$(datapath_counter n1 ingress 158) || before=0
 
 traffic lab_client_exec -- connect 192.168.10.100:30090 --count 3 --connect-only --timeout-ms 1000
 check "client -> 192.168.10.100:30090 (no backends): every connection attempt fails (dropped: times out)" \
@@ -30,7 +24,7 @@ check "client -> 192.168.10.100:30090 (no backends): every connection attempt fa
 # expect_drop_counted <min>: the ingress/158 counter grew by at least min packets.
 expect_drop_counted() {
   local min=$1 now all
-  now=$(counter n1 ingress 158) || { echo "agentctl status -o json failed"; return 1; }
+  now=$(datapath_counter n1 ingress 158) || { echo "agentctl status -o json failed"; return 1; }
   if ((now - before >= min)); then
     return 0
   fi

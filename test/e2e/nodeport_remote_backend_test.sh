@@ -32,6 +32,13 @@ check "client -> 192.168.10.101:30080 (TCP, backend local to n2): 20/20 connecti
 check "...all answered by n2-p1" expect_id n2-p1 20
 check "...which saw the client's own address 192.168.10.200 (no SNAT)" expect_only_peer 192.168.10.200
 
+# The lab's ens192 has GRO on, as a real NIC: a request of many segments reaches tc on n1 as
+# skbs longer than the MTU, which go on to n2 as the segments they are.
+big=$(head -c 40000 /dev/zero | tr '\0' x)
+traffic lab_client_exec -- connect 192.168.10.100:30080 --count 5 --payload "$big"
+check "client -> 192.168.10.100:30080 (TCP, backend on n2), a 40 kB request (GRO on n1's ens192): 5/5 echoed whole" expect_ok 5
+check "...no packet dropped on n1 for want of a route (reason 169)" expect_no_drop n1 169
+
 traffic lab_client_exec -- connect 192.168.10.100:30081 --udp --count 20
 check "client -> 192.168.10.100:30081 (UDP, backend on n2): 20/20 answered from the NodePort address" expect_ok 20
 check "...all answered by n2-p1" expect_id n2-p1 20

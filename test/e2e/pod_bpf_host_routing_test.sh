@@ -89,6 +89,20 @@ fwd_now=$(($(lxc_stat n1 1) + $(lxc_stat n1 2)))
 check "n1 forwarded c1's packets with bpf_fib_lookup + redirect" grew $((fib0 + neigh0)) "$fwd_now" "np_lxcstat_v1 FIB+NEIGH"
 check "n1 delivered c2's packets into c1 with bpf_redirect_peer" grew "$peer0" "$(lxc_stat n1 0)" "np_lxcstat_v1 PEER"
 
+# A pod's TCP send leaves its eth0 as GSO packets (TSO on a veth), longer than the MTU: they are
+# routed by the FIB too, none handed to the stack as too big (np_lxcstat_v1[STACK + FRAG_NEEDED]).
+frag0=$(lxc_stat n1 $((8 + 8)))
+big=$(head -c 40000 /dev/zero | tr '\0' x)
+traffic lab_pod_exec n1 c1 -- connect "$IP2:8080" --count 5 --payload "$big"
+check "c1 sends c2 a 40 kB request (5/5 echoed whole)" expect_ok 5
+stayed() { # <before> <after> <what>
+  (($2 == $1)) && return 0
+  echo "$3: expected the counter to stay at $1, it is $2"
+  return 1
+}
+check "...its GSO packets routed by the FIB, none handed to the stack as too big" \
+  stayed "$frag0" "$(lxc_stat n1 $((8 + 8)))" "np_lxcstat_v1 STACK+FRAG_NEEDED"
+
 # --- a ClusterIP through the per-packet translation --------------------------------------------
 require "service default/pods (ClusterIP 10.43.0.70:80 -> c2)" \
   lab_agentctl n1 service upsert default/pods --port 80 --cluster-ip 10.43.0.70 --backend "$IP2:8080"

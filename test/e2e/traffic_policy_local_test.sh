@@ -28,18 +28,13 @@ check "agentctl service list on n2 shows the policy and the backend as local" \
   expect_service n2 default/local '.external_traffic_policy == "Local" and .backends[0].local == true'
 check "...and on n1 as not local" expect_service n1 default/local '.backends[0].local == false'
 
-counter() {
-  agentctl_json "$1" status |
-    jq -r --arg d "$2" --argjson r "$3" \
-      '[.counters[]? | select(.direction == $d and .reason == $r) | (.packets | tonumber)] | add // 0'
-}
-before=$(counter n1 ingress 158) || before=0
+before=$(datapath_counter n1 ingress 158) || before=0
 traffic lab_client_exec -- connect 192.168.10.100:30300 --count 3 --connect-only --timeout-ms 1000
 check "client -> node 1:30300 (no local backend): every connection attempt is dropped (times out)" \
   expect_all_fail 3 'connect: timed out'
 drops_counted() {
   local now
-  now=$(counter n1 ingress 158) || { echo "agentctl status failed"; return 1; }
+  now=$(datapath_counter n1 ingress 158) || { echo "agentctl status failed"; return 1; }
   if ((now - before >= 3)); then return 0; fi
   echo "expected node 1's ingress counter of reason 158 to grow by >= 3 (from $before), saw $now"
   return 1
