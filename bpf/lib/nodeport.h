@@ -69,7 +69,7 @@ static __always_inline int np_nodeport_route(np_ctx_t *ctx, const struct np_pkt 
 		fib->sport = e->nat_sport;
 	if (e->nat_dport)
 		fib->dport = e->nat_dport;
-	return np_ctx_fib_lookup(ctx, fib);
+	return np_fib_lookup_cached(ctx, fib);
 }
 
 /* Rewrites the packet as entry e says and sends it on its way; with dsr_opt (DSR flows only,

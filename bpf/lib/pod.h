@@ -29,6 +29,7 @@
 #include "lib/ctx.h"
 #include "lib/ct.h"
 #include "lib/drop.h"
+#include "lib/fib.h"
 #include "lib/icmp.h"
 #include "lib/lb.h"
 #include "lib/maps.h"
@@ -178,16 +179,7 @@ static __always_inline int np_pod_route(np_ctx_t *ctx, struct np_pkt *p)
 		np_pod_count(NP_LXC_STAT_LEGACY);
 		return NP_CTX_PASS;
 	}
-	__builtin_memset(&fib, 0, sizeof(fib));
-	fib.family = AF_INET;
-	fib.l4_protocol = p->proto;
-	fib.sport = p->sport;
-	fib.dport = p->dport;
-	fib.tot_len = p->tot_len;
-	fib.ipv4_src = p->saddr;
-	fib.ipv4_dst = p->daddr;
-	fib.ifindex = np_ctx_ifindex(ctx);
-	rc = np_ctx_fib_lookup(ctx, &fib);
+	rc = np_fib_lookup(ctx, p, &fib);  /* through the route cache (lib/fib.h) */
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		int err = np_ttl_dec(ctx, p);
 

@@ -3,10 +3,13 @@
 // behaviour (SYN then reply, SYN then ACK) is steps inside one case.
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "flows.h"
 #include "host_fixture.h"
@@ -295,6 +298,9 @@ TEST_F(HostTest, NodePortRemoteBackendGroPacketIsRedirected) {
   ASSERT_TRUE(fwd);
   const uint16_t snatPort = ntohs(fwd->nat_sport);
 
+  // A segment that fits first: its route is kept (lib/fib.h) with the length it was checked with.
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_REDIRECT);
+
   PacketBuilder data = clientTcp(kClientPort, kTcpAck | kTcpPsh);
   data.payload(std::string(2 * 1448, 'x'));
   const Bytes in = data.build();
@@ -311,7 +317,46 @@ TEST_F(HostTest, NodePortRemoteBackendGroPacketIsRedirected) {
   EXPECT_TRUE(samePacket(want.build(), r.out));
   EXPECT_TRUE(checksumsOk(r.out));
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_FIB_LOOKUP_FAILED).packets, 1u);
-  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 2u);
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 3u);
+}
+
+// An established flow's route is kept for a short time (lib/fib.h, NP_FIB_CACHE_NS), not for
+// good: when the next hop's MAC changes, the flow's packets follow it within a second.
+TEST_F(HostTest, NodePortRemoteBackendFollowsNeighbourChange) {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
+  const Bytes ack = clientTcp(kClientPort, kTcpAck).build();
+  auto dmac = [](const RunResult& r) {
+    MacAddr m{};
+    if (r.out.size() >= m.size()) std::copy_n(r.out.begin(), m.size(), m.begin());
+    return m;
+  };
+  RunResult r = fromNetdev(ack);
+  ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+  ASSERT_EQ(dmac(r), kNode2Mac);
+
+  const MacAddr moved = np::test::mac("02:00:00:0a:02:99");
+  auto setNode2Mac = [](const MacAddr& m) {
+    return std::system(("ip neigh replace 192.168.10.101 lladdr " + np::test::macToString(m) +
+                        " dev ens192 nud permanent").c_str());
+  };
+  struct Restore {
+    decltype(setNode2Mac)& set;
+    ~Restore() { EXPECT_EQ(set(kNode2Mac), 0) << "node 2's neighbour entry not restored"; }
+  } restore{setNode2Mac};
+  ASSERT_EQ(setNode2Mac(moved), 0);
+
+  const auto start = std::chrono::steady_clock::now();
+  bool followed = false;
+  while (!followed && std::chrono::steady_clock::now() - start < std::chrono::seconds(1)) {
+    r = fromNetdev(ack);
+    ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+    followed = dmac(r) == moved;
+    if (!followed) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  EXPECT_TRUE(followed) << "the flow still goes to node 2's old MAC a second after it changed";
+  EXPECT_TRUE(checksumsOk(r.out));
 }
 
 // ---------------------------------------------------------------------------------------------
