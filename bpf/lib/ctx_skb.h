@@ -11,7 +11,8 @@
  *   np_ctx_l4_csum_replace(ctx, off, from, to, flags)         bpf_l4_csum_replace() semantics
  *   np_ctx_ifindex(ctx)              the device the packet arrived on (tc egress: leaves by)
  *   np_ctx_fib_lookup(ctx, fib)      bpf_fib_lookup() for this hook
- *   np_ctx_is_gso(ctx)               true for a GSO packet (longer than the MTU, leaves in segments)
+ *   np_ctx_gso_size(ctx)             a GSO packet's segment payload size (it is longer than the MTU
+ *                                    and leaves in segments of that size); 0 for any other packet
  *   np_ctx_redirect(ctx, ifindex)    verdict that sends the packet out of ifindex as it is
  *   np_ctx_redirect_neigh(ctx, ifindex, nh)  the same with the kernel resolving next hop nh's MAC;
  *                                    < 0 where the hook cannot (XDP)
@@ -157,21 +158,13 @@ static __always_inline __u32 np_ctx_ifindex(const np_ctx_t *ctx)
 	return ctx->ifindex;
 }
 
-static __always_inline bool np_ctx_is_gso(const np_ctx_t *ctx)
+static __always_inline __u32 np_ctx_gso_size(const np_ctx_t *ctx)
 {
-	return ctx->gso_size != 0;
+	return ctx->gso_size;
 }
 
-/* A GSO packet (what GRO on the device makes of a burst of segments, or a pod's TSO send) is
- * longer than any MTU and leaves in segments. Given its tot_len, the kernel would compare that to
- * the route's MTU and answer FRAG_NEEDED, and the flow would stall on its first large write; given
- * none, it checks the skb against the chosen device as forwarding does (is_skb_forwardable(): a
- * GSO skb fits, any other one by its length). A packet that is not GSO keeps the route's MTU
- * check. */
 static __always_inline int np_ctx_fib_lookup(np_ctx_t *ctx, struct bpf_fib_lookup *fib)
 {
-	if (np_ctx_is_gso(ctx))
-		fib->tot_len = 0;
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 }
 

@@ -138,10 +138,10 @@ static __always_inline __u32 np_ctx_ifindex(const np_ctx_t *ctx)
 	return ctx->ingress_ifindex;
 }
 
-/* An XDP buffer is one frame off the wire (no GRO before XDP). */
-static __always_inline bool np_ctx_is_gso(const np_ctx_t *ctx)
+/* A native XDP buffer is one frame off the wire (no GRO before XDP). */
+static __always_inline __u32 np_ctx_gso_size(const np_ctx_t *ctx)
 {
-	return false;
+	return 0;
 }
 
 static __always_inline int np_ctx_fib_lookup(np_ctx_t *ctx, struct bpf_fib_lookup *fib)

@@ -8,6 +8,22 @@
 #include "lib/parse.h"
 #include "np_drop.h"
 
+/* The length the route's MTU is checked with: the packet's, or for a GSO packet (what GRO on the
+ * device makes of a burst of a flow's segments, or a pod's TSO send; longer than any MTU) one
+ * segment's, as the kernel's forwarding checks it (ip_exceeds_mtu): its IPv4 header, the L4
+ * header without TCP options (a lower bound by up to 40 bytes: reading the real one costs the dsr
+ * + Maglev program more verifier states than it has) and the segment size. Given the whole length
+ * the lookup would answer FRAG_NEEDED and the flow stall on its first large write. */
+static __always_inline __u16 np_fib_check_len(np_ctx_t *ctx, const struct np_pkt *p)
+{
+	__u32 gso = np_ctx_gso_size(ctx);
+
+	if (!gso)
+		return p->tot_len;
+	return (__u16)(p->l4_off - p->l3_off + gso +
+		       (p->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)));
+}
+
 /* Fills fib for a lookup of p's addresses and ports, as if the packet arrived on the ctx device.
  * The caller may change the destination before np_ctx_fib_lookup(). */
 static __always_inline void np_fib_init(np_ctx_t *ctx, const struct np_pkt *p,
@@ -18,7 +34,7 @@ static __always_inline void np_fib_init(np_ctx_t *ctx, const struct np_pkt *p,
 	fib->l4_protocol = p->proto;
 	fib->sport = p->sport;
 	fib->dport = p->dport;
-	fib->tot_len = p->tot_len;
+	fib->tot_len = np_fib_check_len(ctx, p);
 	fib->ipv4_src = p->saddr;
 	fib->ipv4_dst = p->daddr;
 	fib->ifindex = np_ctx_ifindex(ctx);
@@ -29,9 +45,10 @@ static __always_inline void np_fib_init(np_ctx_t *ctx, const struct np_pkt *p,
  * profiled: bench/README.md). Direct-mapped by a hash of the lookup's inputs, which each slot keeps
  * and a hit compares whole; only successful lookups are kept, for NP_FIB_CACHE_NS: a route or
  * neighbour change reaches a flow's packets that much later at most, as a socket's cached route
- * would. A slot holds the longest packet its route was checked with (the route's MTU), so a longer
- * one is looked up; GSO packets, checked by the kernel against the device, always are. Unpinned:
- * one per loaded object, empty after every load. PERCPU_ARRAY: slot -> struct np_fib_cached. */
+ * would. A slot holds the length its route was checked with (np_fib_check_len(): the route's MTU),
+ * so a longer packet is looked up; a lookup without a length (0) neither uses nor fills a slot.
+ * Unpinned: one per loaded object, empty after every load. PERCPU_ARRAY: slot -> struct
+ * np_fib_cached. */
 #define NP_FIB_CACHE_SLOTS 256
 #define NP_FIB_CACHE_NS (50ULL * 1000 * 1000)
 
@@ -66,7 +83,8 @@ static __always_inline bool np_fib_cached_is(const struct np_fib_cached *c,
 }
 
 /* np_ctx_fib_lookup() through the cache: on a hit fib gets the out device and MACs (all a
- * successful lookup's caller uses: np_fib_redirect_to()), nothing else. */
+ * successful lookup's caller uses: np_fib_redirect_to()), nothing else: ipv4_dst stays the
+ * destination (a lookup makes it the gateway), tot_len the length (not mtu_result). */
 static __always_inline int np_fib_lookup_cached(np_ctx_t *ctx, struct bpf_fib_lookup *fib)
 {
 	__u32 slot = ((fib->ipv4_src ^ fib->ipv4_dst ^ ((__u32)fib->sport << 16 | fib->dport)) *
@@ -76,7 +94,7 @@ static __always_inline int np_fib_lookup_cached(np_ctx_t *ctx, struct bpf_fib_lo
 	__u64 now;
 	int rc;
 
-	if (np_ctx_is_gso(ctx))
+	if (!len)
 		return np_ctx_fib_lookup(ctx, fib);
 	c = bpf_map_lookup_elem(&np_fibcache_v1, &slot);
 	if (!c)
@@ -88,6 +106,7 @@ static __always_inline int np_fib_lookup_cached(np_ctx_t *ctx, struct bpf_fib_lo
 		__builtin_memcpy(fib->dmac, c->dmac, ETH_ALEN);
 		return BPF_FIB_LKUP_RET_SUCCESS;
 	}
+	c->stamp = 0;  /* the slot is never a new key with an old result */
 	c->saddr = fib->ipv4_src;
 	c->daddr = fib->ipv4_dst;
 	c->sport = fib->sport;

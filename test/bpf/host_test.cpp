@@ -2,10 +2,12 @@
 // packet(s), expected verdict, expected output bytes, expected map side effects. Multi-packet
 // behaviour (SYN then reply, SYN then ACK) is steps inside one case.
 #include <arpa/inet.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -289,8 +291,20 @@ TEST_F(HostTest, NodePortRemoteBackendTtlExpiredIsDropped) {
 // flow's segments, longer than the MTU. The route lookup must take it as the segments it leaves
 // as: a flow to a remote backend stalled on its first write larger than a segment when it did not
 // (the lookup answered "fragmentation needed" and the packet was dropped, reason 169). A packet
-// that is not GSO and longer than the device's MTU still cannot leave.
+// that is not GSO and longer than the device's MTU still cannot leave, nor can segments longer
+// than it.
 TEST_F(HostTest, NodePortRemoteBackendGroPacketIsRedirected) {
+  // The route cache is per CPU: every run on one CPU, so the warm slot is the one looked at.
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(before), &before), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  struct Unpin {
+    cpu_set_t mask;
+    ~Unpin() { EXPECT_EQ(sched_setaffinity(0, sizeof(mask), &mask), 0); }
+  } unpin{before};
   addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
@@ -318,6 +332,12 @@ TEST_F(HostTest, NodePortRemoteBackendGroPacketIsRedirected) {
   EXPECT_TRUE(checksumsOk(r.out));
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_FIB_LOOKUP_FAILED).packets, 1u);
   EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_METRIC_FORWARDED).packets, 3u);
+
+  // Its segments are what the route's MTU is checked with: 1480-byte segments (1520 bytes with
+  // their headers) do not fit a 1500-byte MTU, whole or cached.
+  r = fromNetdevGso(in, 1480);
+  EXPECT_EQ(r.verdict, TC_ACT_SHOT) << "GSO segments longer than the MTU went out";
+  EXPECT_EQ(metric(NP_METRIC_INGRESS, NP_DROP_FIB_LOOKUP_FAILED).packets, 2u);
 }
 
 // An established flow's route is kept for a short time (lib/fib.h, NP_FIB_CACHE_NS), not for
