@@ -226,12 +226,8 @@ TEST_F(HostTest, IcmpErrorAboutSnatFlowReachesClientAsItsOwnPacket) {
 // The other direction: the client (or a router near it) answers a reply with an error; it goes
 // to the remote backend about the backend's own packet.
 TEST_F(HostTest, IcmpErrorFromClientAboutReplyReachesRemoteBackend) {
-  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
-  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
-  auto fwd = ct(clientKey(kClientPort));
-  ASSERT_TRUE(fwd);
-  const uint16_t snatPort = ntohs(fwd->nat_sport);
+  const uint16_t snatPort = startRemoteFlow();
+  ASSERT_NE(snatPort, 0);
   const PacketBuilder synAck = remotePodTcp(kRemotePodA, snatPort, kTcpSyn | kTcpAck);
   RunResult r = fromNetdev(synAck.build());
   ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);

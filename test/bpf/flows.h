@@ -64,4 +64,17 @@ inline np_ct_key remoteReplyKey(uint32_t pod, uint16_t snatPort) {
   return ctKey(pod, kBackendPort, kNodeIp, snatPort, IPPROTO_TCP, NP_CT_INGRESS);
 }
 
+// Declared in HostTest (host_fixture.h), defined here with the flows it uses.
+inline uint16_t HostTest::startRemoteFlow() {
+  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
+  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+  if (fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict != TC_ACT_REDIRECT) {
+    ADD_FAILURE() << "the SYN to the remote backend was not redirected";
+    return 0;
+  }
+  auto fwd = ct(clientKey(kClientPort));
+  if (!fwd) ADD_FAILURE() << "no conntrack entry client -> frontend";
+  return fwd ? ntohs(fwd->nat_sport) : 0;
+}
+
 }  // namespace np::bpftest

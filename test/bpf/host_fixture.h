@@ -86,6 +86,10 @@ class HostTest : public ::testing::Test {
   // Map set-up in the agent's order and layout (agent/lb/reconciler.cpp expandInto): backends,
   // then slots 1..n (selectable first, then terminating), then the master entry (slot 0, count =
   // selectable, total = all slots), then reverse NAT. Slots above the new total are removed.
+  // The TCP NodePort of flows.h with one backend on node 2 (kRemotePodA) and the client's SYN
+  // through tc ingress: the SNAT port the flow got, 0 (and a test failure) if it was not SNAT'd
+  // and redirected. Defined in flows.h.
+  uint16_t startRemoteFlow();
   void addBackend(uint32_t id, uint32_t addr, uint16_t port, uint8_t proto,
                   uint8_t state = NP_BACKEND_ACTIVE);
   void removeBackend(uint32_t id);

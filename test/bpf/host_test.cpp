@@ -305,12 +305,8 @@ TEST_F(HostTest, NodePortRemoteBackendGroPacketIsRedirected) {
     cpu_set_t mask;
     ~Unpin() { EXPECT_EQ(sched_setaffinity(0, sizeof(mask), &mask), 0); }
   } unpin{before};
-  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
-  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
-  auto fwd = ct(clientKey(kClientPort));
-  ASSERT_TRUE(fwd);
-  const uint16_t snatPort = ntohs(fwd->nat_sport);
+  const uint16_t snatPort = startRemoteFlow();
+  ASSERT_NE(snatPort, 0);
 
   // A segment that fits first: its route is kept (lib/fib.h) with the length it was checked with.
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_REDIRECT);

@@ -96,12 +96,8 @@ class XdpShimTest : public HostTest {
 // the FIB and redirected; the backend's reply is reverse-translated to the client. Both
 // directions, both hooks, the same bytes.
 TEST_F(XdpShimTest, RemoteBackendRewriteMatchesTc) {
-  addBackend(1, kRemotePodA, kBackendPort, IPPROTO_TCP);
-  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_REDIRECT);
-  auto fwd = ct(clientKey(kClientPort));
-  ASSERT_TRUE(fwd);
-  const uint16_t snatPort = ntohs(fwd->nat_sport);
+  const uint16_t snatPort = startRemoteFlow();
+  ASSERT_NE(snatPort, 0);
   ASSERT_EQ(fromNetdev(remotePodTcp(kRemotePodA, snatPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_REDIRECT);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_REDIRECT);
   ASSERT_TRUE(ctMain(clientKey(kClientPort))) << "the handshake did not confirm the flow";
