@@ -64,6 +64,11 @@ check "before the flood: agentctl status on n1 is Ok" expect_status_ok n1
 # ---------------------------------------------------------------------------------------------
 # The flood, and real connections while it runs
 
+# Seconds since the flood started (the timeline printed after it, to tell a slow start from slow
+# connections when the real connections outlast the flood).
+e2e_now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+since_flood() { local t=$1; printf '%d.%01d' $(((t - t_flood) / 1000000)) $((((t - t_flood) / 100000) % 10)); }
+t_flood=$(e2e_now_us)
 require "flood: $rate SYN/s for ${seconds}s from 198.51.100.0/24 to $frontend" \
   lab_bg flood "$NP_LAB_DIR/logs/flood.log" lab_client_exec "$NPTRAFFIC" synflood "$frontend" \
   --source 198.51.100.0/24 --rate "$rate" --duration "$seconds"
@@ -81,10 +86,11 @@ flood_arrived() {
   }
 }
 require "the flood reaches node 1's conntrack" eventually 10 flood_arrived
+t_arrived=$(e2e_now_us)
 
 require "real connections during the flood: $legit, one every ${interval_ms} ms" \
   lab_bg legit "$NP_LAB_DIR/logs/legit.log" lab_client_exec "$NPTRAFFIC" connect "$frontend" \
-  --count "$legit" --interval-ms "$interval_ms" --timeout-ms 4000
+  --count "$legit" --interval-ms "$interval_ms" --timeout-ms 4000 --report-slow-ms 500
 
 degraded_msg=
 degraded_embryonic() {
@@ -104,9 +110,15 @@ check "during the flood: status on n1 is Degraded, naming the embryonic table" e
 
 bg_done() { ! lab__bg_pid "$1" >/dev/null; }
 require "the real connections finish" lab_poll $((seconds + 60)) bg_done legit
+t_legit_done=$(e2e_now_us)
 flood_running_after_legit=0
 lab__bg_pid flood >/dev/null && flood_running_after_legit=1
 require "the flood finishes" lab_poll $((seconds + 30)) bg_done flood
+t_flood_done=$(e2e_now_us)
+echo "  timeline (s after the flood started): reached n1's conntrack $(since_flood "$t_arrived")," \
+  "real connections done $(since_flood "$t_legit_done"), flood done $(since_flood "$t_flood_done")"
+slow=$(grep -cE '^slow [0-9]+:' "$NP_LAB_DIR/logs/legit.log" || true)
+echo "  real connections that took >= 500 ms: $slow$( ((slow)) && grep -E '^slow [0-9]+:' "$NP_LAB_DIR/logs/legit.log" | head -n 10 | awk '{printf " [%s %s %s]", $2, $3, $4}')"
 
 flood_line=$(grep -m1 '^synflood ' "$NP_LAB_DIR/logs/flood.log" || true)
 echo "  flood: ${flood_line:-(no summary; log: $(tail -n 3 "$NP_LAB_DIR/logs/flood.log"))}"

@@ -60,7 +60,7 @@ constexpr std::string_view kUsage =
     "usage:\n"
     "  nptraffic serve --id NAME [--tcp PORT]... [--udp PORT]... [--bind ADDR]\n"
     "  nptraffic connect ADDR:PORT [--udp] [--count N] [--timeout-ms T] [--payload STR]\n"
-    "                    [--verbose] [--connect-only] [--interval-ms T]\n"
+    "                    [--verbose] [--connect-only] [--interval-ms T] [--report-slow-ms T]\n"
     "                    [--source-port P]   (UDP: attempt N from port P+N-1, printed as sport=.. id=..)\n"
     "  nptraffic hold ADDR:PORT [--timeout-ms T]\n"
     "  nptraffic synflood ADDR:PORT --source CIDR --rate N (--duration S | --count N)\n"
@@ -285,6 +285,7 @@ struct ConnectOptions {
   bool verbose = false;
   bool connectOnly = false;
   int intervalMs = 0;  // between the starts of two attempts
+  int reportSlowMs = 0;  // > 0: print "slow N: T ms" for each attempt that took at least this long
   uint16_t sourcePort = 0;  // UDP: attempt N sends from sourcePort + N - 1 (0: any port)
 };
 
@@ -378,6 +379,8 @@ ConnectOptions parseConnect(ArgCursor& args) {
       o.connectOnly = true;
     } else if (tok == "--interval-ms") {
       o.intervalMs = static_cast<int>(parseNumber(args.value(tok), 0, 60'000, "--interval-ms"));
+    } else if (tok == "--report-slow-ms") {
+      o.reportSlowMs = static_cast<int>(parseNumber(args.value(tok), 1, 60'000, "--report-slow-ms"));
     } else if (tok == "--source-port") {
       o.sourcePort = static_cast<uint16_t>(parseNumber(args.value(tok), 1024, 65535, "--source-port"));
     } else if (!tok.starts_with("-") && !target) {
@@ -673,7 +676,13 @@ int runConnect(const ConnectOptions& o) {
       next += std::chrono::milliseconds(o.intervalMs);
     }
     const uint16_t sport = o.sourcePort ? static_cast<uint16_t>(o.sourcePort + attempt - 1) : 0;
+    const auto started = std::chrono::steady_clock::now();
     Result<std::string> result = o.udp ? udpAttempt(o, sport) : tcpAttempt(o);
+    if (o.reportSlowMs > 0) {
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - started);
+      if (took.count() >= o.reportSlowMs) std::cerr << "slow " << attempt << ": " << took.count() << " ms\n";
+    }
     if (!result.ok()) {
       ++fail;
       std::cerr << "attempt " << attempt << ": " << result.error().text() << "\n";
