@@ -15,7 +15,7 @@
 
 namespace np::flows {
 
-Flows::Flows(const FlowsConfig& cfg) : cfg_(cfg), store_(cfg.capacity) {
+Flows::Flows(const FlowsConfig& cfg) : cfg_(cfg), store_(cfg.capacity, cfg.nodeName, monoToRealtimeOffsetNs()) {
   peers_.set({Peer{cfg.nodeName, cfg.nodeAddress}});
 }
 
@@ -29,24 +29,24 @@ Result<std::unique_ptr<Flows>> Flows::start(const FlowsConfig& cfg) {
   f->rb_ = ring_buffer__new(f->eventsFd_, &Flows::onEvent, f.get(), nullptr);
   if (!f->rb_) return sysError("ring buffer on " + evPin);
   f->decodeCtx_.nodeName = cfg.nodeName;
-  f->decodeCtx_.monoToRealtimeNs = monoToRealtimeOffsetNs();
+  f->decodeCtx_.monoToRealtimeNs = f->store_.monoToRealtimeNs();
   Flows* self = f.get();
-  f->decodeCtx_.service = [self](uint16_t id) -> std::optional<ServiceName> {
+  f->decodeCtx_.service = [self](uint16_t id) -> std::shared_ptr<const ServiceName> {
     std::lock_guard<std::mutex> l(self->svcMu_);
     auto it = self->services_.find(id);
-    if (it == self->services_.end()) return std::nullopt;
+    if (it == self->services_.end()) return nullptr;
     return it->second;
   };
-  f->decodeCtx_.pod = [self](uint32_t addr) -> std::optional<PodInfo> {
+  f->decodeCtx_.pod = [self](uint32_t addr) -> std::shared_ptr<const PodInfo> {
     std::lock_guard<std::mutex> l(self->svcMu_);
     auto it = self->pods_.find(addr);
-    if (it == self->pods_.end()) return std::nullopt;
+    if (it == self->pods_.end()) return nullptr;
     return it->second;
   };
-  f->decodeCtx_.podByNetns = [self](uint64_t cookie) -> std::optional<PodInfo> {
+  f->decodeCtx_.podByNetns = [self](uint64_t cookie) -> std::shared_ptr<const PodInfo> {
     std::lock_guard<std::mutex> l(self->svcMu_);
     auto it = self->podsByNetns_.find(cookie);
-    if (it == self->podsByNetns_.end()) return std::nullopt;
+    if (it == self->podsByNetns_.end()) return nullptr;
     return it->second;
   };
   // if_indextoname() opens a socket and asks the kernel on every call (a few µs: at 100k
@@ -85,12 +85,12 @@ Flows::~Flows() {
 int Flows::onEvent(void* ctx, void* data, size_t size) {
   auto* self = static_cast<Flows*>(ctx);
   self->received_++;
-  auto flows = decodeEvents(data, size, self->decodeCtx_);
-  if (flows.empty()) {
+  size_t n = captureEvent(data, size, self->decodeCtx_, self->recs_);
+  if (n == 0) {
     self->undecodable_++;
     return 0;
   }
-  for (flow::Flow& f : flows) self->store_.push(std::move(f));
+  self->store_.push(self->recs_, n);
   return 0;
 }
 
@@ -108,14 +108,19 @@ void Flows::run() {
 }
 
 void Flows::setServices(std::map<uint16_t, ServiceName> services) {
+  std::map<uint16_t, std::shared_ptr<const ServiceName>> named;
+  for (auto& [id, n] : services) named.emplace(id, std::make_shared<const ServiceName>(std::move(n)));
   std::lock_guard<std::mutex> l(svcMu_);
-  services_ = std::move(services);
+  services_.swap(named);
 }
 
 void Flows::updateServices(const std::vector<uint16_t>& gone, std::vector<std::pair<uint16_t, ServiceName>> named) {
+  std::vector<std::pair<uint16_t, std::shared_ptr<const ServiceName>>> made;
+  made.reserve(named.size());
+  for (auto& [id, n] : named) made.emplace_back(id, std::make_shared<const ServiceName>(std::move(n)));
   std::lock_guard<std::mutex> l(svcMu_);
   for (uint16_t id : gone) services_.erase(id);
-  for (auto& [id, n] : named) services_[id] = std::move(n);
+  for (auto& [id, n] : made) services_[id] = std::move(n);
 }
 
 void Flows::setPeers(std::vector<Peer> peers) {
@@ -125,18 +130,30 @@ void Flows::setPeers(std::vector<Peer> peers) {
   peers_.set(std::move(peers));
 }
 
+namespace {
+template <typename K>
+std::unordered_map<K, std::shared_ptr<const PodInfo>> shared(std::unordered_map<K, PodInfo>& pods) {
+  std::unordered_map<K, std::shared_ptr<const PodInfo>> out;
+  out.reserve(pods.size());
+  for (auto& [k, p] : pods) out.emplace(k, std::make_shared<const PodInfo>(std::move(p)));
+  return out;
+}
+}  // namespace
+
 void Flows::setPods(std::unordered_map<uint32_t, PodInfo> pods) {
+  auto byAddr = shared(pods);
   {
     std::lock_guard<std::mutex> l(svcMu_);
-    pods_.swap(pods);
+    pods_.swap(byAddr);
   }
-  // the old map is freed here, outside the lock the reader takes
+  // the old map is freed here, outside the lock the reader takes (records keep the pods they name)
 }
 
 void Flows::setPodsByNetns(std::unordered_map<uint64_t, PodInfo> pods) {
+  auto byNetns = shared(pods);
   {
     std::lock_guard<std::mutex> l(svcMu_);
-    podsByNetns_.swap(pods);
+    podsByNetns_.swap(byNetns);
   }
 }
 

@@ -86,9 +86,11 @@ class Flows {
   std::atomic<uint64_t> received_{0};
   std::atomic<uint64_t> undecodable_{0};
   mutable std::mutex svcMu_;
-  std::map<uint16_t, ServiceName> services_;
-  std::unordered_map<uint32_t, PodInfo> pods_;  // under svcMu_ too
-  std::unordered_map<uint64_t, PodInfo> podsByNetns_;  // under svcMu_ too
+  // Shared with the records that name them, so a record keeps a name after it changes or goes.
+  std::map<uint16_t, std::shared_ptr<const ServiceName>> services_;
+  std::unordered_map<uint32_t, std::shared_ptr<const PodInfo>> pods_;  // under svcMu_ too
+  std::unordered_map<uint64_t, std::shared_ptr<const PodInfo>> podsByNetns_;  // under svcMu_ too
+  FlowRecord recs_[2];  // the reader thread's: one event's records
   // Interface names by ifindex, with when they were read: the reader thread's alone.
   std::unordered_map<uint32_t, std::pair<std::string, std::chrono::steady_clock::time_point>> ifnames_;
   std::thread reader_;

@@ -2,38 +2,83 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
+
 namespace np::flows {
+
+void FlowStore::pushLocked(Entry&& e) {
+  if (capacity_ == 0) {
+    next_++;
+    return;
+  }
+  if (ring_.size() < capacity_) {
+    ring_.push_back(std::move(e));
+  } else {
+    ring_[head_] = std::move(e);
+    head_ = (head_ + 1) % capacity_;
+  }
+  next_++;
+}
 
 void FlowStore::push(flow::Flow f) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (ring_.size() == capacity_) ring_.pop_front();
-    ring_.push_back(std::move(f));
-    next_++;
+    pushLocked(Entry{std::move(f)});
   }
   cv_.notify_all();
 }
 
+void FlowStore::push(FlowRecord* recs, size_t n) {
+  if (n == 0) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < n; i++) pushLocked(Entry{std::move(recs[i])});
+  }
+  cv_.notify_all();
+}
+
+const FlowStore::Entry& FlowStore::at(uint64_t seq) const {
+  uint64_t oldest = next_ - ring_.size();
+  return ring_[(head_ + (seq - oldest)) % ring_.size()];
+}
+
+int64_t FlowStore::seconds(const Entry& e) const {
+  if (const auto* r = std::get_if<FlowRecord>(&e)) return recordSeconds(*r, monoToRealtimeNs_);
+  return std::get<flow::Flow>(e).time().seconds();
+}
+
 FlowStore::Stats FlowStore::stats() const {
+  auto now = google::protobuf::util::TimeUtil::GetCurrentTime();
+  int64_t cutoff = now.seconds() - 60;
   std::lock_guard<std::mutex> l(mu_);
   Stats s;
   s.seen = next_;
   s.num = ring_.size();
   s.capacity = capacity_;
-  auto now = google::protobuf::util::TimeUtil::GetCurrentTime();
-  int64_t cutoff = now.seconds() - 60;
   size_t recent = 0;
-  for (auto it = ring_.rbegin(); it != ring_.rend() && it->time().seconds() >= cutoff; ++it) recent++;
+  for (uint64_t seq = next_; seq > next_ - ring_.size() && seconds(at(seq - 1)) >= cutoff; seq--) recent++;
   s.ratePerSec = static_cast<double>(recent) / 60.0;
   return s;
 }
 
 uint64_t FlowStore::read(uint64_t from, std::vector<std::pair<uint64_t, flow::Flow>>& out, size_t max) const {
-  std::lock_guard<std::mutex> l(mu_);
-  uint64_t oldest = next_ - ring_.size();
-  if (from < oldest) from = oldest;
-  uint64_t seq = from;
-  for (; seq < next_ && max > 0; seq++, max--) out.emplace_back(seq, ring_[seq - oldest]);
+  // Copied out under the lock (a record is its bytes and a few references), rendered after it:
+  // the reader thread never waits for a client's flows to be built.
+  std::vector<std::pair<uint64_t, Entry>> taken;
+  uint64_t seq;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    uint64_t oldest = next_ - ring_.size();
+    if (from < oldest) from = oldest;
+    seq = from;
+    taken.reserve(static_cast<size_t>(std::min<uint64_t>(next_ - from, max)));
+    for (; seq < next_ && max > 0; seq++, max--) taken.emplace_back(seq, at(seq));
+  }
+  out.reserve(out.size() + taken.size());
+  for (auto& [s, e] : taken) {
+    if (auto* r = std::get_if<FlowRecord>(&e)) out.emplace_back(s, renderFlow(*r, nodeName_, monoToRealtimeNs_));
+    else out.emplace_back(s, std::move(std::get<flow::Flow>(e)));
+  }
   return seq;
 }
 

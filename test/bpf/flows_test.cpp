@@ -22,9 +22,9 @@ class FlowsTest : public HostTest {
   flow::Flow decode(const np_trace_event& ev) {
     flows::DecodeContext ctx;
     ctx.nodeName = "node-1";
-    ctx.service = [](uint16_t id) -> std::optional<flows::ServiceName> {
-      if (id == kRevNat) return flows::ServiceName{"web", "default"};
-      return std::nullopt;
+    ctx.service = [](uint16_t id) -> std::shared_ptr<const flows::ServiceName> {
+      if (id == kRevNat) return std::make_shared<const flows::ServiceName>(flows::ServiceName{"web", "default"});
+      return nullptr;
     };
     auto f = flows::decodeEvent(&ev, sizeof ev, ctx);
     EXPECT_TRUE(f.has_value());

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <thread>
+#include <unordered_map>
 
 #include "flow/flow.pb.h"
 #include "flows.h"  // agentctl
@@ -103,9 +104,9 @@ TEST(FlowsDecode, TranslatedSynBecomesHubbleFlow) {
   DecodeContext ctx;
   ctx.nodeName = "node-1";
   ctx.monoToRealtimeNs = 1'700'000'000LL * 1'000'000'000LL;
-  ctx.service = [](uint16_t id) -> std::optional<ServiceName> {
-    if (id == 7) return ServiceName{"web", "default"};
-    return std::nullopt;
+  ctx.service = [](uint16_t id) -> std::shared_ptr<const ServiceName> {
+    if (id == 7) return std::make_shared<const ServiceName>(ServiceName{"web", "default"});
+    return nullptr;
   };
   auto f = decodeEvent(&ev, sizeof ev, ctx);
   ASSERT_TRUE(f);
@@ -152,13 +153,13 @@ TEST(FlowsDecode, SocketTranslationBecomesPreAndPostSockFlows) {
   std::memcpy(ev.data, &sk, sizeof sk);
   DecodeContext ctx;
   ctx.nodeName = "n1";
-  ctx.service = [](uint16_t id) -> std::optional<ServiceName> {
-    if (id == 7) return ServiceName{"web", "default"};
-    return std::nullopt;
+  ctx.service = [](uint16_t id) -> std::shared_ptr<const ServiceName> {
+    if (id == 7) return std::make_shared<const ServiceName>(ServiceName{"web", "default"});
+    return nullptr;
   };
-  ctx.pod = [](uint32_t a) -> std::optional<PodInfo> {
-    if (a == htonl(0x0a00020a)) return PodInfo{"p1", "default", {}};
-    return std::nullopt;
+  ctx.pod = [](uint32_t a) -> std::shared_ptr<const PodInfo> {
+    if (a == htonl(0x0a00020a)) return std::make_shared<const PodInfo>(PodInfo{"p1", "default", {}});
+    return nullptr;
   };
   EXPECT_FALSE(decodeEvent(&ev, sizeof ev, ctx));  // no packet to parse
   auto fs = decodeEvents(&ev, sizeof ev, ctx);
@@ -251,6 +252,52 @@ TEST(FlowsStore, KeepsTheLastCapacityFlows) {
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[0].first, 2u);
   EXPECT_EQ(out[0].second.l4().tcp().destination_port(), 82u);
+}
+
+// The reader keeps records, not messages: a record is rendered when it is read, with the node's
+// name and the pod and service names it had when the event came, even if they have gone since.
+TEST(FlowsStore, RecordsAreRenderedWhenReadWithTheNamesTheyCameWith) {
+  std::unordered_map<uint32_t, std::shared_ptr<const PodInfo>> pods = {
+      {htonl(0x0a00010a), std::make_shared<const PodInfo>(PodInfo{"web-1", "default", {}, htonl(0x0a00010a)})}};
+  DecodeContext ctx;
+  ctx.pod = [&](uint32_t a) -> std::shared_ptr<const PodInfo> {
+    auto it = pods.find(a);
+    return it == pods.end() ? nullptr : it->second;
+  };
+  const int64_t offset = 1700000000LL * 1000000000LL;
+  FlowStore s(3, "n1", offset);
+  FlowRecord recs[2];
+  for (int i = 0; i < 5; i++) {
+    np_trace_event ev = synEvent();
+    ev.ktime = static_cast<uint64_t>(i) * 1000000000ULL;
+    const int port = 9000 + i;  // the TCP destination port in the snippet
+    ev.data[14 + 20 + 2] = static_cast<uint8_t>(port >> 8);
+    ev.data[14 + 20 + 3] = static_cast<uint8_t>(port & 0xff);
+    ASSERT_EQ(captureEvent(&ev, sizeof ev, ctx, recs), 1u);
+    s.push(recs, 1);
+    if (i == 3) pods.clear();  // the pod goes: the last record has no name, the others keep it
+  }
+  s.push(mkFlow("1.1.1.1", "2.2.2.2", 9999, flow::FORWARDED, 1700000010));  // a message beside them
+  std::vector<std::pair<uint64_t, flow::Flow>> out;
+  EXPECT_EQ(s.read(0, out), 6u);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].first, 3u);
+  EXPECT_EQ(out[0].second.node_name(), "n1");
+  EXPECT_EQ(out[0].second.time().seconds(), 1700000003);
+  EXPECT_EQ(out[0].second.l4().tcp().destination_port(), 9003u);
+  EXPECT_EQ(out[0].second.destination().pod_name(), "web-1");
+  EXPECT_EQ(out[1].second.destination().pod_name(), "");
+  EXPECT_EQ(out[1].second.ip().destination(), "10.0.1.10");
+  EXPECT_EQ(out[2].second.l4().tcp().destination_port(), 9999u);
+  auto st = s.stats();
+  EXPECT_EQ(st.seen, 6u);
+  EXPECT_EQ(st.num, 3u);
+  // a read from the middle and a bounded one
+  out.clear();
+  EXPECT_EQ(s.read(4, out, 1), 5u);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].first, 4u);
+  EXPECT_EQ(out[0].second.time().seconds(), 1700000004);
 }
 
 TEST(FlowsFilter, IpPortProtocolVerdictAndBlacklist) {
@@ -458,10 +505,10 @@ TEST(FlowsDecode, PodsAreNamedOnBothSidesAndThePodFiltersSelectThem) {
   auto pods = podsByAddress(eps);
   ASSERT_EQ(pods.size(), 2u);
   DecodeContext ctx;
-  ctx.pod = [&](uint32_t a) -> std::optional<PodInfo> {
+  ctx.pod = [&](uint32_t a) -> std::shared_ptr<const PodInfo> {
     auto it = pods.find(a);
-    if (it == pods.end()) return std::nullopt;
-    return it->second;
+    if (it == pods.end()) return nullptr;
+    return std::make_shared<const PodInfo>(it->second);
   };
   np_trace_event ev = synEvent();
   auto f = decodeEvent(&ev, sizeof ev, ctx);
@@ -548,10 +595,10 @@ TEST(FlowsDecode, SocketTranslationNamesItsSourcePodByNetnsCookie) {
   sk.netns_cookie = 0x1234;
   std::memcpy(ev.data, &sk, sizeof sk);
   DecodeContext ctx;
-  ctx.podByNetns = [](uint64_t c) -> std::optional<PodInfo> {
+  ctx.podByNetns = [](uint64_t c) -> std::shared_ptr<const PodInfo> {
     if (c == 0x1234)
-      return PodInfo{"client", "team-a", {"k8s:io.kubernetes.pod.namespace=team-a"}, htonl(0x0a000105)};
-    return std::nullopt;
+      return std::make_shared<const PodInfo>(PodInfo{"client", "team-a", {"k8s:io.kubernetes.pod.namespace=team-a"}, htonl(0x0a000105)});
+    return nullptr;
   };
   auto fs = decodeEvents(&ev, sizeof ev, ctx);
   ASSERT_EQ(fs.size(), 2u);
