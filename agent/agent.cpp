@@ -919,6 +919,8 @@ pb::StatusResponse Agent::status() const {
     s->set_xdp(d.xdpMode == datapath::XdpMode::Off ? "" : datapath::xdpModeName(d.xdpMode));
     s->set_xdp_fallback(d.xdpFallback);
     s->set_xdp_attached(d.xdpAttached);
+    if (d.xdpMode == datapath::XdpMode::Native && !d.xdpHandOff)
+      s->set_xdp_limit("new flows and local backends in tc: kernel without bpf_xdp_adjust_meta for XDP");
     if (d.xdpMode == datapath::XdpMode::Native) {
       pb::XdpCounters* x = s->mutable_xdp_counters();
       x->set_tx(d.xdpStats[NP_XDP_STAT_TX].packets);

@@ -885,7 +885,8 @@ int runBench(const Options& opt) {
     }
     if (c.clearCt) clearConntrack(synFd);
     Counters before = c.nodePort || c.passes ? ingressCounters(metricsFd) : Counters{};
-    const bool wantMarker = c.target != xdpNoop && c.target != xdpBaseline;  // ours mark what they pass
+    // ours mark what they pass, where the kernel lets XDP write metadata (lib/xfer.h)
+    const bool wantMarker = c.target != xdpNoop && c.target != xdpBaseline && np::datapath::kernelHasXdpMetadata();
     Shot s = c.xdp ? testRunXdp(fd, *c.input, ifindex, repeat, wantMarker) : testRun(fd, *c.input, ifindex, repeat);
     if (s.retval == NP_BENCH_NO_TAIL_CALL) throw std::runtime_error(c.name + ": the wrapper's tail call failed");
     if (s.retval != c.verdict)

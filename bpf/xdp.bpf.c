@@ -13,6 +13,9 @@
  * What it leaves to tc (passed untouched and unmarked, NP_CTX_DEFER): a packet whose next hop has
  * no neighbour entry (XDP has no bpf_redirect_neigh; the route is looked up before anything is
  * rewritten or created, so tc finds the state as it was), and anything that is not IPv4 TCP/UDP.
+ * On a kernel without bpf_xdp_adjust_meta for XDP (no hand-off, lib/xfer.h) it also leaves to tc
+ * every new flow and every flow to a local backend: XDP then forwards known flows out of a
+ * device and passes what is no flow of ours, and tc sees every other packet as it came.
  *
  * Stages. The whole path compiled for XDP is more than the verifier takes (over its 1,000,000
  * instructions: the checksum arithmetic XDP does by hand multiplies the paths of the new flow's
@@ -134,6 +137,10 @@ int np_xdp_entry(struct xdp_md *ctx)
 	np_ct_key_from_pkt(&key, &p, NP_CT_INGRESS);
 	e = np_nodeport_ct_find(&p, &key, now, &embryonic, &known);
 	if (e) {
+		/* Without the hand-off a packet XDP would translate and pass on would reach tc
+		 * translated and unmarked: such flows (a local backend) are tc's, untouched. */
+		if (!np_xdp_hand_off() && !(e->flags & NP_CT_F_REDIRECT))
+			return np_xdp_verdict(ctx, NP_CTX_DEFER);
 		/* The route first: without a neighbour tc must do it all, and nothing (not even the
 		 * entry's refresh) has happened yet. */
 		if (e->flags & NP_CT_F_REDIRECT) {
@@ -148,6 +155,10 @@ int np_xdp_entry(struct xdp_md *ctx)
 	 * there: a map value does not cross a tail call). */
 	if (!np_nodeport_new_flow_wanted(ctx, &p))
 		return np_xdp_verdict(ctx, XDP_PASS);
+	/* Without the hand-off new flows are tc's (whether one is local is known only once it
+	 * exists); XDP serves their later packets that leave by a device. */
+	if (!np_xdp_hand_off())
+		return np_xdp_verdict(ctx, NP_CTX_DEFER);
 	s->pkt = p;
 	s->known = known;
 	bpf_tail_call(ctx, &NP_MAP_XDP_CALLS, NP_XDP_CALL_NEW_FLOW);

@@ -206,6 +206,9 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
     if (c.lbAcceleration != LbAcceleration::Disabled) {
       auto loaded = XdpProgram::load(dp->pinDir_, sizes, hp);
       if (!loaded) return loaded.error();
+      if (!(*loaded)->handOff())
+        NP_LOG_WARN("datapath", "%s: this kernel does not let XDP call bpf_xdp_adjust_meta: XDP forwards known flows "
+                    "out of devices and leaves new flows and flows to local backends to tc", d.name.c_str());
       xdp = std::move(*loaded);
     }
     dp->xdps_.push_back(std::move(xdp));
@@ -390,6 +393,7 @@ std::vector<DeviceState> Datapath::deviceStates() const {
     if (xdps_[i]) {
       auto x = bpf::xdpAttached(devices_[i].ifindex);
       s.xdpAttached = x.ok() && x->driverProgId != 0 && x->driverProgId == bpf::programId(xdps_[i]->entryFd());
+      s.xdpHandOff = xdps_[i]->handOff();
       auto stats = bpf::sumPerCpuAll<np_metric>(xdps_[i]->mapFd(NP_STR(NP_MAP_XDP_STATS)), NP_XDP_STATS);
       if (stats) std::copy_n(stats->begin(), std::min<size_t>(stats->size(), NP_XDP_STATS), s.xdpStats.begin());
     }

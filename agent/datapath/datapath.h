@@ -63,6 +63,7 @@ struct DeviceState {
   XdpMode xdpMode = XdpMode::Off;  // what the agent set up
   std::string xdpFallback;         // TcFallback: why the device cannot take native XDP
   bool xdpAttached = false;        // Native: our program is the device's driver-mode XDP program now
+  bool xdpHandOff = true;          // Native: XDP marks what it passes on for tc (XdpProgram::handOff)
   std::array<np_metric, NP_XDP_STATS> xdpStats{};  // Native: counters of this device's program
 };
 

@@ -4,10 +4,13 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <unistd.h>
 
 #include <cstdarg>
 #include <cstdio>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "bpf/map.h"
 #include "core/log.h"
@@ -170,6 +173,37 @@ int HostProgram::fromNetdevFd() const { return bpf_program__fd(skel_->progs.np_f
 int HostProgram::toNetdevFd() const { return bpf_program__fd(skel_->progs.np_to_netdev); }
 int HostProgram::mapFd(const std::string& name) const { return findMapFd<host_bpf>(skel_->obj, name); }
 
+namespace {
+// Every call of `helper` in the object's programs becomes `r0 = ret`, before load. The 6.x
+// verifier checks each helper call's availability over the whole program text, reachable or
+// not, so a call that read-only data makes dead (lib/xfer.h: np_xfer_meta) still keeps the
+// program from loading on a kernel that lacks the helper. The callers treat ret as the helper's
+// failure. Written here: libbpf offers the instruction access this is built on, nothing more.
+Status withoutHelper(bpf_object* obj, int helper, int32_t ret) {
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, obj) {
+    const bpf_insn* in = bpf_program__insns(prog);
+    const size_t n = bpf_program__insn_cnt(prog);
+    std::vector<bpf_insn> insns(in, in + n);
+    bool changed = false;
+    for (bpf_insn& i : insns) {
+      if (i.code == (BPF_JMP | BPF_CALL) && i.src_reg == 0 && i.imm == helper) {
+        i = bpf_insn{};
+        i.code = BPF_ALU64 | BPF_MOV | BPF_K;
+        i.dst_reg = BPF_REG_0;
+        i.imm = ret;
+        changed = true;
+      }
+    }
+    if (changed) {
+      int rc = bpf_program__set_insns(prog, insns.data(), insns.size());
+      if (rc != 0) return sysError(std::string("rewrite the helper calls of ") + bpf_program__name(prog), -rc);
+    }
+  }
+  return {};
+}
+}  // namespace
+
 Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, const MapSizes& sizes,
                                                      const HostParams& p) {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinDir.c_str());
@@ -184,6 +218,9 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, 
   cfg.lb_mode = toBpf(p.lbMode);
   skel->rodata->np_lb_cfg.algorithm = p.lb.maglev ? NP_LB_ALG_MAGLEV : NP_LB_ALG_RANDOM;
   skel->rodata->np_lb_cfg.maglev_table_size = p.lb.maglevTableSize;
+  skel->rodata->np_xfer_meta = p.xdpHandOff && kernelHasXdpMetadata() ? 1 : 0;
+  prog->handOff_ = skel->rodata->np_xfer_meta != 0;
+  if (!prog->handOff_) NP_TRY(withoutHelper(skel->obj, BPF_FUNC_xdp_adjust_meta, -EOPNOTSUPP));
   setTrace(skel, p.trace);
   int rc = xdp_bpf__load(skel);
   if (rc != 0) return sysError("load xdp.bpf.o for " + p.device, -rc);
@@ -245,6 +282,27 @@ LxcProgram::~LxcProgram() { lxc_bpf__destroy(skel_); }
 int LxcProgram::fromContainerFd() const { return bpf_program__fd(skel_->progs.np_from_container); }
 int LxcProgram::toContainerFd() const { return bpf_program__fd(skel_->progs.np_to_container); }
 int LxcProgram::mapFd(const std::string& name) const { return findMapFd<lxc_bpf>(skel_->obj, name); }
+
+// Loads `bpf_xdp_adjust_meta(ctx, 0); return 0;` as XDP. Not libbpf_probe_bpf_helper(): the
+// libbpf this builds with recognises only older verifiers' words for a helper the program type
+// may not call, and takes "program of this type cannot use helper" for support.
+bool kernelHasXdpMetadata() {
+  static const bool has = [] {
+    bpf_insn insns[4] = {};
+    insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r2 = 0 (r1 is the context)
+    insns[0].dst_reg = BPF_REG_2;
+    insns[1].code = BPF_JMP | BPF_CALL;
+    insns[1].imm = BPF_FUNC_xdp_adjust_meta;
+    insns[2].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = 0
+    insns[2].dst_reg = BPF_REG_0;
+    insns[3].code = BPF_JMP | BPF_EXIT;
+    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "np_probe_meta", "GPL", insns, 4, nullptr);
+    if (fd < 0) return false;
+    close(fd);
+    return true;
+  }();
+  return has;
+}
 
 bool kernelHasBpfHostRouting(std::string* why) {
   for (auto [helper, name] : {std::pair{BPF_FUNC_redirect_peer, "bpf_redirect_peer"},

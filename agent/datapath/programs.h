@@ -83,6 +83,9 @@ struct HostParams {
   uint16_t masqPortMax = NP_DEFAULT_SNAT_PORT_MAX;
   bool bpfHostRouting = false;   // deliver to local pods with bpf_redirect_peer (lib/pod.h)
   TraceParams trace;
+  // xdp.bpf.o: false loads it as on a kernel without bpf_xdp_adjust_meta for XDP (tests); the
+  // hand-off is used only where the kernel has it.
+  bool xdpHandOff = true;
 };
 
 // One loaded instance of host.bpf.o, for one device.
@@ -118,12 +121,20 @@ class XdpProgram {
   int entryFd() const;
   int mapFd(const std::string& name) const;
   const HostParams& params() const { return params_; }
+  // Whether packets XDP passes on carry the "done" marker for tc (lib/xfer.h): false on a kernel
+  // without bpf_xdp_adjust_meta for XDP, where XDP leaves new flows and flows to local backends
+  // to tc.
+  bool handOff() const { return handOff_; }
 
  private:
   XdpProgram(xdp_bpf* skel, HostParams params) : skel_(skel), params_(std::move(params)) {}
   xdp_bpf* skel_;
   HostParams params_;
+  bool handOff_ = true;
 };
+
+// Whether XDP programs may call bpf_xdp_adjust_meta here (probed once).
+bool kernelHasXdpMetadata();
 
 struct SockParams {
   Ipv4 nodeIp;

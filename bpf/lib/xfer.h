@@ -20,13 +20,27 @@
 #define NP_XFER_F_NODEPORT_DONE 0x1U /* the NodePort path ran in XDP: nothing left for tc to do */
 
 #ifdef NP_LIB_CTX_XDP_H
+/* Whether this kernel lets XDP write the metadata area: the loader probes for the helper (some
+ * kernels are built without bpf_xdp_adjust_meta for XDP, and a program that calls it does not
+ * load there) and clears this when it is missing. Without the hand-off XDP passes to tc only
+ * packets it left untouched (xdp.bpf.c: np_xdp_hand_off()), so tc's lookups give what they would
+ * have given without XDP. Read-only data: the verifier drops the call where it is 0. */
+const volatile __u8 np_xfer_meta = 1;
+
+static __always_inline bool np_xdp_hand_off(void)
+{
+	return np_xfer_meta != 0;
+}
+
 /* Marks the packet for tc. Call last: it moves data_meta, which invalidates packet pointers.
- * Returns 0, or < 0 when the driver has no metadata room (tc then redoes the lookups, with the
- * same result). */
+ * Returns 0, or < 0 when the driver has no metadata room or the kernel no helper (tc then redoes
+ * the lookups, with the same result). */
 static __always_inline int np_xfer_set(np_ctx_t *ctx, __u32 flags)
 {
 	__u32 *meta;
 
+	if (!np_xdp_hand_off())
+		return -1;
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) < 0)
 		return -1;
 	meta = NP_CTX_XDP_LOAD_PTR(ctx, data_meta);

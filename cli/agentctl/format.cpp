@@ -227,6 +227,8 @@ std::string kprDetails(const pb::StatusResponse& status) {
   }
   details.addRow({"Session Affinity:", enabled(status.kube_proxy_replacement() == "True")});
   if (!status.xdp_acceleration().empty()) details.addRow({"XDP Acceleration:", xdpAcceleration(status)});
+  for (const auto& dev : status.devices())
+    if (!dev.xdp_limit().empty()) details.addRow({"  XDP Hand-off:", "none on " + dev.name() + " (" + dev.xdp_limit() + ")"});
   out += details.render();
 
   // With kube-proxy replacement off the agent does not own any service type.

@@ -443,6 +443,14 @@ TEST_F(MaglevDsr, XdpForwardsMidStreamSegmentAsTcDoes) {
   RunResult t = fromNetdev(seg.build());
   ASSERT_EQ(t.verdict, TC_ACT_REDIRECT);
   XdpRun x = xdpRun(seg.build());
+  if (!datapath::kernelHasXdpMetadata()) {
+    // No XDP -> tc hand-off on this kernel (lib/xfer.h): what has no flow is tc's, untouched,
+    // and tc carries it as above.
+    EXPECT_EQ(x.verdict, XDP_PASS);
+    EXPECT_TRUE(samePacket(seg.build(), x.out)) << "left to tc after a change";
+    EXPECT_EQ(ctCount(), 0u);
+    return;
+  }
   EXPECT_EQ(x.verdict, XDP_TX);
   EXPECT_TRUE(samePacket(t.out, x.out)) << "XDP and tc differ (expected: tc, actual: XDP)";
   const uint32_t be = newFlow(49100);

@@ -87,8 +87,11 @@ if [[ -n ${E2E_ACCELERATION:-} ]]; then
   # before): at least their one data segment each.
   on_n1=0
   for c in "${conns[@]}"; do [[ ${backend_of[$c]:-} == n1-p1 ]] && on_n1=$((on_n1 + 1)); done
-  check "n2's XDP program forwarded the segments of the $on_n1 moved connections to n1-p1 (XDP_TX >= $on_n1)" \
-    expect_xdp_counter_grew n2 ens192 tx 0 "$on_n1"
+  # Without the XDP -> tc hand-off (a kernel without bpf_xdp_adjust_meta for XDP) segments n2 has
+  # no flow for are tc's: XDP defers them.
+  if xdp_hand_off n2 ens192; then n2_counter=tx; else n2_counter=deferred; fi
+  check "n2's XDP program forwarded the segments of the $on_n1 moved connections to n1-p1, or left them to tc (>= $on_n1 $n2_counter)" \
+    expect_xdp_counter_grew n2 ens192 "$n2_counter" 0 "$on_n1"
 fi
 
 e2e_finish

@@ -130,9 +130,12 @@ if [[ -n ${E2E_ACCELERATION:-} ]]; then
     check "$node: ens192 runs XDP in driver mode" expect_xdp_native "$node" ens192
   done
   # 20 connections (SYN, ACK, data, FIN at least) and 20 datagrams, each sent on by XDP_TX.
-  check "n1's XDP program forwarded the client's packets itself (XDP_TX >= 100)" expect_xdp_counter_grew n1 ens192 tx 0 100
-  check "n2's XDP program recorded the flows from the option and passed them on done (>= 100)" \
-    expect_xdp_counter_grew n2 ens192 pass 0 100
+  # Without the XDP -> tc hand-off (a kernel without bpf_xdp_adjust_meta for XDP) each flow's
+  # first packet is tc's, and n2's flows (to its local backend) are all tc's.
+  if xdp_hand_off n1 ens192; then min_tx=100 n2_counter=pass; else min_tx=60 n2_counter=deferred; fi
+  check "n1's XDP program forwarded the client's packets itself (XDP_TX >= $min_tx)" expect_xdp_counter_grew n1 ens192 tx 0 "$min_tx"
+  check "n2's XDP program recorded the flows from the option and passed them on done, or left them to tc (>= 100 $n2_counter)" \
+    expect_xdp_counter_grew n2 ens192 "$n2_counter" 0 100
 fi
 
 e2e_finish

@@ -750,6 +750,15 @@ xdp_counter() {
     '.devices[] | select(.name == $d) | .xdp_counters[$c] // 0 | tonumber'
 }
 
+# xdp_hand_off <node> <device>: true when the device's XDP program marks what it passes on for tc
+# (false on a kernel without bpf_xdp_adjust_meta for XDP: status says what XDP leaves to tc, and
+# XDP defers new flows and flows to local backends instead of passing them on done).
+xdp_hand_off() {
+  local limit
+  limit=$(agentctl_json "$1" status | jq -r --arg d "$2" '.devices[] | select(.name == $d) | .xdp_limit // ""') || return 2
+  [[ -z $limit ]]
+}
+
 # expect_xdp_counter_grew <node> <device> <counter> <before> <at least>
 expect_xdp_counter_grew() {
   local now

@@ -39,30 +39,34 @@ for node in n1 n2; do
   check "$node: agentctl status is Ok" expect_status_ok "$node"
 done
 
+# Without the XDP -> tc hand-off (a kernel without bpf_xdp_adjust_meta for XDP) a new flow's first
+# packet and flows to local backends are tc's: XDP sends one packet fewer per flow and defers
+# the local ones.
+if xdp_hand_off n1 ens192; then per_conn=6 per_dgram=2 local_counter=pass; else per_conn=5 per_dgram=1 local_counter=deferred; fi
 tx0=$(xdp_counter n1 ens192 tx)
 traffic lab_client_exec -- connect 192.168.10.100:30080 --count 20
 check "client -> 192.168.10.100:30080 (TCP, backend on n2): 20/20 connections succeed" expect_ok 20
 check "...all answered by n2-p1" expect_id n2-p1 20
 check "...which saw node 1's address 192.168.10.100 as the source (SNAT)" expect_only_peer 192.168.10.100
 # Each connection is at least SYN, ACK, data, FIN out and SYN-ACK, data, FIN back: 6 XDP_TX.
-check "...and n1's XDP program sent them on itself (XDP_TX grew by >= 120)" \
-  expect_xdp_counter_grew n1 ens192 tx "$tx0" 120
+check "...and n1's XDP program sent them on itself (XDP_TX grew by >= $((per_conn * 20)))" \
+  expect_xdp_counter_grew n1 ens192 tx "$tx0" $((per_conn * 20))
 
-pass0=$(xdp_counter n2 ens192 pass)
+pass0=$(xdp_counter n2 ens192 "$local_counter")
 traffic lab_client_exec -- connect 192.168.10.101:30080 --count 20
 check "client -> 192.168.10.101:30080 (TCP, backend local to n2): 20/20 connections succeed" expect_ok 20
 check "...all answered by n2-p1" expect_id n2-p1 20
 check "...which saw the client's own address 192.168.10.200 (no SNAT)" expect_only_peer 192.168.10.200
-check "...and n2's XDP program DNAT'd them to the pod and passed them on done (>= 60)" \
-  expect_xdp_counter_grew n2 ens192 pass "$pass0" 60
+check "...and n2's XDP program DNAT'd them to the pod and passed them on done, or left them to tc (>= 60 $local_counter)" \
+  expect_xdp_counter_grew n2 ens192 "$local_counter" "$pass0" 60
 
 tx0=$(xdp_counter n1 ens192 tx)
 traffic lab_client_exec -- connect 192.168.10.100:30081 --udp --count 20
 check "client -> 192.168.10.100:30081 (UDP, backend on n2): 20/20 answered from the NodePort address" expect_ok 20
 check "...all answered by n2-p1" expect_id n2-p1 20
 check "...which saw node 1's address 192.168.10.100 as the source (SNAT)" expect_only_peer 192.168.10.100
-check "...and n1's XDP program sent request and reply on itself (XDP_TX grew by >= 40)" \
-  expect_xdp_counter_grew n1 ens192 tx "$tx0" 40
+check "...and n1's XDP program sent request and reply on itself (XDP_TX grew by >= $((per_dgram * 20)))" \
+  expect_xdp_counter_grew n1 ens192 tx "$tx0" $((per_dgram * 20))
 check "n1: XDP dropped nothing" expect_xdp_counter n1 ens192 drop 0
 
 e2e_finish

@@ -441,6 +441,17 @@ TEST(AgentctlStatus, XdpAccelerationPerDevice) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("native (not attached)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("XDP Hand-off"), std::string::npos) << "a line for a limit no device has: " << text;
+
+  // A kernel without bpf_xdp_adjust_meta for XDP: the limit is said under the acceleration line,
+  // which stays as cilium prints it.
+  r.mutable_devices(0)->set_xdp_limit("new flows and local backends in tc: kernel without bpf_xdp_adjust_meta for XDP");
+  text = formatStatus(r, StatusDetail::kVerbose);
+  EXPECT_NE(text.find("  XDP Acceleration:     Best-Effort [ens192 (not attached)] [mv0"), std::string::npos) << text;
+  EXPECT_NE(text.find("    XDP Hand-off:       none on ens192 (new flows and local backends in tc: kernel without "
+                      "bpf_xdp_adjust_meta for XDP)\n"),
+            std::string::npos)
+      << text;
 }
 
 // DSR and Hybrid: the dispatch mode follows the mode, as in Cilium's KubeProxyReplacement Details.
