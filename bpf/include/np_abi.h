@@ -60,8 +60,9 @@
  * round trips longer than a real handshake needs to confirm its flow. */
 #define NP_DEFAULT_CT_EMBRYONIC_MAX 16384
 #define NP_DEFAULT_NODES_MAX     1024          /* not a flag */
-/* Connected TCP sockets through a service whose reverse record is in np_sockrev4t_v1 (not a
- * flag): past that, records go to the socket's own storage, as UDP's do. */
+/* Connected sockets (TCP, UDP through connect()) through a service whose reverse record is in
+ * np_sockrev4t_v1 (not a flag): past that, records go to the socket's own storage, as what
+ * unconnected UDP sockets send to does. */
 #define NP_DEFAULT_SOCK_REV_TCP_MAX 65536
 /* bpf-fragments-map-max (Cilium's key and default): datagrams in flight as fragments. An entry is
  * needed only from a datagram's first fragment to its last, so this is plenty unless fragments

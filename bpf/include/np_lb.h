@@ -95,13 +95,15 @@ NP_ASSERT_SIZE(struct np_revnat, 8);
  * NP_SOCK_REV_SLOTS the oldest is reused. */
 #define NP_SOCK_REV_SLOTS 8
 
-/* np_sockrev4t_v1: the same record for a TCP socket, which connects once to one backend.
- * HASH, preallocated: socket cookie -> np_sock_rev_slot; connect4 writes, getpeername4 reads,
- * cgroup/sock_release deletes it when the socket goes, so nothing is evicted while a socket lives.
+/* np_sockrev4t_v1: the same record for a connected socket (TCP, or UDP through connect()), which
+ * has one peer. HASH, preallocated: socket cookie -> np_sock_rev_slot; connect4 writes,
+ * getpeername4 and recvmsg4 read, cgroup/sock_release deletes it when the socket goes, so nothing
+ * is evicted while a socket lives.
  * Socket storage costs an allocation, a memory-cgroup charge and an RCU free per socket (2.5-3 µs
  * of a ~100 µs connect-request-reply-close in bench/README.md's socket LB breakdown); a
  * preallocated hash element is a free-list pop and push. When the hash is full the record goes
- * to the socket's storage (np_sockrev4_v2) as before. */
+ * to the socket's storage (np_sockrev4_v2) as before. What an unconnected UDP socket sends to
+ * (sendmsg4, one socket to many services) stays in the socket's storage. */
 
 struct np_sock_rev_slot {
 	__be32 backend_addr; /* where the socket's datagrams/connection went (0 = free slot) */

@@ -68,6 +68,10 @@ traffic lab_node_exec n1 -- connect 10.43.0.53:53 --udp --count 20
 check "node 1 -> ClusterIP 10.43.0.53:53 (UDP): 20/20 requests answered from the service address" expect_ok 20
 check "...backend n1-p1 answers some of them" expect_id n1-p1 +
 check "...backend n2-p1 answers some of them" expect_id n2-p1 +
+# A connected UDP socket's record is in the same hash and goes with the socket too: only the
+# held TCP connection's is left.
+check "...and the 20 UDP sockets' reverse records went with them (np_sockrev4t_v1: 1 entry, the held one)" \
+  sockrev_tcp_entries_are 1
 
 # --- a long-idle connected UDP socket keeps its reverse translation however many other sockets
 # use the service meanwhile: the state lives with the socket (v1 kept it in a 262,144-entry LRU
