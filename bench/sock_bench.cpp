@@ -41,6 +41,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_env.h"
 #include "core/fs.h"
 #include "datapath/lb_maps.h"
@@ -66,32 +68,19 @@ struct Options {
   std::string workDir = "/tmp";
 };
 
-void usage() {
-  fputs("usage: sock_bench [--rounds N] [--sockets N] [--backends N] [--trace] [--work-dir DIR]\n"
-        "  ns per socket (socket + connect + close) with and without the socket-LB hooks; needs root\n",
-        stderr);
-}
-
 Options parseArgs(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--rounds") o.rounds = std::stoi(next());
-    else if (a == "--sockets") o.sockets = std::stol(next());
-    else if (a == "--backends") o.backends = std::stoi(next());
-    else if (a == "--trace") o.trace = true;
-    else if (a == "--work-dir") o.workDir = next();
-    else if (a == "--help" || a == "-h") {
-      usage();
-      std::exit(0);
-    } else throw std::runtime_error("unknown argument " + a);
+  CLI::App app{"sock_bench: ns per socket (socket + connect + close) with and without the socket-LB hooks; needs root"};
+  app.add_option("--rounds", o.rounds, "rounds, the first dropped")->check(CLI::Range(2, 1000));
+  app.add_option("--sockets", o.sockets, "sockets per case and round")->check(CLI::Range(1000L, 100000000L));
+  app.add_option("--backends", o.backends, "backends of the service")->check(CLI::Range(1, 200));
+  app.add_flag("--trace", o.trace, "flow events on, read by the agent's own reader");
+  app.add_option("--work-dir", o.workDir, "where the bpffs and the run directory go");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
-  if (o.rounds < 2 || o.sockets < 1000 || o.backends < 1 || o.backends > 200)
-    throw std::runtime_error("--rounds at least 2, --sockets at least 1000, --backends 1..200");
   return o;
 }
 
