@@ -24,7 +24,9 @@
  * kernels are built without bpf_xdp_adjust_meta for XDP, and a program that calls it does not
  * load there) and clears this when it is missing. Without the hand-off XDP passes to tc only
  * packets it left untouched (xdp.bpf.c: np_xdp_hand_off()), so tc's lookups give what they would
- * have given without XDP. Read-only data: the verifier drops the call where it is 0. */
+ * have given without XDP. Read-only data, so the verifier prunes what it guards; the helper's
+ * calls themselves the loader rewrites out (agent/datapath/programs.cpp: the verifier checks
+ * every helper call, reachable or not). */
 const volatile __u8 np_xfer_meta = 1;
 
 static __always_inline bool np_xdp_hand_off(void)
