@@ -219,14 +219,38 @@ void LeaseRunner::stop(std::function<void()> done) {
   }
   asio::co_spawn(
       st->io,
-      [st, r = std::move(*req), done = std::move(done)]() -> awaitable<void> {
-        auto body = encodeLease(st->opts.ns, st->opts.name, r.record, r.resourceVersion);
-        ++st->requests;
-        std::string method = "PUT", path = leasePath(st->opts.ns, st->opts.name), type = "application/json";
-        const auto timeout = st->requestTimeout();
-        auto res = co_await st->client.request(std::move(method), std::move(path), std::move(body), std::move(type),
-                                               timeout);
-        if (!res) st->lastError = res.error().message();
+      [st, r = std::move(*req), done = std::move(done)]() mutable -> awaitable<void> {
+        // A renewal still in flight when stop() came may land first and move the Lease's
+        // resourceVersion: the release then conflicts (409), and the Lease would stay ours until
+        // it expires. Read it again and release it while it still names us (a few tries).
+        for (int attempt = 0; attempt < 3; ++attempt) {
+          auto body = encodeLease(st->opts.ns, st->opts.name, r.record, r.resourceVersion);
+          ++st->requests;
+          std::string method = "PUT", path = leasePath(st->opts.ns, st->opts.name), type = "application/json";
+          const auto timeout = st->requestTimeout();
+          auto res = co_await st->client.request(std::move(method), std::move(path), std::move(body),
+                                                 std::move(type), timeout);
+          if (!res) {
+            st->lastError = res.error().message();
+            break;
+          }
+          if (res->status != 409) {
+            if (res->status != 200) st->lastError = "release lease: HTTP " + std::to_string(res->status);
+            break;
+          }
+          std::string getPath = leasePath(st->opts.ns, st->opts.name);
+          ++st->requests;
+          auto cur = co_await st->client.get(std::move(getPath), timeout);
+          if (!cur || cur->status != 200) break;
+          auto l = decodeLease(cur->body);
+          if (!l || l->record.holder != st->opts.identity) break;  // not ours any more: nothing to release
+          std::string renewTime = r.record.renewTime;
+          r.record = l->record;
+          r.record.holder.clear();
+          r.record.leaseDurationSeconds = 1;
+          r.record.renewTime = renewTime;
+          r.resourceVersion = l->resourceVersion;
+        }
         if (done) done();
       },
       asio::detached);
