@@ -173,7 +173,6 @@ int HostProgram::fromNetdevFd() const { return bpf_program__fd(skel_->progs.np_f
 int HostProgram::toNetdevFd() const { return bpf_program__fd(skel_->progs.np_to_netdev); }
 int HostProgram::mapFd(const std::string& name) const { return findMapFd<host_bpf>(skel_->obj, name); }
 
-namespace {
 // Every call of `helper` in the object's programs becomes `r0 = ret`, before load. The 6.x
 // verifier checks each helper call's availability over the whole program text, reachable or
 // not, so a call that read-only data makes dead (lib/xfer.h: np_xfer_meta) still keeps the
@@ -202,7 +201,6 @@ Status withoutHelper(bpf_object* obj, int helper, int32_t ret) {
   }
   return {};
 }
-}  // namespace
 
 Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& pinDir, const MapSizes& sizes,
                                                      const HostParams& p) {

@@ -136,6 +136,11 @@ class XdpProgram {
 // Whether XDP programs may call bpf_xdp_adjust_meta here (probed once).
 bool kernelHasXdpMetadata();
 
+// Rewrites every call of `helper` in an opened, not yet loaded object to `r0 = ret`, so a kernel
+// whose verifier refuses the helper for the program type loads it (the caller's code must take
+// `ret` as the helper's failure). libbpf has no such option: it only drops whole programs.
+Status withoutHelper(bpf_object* obj, int helper, int32_t ret);
+
 struct SockParams {
   Ipv4 nodeIp;
   uint16_t nodePortMin = NP_DEFAULT_NODEPORT_MIN;  // host order
