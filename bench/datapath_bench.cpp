@@ -237,6 +237,8 @@ void programService(const np::datapath::HostProgram& prog) {
   auto tracked = maps.trackPorts(prog.mapFd(NP_STR(NP_MAP_PORTS)),
                                  {np::PortRange{NP_DEFAULT_SNAT_PORT_MIN, NP_DEFAULT_SNAT_PORT_MAX}});
   if (!tracked) throw std::runtime_error("ports bitmap: " + tracked.error().message());
+  if (auto live = maps.trackLiveBackends(prog.mapFd(NP_STR(NP_MAP_BACKEND_LIVE))); !live)
+    throw std::runtime_error("live backends bitmap: " + live.error().message());
   np::lb::NodeContext node;
   node.nodeIps = {np::Ipv4{ip(kNodeIp)}};
   np::lb::Reconciler reconciler(maps, node);

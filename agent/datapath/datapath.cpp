@@ -223,6 +223,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const Config& c) {
   dp->lbMaps_.emplace(std::move(*maps));
   // Before the programs attach: until the reconciler's first dump() the bitmap says "incomplete".
   NP_TRY(dp->lbMaps_->trackPorts(dp->sock_->mapFd(NP_STR(NP_MAP_PORTS)), {dp->snatPorts_, dp->masqPorts_}));
+  NP_TRY(dp->lbMaps_->trackLiveBackends(dp->sock_->mapFd(NP_STR(NP_MAP_BACKEND_LIVE))));
   auto ct = ct::BpfTables::of(dp->sock_->mapFd(NP_STR(NP_MAP_CT)), dp->sock_->mapFd(NP_STR(NP_MAP_CT_EMBRYONIC)),
                               dp->sock_->mapFd(NP_STR(NP_MAP_CT_STATS)));
   if (!ct) return ct.error();

@@ -99,6 +99,60 @@ Status BpfLbMaps::trackPorts(int portsFd, std::vector<PortRange> always) {
   return writePorts(all, false);
 }
 
+Status BpfLbMaps::trackLiveBackends(int liveFd) {
+  auto m = bpf::Map<uint32_t, uint64_t>::of(liveFd);
+  if (!m) return m.error();
+  if (m->info().maxEntries != NP_BELIVE_WORDS)
+    return error("map " + m->info().name, "is not a bitmap of " + std::to_string(NP_BELIVE_WORDS * 64) + " backend IDs");
+  live_.emplace(std::move(*m));
+  liveWords_.clear();
+  liveRead_ = false;
+  return {};
+}
+
+// A set bit must always mean the backend map holds that ID; a clear one only costs the programs
+// a lookup. So words are written whole from what this agent wrote (never from a read of the map
+// but at a dump): a bit it does not vouch for is left clear.
+Status BpfLbMaps::markLive(const std::vector<uint32_t>& keys, size_t n, bool on) {
+  if (!live_ || n == 0) return {};
+  lb::FlatMap<uint32_t, uint64_t> next = liveWords_;
+  for (size_t i = 0; i < n; ++i) {
+    if (keys[i] > NP_BACKEND_ID_MAX) continue;  // the programs look such an ID up
+    uint64_t& w = next[keys[i] / 64];
+    const uint64_t bit = uint64_t{1} << (keys[i] % 64);
+    w = on ? w | bit : w & ~bit;
+  }
+  return syncLive(std::move(next), false);
+}
+
+Status BpfLbMaps::syncLive(lb::FlatMap<uint32_t, uint64_t> next, bool read) {
+  boost::unordered::erase_if(next, [](const auto& kv) { return kv.second == 0; });
+  lb::FlatMap<uint32_t, uint64_t> held;
+  if (read) {
+    auto all = live_->dump();
+    if (!all) return all.error();
+    for (const auto& [k, v] : *all)
+      if (v != 0) held.emplace(k, v);
+  }
+  const lb::FlatMap<uint32_t, uint64_t>& now = read ? held : liveWords_;
+  std::vector<uint32_t> keys;
+  std::vector<uint64_t> vals;
+  for (const auto& [k, v] : next)
+    if (auto it = now.find(k); it == now.end() || it->second != v) keys.push_back(k), vals.push_back(v);
+  for (const auto& [k, v] : now)
+    if (!next.contains(k)) keys.push_back(k), vals.push_back(0);
+  if (!keys.empty()) {
+    size_t done = 0;
+    if (Status st = live_->updateBatch(keys, vals, &done); !st) {
+      liveRead_ = false;  // what it holds is no longer known: the next dump() reads it
+      return st;
+    }
+  }
+  liveWords_ = std::move(next);
+  liveRead_ = true;
+  return {};
+}
+
 void BpfLbMaps::seedPorts(const PortBitmap& ports) {
   for (size_t w = 0; w < portsSeed_.size(); ++w) portsSeed_[w] |= ports[w];
 }
@@ -153,6 +207,8 @@ lb::LbMaps::Applied BpfLbMaps::apply(const std::vector<MapOp>& ops) {
         std::vector<np_backend> vals;
         for (size_t k = i; k < j; ++k) keys.push_back(ops[k].backendId), vals.push_back(ops[k].backend);
         st = backends_.updateBatch(keys, vals, &done);
+        // After the backends exist, and for those written even if the batch stopped short.
+        if (Status live = markLive(keys, done, true); st && !live) st = live;
         break;
       }
       case K::UpsertSlot:
@@ -186,7 +242,9 @@ lb::LbMaps::Applied BpfLbMaps::apply(const std::vector<MapOp>& ops) {
       case K::DeleteBackend: {
         std::vector<uint32_t> keys;
         for (size_t k = i; k < j; ++k) keys.push_back(ops[k].backendId);
-        st = backends_.deleteBatch(keys, &done);
+        // Before the backends go: a program that sees the bit clear looks the backend up.
+        st = markLive(keys, keys.size(), false);
+        if (st) st = backends_.deleteBatch(keys, &done);
         break;
       }
       case K::UpsertAffinityMatch: {
@@ -247,6 +305,12 @@ Result<lb::LbImage> BpfLbMaps::dump() {
     PortBitmap next = portBitmap(img, portsAlways_);
     for (size_t w = 0; w < next.size(); ++w) next[w] |= portsSeed_[w];
     NP_TRY(writePorts(next, true));
+  }
+  if (live_) {
+    lb::FlatMap<uint32_t, uint64_t> next;
+    for (const auto& [id, be] : img.backends)
+      if (id <= NP_BACKEND_ID_MAX) next[id / 64] |= uint64_t{1} << (id % 64);
+    NP_TRY(syncLive(std::move(next), !liveRead_));
   }
   // Maglev: the outer map names each table by its map ID (a few thousand at most: one syscall a
   // key is fine); each table is read in batches.

@@ -4,10 +4,13 @@
 // entry of np_ports4_v1, the ports a flow of ours can use at the node's address (lib/ports.h), a
 // superset of what the maps and conntrack use: written from them by the first dump() after
 // trackPorts() (the reconciler's adopt at start), then the bits of a write's ports are set before
-// the write. Bits are cleared only at the next start.
+// the write. Bits are cleared only at the next start. And np_belive4_v1, the backend IDs the
+// backend map holds (np_lb.h): a backend's bit is set after the backend is written and cleared
+// before it is deleted, and every dump() rewrites the bitmap from the map where it differs.
 #pragma once
 
 #include <array>
+#include <optional>
 
 #include "bpf/map.h"
 #include "core/config.h"
@@ -39,6 +42,9 @@ class BpfLbMaps final : public lb::LbMaps {
   // masquerade) in it. Marks it incomplete at once, so every program looks up every packet until
   // the next dump() writes it (a previous agent's bitmap may lack what it wrote since).
   Status trackPorts(int portsFd, std::vector<PortRange> always);
+  // Keeps np_belive4_v1 (liveFd) from now on: the next dump() rewrites it from the backend map
+  // (a previous agent's or another tool's writes since may have left bits of backends gone).
+  Status trackLiveBackends(int liveFd);
   // Ports the first dump() after trackPorts() adds to what the maps use (portsInConntrack()).
   void seedPorts(const PortBitmap& ports);
   Capacity capacity() const override {
@@ -62,6 +68,11 @@ class BpfLbMaps final : public lb::LbMaps {
   // Sets the bits of the ports `ops` write (before they are written).
   Status addPorts(const std::vector<lb::MapOp>& ops);
   Status writePorts(const PortBitmap& next, bool complete);
+  // Sets (on) or clears the bits of keys[0..n) in np_belive4_v1.
+  Status markLive(const std::vector<uint32_t>& keys, size_t n, bool on);
+  // Writes the words of `next` that differ from what the map holds (`words`, or the map itself
+  // when `read`), then keeps next as what it holds.
+  Status syncLive(lb::FlatMap<uint32_t, uint64_t> next, bool read);
 
   bpf::Map<np_svc_key, np_svc_val> services_;
   bpf::Map<uint32_t, np_backend> backends_;
@@ -75,6 +86,9 @@ class BpfLbMaps final : public lb::LbMaps {
   PortBitmap ports_{};        // what np_ports4_v1's agent entry holds
   PortBitmap portsSeed_{};
   bool portsComplete_ = false;
+  std::optional<bpf::Map<uint32_t, uint64_t>> live_;
+  lb::FlatMap<uint32_t, uint64_t> liveWords_;  // np_belive4_v1's nonzero words
+  bool liveRead_ = false;                      // liveWords_ is what the map holds
 };
 
 }  // namespace np::datapath

@@ -175,8 +175,8 @@ class Reconciler {
   bool pruneAllowed_ = false;
   std::optional<Error> diverged_;
   IdAllocator<np_svc_key, uint16_t, SvcKeyHash, SvcKeyEq> frontendIds_{1, NP_SVC_ID_MAX};
-  // Backend IDs stay below 2^24 so the allocator's bitmap stays small (2 MiB at most).
-  IdAllocator<uint64_t, uint32_t> backendIds_{1, (1u << 24) - 1};
+  // Backend IDs stay below 2^24 so the allocator's bitmap and np_belive4_v1 stay small (2 MiB).
+  IdAllocator<uint64_t, uint32_t> backendIds_{1, NP_BACKEND_ID_MAX};
 };
 
 // Packs (address, port, protocol) of a backend into its allocator key.

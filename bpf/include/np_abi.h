@@ -34,6 +34,7 @@
 #define NP_MAP_AFFINITY_MATCH np_affmatch_v1
 #define NP_MAP_MAGLEV     np_maglev4_v1
 #define NP_MAP_PORTS      np_ports4_v1
+#define NP_MAP_BACKEND_LIVE np_belive4_v1
 /* Per loaded xdp.bpf.o, unpinned (np_xdp.h). */
 #define NP_MAP_XDP_STATS  np_xdpstat_v1
 #define NP_MAP_XDP_CALLS  np_xdpcall_v1

@@ -189,4 +189,12 @@ struct np_ports {
 };
 NP_ASSERT_SIZE(struct np_ports, 8 * NP_PORTS_WORDS + 8);
 
+/* np_belive4_v1 (lib/maps.h, lib/lb.h): ARRAY of NP_BELIVE_WORDS words, a bitmap over backend
+ * IDs: ID i is bit i % 64 of word i / 64. A set bit says np_backend4_v1 holds ID i: the agent sets
+ * it after it wrote the backend and clears it before it deletes the backend, and rewrites the
+ * whole bitmap from the map at its start. A clear bit says nothing: the programs then look the
+ * backend up. It spares a packet of an established flow the hash lookup of its backend. */
+#define NP_BACKEND_ID_MAX ((1u << 24) - 1) /* the agent hands out backend IDs 1..this */
+#define NP_BELIVE_WORDS ((NP_BACKEND_ID_MAX + 1) / 64)
+
 #endif /* NP_LB_H */

@@ -25,6 +25,16 @@ struct np_lb_client {
 	__u8 kind; /* enum np_affinity_client */
 };
 
+/* True: np_backend4_v1 holds backend `id` (an array lookup the verifier inlines). False says
+ * nothing: look it up. */
+static __always_inline bool np_backend_known(__u32 id)
+{
+	__u32 k = id / 64;
+	const __u64 *w = bpf_map_lookup_elem(&NP_MAP_BACKEND_LIVE, &k);
+
+	return w && (*w >> (id % 64)) & 1;
+}
+
 static __always_inline struct np_svc_val *np_lb_lookup(struct np_svc_key *key, __be32 addr,
 						       __be16 port, __u8 proto)
 {

@@ -168,4 +168,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } NP_MAP_PORTS SEC(".maps");
 
+/* Backend IDs np_backend4_v1 holds (np_lb.h): agent writes, programs read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, NP_BELIVE_WORDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} NP_MAP_BACKEND_LIVE SEC(".maps");
+
 #endif /* NP_LIB_MAPS_H */

@@ -212,14 +212,17 @@ static __always_inline bool np_nodeport_backend_usable(const struct np_ct_entry 
 						       const struct np_pkt *p)
 {
 	__u32 id = e->backend_id;
-	const struct np_backend *be = bpf_map_lookup_elem(&NP_MAP_BACKENDS, &id);
+	const bool syn = p->proto == IPPROTO_TCP &&
+			 (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	const struct np_backend *be;
 
+	/* Only a SYN needs the backend's state; any other packet only that it exists. */
+	if (!syn && np_backend_known(id))
+		return true;
+	be = bpf_map_lookup_elem(&NP_MAP_BACKENDS, &id);
 	if (!be)
 		return false;
-	if (be->state != NP_BACKEND_ACTIVE && p->proto == IPPROTO_TCP &&
-	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-		return false;
-	return true;
+	return !(syn && be->state != NP_BACKEND_ACTIVE);
 }
 
 /* The entry can carry this packet of its flow; otherwise the packet starts a new flow (or is not

@@ -339,7 +339,7 @@ static __always_inline int np_pod_svc_xlate(np_ctx_t *ctx, struct np_pkt *p, __u
 	np_ct_key_from_pkt(&key, p, NP_CT_LXC);
 	e = bpf_map_lookup_elem(&NP_MAP_CT, &key);
 	if (e && !np_ct_expired(e, now) && !np_ct_reopens(e, p) &&
-	    bpf_map_lookup_elem(&NP_MAP_BACKENDS, &e->backend_id)) {
+	    (np_backend_known(e->backend_id) || bpf_map_lookup_elem(&NP_MAP_BACKENDS, &e->backend_id))) {
 		expires = np_ct_refresh(e, p, now, np_ctx_len(ctx), false);
 		if (expires)
 			np_ct_sync_peer(&NP_MAP_CT, &key, e, expires);
