@@ -149,7 +149,7 @@ Status BpfLbMaps::syncLive(lb::FlatMap<uint32_t, uint64_t> next, bool read) {
     }
   }
   liveWords_ = std::move(next);
-  liveRead_ = true;
+  if (read) liveRead_ = true;  // a write from the mirror alone vouches for the words it wrote
   return {};
 }
 
@@ -306,11 +306,13 @@ Result<lb::LbImage> BpfLbMaps::dump() {
     for (size_t w = 0; w < next.size(); ++w) next[w] |= portsSeed_[w];
     NP_TRY(writePorts(next, true));
   }
-  if (live_) {
+  // The first dump after trackLiveBackends() (or after a failed write) writes the backend bitmap
+  // from the map where it differs; later ones (`lb list`, the interval's) leave it to apply().
+  if (live_ && !liveRead_) {
     lb::FlatMap<uint32_t, uint64_t> next;
     for (const auto& [id, be] : img.backends)
       if (id <= NP_BACKEND_ID_MAX) next[id / 64] |= uint64_t{1} << (id % 64);
-    NP_TRY(syncLive(std::move(next), !liveRead_));
+    NP_TRY(syncLive(std::move(next), true));
   }
   // Maglev: the outer map names each table by its map ID (a few thousand at most: one syscall a
   // key is fine); each table is read in batches.

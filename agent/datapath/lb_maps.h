@@ -6,7 +6,7 @@
 // trackPorts() (the reconciler's adopt at start), then the bits of a write's ports are set before
 // the write. Bits are cleared only at the next start. And np_belive4_v1, the backend IDs the
 // backend map holds (np_lb.h): a backend's bit is set after the backend is written and cleared
-// before it is deleted, and every dump() rewrites the bitmap from the map where it differs.
+// before it is deleted, and the first dump() after trackLiveBackends() rewrites it from the map.
 #pragma once
 
 #include <array>

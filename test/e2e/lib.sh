@@ -818,6 +818,30 @@ expect_ports() {
   done
 }
 
+# expect_live_backends <node>: every backend ID in node's np_backend4_v1 has its bit in
+# np_belive4_v1 (the bitmap that spares established flows the backend lookup), and there is at
+# least one.
+expect_live_backends() {
+  local dir=$NP_LAB_DIR/bpffs/$1/nodepath keys k b id value n=0
+  keys=$(bpftool -j map dump pinned "$dir/np_backend4_v1" 2>&1 | jq -r '.[].key | join(" ")') ||
+    { echo "cannot read $dir/np_backend4_v1: $keys"; return 1; }
+  while read -r -a k; do
+    ((${#k[@]} == 4)) || continue
+    id=$((k[0] | k[1] << 8 | k[2] << 16 | k[3] << 24))
+    b=$((id / 64))
+    value=$(bpftool -j map lookup pinned "$dir/np_belive4_v1" key $((b & 255)) $((b >> 8 & 255)) \
+      $((b >> 16 & 255)) $((b >> 24 & 255)) 2>&1 | jq -r '.value | join(" ")') ||
+      { echo "cannot read $dir/np_belive4_v1: $value"; return 1; }
+    read -r -a value <<<"$value"
+    if (( (value[id % 64 / 8] >> (id % 8) & 1) != 1 )); then
+      echo "$dir/np_belive4_v1: backend $id is in the backend map but its bit is clear"
+      return 1
+    fi
+    n=$((n + 1))
+  done <<<"$keys"
+  ((n > 0)) || { echo "$dir/np_backend4_v1 holds no backend"; return 1; }
+}
+
 # expect_link_gone <id>: no link has this ID any more (released: its program is off the device).
 expect_link_gone() {
   if bpftool link show id "$1" >/dev/null 2>&1; then
