@@ -883,6 +883,13 @@ int runBench(const Options& opt) {
        .xdp = true, .verdict = XDP_TX, .tag = "XDP DSR new"},
   };
   for (Case& c : remote) cases.push_back(std::move(c));
+  constexpr size_t kLoop = 0, kBaseDirect = 1, kWrapFixed = 2, kWrapVary = 3, kBaseline = 4;
+  if (!opt.only.empty()) {
+    std::erase_if(cases, [&](const Case& c) { return c.nodePort && c.name.find(opt.only) == std::string::npos; });
+    if (std::none_of(cases.begin(), cases.end(), [](const Case& c) { return c.nodePort; }))
+      throw std::runtime_error("--only " + opt.only + " matches no NodePort case");
+  }
+
   if (!np::datapath::kernelHasXdpMetadata()) {
     // No hand-off from XDP to tc on this kernel (lib/xfer.h): XDP passes new flows and flows to
     // local backends on untouched, for tc to do. Those rows then time that deferral: checked as
@@ -903,12 +910,6 @@ int runBench(const Options& opt) {
         return "verdict XDP_PASS, untranslated (left to tc)";
       };
     }
-  }
-  constexpr size_t kLoop = 0, kBaseDirect = 1, kWrapFixed = 2, kWrapVary = 3, kBaseline = 4;
-  if (!opt.only.empty()) {
-    std::erase_if(cases, [&](const Case& c) { return c.nodePort && c.name.find(opt.only) == std::string::npos; });
-    if (std::none_of(cases.begin(), cases.end(), [](const Case& c) { return c.nodePort; }))
-      throw std::runtime_error("--only " + opt.only + " matches no NodePort case");
   }
 
   auto runCase = [&](Case& c, uint32_t repeat) {

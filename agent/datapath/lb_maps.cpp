@@ -6,6 +6,8 @@
 #include <cstring>
 #include <memory>
 
+#include "core/log.h"
+
 namespace np::datapath {
 
 using lb::MapOp;
@@ -107,22 +109,43 @@ Status BpfLbMaps::trackLiveBackends(int liveFd) {
   live_.emplace(std::move(*m));
   liveWords_.clear();
   liveRead_ = false;
-  return {};
+  liveDumped_ = false;
+  // Cleared before the programs attach: an agent without the bitmap (a downgrade) may have
+  // deleted backends since it was written, and until the first dump() writes it again every
+  // established flow's backend is looked up.
+  return syncLive({}, true);
 }
 
 // A set bit must always mean the backend map holds that ID; a clear one only costs the programs
 // a lookup. So words are written whole from what this agent wrote (never from a read of the map
-// but at a dump): a bit it does not vouch for is left clear.
+// but at a dump): a bit it does not vouch for is left clear. Every word the keys touch is
+// written, whatever the mirror says (after a failed write the mirror may not be what the map
+// holds), and the mirror follows.
 Status BpfLbMaps::markLive(const std::vector<uint32_t>& keys, size_t n, bool on) {
   if (!live_ || n == 0) return {};
-  lb::FlatMap<uint32_t, uint64_t> next = liveWords_;
+  lb::FlatMap<uint32_t, uint64_t> touched;
   for (size_t i = 0; i < n; ++i) {
     if (keys[i] > NP_BACKEND_ID_MAX) continue;  // the programs look such an ID up
-    uint64_t& w = next[keys[i] / 64];
+    const uint32_t k = keys[i] / 64;
+    auto [it, fresh] = touched.try_emplace(k, 0);
+    if (fresh)
+      if (auto m = liveWords_.find(k); m != liveWords_.end()) it->second = m->second;
     const uint64_t bit = uint64_t{1} << (keys[i] % 64);
-    w = on ? w | bit : w & ~bit;
+    it->second = on ? it->second | bit : it->second & ~bit;
   }
-  return syncLive(std::move(next), false);
+  if (touched.empty()) return {};
+  std::vector<uint32_t> words;
+  std::vector<uint64_t> vals;
+  for (const auto& [k, v] : touched) words.push_back(k), vals.push_back(v);
+  size_t done = 0;
+  if (Status st = live_->updateBatch(words, vals, &done); !st) {
+    liveRead_ = false;  // what it holds is no longer known: the next dump() reads it
+    return st;
+  }
+  for (const auto& [k, v] : touched)
+    if (v) liveWords_[k] = v;
+    else liveWords_.erase(k);
+  return {};
 }
 
 Status BpfLbMaps::syncLive(lb::FlatMap<uint32_t, uint64_t> next, bool read) {
@@ -149,7 +172,9 @@ Status BpfLbMaps::syncLive(lb::FlatMap<uint32_t, uint64_t> next, bool read) {
     }
   }
   liveWords_ = std::move(next);
-  if (read) liveRead_ = true;  // a write from the mirror alone vouches for the words it wrote
+  // After a read the mirror is what the map holds; the first dump() still writes it from the
+  // backend map (liveDumped_).
+  if (read) liveRead_ = true;
   return {};
 }
 
@@ -207,8 +232,12 @@ lb::LbMaps::Applied BpfLbMaps::apply(const std::vector<MapOp>& ops) {
         std::vector<np_backend> vals;
         for (size_t k = i; k < j; ++k) keys.push_back(ops[k].backendId), vals.push_back(ops[k].backend);
         st = backends_.updateBatch(keys, vals, &done);
-        // After the backends exist, and for those written even if the batch stopped short.
-        if (Status live = markLive(keys, done, true); st && !live) st = live;
+        // After the backends exist, and for those written even if the batch stopped short. A
+        // bit not set only costs the programs a lookup: logged, not failed; the next dump()
+        // (the interval's) writes the bitmap again.
+        if (Status live = markLive(keys, done, true); !live)
+          NP_LOG_WARN("datapath", "%s: established flows of these backends look them up until the next resync",
+                      live.error().message().c_str());
         break;
       }
       case K::UpsertSlot:
@@ -306,13 +335,15 @@ Result<lb::LbImage> BpfLbMaps::dump() {
     for (size_t w = 0; w < next.size(); ++w) next[w] |= portsSeed_[w];
     NP_TRY(writePorts(next, true));
   }
-  // The first dump after trackLiveBackends() (or after a failed write) writes the backend bitmap
-  // from the map where it differs; later ones (`lb list`, the interval's) leave it to apply().
-  if (live_ && !liveRead_) {
+  // The first dump after trackLiveBackends() (and the first after a failed write) writes the
+  // backend bitmap from the map where it differs; later ones (`lb list`, the interval's) leave it
+  // to apply().
+  if (live_ && (!liveRead_ || !liveDumped_)) {
     lb::FlatMap<uint32_t, uint64_t> next;
     for (const auto& [id, be] : img.backends)
       if (id <= NP_BACKEND_ID_MAX) next[id / 64] |= uint64_t{1} << (id % 64);
-    NP_TRY(syncLive(std::move(next), true));
+    NP_TRY(syncLive(std::move(next), !liveRead_));
+    liveDumped_ = true;
   }
   // Maglev: the outer map names each table by its map ID (a few thousand at most: one syscall a
   // key is fine); each table is read in batches.

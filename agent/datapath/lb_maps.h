@@ -42,8 +42,8 @@ class BpfLbMaps final : public lb::LbMaps {
   // masquerade) in it. Marks it incomplete at once, so every program looks up every packet until
   // the next dump() writes it (a previous agent's bitmap may lack what it wrote since).
   Status trackPorts(int portsFd, std::vector<PortRange> always);
-  // Keeps np_belive4_v1 (liveFd) from now on: the next dump() rewrites it from the backend map
-  // (a previous agent's or another tool's writes since may have left bits of backends gone).
+  // Keeps np_belive4_v1 (liveFd) from now on. Clears it at once (an agent without it may have
+  // deleted backends since it was written); the next dump() writes it from the backend map.
   Status trackLiveBackends(int liveFd);
   // Ports the first dump() after trackPorts() adds to what the maps use (portsInConntrack()).
   void seedPorts(const PortBitmap& ports);
@@ -89,6 +89,7 @@ class BpfLbMaps final : public lb::LbMaps {
   std::optional<bpf::Map<uint32_t, uint64_t>> live_;
   lb::FlatMap<uint32_t, uint64_t> liveWords_;  // np_belive4_v1's nonzero words
   bool liveRead_ = false;                      // liveWords_ is what the map holds
+  bool liveDumped_ = false;                    // a dump() wrote it from the backend map
 };
 
 }  // namespace np::datapath

@@ -45,9 +45,11 @@ require "mark n1-p2 terminating too (only terminating backends left)" \
 traffic lab_client_exec -- connect 192.168.10.100:30400 --count 20
 check "only terminating backends: new connections still succeed (20/20), served by them" expect_ok 20
 
+mapfile -t ids_before < <(backend_ids n1)
 require "remove n1-p1 from the service" \
   lab_agentctl n1 service upsert default/drain --port 80 --node-port 30400 --backend 10.0.1.11:8080
 traffic lab_client_exec -- connect 192.168.10.100:30400 --count 10
 check "after the removal new connections go to n1-p2 (10/10)" expect_id n1-p2 10
+check "n1's backend bitmap: the bits of the backends left set, the removed n1-p1's cleared" expect_live_backends n1 "${ids_before[@]}"
 
 e2e_finish

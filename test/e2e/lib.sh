@@ -818,28 +818,50 @@ expect_ports() {
   done
 }
 
-# expect_live_backends <node>: every backend ID in node's np_backend4_v1 has its bit in
-# np_belive4_v1 (the bitmap that spares established flows the backend lookup), and there is at
-# least one.
-expect_live_backends() {
-  local dir=$NP_LAB_DIR/bpffs/$1/nodepath keys k b id value n=0
-  keys=$(bpftool -j map dump pinned "$dir/np_backend4_v1" 2>&1 | jq -r '.[].key | join(" ")') ||
-    { echo "cannot read $dir/np_backend4_v1: $keys"; return 1; }
+# backend_ids <node>: the backend IDs in node's np_backend4_v1, one a line.
+backend_ids() {
+  local keys k
+  keys=$(bpftool -j map dump pinned "$NP_LAB_DIR/bpffs/$1/nodepath/np_backend4_v1" | jq -r '.[].key | join(" ")') ||
+    return 1
   while read -r -a k; do
-    ((${#k[@]} == 4)) || continue
-    id=$((k[0] | k[1] << 8 | k[2] << 16 | k[3] << 24))
-    b=$((id / 64))
-    value=$(bpftool -j map lookup pinned "$dir/np_belive4_v1" key $((b & 255)) $((b >> 8 & 255)) \
-      $((b >> 16 & 255)) $((b >> 24 & 255)) 2>&1 | jq -r '.value | join(" ")') ||
+    ((${#k[@]} == 4)) && echo $((k[0] | k[1] << 8 | k[2] << 16 | k[3] << 24))
+  done <<<"$keys"
+  return 0
+}
+
+# expect_live_backends <node> [<gone id>...]: node's np_belive4_v1 (the bitmap that spares
+# established flows the backend lookup) has a bit for every backend ID in np_backend4_v1, and in
+# the words those IDs and the given IDs (backends since deleted) fall in, no bit of an ID the
+# backend map lacks: a set bit must always name a backend that exists. At least one backend.
+expect_live_backends() {
+  local dir=$NP_LAB_DIR/bpffs/$1/nodepath ids id w value b i
+  local -A have=() words=()
+  ids=$(backend_ids "$1" 2>&1) || { echo "cannot read $dir/np_backend4_v1: $ids"; return 1; }
+  shift
+  for id in ${ids}; do # one ID a word
+    have[$id]=1
+    words[$((id / 64))]=1
+  done
+  ((${#have[@]} > 0)) || { echo "$dir/np_backend4_v1 holds no backend"; return 1; }
+  for id in "$@"; do words[$((id / 64))]=1; done
+  for w in "${!words[@]}"; do
+    value=$(bpftool -j map lookup pinned "$dir/np_belive4_v1" key $((w & 255)) $((w >> 8 & 255)) \
+      $((w >> 16 & 255)) $((w >> 24 & 255)) 2>&1 | jq -r '.value | join(" ")') ||
       { echo "cannot read $dir/np_belive4_v1: $value"; return 1; }
     read -r -a value <<<"$value"
-    if (( (value[id % 64 / 8] >> (id % 8) & 1) != 1 )); then
-      echo "$dir/np_belive4_v1: backend $id is in the backend map but its bit is clear"
-      return 1
-    fi
-    n=$((n + 1))
-  done <<<"$keys"
-  ((n > 0)) || { echo "$dir/np_backend4_v1 holds no backend"; return 1; }
+    for ((i = 0; i < 64; i++)); do
+      id=$((w * 64 + i))
+      b=$(( value[i / 8] >> (i % 8) & 1 ))
+      if ((b == 0)) && [[ -n ${have[$id]:-} ]]; then
+        echo "$dir/np_belive4_v1: backend $id is in the backend map but its bit is clear"
+        return 1
+      fi
+      if ((b == 1)) && [[ -z ${have[$id]:-} ]]; then
+        echo "$dir/np_belive4_v1: the bit of backend $id is set but the backend map has no such backend"
+        return 1
+      fi
+    done
+  done
 }
 
 # expect_link_gone <id>: no link has this ID any more (released: its program is off the device).

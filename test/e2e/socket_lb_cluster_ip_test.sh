@@ -36,7 +36,7 @@ check "...backend n2-p1 answers some of them" expect_id n2-p1 +
 # the host programs passed them without looking (np_ports4_v1 has the services' ports, not those).
 check "...n1's ports bitmap is complete: frontend 80, backend 8080, SNAT 65535 in it, ephemeral 40000 not" \
   expect_ports n1 80 53 8080 65535 -- 40000 22
-check "...n1's backend bitmap (np_belive4_v1) has the bit of every backend the backend map holds" \
+check "...n1's backend bitmap (np_belive4_v1): a bit for every backend the backend map holds, none for one it lacks" \
   expect_live_backends n1
 
 # A TCP socket's reverse record (np_sockrev4t_v1, by socket cookie) goes with the socket
