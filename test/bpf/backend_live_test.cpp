@@ -48,11 +48,8 @@ class BackendLiveTest : public HostTest {
   }
   void track() {
     reconciler_.reset();
-    auto maps = datapath::BpfLbMaps::of(mapFd(NP_STR(NP_MAP_SERVICES)), mapFd(NP_STR(NP_MAP_BACKENDS)),
-                                        mapFd(NP_STR(NP_MAP_REVNAT)), mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
-                                        mapFd(NP_STR(NP_MAP_MAGLEV)), lbParams().maglevTableSize);
-    ASSERT_TRUE(maps) << maps.error().message();
-    maps_.emplace(std::move(*maps));
+    maps_ = agentLbMaps();
+    ASSERT_TRUE(maps_);
     auto st = maps_->trackLiveBackends(mapFd(NP_STR(NP_MAP_BACKEND_LIVE)));
     ASSERT_TRUE(st) << st.error().message();
   }
@@ -60,15 +57,7 @@ class BackendLiveTest : public HostTest {
     auto r = reconciler_->upsert(s);
     ASSERT_TRUE(r) << r.error().message();
   }
-  lb::Service service(std::vector<uint32_t> pods) const {
-    lb::Service s;
-    s.name = "default/web";
-    s.port = 80;
-    s.clusterIp = Ipv4{kClusterIp};
-    s.nodePort = kNodePort;
-    for (uint32_t a : pods) s.backends.push_back({Endpoint{Ipv4{a}, kBackendPort}});
-    return s;
-  }
+  lb::Service service(const std::vector<uint32_t>& pods) const { return webService(pods); }
 
   bool bit(uint32_t id) const {
     auto w = live_->lookup(id / 64);
@@ -92,6 +81,22 @@ class BackendLiveTest : public HostTest {
         if (v >> b & 1) ids.push_back(k * 64 + b);
     std::sort(ids.begin(), ids.end());
     return ids;
+  }
+  // Backends 1 (n1's pod A) and 2 (pod B) with their bits set, the NodePort on 1 alone.
+  void backendsAB() {
+    addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);
+    addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
+    setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
+    setBit(1, true);
+    setBit(2, true);
+  }
+  // `in` went through tc ingress to the pod at `pod`, DNAT'd and otherwise untouched.
+  ::testing::AssertionResult wentTo(const PacketBuilder& in, uint32_t pod) {
+    RunResult r = fromNetdev(in.build());
+    if (r.verdict != TC_ACT_OK) return ::testing::AssertionFailure() << "verdict " << r.verdict;
+    PacketBuilder want = in;
+    want.ipDst(pod).dstPort(kBackendPort);
+    return samePacket(want.build(), r.out);
   }
   std::vector<uint32_t> backendIds() const {
     auto m = bpf::Map<uint32_t, np_backend>::of(mapFd(NP_STR(NP_MAP_BACKENDS)));
@@ -155,11 +160,7 @@ TEST_F(BackendLiveTest, TheAgentKeepsTheBitsOfWhatTheMapHolds) {
 // its backend being looked up; with it clear, the lookup decides (here: the backend is gone, the
 // flow moves). A SYN still looks its backend up (a terminating one gets no new connection).
 TEST_F(BackendLiveTest, AnEstablishedFlowTrustsASetBitAndLooksUpAClearOne) {
-  addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);
-  addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
-  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  setBit(1, true);
-  setBit(2, true);
+  backendsAB();
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(toNetdev(localPodTcp(kLocalPodA, kClientPort, kTcpSyn | kTcpAck).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpAck).build()).verdict, TC_ACT_OK);
@@ -170,19 +171,11 @@ TEST_F(BackendLiveTest, AnEstablishedFlowTrustsASetBitAndLooksUpAClearOne) {
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {2});
   removeBackend(1);
   const PacketBuilder ack = clientTcp(kClientPort, kTcpAck | kTcpPsh);
-  RunResult r = fromNetdev(ack.build());
-  EXPECT_EQ(r.verdict, TC_ACT_OK);
-  PacketBuilder toA = ack;
-  toA.ipDst(kLocalPodA).dstPort(kBackendPort);
-  EXPECT_TRUE(samePacket(toA.build(), r.out)) << "with its bit set the backend is not looked up";
+  EXPECT_TRUE(wentTo(ack, kLocalPodA)) << "with its bit set the backend is not looked up";
 
   // Its bit cleared (the agent's order: before the delete): looked up, gone, the flow moves.
   setBit(1, false);
-  r = fromNetdev(ack.build());
-  EXPECT_EQ(r.verdict, TC_ACT_OK);
-  PacketBuilder toB = ack;
-  toB.ipDst(kLocalPodB).dstPort(kBackendPort);
-  EXPECT_TRUE(samePacket(toB.build(), r.out)) << "with its bit clear the deleted backend is looked up and missed";
+  EXPECT_TRUE(wentTo(ack, kLocalPodB)) << "with its bit clear the deleted backend is looked up and missed";
   ASSERT_TRUE(ct(clientKey(kClientPort)));
   EXPECT_EQ(ct(clientKey(kClientPort))->backend_id, 2u);
 }
@@ -190,22 +183,13 @@ TEST_F(BackendLiveTest, AnEstablishedFlowTrustsASetBitAndLooksUpAClearOne) {
 // A SYN on an entry whose backend terminates (a client reusing its port) leaves it though its
 // bit is set: the SYN reads the backend's state.
 TEST_F(BackendLiveTest, ASynStillReadsItsBackendsState) {
-  addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP);
-  addBackend(2, kLocalPodB, kBackendPort, IPPROTO_TCP);
-  setService(kTcpNodePort, kNodePortFlags, kRevNat, {1});
-  setBit(1, true);
-  setBit(2, true);
+  backendsAB();
   ASSERT_EQ(fromNetdev(clientTcp(kClientPort, kTcpSyn).build()).verdict, TC_ACT_OK);
   ASSERT_EQ(ct(clientKey(kClientPort))->backend_id, 1u);
 
   addBackend(1, kLocalPodA, kBackendPort, IPPROTO_TCP, NP_BACKEND_TERMINATING);
   setService(kTcpNodePort, kNodePortFlags, kRevNat, {2}, {1});
-  const PacketBuilder syn = clientTcp(kClientPort, kTcpSyn);
-  RunResult r = fromNetdev(syn.build());
-  EXPECT_EQ(r.verdict, TC_ACT_OK);
-  PacketBuilder toB = syn;
-  toB.ipDst(kLocalPodB).dstPort(kBackendPort);
-  EXPECT_TRUE(samePacket(toB.build(), r.out)) << "a SYN must not stay on a terminating backend";
+  EXPECT_TRUE(wentTo(clientTcp(kClientPort, kTcpSyn), kLocalPodB)) << "a SYN must not stay on a terminating backend";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "host_fixture.h"
+#include "lb/model.h"
 
 namespace np::bpftest {
 
@@ -21,6 +22,10 @@ inline constexpr uint8_t kNodePortFlags = NP_SVC_F_NODEPORT | NP_SVC_F_ROUTABLE;
 inline constexpr uint16_t kSnatMin = NP_DEFAULT_SNAT_PORT_MIN;  // HostParams defaults
 inline constexpr uint16_t kSnatMax = NP_DEFAULT_SNAT_PORT_MAX;
 inline const Frontend kTcpNodePort{kNodeIp, kNodePort, IPPROTO_TCP};
+
+// default/web, as the agent's tests program it: TCP ClusterIP kClusterIp:80 and NodePort
+// kNodePort, these pods as backends on kBackendPort.
+lb::Service webService(const std::vector<uint32_t>& pods);
 
 // A TCP segment from a client to the NodePort, as it arrives on ens192.
 inline PacketBuilder clientTcp(uint16_t sport, uint8_t flags, uint32_t client = kClientIp, uint16_t dport = kNodePort) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "flows.h"
 #include "np_abi.h"
 
 namespace np::bpftest {
@@ -151,6 +152,27 @@ void HostTest::addBackend(uint32_t id, uint32_t addr, uint16_t port, uint8_t pro
   b.state = state;
   auto st = backends_->update(id, b);
   ASSERT_TRUE(st.ok()) << st.error().message();
+}
+
+lb::Service webService(const std::vector<uint32_t>& pods) {
+  lb::Service s;
+  s.name = "default/web";
+  s.port = 80;
+  s.clusterIp = Ipv4{kClusterIp};
+  s.nodePort = kNodePort;
+  for (uint32_t a : pods) s.backends.push_back({Endpoint{Ipv4{a}, kBackendPort}});
+  return s;
+}
+
+std::optional<datapath::BpfLbMaps> HostTest::agentLbMaps() const {
+  auto maps = datapath::BpfLbMaps::of(mapFd(NP_STR(NP_MAP_SERVICES)), mapFd(NP_STR(NP_MAP_BACKENDS)),
+                                      mapFd(NP_STR(NP_MAP_REVNAT)), mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
+                                      mapFd(NP_STR(NP_MAP_MAGLEV)), lbParams().maglevTableSize);
+  if (!maps) {
+    ADD_FAILURE() << maps.error().message();
+    return std::nullopt;
+  }
+  return std::move(*maps);
 }
 
 void HostTest::removeBackend(uint32_t id) {

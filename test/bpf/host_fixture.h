@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bpf/map.h"
+#include "datapath/lb_maps.h"
 #include "datapath/programs.h"
 #include "env.h"
 #include "np_ct.h"
@@ -130,6 +131,9 @@ class HostTest : public ::testing::Test {
   // fd of one of the program's maps by name (NP_MAP_*), for cases that program it another way
   // (the agent's own reconciler, say).
   int mapFd(const std::string& name) const { return prog_->mapFd(name); }
+  // The agent's view of the program's service maps (how it programs them); a test failure and
+  // nullopt if it cannot be made.
+  std::optional<datapath::BpfLbMaps> agentLbMaps() const;
   // Backend selection the program is loaded with (np_lb_config); a fixture may override it.
   virtual datapath::LbParams lbParams() const { return {}; }
   // Flow events the program is loaded with (off unless a fixture turns them on).

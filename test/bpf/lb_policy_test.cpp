@@ -32,11 +32,8 @@ class LbPolicyTest : public HostTest {
   void SetUp() override {
     HostTest::SetUp();
     if (HasFatalFailure()) return;
-    auto maps = datapath::BpfLbMaps::of(mapFd(NP_STR(NP_MAP_SERVICES)), mapFd(NP_STR(NP_MAP_BACKENDS)),
-                                        mapFd(NP_STR(NP_MAP_REVNAT)), mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
-                                        mapFd(NP_STR(NP_MAP_MAGLEV)), lbParams().maglevTableSize);
-    ASSERT_TRUE(maps) << maps.error().message();
-    maps_.emplace(std::move(*maps));
+    maps_ = agentLbMaps();
+    ASSERT_TRUE(maps_);
     lb::NodeContext node;
     node.nodeIps = {Ipv4{kNodeIp}};
     node.nodeName = "n1";
@@ -56,15 +53,7 @@ class LbPolicyTest : public HostTest {
   }
 
   // A TCP NodePort service on 30080 (and its ClusterIP) with these backends (port 8080).
-  lb::Service service(const std::vector<uint32_t>& backends) const {
-    lb::Service s;
-    s.name = "default/web";
-    s.port = 80;
-    s.clusterIp = Ipv4{kClusterIp};
-    s.nodePort = kNodePort;
-    for (uint32_t b : backends) s.backends.push_back({Endpoint{Ipv4{b}, kBackendPort}});
-    return s;
-  }
+  lb::Service service(const std::vector<uint32_t>& backends) const { return webService(backends); }
   void upsert(const lb::Service& s) {
     auto r = reconciler_->upsert(s);
     ASSERT_TRUE(r) << r.error().message();

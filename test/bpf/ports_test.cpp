@@ -45,11 +45,8 @@ class PortsTest : public HostTest {
   }
 
   void newMaps() {
-    auto maps = datapath::BpfLbMaps::of(mapFd(NP_STR(NP_MAP_SERVICES)), mapFd(NP_STR(NP_MAP_BACKENDS)),
-                                        mapFd(NP_STR(NP_MAP_REVNAT)), mapFd(NP_STR(NP_MAP_AFFINITY_MATCH)),
-                                        mapFd(NP_STR(NP_MAP_MAGLEV)), lbParams().maglevTableSize);
-    ASSERT_TRUE(maps) << maps.error().message();
-    maps_.emplace(std::move(*maps));
+    maps_ = agentLbMaps();
+    ASSERT_TRUE(maps_);
   }
   // An agent's start: tracking on (the SNAT range always in), the ports conntrack uses at the
   // node's address seeded, the reconciler's adopt.
