@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ConntrackSynFloodKeepsEstablished: a spoofed SYN flood (10,000 SYN/s from 198.51.100.0/24,
-# random source ports, for 20 s) at a NodePort whose backend is on the other node (SNAT path)
+# random source ports, for 26 s) at a NodePort whose backend is on the other node (SNAT path)
 # must not cost an idle established connection, nor more than 1 % of the real connections made
 # during it; status says Degraded, naming the embryonic table, while the flood overflows it, and
 # Ok again by itself afterwards.
@@ -19,18 +19,20 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rate=${E2E_FLOOD_RATE:-10000}
-seconds=${E2E_FLOOD_SECONDS:-20}
+seconds=${E2E_FLOOD_SECONDS:-26}
 read -r -a n1_flags <<<"${E2E_CT_FLOOD_AGENT_FLAGS:---bpf-ct-global-max 65536 --conntrack-gc-interval 2s}"
-# Real connections: one every 50 ms for the flood's duration minus 12 s: up to 3 s to notice that
-# the flood arrived, and room for the few attempts whose SYN or SYN-ACK is lost to wait for their
-# SYN retransmissions (each waits for the one before), so that all of them start and end while it
-# runs. A real handshake whose unconfirmed entries the flood evicts between its SYN and its
-# SYN-ACK or ACK loses that packet: the client's retransmitted SYN opens the flow again. A client
-# here gives up after 4 s, i.e. after two retransmissions (at 1 s and 3 s), as a real client
-# would not (Linux retries a SYN 6 times): measured with 2 s (one retransmission) 1-4 of 160
-# attempts failed (about 1 %, which made a 98 % threshold fail one run in ten); with 4 s, 0 of 480.
+# Real connections: 160, one every 50 ms (8 s), while the flood runs for 26 s: up to 3 s to notice
+# that the flood arrived, and 15 s of room for the few attempts whose SYN or SYN-ACK is lost to
+# wait for their SYN retransmissions. The attempts are made one after the other, so each slow one
+# delays all after it: in a CI run on a slow day 12 of 160 waited (1-4 s each), 10.8 s in all, and
+# the last ended with a 20 s flood. A real handshake whose unconfirmed entries the flood evicts
+# between its SYN and its SYN-ACK or ACK loses that packet: the client's retransmitted SYN opens
+# the flow again. A client here gives up after 4 s, i.e. after two retransmissions (at 1 s and
+# 3 s), as a real client would not (Linux retries a SYN 6 times): measured with 2 s (one
+# retransmission) 1-4 of 160 attempts failed (about 1 %, which made a 98 % threshold fail one run
+# in ten); with 4 s, 0 of 480.
 interval_ms=50
-legit=$(((seconds - 12) * 1000 / interval_ms))
+legit=${E2E_FLOOD_CONNECTIONS:-160}
 frontend=192.168.10.100:30080
 
 e2e_init ConntrackSynFloodKeepsEstablished npe_ctf
@@ -122,8 +124,8 @@ echo "  real connections that took >= 500 ms: $slow$( ((slow)) && grep -E '^slow
 
 flood_line=$(grep -m1 '^synflood ' "$NP_LAB_DIR/logs/flood.log" || true)
 echo "  flood: ${flood_line:-(no summary; log: $(tail -n 3 "$NP_LAB_DIR/logs/flood.log"))}"
-# The flood must be big enough to matter: at 80 % of its rate it still sends 2.4x the main table's
-# 65,536 entries in 20 s (the Degraded check above proves the embryonic table overflowed). 90 %
+# The flood must be big enough to matter: at 80 % of its rate it still sends 3.2x the main table's
+# 65,536 entries in 26 s (the Degraded check above proves the embryonic table overflowed). 90 %
 # was too strict for a generator sharing 2 loaded cores with the build (it reached 85 % there).
 flood_rate_held() {
   local sent r
